@@ -1,0 +1,107 @@
+"""The one result type every data source returns, and the source registry."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from ..registry import Registry
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    """One split: uint8 images (N, H, W, C), int64 labels (N,), string ids and metadata rows."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    ids: np.ndarray
+    metadata: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        if self.images.ndim != 4 or self.images.dtype != np.uint8:
+            raise DataError(f"images must be uint8 (N, H, W, C); got {self.images.dtype} {self.images.shape}")
+        if len(self.images) != n or len(self.ids) != n:
+            raise DataError(f"split has {len(self.images)} images, {n} labels and {len(self.ids)} ids")
+        if self.metadata.empty:
+            self.metadata = pd.DataFrame(index=range(n))
+        self.labels = self.labels.astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: np.ndarray) -> "Split":
+        indices = np.asarray(indices)
+        return Split(
+            self.images[indices],
+            self.labels[indices],
+            self.ids[indices],
+            self.metadata.iloc[indices].reset_index(drop=True),
+        )
+
+    def class_counts(self, num_classes: int) -> np.ndarray:
+        return np.bincount(self.labels, minlength=num_classes)
+
+
+@dataclass
+class ImageDataset:
+    """A data set ready for training: class names and train/val/test splits."""
+
+    name: str
+    class_names: list[str]
+    splits: dict[str, Split]
+    description: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.splits["train"].images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def train(self) -> Split:
+        return self.splits["train"]
+
+    @property
+    def val(self) -> Split:
+        return self.splits["val"]
+
+    @property
+    def test(self) -> Split:
+        return self.splits["test"]
+
+    def counts_table(self) -> pd.DataFrame:
+        """Images per class (rows) and split (columns)."""
+        table = {s: self.splits[s].class_counts(self.num_classes) for s in SPLITS}
+        return pd.DataFrame(table, index=pd.Index(self.class_names, name="class"))
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """How a data source is loaded and what it expects on disk (shown in the CLI and the app)."""
+
+    name: str
+    loader: Callable[..., ImageDataset]
+    description: str
+    layout: str
+    needs_path: bool
+
+
+DATA_SOURCES: Registry[SourceInfo] = Registry("data source")
+
+
+def register_source(name: str, *, description: str, layout: str, needs_path: bool = True):
+    """Decorator: `@register_source("ham10000", ...)` over a loader `fn(path, image_size, split_seed, **options)`."""
+
+    def decorator(loader: Callable[..., ImageDataset]) -> Callable[..., ImageDataset]:
+        DATA_SOURCES.register(name)(SourceInfo(name, loader, description, layout, needs_path))
+        return loader
+
+    return decorator

@@ -1,0 +1,39 @@
+"""Any labelled image collection: one sub-folder per class, or a CSV of (path, label)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import DataError
+from .base import ImageDataset, register_source
+from .images import IMAGE_SUFFIXES, dataset_from_files, read_table
+
+
+@register_source(
+    "folder",
+    description="Your own images: one sub-folder per class, or a CSV with columns path, label.",
+    layout="root/<class_name>/<image files>, or a CSV file with columns path (relative to the CSV) and label",
+)
+def load_folder(path: Path, image_size: int, split_seed: int) -> ImageDataset:
+    if path.is_file():
+        table = read_table(path, ["path", "label"], "image list")
+        table["label"] = table["label"].astype(str)
+        files = [(path.parent / p).resolve() for p in table["path"]]
+    else:
+        rows = [
+            (f, sub.name)
+            for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+            for f in sorted(sub.rglob("*"))
+            if f.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        if not rows:
+            raise DataError(f"no images in class sub-folders of {path}; expected {path}/<class_name>/<image>.png")
+        files = [r[0] for r in rows]
+        table = pd.DataFrame({"path": [str(f.relative_to(path)) for f in files], "label": [r[1] for r in rows]})
+    class_names = sorted(table["label"].unique())
+    if len(class_names) < 2:
+        raise DataError(f"{path} holds only {len(class_names)} class(es); a classifier needs at least 2")
+    labels = table["label"].map(class_names.index).to_numpy()
+    return dataset_from_files(path.name, class_names, files, labels, table, image_size, split_seed,
+                              description=f"folder {path}")

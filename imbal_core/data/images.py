@@ -1,0 +1,128 @@
+"""Decoding and resizing image files into uint8 arrays, with errors that name the file."""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .base import ImageDataset
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+def index_images(root: Path) -> dict[str, Path]:
+    """Map file stem -> path for every image anywhere under `root` (any folder layout)."""
+    found: dict[str, Path] = {}
+    for dirpath, _, filenames in os.walk(root):
+        for filename in filenames:
+            stem, suffix = os.path.splitext(filename)
+            if suffix.lower() in IMAGE_SUFFIXES:
+                found.setdefault(stem, Path(dirpath) / filename)
+    return found
+
+
+def read_image(path: Path, size: int) -> np.ndarray:
+    """Decode one file to RGB, centre-crop to a square, resize to size x size (uint8 HWC)."""
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
+            img = img.convert("RGB")
+            width, height = img.size
+            side = min(width, height)
+            left, top = (width - side) // 2, (height - side) // 2
+            img = img.crop((left, top, left + side, top + side))
+            img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            return np.asarray(img, dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"image file {path} does not exist; check the data folder") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise DataError(
+            f"image file {path} cannot be decoded ({err}); it is truncated or not an image — "
+            "re-copy it from the original archive or remove its row from the label file"
+        ) from None
+
+
+def read_images(paths: Sequence[Path], size: int, workers: int = 4) -> np.ndarray:
+    """Decode many files in parallel threads (PIL releases the GIL while decoding)."""
+    if not paths:
+        return np.zeros((0, size, size, 3), dtype=np.uint8)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return np.stack(list(pool.map(lambda p: read_image(p, size), paths)))
+
+
+def resize_array(images: np.ndarray, size: int) -> np.ndarray:
+    """Resize a uint8 (N, H, W, C) array with antialiased bilinear interpolation."""
+    if images.shape[1] == size and images.shape[2] == size:
+        return images
+    out = []
+    for start in range(0, len(images), 1024):
+        chunk = torch.from_numpy(images[start : start + 1024]).permute(0, 3, 1, 2).float()
+        chunk = F.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out.append(chunk.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, size, size, images.shape[3]), np.uint8)
+
+
+def dataset_from_files(
+    name: str,
+    class_names: list[str],
+    paths: Sequence[Path],
+    labels: np.ndarray,
+    metadata: "pd.DataFrame",
+    image_size: int,
+    split_seed: int,
+    groups: np.ndarray | None = None,
+    description: str = "",
+) -> "ImageDataset":
+    """Decode labelled files and split them 70/10/20, stratified (and grouped when asked)."""
+    from .base import ImageDataset, Split
+    from .splitting import stratified_split
+
+    images = read_images(paths, image_size)
+    ids = np.array([Path(p).stem for p in paths])
+    labels = np.asarray(labels, dtype=np.int64)
+    parts = stratified_split(labels, split_seed, groups=groups)
+    splits = {
+        split: Split(images[idx], labels[idx], ids[idx], metadata.iloc[idx].reset_index(drop=True))
+        for split, idx in parts.items()
+    }
+    return ImageDataset(name, class_names, splits, description)
+
+
+def read_table(path: Path, required: Sequence[str], what: str) -> "pd.DataFrame":
+    """Read a CSV and check its columns, naming what is missing and what was found."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read {what} {path}: {err}") from None
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise DataError(
+            f"{what} {path} lacks column(s) {missing}; it has {list(table.columns)}. "
+            f"Expected columns: {list(required)}"
+        )
+    return table
+
+
+def locate_images(table_ids: Sequence[str], root: Path, what: str) -> list[Path]:
+    """Find each id's image file anywhere under root; name the first missing ones."""
+    index = index_images(root)
+    missing = [i for i in table_ids if i not in index]
+    if missing:
+        raise DataError(
+            f"{len(missing)} image(s) listed in the {what} were not found under {root} "
+            f"(first: {missing[:3]}); put the image files anywhere under that folder"
+        )
+    return [index[i] for i in table_ids]
