@@ -1,0 +1,67 @@
+"""Batched augmentation on the device: no per-image PIL work in the training loop.
+
+Input: uint8 (B, C, H, W). Output: float, normalised to [-1, 1]. All randomness comes from
+the generator passed in, so a seeded run is reproducible.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    flips: bool = True
+    rot90: bool = True
+    max_rotate_deg: float = 15.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    max_translate: float = 0.08
+    brightness: float = 0.15
+    contrast: float = 0.15
+    saturation: float = 0.15
+
+
+NO_AUGMENT = AugmentConfig(False, False, 0.0, (1.0, 1.0), 0.0, 0.0, 0.0, 0.0)
+
+
+def to_float(raw: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1] (mean 0.5, std 0.5 normalisation)."""
+    return raw.float().div_(127.5).sub_(1.0)
+
+
+def augment(raw: torch.Tensor, generator: torch.Generator, cfg: AugmentConfig = AugmentConfig()) -> torch.Tensor:
+    x = raw.float().div_(255.0)
+    b, device = x.shape[0], x.device
+
+    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
+        return torch.rand(b, *shape, generator=generator, device=device) * (high - low) + low
+
+    if cfg.flips:
+        flip_h = uniform(0, 1) < 0.5
+        flip_v = uniform(0, 1) < 0.5
+        x = torch.where(flip_h[:, None, None, None], x.flip(3), x)
+        x = torch.where(flip_v[:, None, None, None], x.flip(2), x)
+    if cfg.rot90 and x.shape[2] == x.shape[3]:
+        turns = torch.randint(0, 4, (b,), generator=generator, device=device)
+        for k in (1, 2, 3):
+            x = torch.where((turns == k)[:, None, None, None], torch.rot90(x, k, dims=(2, 3)), x)
+    if cfg.max_rotate_deg or cfg.scale != (1.0, 1.0) or cfg.max_translate:
+        angle = uniform(-cfg.max_rotate_deg, cfg.max_rotate_deg) * math.pi / 180
+        scale = uniform(*cfg.scale)
+        shift = uniform(-cfg.max_translate, cfg.max_translate, 2)
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    if cfg.brightness:
+        x = x * uniform(1 - cfg.brightness, 1 + cfg.brightness)[:, None, None, None]
+    if cfg.contrast:
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * uniform(1 - cfg.contrast, 1 + cfg.contrast)[:, None, None, None] + mean
+    if cfg.saturation and x.shape[1] == 3:
+        grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
+        x = (x - grey) * uniform(1 - cfg.saturation, 1 + cfg.saturation)[:, None, None, None] + grey
+    return x.clamp_(0, 1).mul_(2).sub_(1)

@@ -1,0 +1,67 @@
+"""Everything that defines a run, validated up front with messages that say what was expected."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ..errors import ConfigError
+from ..models import DEFAULT_BACKBONE
+
+OPTIMIZERS = ("adamw", "sgd")
+
+
+@dataclass
+class TrainConfig:
+    method: str = "ce"
+    method_settings: dict[str, Any] = field(default_factory=dict)
+    data: str = "synthetic"
+    data_path: str | None = None
+    data_options: dict[str, Any] = field(default_factory=dict)
+    image_size: int = 28
+    split_seed: int = 0
+    ratio: float | None = None  # None keeps the data set's natural counts
+    profile: str | dict[str, int] = "exp"
+    head_order: str | list[int] = "natural"
+    backbone: str = DEFAULT_BACKBONE
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    augment: bool = True
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    init_from: str | None = None  # a finished run whose weights start this one
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        _require(isinstance(self.epochs, int) and 1 <= self.epochs <= 10_000, "epochs", "an integer in [1, 10000]", self.epochs)
+        _require(isinstance(self.batch_size, int) and 2 <= self.batch_size <= 8192, "batch_size", "an integer in [2, 8192]", self.batch_size)
+        _require(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0, "lr", "a positive number", self.lr)
+        _require(isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0, "weight_decay", "a number >= 0", self.weight_decay)
+        _require(self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}", self.optimizer)
+        _require(isinstance(self.seed, int) and self.seed >= 0, "seed", "an integer >= 0", self.seed)
+        _require(isinstance(self.image_size, int) and 16 <= self.image_size <= 512, "image_size", "an integer in [16, 512]", self.image_size)
+        if self.ratio is not None:
+            ok = isinstance(self.ratio, (int, float)) and not isinstance(self.ratio, bool) and math.isfinite(self.ratio) and self.ratio >= 1
+            _require(ok, "ratio", "a finite number >= 1, or None for the natural counts", self.ratio)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; known keys are {sorted(known)}")
+        return cls(**values)
+
+
+def _require(ok: bool, name: str, expected: str, got: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{name} must be {expected}; got {got!r}")

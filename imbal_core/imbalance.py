@@ -1,0 +1,130 @@
+"""Long-tailed training subsets, as in the long-tail literature (ratio rho = n_max / n_min).
+
+Only the training split is subsampled; validation and test stay as they are.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+
+PROFILES = ("exp", "step")
+
+
+@dataclass
+class ImbalanceResult:
+    """Kept training indices plus the counts asked for and obtained, per class."""
+
+    indices: np.ndarray
+    target_counts: np.ndarray
+    counts: np.ndarray
+    head_order: list[int]
+
+    def to_dict(self) -> dict:
+        return {
+            "indices": self.indices.tolist(),
+            "target_counts": self.target_counts.tolist(),
+            "counts": self.counts.tolist(),
+            "head_order": self.head_order,
+        }
+
+
+def target_counts(
+    available: Sequence[int],
+    ratio: float,
+    profile: str | Mapping[str, int] = "exp",
+    head_order: str | Sequence[int] = "natural",
+    class_names: Sequence[str] | None = None,
+) -> tuple[np.ndarray, list[int]]:
+    """Per-class training counts for a profile, capped by what each class has."""
+    available = np.asarray(available, dtype=int)
+    num_classes = len(available)
+    class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+    order = _head_order(available, head_order, class_names)
+    if isinstance(profile, Mapping):
+        unknown = sorted(set(profile) - set(class_names))
+        if unknown:
+            raise ConfigError(f"unknown class(es) {unknown} in the count profile; classes are {class_names}")
+        targets = available.copy()
+        for name, count in profile.items():
+            c = class_names.index(name)
+            if not isinstance(count, (int, np.integer)) or count < 1:
+                raise ConfigError(f"count for class {name!r} must be an integer >= 1; got {count!r}")
+            if count > available[c]:
+                raise ConfigError(f"class {name!r} has {available[c]} training images; cannot keep {count}")
+            targets[c] = count
+        return targets, order
+    _check_ratio(ratio)
+    if profile not in PROFILES:
+        raise ConfigError(f"profile must be one of {PROFILES} or a {{class: count}} dict; got {profile!r}")
+    n_max = available.max()
+    rank = np.empty(num_classes, dtype=float)
+    rank[order] = np.arange(num_classes)
+    if profile == "exp":
+        exact = n_max * ratio ** (-rank / max(num_classes - 1, 1))
+    else:  # step: the head half keeps n_max, the tail half gets n_max / ratio
+        exact = np.where(rank < num_classes // 2, n_max, n_max / ratio)
+    targets = np.floor(exact + 1e-9).astype(int)
+    emptied = [class_names[c] for c in range(num_classes) if targets[c] < 1]
+    if emptied:
+        warnings.warn(f"ratio {ratio} leaves class(es) {emptied} with < 1 image; keeping 1 each", stacklevel=2)
+    return np.clip(targets, 1, available), order
+
+
+def make_imbalanced(
+    labels: np.ndarray,
+    ratio: float,
+    profile: str | Mapping[str, int] = "exp",
+    head_order: str | Sequence[int] = "natural",
+    seed: int = 0,
+    class_names: Sequence[str] | None = None,
+) -> ImbalanceResult:
+    """Draw a long-tailed subset of a training split.
+
+    Args:
+        labels: training labels (N,).
+        ratio: n_max / n_min, a finite number >= 1 (ignored for a dict profile).
+        profile: "exp" (n_i = n_max * ratio^(-i/(C-1))), "step" (half the classes at n_max,
+            half at n_max / ratio) or a {class_name: count} dict.
+        head_order: "natural" (most frequent class is the head), "index" (class 0 is the head)
+            or a list of class indices from head to tail.
+        seed: random_state for which images are kept.
+    Returns the kept indices (sorted), and the counts asked for and obtained.
+    """
+    labels = np.asarray(labels)
+    num_classes = len(class_names) if class_names is not None else int(labels.max()) + 1
+    available = np.bincount(labels, minlength=num_classes)
+    missing = [i for i in range(num_classes) if available[i] == 0]
+    if missing:
+        raise ConfigError(f"class(es) {missing} have no training images; every class needs at least one")
+    targets, order = target_counts(available, ratio, profile, head_order, class_names)
+    rng = np.random.default_rng(seed)
+    kept = [rng.choice(np.flatnonzero(labels == c), size=targets[c], replace=False) for c in range(num_classes)]
+    indices = np.sort(np.concatenate(kept))
+    return ImbalanceResult(indices, targets, np.bincount(labels[indices], minlength=num_classes), order)
+
+
+def _check_ratio(ratio: float) -> None:
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"ratio must be a number >= 1; got {ratio!r}")
+    if not math.isfinite(ratio) or ratio < 1:
+        raise ConfigError(f"ratio must be a finite number >= 1 (n_max / n_min); got {ratio}")
+
+
+def _head_order(available: np.ndarray, head_order, class_names: list[str]) -> list[int]:
+    num_classes = len(available)
+    if head_order == "natural":
+        return [int(c) for c in np.argsort(-available, kind="stable")]
+    if head_order == "index":
+        return list(range(num_classes))
+    if isinstance(head_order, str):
+        raise ConfigError(f"head_order must be 'natural', 'index' or a list of class indices; got {head_order!r}")
+    order = [class_names.index(c) if isinstance(c, str) else int(c) for c in head_order]
+    if sorted(order) != list(range(num_classes)):
+        raise ConfigError(f"head_order must list every class exactly once; got {list(head_order)}")
+    return order

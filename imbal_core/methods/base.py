@@ -1,0 +1,198 @@
+"""What a method is: a card (docs + settings), a loss, and optional hooks into the training loop.
+
+The engine calls, in order:
+    setup(model, info)            once: may replace the head, create teachers, heads, banks (self.aux)
+    stages(epochs)                the training stages (one for most methods, two for decoupled ones)
+    on_epoch_start(epoch, stage)  e.g. switch on deferred re-weighting, refresh a synthetic pool
+    loss(model, batch)            every step; batch.augment(batch.raw) makes another view
+    after_step(model)             after each optimizer step, e.g. update an EMA teacher
+    finalize(model, val_features) once, on the best model: post-hoc changes such as tau-norm
+Everything a method adds to `self.aux` is optimised (if trainable) and checkpointed with the model.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterable
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..models import Classifier
+from ..registry import Registry
+
+SAMPLERS = ("instance", "class_balanced")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One method setting with its default and accepted range; `coerce` validates user input."""
+
+    name: str
+    default: Any
+    help: str
+    choices: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+
+    def coerce(self, value: Any) -> Any:
+        kind = type(self.default)
+        try:
+            if kind is bool and isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                value = value.lower() in ("true", "1", "yes")
+            elif kind is not bool and not isinstance(value, kind):
+                value = kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting {self.name!r} expects a {kind.__name__}; got {value!r}") from None
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(f"setting {self.name!r} must be one of {list(self.choices)}; got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"setting {self.name!r} must be a finite number; got {value!r}")
+        if self.low is not None and value < self.low or self.high is not None and value > self.high:
+            raise ConfigError(f"setting {self.name!r} must be in [{self.low}, {self.high}]; got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class MethodCard:
+    """The method's documentation, shown by the CLI and the app."""
+
+    title: str
+    idea: str
+    formula: str
+    paper: str
+    settings: tuple[Setting, ...] = ()
+    our_choices: tuple[str, ...] = ()
+    approximation: bool = False  # True when the paper's details are unknown and we designed them
+
+    def to_markdown(self, name: str) -> str:
+        lines = [f"### {self.title} (`{name}`)", "", self.idea, "", f"**Loss / rule:** {self.formula}", "",
+                 f"**Paper:** {self.paper}"]
+        if self.approximation:
+            lines += ["", "**Approximation:** the paper's details are not public; the design below is ours."]
+        if self.settings:
+            lines += ["", "| setting | default | meaning |", "|---|---|---|"]
+            lines += [f"| `{s.name}` | `{s.default}` | {s.help} |" for s in self.settings]
+        if self.our_choices:
+            lines += ["", "**Our choices where the paper is silent:**"] + [f"- {c}" for c in self.our_choices]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A training stage. `trainable` = "all" or "head" (backbone frozen, in eval mode)."""
+
+    name: str
+    epochs: int
+    sampler: str = "instance"
+    trainable: str = "all"
+    reset_head: bool = False
+    # A representation stage is skipped when the run starts from another run's weights.
+    representation: bool = True
+
+
+@dataclass
+class TrainInfo:
+    """What a method may know about the run when it sets up."""
+
+    class_counts: torch.Tensor  # training images per class (after imbalance), on the device
+    train_labels: torch.Tensor  # (N,) on the device
+    epochs: int
+    steps_per_epoch: int
+    device: torch.device
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_counts)
+
+
+@dataclass
+class Batch:
+    """One training batch: raw uint8 images, their augmented view x, labels and dataset indices."""
+
+    raw: torch.Tensor
+    x: torch.Tensor
+    y: torch.Tensor
+    index: torch.Tensor
+    epoch: int
+    step: int
+    stage: Stage
+    generator: torch.Generator
+    augment: Callable[[torch.Tensor], torch.Tensor] = field(repr=False)
+
+
+class Method:
+    """Base class: plain cross-entropy, one stage, instance sampling."""
+
+    name: ClassVar[str]
+    card: ClassVar[MethodCard]
+
+    def __init__(self, **settings: Any) -> None:
+        known = {s.name: s for s in self.card.settings}
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"method {self.name!r} has no setting(s) {unknown}; its settings are {sorted(known) or 'none'}"
+            )
+        self.settings = {name: s.coerce(settings.get(name, s.default)) for name, s in known.items()}
+        self.aux = nn.ModuleDict()
+
+    def setup(self, model: Classifier, info: TrainInfo) -> None:
+        self.info = info
+
+    def stages(self, epochs: int) -> list[Stage]:
+        return [Stage("train", epochs)]
+
+    def stage_parameters(self, model: Classifier, stage: Stage) -> Iterable[nn.Parameter]:
+        if stage.trainable == "head":
+            return model.head.parameters()
+        return [*model.parameters(), *self.aux.parameters()]
+
+    def on_epoch_start(self, epoch: int, stage: Stage) -> None:
+        pass
+
+    def loss(self, model: Classifier, batch: Batch) -> torch.Tensor:
+        return nn.functional.cross_entropy(model(batch.x), batch.y)
+
+    def after_step(self, model: Classifier) -> None:
+        pass
+
+    def finalize(self, model: Classifier, val_features: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> dict:
+        """Post-hoc change to the best model; returns what it chose (recorded with the run).
+
+        `val_features()` returns the validation embeddings (N, D) and labels (N,).
+        """
+        return {}
+
+    def extra_state(self) -> dict:
+        """JSON-able state beyond tensors in self.aux, saved for resume."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator: `@register_method("focal")` adds the method to the registry."""
+
+    def decorator(cls: type[Method]) -> type[Method]:
+        cls.name = name
+        return METHODS.register(name)(cls)
+
+    return decorator
+
+
+def create_method(name: str, **settings: Any) -> Method:
+    """Instantiate a registered method with validated settings."""
+    return METHODS.get(name)(**settings)
+
+
+def normalised(weights: torch.Tensor) -> torch.Tensor:
+    """Scale class weights to sum to the number of classes (so the loss scale stays comparable)."""
+    return weights / weights.sum() * len(weights)

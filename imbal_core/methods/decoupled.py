@@ -1,0 +1,131 @@
+"""Decoupled training (Kang et al., ICLR 2020): learn features with plain CE, then re-balance
+only the classifier: retrain it (cRT), rescale it (LWS), or normalise its weights (tau-norm)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models import Classifier
+from .base import Method, MethodCard, Setting, Stage, TrainInfo, register_method
+
+PAPER = "Kang et al., Decoupling Representation and Classifier for Long-Tailed Recognition, ICLR 2020."
+STAGE2 = Setting("stage2_epochs", 2, "epochs of the classifier stage (added to the run's epochs)", low=1, high=200)
+SHARED_CHOICES = (
+    "Stage 1 uses the run's epochs; stage 2 adds stage2_epochs. With --init-from a finished run, stage 1 "
+    "is skipped and its weights are used.",
+    "In stage 2 the backbone is frozen in eval mode (BatchNorm statistics fixed) and images are still augmented.",
+)
+
+
+def decoupled_stages(epochs: int, stage2_epochs: int) -> list[Stage]:
+    return [
+        Stage("representation", epochs),
+        Stage("classifier", stage2_epochs, sampler="class_balanced", trainable="head", reset_head=True,
+              representation=False),
+    ]
+
+
+@register_method("crt")
+class ClassifierRetraining(Method):
+    card = MethodCard(
+        title="Classifier re-training (cRT)",
+        idea="Keeps the features learned with instance sampling and re-initialises and retrains only the "
+        "linear classifier with class-balanced sampling.",
+        formula="stage 1: CE, instance sampling;  stage 2: new head, frozen backbone, CE, class-balanced sampling",
+        paper=PAPER,
+        settings=(STAGE2,),
+        our_choices=SHARED_CHOICES,
+    )
+
+    def stages(self, epochs: int) -> list[Stage]:
+        return decoupled_stages(epochs, self.settings["stage2_epochs"])
+
+
+class ScaledHead(nn.Module):
+    """A linear head whose logits are multiplied by learnable per-class scales f_c."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.linear = linear
+        self.scale = nn.Parameter(torch.ones(linear.out_features))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(features) * self.scale
+
+
+@register_method("lws")
+class LearnableWeightScaling(Method):
+    card = MethodCard(
+        title="Learnable weight scaling (LWS)",
+        idea="Keeps the classifier's directions and learns only one scale per class on balanced batches, "
+        "correcting the norm bias towards head classes.",
+        formula="z_c = f_c (w_c . x + b_c); stage 2 learns f only, class-balanced sampling",
+        paper=PAPER,
+        settings=(STAGE2,),
+        our_choices=SHARED_CHOICES,
+    )
+
+    def setup(self, model: Classifier, info: TrainInfo) -> None:
+        super().setup(model, info)
+        model.head = ScaledHead(model.head)
+
+    def stages(self, epochs: int) -> list[Stage]:
+        stage1, stage2 = decoupled_stages(epochs, self.settings["stage2_epochs"])
+        return [stage1, Stage(stage2.name, stage2.epochs, "class_balanced", "head", reset_head=False,
+                              representation=False)]
+
+    def stage_parameters(self, model: Classifier, stage: Stage):
+        if stage.trainable == "head":
+            return [model.head.scale]
+        return [p for n, p in model.named_parameters() if n != "head.scale"]
+
+
+def tau_normalise(weight: torch.Tensor, tau: float) -> torch.Tensor:
+    """w_c / ||w_c||^tau for each class row c."""
+    return weight / weight.norm(dim=1, keepdim=True).clamp(min=1e-12) ** tau
+
+
+@register_method("tau_norm")
+class TauNormalisation(Method):
+    card = MethodCard(
+        title="tau-normalised classifier",
+        idea="After CE training, the head's weight norms grow with class size; dividing each class's "
+        "weights by its norm to the power tau removes that bias without any retraining.",
+        formula="w_c <- w_c / ||w_c||^tau, bias dropped; tau chosen on validation balanced accuracy when 'auto'",
+        paper=PAPER,
+        settings=(Setting("tau", "auto", "'auto' (grid 0 to 2 by 0.1 on validation) or a number", ),),
+        our_choices=("The bias is set to zero, as in the paper's bias-free classifier.",
+                     "Post-hoc only: the run trains with CE and applies tau to the best checkpoint."),
+    )
+
+    def __init__(self, **settings) -> None:
+        super().__init__(**settings)
+        tau = self.settings["tau"]
+        if tau != "auto":
+            self.settings["tau"] = Setting("tau", 1.0, "", low=0.0, high=5.0).coerce(tau)
+
+    def finalize(self, model: Classifier, val_features: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> dict:
+        weight = model.head.weight.detach().clone()
+        tau = self.settings["tau"]
+        if tau == "auto":
+            tau = choose_tau(weight, *val_features())
+        with torch.no_grad():
+            model.head.weight.copy_(tau_normalise(weight, tau))
+            model.head.bias.zero_()
+        return {"tau": tau}
+
+
+def choose_tau(weight: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> float:
+    """Grid-search tau in [0, 2] for the best validation balanced accuracy (features computed once)."""
+    best_tau, best_score = 0.0, -1.0
+    num_classes = weight.shape[0]
+    for tau in np.round(np.arange(0.0, 2.01, 0.1), 2):
+        predictions = (features @ tau_normalise(weight, float(tau)).t()).argmax(1)
+        recalls = [(predictions[labels == c] == c).float().mean() for c in range(num_classes) if (labels == c).any()]
+        score = float(torch.stack(recalls).mean())
+        if score > best_score + 1e-9:
+            best_tau, best_score = float(tau), score
+    return best_tau
