@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, choices=DATA_SOURCES.names())
     p.add_argument("--path")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE", help="data source option")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_evaluate)
 
@@ -92,6 +93,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, default=28)
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--profile", default="exp", help="exp, step, or a JSON {class: count} dict")
+    p.add_argument("--fit", default="scale", choices=("scale", "cap"),
+                   help="scale: exact ratio, fewer images; cap: classes short of their target keep all their images")
     p.add_argument("--backbone", default=DEFAULT_BACKBONE)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
@@ -129,7 +132,7 @@ def _config(args: argparse.Namespace, method: str, ratio: float | None, seed: in
     return TrainConfig(
         method=method, method_settings=_key_values(args.set, "--set"), data=args.data, data_path=args.path,
         data_options=_key_values(args.data_option, "--data-option"), image_size=args.image_size,
-        split_seed=args.split_seed, ratio=ratio, profile=profile, backbone=args.backbone, epochs=args.epochs,
+        split_seed=args.split_seed, ratio=ratio, profile=profile, fit=args.fit, backbone=args.backbone, epochs=args.epochs,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         augment=not args.no_augment, seed=seed, device=args.device, init_from=args.init_from,
     )
@@ -230,7 +233,8 @@ def cmd_runs(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    metrics = evaluate_run(RunStore(args.store), args.run_id, args.data, args.path, args.split, args.device)
+    metrics = evaluate_run(RunStore(args.store), args.run_id, args.data, args.path, args.split, args.device,
+                           **_key_values(args.data_option, "--data-option"))
     for key, value in metrics["summary"].items():
         print(f"{key:16s} {value:.4f}")
 

@@ -14,6 +14,7 @@ import numpy as np
 from .errors import ConfigError
 
 PROFILES = ("exp", "step")
+FITS = ("scale", "cap")
 
 
 @dataclass
@@ -40,6 +41,7 @@ def target_counts(
     profile: str | Mapping[str, int] = "exp",
     head_order: str | Sequence[int] = "natural",
     class_names: Sequence[str] | None = None,
+    fit: str = "scale",
 ) -> tuple[np.ndarray, list[int]]:
     """Per-class training counts for a profile, capped by what each class has."""
     available = np.asarray(available, dtype=int)
@@ -62,14 +64,18 @@ def target_counts(
     _check_ratio(ratio)
     if profile not in PROFILES:
         raise ConfigError(f"profile must be one of {PROFILES} or a {{class: count}} dict; got {profile!r}")
-    n_max = available.max()
+    if fit not in FITS:
+        raise ConfigError(f"fit must be one of {FITS}; got {fit!r}")
     rank = np.empty(num_classes, dtype=float)
     rank[order] = np.arange(num_classes)
     if profile == "exp":
-        exact = n_max * ratio ** (-rank / max(num_classes - 1, 1))
+        shape = ratio ** (-rank / max(num_classes - 1, 1))
     else:  # step: the head half keeps n_max, the tail half gets n_max / ratio
-        exact = np.where(rank < num_classes // 2, n_max, n_max / ratio)
-    targets = np.floor(exact + 1e-9).astype(int)
+        shape = np.where(rank < num_classes // 2, 1.0, 1.0 / ratio)
+    # "scale": the largest n_max for which every class has enough images, so the profile is exact.
+    # "cap": n_max = the largest class; classes short of their target keep all they have.
+    n_max = available.max() if fit == "cap" else min(available.max(), np.min(available / shape))
+    targets = np.floor(n_max * shape + 1e-9).astype(int)
     emptied = [class_names[c] for c in range(num_classes) if targets[c] < 1]
     if emptied:
         warnings.warn(f"ratio {ratio} leaves class(es) {emptied} with < 1 image; keeping 1 each", stacklevel=2)
@@ -83,6 +89,7 @@ def make_imbalanced(
     head_order: str | Sequence[int] = "natural",
     seed: int = 0,
     class_names: Sequence[str] | None = None,
+    fit: str = "scale",
 ) -> ImbalanceResult:
     """Draw a long-tailed subset of a training split.
 
@@ -94,6 +101,9 @@ def make_imbalanced(
         head_order: "natural" (most frequent class is the head), "index" (class 0 is the head)
             or a list of class indices from head to tail.
         seed: random_state for which images are kept.
+        fit: "scale" (default) lowers n_max until every class can meet its target, so the
+            achieved ratio is exactly the one asked for; "cap" keeps n_max = the largest class
+            and lets short classes keep all their images (more data, ratio not exact).
     Returns the kept indices (sorted), and the counts asked for and obtained.
     """
     labels = np.asarray(labels)
@@ -102,7 +112,7 @@ def make_imbalanced(
     missing = [i for i in range(num_classes) if available[i] == 0]
     if missing:
         raise ConfigError(f"class(es) {missing} have no training images; every class needs at least one")
-    targets, order = target_counts(available, ratio, profile, head_order, class_names)
+    targets, order = target_counts(available, ratio, profile, head_order, class_names, fit)
     rng = np.random.default_rng(seed)
     kept = [rng.choice(np.flatnonzero(labels == c), size=targets[c], replace=False) for c in range(num_classes)]
     indices = np.sort(np.concatenate(kept))

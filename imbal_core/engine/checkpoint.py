@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..errors import RunError
@@ -69,6 +69,6 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
         with safe_open(str(path), framework="pt", device=str(device)) as handle:
             skeleton = json.loads(handle.metadata()["skeleton"])
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:
         raise RunError(f"checkpoint {path} cannot be read ({err}); it is damaged or not ours") from None
     return _unflatten(skeleton, tensors)

@@ -23,6 +23,7 @@ class TrainConfig:
     ratio: float | None = None  # None keeps the data set's natural counts
     profile: str | dict[str, int] = "exp"
     head_order: str | list[int] = "natural"
+    fit: str = "scale"  # "scale": exact ratio (fewer images); "cap": keep short classes whole
     backbone: str = DEFAULT_BACKBONE
     epochs: int = 10
     batch_size: int = 128

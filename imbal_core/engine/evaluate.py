@@ -34,12 +34,14 @@ def load_run_model(store: RunStore, run_id: str, device: str | torch.device = "c
 
 
 def evaluate_run(
-    store: RunStore, run_id: str, data: str, path: str | None = None, split: str = "test", device: str = "auto"
+    store: RunStore, run_id: str, data: str, path: str | None = None, split: str = "test", device: str = "auto",
+    **data_options,
 ) -> dict:
     """Metrics of a run's model on `split` of another data set; classes are matched by name."""
     device = select_device(device)
     model, config, own = load_run_model(store, run_id, device)
-    dataset = load_dataset(data, path=path, image_size=config.image_size, split_seed=config.split_seed)
+    dataset = load_dataset(data, path=path, image_size=config.image_size, split_seed=config.split_seed,
+                           **data_options)
     if split not in dataset.splits:
         raise DataError(f"split must be train, val or test; got {split!r}")
     missing = sorted(set(dataset.class_names) - set(own["class_names"]))

@@ -82,7 +82,7 @@ def prepare_data(config: TrainConfig, device: torch.device) -> RunData:
         kept = np.arange(len(labels))
     else:
         kept = make_imbalanced(labels, config.ratio or 1.0, config.profile, config.head_order, seed=config.seed,
-                               class_names=dataset.class_names).indices
+                               class_names=dataset.class_names, fit=config.fit).indices
     train_split = dataset.train.subset(kept)
     counts = np.bincount(train_split.labels, minlength=dataset.num_classes)
     return RunData(dataset, kept, _to_device(train_split, device), torch.from_numpy(train_split.labels).to(device),

@@ -1,0 +1,123 @@
+"""Training engine: determinism, resume, checkpoints, every baseline, decoupled stages, evaluation."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from imbal_core.engine import train
+from imbal_core.engine.checkpoint import load_checkpoint, save_checkpoint
+from imbal_core.engine.evaluate import evaluate_run, load_run_model
+from imbal_core.errors import ConfigError, RunError
+from imbal_core.methods import METHODS
+from imbal_core.models import create_model
+
+from .conftest import TINY, tiny_config
+
+BASELINES = ["ce", "weighted_ce", "cb_loss", "focal", "ldam_drw", "balanced_softmax", "logit_adjust",
+             "cb_resample", "mixup", "crt", "lws", "tau_norm"]
+
+
+def _summary(store, run_id):
+    return store.get_run(run_id)["summary"]
+
+
+def test_every_baseline_is_registered():
+    assert set(BASELINES) <= set(METHODS.names())
+
+
+@pytest.mark.parametrize("method", BASELINES)
+def test_every_baseline_trains_one_epoch(store, method):
+    settings = {"stage2_epochs": 1} if method in ("crt", "lws") else {}
+    run_id = train(tiny_config(method=method, method_settings=settings), store)
+    run = store.get_run(run_id)
+    assert run["status"] == "finished"
+    assert 0 <= run["summary"]["balanced_acc"] <= 1
+    folder = store.run_dir(run_id)
+    for name in ("config.json", "metrics.json", "predictions.npz", "model.safetensors", "best.safetensors",
+                 "last.safetensors", "kept_indices.npy"):
+        assert (folder / name).exists(), name
+    with np.load(folder / "predictions.npz", allow_pickle=False) as preds:
+        assert preds["probs"].shape[1] == 7
+        assert np.allclose(preds["probs"].sum(1), 1, atol=1e-4)
+
+
+def test_same_seed_same_metrics(store):
+    a = train(tiny_config(method="mixup", epochs=2), store)
+    b = train(tiny_config(method="mixup", epochs=2), store)
+    c = train(tiny_config(method="mixup", epochs=2, seed=1), store)
+    assert _summary(store, a) == _summary(store, b)
+    assert _summary(store, a) != _summary(store, c)
+
+
+def test_resume_equals_uninterrupted(store):
+    config = tiny_config(method="cb_resample", epochs=3)
+    full = train(config, store)
+    stop = threading.Event()
+
+    def stop_after_first_epoch(event):
+        if event["event"] == "epoch" and event["epoch"] == 0:
+            stop.set()
+
+    partial = train(config, store, progress=stop_after_first_epoch, stop_event=stop)
+    assert store.get_run(partial)["status"] == "stopped"
+    assert store.get_run(partial)["summary"] is None
+    resumed = train(None, store, resume=partial)
+    assert resumed == partial
+    assert store.get_run(partial)["status"] == "finished"
+    assert _summary(store, partial) == _summary(store, full)
+
+
+def test_crt_second_stage_keeps_backbone(store):
+    first = train(tiny_config(method="ce"), store)
+    second = train(tiny_config(method="crt", init_from=first, method_settings={"stage2_epochs": 1}), store)
+    a = load_checkpoint(store.run_dir(first) / "model.safetensors")["model"]
+    b = load_checkpoint(store.run_dir(second) / "model.safetensors")["model"]
+    backbone_keys = [k for k in a if k.startswith("backbone.")]
+    assert all(torch.equal(a[k], b[k]) for k in backbone_keys)
+    assert not torch.equal(a["head.weight"], b["head.weight"])
+    history = store.get_run(second)["progress"]["history"]
+    assert [h["stage"] for h in history] == ["classifier"]
+
+
+def test_init_from_rejects_mismatch(store):
+    first = train(tiny_config(method="ce"), store)
+    with pytest.raises(ConfigError, match="image_size"):
+        train(tiny_config(method="crt", init_from=first, image_size=32), store)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = create_model(num_classes=3)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.randn(2, 3, 28, 28)).sum().backward()
+    optimizer.step()
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 4, "history": [{"a": 1.5}]}
+    save_checkpoint(tmp_path / "ck.safetensors", state)
+    loaded = load_checkpoint(tmp_path / "ck.safetensors")
+    assert loaded["epoch"] == 4 and loaded["history"] == [{"a": 1.5}]
+    assert all(torch.equal(v, loaded["model"][k]) for k, v in state["model"].items())
+    fresh = torch.optim.AdamW(model.parameters())
+    fresh.load_state_dict(loaded["optimizer"])
+    assert fresh.state_dict()["state"][0]["step"] == optimizer.state_dict()["state"][0]["step"]
+    (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(RunError, match="cannot be read"):
+        load_checkpoint(tmp_path / "bad.safetensors")
+
+
+def test_failed_run_is_recorded(store):
+    with pytest.raises(ConfigError):
+        train(tiny_config(method="focal", method_settings={"gamma": -3}), store)
+    run = store.runs().iloc[0]
+    assert run["status"] == "failed" and "gamma" in run["error"]
+
+
+def test_evaluate_on_another_dataset_and_reload(store):
+    run_id = train(tiny_config(method="ldam_drw"), store)
+    model, config, metrics = load_run_model(store, run_id)
+    assert type(model.head).__name__ == "CosineHead"
+    other = evaluate_run(store, run_id, "synthetic", split="val", device="cpu", **TINY)
+    assert set(other["summary"]) == set(metrics["summary"])
+    evals = set(store.tidy([run_id])["eval"])
+    assert evals == {"test", "synthetic:val"}

@@ -1,0 +1,63 @@
+"""Run store: tidy frames and two processes writing at once."""
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imbal_core.errors import RunError
+from imbal_core.runs import RunStore
+
+CONFIG = {"method": "ce", "data": "synthetic", "ratio": 10.0, "seed": 0, "backbone": "b", "image_size": 28, "epochs": 1}
+METRICS = {"summary": {"acc": 0.5, "balanced_acc": float("nan")},
+           "per_class": {"recall": [0.1, 0.9], "f1": [0.2, 0.8], "shot_group": ["many", "few"]}}
+
+
+def _writer(root: str, worker: int, n: int) -> None:
+    store = RunStore(root)
+    for i in range(n):
+        run_id = store.create_run({**CONFIG, "seed": worker * 1000 + i})
+        store.set_status(run_id, "running")
+        store.set_progress(run_id, {"epoch": 1})
+        store.record_metrics(run_id, "test", METRICS, ["a", "b"])
+        store.set_status(run_id, "finished")
+
+
+def test_two_processes_write_at_once(tmp_path: Path):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), w, 25)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    store = RunStore(tmp_path)
+    runs = store.runs()
+    assert len(runs) == 50 and set(runs["status"]) == {"finished"}
+    assert len(store.tidy()) == 50 * 6
+    with store._connect() as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_tidy_frame(tmp_path: Path):
+    store = RunStore(tmp_path)
+    run_id = store.create_run(CONFIG)
+    store.record_metrics(run_id, "test", METRICS, ["a", "b"])
+    tidy = store.tidy()
+    assert {"run", "method", "seed", "ratio", "class", "metric", "value"} <= set(tidy.columns)
+    recall_b = tidy[(tidy["class"] == "b") & (tidy["metric"] == "recall")]["value"].item()
+    assert recall_b == 0.9
+    assert np.isnan(tidy[tidy["metric"] == "balanced_acc"]["value"].item())
+    assert len(store.tidy(per_class=False)) == 2
+    assert store.get_run(run_id)["summary"]["acc"] == 0.5
+
+
+def test_unknown_run_and_filter(tmp_path: Path):
+    store = RunStore(tmp_path)
+    with pytest.raises(RunError, match="no run"):
+        store.get_run("nope")
+    with pytest.raises(ValueError, match="filter"):
+        store.runs(colour="red")
