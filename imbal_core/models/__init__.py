@@ -84,14 +84,15 @@ def create_model(
 
 
 def _reduce_stride(net: nn.Module, image_size: int) -> None:
-    """Turn the earliest stride-2 layers (stem conv, max-pool) into stride 1 until the final
+    """Turn the earliest strided layers (stem conv, max-pool) into stride 1 until the final
     map is >= MIN_FEATURE_SIZE wide. Keeps every weight: only strides change."""
     reduction = net.feature_info[-1]["reduction"]
     while math.ceil(image_size / reduction) < MIN_FEATURE_SIZE and reduction > 1:
         for module in net.modules():
-            if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) and _stride(module) == 2:
+            stride = _stride(module) if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) else 1
+            if stride > 1:
                 module.stride = (1, 1) if isinstance(module, nn.Conv2d) else 1
-                reduction //= 2
+                reduction //= stride
                 break
         else:
             return
