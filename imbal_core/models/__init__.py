@@ -5,7 +5,6 @@ Grad-CAM layer), `features(x)` (pooled embedding of size `embed_dim`), `head(f)`
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import timm
@@ -67,35 +66,32 @@ def create_model(
         ) from None
     if weights is not None:
         _load_local_weights(net, Path(weights))
-    _reduce_stride(net, image_size)
-    try:
-        with torch.no_grad():
-            net.eval()
-            fmap = net.forward_features(torch.zeros(1, in_chans, image_size, image_size))
-            net.train()
-    except RuntimeError as err:
-        raise ConfigError(f"backbone {backbone!r} cannot be adapted to {image_size} px inputs ({err})") from None
-    if fmap.ndim != 4 or min(fmap.shape[2:]) < MIN_FEATURE_SIZE:
-        raise ConfigError(
-            f"backbone {backbone!r} gives a {tuple(fmap.shape[1:])} feature map at {image_size} px; "
-            f"a CNN with a spatial map of at least {MIN_FEATURE_SIZE}x{MIN_FEATURE_SIZE} is needed"
-        )
+    fmap = _adapt_to_size(net, backbone, in_chans, image_size)
     return Classifier(net, fmap.shape[1], num_classes)
 
 
-def _reduce_stride(net: nn.Module, image_size: int) -> None:
+def _adapt_to_size(net: nn.Module, backbone: str, in_chans: int, image_size: int) -> torch.Tensor:
     """Turn the earliest strided layers (stem conv, max-pool) into stride 1 until the final
-    map is >= MIN_FEATURE_SIZE wide. Keeps every weight: only strides change."""
-    reduction = net.feature_info[-1]["reduction"]
-    while math.ceil(image_size / reduction) < MIN_FEATURE_SIZE and reduction > 1:
-        for module in net.modules():
-            stride = _stride(module) if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) else 1
-            if stride > 1:
-                module.stride = (1, 1) if isinstance(module, nn.Conv2d) else 1
-                reduction //= stride
-                break
-        else:
-            return
+    feature map is at least MIN_FEATURE_SIZE wide. Keeps every weight: only strides change."""
+    strided = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) and _stride(m) > 1]
+    while True:
+        try:
+            with torch.no_grad():
+                net.eval()
+                fmap = net.forward_features(torch.zeros(1, in_chans, image_size, image_size))
+                net.train()
+            problem = None if fmap.ndim == 4 and min(fmap.shape[2:]) >= MIN_FEATURE_SIZE else f"a {tuple(fmap.shape[1:])} map"
+        except RuntimeError as err:  # e.g. a pooling kernel larger than the shrunken input
+            problem = str(err)
+        if problem is None:
+            return fmap
+        if not strided:
+            raise ConfigError(
+                f"backbone {backbone!r} cannot give a {MIN_FEATURE_SIZE}x{MIN_FEATURE_SIZE} feature map at "
+                f"{image_size} px ({problem}); use {DEFAULT_BACKBONE}, resnet18 or another CNN"
+            )
+        layer = strided.pop(0)
+        layer.stride = (1, 1) if isinstance(layer, nn.Conv2d) else 1
 
 
 def _stride(module: nn.Module) -> int:
