@@ -140,7 +140,7 @@ def _run(config: TrainConfig, store: RunStore, run_id: str, progress: ProgressFn
                 if stage.reset_head:
                     _reset_head(model)
             params = list(method.stage_parameters(model, stage))
-            _train_only(params, [*model.parameters(), *method.aux.parameters()])
+            _train_only(params, method.trainable_parameters(model))
             optimizer = _make_optimizer(config, params)
             if optimizer_state is not None and epoch_in_stage > 0:
                 optimizer.load_state_dict(optimizer_state)

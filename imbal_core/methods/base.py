@@ -7,7 +7,8 @@ The engine calls, in order:
     loss(model, batch)            every step; batch.augment(batch.raw) makes another view
     after_step(model)             after each optimizer step, e.g. update an EMA teacher
     finalize(model, val_features) once, on the best model: post-hoc changes such as tau-norm
-Everything a method adds to `self.aux` is optimised (if trainable) and checkpointed with the model.
+Everything a method adds to `self.aux` is optimised and checkpointed with the model; modules
+added with `add_frozen` (an EMA teacher, a memory bank) are checkpointed but never optimised.
 """
 from __future__ import annotations
 
@@ -139,6 +140,19 @@ class Method:
             )
         self.settings = {name: s.coerce(settings.get(name, s.default)) for name, s in known.items()}
         self.aux = nn.ModuleDict()
+        self._frozen: set[str] = set()
+
+    def add_frozen(self, name: str, module: nn.Module) -> nn.Module:
+        """Keep `module` with the run (device, checkpoints) without training it, e.g. an EMA teacher."""
+        module.requires_grad_(False)
+        self.aux[name] = module
+        self._frozen.add(name)
+        return module
+
+    def trainable_parameters(self, model: Classifier) -> list[nn.Parameter]:
+        """The model's and the trainable auxiliary modules' parameters."""
+        aux = [p for name, m in self.aux.items() if name not in self._frozen for p in m.parameters()]
+        return [*model.parameters(), *aux]
 
     def setup(self, model: Classifier, info: TrainInfo) -> None:
         self.info = info
@@ -148,8 +162,8 @@ class Method:
 
     def stage_parameters(self, model: Classifier, stage: Stage) -> Iterable[nn.Parameter]:
         if stage.trainable == "head":
-            return model.head.parameters()
-        return [*model.parameters(), *self.aux.parameters()]
+            return list(model.head.parameters())
+        return self.trainable_parameters(model)
 
     def on_epoch_start(self, epoch: int, stage: Stage) -> None:
         pass
