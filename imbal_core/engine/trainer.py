@@ -216,7 +216,8 @@ def _finish(config: TrainConfig, store: RunStore, run_id: str, model: Classifier
     counts = data.class_counts.cpu().numpy()
     metrics = compute_metrics(probs, test.labels, counts)
     metrics.update({"class_names": data.dataset.class_names, "train_counts": counts.tolist(), "posthoc": chosen})
-    head = getattr(model.head, "weight", None)
+    # A plain linear head's weights let post-hoc rules (tau-norm) be re-scored without the model.
+    head = model.head.weight if isinstance(model.head, torch.nn.Linear) else None
     with atomic_path(run_dir / "predictions.npz") as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, probs=probs.astype(np.float32), labels=test.labels, ids=test.ids.astype(str),

@@ -1,0 +1,70 @@
+"""Plotly figures shared by the app's pages (kept here so they are testable without Streamlit)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+PALETTE = px.colors.qualitative.Safe + px.colors.qualitative.Vivid
+
+
+def class_counts_bar(class_names: Sequence[str], natural: Sequence[int], kept: Sequence[int], log_y: bool) -> go.Figure:
+    """Training images per class before and after the imbalance profile, head class first."""
+    order = np.argsort(-np.asarray(natural), kind="stable")
+    names = [class_names[i] for i in order]
+    fig = go.Figure([
+        go.Bar(name="available", x=names, y=[int(natural[i]) for i in order], marker_color="#c7c7c7"),
+        go.Bar(name="kept for training", x=names, y=[int(kept[i]) for i in order], marker_color="#1f77b4",
+               text=[int(kept[i]) for i in order], textposition="outside"),
+    ])
+    fig.update_layout(barmode="overlay", yaxis_title="training images", xaxis_title="class",
+                      yaxis_type="log" if log_y else "linear", legend_orientation="h", margin=dict(t=30, b=10))
+    return fig
+
+
+def per_class_bars(table: pd.DataFrame, metric: str = "recall") -> go.Figure:
+    """Grouped bars: classes on x (ordered by training count), one colour per method, sd as error bars."""
+    classes = list(dict.fromkeys(table["class"]))
+    fig = go.Figure()
+    for i, (method, rows) in enumerate(table.groupby("method", sort=False)):
+        rows = rows.set_index("class").reindex(classes)
+        fig.add_bar(name=method, x=classes, y=rows["mean"], marker_color=PALETTE[i % len(PALETTE)],
+                    error_y=dict(type="data", array=rows["sd"].fillna(0), visible=bool(rows["runs"].max() > 1)),
+                    customdata=rows["train_count"],
+                    hovertemplate="%{x}<br>" + metric + " %{y:.3f}<br>train images %{customdata:.0f}<extra>" + method + "</extra>")
+    fig.update_layout(barmode="group", yaxis_title=f"test {metric}", yaxis_range=[0, 1.05],
+                      xaxis_title="class (most training images first)", legend_orientation="h", margin=dict(t=30))
+    return fig
+
+
+def confusion_heatmap(matrix: np.ndarray, class_names: Sequence[str], title: str) -> go.Figure:
+    fig = px.imshow(matrix, x=list(class_names), y=list(class_names), zmin=0, zmax=1, color_continuous_scale="Blues",
+                    text_auto=".2f", labels=dict(x="predicted", y="true", color="share of true class"))
+    fig.update_layout(title=title, margin=dict(t=40, l=10, r=10, b=10), coloraxis_showscale=False)
+    return fig
+
+
+def metric_vs_ratio(runs: pd.DataFrame, metric: str) -> go.Figure:
+    """Mean metric over seeds against the imbalance ratio, one line per method."""
+    numeric = runs.dropna(subset=["ratio"])
+    grouped = numeric.groupby(["method", "ratio"])[metric].agg(["mean", "std"]).reset_index()
+    fig = px.line(grouped, x="ratio", y="mean", color="method", error_y="std", markers=True, log_x=True,
+                  color_discrete_sequence=PALETTE, labels={"mean": metric, "ratio": "imbalance ratio (log)"})
+    fig.update_layout(legend_orientation="h", margin=dict(t=30))
+    return fig
+
+
+def training_curve(history: list[dict]) -> go.Figure:
+    frame = pd.DataFrame(history)
+    fig = go.Figure()
+    if not frame.empty:
+        epochs = frame["epoch"] + 1
+        fig.add_scatter(x=epochs, y=frame["val_balanced_acc"], name="val balanced acc", mode="lines+markers")
+        fig.add_scatter(x=epochs, y=frame["loss"], name="train loss", mode="lines+markers", yaxis="y2")
+    fig.update_layout(xaxis_title="epoch", yaxis=dict(title="val balanced acc", range=[0, 1]),
+                      yaxis2=dict(title="loss", overlaying="y", side="right"), height=260,
+                      margin=dict(t=10, b=10), legend_orientation="h")
+    return fig

@@ -1,0 +1,119 @@
+"""Reading finished runs from one or more stores for side-by-side comparison.
+
+Everything here works from files saved with each run (metrics.json, predictions.npz), never
+from the models, so comparisons are fast and redrawable.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .metrics import SUMMARY_METRICS, compute_metrics
+from .methods.decoupled import tau_normalise
+from .runs import RunStore
+from .utils import REPO_ROOT, read_json
+
+PRETRAINED_DIR = REPO_ROOT / "pretrained"
+
+
+def stores(user_store: RunStore | None = None) -> list[RunStore]:
+    """The pretrained store shipped with the code (when present) and the user's store."""
+    found = [RunStore(PRETRAINED_DIR)] if (PRETRAINED_DIR / "runs.sqlite").exists() else []
+    return found + [user_store or RunStore()]
+
+
+def finished_runs(all_stores: list[RunStore]) -> pd.DataFrame:
+    """One row per finished run across stores, with its store, a label and summary metrics."""
+    frames = []
+    for store in all_stores:
+        runs = store.runs(status="finished")
+        if runs.empty:
+            continue
+        runs["store"] = str(store.root)
+        runs["source"] = "pretrained" if store.root.resolve() == PRETRAINED_DIR.resolve() else "yours"
+        frames.append(runs)
+    if not frames:
+        return pd.DataFrame(columns=["run_id", "method", "data", "ratio", "seed", "source", "label"])
+    runs = pd.concat(frames, ignore_index=True)
+    runs["ratio_label"] = runs["ratio"].map(lambda r: "natural" if pd.isna(r) else f"{r:g}")
+    runs["label"] = runs["method"] + " · " + runs["data"] + " · ratio " + runs["ratio_label"] + " · seed " + \
+        runs["seed"].astype(str) + " · " + runs["source"]
+    summaries = runs["summary"].map(lambda s: json.loads(s) if s else {})
+    for metric in SUMMARY_METRICS:
+        runs[metric] = summaries.map(lambda s, m=metric: s.get(m))
+    return runs
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    method: str
+    label: str
+    metrics: dict
+    run_dir: Path
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.metrics["class_names"]
+
+    def predictions(self) -> dict[str, np.ndarray]:
+        with np.load(self.run_dir / "predictions.npz", allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+
+
+def load_results(runs: pd.DataFrame) -> list[RunResult]:
+    results = []
+    for row in runs.itertuples():
+        run_dir = Path(row.store) / "runs" / row.run_id
+        results.append(RunResult(row.run_id, row.method, row.label, read_json(run_dir / "metrics.json"), run_dir))
+    return results
+
+
+def per_class_table(results: list[RunResult], metric: str = "recall") -> pd.DataFrame:
+    """Rows (method, class, training count, value) averaged over runs of the same method (mean and sd)."""
+    rows = []
+    for r in results:
+        for name, count, value in zip(r.class_names, r.metrics["train_counts"], r.metrics["per_class"][metric]):
+            rows.append({"method": r.method, "class": name, "train_count": count, "value": value})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    return (frame.groupby(["method", "class"], sort=False)
+            .agg(train_count=("train_count", "mean"), mean=("value", "mean"), sd=("value", "std"), runs=("value", "size"))
+            .reset_index().sort_values("train_count", ascending=False, kind="stable"))
+
+
+def summary_table(runs: pd.DataFrame, metrics: tuple[str, ...] = SUMMARY_METRICS) -> pd.DataFrame:
+    """Mean +/- sd over seeds for each (method, data, ratio)."""
+    grouped = runs.groupby(["method", "data", "ratio_label"], sort=False)
+    table = grouped[list(metrics)].agg(["mean", "std"])
+    out = pd.DataFrame(index=table.index)
+    for metric in metrics:
+        mean, sd = table[(metric, "mean")], table[(metric, "std")].fillna(0.0)
+        out[metric] = [f"{m:.3f} ± {s:.3f}" if pd.notna(m) else "—" for m, s in zip(mean, sd)]
+    out["seeds"] = grouped.size()
+    return out.reset_index().rename(columns={"ratio_label": "ratio"})
+
+
+def normalised_confusion(result: RunResult) -> np.ndarray:
+    """Rows are true classes, normalised to sum to 1 (recall on the diagonal)."""
+    confusion = np.asarray(result.metrics["confusion"], dtype=float)
+    return confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+
+
+def tau_rescore(result: RunResult, tau: float) -> dict:
+    """Re-score a run with its head weights tau-normalised (bias dropped), from saved embeddings."""
+    import torch
+
+    preds = result.predictions()
+    weight = preds["head_weight"]
+    if weight.ndim != 2:
+        raise ValueError(f"run {result.run_id} has no linear head to tau-normalise")
+    logits = preds["embeddings"].astype(np.float32) @ tau_normalise(torch.from_numpy(weight), tau).numpy().T
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    return compute_metrics(probs, preds["labels"], np.asarray(result.metrics["train_counts"]))

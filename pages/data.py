@@ -1,0 +1,93 @@
+"""Data: pick a source, see its class counts, shape an imbalance profile, look at samples."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from imbal_core import charts
+from imbal_core.data import DATA_SOURCES, ImageDataset, load_dataset
+from imbal_core.errors import ImbalLabError
+from imbal_core.imbalance import target_counts
+
+RATIOS = [1, 1.5, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500]
+
+
+@st.cache_resource(show_spinner="Loading the data set (first time only; then it is cached on disk)…")
+def cached_dataset(source: str, path: str | None, image_size: int, split_seed: int) -> ImageDataset:
+    return load_dataset(source, path=path or None, image_size=image_size, split_seed=split_seed)
+
+
+st.title("Data")
+left, right = st.columns([1, 2])
+with left:
+    source = st.selectbox("Source", DATA_SOURCES.names(), key="data_source")
+    info = DATA_SOURCES.get(source)
+    st.caption(info.description)
+    path = None
+    if source != "synthetic":
+        path = st.text_input("Folder or file", key="data_path", placeholder="/path/to/data",
+                             help=f"Expected layout: {info.layout}")
+        st.caption(f"Expected layout: {info.layout}")
+    image_size = st.select_slider("Image size (px)", [28, 32, 48, 64, 96, 128], value=28, key="data_image_size")
+    split_seed = st.number_input("Split seed", 0, 10_000, 0, key="data_split_seed")
+
+if info.needs_path and not path:
+    st.info("Enter the folder of the data set to load it.")
+    st.stop()
+try:
+    dataset = cached_dataset(source, path, int(image_size), int(split_seed))
+except ImbalLabError as err:
+    st.error(str(err))
+    st.stop()
+
+with right:
+    st.subheader(f"{dataset.name}: {dataset.num_classes} classes, {sum(len(s) for s in dataset.splits.values())} images")
+    counts = dataset.counts_table()
+    st.dataframe(counts.assign(total=counts.sum(axis=1)), width="stretch")
+
+st.header("Imbalance profile (training split only)")
+controls, chart = st.columns([1, 2])
+natural = dataset.train.class_counts(dataset.num_classes)
+with controls:
+    profile = st.radio("Profile", ["natural", "exp", "step", "custom"], horizontal=True, key="data_profile",
+                       help="exp: n_i = n_max · ratio^(-i/(C-1)); step: half the classes at n_max, half at n_max/ratio")
+    ratio = st.select_slider("Ratio n_max / n_min (log scale)", RATIOS, value=10, key="data_ratio",
+                             disabled=profile in ("natural", "custom"))
+    fit = st.radio("Fit", ["scale", "cap"], horizontal=True, key="data_fit",
+                   help="scale: the ratio is exact (n_max is lowered); cap: classes short of their target keep all")
+    log_y = st.toggle("Log axis", value=True, key="data_log_axis")
+    custom = None
+    if profile == "custom":
+        edited = st.data_editor(pd.DataFrame({"class": dataset.class_names, "count": natural}), disabled=["class"],
+                                hide_index=True, key="data_custom_counts")
+        custom = {row["class"]: int(row["count"]) for _, row in edited.iterrows()}
+try:
+    if profile == "natural":
+        kept = natural
+    else:
+        kept, _ = target_counts(natural, float(ratio), custom or profile, "natural", dataset.class_names, fit)
+except ImbalLabError as err:
+    st.error(str(err))
+    kept = natural
+with chart:
+    st.plotly_chart(charts.class_counts_bar(dataset.class_names, natural, kept, log_y), key="data_counts_chart")
+    achieved = max(kept) / max(min(kept), 1)
+    st.caption(f"{int(sum(kept))} of {int(sum(natural))} training images kept; achieved ratio {achieved:.1f}. "
+               "Validation and test splits are never changed.")
+
+st.session_state["data_choice"] = {
+    "data": source, "data_path": path or None, "image_size": int(image_size), "split_seed": int(split_seed),
+    "ratio": None if profile in ("natural", "custom") else float(ratio),
+    "profile": custom if profile == "custom" else ("exp" if profile == "natural" else profile), "fit": fit,
+}
+
+st.header("Samples per class")
+per_class = st.slider("Images per class", 4, 16, 8, key="data_samples_per_class")
+rng = np.random.default_rng(0)
+for c, name in enumerate(dataset.class_names):
+    members = np.flatnonzero(dataset.train.labels == c)
+    picked = rng.choice(members, size=min(per_class, len(members)), replace=False) if len(members) else []
+    st.markdown(f"**{name}** — {natural[c]} training images")
+    if len(picked):
+        st.image([dataset.train.images[i] for i in picked], width=84)
