@@ -40,12 +40,21 @@ def finished_runs(all_stores: list[RunStore]) -> pd.DataFrame:
         return pd.DataFrame(columns=["run_id", "method", "data", "ratio", "seed", "source", "label"])
     runs = pd.concat(frames, ignore_index=True)
     runs["ratio_label"] = runs["ratio"].map(lambda r: "natural" if pd.isna(r) else f"{r:g}")
+    # Runs are comparable when they share the data set, its options, image size and split.
+    runs["data"] = runs["config"].map(_data_label)
     runs["label"] = runs["method"] + " · " + runs["data"] + " · ratio " + runs["ratio_label"] + " · seed " + \
-        runs["seed"].astype(str) + " · " + runs["source"]
+        runs["seed"].astype(str) + " · " + runs["source"] + " · " + runs["run_id"].str[-6:]
     summaries = runs["summary"].map(lambda s: json.loads(s) if s else {})
     for metric in SUMMARY_METRICS:
         runs[metric] = summaries.map(lambda s, m=metric: s.get(m))
     return runs
+
+
+def _data_label(config_json: str) -> str:
+    config = json.loads(config_json)
+    options = "".join(f" {k}={v}" for k, v in sorted(config["data_options"].items()))
+    split = f" split {config['split_seed']}" if config["split_seed"] else ""
+    return f"{config['data']}{options} {config['image_size']}px{split}"
 
 
 @dataclass

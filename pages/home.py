@@ -1,26 +1,27 @@
-"""Home: what the lab is for, the methods as cards, the data sources."""
+"""Home: what the lab is for, where to start, the methods as cards."""
 from __future__ import annotations
 
 import streamlit as st
 
-from imbal_core.data import DATA_SOURCES
 from imbal_core.methods import METHODS
 
 st.title("Imbalance Lab")
 st.write(
-    "Rare diseases have few training images, so classifiers learn to ignore them. "
-    "This lab trains and compares class-imbalance methods on medical images, side by side, on the same data."
+    "Rare diseases have few training images, so classifiers learn to ignore them. This lab trains and "
+    "compares class-imbalance methods on medical images — side by side, on the same data, class by class."
 )
-st.info("The engine is ready (CLI: `python -m imbal_core --help`). The Data, Train, Compare, Synthesis and "
-        "Explain pages come next.")
+st.markdown(
+    "**Where to start**\n"
+    "1. **Data** — the built-in dermoscopy-like set (or your own folder); shape the imbalance with the ratio slider.\n"
+    "2. **Compare** — the pretrained runs of every baseline are there already: per-class recall, "
+    "confusion matrices, a live tau-norm slider.\n"
+    "3. **Train** — queue a few methods and seeds; they train in the background and land in Compare.\n"
+    "4. **Explain** — Grad-CAM of several models on the same image.\n"
+    "5. **Synthesis** — what minority-class images the methods make."
+)
 
 st.header("Methods")
 for name in METHODS.names():
     card = METHODS.get(name).card
     with st.expander(f"{card.title} — `{name}`" + (" (approximation)" if card.approximation else "")):
         st.markdown(card.to_markdown(name))
-
-st.header("Data sources")
-for name in DATA_SOURCES.names():
-    info = DATA_SOURCES.get(name)
-    st.markdown(f"**`{name}`** — {info.description}  \nLayout: {info.layout}")

@@ -1,6 +1,7 @@
 """Decoding and resizing image files into uint8 arrays, with errors that name the file."""
 from __future__ import annotations
 
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,8 +33,19 @@ def index_images(root: Path) -> dict[str, Path]:
     return found
 
 
-def read_image(path: Path, size: int) -> np.ndarray:
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+
+
+def decode_image_bytes(data: bytes, size: int, name: str = "upload") -> np.ndarray:
+    """An uploaded image as uint8 (size, size, 3); non-images and oversized files are refused."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise DataError(f"{name} is {len(data) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB")
+    return read_image(io.BytesIO(data), size, name)
+
+
+def read_image(path: Path | io.BytesIO, size: int, name: str | None = None) -> np.ndarray:
     """Decode one file to RGB, centre-crop to a square, resize to size x size (uint8 HWC)."""
+    name = name or str(path)
     try:
         with Image.open(path) as img:
             img.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
@@ -45,10 +57,10 @@ def read_image(path: Path, size: int) -> np.ndarray:
             img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
             return np.asarray(img, dtype=np.uint8)
     except FileNotFoundError:
-        raise DataError(f"image file {path} does not exist; check the data folder") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise DataError(f"image file {name} does not exist; check the data folder") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
         raise DataError(
-            f"image file {path} cannot be decoded ({err}); it is truncated or not an image — "
+            f"image file {name} cannot be decoded ({err}); it is truncated or not an image — "
             "re-copy it from the original archive or remove its row from the label file"
         ) from None
 

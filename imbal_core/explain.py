@@ -1,0 +1,34 @@
+"""Grad-CAM (captum LayerGradCam on the last feature map, ReLU on, bilinear upsampling)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from captum.attr import LayerAttribution, LayerGradCam
+
+from .engine.augment import to_float
+from .models import Classifier
+
+
+def grad_cam(model: Classifier, images: np.ndarray, target: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Heat maps in [0, 1] of shape (N, H, W) and class probabilities (N, C) for uint8 (N, H, W, C) images.
+
+    target=None explains each image's predicted class.
+    """
+    device = next(model.parameters()).device
+    model.eval()
+    x = to_float(torch.from_numpy(images).permute(0, 3, 1, 2).to(device))
+    with torch.no_grad():
+        probs = torch.softmax(model(x), dim=1)
+    targets = probs.argmax(1) if target is None else torch.full((len(x),), target, device=device)
+    cam = LayerGradCam(model, model.cam_layer())
+    attribution = cam.attribute(x, target=targets, relu_attributions=True)
+    maps = LayerAttribution.interpolate(attribution, tuple(x.shape[2:]), interpolate_mode="bilinear")[:, 0]
+    peak = maps.flatten(1).max(1).values.clamp(min=1e-12)[:, None, None]
+    return (maps / peak).detach().cpu().numpy(), probs.cpu().numpy()
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Blend a [0, 1] heat map (jet colours) onto a uint8 RGB image."""
+    jet = np.stack([np.clip(1.5 - np.abs(4 * heat - k), 0, 1) for k in (3, 2, 1)], axis=-1)
+    blended = np.clip((1 - alpha) * image / 255.0 + alpha * jet, 0, 1)
+    return (blended * 255).astype(np.uint8)

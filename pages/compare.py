@@ -1,0 +1,93 @@
+"""Compare: runs side by side — per-class recall, metrics with mean ± sd, confusion matrices,
+metric versus ratio, and a live tau-norm re-scoring."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from imbal_core import charts
+from imbal_core.compare import finished_runs, load_results, normalised_confusion, per_class_table, summary_table, tau_rescore
+from imbal_core.metrics import SUMMARY_METRICS
+from pages.common import all_stores
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def runs_table() -> pd.DataFrame:
+    return finished_runs(all_stores())
+
+
+st.title("Compare")
+runs = runs_table()
+if runs.empty:
+    st.info("No finished runs yet: train some on the Train page.")
+    st.stop()
+
+f1, f2, f3, f4 = st.columns(4)
+data = f1.multiselect("Data set", sorted(runs["data"].unique()), default=sorted(runs["data"].unique())[:1], key="cmp_data")
+ratios = f2.multiselect("Ratio", sorted(runs["ratio_label"].unique()), key="cmp_ratio", placeholder="all")
+methods = f3.multiselect("Method", sorted(runs["method"].unique()), key="cmp_method", placeholder="all")
+sources = f4.multiselect("Source", ["pretrained", "yours"], default=["pretrained", "yours"], key="cmp_source")
+pool = runs[runs["data"].isin(data) & runs["source"].isin(sources)]
+if ratios:
+    pool = pool[pool["ratio_label"].isin(ratios)]
+if methods:
+    pool = pool[pool["method"].isin(methods)]
+# Keyed by the filters, so the default selection follows them.
+filters_key = "|".join(map(str, (data, ratios, methods, sources)))
+picked_labels = st.multiselect("Runs", pool["label"].tolist(), default=pool["label"].tolist()[:12],
+                               key=f"cmp_runs_{filters_key}")
+picked = pool[pool["label"].isin(picked_labels)]
+if picked.empty:
+    st.info("Pick at least one run.")
+    st.stop()
+results = load_results(picked)
+if len({tuple(r.class_names) for r in results}) > 1:
+    st.error("The picked runs have different classes; pick runs of one data set.")
+    st.stop()
+
+st.header("Per-class recall")
+metric = st.radio("Per-class metric", ["recall", "precision", "f1"], horizontal=True, key="cmp_metric")
+st.plotly_chart(charts.per_class_bars(per_class_table(results, metric), metric), key="cmp_per_class")
+st.caption("Classes ordered by training count (head first). Error bars: sd over runs of the same method.")
+
+st.header("Metrics (mean ± sd over seeds)")
+table = summary_table(picked)
+st.dataframe(table, hide_index=True, width="stretch")
+st.download_button("Download tidy CSV", picked[["run_id", "method", "data", "ratio", "seed", *SUMMARY_METRICS]]
+                   .to_csv(index=False), "imbalance_lab_metrics.csv", "text/csv", key="cmp_csv")
+st.caption("Macro AUC is one-vs-rest. many/medium/few: classes split by terciles of their training counts. "
+           "ECE uses 15 bins. Charts download as PNG from their toolbar (camera icon).")
+
+st.header("Confusion matrices (rows normalised)")
+columns = st.columns(min(3, len(results)))
+for i, result in enumerate(results[:9]):
+    with columns[i % len(columns)]:
+        st.plotly_chart(charts.confusion_heatmap(normalised_confusion(result), result.class_names, result.method),
+                        key=f"cmp_confusion_{result.run_id}")
+
+if picked["ratio"].notna().sum() and picked["ratio_label"].nunique() > 1:
+    st.header("Metric versus imbalance ratio")
+    ratio_metric = st.selectbox("Metric", SUMMARY_METRICS, index=1, key="cmp_ratio_metric")
+    st.plotly_chart(charts.metric_vs_ratio(picked, ratio_metric), key="cmp_ratio_chart")
+
+st.header("tau-norm, live")
+st.caption("Divides each class's head weights by their norm to the power tau (bias dropped) and re-scores the "
+           "saved test embeddings: no retraining.")
+linear = [r for r in results if r.predictions()["head_weight"].ndim == 2]
+if linear:
+    target = st.selectbox("Run", [r.label for r in linear], key="cmp_tau_run")
+    tau = st.slider("tau", 0.0, 2.0, 1.0, 0.05, key="cmp_tau")
+    result = next(r for r in linear if r.label == target)
+    rescored = tau_rescore(result, tau)
+    base = tau_rescore(result, 0.0)
+    cols = st.columns(3)
+    for col, key in zip(cols, ("balanced_acc", "acc", "few_acc")):
+        col.metric(key, f"{rescored['summary'][key]:.3f}", f"{rescored['summary'][key] - base['summary'][key]:+.3f} vs tau 0")
+    rows = [{"method": f"tau={tau:g}", "class": n, "train_count": c, "mean": v, "sd": None, "runs": 1}
+            for n, c, v in zip(result.class_names, result.metrics["train_counts"], rescored["per_class"]["recall"])]
+    rows += [{"method": "tau=0", "class": n, "train_count": c, "mean": v, "sd": None, "runs": 1}
+             for n, c, v in zip(result.class_names, result.metrics["train_counts"], base["per_class"]["recall"])]
+    frame = pd.DataFrame(rows).sort_values("train_count", ascending=False, kind="stable")
+    st.plotly_chart(charts.per_class_bars(frame), key="cmp_tau_chart")
+else:
+    st.caption("None of the picked runs has a plain linear head.")

@@ -1,0 +1,94 @@
+"""Explain: Grad-CAM of several runs' models on the same test image, side by side."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from imbal_core.compare import RunResult, finished_runs, load_results
+from imbal_core.data import ImageDataset, load_dataset
+from imbal_core.data.images import decode_image_bytes
+from imbal_core.engine.evaluate import load_run_model
+from imbal_core.errors import ImbalLabError
+from imbal_core.explain import grad_cam, overlay
+from imbal_core.runs import RunStore
+from pages.common import all_stores
+
+SHOW_PX = 224
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=16)
+def cached_model(store_root: str, run_id: str):
+    return load_run_model(RunStore(store_root), run_id)[0]
+
+
+@st.cache_resource(show_spinner="Loading the test images…", max_entries=4)
+def cached_dataset(data: str, path: str | None, image_size: int, split_seed: int, options: tuple) -> ImageDataset:
+    return load_dataset(data, path=path, image_size=image_size, split_seed=split_seed, **dict(options))
+
+
+st.title("Explain")
+runs = finished_runs(all_stores())
+if runs.empty:
+    st.info("No finished runs yet: train some on the Train page.")
+    st.stop()
+data = st.selectbox("Data set", sorted(runs["data"].unique()), key="exp_data")
+pool = runs[runs["data"] == data]
+labels = st.multiselect("Runs (up to 4 side by side)", pool["label"].tolist(), default=pool["label"].tolist()[:4],
+                        max_selections=4, key=f"exp_runs_{data}")
+picked = pool[pool["label"].isin(labels)]
+if picked.empty:
+    st.info("Pick at least one run.")
+    st.stop()
+results: list[RunResult] = load_results(picked)
+config = results[0].metrics  # class names and training counts
+first = picked.iloc[0]
+run_config = RunStore(first["store"]).get_run(first["run_id"])["config"]
+class_names = config["class_names"]
+
+source = st.radio("Image", ["test set", "upload"], horizontal=True, key="exp_source")
+if source == "upload":
+    upload = st.file_uploader("An image (PNG or JPEG, up to 10 MB)", type=["png", "jpg", "jpeg"], key="exp_upload")
+    if upload is None:
+        st.stop()
+    try:
+        image = decode_image_bytes(upload.getvalue(), run_config["image_size"], upload.name)
+    except ImbalLabError as err:
+        st.error(str(err))
+        st.stop()
+    true_label = None
+else:
+    dataset = cached_dataset(run_config["data"], run_config["data_path"], run_config["image_size"],
+                             run_config["split_seed"], tuple(sorted(run_config["data_options"].items())))
+    test = dataset.test
+    c1, c2 = st.columns(2)
+    wanted = c1.selectbox("True class", ["any", *class_names], key="exp_class")
+    only_wrong = c2.checkbox("Misclassified by some picked run", key="exp_wrong")
+    candidates = np.arange(len(test))
+    if wanted != "any":
+        candidates = candidates[test.labels[candidates] == class_names.index(wanted)]
+    if only_wrong:
+        wrong = np.zeros(len(test), dtype=bool)
+        for r in results:
+            predictions = r.predictions()
+            wrong |= predictions["probs"].argmax(1) != predictions["labels"]
+        candidates = candidates[wrong[candidates]]
+    if len(candidates) == 0:
+        st.info("No test image matches these filters.")
+        st.stop()
+    position = st.slider("Image", 1, len(candidates), 1, key="exp_position") - 1 if len(candidates) > 1 else 0
+    index = int(candidates[position])
+    image, true_label = test.images[index], int(test.labels[index])
+    st.caption(f"Test image `{test.ids[index]}`, true class **{class_names[true_label]}**")
+
+target_name = st.selectbox("Explain the class", ["predicted class", *class_names], key="exp_target")
+target = None if target_name == "predicted class" else class_names.index(target_name)
+columns = st.columns(len(results) + 1)
+columns[0].image(image, caption="image", width=SHOW_PX)
+for column, result, row in zip(columns[1:], results, picked.itertuples()):
+    model = cached_model(row.store, row.run_id)
+    heat, probs = grad_cam(model, image[None], target)
+    predicted = int(probs[0].argmax())
+    mark = "" if true_label is None else (" ✓" if predicted == true_label else " ✗")
+    column.image(overlay(image, heat[0]), width=SHOW_PX,
+                 caption=f"{result.method}: {class_names[predicted]} ({probs[0, predicted]:.2f}){mark}")
+st.caption("Grad-CAM (captum LayerGradCam) on the last feature map, ReLU on, bilinear upsampling; red = most evidence.")

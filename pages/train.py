@@ -1,0 +1,107 @@
+"""Train: queue runs of several methods and seeds; watch them, stop them, resume them."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from imbal_core import charts
+from imbal_core.engine import TrainConfig
+from imbal_core.errors import ImbalLabError
+from imbal_core.methods import METHODS
+from imbal_core.models import DEFAULT_BACKBONE, PRESETS
+from pages.common import job_runner, user_store
+
+ACTIVE = ("queued", "running")
+runner = job_runner()
+store = user_store()
+
+st.title("Train")
+choice = st.session_state.get("data_choice") or {"data": "synthetic", "data_path": None, "image_size": 28,
+                                                   "split_seed": 0, "ratio": None, "profile": "exp", "fit": "scale"}
+ratio = "natural counts" if choice["ratio"] is None else f"ratio {choice['ratio']:g} ({choice['profile']})"
+st.caption(f"Data: **{choice['data']}** at {choice['image_size']} px, {ratio}. Change it on the Data page.")
+
+with st.form("train_form"):
+    methods = st.multiselect("Methods", METHODS.names(), default=["ce", "balanced_softmax"], key="train_methods")
+    a, b, c, d = st.columns(4)
+    backbone = a.selectbox("Backbone", [DEFAULT_BACKBONE, *[p for p in PRESETS if p != DEFAULT_BACKBONE], "resnet18"],
+                           key="train_backbone")
+    epochs = b.number_input("Epochs", 1, 500, 5, key="train_epochs")
+    seeds_text = c.text_input("Seeds (comma-separated)", "0", key="train_seeds")
+    lr = d.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.5f", key="train_lr")
+    settings: dict[str, dict] = {}
+    for name in methods:
+        card = METHODS.get(name).card
+        if not card.settings:
+            continue
+        with st.expander(f"{card.title} settings"):
+            values = {}
+            for s in card.settings:
+                key = f"setting_{name}_{s.name}"
+                if s.choices:
+                    values[s.name] = st.selectbox(s.name, s.choices, index=s.choices.index(s.default), help=s.help, key=key)
+                elif isinstance(s.default, bool):
+                    values[s.name] = st.checkbox(s.name, s.default, help=s.help, key=key)
+                elif isinstance(s.default, (int, float)):
+                    values[s.name] = st.number_input(s.name, value=s.default, help=s.help, key=key,
+                                                     format="%.5g" if isinstance(s.default, float) else "%d")
+                else:
+                    values[s.name] = st.text_input(s.name, str(s.default), help=s.help, key=key)
+            settings[name] = values
+    submitted = st.form_submit_button("Run", type="primary")
+
+if submitted:
+    try:
+        seeds = [int(s) for s in seeds_text.split(",") if s.strip()]
+        if not methods or not seeds:
+            raise ImbalLabError("choose at least one method and one seed")
+        configs = [TrainConfig(method=m, method_settings=settings.get(m, {}), backbone=backbone, epochs=int(epochs),
+                               lr=float(lr), seed=seed, **choice) for m in methods for seed in seeds]
+        for config in configs:
+            runner.submit(config, tag="app")
+        st.success(f"Queued {len(configs)} run(s). They train one at a time in the background.")
+    except (ImbalLabError, ValueError) as err:
+        st.error(f"Not queued: {err}")
+
+
+@st.fragment(run_every=2)
+def jobs_panel() -> None:
+    runs = store.runs()
+    if runs.empty:
+        st.info("No runs yet. Choose methods above and press Run.")
+        return
+    active = runs[runs["status"].isin(ACTIVE)].iloc[::-1]  # oldest first: the order they will run in
+    shown = pd.concat([active, runs[~runs["status"].isin(ACTIVE)].head(8)])
+    for row in shown.itertuples():
+        run = store.get_run(row.run_id)
+        progress = run["progress"] or {}
+        with st.container(border=True):
+            top = st.columns([4, 1])
+            top[0].markdown(f"**{row.method}** · seed {row.seed} · `{row.run_id}` — **{row.status}**")
+            if row.status in ACTIVE and top[1].button("Stop", key=f"stop_{row.run_id}"):
+                runner.stop(row.run_id)
+            if row.status == "stopped" and top[1].button("Resume", key=f"resume_{row.run_id}"):
+                runner.resume(row.run_id)
+            if row.status == "failed":
+                st.error(run["error"] or "failed")
+            if run["error"] and row.status == "stopped":
+                st.caption(run["error"])
+            step = progress.get("step")
+            done = progress.get("epoch", 0)
+            total = progress.get("epochs") or (step or {}).get("epochs") or row.epochs
+            if row.status == "running" and step:
+                st.progress(min(1.0, (step["epoch"] + step["step"] / step["steps"]) / step["epochs"]),
+                            text=f"{step['stage']}: epoch {step['epoch'] + 1}/{step['epochs']}, "
+                                 f"step {step['step']}/{step['steps']}, loss {step['loss']:.3f}")
+            elif row.status == "finished" and run["summary"]:
+                s = run["summary"]
+                st.caption(f"test balanced acc {s['balanced_acc']:.3f} · acc {s['acc']:.3f} · macro-F1 {s['macro_f1']:.3f}"
+                           " — see Compare")
+            else:
+                st.caption(f"{done}/{total} epochs")
+            if progress.get("history"):
+                st.plotly_chart(charts.training_curve(progress["history"]), key=f"curve_{row.run_id}")
+
+
+st.header("Jobs")
+jobs_panel()
