@@ -13,6 +13,9 @@ app: $(VENV)/installed.stamp
 	$(PY) -m streamlit run app.py
 
 test: $(VENV)/installed.stamp
+	@# browser tests drive Debian's Chromium; they skip with a reason if it cannot be installed
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
+		|| echo "chromium could not be installed: browser tests will be skipped"
 	$(PY) -m pytest -q tests
 
 docs: $(VENV)/installed.stamp

@@ -1,6 +1,8 @@
 """Imbalance Lab — Streamlit entry point: `make app` (or `streamlit run app.py`).
 
-Pages live in pages/ and only call imbal_core; this file builds the navigation and sidebar.
+Pages live in app_pages/ and only call imbal_core; this file builds the navigation and sidebar.
+(Not `pages/`: Streamlit treats a folder of that name as an old-style multipage app and, for a
+fresh session opened on a page URL, would run that page without this script.)
 """
 from __future__ import annotations
 
@@ -9,17 +11,17 @@ import torch
 
 from imbal_core.compare import PRETRAINED_DIR
 from imbal_core.utils import lab_home
-from pages.common import job_runner, user_store
+from app_pages.common import job_runner, user_store
 
-st.set_page_config(page_title="Imbalance Lab", page_icon="⚖️", layout="wide")
+st.set_page_config(page_title="Imbalance Lab", page_icon=":material/balance:", layout="wide")
 
 navigation = st.navigation([
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/data.py", title="Data", icon="🗂️"),
-    st.Page("pages/train.py", title="Train", icon="🏋️"),
-    st.Page("pages/compare.py", title="Compare", icon="📊"),
-    st.Page("pages/synthesis.py", title="Synthesis", icon="🧪"),
-    st.Page("pages/explain.py", title="Explain", icon="🔍"),
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("app_pages/data.py", title="Data", icon=":material/dataset:"),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/bar_chart:"),
+    st.Page("app_pages/synthesis.py", title="Synthesis", icon=":material/science:"),
+    st.Page("app_pages/explain.py", title="Explain", icon=":material/visibility:"),
 ])
 job_runner()  # start the background worker with the server, so queued runs proceed
 

@@ -48,10 +48,10 @@ def confusion_heatmap(matrix: np.ndarray, class_names: Sequence[str], title: str
 
 
 def metric_vs_ratio(runs: pd.DataFrame, metric: str) -> go.Figure:
-    """Mean metric over seeds against the imbalance ratio, one line per method."""
+    """Mean metric over seeds against the imbalance ratio, one line per group (method and budget)."""
     numeric = runs.dropna(subset=["ratio"])
-    grouped = numeric.groupby(["method", "ratio"])[metric].agg(["mean", "std"]).reset_index()
-    fig = px.line(grouped, x="ratio", y="mean", color="method", error_y="std", markers=True, log_x=True,
+    grouped = numeric.groupby(["group", "ratio"])[metric].agg(["mean", "std"]).reset_index()
+    fig = px.line(grouped, x="ratio", y="mean", color="group", error_y="std", markers=True, log_x=True,
                   color_discrete_sequence=PALETTE, labels={"mean": metric, "ratio": "imbalance ratio (log)"})
     fig.update_layout(legend_orientation="h", margin=dict(t=30))
     return fig

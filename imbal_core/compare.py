@@ -42,6 +42,8 @@ def finished_runs(all_stores: list[RunStore]) -> pd.DataFrame:
     runs["ratio_label"] = runs["ratio"].map(lambda r: "natural" if pd.isna(r) else f"{r:g}")
     # Runs are comparable when they share the data set, its options, image size and split.
     runs["data"] = runs["config"].map(_data_label)
+    # Runs that differ only in their seed form one group (one bar colour, mean ± sd).
+    runs["group"] = runs["method"] + " · " + runs["epochs"].astype(str) + " ep · " + runs["backbone"]
     runs["label"] = runs["method"] + " · " + runs["data"] + " · ratio " + runs["ratio_label"] + " · seed " + \
         runs["seed"].astype(str) + " · " + runs["source"] + " · " + runs["run_id"].str[-6:]
     summaries = runs["summary"].map(lambda s: json.loads(s) if s else {})
@@ -61,6 +63,7 @@ def _data_label(config_json: str) -> str:
 class RunResult:
     run_id: str
     method: str
+    group: str
     label: str
     metrics: dict
     run_dir: Path
@@ -78,16 +81,16 @@ def load_results(runs: pd.DataFrame) -> list[RunResult]:
     results = []
     for row in runs.itertuples():
         run_dir = Path(row.store) / "runs" / row.run_id
-        results.append(RunResult(row.run_id, row.method, row.label, read_json(run_dir / "metrics.json"), run_dir))
+        results.append(RunResult(row.run_id, row.method, row.group, row.label, read_json(run_dir / "metrics.json"), run_dir))
     return results
 
 
 def per_class_table(results: list[RunResult], metric: str = "recall") -> pd.DataFrame:
-    """Rows (method, class, training count, value) averaged over runs of the same method (mean and sd)."""
+    """Rows (group, class, training count, value) averaged over the seeds of a group (mean and sd)."""
     rows = []
     for r in results:
         for name, count, value in zip(r.class_names, r.metrics["train_counts"], r.metrics["per_class"][metric]):
-            rows.append({"method": r.method, "class": name, "train_count": count, "value": value})
+            rows.append({"method": r.group, "class": name, "train_count": count, "value": value})
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
@@ -97,8 +100,8 @@ def per_class_table(results: list[RunResult], metric: str = "recall") -> pd.Data
 
 
 def summary_table(runs: pd.DataFrame, metrics: tuple[str, ...] = SUMMARY_METRICS) -> pd.DataFrame:
-    """Mean +/- sd over seeds for each (method, data, ratio)."""
-    grouped = runs.groupby(["method", "data", "ratio_label"], sort=False)
+    """Mean +/- sd over seeds for each (group, data, ratio)."""
+    grouped = runs.groupby(["group", "data", "ratio_label"], sort=False)
     table = grouped[list(metrics)].agg(["mean", "std"])
     out = pd.DataFrame(index=table.index)
     for metric in metrics:

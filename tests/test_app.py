@@ -20,7 +20,7 @@ def open_page(page: str, **state) -> AppTest:
         app.session_state[key] = value
     app.run()
     if page != "home":
-        app.switch_page(f"pages/{page}.py").run()
+        app.switch_page(f"app_pages/{page}.py").run()
     assert not app.exception, app.exception
     return app
 
@@ -60,7 +60,7 @@ def test_train_then_compare_and_explain():
     app.number_input(key="train_epochs").set_value(1)
     app.button[0].click().run()  # the form's Run button sends the form's values
     assert "Queued 1 run" in app.success[0].value
-    from pages.common import user_store
+    from app_pages.common import user_store
 
     store = user_store()
     deadline = time.time() + TIMEOUT
@@ -75,7 +75,7 @@ def test_train_then_compare_and_explain():
     labels = next(m for m in compare.multiselect if m.label == "Runs").value
     assert any(run_id[-6:] in label for label in labels)
     bars = chart_specs(compare)[0]
-    assert bars["data"][0]["name"] == "ce" and len(bars["data"][0]["x"]) == 7
+    assert bars["data"][0]["name"].startswith("ce · 1 ep") and len(bars["data"][0]["x"]) == 7
     assert compare.dataframe
     compare.slider(key="cmp_tau").set_value(1.5).run()
     assert not compare.exception

@@ -11,7 +11,7 @@ from imbal_core.engine.evaluate import load_run_model
 from imbal_core.errors import ImbalLabError
 from imbal_core.explain import grad_cam, overlay
 from imbal_core.runs import RunStore
-from pages.common import all_stores
+from app_pages.common import all_stores
 
 SHOW_PX = 224
 

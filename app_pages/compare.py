@@ -8,7 +8,7 @@ import streamlit as st
 from imbal_core import charts
 from imbal_core.compare import finished_runs, load_results, normalised_confusion, per_class_table, summary_table, tau_rescore
 from imbal_core.metrics import SUMMARY_METRICS
-from pages.common import all_stores
+from app_pages.common import all_stores
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -53,7 +53,7 @@ st.caption("Classes ordered by training count (head first). Error bars: sd over 
 st.header("Metrics (mean ± sd over seeds)")
 table = summary_table(picked)
 st.dataframe(table, hide_index=True, width="stretch")
-st.download_button("Download tidy CSV", picked[["run_id", "method", "data", "ratio", "seed", *SUMMARY_METRICS]]
+st.download_button("Download CSV", picked[["run_id", "method", "group", "data", "ratio", "seed", *SUMMARY_METRICS]]
                    .to_csv(index=False), "imbalance_lab_metrics.csv", "text/csv", key="cmp_csv")
 st.caption("Macro AUC is one-vs-rest. many/medium/few: classes split by terciles of their training counts. "
            "ECE uses 15 bins. Charts download as PNG from their toolbar (camera icon).")
@@ -62,7 +62,7 @@ st.header("Confusion matrices (rows normalised)")
 columns = st.columns(min(3, len(results)))
 for i, result in enumerate(results[:9]):
     with columns[i % len(columns)]:
-        st.plotly_chart(charts.confusion_heatmap(normalised_confusion(result), result.class_names, result.method),
+        st.plotly_chart(charts.confusion_heatmap(normalised_confusion(result), result.class_names, result.label),
                         key=f"cmp_confusion_{result.run_id}")
 
 if picked["ratio"].notna().sum() and picked["ratio_label"].nunique() > 1:

@@ -9,7 +9,7 @@ from imbal_core.engine import TrainConfig
 from imbal_core.errors import ImbalLabError
 from imbal_core.methods import METHODS
 from imbal_core.models import DEFAULT_BACKBONE, PRESETS
-from pages.common import job_runner, user_store
+from app_pages.common import job_runner, user_store
 
 ACTIVE = ("queued", "running")
 runner = job_runner()

@@ -1,0 +1,99 @@
+"""Real browser tests: `streamlit run app.py` on a free loopback port, driven by Playwright in
+Debian's Chromium. Screenshots go to test-output/browser/."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = ROOT / "test-output" / "browser"
+PAGES = {"": "Imbalance Lab", "data": "Data", "train": "Train", "compare": "Compare", "synthesis": "Synthesis",
+         "explain": "Explain"}
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Debian's Chromium is not installed and `apt-get install -y chromium` failed here"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory):
+    port = _free_port()
+    env = {**os.environ, "IMBAL_LAB_HOME": str(tmp_path_factory.mktemp("browser_lab"))}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
+         "127.0.0.1", "--server.headless", "true"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        pytest.fail(f"streamlit did not start: {server.stdout.read().decode()[-2000:]}")
+    yield url
+    server.terminate()
+    server.wait(20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _open(page, url: str, title: str) -> None:
+    page.goto(url)
+    page.get_by_role("heading", name=title, exact=True).first.wait_for(timeout=90_000)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
+
+
+def test_every_page_opens_without_exception(app_url: str, browser):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    for path, title in PAGES.items():
+        _open(page, f"{app_url}/{path}", title)
+        assert page.locator('[data-testid="stException"]').count() == 0, f"exception on page {path or 'home'}"
+        page.screenshot(path=str(SHOTS / f"{path or 'home'}.png"), full_page=True)
+
+
+def test_train_from_ui_then_see_it_in_compare(app_url: str, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    _open(page, f"{app_url}/train", "Train")
+    # keep only "ce": remove the other default method's chip
+    page.get_by_role("button", name="Remove balanced_softmax").last.click()
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("1")
+    epochs.press("Tab")
+    page.get_by_role("button", name="Run").click()
+    page.get_by_text("Queued 1 run(s)").wait_for(timeout=30_000)
+    page.get_by_text("test balanced acc").first.wait_for(timeout=240_000)
+    page.screenshot(path=str(SHOTS / "train_finished.png"), full_page=True)
+
+    _open(page, f"{app_url}/compare", "Compare")
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    assert page.get_by_text("· yours ·").count() >= 1  # the new run is among the picked runs
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(SHOTS / "compare_with_new_run.png"), full_page=True)
