@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "pretrained"))
     args = parser.parse_args()
     store = RunStore(args.out)
+    version = code_version()  # the code this process imported, whatever changes while it runs
     manifest_path = Path(args.out) / "manifest.json"
     entries = []
     for method in args.methods.split(","):
@@ -52,7 +53,7 @@ def main() -> None:
             (store.run_dir(run_id) / name).unlink(missing_ok=True)
         summary = store.get_run(run_id)["summary"]
         entries.append({"run_id": run_id, "method": method, "data": "synthetic", "epochs": args.epochs,
-                        "seed": args.seed, "command": command, "code_version": code_version(),
+                        "seed": args.seed, "command": command, "code_version": version,
                         "train_seconds": round(time.time() - started, 1),
                         "test_balanced_acc": round(summary["balanced_acc"], 4), "test_acc": round(summary["acc"], 4)})
         print(f"{method:18s} bal.acc {summary['balanced_acc']:.3f}  acc {summary['acc']:.3f}", flush=True)

@@ -106,11 +106,19 @@ def test_checkpoint_round_trip(tmp_path):
         load_checkpoint(tmp_path / "bad.safetensors")
 
 
+def test_bad_settings_fail_before_a_run_is_created(store):
+    with pytest.raises(ConfigError, match="gamma"):
+        tiny_config(method="focal", method_settings={"gamma": -3})
+    with pytest.raises(ConfigError, match="unknown data source"):
+        tiny_config(data="mnist")
+    assert store.runs().empty
+
+
 def test_failed_run_is_recorded(store):
-    with pytest.raises(ConfigError):
-        train(tiny_config(method="focal", method_settings={"gamma": -3}), store)
+    with pytest.raises(RunError, match="no run"):
+        train(tiny_config(method="crt", init_from="no-such-run"), store)
     run = store.runs().iloc[0]
-    assert run["status"] == "failed" and "gamma" in run["error"]
+    assert run["status"] == "failed" and "no-such-run" in run["error"]
 
 
 def test_evaluate_on_another_dataset_and_reload(store):

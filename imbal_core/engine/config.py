@@ -5,7 +5,9 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..data import DATA_SOURCES
 from ..errors import ConfigError
+from ..methods import create_method
 from ..models import DEFAULT_BACKBONE
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -47,6 +49,8 @@ class TrainConfig:
         _require(self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}", self.optimizer)
         _require(isinstance(self.seed, int) and self.seed >= 0, "seed", "an integer >= 0", self.seed)
         _require(isinstance(self.image_size, int) and 16 <= self.image_size <= 512, "image_size", "an integer in [16, 512]", self.image_size)
+        DATA_SOURCES.get(self.data)  # unknown names raise, listing the choices
+        create_method(self.method, **self.method_settings)  # unknown or out-of-range settings raise
         if self.ratio is not None:
             ok = isinstance(self.ratio, (int, float)) and not isinstance(self.ratio, bool) and math.isfinite(self.ratio) and self.ratio >= 1
             _require(ok, "ratio", "a finite number >= 1, or None for the natural counts", self.ratio)

@@ -108,7 +108,9 @@ def _run(config: TrainConfig, store: RunStore, run_id: str, progress: ProgressFn
     method = create_method(config.method, **config.method_settings)
     stages = method.stages(config.epochs)
     if config.init_from:
-        model.load_state_dict(_init_weights(store, config))
+        missing, _ = model.load_state_dict(_init_weights(store, config), strict=False)
+        if any(key.startswith("backbone.") for key in missing):
+            raise ConfigError(f"init_from run {config.init_from} has a different backbone; use the same backbone")
         stages = [s for s in stages if not s.representation]
         if not stages:
             raise ConfigError(f"method {config.method!r} has no stage left to train after init_from; drop init_from")
@@ -189,6 +191,9 @@ def _run(config: TrainConfig, store: RunStore, run_id: str, progress: ProgressFn
             "model": model.state_dict(), "aux": method.aux.state_dict(), "extra": method.extra_state(),
             "optimizer": optimizer.state_dict(), "epoch": epoch, "history": history, "best_score": best_score,
         })
+        if stage.representation and epoch_in_stage == stage.epochs - 1 and epoch + 1 < len(plan):
+            # Features at the end of representation learning: later runs start from here with init_from.
+            save_checkpoint(run_dir / "representation.safetensors", {"model": model.state_dict()})
         store.set_progress(run_id, {"epoch": epoch + 1, "epochs": len(plan), "history": history})
         progress({"event": "epoch", "run_id": run_id, **record, "epochs": len(plan)})
 
@@ -307,6 +312,10 @@ def _init_weights(store: RunStore, config: TrainConfig) -> dict[str, torch.Tenso
     for key in ("data", "data_path", "image_size", "backbone", "split_seed"):
         if theirs[key] != getattr(config, key):
             raise ConfigError(f"init_from run has {key}={theirs[key]!r} but this run has {getattr(config, key)!r}")
-    state = load_checkpoint(store.run_dir(config.init_from) / "model.safetensors")["model"]
-    # Only the backbone and a plain linear head carry over; method-specific heads start fresh.
+    run_dir = store.run_dir(config.init_from)
+    representation = run_dir / "representation.safetensors"  # two-stage runs: the features before stage 2
+    state = load_checkpoint(representation if representation.exists() else run_dir / "model.safetensors")["model"]
+    # The backbone and a linear head carry over (a scaled head's inner linear layer counts as one);
+    # other method-specific heads start fresh.
+    state = {k.replace("head.linear.", "head."): v for k, v in state.items()}
     return {k: v for k, v in state.items() if k.startswith("backbone.") or k in ("head.weight", "head.bias")}

@@ -108,14 +108,18 @@ class TauNormalisation(Method):
             self.settings["tau"] = Setting("tau", 1.0, "", low=0.0, high=5.0).coerce(tau)
 
     def finalize(self, model: Classifier, val_features: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> dict:
-        weight = model.head.weight.detach().clone()
-        tau = self.settings["tau"]
-        if tau == "auto":
-            tau = choose_tau(weight, *val_features())
-        with torch.no_grad():
-            model.head.weight.copy_(tau_normalise(weight, tau))
-            model.head.bias.zero_()
-        return {"tau": tau}
+        return apply_tau_norm(model, self.settings["tau"], val_features)
+
+
+def apply_tau_norm(model: Classifier, tau: float | str, val_features: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> dict:
+    """Replace the linear head's weights by w_c / ||w_c||^tau and drop its bias; tau='auto' picks it on validation."""
+    weight = model.head.weight.detach().clone()
+    if tau == "auto":
+        tau = choose_tau(weight, *val_features())
+    with torch.no_grad():
+        model.head.weight.copy_(tau_normalise(weight, tau))
+        model.head.bias.zero_()
+    return {"tau": tau}
 
 
 def choose_tau(weight: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> float:
