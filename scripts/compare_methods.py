@@ -1,0 +1,111 @@
+"""Train methods x seeds under one budget and write a results file (Markdown + CSV).
+
+    .venv/bin/python scripts/compare_methods.py --data ham10000 --path ../shared/data/ham10000 \\
+        --methods ce,balanced_softmax,ldam_drw,crckd,metric_two_stage --seeds 0,1,2 --epochs 6 \\
+        --out results/ham10000_seed_methods
+
+Every run goes to the run store given by --store (default results/<name>/store is not kept in
+git; only the results files are). The Markdown file records the exact command, the budget,
+the machine and the code version, and reports ACC, balanced ACC, macro-F1 and per-class recall
+as mean ± sd over seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from imbal_core.compare import finished_runs, load_results, per_class_table  # noqa: E402
+from imbal_core.engine import TrainConfig, train  # noqa: E402
+from imbal_core.runs import RunStore  # noqa: E402
+from imbal_core.utils import atomic_path  # noqa: E402
+
+METRICS = ("acc", "balanced_acc", "macro_f1")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="ham10000")
+    parser.add_argument("--path")
+    parser.add_argument("--methods", required=True)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--image-size", type=int, default=28)
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD:KEY=VALUE",
+                        help="a method setting, e.g. crckd:rampup_start=0.2")
+    parser.add_argument("--out", required=True, help="output path without suffix (.md and .csv are written)")
+    parser.add_argument("--store", help="run store folder (default: <out>_store)")
+    args = parser.parse_args()
+    out = Path(args.out)
+    store = RunStore(args.store or f"{out}_store")
+    settings: dict[str, dict] = {}
+    for item in args.set:
+        method, assignment = item.split(":", 1)
+        key, value = assignment.split("=", 1)
+        settings.setdefault(method, {})[key] = value
+    started = time.time()
+    run_ids = []
+    for method in args.methods.split(","):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            config = TrainConfig(method=method, method_settings=settings.get(method, {}), data=args.data,
+                                 data_path=args.path, image_size=args.image_size, epochs=args.epochs, seed=seed)
+            t0 = time.time()
+            run_ids.append(train(config, store))
+            print(f"{method} seed {seed}: {time.time() - t0:.0f} s", flush=True)
+    runs = finished_runs([store])
+    runs = runs[runs["run_id"].isin(run_ids)]
+    write_results(out, runs, args, time.time() - started)
+
+
+def write_results(out: Path, runs: pd.DataFrame, args: argparse.Namespace, seconds: float) -> None:
+    order = list(dict.fromkeys(runs.sort_values("created")["method"]))
+    summary = runs.groupby("method")[list(METRICS)].agg(["mean", "std"]).reindex(order)
+    per_class = per_class_table(load_results(runs), "recall")
+    per_class["method"] = per_class["method"].str.split(" · ").str[0]
+    recall = per_class.pivot_table(index="method", columns="class", values=["mean", "sd"], sort=False)
+    classes = list(dict.fromkeys(per_class["class"]))
+    counts = per_class.drop_duplicates("class").set_index("class")["train_count"]
+
+    version = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    lines = [
+        f"# {args.data}: {', '.join(order)}",
+        "",
+        f"Command: `python scripts/compare_methods.py {' '.join(sys.argv[1:])}`",
+        "",
+        f"Budget: {args.epochs} epochs per method (two-stage methods add their stage-2 epochs), {args.image_size} px, "
+        f"batch 128, AdamW lr 1e-3 cosine, backbone `{runs['backbone'].iloc[0]}` from scratch, seeds {args.seeds}. "
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} CPU threads"
+        f"{', CUDA' if torch.cuda.is_available() else ''}; total {seconds / 60:.1f} min. Code: {version}.",
+        "",
+        "Test-set results, mean ± sd over seeds (model = best validation balanced accuracy):",
+        "",
+        "| method | ACC | balanced ACC | macro-F1 |",
+        "|---|---|---|---|",
+    ]
+    for method, row in summary.iterrows():
+        cells = [f"{row[(m, 'mean')]:.3f} ± {row[(m, 'std')]:.3f}" for m in METRICS]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += ["", "Per-class recall (classes by training count, head first):", "",
+              "| method | " + " | ".join(f"{c} ({int(counts[c])})" for c in classes) + " |",
+              "|---|" + "---|" * len(classes)]
+    for method in order:
+        cells = [f"{recall.loc[method, ('mean', c)]:.2f} ± {recall.loc[method, ('sd', c)]:.2f}" for c in classes]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out.with_suffix(".md")) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    with atomic_path(out.with_suffix(".csv")) as tmp:
+        runs[["run_id", "method", "seed", "epochs", *METRICS]].to_csv(tmp, index=False)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
