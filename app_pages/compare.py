@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from imbal_core import charts
-from imbal_core.compare import finished_runs, load_results, normalised_confusion, per_class_table, summary_table, tau_rescore
+from imbal_core.compare import (embedding_projection, finished_runs, load_results, normalised_confusion, per_class_table,
+                                summary_table, tau_rescore)
 from imbal_core.metrics import SUMMARY_METRICS
 from app_pages.common import all_stores
 
@@ -91,3 +92,10 @@ if linear:
     st.plotly_chart(charts.per_class_bars(frame), key="cmp_tau_chart")
 else:
     st.caption("None of the picked runs has a plain linear head.")
+
+st.header("Embeddings (2-D projection)")
+st.caption("PCA of the pooled test-set features, coloured by true class. For two-stage runs these are the "
+           "stage-1 features (the backbone is frozen in stage 2).")
+projected = st.selectbox("Run", [r.label for r in results], key="cmp_embedding_run")
+chosen = next(r for r in results if r.label == projected)
+st.plotly_chart(charts.embedding_scatter(embedding_projection(chosen), chosen.group), key="cmp_embedding_chart")

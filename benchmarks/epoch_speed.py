@@ -102,8 +102,8 @@ def main() -> None:
 
     print(f"\nOne epoch: {len(labels)} images of {args.image_size} px from {args.data}, batch {args.batch_size}, "
           f"backbone {config.backbone}, device {device} ({torch.get_num_threads()} threads)\n")
-    print(f"| loop | seconds | images/s | ours is faster by |")
-    print(f"|---|---|---|---|")
+    print("| loop | seconds | images/s | ours is faster by |")
+    print("|---|---|---|---|")
     for name, seconds in (("imbal_core engine (augmented on device)", ours),
                           ("reference, per-image torchvision augmentation", reference),
                           ("reference, official MedMNIST transforms (no augmentation)", official)):

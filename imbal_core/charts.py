@@ -68,3 +68,11 @@ def training_curve(history: list[dict]) -> go.Figure:
                       yaxis2=dict(title="loss", overlaying="y", side="right"), height=260,
                       margin=dict(t=10, b=10), legend_orientation="h")
     return fig
+
+
+def embedding_scatter(points: pd.DataFrame, title: str) -> go.Figure:
+    fig = px.scatter(points, x="pc1", y="pc2", color="class", hover_data=["id"], opacity=0.7,
+                     color_discrete_sequence=PALETTE, title=title)
+    fig.update_traces(marker_size=5)
+    fig.update_layout(legend_orientation="h", margin=dict(t=40))
+    return fig

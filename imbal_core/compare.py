@@ -43,13 +43,32 @@ def finished_runs(all_stores: list[RunStore]) -> pd.DataFrame:
     # Runs are comparable when they share the data set, its options, image size and split.
     runs["data"] = runs["config"].map(_data_label)
     # Runs that differ only in their seed form one group (one bar colour, mean ± sd).
-    runs["group"] = runs["method"] + " · " + runs["epochs"].astype(str) + " ep · " + runs["backbone"]
+    runs["group"] = runs["config"].map(_group_label)
     runs["label"] = runs["method"] + " · " + runs["data"] + " · ratio " + runs["ratio_label"] + " · seed " + \
         runs["seed"].astype(str) + " · " + runs["source"] + " · " + runs["run_id"].str[-6:]
     summaries = runs["summary"].map(lambda s: json.loads(s) if s else {})
     for metric in SUMMARY_METRICS:
         runs[metric] = summaries.map(lambda s, m=metric: s.get(m))
     return runs
+
+
+def _group_label(config_json: str) -> str:
+    """Method with its non-default settings, epochs and backbone, e.g. "crckd[ablation=mt] · 6 ep · resnet10t_small"."""
+    config = json.loads(config_json)
+    settings = ",".join(f"{k}={v}" for k, v in sorted(config["method_settings"].items()))
+    method = f"{config['method']}[{settings}]" if settings else config["method"]
+    return f"{method} · {config['epochs']} ep · {config['backbone']}"
+
+
+def embedding_projection(result: "RunResult", max_points: int = 2000) -> pd.DataFrame:
+    """2-D PCA of a run's test embeddings, with each point's true class (for a scatter plot)."""
+    from sklearn.decomposition import PCA
+
+    preds = result.predictions()
+    embeddings = preds["embeddings"].astype(np.float32)[:max_points]
+    xy = PCA(n_components=2, random_state=0).fit_transform(embeddings)
+    names = np.array(result.class_names)[preds["labels"][:max_points]]
+    return pd.DataFrame({"pc1": xy[:, 0], "pc2": xy[:, 1], "class": names, "id": preds["ids"][:max_points]})
 
 
 def _data_label(config_json: str) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import (
     accuracy_score,
-    balanced_accuracy_score,
     cohen_kappa_score,
     confusion_matrix,
     f1_score,

@@ -37,3 +37,20 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data not found at {path} (../shared/data is provided in CI)")
     return path
+
+
+def assert_resume_matches_uninterrupted(store, config) -> None:
+    """Train `config` straight through; train it again stopped after epoch 1 and resumed; same metrics."""
+    import threading
+
+    from imbal_core.engine import train
+
+    full = train(config, store)
+    stop = threading.Event()
+    partial = train(config, store, stop_event=stop,
+                    progress=lambda e: stop.set() if e["event"] == "epoch" and e["epoch"] == 0 else None)
+    assert store.get_run(partial)["status"] == "stopped"
+    assert store.get_run(partial)["summary"] is None
+    assert train(None, store, resume=partial) == partial
+    assert store.get_run(partial)["status"] == "finished"
+    assert store.get_run(partial)["summary"] == store.get_run(full)["summary"]

@@ -1,8 +1,6 @@
 """Training engine: determinism, resume, checkpoints, every baseline, decoupled stages, evaluation."""
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import torch
@@ -14,7 +12,7 @@ from imbal_core.errors import ConfigError, RunError
 from imbal_core.methods import METHODS
 from imbal_core.models import create_model
 
-from .conftest import TINY, tiny_config
+from .conftest import TINY, assert_resume_matches_uninterrupted, tiny_config
 
 BASELINES = ["ce", "weighted_ce", "cb_loss", "focal", "ldam_drw", "balanced_softmax", "logit_adjust",
              "cb_resample", "mixup", "crt", "lws", "tau_norm"]
@@ -53,21 +51,7 @@ def test_same_seed_same_metrics(store):
 
 
 def test_resume_equals_uninterrupted(store):
-    config = tiny_config(method="cb_resample", epochs=3)
-    full = train(config, store)
-    stop = threading.Event()
-
-    def stop_after_first_epoch(event):
-        if event["event"] == "epoch" and event["epoch"] == 0:
-            stop.set()
-
-    partial = train(config, store, progress=stop_after_first_epoch, stop_event=stop)
-    assert store.get_run(partial)["status"] == "stopped"
-    assert store.get_run(partial)["summary"] is None
-    resumed = train(None, store, resume=partial)
-    assert resumed == partial
-    assert store.get_run(partial)["status"] == "finished"
-    assert _summary(store, partial) == _summary(store, full)
+    assert_resume_matches_uninterrupted(store, tiny_config(method="cb_resample", epochs=3))
 
 
 def test_crt_second_stage_keeps_backbone(store):

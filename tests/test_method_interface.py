@@ -3,7 +3,6 @@ an EMA teacher, extra views, a memory bank, extra synthetic images mid-batch, a 
 from __future__ import annotations
 
 import copy
-import threading
 
 import pytest
 import torch
@@ -14,7 +13,7 @@ from imbal_core.engine import train
 from imbal_core.engine.checkpoint import load_checkpoint
 from imbal_core.methods import METHODS, Method, MethodCard, Stage, register_method
 
-from .conftest import tiny_config
+from .conftest import assert_resume_matches_uninterrupted, tiny_config
 
 
 class Bank(nn.Module):
@@ -75,10 +74,4 @@ def test_teacher_bank_views_synthetic_and_two_stages(store, toy_method):
 
 
 def test_toy_method_resumes_exactly(store, toy_method):
-    config = tiny_config(method=toy_method, epochs=2)
-    full = train(config, store)
-    stop = threading.Event()
-    partial = train(config, store, stop_event=stop,
-                    progress=lambda e: stop.set() if e["event"] == "epoch" and e["epoch"] == 0 else None)
-    train(None, store, resume=partial)
-    assert store.get_run(partial)["summary"] == store.get_run(full)["summary"]
+    assert_resume_matches_uninterrupted(store, tiny_config(method=toy_method, epochs=2))

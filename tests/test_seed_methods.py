@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import threading
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ from imbal_core.engine.checkpoint import load_checkpoint
 from imbal_core.methods.crckd import (ClassIndex, class_centroids, nce_loss, relation_loss, sigmoid_rampup)
 from imbal_core.methods.metric_two_stage import batch_hard_triplet_loss, supervised_contrastive_loss
 
-from .conftest import tiny_config
+from .conftest import assert_resume_matches_uninterrupted, tiny_config
 
 LABELS = torch.tensor([0, 1, 0, 2, 1, 0, 2, 2, 0, 1])
 
@@ -95,13 +94,7 @@ def test_crckd_ablations_train(store, ablation):
 
 
 def test_crckd_resumes_exactly(store):
-    config = tiny_config(method="crckd", epochs=2, method_settings={"rampup_start": 0.0})
-    full = train(config, store)
-    stop = threading.Event()
-    partial = train(config, store, stop_event=stop,
-                    progress=lambda e: stop.set() if e["event"] == "epoch" and e["epoch"] == 0 else None)
-    train(None, store, resume=partial)
-    assert store.get_run(partial)["summary"] == store.get_run(full)["summary"]
+    assert_resume_matches_uninterrupted(store, tiny_config(method="crckd", epochs=2, method_settings={"rampup_start": 0.0}))
 
 
 @pytest.mark.parametrize("metric,stage2", [("supcon", "crt"), ("triplet_hard", "lws"), ("triplet_cb", "tau_norm")])

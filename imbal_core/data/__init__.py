@@ -38,12 +38,12 @@ def load_dataset(
             raise DataError(f"{path} does not exist. Expected layout for {source!r}: {info.layout}")
     fingerprint = _fingerprint(path) if path is not None else None
     key = cache.cache_key(source, fingerprint, image_size, split_seed, options)
-    folder = Path(cache_dir) if cache_dir is not None else lab_home() / "cache"
-    if use_cache and (hit := cache.load(folder, key)) is not None:
+    cache_folder = Path(cache_dir) if cache_dir is not None else lab_home() / "cache"
+    if use_cache and (hit := cache.load(cache_folder, key)) is not None:
         return hit
     dataset = info.loader(path, image_size=image_size, split_seed=split_seed, **options)
     if use_cache:
-        cache.save(dataset, folder, key)
+        cache.save(dataset, cache_folder, key)
     return dataset
 
 

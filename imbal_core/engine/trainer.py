@@ -19,7 +19,7 @@ import torch
 from ..data import ImageDataset, Split, load_dataset
 from ..errors import ConfigError, RunError
 from ..imbalance import make_imbalanced
-from ..methods import Batch, Method, Stage, TrainInfo, create_method
+from ..methods import Batch, Method, TrainInfo, create_method
 from ..metrics import compute_metrics
 from ..models import Classifier, create_model
 from ..runs import RunStore
