@@ -27,8 +27,9 @@ def grad_cam(model: Classifier, images: np.ndarray, target: int | None = None) -
     return (maps / peak).detach().cpu().numpy(), probs.cpu().numpy()
 
 
-def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """Blend a [0, 1] heat map (jet colours) onto a uint8 RGB image."""
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """Blend a [0, 1] heat map (jet colours) onto a uint8 RGB image; cold areas stay see-through."""
     jet = np.stack([np.clip(1.5 - np.abs(4 * heat - k), 0, 1) for k in (3, 2, 1)], axis=-1)
-    blended = np.clip((1 - alpha) * image / 255.0 + alpha * jet, 0, 1)
+    weight = (alpha * (0.3 + 0.7 * heat))[..., None]
+    blended = np.clip((1 - weight) * image / 255.0 + weight * jet, 0, 1)
     return (blended * 255).astype(np.uint8)

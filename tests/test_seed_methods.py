@@ -109,3 +109,4 @@ def test_metric_two_stage_variants(store, metric, stage2):
         variant = train(tiny_config(method="metric_two_stage", init_from=run_id,
                                     method_settings={**settings, "stage2": "crt"}), store)
         assert [h["stage"] for h in store.get_run(variant)["progress"]["history"]] == ["classifier"]
+
