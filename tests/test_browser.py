@@ -15,8 +15,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / "test-output" / "browser"
-PAGES = {"": "Imbalance Lab", "data": "Data", "train": "Train", "compare": "Compare", "synthesis": "Synthesis",
-         "explain": "Explain"}
+# url path -> (page title, a heading drawn at the end of the page: the page has finished rendering)
+PAGES = {"": ("Imbalance Lab", "Methods"), "data": ("Data", "Samples per class"), "train": ("Train", "Jobs"),
+         "compare": ("Compare", "Embeddings (2-D projection)"), "synthesis": ("Synthesis", "Mixup with the head class"),
+         "explain": ("Explain", "Explain the class")}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 
@@ -64,17 +66,19 @@ def browser():
         chromium.close()
 
 
-def _open(page, url: str, title: str) -> None:
+def _open(page, url: str, title: str, last: str | None = None) -> None:
     page.goto(url)
     page.get_by_role("heading", name=title, exact=True).first.wait_for(timeout=90_000)
+    if last is not None:
+        page.get_by_text(last, exact=True).first.wait_for(timeout=120_000)
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
 
 
 def test_every_page_opens_without_exception(app_url: str, browser):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    for path, title in PAGES.items():
-        _open(page, f"{app_url}/{path}", title)
+    for path, (title, last) in PAGES.items():
+        _open(page, f"{app_url}/{path}", title, last)
         assert page.locator('[data-testid="stException"]').count() == 0, f"exception on page {path or 'home'}"
         page.screenshot(path=str(SHOTS / f"{path or 'home'}.png"), full_page=True)
 

@@ -40,7 +40,8 @@ class MemoryBank(nn.Module):
 
     def __init__(self, size: int, generator: torch.Generator) -> None:
         super().__init__()
-        self.register_buffer("entries", F.normalize(torch.randn(size, FEATURE_DIM, generator=generator), dim=1))
+        start = torch.randn(size, FEATURE_DIM, generator=generator, device=generator.device)
+        self.register_buffer("entries", F.normalize(start, dim=1))
 
     @torch.no_grad()
     def update(self, index: torch.Tensor, values: torch.Tensor, momentum: float) -> None:
@@ -103,8 +104,8 @@ def class_centroids(entries: torch.Tensor, labels: torch.Tensor, num_classes: in
 def relation_loss(student: torch.Tensor, teacher: torch.Tensor, student_centroids: torch.Tensor,
                   teacher_centroids: torch.Tensor, temperature: float) -> torch.Tensor:
     """CRP: KL(softmax(r_teacher) || softmax(r_student)), r = embedding . centroids^T / T."""
-    r_student = student @ student_centroids.t() / temperature
-    r_teacher = teacher @ teacher_centroids.t() / temperature
+    r_student = student.float() @ student_centroids.t() / temperature
+    r_teacher = teacher.float() @ teacher_centroids.t() / temperature
     return F.kl_div(F.log_softmax(r_student, 1), F.log_softmax(r_teacher, 1), reduction="batchmean", log_target=True)
 
 
@@ -212,7 +213,7 @@ class CRCKD(Method):
 
     def _nce(self, anchor_name: str, anchors: torch.Tensor, bank: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         # Scores against the whole bank in one matmul, then gather the drawn columns.
-        scores = torch.gather(anchors @ bank.t(), 1, candidates) / self.settings["nce_t"]
+        scores = torch.gather(anchors.float() @ bank.t(), 1, candidates) / self.settings["nce_t"]
         if anchor_name not in self.normalisers:  # fixed from the first batch, as in CRD
             self.normalisers[anchor_name] = float(torch.exp(scores).mean().item() * len(bank))
         return nce_loss(scores, self.settings["positives"], self.normalisers[anchor_name], len(bank))

@@ -25,6 +25,7 @@ def supervised_contrastive_loss(z: torch.Tensor, y: torch.Tensor, temperature: f
 
     z: (M, D) L2-normalised embeddings of all views; y: (M,) labels.
     """
+    z = z.float()  # bf16 under autocast is too coarse for a softmax over the batch
     similarity = z @ z.t() / temperature
     self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
     similarity = similarity.masked_fill(self_mask, float("-inf"))
@@ -38,7 +39,7 @@ def supervised_contrastive_loss(z: torch.Tensor, y: torch.Tensor, temperature: f
 def batch_hard_triplet_loss(z: torch.Tensor, y: torch.Tensor, margin: float) -> torch.Tensor:
     """Hermans et al. 2017: for each anchor, the farthest positive and the closest negative,
     max(0, d(a, p) - d(a, n) + margin), averaged over anchors that have both."""
-    distance = torch.cdist(z, z)
+    distance = torch.cdist(z.float(), z.float())
     same = y[:, None] == y[None, :]
     eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
     hardest_positive = distance.masked_fill(~same | eye, float("-inf")).max(1).values
