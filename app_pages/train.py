@@ -73,27 +73,28 @@ def jobs_panel() -> None:
     active = runs[runs["status"].isin(ACTIVE)].iloc[::-1]  # oldest first: the order they will run in
     shown = pd.concat([active, runs[~runs["status"].isin(ACTIVE)].head(8)])
     for row in shown.itertuples():
-        run = store.get_run(row.run_id)
+        run = store.get_run(row.run_id)  # fresher than `row`: the worker may have moved on meanwhile
+        status = run["status"]
         progress = run["progress"] or {}
         with st.container(border=True):
             top = st.columns([4, 1])
-            top[0].markdown(f"**{row.method}** · seed {row.seed} · `{row.run_id}` — **{row.status}**")
-            if row.status in ACTIVE and top[1].button("Stop", key=f"stop_{row.run_id}"):
+            top[0].markdown(f"**{row.method}** · seed {row.seed} · `{row.run_id}` — **{status}**")
+            if status in ACTIVE and top[1].button("Stop", key=f"stop_{row.run_id}"):
                 runner.stop(row.run_id)
-            if row.status == "stopped" and top[1].button("Resume", key=f"resume_{row.run_id}"):
+            if status == "stopped" and top[1].button("Resume", key=f"resume_{row.run_id}"):
                 runner.resume(row.run_id)
-            if row.status == "failed":
+            if status == "failed":
                 st.error(run["error"] or "failed")
-            if run["error"] and row.status == "stopped":
+            if run["error"] and status == "stopped":
                 st.caption(run["error"])
             step = progress.get("step")
             done = progress.get("epoch", 0)
             total = progress.get("epochs") or (step or {}).get("epochs") or row.epochs
-            if row.status == "running" and step:
+            if status == "running" and step:
                 st.progress(min(1.0, (step["epoch"] + step["step"] / step["steps"]) / step["epochs"]),
                             text=f"{step['stage']}: epoch {step['epoch'] + 1}/{step['epochs']}, "
                                  f"step {step['step']}/{step['steps']}, loss {step['loss']:.3f}")
-            elif row.status == "finished" and run["summary"]:
+            elif status == "finished" and run["summary"]:
                 s = run["summary"]
                 st.caption(f"test balanced acc {s['balanced_acc']:.3f} · acc {s['acc']:.3f} · macro-F1 {s['macro_f1']:.3f}"
                            " — see Compare")
