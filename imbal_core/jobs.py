@@ -76,7 +76,10 @@ class JobRunner:
                 last_write = time.time()
 
         try:
-            config = TrainConfig.from_dict(self.store.get_run(run_id)["config"])
+            run = self.store.get_run(run_id)
+            if run["status"] != "queued":  # stopped while it waited
+                return
+            config = TrainConfig.from_dict(run["config"])
             train(config, self.store, progress=progress, stop_event=stop, run_id=run_id)
         except Exception:  # noqa: BLE001 - the error is on the job's card; the worker keeps going
             run = self.store.get_run(run_id)

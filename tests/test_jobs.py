@@ -1,0 +1,49 @@
+"""The background job runner: queue order, stop, resume, and recovery after a server restart."""
+from __future__ import annotations
+
+import time
+
+from imbal_core.jobs import JobRunner
+
+from .conftest import tiny_config
+
+
+def _wait(store, run_id, statuses, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if store.get_run(run_id)["status"] in statuses:
+            return store.get_run(run_id)
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} still {store.get_run(run_id)['status']}")
+
+
+def test_queue_stop_resume(store):
+    runner = JobRunner(store)
+    first = runner.submit(tiny_config(method="ce", epochs=2))
+    second = runner.submit(tiny_config(method="focal"))
+    runner.stop(second)  # still queued: it never starts
+    assert store.get_run(second)["status"] == "stopped"
+    _wait(store, first, {"running"})
+    runner.stop(first)
+    stopped = _wait(store, first, {"stopped", "finished"})
+    if stopped["status"] == "stopped":
+        runner.resume(first)
+    finished = _wait(store, first, {"finished"})
+    assert finished["summary"]["balanced_acc"] >= 0
+    assert [h["epoch"] for h in finished["progress"]["history"]] == [0, 1]
+
+
+def test_orphaned_running_run_is_marked_stopped(store):
+    run_id = store.create_run(tiny_config().to_dict())
+    store.set_status(run_id, "running")
+    JobRunner(store)  # a new server process finds the run it did not start
+    run = store.get_run(run_id)
+    assert run["status"] == "stopped" and "resume" in run["error"]
+
+
+def test_failed_job_keeps_the_worker_alive(store):
+    runner = JobRunner(store)
+    bad = runner.submit(tiny_config(method="crt", init_from="missing-run"))
+    good = runner.submit(tiny_config(method="ce"))
+    assert "missing-run" in _wait(store, bad, {"failed"})["error"]
+    assert _wait(store, good, {"finished"})["status"] == "finished"
