@@ -150,7 +150,9 @@ class LogitAdjustment(Method):
         formula="L = CE(z + tau log pi_c, y); predict with z",
         paper="Menon et al., Long-tail learning via logit adjustment, ICLR 2021.",
         settings=(Setting("tau", 1.0, "strength of the adjustment", low=0.0, high=3.0),),
-        our_choices=("Only the loss form is offered; for a post-hoc re-balancing of a trained head see tau_norm.",),
+        our_choices=("Only the loss form is offered; for a post-hoc re-balancing of a trained head see tau_norm.",
+                     "With tau = 1 the loss equals balanced softmax (log pi_c and log n_c differ by a constant), "
+                     "so the two give identical runs; tau is what sets them apart."),
     )
 
     def loss(self, model: Classifier, batch: Batch) -> torch.Tensor:
