@@ -51,51 +51,56 @@ metric = st.radio("Per-class metric", ["recall", "precision", "f1"], horizontal=
 st.plotly_chart(charts.per_class_bars(per_class_table(results, metric), metric), key="cmp_per_class")
 st.caption("Classes ordered by training count (head first). Error bars: sd over runs of the same method.")
 
-st.header("Metrics (mean ± sd over seeds)")
-table = summary_table(picked)
-st.dataframe(table, hide_index=True, width="stretch")
-st.download_button("Download CSV", picked[["run_id", "method", "group", "data", "ratio", "seed", *SUMMARY_METRICS]]
-                   .to_csv(index=False), "imbalance_lab_metrics.csv", "text/csv", key="cmp_csv")
-st.caption("Macro AUC is one-vs-rest. many/medium/few: classes split by terciles of their training counts. "
-           "ECE uses 15 bins. Charts download as PNG from their toolbar (camera icon).")
+# One tab per view: only the open tab's charts are drawn, so the first chart shows at once.
+metrics_tab, confusion_tab, ratio_tab, tau_tab, embedding_tab = st.tabs(
+    ["Metrics", "Confusion matrices", "Metric vs ratio", "tau-norm, live", "Embeddings"])
+with metrics_tab:
+    table = summary_table(picked)
+    st.dataframe(table, hide_index=True, width="stretch")
+    st.download_button("Download CSV", picked[["run_id", "method", "group", "data", "ratio", "seed", *SUMMARY_METRICS]]
+                       .to_csv(index=False), "imbalance_lab_metrics.csv", "text/csv", key="cmp_csv")
+    st.caption("Macro AUC is one-vs-rest. many/medium/few: classes split by terciles of their training counts. "
+               "ECE uses 15 bins. Charts download as PNG from their toolbar (camera icon).")
 
-st.header("Confusion matrices (rows normalised)")
-columns = st.columns(min(3, len(results)))
-for i, result in enumerate(results[:9]):
-    with columns[i % len(columns)]:
-        st.plotly_chart(charts.confusion_heatmap(normalised_confusion(result), result.class_names, result.label),
-                        key=f"cmp_confusion_{result.run_id}")
+with confusion_tab:
+    columns = st.columns(min(3, len(results)))
+    for i, result in enumerate(results[:9]):
+        with columns[i % len(columns)]:
+            st.plotly_chart(charts.confusion_heatmap(normalised_confusion(result), result.class_names, result.label),
+                            key=f"cmp_confusion_{result.run_id}")
 
-if picked["ratio"].notna().sum() and picked["ratio_label"].nunique() > 1:
-    st.header("Metric versus imbalance ratio")
-    ratio_metric = st.selectbox("Metric", SUMMARY_METRICS, index=1, key="cmp_ratio_metric")
-    st.plotly_chart(charts.metric_vs_ratio(picked, ratio_metric), key="cmp_ratio_chart")
+with ratio_tab:
+    if picked["ratio"].notna().sum() and picked["ratio_label"].nunique() > 1:
+        ratio_metric = st.selectbox("Metric", SUMMARY_METRICS, index=1, key="cmp_ratio_metric")
+        st.plotly_chart(charts.metric_vs_ratio(picked, ratio_metric), key="cmp_ratio_chart")
+    else:
+        st.caption("Pick runs at two or more imbalance ratios to see this curve.")
 
-st.header("tau-norm, live")
-st.caption("Divides each class's head weights by their norm to the power tau (bias dropped) and re-scores the "
-           "saved test embeddings: no retraining.")
-linear = [r for r in results if r.predictions()["head_weight"].ndim == 2]
-if linear:
-    target = st.selectbox("Run", [r.label for r in linear], key="cmp_tau_run")
-    tau = st.slider("tau", 0.0, 2.0, 1.0, 0.05, key="cmp_tau")
-    result = next(r for r in linear if r.label == target)
-    rescored = tau_rescore(result, tau)
-    base = tau_rescore(result, 0.0)
-    cols = st.columns(3)
-    for col, key in zip(cols, ("balanced_acc", "acc", "few_acc")):
-        col.metric(key, f"{rescored['summary'][key]:.3f}", f"{rescored['summary'][key] - base['summary'][key]:+.3f} vs tau 0")
-    rows = [{"method": f"tau={tau:g}", "class": n, "train_count": c, "mean": v, "sd": None, "runs": 1}
-            for n, c, v in zip(result.class_names, result.metrics["train_counts"], rescored["per_class"]["recall"])]
-    rows += [{"method": "tau=0", "class": n, "train_count": c, "mean": v, "sd": None, "runs": 1}
-             for n, c, v in zip(result.class_names, result.metrics["train_counts"], base["per_class"]["recall"])]
-    frame = pd.DataFrame(rows).sort_values("train_count", ascending=False, kind="stable")
-    st.plotly_chart(charts.per_class_bars(frame), key="cmp_tau_chart")
-else:
-    st.caption("None of the picked runs has a plain linear head.")
+with tau_tab:
+    st.caption("Divides each class's head weights by their norm to the power tau (bias dropped) and re-scores the "
+               "saved test embeddings: no retraining.")
+    linear = [r for r in results if r.predictions()["head_weight"].ndim == 2]
+    if linear:
+        target = st.selectbox("Run", [r.label for r in linear], key="cmp_tau_run")
+        tau = st.slider("tau", 0.0, 2.0, 1.0, 0.05, key="cmp_tau")
+        result = next(r for r in linear if r.label == target)
+        rescored = tau_rescore(result, tau)
+        base = tau_rescore(result, 0.0)
+        cols = st.columns(3)
+        for col, key in zip(cols, ("balanced_acc", "acc", "few_acc")):
+            col.metric(key, f"{rescored['summary'][key]:.3f}", f"{rescored['summary'][key] - base['summary'][key]:+.3f} vs tau 0")
+        rows = [{"method": f"tau={tau:g}", "class": n, "train_count": c, "mean": v, "sd": None, "runs": 1}
+                for n, c, v in zip(result.class_names, result.metrics["train_counts"], rescored["per_class"]["recall"])]
+        rows += [{"method": "tau=0", "class": n, "train_count": c, "mean": v, "sd": None, "runs": 1}
+                 for n, c, v in zip(result.class_names, result.metrics["train_counts"], base["per_class"]["recall"])]
+        frame = pd.DataFrame(rows).sort_values("train_count", ascending=False, kind="stable")
+        st.plotly_chart(charts.per_class_bars(frame), key="cmp_tau_chart")
+    else:
+        st.caption("None of the picked runs has a plain linear head.")
 
-st.header("Embeddings (2-D projection)")
-st.caption("PCA of the pooled test-set features, coloured by true class. For two-stage runs these are the "
-           "stage-1 features (the backbone is frozen in stage 2).")
-projected = st.selectbox("Run", [r.label for r in results], key="cmp_embedding_run")
-chosen = next(r for r in results if r.label == projected)
-st.plotly_chart(charts.embedding_scatter(embedding_projection(chosen), chosen.group), key="cmp_embedding_chart")
+with embedding_tab:
+    st.caption("PCA of the pooled test-set features, coloured by true class. For two-stage runs these are the "
+               "stage-1 features (the backbone is frozen in stage 2).")
+    projected = st.selectbox("Run", [r.label for r in results], key="cmp_embedding_run")
+    chosen = next(r for r in results if r.label == projected)
+    st.plotly_chart(charts.embedding_scatter(embedding_projection(chosen), chosen.group), key="cmp_embedding_chart")
