@@ -21,9 +21,12 @@ PRETRAINED_DIR = REPO_ROOT / "pretrained"
 
 
 def stores(user_store: RunStore | None = None) -> list[RunStore]:
-    """The pretrained store shipped with the code (when present) and the user's store."""
+    """The user's store, then the pretrained store shipped with the code (when present).
+
+    Your own runs come first, so they are among the runs picked by default on Compare.
+    """
     found = [RunStore(PRETRAINED_DIR)] if (PRETRAINED_DIR / "runs.sqlite").exists() else []
-    return found + [user_store or RunStore()]
+    return [user_store or RunStore()] + found
 
 
 def finished_runs(all_stores: list[RunStore]) -> pd.DataFrame:
