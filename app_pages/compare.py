@@ -79,7 +79,7 @@ with ratio_tab:
 with tau_tab:
     st.caption("Divides each class's head weights by their norm to the power tau (bias dropped) and re-scores the "
                "saved test embeddings: no retraining.")
-    linear = [r for r in results if r.predictions()["head_weight"].ndim == 2]
+    linear = [r for r in results if r.has_linear_head()]
     if linear:
         target = st.selectbox("Run", [r.label for r in linear], key="cmp_tau_run")
         tau = st.slider("tau", 0.0, 2.0, 1.0, 0.05, key="cmp_tau")

@@ -94,6 +94,11 @@ class RunResult:
     def class_names(self) -> list[str]:
         return self.metrics["class_names"]
 
+    def has_linear_head(self) -> bool:
+        """Whether the run saved a plain linear head (needed to re-score it with tau-norm)."""
+        with np.load(self.run_dir / "predictions.npz", allow_pickle=False) as archive:
+            return archive["head_weight"].ndim == 2  # reads only this member of the archive
+
     def predictions(self) -> dict[str, np.ndarray]:
         with np.load(self.run_dir / "predictions.npz", allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}

@@ -130,7 +130,7 @@ def _run(config: TrainConfig, store: RunStore, run_id: str, progress: ProgressFn
         optimizer_state = state["optimizer"]
 
     augment_cfg = AugmentConfig() if config.augment else NO_AUGMENT
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and config.amp else nullcontext()
+    train_labels_cpu = data.train_labels.cpu()  # the sampler draws on the CPU generator
     optimizer = None
     for epoch in range(start_epoch, len(plan)):
         stage, epoch_in_stage = plan[epoch]
@@ -147,7 +147,11 @@ def _run(config: TrainConfig, store: RunStore, run_id: str, progress: ProgressFn
             if optimizer_state is not None and epoch_in_stage > 0:
                 optimizer.load_state_dict(optimizer_state)
         generator = torch.Generator(device=device).manual_seed(epoch_seed)
-        order = _sample_order(data.train_labels.cpu(), stage.sampler, torch.Generator().manual_seed(epoch_seed))
+        order = _sample_order(train_labels_cpu, stage.sampler, torch.Generator().manual_seed(epoch_seed))
+
+        def view(images: torch.Tensor) -> torch.Tensor:
+            return augment(images, generator, augment_cfg).contiguous(memory_format=torch.channels_last)
+
         method.on_epoch_start(epoch, stage)
         model.train()
         if stage.trainable == "head":
@@ -159,14 +163,10 @@ def _run(config: TrainConfig, store: RunStore, run_id: str, progress: ProgressFn
                 return False
             index = order[step * config.batch_size:(step + 1) * config.batch_size].to(device)
             raw = data.train_images[index]
-
-            def view(images: torch.Tensor) -> torch.Tensor:
-                return augment(images, generator, augment_cfg).contiguous(memory_format=torch.channels_last)
-
             batch = Batch(raw, view(raw), data.train_labels[index], index, epoch, epoch * steps_per_epoch + step,
                           stage, generator, view)
             _set_lr(optimizer, config.lr, epoch_in_stage * steps_per_epoch + step, stage.epochs * steps_per_epoch)
-            with autocast:
+            with _autocast(device, config.amp):
                 loss = method.loss(model, batch)
             if not torch.isfinite(loss):
                 raise RunError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; lower the learning rate")
@@ -237,11 +237,10 @@ def predict(model: Classifier, images: np.ndarray, device: torch.device, amp: bo
     """Logits and pooled embeddings (both on CPU, float32) for uint8 (N, H, W, C) images."""
     was_training = model.training
     model.eval()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and amp else nullcontext()
     logits, features = [], []
     for start in range(0, len(images), EVAL_BATCH):
         raw = torch.from_numpy(images[start:start + EVAL_BATCH]).permute(0, 3, 1, 2).to(device)
-        with autocast:
+        with _autocast(device, amp):
             f = model.features(to_float(raw).contiguous(memory_format=torch.channels_last))
             z = model.head(f)
         logits.append(z.float().cpu())
@@ -250,6 +249,11 @@ def predict(model: Classifier, images: np.ndarray, device: torch.device, amp: bo
     if not logits:
         return torch.zeros(0, model.num_classes), torch.zeros(0, model.embed_dim)
     return torch.cat(logits), torch.cat(features)
+
+
+def _autocast(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA when asked; nothing on CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and amp else nullcontext()
 
 
 def _quick_scores(logits: torch.Tensor, labels: np.ndarray) -> dict[str, float]:
