@@ -1,11 +1,19 @@
-"""Objects shared by every page and session: the user's run store and the background job runner."""
+"""Objects shared by every page and session: the run store, the background jobs, the chosen data."""
 from __future__ import annotations
 
+import json
+
 import streamlit as st
+import torch
 
 from imbal_core.compare import stores
-from imbal_core.jobs import JobRunner
+from imbal_core.engine import TrainConfig
+from imbal_core.engine.trainer import RunData, prepare_data
+from imbal_core.jobs import JobRunner, StyleModelJobs
 from imbal_core.runs import RunStore
+
+DEFAULT_DATA_CHOICE = {"data": "synthetic", "data_path": None, "image_size": 28, "split_seed": 0, "ratio": None,
+                       "profile": "exp", "fit": "scale"}
 
 
 @st.cache_resource
@@ -19,5 +27,25 @@ def job_runner() -> JobRunner:
     return JobRunner(user_store())
 
 
+@st.cache_resource
+def style_jobs() -> StyleModelJobs:
+    return StyleModelJobs()
+
+
 def all_stores() -> list[RunStore]:
     return stores(user_store())
+
+
+def data_choice() -> dict:
+    """The data set and imbalance chosen on the Data page (the built-in set until one is chosen)."""
+    return st.session_state.get("data_choice") or dict(DEFAULT_DATA_CHOICE)
+
+
+@st.cache_resource(show_spinner="Preparing the training split…", max_entries=4)
+def _training_data(choice_json: str) -> RunData:
+    return prepare_data(TrainConfig(**json.loads(choice_json)), torch.device("cpu"))
+
+
+def training_data(choice: dict) -> RunData:
+    """The training split after the chosen imbalance profile, exactly as a run would see it (seed 0)."""
+    return _training_data(json.dumps(choice, sort_keys=True))

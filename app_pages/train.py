@@ -9,15 +9,14 @@ from imbal_core.engine import TrainConfig
 from imbal_core.errors import ImbalLabError
 from imbal_core.methods import METHODS
 from imbal_core.models import DEFAULT_BACKBONE, PRESETS
-from app_pages.common import job_runner, user_store
+from app_pages.common import data_choice, job_runner, user_store
 
 ACTIVE = ("queued", "running")
 runner = job_runner()
 store = user_store()
 
 st.title("Train")
-choice = st.session_state.get("data_choice") or {"data": "synthetic", "data_path": None, "image_size": 28,
-                                                   "split_seed": 0, "ratio": None, "profile": "exp", "fit": "scale"}
+choice = data_choice()
 ratio = "natural counts" if choice["ratio"] is None else f"ratio {choice['ratio']:g} ({choice['profile']})"
 st.caption(f"Data: **{choice['data']}** at {choice['image_size']} px, {ratio}. Change it on the Data page.")
 

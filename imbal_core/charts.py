@@ -25,6 +25,20 @@ def class_counts_bar(class_names: Sequence[str], natural: Sequence[int], kept: S
     return fig
 
 
+def balancing_bar(class_names: Sequence[str], real: Sequence[int], auxiliary: Sequence[int]) -> go.Figure:
+    """Stacked bars: real training images and the auxiliary images that top each class up."""
+    order = np.argsort(-np.asarray(real), kind="stable")
+    names = [class_names[i] for i in order]
+    fig = go.Figure([
+        go.Bar(name="real", x=names, y=[int(real[i]) for i in order], marker_color="#1f77b4"),
+        go.Bar(name="auxiliary (style-transferred)", x=names, y=[int(auxiliary[i]) for i in order],
+               marker_color="#ff7f0e", text=[int(auxiliary[i]) or "" for i in order], textposition="inside"),
+    ])
+    fig.update_layout(barmode="stack", yaxis_title="training images per epoch", xaxis_title="class",
+                      legend_orientation="h", margin=dict(t=30, b=10))
+    return fig
+
+
 def per_class_bars(table: pd.DataFrame, metric: str = "recall") -> go.Figure:
     """Grouped bars: classes on x (ordered by training count), one colour per method, sd as error bars."""
     classes = list(dict.fromkeys(table["class"]))

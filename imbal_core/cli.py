@@ -1,4 +1,4 @@
-"""Command line: `python -m imbal_core {datasets,methods,train,sweep,runs,evaluate,export} --help`."""
+"""Command line: `python -m imbal_core {datasets,methods,train,sweep,runs,evaluate,export,style-train,style-models} --help`."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +15,7 @@ from .errors import ConfigError, ImbalLabError
 from .methods import METHODS
 from .models import DEFAULT_BACKBONE
 from .runs import RunStore
+from .synth.style_models import StyleTrainConfig, list_style_models, train_style_model, training_summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,6 +84,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", help="comma-separated run ids (default: all)")
     p.add_argument("--summary-only", action="store_true", help="whole-set metrics only, no per-class rows")
     p.set_defaults(func=cmd_export)
+
+    defaults = StyleTrainConfig()
+    p = sub.add_parser("style-train", help="train an AdaIN style model (for Style-KD) on a data set's training split")
+    p.add_argument("--data", default="synthetic", choices=DATA_SOURCES.names())
+    p.add_argument("--path", help="folder or file of the data set (real data sources)")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE", help="data source option")
+    p.add_argument("--image-size", type=int, default=defaults.image_size)
+    p.add_argument("--split-seed", type=int, default=defaults.split_seed)
+    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p.add_argument("--autoencoder-epochs", type=int, default=defaults.autoencoder_epochs,
+                   help="first epochs: reconstruction only (the encoder learns its features)")
+    p.add_argument("--width", type=int, default=defaults.width, help="channels of the first encoder stage")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--style-weight", type=float, default=defaults.style_weight)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--name", help="model name (default adain_<data>_<size>)")
+    p.add_argument("--out", help="folder for the model file (default $IMBAL_LAB_HOME/style_models)")
+    p.add_argument("--resume", action="store_true", help="continue a stopped training of the same name and recipe")
+    p.set_defaults(func=cmd_style_train)
+
+    p = sub.add_parser("style-models", help="list the AdaIN style models (yours and pretrained/)")
+    p.set_defaults(func=cmd_style_models)
     return parser
 
 
@@ -260,3 +285,29 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(f"wrote {len(table)} rows to {args.out}")
     else:
         table.to_csv(sys.stdout, index=False)
+
+
+def cmd_style_train(args: argparse.Namespace) -> None:
+    config = StyleTrainConfig(
+        data=args.data, data_path=args.path, data_options=_key_values(args.data_option, "--data-option") or None,
+        image_size=args.image_size, split_seed=args.split_seed, width=args.width, epochs=args.epochs,
+        autoencoder_epochs=args.autoencoder_epochs, batch_size=args.batch_size, lr=args.lr,
+        style_weight=args.style_weight, seed=args.seed, device=args.device,
+    )
+
+    def progress(event: dict) -> None:
+        if event["event"] == "epoch":
+            losses = ", ".join(f"{k} {v:.4f}" for k, v in event.items() if isinstance(v, float))
+            print(f"epoch {event['epoch'] + 1}/{event['epochs']} ({event['phase']}): {losses}", flush=True)
+
+    path = train_style_model(config, args.name, Path(args.out) if args.out else None, progress, resume=args.resume)
+    print(f"saved {path}; use it with: train --method style_kd --set tool=adain --set style_model={path.stem}")
+
+
+def cmd_style_models(args: argparse.Namespace) -> None:
+    models = list_style_models()
+    if not models:
+        print("no style models yet; train one with `python -m imbal_core style-train`")
+    for info in models:
+        print(f"{info.name:28s} {info.source:10s} {info.config['data']} {info.config['image_size']} px — "
+              f"{training_summary(info)}")

@@ -87,9 +87,28 @@ def test_train_then_compare_and_explain():
     assert len(images) >= 2  # the image and one Grad-CAM overlay per run
 
 
-def test_synthesis_page_renders():
-    app = open_page("synthesis")
-    assert len(app.get("image")) == 3
+def grid_images(app: AppTest) -> list:
+    return [image for image in app.get("image")]
+
+
+def test_synthesis_page_style_grid_strength_and_counts():
+    app = open_page("synthesis", data_choice=TINY_CHOICE)
+    # content x style grid (4 references + 4 rows of content + 4 outputs each), then real and auxiliary rows
+    assert len(grid_images(app)) >= 4 + 4 * 5 + 2
+    counts_chart = next(spec for spec in chart_specs(app) if spec["layout"].get("barmode") == "stack")
+    real, auxiliary = (trace["y"] for trace in counts_chart["data"])
+    assert [r + a for r, a in zip(real, auxiliary)] == [max(real)] * len(real)  # every class topped up to n_max
+    before = [image.proto.imgs[0].url for image in grid_images(app)]
+    app.slider(key="style_strength").set_value(0.3).run()
+    assert not app.exception, app.exception
+    after = [image.proto.imgs[0].url for image in grid_images(app)]
+    assert before != after  # the strength slider re-renders the stylised images
+    for tool in ("histogram", "adain"):  # adain uses the shipped model for the built-in data
+        app.selectbox(key="style_tool").set_value(tool).run()
+        assert not app.exception, app.exception
+        assert len(grid_images(app)) >= 4 + 4 * 5 + 2, tool
+    app.selectbox(key="style_policy").set_value("same").run()
+    assert not app.exception, app.exception
 
 
 def test_docs_method_cards_are_current():

@@ -3,7 +3,7 @@
 The engine calls, in order:
     setup(model, info)            once: may replace the head, create teachers, heads, banks (self.aux)
     stages(epochs)                the training stages (one for most methods, two for decoupled ones)
-    on_epoch_start(epoch, stage)  e.g. switch on deferred re-weighting, refresh a synthetic pool
+    on_epoch_start(model, epoch, stage)  e.g. switch on deferred re-weighting, make auxiliary images
     loss(model, batch)            every step; batch.augment(batch.raw) makes another view
     after_step(model)             after each optimizer step, e.g. update an EMA teacher
     finalize(model, val_features) once, on the best model: post-hoc changes such as tau-norm
@@ -104,6 +104,7 @@ class TrainInfo:
     epochs: int
     steps_per_epoch: int
     device: torch.device
+    train_images: torch.Tensor | None = None  # (N, C, H, W) uint8 on the device; None outside training
 
     @property
     def num_classes(self) -> int:
@@ -165,7 +166,7 @@ class Method:
             return list(model.head.parameters())
         return self.trainable_parameters(model)
 
-    def on_epoch_start(self, epoch: int, stage: Stage) -> None:
+    def on_epoch_start(self, model: Classifier, epoch: int, stage: Stage) -> None:
         pass
 
     def loss(self, model: Classifier, batch: Batch) -> torch.Tensor:

@@ -175,7 +175,7 @@ class CRCKD(Method):
         self.lambda_mt = 0.0
         self.pending_bank_update: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
-    def on_epoch_start(self, epoch, stage) -> None:
+    def on_epoch_start(self, model: Classifier, epoch: int, stage) -> None:
         self.lambda_mt = sigmoid_rampup(epoch, self.ramp_start, self.ramp_length)
 
     def loss(self, model: Classifier, batch: Batch) -> torch.Tensor:

@@ -119,7 +119,7 @@ class LDAMDRW(Method):
         self.drw_weight = losses.class_balanced_weights(info.class_counts, self.settings["beta"])
         self.weight: torch.Tensor | None = None
 
-    def on_epoch_start(self, epoch: int, stage: Stage) -> None:
+    def on_epoch_start(self, model: Classifier, epoch: int, stage: Stage) -> None:
         deferred = epoch >= int(self.settings["drw_start"] * self.info.epochs)
         self.weight = self.drw_weight if deferred else None
 

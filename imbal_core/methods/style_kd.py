@@ -1,0 +1,163 @@
+"""Style-KD — style knowledge distillation (Biomedical Signal Processing and Control 91, 2024).
+
+Minority classes are topped up with auxiliary images: a class-c image (content) re-styled like a
+reference image, labelled c, n_max - n_c of them per class, so real + auxiliary is balanced. A
+teacher trained on the real data tells the student what the *content* image is; the student must
+say the same of the auxiliary image, so it learns that style is not class evidence.
+
+Stages: "teacher" (CE on the real data; skipped with init_from, whose weights become the teacher),
+then "student" (real + auxiliary batches, distillation from the frozen teacher).
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..models import Classifier
+from ..synth.style import (POLICIES, STYLE_TOOLS, AuxiliaryPairs, StyleTool, auxiliary_pairs, create_style_tool,
+                           stylise_uint8)
+from ..synth.style_models import load_style_model, resolve_style_model
+from .base import Batch, Method, MethodCard, Setting, Stage, TrainInfo, register_method
+
+GENERATE = ("epoch", "batch")
+STUDENT_INIT = ("teacher", "scratch")
+
+
+@register_method("style_kd")
+class StyleKD(Method):
+    card = MethodCard(
+        title="Style-KD (style-transfer auxiliary images + distillation)",
+        idea="Each minority class is topped up to the majority count with auxiliary images: one of its images "
+        "re-styled like a reference image (Fourier amplitude swap, histogram matching or AdaIN). A teacher trained "
+        "on the real images labels the content image; the student learns CE on real and auxiliary images and "
+        "matches the teacher's soft prediction on the auxiliary image, so style stops being class evidence.",
+        formula="L = CE(real) + w_aux CE(aux) + λ T² KL(softmax(t(content)/T) || softmax(s(aux)/T))"
+        " + μ (1 - cos(f_s(aux), f_s(content)));  aux_c = n_max − n_c images per class",
+        paper="Style-KD, Biomedical Signal Processing and Control 91 (2024) 105928 (generator and loss not public).",
+        approximation=True,
+        settings=(
+            Setting("tool", "fourier", "style transfer: fourier (amplitude swap), histogram (matching), adain (model)",
+                    choices=tuple(STYLE_TOOLS.names())),
+            Setting("strength", 1.0, "alpha: 0 keeps the content image, 1 is the full transfer", low=0.0, high=1.0),
+            Setting("beta", 0.1, "fourier only: low-frequency band swapped, as a share of the image side", low=0.0,
+                    high=0.5),
+            Setting("style_model", "", "adain only: a model name (see `style-models`) or a .safetensors path"),
+            Setting("policy", "any", "reference image: any class, the majority class, or the same class",
+                    choices=POLICIES),
+            Setting("generate", "epoch", "epoch: make the epoch's auxiliary images at its start (fast, memory); "
+                    "batch: make each step's share on the fly (for large images)", choices=GENERATE),
+            Setting("aux_fraction", 1.0, "share of the n_max − n_c auxiliary images made per epoch", low=0.01, high=1.0),
+            Setting("aux_weight", 1.0, "w_aux: weight of CE on the auxiliary images", low=0.0, high=10.0),
+            Setting("kd_weight", 1.0, "λ: weight of the distillation term", low=0.0, high=100.0),
+            Setting("temperature", 4.0, "T: distillation temperature", low=0.1, high=20.0),
+            Setting("feature_weight", 0.0, "μ: optional pull of the auxiliary image's embedding to its content's",
+                    low=0.0, high=10.0),
+            Setting("teacher_share", 0.5, "share of the run's epochs that train the teacher (ignored with init_from)",
+                    low=0.0, high=0.9),
+            Setting("student_init", "teacher", "student starts from the teacher's weights, or from scratch",
+                    choices=STUDENT_INIT),
+        ),
+        our_choices=(
+            "The paper's generator is not public: three style tools, all without downloaded weights; AdaIN uses an "
+            "encoder/decoder trained on the training split (autoencoder, then AdaIN content + style losses).",
+            "The distillation loss is ours: Hinton KD from the teacher on the content image to the student on the "
+            "auxiliary image, with T² scaling.",
+            "Teacher and student share the architecture; the teacher is trained in the same run for teacher_share of "
+            "the epochs (plain CE, instance sampling), or taken from a finished run with init_from.",
+            "Each step adds ceil(N_aux / steps) auxiliary images to the real batch, so an epoch sees every real and "
+            "every auxiliary image once: real + auxiliary is class-balanced.",
+            "Auxiliary and content images get the same random augmentation, so teacher and student see the same "
+            "geometry and differ only in style.",
+            "student_init=scratch re-initialises layers with PyTorch's default initialisers, not timm's.",
+            "Evaluation uses the student.",
+        ),
+    )
+
+    def __init__(self, **settings) -> None:
+        super().__init__(**settings)
+        if self.settings["tool"] == "adain":
+            resolve_style_model(self.settings["style_model"])  # a missing model is a config error, before the run
+
+    def stages(self, epochs: int) -> list[Stage]:
+        teacher_epochs = min(round(self.settings["teacher_share"] * epochs), epochs - 1)
+        self.student_epochs = epochs - teacher_epochs
+        student = Stage("student", self.student_epochs, representation=False)
+        return [Stage("teacher", teacher_epochs), student] if teacher_epochs else [student]
+
+    def setup(self, model: Classifier, info: TrainInfo) -> None:
+        super().setup(model, info)
+        self.add_frozen("teacher", copy.deepcopy(model))  # weights copied when the student stage starts
+        self.tool: StyleTool | None = None  # made when the student stage starts: loading a run needs none
+        self.pairs: AuxiliaryPairs | None = None
+        self.pool: torch.Tensor | None = None
+
+    def _make_tool(self, device: torch.device) -> StyleTool:
+        name = self.settings["tool"]
+        if name == "fourier":
+            return create_style_tool(name, beta=self.settings["beta"])
+        if name == "adain":
+            return create_style_tool(name, model=load_style_model(self.settings["style_model"], device))
+        return create_style_tool(name)
+
+    def on_epoch_start(self, model: Classifier, epoch: int, stage: Stage) -> None:
+        teacher = self.aux["teacher"]
+        teacher.eval()  # BatchNorm running statistics stay the teacher's own
+        if stage.name != "student":
+            return
+        if self.tool is None:
+            self.tool = self._make_tool(self.info.device)
+        if epoch == self.info.epochs - self.student_epochs:  # the first student epoch
+            teacher.load_state_dict(model.state_dict())
+            if self.settings["student_init"] == "scratch":
+                for module in model.modules():
+                    if hasattr(module, "reset_parameters"):
+                        module.reset_parameters()
+        # The global generator was seeded for this epoch by the engine, so pairs are reproducible.
+        generator = torch.Generator(device=self.info.device).manual_seed(int(torch.randint(2**62, (1,))))
+        pairs = auxiliary_pairs(self.info.train_labels, self.info.num_classes, self.settings["policy"], generator,
+                                self.settings["aux_fraction"])
+        self.pairs = pairs.subset(torch.randperm(len(pairs), generator=generator, device=self.info.device))
+        self.per_step = math.ceil(len(self.pairs) / self.info.steps_per_epoch)
+        self.pool = None
+        if self.settings["generate"] == "epoch":
+            self.pool = self._stylise(self.pairs)
+
+    def _stylise(self, pairs: AuxiliaryPairs) -> torch.Tensor:
+        images = self.info.train_images
+        return stylise_uint8(self.tool, images[pairs.content], images[pairs.reference], self.settings["strength"])
+
+    def loss(self, model: Classifier, batch: Batch) -> torch.Tensor:
+        if batch.stage.name != "student":
+            return F.cross_entropy(model(batch.x), batch.y)
+        step = batch.step % self.info.steps_per_epoch
+        part = slice(step * self.per_step, (step + 1) * self.per_step)
+        pairs = self.pairs.subset(part)
+        if not len(pairs):  # balanced data, or the epoch's auxiliary images are used up
+            return F.cross_entropy(model(batch.x), batch.y)
+        content_raw = self.info.train_images[pairs.content]
+        aux_raw = self.pool[part] if self.pool is not None else self._stylise(pairs)
+        # Same random augmentation for both: replay the generator's state.
+        state = batch.generator.get_state()
+        x_aux = batch.augment(aux_raw)
+        batch.generator.set_state(state)
+        x_content = batch.augment(content_raw)
+
+        features = model.features(torch.cat([batch.x, x_aux]))
+        logits = model.head(features)
+        real_logits, aux_logits = logits[:len(batch.y)], logits[len(batch.y):]
+        loss = F.cross_entropy(real_logits, batch.y) + self.settings["aux_weight"] * F.cross_entropy(aux_logits, pairs.labels)
+        with torch.no_grad():
+            teacher_logits = self.aux["teacher"](x_content)
+        t = self.settings["temperature"]
+        kd = F.kl_div(F.log_softmax(aux_logits.float() / t, 1), F.log_softmax(teacher_logits.float() / t, 1),
+                      reduction="batchmean", log_target=True)
+        loss = loss + self.settings["kd_weight"] * t * t * kd
+        if self.settings["feature_weight"] > 0:
+            with torch.no_grad():
+                content_features = model.features(x_content)
+            similarity = F.cosine_similarity(features[len(batch.y):].float(), content_features.float(), dim=1)
+            loss = loss + self.settings["feature_weight"] * (1 - similarity).mean()
+        return loss
