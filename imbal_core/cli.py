@@ -263,7 +263,8 @@ def cmd_runs(args: argparse.Namespace) -> None:
     if runs.empty:
         print("no runs yet; start one with `python -m imbal_core train`")
         return
-    runs["balanced_acc"] = runs["summary"].map(lambda s: json.loads(s)["balanced_acc"] if s else None)
+    # runs without a summary read back as None or NaN
+    runs["balanced_acc"] = runs["summary"].map(lambda s: json.loads(s)["balanced_acc"] if isinstance(s, str) else None)
     print(runs[["run_id", "status", "method", "data", "ratio", "seed", "epochs", "balanced_acc"]].to_string(index=False))
 
 

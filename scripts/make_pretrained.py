@@ -1,10 +1,14 @@
 """Train the pretrained/ runs the app shows on first open, and write pretrained/manifest.json.
 
-    .venv/bin/python scripts/make_pretrained.py            # every registered baseline, built-in data
+    .venv/bin/python scripts/make_pretrained.py                      # every baseline, built-in data
+    .venv/bin/python scripts/make_pretrained.py --methods style_kd   # add or replace runs of some methods
+    .venv/bin/python scripts/make_pretrained.py --methods "" --style-model   # the AdaIN model (Style-KD)
 
 Each run is trained by the engine exactly as `python -m imbal_core train` would, into the run
 store at pretrained/. Only what the app needs is kept per run (config, metrics, predictions,
-final model); resume checkpoints are deleted to keep the repository small.
+final model); resume checkpoints are deleted to keep the repository small. The manifest keeps
+the entries of methods not re-made. With --style-model the AdaIN style model for the built-in
+data is trained (unless it exists and is recorded) and recorded.
 """
 from __future__ import annotations
 
@@ -19,8 +23,13 @@ sys.path.insert(0, str(ROOT))
 from imbal_core.engine import TrainConfig, train  # noqa: E402
 from imbal_core.methods import METHODS  # noqa: E402
 from imbal_core.runs import RunStore  # noqa: E402
-from imbal_core.utils import write_json  # noqa: E402
+from imbal_core.synth.style_models import StyleTrainConfig, load_style_model_info, train_style_model  # noqa: E402
+from imbal_core.utils import read_json, write_json  # noqa: E402
 
+# The shipped AdaIN model: wider and longer than the CLI defaults, trained once for the app.
+STYLE_RECIPE = StyleTrainConfig(data="synthetic", image_size=28, epochs=20, autoencoder_epochs=8, width=32, device="cpu")
+STYLE_COMMAND = ("python -m imbal_core style-train --data synthetic --epochs 20 --autoencoder-epochs 8 --width 32 "
+                 "--out pretrained/style_models --device cpu")
 BASELINES = ["ce", "weighted_ce", "cb_loss", "focal", "ldam_drw", "balanced_softmax", "logit_adjust",
              "cb_resample", "mixup", "crt", "lws", "tau_norm"]
 
@@ -37,12 +46,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "pretrained"))
+    parser.add_argument("--style-model", action="store_true", help="train (if missing) and record the AdaIN model")
     args = parser.parse_args()
     store = RunStore(args.out)
     version = code_version()  # the code this process imported, whatever changes while it runs
     manifest_path = Path(args.out) / "manifest.json"
-    entries = []
-    for method in args.methods.split(","):
+    manifest = read_json(manifest_path) if manifest_path.exists() else {
+        "description": "Runs shipped with the app; each entry's command reproduces it.",
+        "made_by": "scripts/make_pretrained.py", "runs": []}
+    methods = [m for m in args.methods.split(",") if m]
+    entries = [e for e in manifest["runs"] if e["method"] not in methods]
+    for method in methods:
         METHODS.get(method)
         config = TrainConfig(method=method, epochs=args.epochs, seed=args.seed, device="cpu")
         command = (f"python -m imbal_core --store pretrained train --data synthetic --method {method} "
@@ -57,9 +71,24 @@ def main() -> None:
                         "train_seconds": round(time.time() - started, 1),
                         "test_balanced_acc": round(summary["balanced_acc"], 4), "test_acc": round(summary["acc"], 4)})
         print(f"{method:18s} bal.acc {summary['balanced_acc']:.3f}  acc {summary['acc']:.3f}", flush=True)
-        write_json(manifest_path, {"description": "Runs shipped with the app; each entry's command reproduces it.",
-                                   "made_by": "scripts/make_pretrained.py", "runs": entries})
+        write_json(manifest_path, {**manifest, "runs": entries})
+    if args.style_model:
+        manifest["runs"] = entries
+        entry = style_model_entry(Path(args.out), version, manifest.get("style_models", []))
+        write_json(manifest_path, {**manifest, "style_models": [entry]})
 
+
+def style_model_entry(out: Path, version: str, previous: list[dict]) -> dict:
+    """Train the shipped AdaIN model unless it exists and is recorded already; return its manifest entry."""
+    path = out / "style_models" / f"{STYLE_RECIPE.default_name()}.safetensors"
+    if path.exists() and previous:
+        return previous[0]
+    started = time.time()
+    train_style_model(STYLE_RECIPE, out_dir=path.parent)
+    info = load_style_model_info(path, "pretrained")
+    return {"name": info.name, "file": str(path.relative_to(out)), "command": STYLE_COMMAND, "recipe": info.config,
+            "final_epoch_losses": info.history[-1], "code_version": version,
+            "train_seconds": round(time.time() - started, 1)}
 
 if __name__ == "__main__":
     main()

@@ -16,6 +16,12 @@ def test_train_then_export(tmp_path: Path, capsys):
     assert "finished" in out.out and "epoch" in out.err  # tqdm draws on stderr
     assert main(store + ["runs"]) == 0
     assert "focal" in capsys.readouterr().out
+    from imbal_core.engine import TrainConfig
+    from imbal_core.runs import RunStore
+
+    RunStore(tmp_path / "store").create_run(TrainConfig(method="ce").to_dict())
+    assert main(store + ["runs"]) == 0  # a finished run beside one without a summary yet
+    assert "queued" in capsys.readouterr().out
     assert main(store + ["export", "--out", str(tmp_path / "tidy.csv")]) == 0
     rows = list(csv.DictReader(open(tmp_path / "tidy.csv")))
     assert {r["method"] for r in rows} == {"focal"}

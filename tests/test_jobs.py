@@ -47,3 +47,41 @@ def test_failed_job_keeps_the_worker_alive(store):
     good = runner.submit(tiny_config(method="ce"))
     assert "missing-run" in _wait(store, bad, {"failed"})["error"]
     assert _wait(store, good, {"finished"})["status"] == "finished"
+
+
+def _wait_style(jobs, name, statuses, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = {s["name"]: s for s in jobs.statuses()}.get(name)
+        if found and found["status"] in statuses and not jobs.busy():
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"style model {name} did not reach {statuses}")
+
+
+def test_style_model_job_stop_resume_and_orphan(tmp_path):
+    import pytest
+
+    from imbal_core.errors import ConfigError
+    from imbal_core.jobs import StyleModelJobs
+    from imbal_core.synth.style_models import StyleTrainConfig, load_style_model_info
+
+    jobs = StyleModelJobs(tmp_path)
+    config = StyleTrainConfig(data_options={"n_images": 700}, epochs=3, autoencoder_epochs=1, width=4, device="cpu")
+    jobs.start(config, "job_model")
+    with pytest.raises(ConfigError, match="already training"):
+        jobs.start(config, "other")
+    while not (tmp_path / "job_model.safetensors").exists():  # stop after the first saved epoch
+        time.sleep(0.05)
+    jobs.stop()
+    stopped = _wait_style(jobs, "job_model", {"stopped", "finished"})
+    if stopped["status"] == "stopped":
+        with pytest.raises(ConfigError, match="exists"):
+            jobs.start(config, "job_model")  # a new training must not overwrite it
+        jobs.start(config, "job_model", resume=True)
+    assert _wait_style(jobs, "job_model", {"finished"})["error"] is None
+    assert load_style_model_info(tmp_path / "job_model.safetensors", "yours").status == "finished"
+    # a status left "running" by a server that died is shown as stopped by the next one
+    status_file = tmp_path / "job_model.status.json"
+    status_file.write_text(status_file.read_text().replace('"finished"', '"running"'))
+    assert StyleModelJobs(tmp_path).statuses()[0]["status"] == "stopped"

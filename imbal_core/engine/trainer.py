@@ -116,7 +116,8 @@ def _run(config: TrainConfig, store: RunStore, run_id: str, progress: ProgressFn
             raise ConfigError(f"method {config.method!r} has no stage left to train after init_from; drop init_from")
     plan = [(stage, k) for stage in stages for k in range(stage.epochs)]  # (stage, epoch within stage)
     steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
-    info = TrainInfo(data.class_counts, data.train_labels, len(plan), steps_per_epoch, device, data.train_images)
+    info = TrainInfo(data.class_counts, data.train_labels, len(plan), steps_per_epoch, device, data.train_images,
+                     config.init_from)
     method.setup(model, info)
     model.to(device, memory_format=torch.channels_last)
     method.aux.to(device)

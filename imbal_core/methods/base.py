@@ -66,6 +66,7 @@ class MethodCard:
     formula: str
     paper: str
     settings: tuple[Setting, ...] = ()
+    from_paper: tuple[str, ...] = ()  # what the implementation takes from the paper (or its code)
     our_choices: tuple[str, ...] = ()
     approximation: bool = False  # True when the paper's details are unknown and we designed them
 
@@ -77,6 +78,8 @@ class MethodCard:
         if self.settings:
             lines += ["", "| setting | default | meaning |", "|---|---|---|"]
             lines += [f"| `{s.name}` | `{s.default}` | {s.help} |" for s in self.settings]
+        if self.from_paper:
+            lines += ["", "**Following the paper:**"] + [f"- {c}" for c in self.from_paper]
         if self.our_choices:
             lines += ["", "**Our choices where the paper is silent:**"] + [f"- {c}" for c in self.our_choices]
         return "\n".join(lines)
@@ -105,6 +108,7 @@ class TrainInfo:
     steps_per_epoch: int
     device: torch.device
     train_images: torch.Tensor | None = None  # (N, C, H, W) uint8 on the device; None outside training
+    init_from: str | None = None  # the finished run whose weights started this one
 
     @property
     def num_classes(self) -> int:

@@ -143,6 +143,12 @@ class CRCKD(Method):
             Setting("rampup_start", 0.25, "fraction of epochs before the distillation terms start (code: 20 of 80)", low=0.0, high=1.0),
             Setting("rampup_length", 0.375, "fraction of epochs of the sigmoid ramp-up (code: 30 of 80)", low=0.0, high=1.0),
         ),
+        from_paper=(
+            "Mean teacher (EMA) on a second view; class-weighted CE; CCD with two 128-d embedding heads, memory "
+            "banks (momentum 0.5), P = 20 same-class positives, K = 4096 negatives, temperature 0.07, NCE normaliser "
+            "fixed at the first batch, both directions; CRP over ReLU'd bank centroids at 0.07 (from the public code).",
+            "Weights w_CCD 0.1 and w_CRP 1.0, and the sigmoid ramp-up of the mean-teacher term (public code).",
+        ),
         our_choices=(
             "Schedule scaled to the run: the code's epoch 20 of 80 and 30-epoch ramp become fractions of the epochs.",
             "CCD and CRP switch on with the mean-teacher term (at the ramp-up start); their weights do not ramp.",

@@ -70,6 +70,11 @@ class MetricTwoStage(Method):
             Setting("stage2", "crt", "classifier re-balancing", choices=STAGE2_RULES),
             STAGE2,
         ),
+        from_paper=(
+            "Two stages: stage 1 learns features with a metric-learning loss added to CE; stage 2 re-balances the "
+            "classifier on frozen features.",
+            "The class-balanced triplet follows the same group's PCCT (arXiv 2207.04793) stage 1.",
+        ),
         our_choices=(
             "The paper does not say which metric loss; all three candidates are offered (SupCon by default).",
             "SupCon and triplets act on a 2-layer projection head (d -> d -> 128, L2-normalised) of the pooled features.",

@@ -16,9 +16,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
 from ..models import Classifier
-from ..synth.style import (POLICIES, STYLE_TOOLS, AuxiliaryPairs, StyleTool, auxiliary_pairs, create_style_tool,
-                           stylise_uint8)
+from ..synth.style import (CHUNK, POLICIES, STYLE_TOOLS, AuxiliaryPairs, StyleTool, auxiliary_pairs,
+                           create_style_tool, stylise_uint8)
 from ..synth.style_models import load_style_model, resolve_style_model
 from .base import Batch, Method, MethodCard, Setting, Stage, TrainInfo, register_method
 
@@ -55,10 +56,18 @@ class StyleKD(Method):
             Setting("temperature", 4.0, "T: distillation temperature", low=0.1, high=20.0),
             Setting("feature_weight", 0.0, "μ: optional pull of the auxiliary image's embedding to its content's",
                     low=0.0, high=10.0),
-            Setting("teacher_share", 0.5, "share of the run's epochs that train the teacher (ignored with init_from)",
+            Setting("teacher_share", 0.5, "share of the run's epochs that train the teacher (at least 1 each); "
+                    "0 with init_from: the finished run is the teacher and the student gets every epoch",
                     low=0.0, high=0.9),
             Setting("student_init", "teacher", "student starts from the teacher's weights, or from scratch",
                     choices=STUDENT_INIT),
+        ),
+        from_paper=(
+            "Auxiliary images are made by transferring the style of training images onto others, to balance the "
+            "classes (the paper's figure balances APTOS with source and reference retinal images).",
+            "Training uses the class-balanced set (real + auxiliary) and distils from a teacher so that the student "
+            "learns from the auxiliary images' styles; the aim is higher minority accuracy without hurting large "
+            "classes.",
         ),
         our_choices=(
             "The paper's generator is not public: three style tools, all without downloaded weights; AdaIN uses an "
@@ -66,7 +75,8 @@ class StyleKD(Method):
             "The distillation loss is ours: Hinton KD from the teacher on the content image to the student on the "
             "auxiliary image, with T² scaling.",
             "Teacher and student share the architecture; the teacher is trained in the same run for teacher_share of "
-            "the epochs (plain CE, instance sampling), or taken from a finished run with init_from.",
+            "the epochs (plain CE, instance sampling), or taken from a finished run with init_from (its teacher "
+            "stage is then skipped; teacher_share=0 gives the student every epoch).",
             "Each step adds ceil(N_aux / steps) auxiliary images to the real batch, so an epoch sees every real and "
             "every auxiliary image once: real + auxiliary is class-balanced.",
             "Auxiliary and content images get the same random augmentation, so teacher and student see the same "
@@ -82,13 +92,17 @@ class StyleKD(Method):
             resolve_style_model(self.settings["style_model"])  # a missing model is a config error, before the run
 
     def stages(self, epochs: int) -> list[Stage]:
-        teacher_epochs = min(round(self.settings["teacher_share"] * epochs), epochs - 1)
-        self.student_epochs = epochs - teacher_epochs
+        share = self.settings["teacher_share"]
+        teacher_epochs = max(1, round(share * epochs)) if share > 0 else 0
+        self.student_epochs = max(1, epochs - teacher_epochs)
         student = Stage("student", self.student_epochs, representation=False)
         return [Stage("teacher", teacher_epochs), student] if teacher_epochs else [student]
 
     def setup(self, model: Classifier, info: TrainInfo) -> None:
         super().setup(model, info)
+        training = info.train_images is not None  # (a finished run's model is also rebuilt through setup)
+        if training and info.epochs == self.student_epochs and not info.init_from:
+            raise ConfigError("style_kd needs a teacher: set teacher_share > 0, or init_from a finished run")
         self.add_frozen("teacher", copy.deepcopy(model))  # weights copied when the student stage starts
         self.tool: StyleTool | None = None  # made when the student stage starts: loading a run needs none
         self.pairs: AuxiliaryPairs | None = None
@@ -126,8 +140,12 @@ class StyleKD(Method):
             self.pool = self._stylise(self.pairs)
 
     def _stylise(self, pairs: AuxiliaryPairs) -> torch.Tensor:
-        images = self.info.train_images
-        return stylise_uint8(self.tool, images[pairs.content], images[pairs.reference], self.settings["strength"])
+        """uint8 auxiliary images; gathered chunk by chunk so only the result is held in full."""
+        images, out = self.info.train_images, []
+        for start in range(0, len(pairs), CHUNK):
+            part = pairs.subset(slice(start, start + CHUNK))
+            out.append(stylise_uint8(self.tool, images[part.content], images[part.reference], self.settings["strength"]))
+        return torch.cat(out) if out else images[:0]
 
     def loss(self, model: Classifier, batch: Batch) -> torch.Tensor:
         if batch.stage.name != "student":
