@@ -4,6 +4,9 @@
         --methods ce,balanced_softmax,ldam_drw,crckd,metric_two_stage --seeds 0,1,2 --epochs 6 \\
         --out results/ham10000_seed_methods
 
+A method may carry its own settings as a variant, so one command can compare them:
+`--methods "ce,style_kd,style_kd[tool=histogram;policy=same]"` (settings separated by ';').
+
 Every run goes to the run store given by --store (default results/<name>/store is not kept in
 git; only the results files are). The Markdown file records the exact command, the budget,
 the machine and the code version, and reports ACC, balanced ACC, macro-F1 and per-class recall
@@ -12,7 +15,9 @@ as mean ± sd over seeds.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -25,10 +30,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from imbal_core.compare import finished_runs, load_results, per_class_table  # noqa: E402
 from imbal_core.engine import TrainConfig, train  # noqa: E402
+from imbal_core.methods import create_method  # noqa: E402
 from imbal_core.runs import RunStore  # noqa: E402
 from imbal_core.utils import atomic_path  # noqa: E402
 
-METRICS = ("acc", "balanced_acc", "macro_f1")
+METRICS = ("acc", "balanced_acc", "macro_f1", "val_balanced_acc")
+VARIANT = re.compile(r"([A-Za-z0-9_]+)(?:\[([^\]]*)\])?")
+
+
+def parse_methods(text: str) -> list[tuple[str, dict[str, str]]]:
+    """"ce,style_kd[tool=histogram;policy=same]" -> [("ce", {}), ("style_kd", {"tool": "histogram", ...})]."""
+    methods = []
+    for match in VARIANT.finditer(text):
+        settings = dict(item.split("=", 1) for item in (match.group(2) or "").split(";") if "=" in item)
+        methods.append((match.group(1), settings))
+    return methods
 
 
 def main() -> None:
@@ -53,24 +69,42 @@ def main() -> None:
         settings.setdefault(method, {})[key] = value
     started = time.time()
     run_ids = []
-    for method in args.methods.split(","):
+    for method, variant in parse_methods(args.methods):
         for seed in (int(s) for s in args.seeds.split(",")):
-            config = TrainConfig(method=method, method_settings=settings.get(method, {}), data=args.data,
+            config = TrainConfig(method=method, method_settings={**settings.get(method, {}), **variant}, data=args.data,
                                  data_path=args.path, image_size=args.image_size, epochs=args.epochs, seed=seed)
             t0 = time.time()
             run_ids.append(train(config, store))
-            print(f"{method} seed {seed}: {time.time() - t0:.0f} s", flush=True)
+            print(f"{method} {variant or ''} seed {seed}: {time.time() - t0:.0f} s", flush=True)
     runs = finished_runs([store])
     runs = runs[runs["run_id"].isin(run_ids)]
-    write_results(out, runs, args, time.time() - started)
+    write_results(out, runs, store, args, time.time() - started)
 
 
-def write_results(out: Path, runs: pd.DataFrame, args: argparse.Namespace, seconds: float) -> None:
+def best_validation(store: RunStore, run_id: str) -> float:
+    """The validation balanced accuracy of the epoch kept as the model (best of the last stage)."""
+    history = store.get_run(run_id)["progress"]["history"]
+    return max(h["val_balanced_acc"] for h in history if h["stage"] == history[-1]["stage"])
+
+
+def stage_plan(runs: pd.DataFrame) -> dict[str, str]:
+    """Each method's stages as "teacher 2 + student 2" (from the method itself, not from this script)."""
+    plan = {}
+    for row in runs.drop_duplicates("method").itertuples():
+        config = json.loads(row.config)
+        stages = create_method(config["method"], **config["method_settings"]).stages(config["epochs"])
+        plan[row.method] = " + ".join(f"{s.name} {s.epochs}" for s in stages)
+    return plan
+
+
+def write_results(out: Path, runs: pd.DataFrame, store: RunStore, args: argparse.Namespace, seconds: float) -> None:
+    runs = runs.assign(method=runs["group"].str.split(" · ").str[0],  # the method with its non-default settings
+                       val_balanced_acc=runs["run_id"].map(lambda run_id: best_validation(store, run_id)))
     order = list(dict.fromkeys(runs.sort_values("created")["method"]))
     summary = runs.groupby("method")[list(METRICS)].agg(["mean", "std"]).reindex(order)
     per_class = per_class_table(load_results(runs), "recall")
     per_class["method"] = per_class["method"].str.split(" · ").str[0]
-    recall = per_class.pivot_table(index="method", columns="class", values=["mean", "sd"], sort=False)
+    recall = per_class.pivot_table(index="method", columns="class", values=["mean", "sd"], sort=False, dropna=False)
     classes = list(dict.fromkeys(per_class["class"]))
     counts = per_class.drop_duplicates("class").set_index("class")["train_count"]
 
@@ -85,10 +119,12 @@ def write_results(out: Path, runs: pd.DataFrame, args: argparse.Namespace, secon
         f"Machine: {platform.machine()}, {torch.get_num_threads()} CPU threads"
         f"{', CUDA' if torch.cuda.is_available() else ''}; total {seconds / 60:.1f} min. Code: {version}.",
         "",
-        "Test-set results, mean ± sd over seeds (model = best validation balanced accuracy):",
+        "Stages (epochs): " + "; ".join(f"{name}: {stages}" for name, stages in stage_plan(runs).items()) + ".",
         "",
-        "| method | ACC | balanced ACC | macro-F1 |",
-        "|---|---|---|---|",
+        "Test-set results, mean ± sd over seeds (model = best validation balanced accuracy of the last stage):",
+        "",
+        "| method | ACC | balanced ACC | macro-F1 | validation balanced ACC |",
+        "|---|---|---|---|---|",
     ]
     for method, row in summary.iterrows():
         cells = [f"{row[(m, 'mean')]:.3f} ± {row[(m, 'std')]:.3f}" for m in METRICS]

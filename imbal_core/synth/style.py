@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..registry import Registry
 
-POLICIES = ("any", "majority", "same")
+POLICIES = ("same", "any", "majority")
 CHUNK = 1024  # images stylised per call when a whole pool is made at once
 
 
