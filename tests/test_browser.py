@@ -17,7 +17,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / "test-output" / "browser"
 # url path -> (page title, a heading drawn at the end of the page: the page has finished rendering)
 PAGES = {"": ("Imbalance Lab", "Methods"), "data": ("Data", "Samples per class"), "train": ("Train", "Jobs"),
-         "compare": ("Compare", "Per-class recall"), "synthesis": ("Synthesis", "Mixup with the head class"),
+         "compare": ("Compare", "Per-class recall"), "synthesis": ("Synthesis", "Class counts before and after balancing"),
          "explain": ("Explain", "Explain the class")}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
