@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
     device = torch.device(args.device)
-    dataset = load_dataset("synthetic", image_size=args.image_size, n_images=2 * args.batch + 200)
+    dataset = load_dataset("synthetic", image_size=args.image_size, n_images=3 * args.batch + 300)
     images = torch.from_numpy(dataset.train.images).permute(0, 3, 1, 2).to(device)
     content, style = images[:args.batch], images[args.batch:2 * args.batch]
     try:

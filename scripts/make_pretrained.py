@@ -6,7 +6,7 @@
 
 Each run is trained by the engine exactly as `python -m imbal_core train` would, into the run
 store at pretrained/. Only what the app needs is kept per run (config, metrics, predictions,
-final model); resume checkpoints are deleted to keep the repository small. The manifest keeps
+final model); resume checkpoints and stage-1 weights are deleted to keep the repository small. The manifest keeps
 the entries of methods not re-made. With --style-model the AdaIN style model for the built-in
 data is trained (unless it exists and is recorded) and recorded.
 """
@@ -63,7 +63,7 @@ def main() -> None:
                    f"--epochs {args.epochs} --seed {args.seed} --device cpu --tag pretrained")
         started = time.time()
         run_id = train(config, store, run_id=store.create_run(config.to_dict(), tag="pretrained"))
-        for name in ("last.safetensors", "best.safetensors"):
+        for name in ("last.safetensors", "best.safetensors", "representation.safetensors"):
             (store.run_dir(run_id) / name).unlink(missing_ok=True)
         summary = store.get_run(run_id)["summary"]
         entries.append({"run_id": run_id, "method": method, "data": "synthetic", "epochs": args.epochs,
