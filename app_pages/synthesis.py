@@ -106,7 +106,9 @@ with style_tab:
         if available:
             picked = st.selectbox("AdaIN model", available, key="style_model",
                                   format_func=lambda m: f"{m.name} ({m.source}) — {training_summary(m)}")
-            tool = create_style_tool("adain", model=load_style_model(str(picked.path)))
+            keep_detail = st.checkbox("Keep the content's detail (add only the style's change; the small decoder "
+                                      "blurs)", value=True, key="style_keep_detail")
+            tool = create_style_tool("adain", model=load_style_model(str(picked.path)), keep_detail=keep_detail)
         else:
             st.info(f"No AdaIN model for {choice['data']} at {choice['image_size']} px yet: train one below "
                     "(or from the CLI: `python -m imbal_core style-train`).")

@@ -149,6 +149,10 @@ def test_pretrained_style_model_for_builtin_data_ships_and_loads():
     shipped = [info for info in list_style_models() if info.source == "pretrained"]
     assert any(info.config["data"] == "synthetic" and info.status == "finished" for info in shipped)
     model = load_style_model(shipped[0].name)
+    images = random_images(8, (4, 3, 28, 28))
+    tool = create_style_tool("adain", model=model)  # keep_detail by default: strength 0 is the content itself
+    assert torch.allclose(tool(images, images.flip(0), 0.0), images, atol=1e-5)
+    assert not torch.allclose(tool(images, images.flip(0), 1.0), images, atol=1e-2)
     # trained: at strength 0 it reconstructs held-out images of the built-in set (an untrained one does not)
     from imbal_core.data import load_dataset
 

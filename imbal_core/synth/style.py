@@ -138,10 +138,16 @@ class AdaINModel(nn.Module):
         self.encoder = StyleEncoder(in_chans, width)
         self.decoder = StyleDecoder(in_chans, width)
 
-    def forward(self, content: torch.Tensor, style: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+    def forward(self, content: torch.Tensor, style: torch.Tensor, strength: float = 1.0,
+                keep_detail: bool = False) -> torch.Tensor:
+        """The decoded AdaIN image; with `keep_detail`, the content image plus only the change the style
+        makes (decoded target minus decoded content), so the decoder's blur never reaches the output."""
         content_features = self.encoder(content)[-1]
         target = torch.lerp(content_features, adain(content_features, self.encoder(style)[-1]), strength)
-        return self.decoder(target, content.shape[-2:])
+        stylised = self.decoder(target, content.shape[-2:])
+        if keep_detail:
+            return content + stylised - self.decoder(content_features, content.shape[-2:])
+        return stylised
 
 
 # ---- Tools behind one interface ---------------------------------------------------------------
@@ -202,6 +208,9 @@ class HistogramTool(StyleTool):
 @dataclass
 class AdaINTool(StyleTool):
     model: AdaINModel | None = None
+    # A small decoder trained on small images blurs; auxiliary images that are all blurred (and all of
+    # minority classes) teach the classifier "blurred = minority". Keeping the detail avoids that.
+    keep_detail: bool = True
 
     def __post_init__(self) -> None:
         if self.model is None:
@@ -214,7 +223,7 @@ class AdaINTool(StyleTool):
             raise ConfigError(f"the AdaIN model was trained on {self.model.in_chans}-channel images; these have "
                               f"{content.shape[1]}")
         self.model.to(content.device)
-        return self.model(content, style, strength)
+        return self.model(content, style, strength, self.keep_detail)
 
 
 def create_style_tool(name: str, **options) -> StyleTool:
