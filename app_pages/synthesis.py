@@ -34,6 +34,12 @@ ratio = "natural counts" if choice["ratio"] is None else f"ratio {choice['ratio'
 st.caption(f"Training split of **{choice['data']}** at {choice['image_size']} px, {ratio} — change it on the Data page.")
 
 
+@st.cache_resource(max_entries=4)
+def cached_style_model(path: str, modified: float):
+    """Loaded once per file version, not on every slider move."""
+    return load_style_model(path)
+
+
 def tiles(batch: torch.Tensor) -> list[np.ndarray]:
     return list(batch.permute(0, 2, 3, 1).numpy())
 
@@ -64,7 +70,7 @@ def style_model_panel() -> None:
 @st.fragment(run_every=2)
 def style_job_status() -> None:
     jobs = style_jobs()
-    for status in style_jobs().statuses()[:3]:
+    for status in jobs.statuses()[:3]:
         with st.container(border=True):
             top = st.columns([4, 1])
             top[0].markdown(f"**{status['name']}** — {status['status']}")
@@ -108,7 +114,7 @@ with style_tab:
                                   format_func=lambda m: f"{m.name} ({m.source}) — {training_summary(m)}")
             keep_detail = st.checkbox("Keep the content's detail (add only the style's change; the small decoder "
                                       "blurs)", value=True, key="style_keep_detail")
-            tool = create_style_tool("adain", model=load_style_model(str(picked.path)), keep_detail=keep_detail)
+            tool = create_style_tool("adain", model=cached_style_model(str(picked.path), picked.path.stat().st_mtime), keep_detail=keep_detail)
         else:
             st.info(f"No AdaIN model for {choice['data']} at {choice['image_size']} px yet: train one below "
                     "(or from the CLI: `python -m imbal_core style-train`).")

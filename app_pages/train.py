@@ -9,7 +9,6 @@ from imbal_core.engine import TrainConfig
 from imbal_core.errors import ImbalLabError
 from imbal_core.methods import METHODS
 from imbal_core.models import DEFAULT_BACKBONE, PRESETS
-from imbal_core.synth import models_for
 from app_pages.common import data_choice, job_runner, user_store
 
 ACTIVE = ("queued", "running")
@@ -47,9 +46,6 @@ with st.form("train_form"):
                                                      format="%.5g" if isinstance(s.default, float) else "%d")
                 else:
                     values[s.name] = st.text_input(s.name, str(s.default), help=s.help, key=key)
-            if name == "style_kd":  # the adain tool needs a model trained on this data
-                found = [m.name for m in models_for(choice["data"], choice["image_size"])]
-                st.caption(f"AdaIN models for this data: {', '.join(found) if found else 'none yet (train one on the Synthesis page)'}.")
             settings[name] = values
     submitted = st.form_submit_button("Run", type="primary")
 

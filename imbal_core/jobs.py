@@ -121,8 +121,9 @@ class StyleModelJobs:
         write_json(self._status_path(name), status)
 
     def statuses(self) -> list[dict]:
+        """Newest first."""
         paths = sorted(self.folder.glob("*.status.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-        return [read_json(p) for p in paths] if self.folder.is_dir() else []
+        return [read_json(p) for p in paths]
 
     def busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

@@ -197,15 +197,7 @@ class Method:
 METHODS: Registry[type[Method]] = Registry("method")
 
 
-def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
-    """Class decorator: `@register_method("focal")` adds the method to the registry."""
-
-    def decorator(cls: type[Method]) -> type[Method]:
-        cls.name = name
-        return METHODS.register(name)(cls)
-
-    return decorator
-
+register_method = METHODS.register_named  # `@register_method("focal")` adds the method to the registry
 
 def create_method(name: str, **settings: Any) -> Method:
     """Instantiate a registered method with validated settings."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -176,13 +176,7 @@ class StyleTool:
 STYLE_TOOLS: Registry[type[StyleTool]] = Registry("style tool")
 
 
-def register_style_tool(name: str) -> Callable[[type[StyleTool]], type[StyleTool]]:
-    def decorator(cls: type[StyleTool]) -> type[StyleTool]:
-        cls.name = name
-        return STYLE_TOOLS.register(name)(cls)
-
-    return decorator
-
+register_style_tool = STYLE_TOOLS.register_named
 
 @register_style_tool("fourier")
 @dataclass
