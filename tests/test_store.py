@@ -61,3 +61,21 @@ def test_unknown_run_and_filter(tmp_path: Path):
         store.get_run("nope")
     with pytest.raises(ValueError, match="filter"):
         store.runs(colour="red")
+
+
+def test_opening_a_new_store_retries_while_another_process_switches_it_to_wal(tmp_path: Path, monkeypatch):
+    # Seen in CI-like runs: two processes opening one new store; the loser's journal-mode switch
+    # fails at once with "database is locked" (SQLite skips the busy timeout there).
+    import sqlite3
+
+    real_connect = RunStore._connect
+    failures = iter([True, True])
+
+    def flaky_connect(self):
+        if next(failures, False):
+            raise sqlite3.OperationalError("database is locked")
+        return real_connect(self)
+
+    monkeypatch.setattr(RunStore, "_connect", flaky_connect)
+    store = RunStore(tmp_path)
+    assert store.runs().empty

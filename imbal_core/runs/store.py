@@ -39,9 +39,22 @@ class RunStore:
         self.root = Path(root) if root is not None else lab_home() / "store"
         self.root.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / "runs.sqlite"
-        with closing(self._connect()) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(SCHEMA)
+        self._create()
+
+    def _create(self, attempts: int = 200) -> None:
+        """WAL mode and tables. Switching the journal mode ignores the busy timeout, so two processes
+        opening a new store at once (app and CLI, or two workers) retry here instead of failing."""
+        for attempt in range(attempts):
+            try:
+                with closing(self._connect()) as conn:
+                    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        conn.execute("PRAGMA journal_mode=WAL")
+                    conn.executescript(SCHEMA)
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.05)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.db_path, timeout=60)
