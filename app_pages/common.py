@@ -9,7 +9,7 @@ import torch
 from imbal_core.compare import stores
 from imbal_core.engine import TrainConfig
 from imbal_core.engine.trainer import RunData, prepare_data
-from imbal_core.jobs import JobRunner, StyleModelJobs
+from imbal_core.jobs import GeneratorJobs, JobRunner
 from imbal_core.runs import RunStore
 
 DEFAULT_DATA_CHOICE = {"data": "synthetic", "data_path": None, "image_size": 28, "split_seed": 0, "ratio": None,
@@ -28,8 +28,9 @@ def job_runner() -> JobRunner:
 
 
 @st.cache_resource
-def style_jobs() -> StyleModelJobs:
-    return StyleModelJobs()
+def generator_jobs() -> GeneratorJobs:
+    """One per server process: AdaIN and diffusion trainings outside the script thread."""
+    return GeneratorJobs()
 
 
 def all_stores() -> list[RunStore]:

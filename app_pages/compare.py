@@ -1,12 +1,12 @@
-"""Compare: runs side by side — per-class recall, metrics with mean ± sd, confusion matrices,
-metric versus ratio, and a live tau-norm re-scoring."""
+"""Compare: runs side by side — per-class recall, metrics with mean ± sd, per-class change against a
+baseline (e.g. ce), confusion matrices, metric versus ratio, and a live tau-norm re-scoring."""
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
 from imbal_core import charts
-from imbal_core.compare import (embedding_projection, finished_runs, load_results, normalised_confusion, per_class_table,
+from imbal_core.compare import (change_vs_baseline, embedding_projection, finished_runs, load_results, normalised_confusion, per_class_table,
                                 summary_table, tau_rescore)
 from imbal_core.metrics import SUMMARY_METRICS
 from app_pages.common import all_stores
@@ -52,8 +52,8 @@ st.plotly_chart(charts.per_class_bars(per_class_table(results, metric), metric),
 st.caption("Classes ordered by training count (head first). Error bars: sd over runs of the same method.")
 
 # One tab per view: only the open tab's charts are drawn, so the first chart shows at once.
-metrics_tab, confusion_tab, ratio_tab, tau_tab, embedding_tab = st.tabs(
-    ["Metrics", "Confusion matrices", "Metric vs ratio", "tau-norm, live", "Embeddings"])
+metrics_tab, change_tab, confusion_tab, ratio_tab, tau_tab, embedding_tab = st.tabs(
+    ["Metrics", "Change vs a baseline", "Confusion matrices", "Metric vs ratio", "tau-norm, live", "Embeddings"])
 with metrics_tab:
     table = summary_table(picked)
     st.dataframe(table, hide_index=True, width="stretch")
@@ -61,6 +61,22 @@ with metrics_tab:
                        .to_csv(index=False), "imbalance_lab_metrics.csv", "text/csv", key="cmp_csv")
     st.caption("Macro AUC is one-vs-rest. many/medium/few: classes split by terciles of their training counts. "
                "ECE uses 15 bins. Charts download as PNG from their toolbar (camera icon).")
+
+with change_tab:
+    groups = list(dict.fromkeys(r.group for r in results))
+    if len(groups) < 2:
+        st.caption("Pick runs of at least two methods to see one's per-class change against another.")
+    else:
+        default = next((i for i, g in enumerate(groups) if g.split(" · ")[0] == "ce"), 0)
+        baseline = st.selectbox("Baseline", groups, index=default, key="cmp_baseline")
+        relative = st.radio("Change", ["percentage points", "relative (%)"], horizontal=True,
+                            key="cmp_change_kind") == "relative (%)"
+        change = change_vs_baseline(results, baseline, relative)
+        st.plotly_chart(charts.change_vs_baseline(change, baseline, relative), key="cmp_change_chart")
+        st.caption("Per-class test recall of each method minus the baseline's (means over the picked runs of each "
+                   "group), classes labelled with their training counts — the IOIS paper's per-class figure, for "
+                   "any method." + (" Relative change is undefined (no bar) where the baseline's recall is 0."
+                                    if relative else ""))
 
 with confusion_tab:
     columns = st.columns(min(3, len(results)))

@@ -1,24 +1,33 @@
 """Synthesis: the images training makes for minority classes — Style-KD's style-transferred auxiliary
-images (content x style grid, strength slider, counts before and after balancing), AdaIN models,
-and the augmentation and mixup views."""
+images (content x style grid, strength slider, counts before and after balancing), IOIS's diffusion
+samples (per-class grid beside real images and their nearest training images, denoising strip,
+guidance and SDEdit sliders, quality table, AAS trace of a run), the generators (AdaIN and
+diffusion) with background training, and the augmentation and mixup views."""
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import streamlit as st
 import torch
 
 from imbal_core import charts
+from imbal_core.compare import finished_runs, load_results, run_history
 from imbal_core.engine.augment import AugmentConfig, augment
 from imbal_core.errors import ImbalLabError
-from imbal_core.synth import (POLICIES, STYLE_TOOLS, StyleTrainConfig, auxiliary_pairs, create_style_tool,
-                              load_style_model, models_for, reference_pool, style_grid, stylise_uint8)
-from imbal_core.synth.style_models import training_summary
-from app_pages.common import data_choice, style_jobs, training_data
+from imbal_core.synth.diffusion import DiffusionTrainConfig, load_diffusion_model
+from imbal_core.synth.generators import GeneratorInfo, generators_for, training_summary
+from imbal_core.synth.quality import measure_generator, nearest_neighbours
+from imbal_core.synth.style import (POLICIES, STYLE_TOOLS, auxiliary_pairs, create_style_tool, reference_pool,
+                                    style_grid, stylise_uint8)
+from imbal_core.synth.style_models import StyleTrainConfig, load_style_model
+from app_pages.common import all_stores, data_choice, generator_jobs, training_data, user_store
 
 POLICY_HELP = {"any": "any training image", "majority": "an image of the largest class",
                "same": "another image of the same class"}
 GRID = 4  # contents x references shown in the grid
 TILE = 88  # px per image on screen
+SAMPLES = 8  # diffusion samples shown per class
 
 st.title("Synthesis")
 choice = data_choice()
@@ -30,6 +39,7 @@ except ImbalLabError as err:
 names = data.dataset.class_names
 counts = data.class_counts.numpy()
 images, labels = data.train_images, data.train_labels
+order = list(np.argsort(counts))  # rarest first: the classes synthesis tops up
 ratio = "natural counts" if choice["ratio"] is None else f"ratio {choice['ratio']:g}"
 st.caption(f"Training split of **{choice['data']}** at {choice['image_size']} px, {ratio} — change it on the Data page.")
 
@@ -40,45 +50,61 @@ def cached_style_model(path: str, modified: float):
     return load_style_model(path)
 
 
+@st.cache_resource(max_entries=4)
+def cached_diffusion_model(path: str, modified: float):
+    return load_diffusion_model(path)
+
+
 def tiles(batch: torch.Tensor) -> list[np.ndarray]:
     return list(batch.permute(0, 2, 3, 1).numpy())
 
 
-def style_model_panel() -> None:
-    """The AdaIN models for this data, and a background training with progress, stop and resume."""
-    jobs = style_jobs()
-    with st.form("style_train_form"):
-        st.markdown("**Train an AdaIN model** on this data set's training split (in the background).")
+def describe(info: GeneratorInfo) -> str:
+    return f"{info.name} ({info.source}) — {training_summary(info)}"
+
+
+RECIPES = {"adain": StyleTrainConfig, "diffusion": DiffusionTrainConfig}
+WIDTHS = {"adain": [8, 16, 32], "diffusion": [8, 16, 32, 64]}
+
+
+def generator_panel(kind: str) -> None:
+    """Train a generator of `kind` on this data's training split in the background (progress, stop, resume)."""
+    jobs = generator_jobs()
+    recipe = RECIPES[kind]
+    with st.form(f"{kind}_train_form"):
+        st.markdown(f"**Train a{'n AdaIN' if kind == 'adain' else ' diffusion'} model** on this data set's training "
+                    "split (the kept images after the imbalance profile), in the background.")
         a, b, c = st.columns(3)
-        default = StyleTrainConfig(data=choice["data"], image_size=choice["image_size"])
-        name = a.text_input("Name", f"{default.default_name()}_mine", key="style_train_name")
-        epochs = b.number_input("Epochs", 2, 200, default.epochs, key="style_train_epochs")
-        width = c.select_slider("Width", [8, 16, 32], value=default.width, key="style_train_width")
+        default = recipe(data=choice["data"], image_size=choice["image_size"], ratio=choice["ratio"])
+        name = a.text_input("Name", f"{default.default_name()}_mine", key=f"{kind}_train_name")
+        epochs = b.number_input("Epochs", 2, 500, default.epochs, key=f"{kind}_train_epochs")
+        width = c.select_slider("Width", WIDTHS[kind], value=default.width, key=f"{kind}_train_width")
         if st.form_submit_button("Train"):
             try:
-                config = StyleTrainConfig(data=choice["data"], data_path=choice["data_path"],
-                                          image_size=choice["image_size"], split_seed=choice["split_seed"],
-                                          epochs=int(epochs), autoencoder_epochs=max(1, int(epochs) * 2 // 5),
-                                          width=int(width))
-                jobs.start(config, name)
+                options = dict(data=choice["data"], data_path=choice["data_path"], image_size=choice["image_size"],
+                               split_seed=choice["split_seed"], ratio=choice["ratio"], profile=choice["profile"],
+                               fit=choice["fit"], epochs=int(epochs), width=int(width))
+                if kind == "adain":
+                    options["autoencoder_epochs"] = max(1, int(epochs) * 2 // 5)
+                jobs.start(recipe(**options), name)
                 st.success(f"Training {name!r} in the background; it appears in the model list when done.")
             except ImbalLabError as err:
                 st.error(f"Not started: {err}")
-    style_job_status()
+    generator_job_status(kind)
 
 
 @st.fragment(run_every=2)
-def style_job_status() -> None:
-    jobs = style_jobs()
-    for status in jobs.statuses()[:3]:
+def generator_job_status(kind: str) -> None:
+    jobs = generator_jobs()
+    for status in jobs.statuses(kind)[:3]:
         with st.container(border=True):
             top = st.columns([4, 1])
             top[0].markdown(f"**{status['name']}** — {status['status']}")
-            if status["status"] == "running" and top[1].button("Stop", key=f"style_stop_{status['name']}"):
+            if status["status"] == "running" and top[1].button("Stop", key=f"{kind}_stop_{status['name']}"):
                 jobs.stop()
-            if status["status"] == "stopped" and top[1].button("Resume", key=f"style_resume_{status['name']}"):
+            if status["status"] == "stopped" and top[1].button("Resume", key=f"{kind}_resume_{status['name']}"):
                 try:
-                    jobs.start(StyleTrainConfig(**status["config"]), status["name"], resume=True)
+                    jobs.resume(status)
                 except ImbalLabError as err:
                     st.error(str(err))
             step = status.get("step")
@@ -90,10 +116,132 @@ def style_job_status() -> None:
                 st.caption(status["error"])
 
 
-style_tab, augment_tab = st.tabs(["Style transfer (Style-KD)", "Augmentation and mixup"])
+@st.cache_data(max_entries=16, show_spinner="Denoising…")
+def diffusion_samples(path: str, modified: float, target: int, guidance: float, strength: float, steps: int,
+                      seed: int) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """SAMPLES images of one class (uint8 NCHW) and the first one's denoising strip."""
+    model = cached_diffusion_model(path, modified)
+    generator = torch.Generator().manual_seed(seed)
+    wanted = torch.full((SAMPLES,), target)
+    init = None
+    if strength < 1.0:  # SDEdit starts from real images of the class
+        members = torch.nonzero(labels == target).flatten()
+        init = images[members[torch.randint(len(members), (SAMPLES,), generator=generator)]]
+    shown = sorted({0, *np.linspace(0, steps, 6).round().astype(int).tolist()})
+    made, strip = model.sample(wanted, steps=steps, guidance=guidance, generator=generator, init_images=init,
+                               strength=strength, trajectory_at=tuple(shown))
+    return made.numpy(), {step: x[0].numpy() for step, x in strip.items()}
+
+
+@st.cache_data(max_entries=8, show_spinner="Sampling and measuring every class…")
+def quality_table(path: str, modified: float, run_id: str, per_class: int, guidance: float, strength: float):
+    return measure_generator(path, run_id, user_store(), per_class=per_class, guidance=guidance, strength=strength,
+                             device="cpu").table
+
+
+def diffusion_tab_body() -> None:
+    available = generators_for("diffusion", choice["data"], choice["image_size"])
+    if not available:
+        st.info(f"No diffusion model for {choice['data']} at {choice['image_size']} px yet: train one below (or from "
+                "the CLI: `python -m imbal_core diffusion-train`).")
+        with st.expander("Diffusion models", expanded=True):
+            generator_panel("diffusion")
+        return
+    picked = st.selectbox("Diffusion model", available, key="diffusion_model", format_func=describe)
+    path, modified = str(picked.path), picked.path.stat().st_mtime
+    controls = st.columns(4)
+    target = controls[0].selectbox("Class", order, format_func=lambda c: f"{names[c]} ({counts[c]} images)",
+                                   key="diffusion_class")
+    steps = controls[1].select_slider("DDIM steps", [5, 10, 25, 50, 100], value=25, key="diffusion_steps")
+    seed = controls[2].number_input("Seed", 0, 10_000, 0, key="diffusion_seed")
+    controls[3].caption(f"Trained {training_summary(picked)}")
+    sliders = st.columns(2)
+    guidance = sliders[0].slider("Guidance scale (1 = none; higher = more typical of the class)", 0.0, 6.0, 2.0, 0.5,
+                                 key="diffusion_guidance")
+    strength = sliders[1].slider("SDEdit strength (1 = from pure noise; lower = closer to a real image)", 0.1, 1.0,
+                                 1.0, 0.05, key="diffusion_strength")
+    made, strip = diffusion_samples(path, modified, int(target), guidance, strength, int(steps), int(seed))
+
+    st.subheader("Real, synthetic, and each synthetic image's nearest training image")
+    members = torch.nonzero(labels == target).flatten()
+    st.image(tiles(images[members[:SAMPLES]]), width=TILE, caption=["real"] * min(SAMPLES, len(members)))
+    st.image(list(made.transpose(0, 2, 3, 1)), width=TILE, caption=["synthetic"] * len(made))
+    train_nhwc = images.permute(0, 2, 3, 1).numpy()
+    nearest, distance = nearest_neighbours(made.transpose(0, 2, 3, 1), train_nhwc)
+    st.image(list(train_nhwc[nearest]), width=TILE,
+             caption=[f"{names[int(labels[i])]} · d={d:.3f}" for i, d in zip(nearest, distance)])
+    _, real_distance = nearest_neighbours(data.dataset.val.images[:256], train_nhwc)
+    st.caption(f"d: RMS pixel distance (0-1 scale) to the nearest training image of any class. For scale, real "
+               f"validation images (never trained on) lie at a median d = {np.median(real_distance):.3f}; synthetic "
+               "images much closer than that are near-copies of a training image (memorisation).")
+
+    st.subheader("Denoising, step by step")
+    st.image([x.transpose(1, 2, 0) for x in strip.values()], width=TILE,
+             caption=[f"step {step}/{steps if strength == 1.0 else max(1, round(steps * strength))}" for step in strip])
+    st.caption("x_t of the first sample: from noise (or, with SDEdit, a noised real image) to the image; DDIM, "
+               f"guidance {guidance:g}.")
+
+    st.subheader("Generator quality, per class")
+    runs = finished_runs(all_stores())
+    same_data = runs[runs["config"].map(lambda c: _on_data(c, picked.config))]
+    if same_data.empty:
+        st.caption("Quality is judged by a finished run on the same data (its classifier and features): train one.")
+    else:
+        judges = same_data.sort_values("method", key=lambda m: m != "ce", kind="stable")
+        judge = st.selectbox("Judged by the classifier and features of", judges["label"].tolist(), key="quality_run")
+        per_class = st.select_slider("Images per class", [16, 32, 64], value=32, key="quality_n")
+        if st.button("Measure quality", key="quality_go"):
+            run_id = str(judges.set_index("label").loc[judge, "run_id"])
+            try:
+                st.session_state["quality_result"] = (picked.name, judge, per_class,
+                                                      quality_table(path, modified, run_id, per_class, guidance,
+                                                                    strength))
+            except ImbalLabError as err:
+                st.error(str(err))
+        result = st.session_state.get("quality_result")
+        if result and result[0] == picked.name:
+            st.dataframe(result[3], hide_index=True, width="stretch",
+                         column_config={c: st.column_config.NumberColumn(format="%.3f") for c in result[3].columns[3:]})
+            st.caption(f"Judged by {result[1]}, {result[2]} images per class. label_fidelity: share classified as "
+                       "their class (real_val_recall: the same classifier on real validation images). fd: Fréchet "
+                       "distance to the real training features in a 32-d PCA of that run's features — not "
+                       "Inception-FID. nn_distance: median distance to the nearest training image. diversity: "
+                       "pairwise feature spread relative to the real class (1 = as varied).")
+
+    aas_trace_section()
+
+    with st.expander("Diffusion models"):
+        generator_panel("diffusion")
+
+
+def _on_data(config_json: str, generator_config: dict) -> bool:
+    config = json.loads(config_json)
+    return all(config[k] == generator_config.get(k) for k in ("data", "image_size", "split_seed"))
+
+
+def aas_trace_section() -> None:
+    """Per epoch of an IOIS run: each class's training accuracy and the synthetic images it was given."""
+    st.subheader("AAS trace of an IOIS run")
+    runs = finished_runs(all_stores())
+    iois = runs[runs["method"] == "iois"]
+    if iois.empty:
+        st.caption("No finished IOIS run yet: train one on the Train page (method iois).")
+        return
+    label = st.selectbox("IOIS run", iois["label"].tolist(), key="aas_run")
+    picked_run = iois[iois["label"] == label]
+    history = run_history(picked_run.iloc[0])
+    class_names = load_results(picked_run)[0].class_names
+    st.plotly_chart(charts.aas_accuracy(history, class_names), key="aas_accuracy")
+    st.plotly_chart(charts.aas_allocation(history, class_names), key="aas_allocation")
+    st.caption("Top: per-class accuracy on the real training images during each epoch. Bottom: synthetic images "
+               "each class received in that epoch, decided from the previous epoch's accuracy (warm-up epochs get "
+               "none).")
+
+
+style_tab, diffusion_tab, augment_tab = st.tabs(["Style transfer (Style-KD)", "Diffusion (IOIS)",
+                                                 "Augmentation and mixup"])
 
 with style_tab:
-    order = list(np.argsort(counts))  # rarest first: these are the classes Style-KD tops up
     controls = st.columns(4)
     target = controls[0].selectbox("Class", order, format_func=lambda c: f"{names[c]} ({counts[c]} images)",
                                    key="style_class")
@@ -108,10 +256,9 @@ with style_tab:
                              key="style_beta", disabled=tool_name != "fourier")
     tool = None
     if tool_name == "adain":
-        available = models_for(choice["data"], choice["image_size"])
+        available = generators_for("adain", choice["data"], choice["image_size"])
         if available:
-            picked = st.selectbox("AdaIN model", available, key="style_model",
-                                  format_func=lambda m: f"{m.name} ({m.source}) — {training_summary(m)}")
+            picked = st.selectbox("AdaIN model", available, key="style_model", format_func=describe)
             keep_detail = st.checkbox("Keep the content's detail (add only the style's change; the small decoder "
                                       "blurs)", value=True, key="style_keep_detail")
             tool = create_style_tool("adain", model=cached_style_model(str(picked.path), picked.path.stat().st_mtime), keep_detail=keep_detail)
@@ -160,7 +307,10 @@ with style_tab:
                f"{int(counts.max())}.")
 
     with st.expander("AdaIN models", expanded=tool_name == "adain" and tool is None):
-        style_model_panel()
+        generator_panel("adain")
+
+with diffusion_tab:
+    diffusion_tab_body()
 
 with augment_tab:
     minority = st.selectbox("Minority class", order, format_func=lambda c: f"{names[c]} ({counts[c]} images)",

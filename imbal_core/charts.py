@@ -90,3 +90,42 @@ def embedding_scatter(points: pd.DataFrame, title: str) -> go.Figure:
     fig.update_traces(marker_size=5)
     fig.update_layout(legend_orientation="h", margin=dict(t=40))
     return fig
+
+
+def aas_accuracy(history: list[dict], class_names: Sequence[str]) -> go.Figure:
+    """IOIS: each class's training accuracy per epoch (from the run's history)."""
+    fig = go.Figure()
+    epochs = [h["epoch"] + 1 for h in history if h.get("method", {}).get("train_accuracy")]
+    for c, name in enumerate(class_names):
+        values = [h["method"]["train_accuracy"][c] for h in history if h.get("method", {}).get("train_accuracy")]
+        fig.add_scatter(x=epochs, y=values, name=name, mode="lines+markers", line_color=PALETTE[c % len(PALETTE)])
+    fig.update_layout(xaxis_title="epoch", yaxis=dict(title="training accuracy", range=[0, 1.02]), height=300,
+                      margin=dict(t=10, b=10), legend_orientation="h", legend_y=-0.3)
+    return fig
+
+
+def aas_allocation(history: list[dict], class_names: Sequence[str]) -> go.Figure:
+    """IOIS: synthetic images each class received per epoch (stacked)."""
+    fig = go.Figure()
+    rows = [h for h in history if "synthetic" in h.get("method", {})]
+    for c, name in enumerate(class_names):
+        fig.add_bar(x=[h["epoch"] + 1 for h in rows], y=[h["method"]["synthetic"][c] for h in rows], name=name,
+                    marker_color=PALETTE[c % len(PALETTE)])
+    fig.update_layout(barmode="stack", xaxis_title="epoch", yaxis_title="synthetic images", height=300,
+                      margin=dict(t=10, b=10), legend_orientation="h", legend_y=-0.3)
+    return fig
+
+
+def change_vs_baseline(table: pd.DataFrame, baseline: str, relative: bool) -> go.Figure:
+    """Per-class change of each method against `baseline` (the IOIS paper's figure), classes labelled with counts."""
+    fig = go.Figure()
+    for i, (method, rows) in enumerate(table.groupby("method", sort=False)):
+        fig.add_bar(name=method, x=rows["class_label"], y=rows["change"], marker_color=PALETTE[i % len(PALETTE)],
+                    hovertemplate="%{x}<br>%{y:+.1f}" + ("%" if relative else " points") + "<extra>" + method +
+                    "</extra>")
+    fig.add_hline(y=0, line_color="#555")
+    title = "relative change of recall (%)" if relative else "change of recall (percentage points)"
+    fig.update_layout(barmode="group", yaxis_title=f"{title} vs {baseline.split(' · ')[0]}",
+                      xaxis_title="class (training images), most first", legend_orientation="h", legend_y=-0.35,
+                      margin=dict(t=30))
+    return fig

@@ -1,4 +1,5 @@
-"""Command line: `python -m imbal_core {datasets,methods,train,sweep,runs,evaluate,export,style-train,style-models} --help`."""
+"""Command line: `python -m imbal_core {datasets,methods,train,sweep,runs,evaluate,export,style-train,diffusion-train,
+generators,generator-quality} --help`."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,9 @@ from .errors import ConfigError, ImbalLabError
 from .methods import METHODS
 from .models import DEFAULT_BACKBONE
 from .runs import RunStore
-from .synth.style_models import StyleTrainConfig, list_style_models, train_style_model, training_summary
+from .synth.diffusion import DiffusionTrainConfig
+from .synth.generators import GeneratorConfig, list_generators, train_generator, training_summary
+from .synth.style_models import StyleTrainConfig
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,27 +90,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     defaults = StyleTrainConfig()
     p = sub.add_parser("style-train", help="train an AdaIN style model (for Style-KD) on a data set's training split")
-    p.add_argument("--data", default="synthetic", choices=DATA_SOURCES.names())
-    p.add_argument("--path", help="folder or file of the data set (real data sources)")
-    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE", help="data source option")
-    p.add_argument("--image-size", type=int, default=defaults.image_size)
-    p.add_argument("--split-seed", type=int, default=defaults.split_seed)
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    _add_generator_options(p, defaults)
     p.add_argument("--autoencoder-epochs", type=int, default=defaults.autoencoder_epochs,
                    help="first epochs: reconstruction only (the encoder learns its features)")
     p.add_argument("--width", type=int, default=defaults.width, help="channels of the first encoder stage")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--style-weight", type=float, default=defaults.style_weight)
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--name", help="model name (default adain_<data>_<size>)")
-    p.add_argument("--out", help="folder for the model file (default $IMBAL_LAB_HOME/style_models)")
-    p.add_argument("--resume", action="store_true", help="continue a stopped training of the same name and recipe")
     p.set_defaults(func=cmd_style_train)
 
-    p = sub.add_parser("style-models", help="list the AdaIN style models (yours and pretrained/)")
-    p.set_defaults(func=cmd_style_models)
+    defaults = DiffusionTrainConfig()
+    p = sub.add_parser("diffusion-train", help="train a class-conditional diffusion model (for IOIS) on a training split")
+    _add_generator_options(p, defaults)
+    p.add_argument("--width", type=int, default=defaults.width, help="UNet channels of the first level (x2 below)")
+    p.add_argument("--layers-per-block", type=int, default=defaults.layers_per_block)
+    p.add_argument("--label-dropout", type=float, default=defaults.label_dropout,
+                   help="share of labels replaced by the null label (classifier-free guidance)")
+    p.add_argument("--ema-decay", type=float, default=defaults.ema_decay)
+    p.set_defaults(func=cmd_diffusion_train)
+
+    p = sub.add_parser("generators", help="list the generators (AdaIN and diffusion; yours and pretrained/)")
+    p.add_argument("--kind", choices=("adain", "diffusion"))
+    p.set_defaults(func=cmd_generators)
+
+    p = sub.add_parser("generator-quality", help="per-class quality of a diffusion model's images, judged with the "
+                       "features of a finished run")
+    p.add_argument("generator", help="diffusion model name or .safetensors path")
+    p.add_argument("--run", required=True, metavar="RUN_ID", help="finished run on the same data whose classifier "
+                   "and features judge the images (e.g. a pretrained ce run)")
+    p.add_argument("--per-class", type=int, default=64, help="synthetic images per class")
+    p.add_argument("--steps", type=int, default=25, help="DDIM steps")
+    p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (1 = none)")
+    p.add_argument("--strength", type=float, default=1.0, help="SDEdit strength (1 = from pure noise)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="also write the table to this .csv or .md file")
+    p.set_defaults(func=cmd_generator_quality)
     return parser
 
 
@@ -133,6 +149,41 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-from", metavar="RUN_ID", help="start from a finished run's weights (decoupled methods skip stage 1)")
     p.add_argument("--tag", default="", help="free label stored with the run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_generator_options(p: argparse.ArgumentParser, defaults: GeneratorConfig) -> None:
+    """The options every generator recipe shares (data, imbalance, budget, files)."""
+    p.add_argument("--data", default="synthetic", choices=DATA_SOURCES.names())
+    p.add_argument("--path", help="folder or file of the data set (real data sources)")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE", help="data source option")
+    p.add_argument("--image-size", type=int, default=defaults.image_size)
+    p.add_argument("--split-seed", type=int, default=defaults.split_seed)
+    p.add_argument("--ratio", type=float, default=None, help="learn only from the training images a run with this "
+                   "ratio (and --seed) keeps (default: natural counts)")
+    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--name", help=f"file name (default {defaults.kind}_<data>_<size>)")
+    p.add_argument("--out", help="folder for the file (default $IMBAL_LAB_HOME/generators)")
+    p.add_argument("--resume", action="store_true", help="continue a stopped training of the same name and recipe")
+
+
+def _generator_common(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(data=args.data, data_path=args.path, data_options=_key_values(args.data_option, "--data-option") or None,
+                image_size=args.image_size, split_seed=args.split_seed, ratio=args.ratio, epochs=args.epochs,
+                batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device)
+
+
+def _train_generator_printing(config: GeneratorConfig, args: argparse.Namespace) -> Path:
+    def progress(event: dict) -> None:
+        if event["event"] == "epoch":
+            losses = ", ".join(f"{k} {v:.4f}" for k, v in event.items() if isinstance(v, float))
+            phase = f" ({event['phase']})" if "phase" in event else ""
+            print(f"epoch {event['epoch'] + 1}/{event['epochs']}{phase}: {losses}", flush=True)
+
+    return train_generator(config, args.name, Path(args.out) if args.out else None, progress, resume=args.resume)
 
 
 def _key_values(items: list[str], what: str) -> dict[str, Any]:
@@ -289,26 +340,46 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_style_train(args: argparse.Namespace) -> None:
-    config = StyleTrainConfig(
-        data=args.data, data_path=args.path, data_options=_key_values(args.data_option, "--data-option") or None,
-        image_size=args.image_size, split_seed=args.split_seed, width=args.width, epochs=args.epochs,
-        autoencoder_epochs=args.autoencoder_epochs, batch_size=args.batch_size, lr=args.lr,
-        style_weight=args.style_weight, seed=args.seed, device=args.device,
-    )
-
-    def progress(event: dict) -> None:
-        if event["event"] == "epoch":
-            losses = ", ".join(f"{k} {v:.4f}" for k, v in event.items() if isinstance(v, float))
-            print(f"epoch {event['epoch'] + 1}/{event['epochs']} ({event['phase']}): {losses}", flush=True)
-
-    path = train_style_model(config, args.name, Path(args.out) if args.out else None, progress, resume=args.resume)
+    config = StyleTrainConfig(**_generator_common(args), width=args.width, autoencoder_epochs=args.autoencoder_epochs,
+                              style_weight=args.style_weight)
+    path = _train_generator_printing(config, args)
     print(f"saved {path}; use it with: train --method style_kd --set tool=adain --set style_model={path.stem}")
 
 
-def cmd_style_models(args: argparse.Namespace) -> None:
-    models = list_style_models()
-    if not models:
-        print("no style models yet; train one with `python -m imbal_core style-train`")
-    for info in models:
-        print(f"{info.name:28s} {info.source:10s} {info.config['data']} {info.config['image_size']} px — "
-              f"{training_summary(info)}")
+def cmd_diffusion_train(args: argparse.Namespace) -> None:
+    config = DiffusionTrainConfig(**_generator_common(args), width=args.width, layers_per_block=args.layers_per_block,
+                                  label_dropout=args.label_dropout, ema_decay=args.ema_decay)
+    path = _train_generator_printing(config, args)
+    print(f"saved {path}; use it with: train --method iois --set generator={path.stem}")
+
+
+def cmd_generators(args: argparse.Namespace) -> None:
+    found = list_generators(args.kind)
+    if not found:
+        print("no generators yet; train one with `python -m imbal_core style-train` or `diffusion-train`")
+    for info in found:
+        ratio = info.config.get("ratio")
+        data = f"{info.config['data']} {info.config['image_size']} px" + (f" ratio {ratio:g}" if ratio else "")
+        print(f"{info.name:30s} {info.kind:9s} {info.source:10s} {data} — {training_summary(info)}")
+
+
+def cmd_generator_quality(args: argparse.Namespace) -> None:
+    from .synth.quality import measure_generator
+
+    report = measure_generator(args.generator, args.run, RunStore(args.store), per_class=args.per_class,
+                               steps=args.steps, guidance=args.guidance, strength=args.strength, seed=args.seed,
+                               device=args.device)
+    print(f"generator {args.generator}, features and classifier of run {args.run} (not Inception-FID); "
+          f"{args.per_class} images per class, {args.steps} DDIM steps, guidance {args.guidance:g}, "
+          f"strength {args.strength:g}, seed {args.seed}")
+    print(report.table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.out:
+        from .utils import atomic_path
+
+        out = Path(args.out)
+        with atomic_path(out) as tmp:
+            if out.suffix == ".md":
+                tmp.write_text(report.table.to_markdown(index=False, floatfmt=".3f"))
+            else:
+                report.table.to_csv(tmp, index=False)
+        print(f"wrote {out}")

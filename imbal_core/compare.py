@@ -104,6 +104,12 @@ class RunResult:
             return {key: archive[key] for key in archive.files}
 
 
+def run_history(row: pd.Series) -> list[dict]:
+    """The per-epoch history a run recorded (loss, validation scores, a method's own log such as IOIS's AAS)."""
+    progress = RunStore(row["store"]).get_run(row["run_id"])["progress"] or {}
+    return progress.get("history", [])
+
+
 def load_results(runs: pd.DataFrame) -> list[RunResult]:
     results = []
     for row in runs.itertuples():
@@ -124,6 +130,24 @@ def per_class_table(results: list[RunResult], metric: str = "recall") -> pd.Data
     return (frame.groupby(["method", "class"], sort=False)
             .agg(train_count=("train_count", "mean"), mean=("value", "mean"), sd=("value", "std"), runs=("value", "size"))
             .reset_index().sort_values("train_count", ascending=False, kind="stable"))
+
+
+def change_vs_baseline(results: list[RunResult], baseline: str, relative: bool = False) -> pd.DataFrame:
+    """Per-class recall of every group minus that of the `baseline` group (means over seeds).
+
+    Absolute change in percentage points, or relative change in % of the baseline's recall (undefined,
+    NaN, where the baseline's recall is 0: rare classes a plain CE never predicts).
+    """
+    table = per_class_table(results, "recall")
+    if table.empty or baseline not in set(table["method"]):
+        return pd.DataFrame(columns=["method", "class", "class_label", "change"])
+    base = table[table["method"] == baseline].set_index("class")["mean"]
+    others = table[table["method"] != baseline].copy()
+    reference = others["class"].map(base)
+    difference = others["mean"] - reference
+    others["change"] = 100 * (difference / reference.where(reference > 0) if relative else difference)
+    others["class_label"] = others["class"] + " (" + others["train_count"].round().astype(int).astype(str) + ")"
+    return others[["method", "class", "class_label", "change", "runs"]]
 
 
 def summary_table(runs: pd.DataFrame, metrics: tuple[str, ...] = SUMMARY_METRICS) -> pd.DataFrame:

@@ -1,5 +1,5 @@
 """Background jobs for the app: training runs (a queue in the run store, one worker thread) and
-AdaIN style-model trainings (status files beside the models).
+generator trainings, AdaIN or diffusion (status files beside the generators).
 
 The store is the source of truth (status "queued" -> "running" -> "finished"/"stopped"/"failed",
 progress as JSON), so a page reload or a second browser tab sees the same jobs, and a job left
@@ -16,7 +16,7 @@ from pathlib import Path
 from .engine import TrainConfig, train
 from .errors import ConfigError
 from .runs import RunStore
-from .synth.style_models import StyleTrainConfig, check_name, train_style_model, user_style_dir
+from .synth.generators import GENERATOR_KINDS, GeneratorConfig, check_name, train_generator, user_generator_dir
 from .utils import read_json, write_json
 
 STEP_PROGRESS_SECONDS = 1.0  # at most one step-progress write per second
@@ -96,23 +96,23 @@ class JobRunner:
                 self._stops.pop(run_id, None)
 
 
-class StyleModelJobs:
-    """AdaIN trainings started from the app: one at a time in a background thread.
+class GeneratorJobs:
+    """Generator trainings started from the app (AdaIN or diffusion): one at a time in a background thread.
 
-    Status lives beside the model as <name>.status.json (queued/running -> finished/stopped/failed,
-    with the latest step), so a reload shows it; a "running" status left by a dead server process
-    becomes "stopped", and the model of its last completed epoch stays usable and resumable.
+    Status lives beside the generator as <name>.status.json (running -> finished/stopped/failed, with
+    the latest step), so a reload shows it; a "running" status left by a dead server process
+    becomes "stopped", and the generator of its last completed epoch stays usable and resumable.
     """
 
     def __init__(self, folder: Path | None = None) -> None:
-        self.folder = Path(folder) if folder is not None else user_style_dir()
+        self.folder = Path(folder) if folder is not None else user_generator_dir()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         for status in self.statuses():
             if status["status"] == "running":
                 self._write(status["name"], {**status, "status": "stopped",
-                                             "error": "the app stopped while this model was training; resume it"})
+                                             "error": "the app stopped while this generator was training; resume it"})
 
     def _status_path(self, name: str) -> Path:
         return self.folder / f"{name}.status.json"
@@ -120,33 +120,39 @@ class StyleModelJobs:
     def _write(self, name: str, status: dict) -> None:
         write_json(self._status_path(name), status)
 
-    def statuses(self) -> list[dict]:
+    def statuses(self, kind: str | None = None) -> list[dict]:
         """Newest first."""
         paths = sorted(self.folder.glob("*.status.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-        return [read_json(p) for p in paths]
+        found = [read_json(p) for p in paths]
+        return [s for s in found if kind is None or s.get("kind", "adain") == kind]
 
     def busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, config: StyleTrainConfig, name: str, resume: bool = False) -> None:
+    def start(self, config: GeneratorConfig, name: str, resume: bool = False) -> None:
         check_name(name)
         with self._lock:
             if self.busy():
-                raise ConfigError("a style model is already training; stop it or wait for it to finish")
+                raise ConfigError("a generator is already training; stop it or wait for it to finish")
             if not resume and (self.folder / f"{name}.safetensors").exists():
-                raise ConfigError(f"a style model named {name!r} exists; choose another name or resume it")
+                raise ConfigError(f"a generator named {name!r} exists; choose another name or resume it")
             self._stop = threading.Event()
-            status = {"name": name, "status": "running", "config": asdict(config), "error": None, "step": None,
-                      "started": time.time()}
+            status = {"name": name, "kind": config.kind, "status": "running", "config": config.to_dict(),
+                      "error": None, "step": None, "started": time.time()}
             self._write(name, status)
             self._thread = threading.Thread(target=self._train, args=(config, name, resume, status),
-                                            name="imbal-lab-style", daemon=True)
+                                            name="imbal-lab-generator", daemon=True)
             self._thread.start()
+
+    def resume(self, status: dict) -> None:
+        """Continue a stopped training from its status record."""
+        config_class = GENERATOR_KINDS.get(status.get("kind", "adain")).config_class
+        self.start(config_class.from_dict(status["config"]), status["name"], resume=True)
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _train(self, config: StyleTrainConfig, name: str, resume: bool, status: dict) -> None:
+    def _train(self, config: GeneratorConfig, name: str, resume: bool, status: dict) -> None:
         last_write = 0.0
 
         def progress(event: dict) -> None:
@@ -157,7 +163,7 @@ class StyleModelJobs:
                 last_write = time.time()
 
         try:
-            train_style_model(config, name, self.folder, progress, self._stop, resume)
+            train_generator(config, name, self.folder, progress, self._stop, resume)
             status["status"] = "stopped" if self._stop.is_set() else "finished"
         except Exception as err:  # noqa: BLE001 - shown on the page; the app keeps going
             status.update(status="failed", error=f"{type(err).__name__}: {err}")

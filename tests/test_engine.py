@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from imbal_core.engine import train
-from imbal_core.engine.checkpoint import load_checkpoint, save_checkpoint
+from imbal_core.checkpoint import load_checkpoint, save_checkpoint
 from imbal_core.engine.evaluate import evaluate_run, load_run_model
 from imbal_core.errors import ConfigError, RunError
 from imbal_core.methods import METHODS

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from imbal_core.jobs import JobRunner
 
 from .conftest import tiny_config
@@ -49,7 +51,7 @@ def test_failed_job_keeps_the_worker_alive(store):
     assert _wait(store, good, {"finished"})["status"] == "finished"
 
 
-def _wait_style(jobs, name, statuses, timeout=120):
+def _wait_generator(jobs, name, statuses, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
         found = {s["name"]: s for s in jobs.statuses()}.get(name)
@@ -59,29 +61,34 @@ def _wait_style(jobs, name, statuses, timeout=120):
     raise AssertionError(f"style model {name} did not reach {statuses}")
 
 
-def test_style_model_job_stop_resume_and_orphan(tmp_path):
-    import pytest
-
+@pytest.mark.parametrize("kind", ["adain", "diffusion"])
+def test_generator_job_stop_resume_and_orphan(tmp_path, kind):
     from imbal_core.errors import ConfigError
-    from imbal_core.jobs import StyleModelJobs
-    from imbal_core.synth.style_models import StyleTrainConfig, load_style_model_info
+    from imbal_core.jobs import GeneratorJobs
+    from imbal_core.synth.diffusion import DiffusionTrainConfig
+    from imbal_core.synth.generators import load_generator_info
+    from imbal_core.synth.style_models import StyleTrainConfig
 
-    jobs = StyleModelJobs(tmp_path)
-    config = StyleTrainConfig(data_options={"n_images": 700}, epochs=3, autoencoder_epochs=1, width=4, device="cpu")
+    jobs = GeneratorJobs(tmp_path)
+    tiny = dict(data_options={"n_images": 700}, epochs=3, device="cpu")
+    config = (StyleTrainConfig(**tiny, autoencoder_epochs=1, width=4) if kind == "adain"
+              else DiffusionTrainConfig(**tiny, width=8, batch_size=32))
     jobs.start(config, "job_model")
     with pytest.raises(ConfigError, match="already training"):
         jobs.start(config, "other")
     while not (tmp_path / "job_model.safetensors").exists():  # stop after the first saved epoch
         time.sleep(0.05)
     jobs.stop()
-    stopped = _wait_style(jobs, "job_model", {"stopped", "finished"})
+    stopped = _wait_generator(jobs, "job_model", {"stopped", "finished"})
     if stopped["status"] == "stopped":
         with pytest.raises(ConfigError, match="exists"):
             jobs.start(config, "job_model")  # a new training must not overwrite it
-        jobs.start(config, "job_model", resume=True)
-    assert _wait_style(jobs, "job_model", {"finished"})["error"] is None
-    assert load_style_model_info(tmp_path / "job_model.safetensors", "yours").status == "finished"
+        jobs.resume(stopped)
+    assert _wait_generator(jobs, "job_model", {"finished"})["error"] is None
+    info = load_generator_info(tmp_path / "job_model.safetensors", "yours")
+    assert info.status == "finished" and info.kind == kind and len(info.history) == 3
+    assert jobs.statuses(kind)[0]["name"] == "job_model" and not jobs.statuses("other_kind")
     # a status left "running" by a server that died is shown as stopped by the next one
     status_file = tmp_path / "job_model.status.json"
     status_file.write_text(status_file.read_text().replace('"finished"', '"running"'))
-    assert StyleModelJobs(tmp_path).statuses()[0]["status"] == "stopped"
+    assert GeneratorJobs(tmp_path).statuses()[0]["status"] == "stopped"

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imbal_core.engine import train
-from imbal_core.engine.checkpoint import load_checkpoint
+from imbal_core.checkpoint import load_checkpoint
 from imbal_core.methods import METHODS, Method, MethodCard, Stage, register_method
 
 from .conftest import assert_resume_matches_uninterrupted, tiny_config

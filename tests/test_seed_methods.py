@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from imbal_core.engine import train
-from imbal_core.engine.checkpoint import load_checkpoint
+from imbal_core.checkpoint import load_checkpoint
 from imbal_core.methods.crckd import (ClassIndex, class_centroids, nce_loss, relation_loss, sigmoid_rampup)
 from imbal_core.methods.metric_two_stage import batch_hard_triplet_loss, supervised_contrastive_loss
 

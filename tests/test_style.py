@@ -8,13 +8,13 @@ import torch
 
 from imbal_core.cli import main
 from imbal_core.engine import TrainConfig, train
-from imbal_core.engine.checkpoint import load_checkpoint
+from imbal_core.checkpoint import load_checkpoint
 from imbal_core.errors import ConfigError, RunError
 from imbal_core.methods import create_method
-from imbal_core.synth import (AdaINModel, adain, auxiliary_pairs, create_style_tool, fourier_amplitude_swap,
-                              histogram_match, list_style_models, load_style_model, stylise_uint8, train_style_model)
-from imbal_core.synth.style import low_frequency_mask
-from imbal_core.synth.style_models import StyleTrainConfig, load_style_model_info
+from imbal_core.synth.generators import list_generators, load_generator_info, train_generator
+from imbal_core.synth.style import (AdaINModel, adain, auxiliary_pairs, create_style_tool, fourier_amplitude_swap,
+                                    histogram_match, low_frequency_mask, stylise_uint8)
+from imbal_core.synth.style_models import StyleTrainConfig, load_style_model
 
 from .conftest import TINY, assert_resume_matches_uninterrupted, tiny_config
 
@@ -112,28 +112,33 @@ def tiny_style_config(**overrides) -> StyleTrainConfig:
 
 
 def test_style_model_trains_saves_lists_loads_and_resumes(tmp_path):
-    config = tiny_style_config()
+    config = tiny_style_config(epochs=3)
     stop = threading.Event()
-    path = train_style_model(config, "tiny", tmp_path, stop_event=stop,
-                             progress=lambda e: stop.set() if e["event"] == "epoch" else None)
-    partial = load_style_model_info(path, "yours")
-    assert partial.status == "partial" and len(partial.history) == 1
-    train_style_model(config, "tiny", tmp_path, resume=True)
-    finished = load_style_model_info(path, "yours")
-    assert finished.status == "finished" and [h["phase"] for h in finished.history] == ["autoencoder", "adain"]
-    assert finished.history[0] == partial.history[0]
-    straight = load_style_model_info(train_style_model(config, "straight", tmp_path), "yours")
-    assert straight.history == finished.history  # stop + resume = uninterrupted (same seed, CPU)
+    path = train_generator(config, "tiny", tmp_path, stop_event=stop,
+                           progress=lambda e: stop.set() if e["event"] == "epoch" and e["epoch"] == 1 else None)
+    partial = load_generator_info(path, "yours")
+    assert partial.status == "partial" and len(partial.history) == 2 and partial.kind == "adain"
+    train_generator(config, "tiny", tmp_path, resume=True)
+    finished = load_generator_info(path, "yours")
+    assert finished.status == "finished" and [h["phase"] for h in finished.history] == ["autoencoder", "adain", "adain"]
+    assert finished.history[:2] == partial.history
+    straight_path = train_generator(config, "straight", tmp_path)
+    # stop + resume = uninterrupted (same seed, CPU): the optimiser's moments are kept in a partial file
+    assert load_generator_info(straight_path, "yours").history == finished.history
+    assert torch.equal(load_style_model(str(path)).decoder.layers[-1].weight,
+                       load_style_model(str(straight_path)).decoder.layers[-1].weight)
 
     model = load_style_model(str(path))
     images = random_images(6, (2, 3, 28, 28))
     assert model(images, images.flip(0)).shape == images.shape
     with pytest.raises(ConfigError, match="another recipe"):
-        train_style_model(tiny_style_config(width=8), "tiny", tmp_path, resume=True)
+        train_generator(tiny_style_config(epochs=3, width=8), "tiny", tmp_path, resume=True)
+    with pytest.raises(ConfigError, match="exists"):
+        train_generator(config, "tiny", tmp_path)  # never overwrites a generator
     with pytest.raises(ConfigError, match="autoencoder_epochs"):
         StyleTrainConfig(epochs=2, autoencoder_epochs=2)
     with pytest.raises(ConfigError, match="letters, digits"):
-        train_style_model(config, "../escape", tmp_path)
+        train_generator(config, "../escape", tmp_path)
 
 
 def test_damaged_or_foreign_style_model_is_refused(tmp_path):
@@ -146,7 +151,7 @@ def test_damaged_or_foreign_style_model_is_refused(tmp_path):
 
 
 def test_pretrained_style_model_for_builtin_data_ships_and_loads():
-    shipped = [info for info in list_style_models() if info.source == "pretrained"]
+    shipped = [info for info in list_generators("adain") if info.source == "pretrained"]
     assert any(info.config["data"] == "synthetic" and info.status == "finished" for info in shipped)
     model = load_style_model(shipped[0].name)
     images = random_images(8, (4, 3, 28, 28))
@@ -171,7 +176,7 @@ def test_style_kd_needs_a_teacher(store):
 
 
 def test_style_kd_needs_a_model_for_adain():
-    with pytest.raises(ConfigError, match="no style model given"):
+    with pytest.raises(ConfigError, match="no adain generator given"):
         TrainConfig(method="style_kd", method_settings={"tool": "adain"})
     with pytest.raises(ConfigError, match="policy"):
         create_method("style_kd", policy="nearest")
@@ -215,10 +220,10 @@ def test_style_kd_resume_matches_uninterrupted(store, settings):
 
 
 def test_style_kd_with_adain_and_teacher_from_a_finished_run(store, tmp_path, monkeypatch):
-    from imbal_core.synth import style_models
+    from imbal_core.synth import generators
 
-    monkeypatch.setattr(style_models, "user_style_dir", lambda: tmp_path)
-    train_style_model(tiny_style_config(epochs=1, autoencoder_epochs=0), "tiny_adain", tmp_path)
+    monkeypatch.setattr(generators, "user_generator_dir", lambda: tmp_path)
+    train_generator(tiny_style_config(epochs=1, autoencoder_epochs=0), "tiny_adain", tmp_path)
     teacher = train(tiny_config(method="ce"), store)
     run_id = train(tiny_config(method="style_kd", init_from=teacher, epochs=1,
                                method_settings={"tool": "adain", "style_model": "tiny_adain", "teacher_share": 0.0}),
@@ -233,7 +238,7 @@ def test_cli_style_train_and_list(tmp_path, capsys):
     assert code == 0
     assert (tmp_path / "cli_tiny.safetensors").exists()
     assert "style_model=cli_tiny" in capsys.readouterr().out
-    assert main(["style-models"]) == 0
+    assert main(["generators", "--kind", "adain"]) == 0
     assert "pretrained" in capsys.readouterr().out
     assert main(["style-train", "--epochs", "1", "--autoencoder-epochs", "3"]) == 2  # bad recipe: clear error
     assert "autoencoder_epochs must be" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from ..metrics import compute_metrics
 from ..models import Classifier
 from ..runs import RunStore
 from ..utils import read_json, select_device, write_json
-from .checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint
 from .config import TrainConfig
 from .trainer import build_model, predict
 

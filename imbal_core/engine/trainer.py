@@ -25,7 +25,7 @@ from ..models import Classifier, create_model
 from ..runs import RunStore
 from ..utils import atomic_path, seed_everything, select_device, write_json
 from .augment import NO_AUGMENT, AugmentConfig, augment, to_float
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -116,8 +116,9 @@ def _run(config: TrainConfig, store: RunStore, run_id: str, progress: ProgressFn
             raise ConfigError(f"method {config.method!r} has no stage left to train after init_from; drop init_from")
     plan = [(stage, k) for stage in stages for k in range(stage.epochs)]  # (stage, epoch within stage)
     steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
+    recipe = {key: getattr(config, key) for key in ("data", "data_path", "data_options", "image_size", "split_seed")}
     info = TrainInfo(data.class_counts, data.train_labels, len(plan), steps_per_epoch, device, data.train_images,
-                     config.init_from)
+                     config.init_from, train_index=data.kept, data_recipe=recipe)
     method.setup(model, info)
     model.to(device, memory_format=torch.channels_last)
     method.aux.to(device)
@@ -184,6 +185,9 @@ def _run(config: TrainConfig, store: RunStore, run_id: str, progress: ProgressFn
         val = _quick_scores(logits, data.dataset.val.labels)
         record = {"epoch": epoch, "stage": stage.name, "loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"],
                   "val_acc": val["acc"], "val_balanced_acc": val["balanced_acc"], "seconds": time.time() - epoch_start}
+        method_log = method.epoch_log()
+        if method_log:
+            record["method"] = method_log
         history.append(record)
         if val["balanced_acc"] > best_score:
             best_score = val["balanced_acc"]

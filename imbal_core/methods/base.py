@@ -6,6 +6,7 @@ The engine calls, in order:
     on_epoch_start(model, epoch, stage)  e.g. switch on deferred re-weighting, make auxiliary images
     loss(model, batch)            every step; batch.augment(batch.raw) makes another view
     after_step(model)             after each optimizer step, e.g. update an EMA teacher
+    epoch_log()                   after each epoch: JSON facts kept in the run's history (e.g. IOIS's allocation)
     finalize(model, val_features) once, on the best model: post-hoc changes such as tau-norm
 Everything a method adds to `self.aux` is optimised and checkpointed with the model; modules
 added with `add_frozen` (an EMA teacher, a memory bank) are checkpointed but never optimised.
@@ -16,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -109,6 +111,8 @@ class TrainInfo:
     device: torch.device
     train_images: torch.Tensor | None = None  # (N, C, H, W) uint8 on the device; None outside training
     init_from: str | None = None  # the finished run whose weights started this one
+    train_index: np.ndarray | None = None  # the training images' indices in the data set's train split
+    data_recipe: dict[str, Any] | None = None  # data, data_path, data_options, image_size, split_seed
 
     @property
     def num_classes(self) -> int:
@@ -178,6 +182,10 @@ class Method:
 
     def after_step(self, model: Classifier) -> None:
         pass
+
+    def epoch_log(self) -> dict:
+        """JSON-able facts about the epoch just trained, stored in the run's history under "method"."""
+        return {}
 
     def finalize(self, model: Classifier, val_features: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> dict:
         """Post-hoc change to the best model; returns what it chose (recorded with the run).

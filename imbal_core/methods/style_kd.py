@@ -20,7 +20,8 @@ from ..errors import ConfigError
 from ..models import Classifier
 from ..synth.style import (CHUNK, POLICIES, STYLE_TOOLS, AuxiliaryPairs, StyleTool, auxiliary_pairs,
                            create_style_tool, stylise_uint8)
-from ..synth.style_models import load_style_model, resolve_style_model
+from ..synth.generators import resolve_generator
+from ..synth.style_models import load_style_model
 from .base import SAMPLERS, Batch, Method, MethodCard, Setting, Stage, TrainInfo, register_method
 
 GENERATE = ("epoch", "batch")
@@ -45,7 +46,7 @@ class StyleKD(Method):
             Setting("strength", 1.0, "alpha: 0 keeps the content image, 1 is the full transfer", low=0.0, high=1.0),
             Setting("beta", 0.1, "fourier only: low-frequency band swapped, as a share of the image side", low=0.0,
                     high=0.5),
-            Setting("style_model", "", "adain only: a model name (see `style-models`) or a .safetensors path"),
+            Setting("style_model", "", "adain only: a model name (see `generators`) or a .safetensors path"),
             Setting("keep_detail", True, "adain only: add the style's change to the content image instead of using "
                     "the decoded image (the small decoder blurs)"),
             Setting("policy", "same", "reference image: another image of the same class, any class, or the majority class",
@@ -104,7 +105,7 @@ class StyleKD(Method):
     def __init__(self, **settings) -> None:
         super().__init__(**settings)
         if self.settings["tool"] == "adain":
-            resolve_style_model(self.settings["style_model"])  # a missing model is a config error, before the run
+            resolve_generator(self.settings["style_model"], "adain")  # a missing model is a config error, before the run
 
     def stages(self, epochs: int) -> list[Stage]:
         share = self.settings["teacher_share"]

@@ -92,6 +92,10 @@ class RunStore:
     def set_progress(self, run_id: str, progress: dict[str, Any]) -> None:
         self._write("UPDATE runs SET progress=?, updated=? WHERE run_id=?", (json.dumps(progress), time.time(), run_id))
 
+    def has_run(self, run_id: str) -> bool:
+        with closing(self._connect()) as conn:
+            return conn.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is not None
+
     def get_run(self, run_id: str) -> dict[str, Any]:
         with closing(self._connect()) as conn:
             row = conn.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()

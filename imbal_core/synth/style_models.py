@@ -1,4 +1,4 @@
-"""Training, saving and finding AdaIN style models (one safetensors file each, with its recipe).
+"""AdaIN style models (for Style-KD): the trainer behind `train_generator(StyleTrainConfig(...))`.
 
 Training has two phases, both on the training split only:
 1. autoencoder: encoder + decoder learn to reconstruct images (we have no pretrained VGG, so the
@@ -8,84 +8,45 @@ Training has two phases, both on the training split only:
    target (content loss) and whose channel statistics at every encoder stage match the style's
    (style loss). A reconstruction term keeps strength 0 close to the content image.
 
-Models live in $IMBAL_LAB_HOME/style_models/ (yours) and pretrained/style_models/ (shipped).
+Files, listing and the training lifecycle are shared with diffusion models (`generators.py`).
 """
 from __future__ import annotations
 
-import json
-import re
 import threading
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from ..data import load_dataset
 from ..errors import ConfigError, RunError
-from ..utils import REPO_ROOT, atomic_path, lab_home, seed_everything, select_device
+from .generators import (GENERATOR_KINDS, GeneratorConfig, GeneratorTrainer, ProgressFn, TrainingSplit,
+                         read_generator, read_metadata, resolve_generator)
 from .style import AdaINModel, adain, channel_stats
-
-PRETRAINED_STYLE_DIR = REPO_ROOT / "pretrained" / "style_models"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
-
-
-def user_style_dir() -> Path:
-    return lab_home() / "style_models"
 
 
 @dataclass
-class StyleTrainConfig:
+class StyleTrainConfig(GeneratorConfig):
     """Everything that defines an AdaIN model; stored in the model file's metadata."""
 
-    data: str = "synthetic"
-    data_path: str | None = None
-    data_options: dict[str, Any] | None = None
-    image_size: int = 28
-    split_seed: int = 0
+    kind = "adain"
     width: int = 16
-    epochs: int = 10
     autoencoder_epochs: int = 4  # of `epochs`; the rest train the decoder for AdaIN
-    batch_size: int = 64
-    lr: float = 1e-3
     style_weight: float = 5.0
     reconstruction_weight: float = 1.0
-    seed: int = 0
-    device: str = "auto"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         checks = [
-            (isinstance(self.epochs, int) and 1 <= self.epochs <= 1000, "epochs", "an integer in [1, 1000]", self.epochs),
             (isinstance(self.autoencoder_epochs, int) and 0 <= self.autoencoder_epochs < self.epochs,
              "autoencoder_epochs", f"an integer in [0, epochs - 1 = {self.epochs - 1}]", self.autoencoder_epochs),
             (isinstance(self.width, int) and 4 <= self.width <= 128, "width", "an integer in [4, 128]", self.width),
-            (isinstance(self.batch_size, int) and 2 <= self.batch_size <= 4096, "batch_size", "an integer in [2, 4096]",
-             self.batch_size),
-            (self.lr > 0 and self.style_weight >= 0 and self.reconstruction_weight >= 0, "lr / loss weights",
-             "lr > 0 and weights >= 0", (self.lr, self.style_weight, self.reconstruction_weight)),
-            (isinstance(self.image_size, int) and 16 <= self.image_size <= 512, "image_size", "an integer in [16, 512]",
-             self.image_size),
+            (self.style_weight >= 0 and self.reconstruction_weight >= 0, "loss weights", "weights >= 0",
+             (self.style_weight, self.reconstruction_weight)),
         ]
         for ok, name, expected, got in checks:
             if not ok:
                 raise ConfigError(f"{name} must be {expected}; got {got!r}")
-
-    def default_name(self) -> str:
-        return f"adain_{self.data}_{self.image_size}"
-
-
-@dataclass
-class StyleModelInfo:
-    name: str
-    path: Path
-    source: str  # "yours" or "pretrained"
-    config: dict[str, Any]
-    history: list[dict[str, float]]
-    status: str  # "finished", or "partial" for a stopped training (usable, fewer epochs)
-
 
 # ---- Losses -----------------------------------------------------------------------------------
 
@@ -120,76 +81,67 @@ def adain_losses(model: AdaINModel, content: torch.Tensor, style: torch.Tensor, 
 
 # ---- Training ---------------------------------------------------------------------------------
 
-ProgressFn = Callable[[dict[str, Any]], None]
+@GENERATOR_KINDS.register("adain")
+class AdaINTrainer(GeneratorTrainer):
+    config_class = StyleTrainConfig
 
+    def __init__(self, config: StyleTrainConfig, split: TrainingSplit, device: torch.device) -> None:
+        self.config, self.images, self.device = config, split.images, device
+        self.model = AdaINModel(split.images.shape[1], config.width).to(device)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.last_epoch = -1
+        self.steps = max(1, len(split.images) // config.batch_size)
 
-def train_style_model(config: StyleTrainConfig, name: str | None = None, out_dir: Path | None = None,
-                      progress: ProgressFn | None = None, stop_event: threading.Event | None = None,
-                      resume: bool = False) -> Path:
-    """Train an AdaIN model on the training split; save it after every epoch; return its path.
+    def _start_phase(self, autoencoder_phase: bool) -> None:
+        self.model.encoder.requires_grad_(autoencoder_phase)
+        trained = self.model.parameters() if autoencoder_phase else self.model.decoder.parameters()
+        self.optimizer = torch.optim.Adam([p for p in trained if p.requires_grad], lr=self.config.lr)
 
-    A stopped training leaves the last completed epoch's model (status "partial", usable);
-    `resume=True` continues it from there (with a fresh optimiser).
-    """
-    name = name or config.default_name()
-    check_name(name)
-    path = (out_dir or user_style_dir()) / f"{name}.safetensors"
-    progress = progress or (lambda event: None)
-    stop_event = stop_event or threading.Event()
-    device = select_device(config.device)
-    seed_everything(config.seed)
-    images = _training_images(config, device)
-    model = AdaINModel(images.shape[1], config.width).to(device)
-    start_epoch, history = 0, []
-    if resume and path.exists():
-        saved = load_style_model_info(path, source="yours")
-        if saved.config != asdict(config):
-            raise ConfigError(f"style model {name!r} was trained with another recipe; resume it with the same options "
-                              "or choose a new name")
-        model.load_state_dict(_read_weights(path, device))
-        history = saved.history
-        start_epoch = len(history)
-    steps = max(1, len(images) // config.batch_size)
-    for epoch in range(start_epoch, config.epochs):
-        generator = torch.Generator(device=device).manual_seed(config.seed * 100_003 + epoch)
+    def train_epoch(self, epoch: int, stop_event: threading.Event, progress: ProgressFn) -> dict[str, Any] | None:
+        config, model = self.config, self.model
+        generator = torch.Generator(device=self.device).manual_seed(config.seed * 100_003 + epoch)
         autoencoder_phase = epoch < config.autoencoder_epochs
-        if epoch in (start_epoch, config.autoencoder_epochs):
-            model.encoder.requires_grad_(autoencoder_phase)
-            trained = model.parameters() if autoencoder_phase else model.decoder.parameters()
-            optimizer = torch.optim.Adam([p for p in trained if p.requires_grad], lr=config.lr)
+        phase = "autoencoder" if autoencoder_phase else "adain"
+        if self.optimizer is None or epoch == config.autoencoder_epochs:
+            self._start_phase(autoencoder_phase)
         model.train()
         sums: dict[str, float] = {}
-        for step in range(steps):
+        for step in range(self.steps):
             if stop_event.is_set():
-                progress({"event": "stopped", "epoch": epoch})
-                return path
-            content = _batch(images, config.batch_size, generator)
+                return None
+            content = _batch(self.images, config.batch_size, generator)
             if autoencoder_phase:
                 features = model.encoder(content)[-1]
                 losses = {"reconstruction": F.mse_loss(model.decoder(features, content.shape[-2:]), content)}
                 losses["total"] = losses["reconstruction"]
             else:
-                losses = adain_losses(model, content, _batch(images, config.batch_size, generator), config)
-            optimizer.zero_grad(set_to_none=True)
+                losses = adain_losses(model, content, _batch(self.images, config.batch_size, generator), config)
+            self.optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
-            optimizer.step()
+            self.optimizer.step()
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + value.item()
-            if step % 10 == 0 or step == steps - 1:
-                progress({"event": "step", "epoch": epoch, "epochs": config.epochs, "step": step + 1, "steps": steps,
-                          "phase": "autoencoder" if autoencoder_phase else "adain", "loss": losses["total"].item()})
-        history.append({"epoch": epoch, "phase": "autoencoder" if autoencoder_phase else "adain",
-                        **{key: value / steps for key, value in sums.items()}})
-        save_style_model(path, model, config, history)
-        progress({"event": "epoch", **history[-1], "epochs": config.epochs})
-    progress({"event": "finished", "path": str(path)})
-    return path
+            if step % 10 == 0 or step == self.steps - 1:
+                progress({"event": "step", "epoch": epoch, "epochs": config.epochs, "step": step + 1,
+                          "steps": self.steps, "phase": phase, "loss": losses["total"].item()})
+        self.last_epoch = epoch
+        return {"phase": phase, **{key: value / self.steps for key, value in sums.items()}}
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        return self.model.state_dict()
 
-def _training_images(config: StyleTrainConfig, device: torch.device) -> torch.Tensor:
-    dataset = load_dataset(config.data, path=config.data_path, image_size=config.image_size,
-                           split_seed=config.split_seed, **(config.data_options or {}))
-    return torch.from_numpy(dataset.train.images).permute(0, 3, 1, 2).contiguous().to(device)
+    def training_state(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "epoch": self.last_epoch}
+
+    def load(self, weights: dict[str, torch.Tensor], training_state: dict[str, Any]) -> None:
+        self.model.load_state_dict(weights)
+        next_epoch = training_state["epoch"] + 1
+        if next_epoch != self.config.autoencoder_epochs:  # same phase: the optimiser's moments carry on
+            self._start_phase(next_epoch < self.config.autoencoder_epochs)
+            self.optimizer.load_state_dict(training_state["optimizer"])
+
+    def metadata(self) -> dict[str, str]:
+        return {"in_chans": str(self.model.in_chans), "width": str(self.model.width)}
 
 
 def _batch(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -197,89 +149,15 @@ def _batch(images: torch.Tensor, size: int, generator: torch.Generator) -> torch
     return images[index].float() / 255
 
 
-# ---- Files ------------------------------------------------------------------------------------
-
-def check_name(name: str) -> None:
-    if not NAME_PATTERN.match(name):
-        raise ConfigError(f"style model name {name!r} may only use letters, digits, '_', '-' and '.' (1-80 characters)")
-
-
-def save_style_model(path: Path, model: AdaINModel, config: StyleTrainConfig, history: list[dict]) -> None:
-    tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    metadata = {"kind": "adain", "in_chans": str(model.in_chans), "width": str(model.width),
-                "config": json.dumps(asdict(config)), "history": json.dumps(history),
-                "status": "finished" if len(history) == config.epochs else "partial"}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-
-
-def _read_metadata(path: Path) -> dict[str, str]:
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (OSError, SafetensorError) as err:
-        raise RunError(f"style model {path} cannot be read ({err}); it is damaged or not a safetensors file") from None
-    if metadata.get("kind") != "adain":
-        raise RunError(f"{path} is not an AdaIN style model of Imbalance Lab (no 'kind: adain' in its metadata)")
-    return metadata
-
-
-def _read_weights(path: Path, device: torch.device | str) -> dict[str, torch.Tensor]:
-    with safe_open(str(path), framework="pt", device=str(device)) as handle:
-        return {key: handle.get_tensor(key) for key in handle.keys()}
-
-
-def load_style_model_info(path: Path, source: str) -> StyleModelInfo:
-    metadata = _read_metadata(path)
-    return StyleModelInfo(path.stem, path, source, json.loads(metadata["config"]), json.loads(metadata["history"]),
-                          metadata["status"])
-
-
-def list_style_models() -> list[StyleModelInfo]:
-    """Your models first, then the shipped ones; unreadable files are skipped."""
-    found = []
-    for folder, source in ((user_style_dir(), "yours"), (PRETRAINED_STYLE_DIR, "pretrained")):
-        for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
-            try:
-                found.append(load_style_model_info(path, source))
-            except RunError:
-                continue
-    return found
-
-
-def resolve_style_model(reference: str) -> Path:
-    """A model name (yours first, then pretrained/) or a path to a .safetensors file."""
-    if not reference:
-        raise ConfigError("no style model given: name one (see `python -m imbal_core style-models`) or train one with "
-                          "`python -m imbal_core style-train`")
-    candidates = [Path(reference).expanduser()] if reference.endswith(".safetensors") else []
-    candidates += [user_style_dir() / f"{reference}.safetensors", PRETRAINED_STYLE_DIR / f"{reference}.safetensors"]
-    for path in candidates:
-        if path.is_file():
-            return path
-    known = sorted({info.name for info in list_style_models()})
-    raise ConfigError(f"style model {reference!r} not found; known models: {known or 'none'}. Train one with "
-                      "`python -m imbal_core style-train --data ...`")
-
+# ---- Loading ----------------------------------------------------------------------------------
 
 def load_style_model(reference: str, device: torch.device | str = "cpu") -> AdaINModel:
-    path = resolve_style_model(reference)
-    metadata = _read_metadata(path)
+    """An AdaIN model by name (yours first, then pretrained/) or .safetensors path, in eval mode."""
+    path = resolve_generator(reference, "adain")
+    metadata = read_metadata(path, "adain")
     model = AdaINModel(int(metadata["in_chans"]), int(metadata["width"]))
     try:
-        model.load_state_dict(_read_weights(path, "cpu"))
+        model.load_state_dict(read_generator(path)[0])
     except RuntimeError as err:
         raise RunError(f"style model {path} does not fit the AdaIN architecture ({err})") from None
     return model.to(device).eval()
-
-
-def models_for(data: str, image_size: int) -> list[StyleModelInfo]:
-    """The models trained on this data source at this size (any path or split)."""
-    return [info for info in list_style_models()
-            if info.config.get("data") == data and info.config.get("image_size") == image_size]
-
-
-def training_summary(info: StyleModelInfo) -> str:
-    last = info.history[-1] if info.history else {}
-    losses = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, float))
-    return f"{len(info.history)}/{info.config['epochs']} epochs ({info.status}); last epoch: {losses or 'n/a'}"

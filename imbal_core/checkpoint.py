@@ -15,42 +15,42 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..errors import RunError
-from ..utils import atomic_path
+from .errors import RunError
+from .utils import atomic_path
 
 TENSOR = "__tensor__"
 INT_KEYS = "__int_keys__"
 
 
-def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+def flatten_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(obj, torch.Tensor):
         tensors[prefix] = obj.detach().cpu().contiguous()
         return {TENSOR: prefix}
     if isinstance(obj, dict):
         if obj and all(isinstance(k, int) for k in obj):  # e.g. optimizer state keyed by param id
-            return {INT_KEYS: {str(k): _flatten(v, f"{prefix}.{k}", tensors) for k, v in obj.items()}}
-        return {str(k): _flatten(v, f"{prefix}.{k}", tensors) for k, v in obj.items()}
+            return {INT_KEYS: {str(k): flatten_state(v, f"{prefix}.{k}", tensors) for k, v in obj.items()}}
+        return {str(k): flatten_state(v, f"{prefix}.{k}", tensors) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_flatten(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
+        return [flatten_state(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
     return obj
 
 
-def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+def unflatten_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(obj, dict):
         if TENSOR in obj:
             return tensors[obj[TENSOR]]
         if INT_KEYS in obj:
-            return {int(k): _unflatten(v, tensors) for k, v in obj[INT_KEYS].items()}
-        return {k: _unflatten(v, tensors) for k, v in obj.items()}
+            return {int(k): unflatten_state(v, tensors) for k, v in obj[INT_KEYS].items()}
+        return {k: unflatten_state(v, tensors) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_unflatten(v, tensors) for v in obj]
+        return [unflatten_state(v, tensors) for v in obj]
     return obj
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write `state` (nested dicts/lists of tensors and JSON values) to one .safetensors file."""
     tensors: dict[str, torch.Tensor] = {}
-    skeleton = _flatten(state, "state", tensors)
+    skeleton = flatten_state(state, "state", tensors)
     # safetensors refuses tensors that share memory; clone those that alias another.
     seen: set[int] = set()
     for key, tensor in tensors.items():
@@ -71,4 +71,4 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:
         raise RunError(f"checkpoint {path} cannot be read ({err}); it is damaged or not ours") from None
-    return _unflatten(skeleton, tensors)
+    return unflatten_state(skeleton, tensors)

@@ -1,0 +1,283 @@
+"""Class-conditional diffusion for small medical images (IOIS's generator), built on `diffusers`.
+
+- Model: a `diffusers.UNet2DModel` built from a config (never downloaded), three resolution
+  levels (two downsamplings: 28 px -> 14 -> 7) with self-attention at the lowest one, and a class
+  embedding with one extra "null" label for classifier-free guidance.
+- Training: DDPM noise schedule (cosine by default), epsilon prediction, labels replaced by the
+  null label with probability `label_dropout`, random flips, EMA of the weights (sampling uses it).
+- Sampling: DDIM (`steps`, 25 by default, deterministic: eta = 0) with guidance
+  eps = eps_null + s (eps_class - eps_null); or SDEdit: a real image of the class, noised to
+  `strength` of the schedule, then denoised from there (cheaper and closer to the data).
+- bf16 autocast on CUDA; float32 on CPU. Batched on the model's device.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from torch import nn
+
+from ..errors import ConfigError, RunError
+from .generators import (GENERATOR_KINDS, GeneratorConfig, GeneratorTrainer, ProgressFn, TrainingSplit,
+                         read_generator, read_metadata, resolve_generator)
+
+BETA_SCHEDULES = ("squaredcos_cap_v2", "linear")
+SAMPLE_CHUNK = 256  # images denoised at once
+
+
+@dataclass
+class DiffusionTrainConfig(GeneratorConfig):
+    """Everything that defines a diffusion model; stored in the model file's metadata."""
+
+    kind = "diffusion"
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 2e-3
+    width: int = 16  # channels of the first level; the next two have 2x
+    layers_per_block: int = 1
+    timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    label_dropout: float = 0.1
+    ema_decay: float = 0.995
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        checks = [
+            (self.image_size % 4 == 0 and self.image_size <= 128, "image_size",
+             "a multiple of 4 up to 128 (the UNet halves it twice), e.g. 28, 32 or 64", self.image_size),
+            (isinstance(self.width, int) and 8 <= self.width <= 256 and self.width % 8 == 0, "width",
+             "a multiple of 8 in [8, 256]", self.width),
+            (isinstance(self.layers_per_block, int) and 1 <= self.layers_per_block <= 4, "layers_per_block",
+             "an integer in [1, 4]", self.layers_per_block),
+            (isinstance(self.timesteps, int) and 10 <= self.timesteps <= 4000, "timesteps", "an integer in [10, 4000]",
+             self.timesteps),
+            (self.beta_schedule in BETA_SCHEDULES, "beta_schedule", f"one of {list(BETA_SCHEDULES)}", self.beta_schedule),
+            (0.0 <= self.label_dropout < 1.0, "label_dropout", "in [0, 1)", self.label_dropout),
+            (0.0 <= self.ema_decay < 1.0, "ema_decay", "in [0, 1)", self.ema_decay),
+        ]
+        for ok, name, expected, got in checks:
+            if not ok:
+                raise ConfigError(f"{name} must be {expected}; got {got!r}")
+
+
+def build_unet(in_chans: int, num_classes: int, image_size: int, width: int, layers_per_block: int) -> UNet2DModel:
+    """The class-conditional UNet; class index `num_classes` is the null (unconditional) label."""
+    return UNet2DModel(
+        sample_size=image_size, in_channels=in_chans, out_channels=in_chans, layers_per_block=layers_per_block,
+        block_out_channels=(width, 2 * width, 2 * width),
+        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        num_class_embeds=num_classes + 1, norm_num_groups=8,
+    )
+
+
+class DiffusionModel(nn.Module):
+    """A trained UNet with its noise schedule: `sample(labels, ...)` returns uint8 images."""
+
+    def __init__(self, in_chans: int, num_classes: int, image_size: int, width: int, layers_per_block: int,
+                 timesteps: int, beta_schedule: str, class_names: list[str] | None = None) -> None:
+        super().__init__()
+        self.in_chans, self.num_classes, self.image_size = in_chans, num_classes, image_size
+        self.class_names = class_names or [str(c) for c in range(num_classes)]
+        self.unet = build_unet(in_chans, num_classes, image_size, width, layers_per_block)
+        self.train_scheduler = DDPMScheduler(num_train_timesteps=timesteps, beta_schedule=beta_schedule,
+                                             clip_sample=False)
+
+    @property
+    def null_label(self) -> int:
+        return self.num_classes
+
+    def predict_noise(self, noisy: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with _autocast(noisy.device):
+            return self.unet(noisy, timesteps, class_labels=labels).sample.float()
+
+    @torch.no_grad()
+    def sample(self, labels: torch.Tensor, steps: int = 25, guidance: float = 2.0, generator: torch.Generator | None = None,
+               init_images: torch.Tensor | None = None, strength: float = 1.0, trajectory_at: tuple[int, ...] = ()
+               ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Generate one image per label (uint8, (N, C, H, W), on the model's device).
+
+        `init_images` (uint8, one per label) with `strength` < 1 is SDEdit: start from them noised
+        to that share of the schedule. `trajectory_at` lists step numbers (0 = the starting noise)
+        whose x_t are returned as uint8, for the denoising strip. Guidance 1 needs no null pass.
+        """
+        _check_sampling(steps, guidance, strength, init_images is not None)
+        device = next(self.unet.parameters()).device
+        images, trajectory = [], {}
+        for start in range(0, len(labels), SAMPLE_CHUNK):
+            part = slice(start, start + SAMPLE_CHUNK)
+            init = None if init_images is None else init_images[part].to(device)
+            made, strip = self._sample_chunk(labels[part].to(device), steps, guidance, generator, init, strength,
+                                             trajectory_at)
+            images.append(made)
+            for step, x in strip.items():
+                trajectory.setdefault(step, []).append(x)
+        out = torch.cat(images) if images else torch.zeros(0, self.in_chans, self.image_size, self.image_size,
+                                                           dtype=torch.uint8, device=device)
+        return out, {step: torch.cat(xs) for step, xs in trajectory.items()}
+
+    def _sample_chunk(self, labels: torch.Tensor, steps: int, guidance: float, generator: torch.Generator | None,
+                      init: torch.Tensor | None, strength: float, trajectory_at: tuple[int, ...]
+                      ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        # x0 predictions clipped to the data range: keeps an imperfect model from drifting out of it
+        scheduler = DDIMScheduler.from_config(self.train_scheduler.config, clip_sample=True)
+        scheduler.set_timesteps(steps)
+        timesteps = scheduler.timesteps
+        device = labels.device
+        shape = (len(labels), self.in_chans, self.image_size, self.image_size)
+        noise = torch.randn(shape, generator=generator, device=device if generator is None else generator.device)
+        noise = noise.to(device)
+        if init is not None and strength < 1.0:  # SDEdit: skip the first (1 - strength) of the steps
+            timesteps = timesteps[steps - max(1, round(steps * strength)):]
+            x = scheduler.add_noise(to_model_range(init), noise, timesteps[:1].repeat(len(labels)))
+        else:
+            x = noise * scheduler.init_noise_sigma
+        strip = {0: to_uint8(x)} if 0 in trajectory_at else {}
+        null = torch.full_like(labels, self.null_label)
+        for i, t in enumerate(timesteps, start=1):
+            t_batch = t.to(device).repeat(len(labels))
+            if guidance == 1.0:
+                eps = self.predict_noise(x, t_batch, labels)
+            else:
+                eps_class, eps_null = self.predict_noise(torch.cat([x, x]), t_batch.repeat(2),
+                                                         torch.cat([labels, null])).chunk(2)
+                eps = eps_null + guidance * (eps_class - eps_null)
+            x = scheduler.step(eps, t, x, eta=0.0).prev_sample
+            if i in trajectory_at:
+                strip[i] = to_uint8(x)
+        return to_uint8(x), strip
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]."""
+    return images.float() / 127.5 - 1
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _check_sampling(steps: int, guidance: float, strength: float, has_init: bool) -> None:
+    if not isinstance(steps, int) or not 1 <= steps <= 1000:
+        raise ConfigError(f"DDIM steps must be an integer in [1, 1000]; got {steps!r}")
+    if not 0.0 <= guidance <= 20.0:
+        raise ConfigError(f"guidance scale must be in [0, 20] (1 = no guidance); got {guidance}")
+    if not 0.0 < strength <= 1.0:
+        raise ConfigError(f"SDEdit strength must be in (0, 1] (1 = start from pure noise); got {strength}")
+    if strength < 1.0 and not has_init:
+        raise ConfigError("SDEdit (strength < 1) needs init_images: one real image per label")
+
+
+# ---- Training ---------------------------------------------------------------------------------
+
+@GENERATOR_KINDS.register("diffusion")
+class DiffusionTrainer(GeneratorTrainer):
+    config_class = DiffusionTrainConfig
+
+    def __init__(self, config: DiffusionTrainConfig, split: TrainingSplit, device: torch.device) -> None:
+        self.config, self.images, self.labels, self.device = config, split.images, split.labels, device
+        self.model = DiffusionModel(split.images.shape[1], split.num_classes, config.image_size, config.width,
+                                    config.layers_per_block, config.timesteps, config.beta_schedule,
+                                    split.class_names).to(device)
+        self.ema = copy.deepcopy(self.model.unet).requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(self.model.unet.parameters(), lr=config.lr, weight_decay=0.0)
+        self.steps = max(1, len(split.images) // config.batch_size)
+
+    def train_epoch(self, epoch: int, stop_event: threading.Event, progress: ProgressFn) -> dict[str, Any] | None:
+        config, unet = self.config, self.model.unet
+        generator = torch.Generator(device=self.device).manual_seed(config.seed * 100_003 + epoch)
+        total_steps = config.epochs * self.steps
+        unet.train()
+        loss_sum = 0.0
+        for step in range(self.steps):
+            if stop_event.is_set():
+                return None
+            global_step = epoch * self.steps + step
+            for group in self.optimizer.param_groups:  # short warm-up, then cosine decay, from the step alone
+                group["lr"] = config.lr * _lr_factor(global_step, total_steps)
+            loss = self._loss(generator)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+            self.optimizer.step()
+            self._update_ema(global_step)
+            loss_sum += loss.item()
+            if step % 10 == 0 or step == self.steps - 1:
+                progress({"event": "step", "epoch": epoch, "epochs": config.epochs, "step": step + 1,
+                          "steps": self.steps, "phase": "denoising", "loss": loss.item()})
+        return {"loss": loss_sum / self.steps}
+
+    def _loss(self, generator: torch.Generator) -> torch.Tensor:
+        """Epsilon-prediction MSE at uniformly drawn timesteps, labels dropped for guidance."""
+        n, device = self.config.batch_size, self.device
+        index = torch.randint(len(self.images), (n,), generator=generator, device=device)
+        x0 = to_model_range(self.images[index])
+        flips = torch.rand(n, 2, generator=generator, device=device) < 0.5  # dermoscopy, fundus: no up or left
+        x0 = torch.where(flips[:, 0, None, None, None], x0.flip(-1), x0)
+        x0 = torch.where(flips[:, 1, None, None, None], x0.flip(-2), x0)
+        labels = self.labels[index]
+        dropped = torch.rand(n, generator=generator, device=device) < self.config.label_dropout
+        labels = torch.where(dropped, torch.full_like(labels, self.model.null_label), labels)
+        noise = torch.randn(x0.shape, generator=generator, device=device)
+        t = torch.randint(self.config.timesteps, (n,), generator=generator, device=device)
+        noisy = self.model.train_scheduler.add_noise(x0, noise, t)
+        return F.mse_loss(self.model.predict_noise(noisy, t, labels), noise)
+
+    @torch.no_grad()
+    def _update_ema(self, step: int) -> None:
+        # Warm-up of the decay: early EMA weights are not dominated by the random initialisation.
+        decay = min(self.config.ema_decay, (1 + step) / (10 + step))
+        for ema, live in zip(self.ema.parameters(), self.model.unet.parameters()):
+            ema.lerp_(live, 1 - decay)
+        for ema, live in zip(self.ema.buffers(), self.model.unet.buffers()):
+            ema.copy_(live)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return self.ema.state_dict()
+
+    def training_state(self) -> dict[str, Any]:
+        return {"unet": self.model.unet.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load(self, weights: dict[str, torch.Tensor], training_state: dict[str, Any]) -> None:
+        self.ema.load_state_dict(weights)
+        self.model.unet.load_state_dict(training_state["unet"])
+        self.optimizer.load_state_dict(training_state["optimizer"])
+
+    def metadata(self) -> dict[str, str]:
+        model = self.model
+        return {"in_chans": str(model.in_chans), "num_classes": str(model.num_classes),
+                "class_names": "\n".join(model.class_names)}
+
+
+def _lr_factor(step: int, total: int, warmup: int = 100) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+# ---- Loading ----------------------------------------------------------------------------------
+
+def load_diffusion_model(reference: str, device: torch.device | str = "cpu") -> DiffusionModel:
+    """A diffusion model by name (yours first, then pretrained/) or .safetensors path, in eval mode (EMA weights)."""
+    path = resolve_generator(reference, "diffusion")
+    metadata = read_metadata(path, "diffusion")
+    config = DiffusionTrainConfig.from_dict(json.loads(metadata["config"]))
+    model = DiffusionModel(int(metadata["in_chans"]), int(metadata["num_classes"]), config.image_size, config.width,
+                           config.layers_per_block, config.timesteps, config.beta_schedule,
+                           metadata["class_names"].split("\n"))
+    try:
+        model.unet.load_state_dict(read_generator(path)[0])
+    except RuntimeError as err:
+        raise RunError(f"diffusion model {path} does not fit its recorded architecture ({err})") from None
+    return model.to(device).eval()

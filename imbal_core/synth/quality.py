@@ -1,0 +1,166 @@
+"""How good are a generator's synthetic images? Four measures per class, each beside a real-data reference.
+
+- label fidelity: share of synthetic images of class c that a classifier trained on real data
+  (a finished run of ours) assigns to c; reference: that classifier's recall on real validation
+  images of c (a generator cannot be judged more "on label" than real images are).
+- Fréchet distance between the Gaussians of real training and synthetic features of c. Features
+  are the named run's pooled embeddings, reduced by a PCA fitted on the real training features
+  (`FD_DIMENSIONS` components: with tens of images per class a full covariance is not estimable).
+  It is *not* Inception-FID (that needs downloaded weights); reference: the same distance for real
+  validation images.
+- memorisation: RMS pixel distance from each synthetic image to its nearest training image;
+  reference: the same for real validation images (never trained on). Synthetic images much
+  closer than that are near-copies. The nearest images are returned for display.
+- diversity: mean pairwise feature distance among synthetic images of c over the same among
+  real training images of c (1 = as varied as the real class).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import linalg
+
+from ..engine.trainer import predict
+from ..models import Classifier
+from .diffusion import DiffusionModel
+
+FD_DIMENSIONS = 32
+NEAREST_CHUNK = 256
+
+
+@dataclass
+class QualityReport:
+    table: pd.DataFrame  # one row per class, plus "all"
+    synthetic: np.ndarray  # uint8 (N, H, W, C)
+    labels: np.ndarray
+    nearest: np.ndarray  # index into the training images of each synthetic image's nearest one
+    nearest_distance: np.ndarray
+
+
+def nearest_neighbours(queries: np.ndarray, references: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index and RMS pixel distance (images scaled to [0, 1]) of each query's nearest reference image."""
+    refs = torch.from_numpy(references.reshape(len(references), -1)).float() / 255
+    index, distance = [], []
+    for start in range(0, len(queries), NEAREST_CHUNK):
+        q = torch.from_numpy(queries[start:start + NEAREST_CHUNK].reshape(-1, refs.shape[1])).float() / 255
+        d = torch.cdist(q, refs)
+        best = d.min(dim=1)
+        index.append(best.indices.numpy())
+        distance.append(best.values.numpy() / np.sqrt(refs.shape[1]))
+    if not index:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    return np.concatenate(index), np.concatenate(distance)
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between two feature sets (rows)."""
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * np.real(root)))
+
+
+def mean_pairwise_distance(features: np.ndarray) -> float:
+    if len(features) < 2:
+        return float("nan")
+    d = torch.cdist(torch.from_numpy(features).float(), torch.from_numpy(features).float())
+    return float(d.sum() / (len(features) * (len(features) - 1)))
+
+
+def generator_quality(generator: DiffusionModel, classifier: Classifier, train_images: np.ndarray,
+                      train_labels: np.ndarray, val_images: np.ndarray, val_labels: np.ndarray, per_class: int = 64,
+                      steps: int = 25, guidance: float = 2.0, strength: float = 1.0, seed: int = 0) -> QualityReport:
+    """Sample `per_class` images of every class and measure them (images are uint8 (N, H, W, C)).
+
+    `train_images` are the images the generator learnt from; with `strength` < 1 (SDEdit) they are
+    also the starting points.
+    """
+    device = next(classifier.parameters()).device
+    num_classes = generator.num_classes
+    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    generator_rng = torch.Generator().manual_seed(seed)
+    init = None
+    if strength < 1.0:
+        picks = [np.flatnonzero(train_labels == c) for c in range(num_classes)]
+        chosen = np.concatenate([p[torch.randint(len(p), (per_class,), generator=generator_rng).numpy()] for p in picks])
+        init = torch.from_numpy(train_images[chosen]).permute(0, 3, 1, 2)
+    made, _ = generator.sample(labels, steps=steps, guidance=guidance, generator=generator_rng, init_images=init,
+                               strength=strength)
+    synthetic = made.permute(0, 2, 3, 1).cpu().numpy()
+    labels_np = labels.numpy()
+
+    syn_logits, syn_features = predict(classifier, synthetic, device)
+    train_logits, train_features = predict(classifier, train_images, device)
+    val_logits, val_features = predict(classifier, val_images, device)
+    pca = _pca(train_features.numpy())
+    syn_f, train_f, val_f = (pca(f.numpy()) for f in (syn_features, train_features, val_features))
+    nearest, nearest_distance = nearest_neighbours(synthetic, train_images)
+    _, val_nearest_distance = nearest_neighbours(val_images, train_images)
+
+    rows = []
+    for c in range(num_classes):
+        s, t, v = labels_np == c, train_labels == c, val_labels == c
+        rows.append({
+            "class": generator.class_names[c], "train_images": int(t.sum()), "synthetic": int(s.sum()),
+            "label_fidelity": float((syn_logits[s].argmax(1).numpy() == c).mean()),
+            "real_val_recall": float((val_logits[v].argmax(1).numpy() == c).mean()) if v.any() else float("nan"),
+            "fd_synthetic": frechet_distance(train_f[t], syn_f[s]),
+            "fd_real_val": frechet_distance(train_f[t], val_f[v]),
+            "nn_distance_synthetic": float(np.median(nearest_distance[s])),
+            "nn_distance_real_val": float(np.median(val_nearest_distance[v])) if v.any() else float("nan"),
+            "diversity": mean_pairwise_distance(syn_features[s].numpy()) / mean_pairwise_distance(
+                train_features[t][:1000].numpy()),
+        })
+    table = pd.DataFrame(rows)
+    table.loc[len(table)] = {"class": "all", "train_images": int(len(train_labels)), "synthetic": int(len(labels_np)),
+                             **table.drop(columns=["class", "train_images", "synthetic"]).mean().to_dict()}
+    return QualityReport(table, synthetic, labels_np, nearest, nearest_distance)
+
+
+def _pca(reference: np.ndarray):
+    """Projection onto the top principal components of the reference features."""
+    mean = reference.mean(0)
+    _, _, vt = np.linalg.svd(reference - mean, full_matrices=False)
+    basis = vt[:min(FD_DIMENSIONS, len(vt))].T
+    return lambda features: (features - mean) @ basis
+
+
+def measure_generator(generator: str, run_id: str, store, per_class: int = 64, steps: int = 25, guidance: float = 2.0,
+                      strength: float = 1.0, seed: int = 0, device: str = "auto") -> QualityReport:
+    """`generator_quality` for a generator name and a finished run (looked up in `store`, then pretrained/).
+
+    The run must be on the generator's data (same source, size and split) so its classifier and
+    features speak of the same classes; the images measured against are the generator's own.
+    """
+    from ..compare import stores
+    from ..data import load_dataset
+    from ..engine.evaluate import load_run_model
+    from ..errors import ConfigError
+    from ..utils import select_device
+    from .diffusion import DiffusionTrainConfig, load_diffusion_model
+    from .generators import load_generator_info, resolve_generator, training_split
+
+    target = select_device(device)
+    path = resolve_generator(generator, "diffusion")
+    config = DiffusionTrainConfig.from_dict(load_generator_info(path, "yours").config)
+    owner = next((s for s in stores(store) if s.has_run(run_id)), None)
+    if owner is None:
+        raise ConfigError(f"run {run_id} is in neither the run store nor pretrained/; list runs with `runs`")
+    classifier, run_config, metrics = load_run_model(owner, run_id, target)
+    for key in ("data", "image_size", "split_seed"):
+        if getattr(run_config, key) != getattr(config, key):
+            raise ConfigError(f"run {run_id} has {key}={getattr(run_config, key)!r} but the generator was trained with "
+                              f"{getattr(config, key)!r}; pick a run on the generator's data")
+    model = load_diffusion_model(str(path), target)
+    if metrics["class_names"] != model.class_names:
+        raise ConfigError(f"run {run_id} has classes {metrics['class_names']}, the generator {model.class_names}")
+    split = training_split(config)
+    dataset = load_dataset(config.data, path=config.data_path, image_size=config.image_size,
+                           split_seed=config.split_seed, **(config.data_options or {}))
+    return generator_quality(model, classifier, split.images.permute(0, 2, 3, 1).numpy(), split.labels.numpy(),
+                             dataset.val.images, dataset.val.labels, per_class, steps, guidance, strength, seed)
