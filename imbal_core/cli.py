@@ -7,7 +7,7 @@ import itertools
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .data import DATA_SOURCES, load_dataset
 from .engine import TrainConfig, train
@@ -19,6 +19,9 @@ from .runs import RunStore
 from .synth.diffusion import DiffusionTrainConfig
 from .synth.generators import GeneratorConfig, list_generators, train_generator, training_summary
 from .synth.style_models import StyleTrainConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -363,6 +366,13 @@ def cmd_generators(args: argparse.Namespace) -> None:
         print(f"{info.name:30s} {info.kind:9s} {info.source:10s} {data} — {training_summary(info)}")
 
 
+def markdown_table(table: "pd.DataFrame") -> str:
+    """A DataFrame as a Markdown table, floats with 3 decimals."""
+    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)]
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
+
+
 def cmd_generator_quality(args: argparse.Namespace) -> None:
     from .synth.quality import measure_generator
 
@@ -379,7 +389,7 @@ def cmd_generator_quality(args: argparse.Namespace) -> None:
         out = Path(args.out)
         with atomic_path(out) as tmp:
             if out.suffix == ".md":
-                tmp.write_text(report.table.to_markdown(index=False, floatfmt=".3f"))
+                tmp.write_text(markdown_table(report.table))
             else:
                 report.table.to_csv(tmp, index=False)
         print(f"wrote {out}")

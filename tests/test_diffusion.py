@@ -1,0 +1,208 @@
+"""Diffusion generator, generator quality and IOIS: each property on small cases, then short runs."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from imbal_core.cli import main
+from imbal_core.engine import TrainConfig, train
+from imbal_core.errors import ConfigError
+from imbal_core.methods import create_method
+from imbal_core.methods.iois import aas_allocation, inverse_frequency_allocation, split_budget
+from imbal_core.synth.diffusion import DiffusionModel, DiffusionTrainConfig, load_diffusion_model, to_model_range
+from imbal_core.synth.generators import load_generator_info, read_generator, train_generator
+from imbal_core.synth.quality import frechet_distance, generator_quality, nearest_neighbours
+
+from .conftest import TINY, assert_resume_matches_uninterrupted, tiny_config
+
+
+def tiny_diffusion_config(**overrides) -> DiffusionTrainConfig:
+    values = dict(data_options=dict(TINY), epochs=2, width=8, batch_size=32, device="cpu")
+    values.update(overrides)
+    return DiffusionTrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def tiny_generator() -> str:
+    """A tiny diffusion model of the tiny built-in data, in the session's generator folder."""
+    train_generator(tiny_diffusion_config(), "tiny_diffusion")
+    return "tiny_diffusion"
+
+
+def test_ddim_round_trip_recovers_a_known_image_with_an_oracle_noise_predictor():
+    """Noise a known image, then denoise it with the true noise: DDIM (eta 0) must land on the image."""
+    model = DiffusionModel(3, 2, 16, 8, 1, 1000, "squaredcos_cap_v2")
+    known = torch.randint(0, 256, (2, 3, 16, 16), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    x0 = to_model_range(known)
+    alphas = model.train_scheduler.alphas_cumprod
+
+    def oracle(noisy, timesteps, labels):  # the noise that takes x0 to `noisy` at step t
+        a = alphas[timesteps].view(-1, 1, 1, 1)
+        target = x0.repeat(len(noisy) // len(x0), 1, 1, 1)  # guidance doubles the batch
+        return (noisy - a.sqrt() * target) / (1 - a).sqrt()
+
+    model.predict_noise = oracle
+    labels = torch.tensor([0, 1])
+    for strength in (1.0, 0.6):  # from pure noise, and SDEdit from the image noised to 60 % of the schedule
+        out, strip = model.sample(labels, steps=20, guidance=2.0, generator=torch.Generator().manual_seed(1),
+                                  init_images=known, strength=strength, trajectory_at=(0, 5))
+        assert (out.int() - known.int()).abs().max() <= 1  # uint8 rounding
+        assert not torch.equal(strip[0], known)  # it did start from noise
+    with pytest.raises(ConfigError, match="needs init_images"):
+        model.sample(labels, strength=0.5)
+    with pytest.raises(ConfigError, match="guidance"):
+        model.sample(labels, guidance=-1.0)
+
+
+def test_diffusion_config_is_validated():
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        DiffusionTrainConfig(image_size=30)
+    with pytest.raises(ConfigError, match="label_dropout"):
+        DiffusionTrainConfig(label_dropout=1.0)
+    with pytest.raises(ConfigError, match="width"):
+        DiffusionTrainConfig(width=12)
+
+
+def test_diffusion_training_stop_resume_equals_uninterrupted_and_sampling_is_seeded(tmp_path):
+    config = tiny_diffusion_config(epochs=3)
+    stop = threading.Event()
+    path = train_generator(config, "stopped", tmp_path, stop_event=stop,
+                           progress=lambda e: stop.set() if e["event"] == "epoch" and e["epoch"] == 0 else None)
+    partial = load_generator_info(path, "yours")
+    assert partial.status == "partial" and len(partial.history) == 1
+    assert read_generator(path)[1]["optimizer"]["state"]  # the training state travels with a partial file
+    train_generator(config, "stopped", tmp_path, resume=True)
+    straight = train_generator(config, "straight", tmp_path)
+    resumed_weights, resumed_state = read_generator(path)
+    straight_weights, _ = read_generator(straight)
+    assert resumed_state == {}  # a finished file keeps only the EMA weights
+    assert all(torch.equal(resumed_weights[k], straight_weights[k]) for k in straight_weights)
+    assert load_generator_info(path, "yours").history == load_generator_info(straight, "yours").history
+
+    model = load_diffusion_model(str(path))
+    labels = torch.tensor([0, 3, 6])
+    first, _ = model.sample(labels, steps=4, generator=torch.Generator().manual_seed(5))
+    again, _ = model.sample(labels, steps=4, generator=torch.Generator().manual_seed(5))
+    assert first.shape == (3, 3, 28, 28) and first.dtype == torch.uint8 and torch.equal(first, again)
+    assert model.class_names[0] == "symmetric_uniform"
+
+
+def test_split_budget_sums_to_the_budget_and_respects_the_floor():
+    counts = split_budget(torch.tensor([1.0, 2.0, 7.0]), 101, floor=0.0)
+    assert int(counts.sum()) == 101 and counts.tolist() == [10, 20, 71]
+    floored = split_budget(torch.tensor([0.0, 0.0, 1.0]), 300, floor=0.3)
+    assert floored.tolist() == [30, 30, 240]  # floor 0.3 of the equal share (100) each
+    assert int(split_budget(torch.rand(7), 0, 0.1).sum()) == 0
+
+
+def test_aas_gives_more_to_classes_with_low_training_accuracy():
+    accuracy = torch.tensor([0.95, 0.2, 0.6, 0.0])
+    allocation = aas_allocation(accuracy, budget=1000, gamma=1.0, floor=0.1)
+    assert int(allocation.sum()) == 1000
+    assert allocation[3] > allocation[1] > allocation[2] > allocation[0] > 0
+    sharper = aas_allocation(accuracy, budget=1000, gamma=3.0, floor=0.1)
+    assert sharper[3] > allocation[3] and sharper[0] < allocation[0]
+    inverse = inverse_frequency_allocation(torch.tensor([1000, 100, 10]), budget=111, floor=0.0)
+    assert inverse.tolist() == [1, 10, 100]
+
+
+def test_iois_stages_and_settings_are_validated(tiny_generator):
+    assert [(s.name, s.epochs) for s in create_method("iois", generator=tiny_generator).stages(10)] == \
+        [("warmup", 3), ("synthesis", 7)]
+    assert [s.name for s in create_method("iois", generator=tiny_generator).stages(1)] == ["synthesis"]
+    with pytest.raises(ConfigError, match="no diffusion generator given"):
+        TrainConfig(method="iois")  # before any run is created
+    create_method("iois", ois=False)  # the OIS-off ablation needs no generator
+    with pytest.raises(ConfigError, match="selection"):
+        create_method("iois", generator=tiny_generator, selection="easiest")
+
+
+def test_iois_records_allocation_and_trains_on_synthetic_images(store, tiny_generator):
+    run_id = train(tiny_config(method="iois", epochs=3, method_settings={"generator": tiny_generator, "steps": 3,
+                                                                         "pool_per_class": 8}), store)
+    history = store.get_run(run_id)["progress"]["history"]
+    assert [h["stage"] for h in history] == ["warmup", "synthesis", "synthesis"]
+    warmup, first, second = (h["method"] for h in history)
+    assert sum(warmup["synthetic"]) == 0 and len(warmup["train_accuracy"]) == 7
+    kept = len(np.load(store.run_dir(run_id) / "kept_indices.npy"))
+    assert sum(first["synthetic"]) == sum(second["synthetic"]) == round(0.3 * kept)
+    # AAS: the class the classifier got most right in the previous epoch gets the fewest images
+    previous = np.array(warmup["train_accuracy"])
+    assert first["synthetic"][int(previous.argmax())] == min(first["synthetic"])
+
+
+@pytest.mark.parametrize("settings", [{"steps": 3, "pool_per_class": 8, "selection": "hardest"},
+                                      {"steps": 3, "mode": "online", "selection": "loss_weighted",
+                                       "sdedit_strength": 0.5, "allocation": "inverse_frequency"}])
+def test_iois_resume_matches_uninterrupted(store, tiny_generator, settings):
+    assert_resume_matches_uninterrupted(store, tiny_config(method="iois", epochs=3,
+                                                           method_settings={"generator": tiny_generator, **settings}))
+
+
+def test_iois_without_ois_reweights_real_images_only(store, monkeypatch):
+    from imbal_core.methods import iois
+
+    seen = []
+    original = iois.IOIS.on_epoch_start
+
+    def spy(self, model, epoch, stage):
+        original(self, model, epoch, stage)
+        seen.append((self.synthetic, None if self.class_weights is None else self.class_weights.tolist()))
+
+    monkeypatch.setattr(iois.IOIS, "on_epoch_start", spy)
+    train(tiny_config(method="iois", epochs=2, method_settings={"ois": False}), store)
+    assert seen[0] == (None, None)  # warm-up: plain CE
+    synthetic, weights = seen[1]
+    assert synthetic is None and len(weights) == 7 and abs(sum(weights) - 7) < 1e-4
+
+
+def test_iois_refuses_a_generator_that_learnt_from_images_the_run_leaves_out(store, tiny_generator):
+    # the generator saw every training image; a ratio-20 run keeps only some: synthetic images would leak the rest
+    with pytest.raises(ConfigError, match="leaves out"):
+        train(tiny_config(method="iois", ratio=20.0, method_settings={"generator": tiny_generator}), store)
+    with pytest.raises(ConfigError, match="another copy or variant"):
+        train(tiny_config(method="iois", data_options={"n_images": 800}, method_settings={"generator": tiny_generator}),
+              store)
+
+
+def test_quality_measures_on_known_cases(store, tiny_generator):
+    images = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    index, distance = nearest_neighbours(images[[3, 1]], images)
+    assert index.tolist() == [3, 1] and np.allclose(distance, 0)
+    features = np.random.default_rng(1).normal(size=(200, 4))
+    assert abs(frechet_distance(features, features)) < 1e-6
+    assert frechet_distance(features, features + 3.0) == pytest.approx(36.0, rel=1e-3)  # 4 dims x 3^2
+
+    from imbal_core.data import load_dataset
+    from imbal_core.engine.evaluate import load_run_model
+
+    run_id = train(tiny_config(method="ce"), store)
+    classifier, _, _ = load_run_model(store, run_id)
+    dataset = load_dataset("synthetic", **TINY)
+    report = generator_quality(load_diffusion_model(tiny_generator), classifier, dataset.train.images,
+                               dataset.train.labels, dataset.val.images, dataset.val.labels, per_class=4, steps=3)
+    table = report.table
+    assert list(table["class"])[-1] == "all" and len(table) == 8
+    assert table["label_fidelity"].between(0, 1).all() and (table["synthetic"][:7] == 4).all()
+    assert report.synthetic.shape == (28, 28, 28, 3) and report.nearest.max() < len(dataset.train.images)
+
+
+def test_cli_diffusion_train_list_and_quality(tmp_path, store, capsys, tiny_generator):
+    code = main(["diffusion-train", "--data-option", "n_images=700", "--epochs", "1", "--width", "8",
+                 "--batch-size", "32", "--name", "cli_diffusion", "--out", str(tmp_path), "--device", "cpu"])
+    assert code == 0 and (tmp_path / "cli_diffusion.safetensors").exists()
+    assert "generator=cli_diffusion" in capsys.readouterr().out
+    assert main(["generators", "--kind", "diffusion"]) == 0
+    assert tiny_generator in capsys.readouterr().out
+    assert main(["diffusion-train", "--image-size", "30"]) == 2  # bad recipe: a clear error
+    assert "multiple of 4" in capsys.readouterr().err
+    run_id = train(tiny_config(method="ce"), store)
+    out = tmp_path / "quality.md"
+    assert main(["--store", str(store.root), "generator-quality", tiny_generator, "--run", run_id, "--per-class", "3",
+                 "--steps", "2", "--device", "cpu", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "label_fidelity" in printed and "not Inception-FID" in printed and "| all |" in out.read_text()
+    assert main(["generator-quality", tiny_generator, "--run", "no_such_run"]) == 2
