@@ -7,8 +7,17 @@
 A method may carry its own settings as a variant, so one command can compare them:
 `--methods "ce,style_kd,style_kd[tool=histogram;policy=same]"` (settings separated by ';').
 
-Every run goes to the run store given by --store (default results/<name>/store is not kept in
-git; only the results files are). The Markdown file records the exact command, the budget,
+Every run goes to the run store given by --store (default <out>_store, not kept in git; only the
+results files are). A run already finished in that store with the same config is reused, so an
+interrupted comparison continues where it stopped.
+
+IOIS needs a diffusion model: `--generator NAME --generator-epochs E` trains it first on the
+data's training split (or reuses a finished one of that name and recipe), passes it to every
+`iois` variant, and adds its per-class quality table (judged by the seed-0 `ce` run) to the file:
+
+    .venv/bin/python scripts/compare_methods.py --data ham10000 --path ../shared/data/ham10000 \
+        --methods "ce,balanced_softmax,style_kd,iois,iois[allocation=inverse_frequency],iois[ois=false]" \
+        --seeds 0,1,2 --epochs 4 --generator diffusion_ham10000_28 --generator-epochs 25 --out results/ham10000_iois The Markdown file records the exact command, the budget,
 the machine and the code version, and reports ACC, balanced ACC, macro-F1 and per-class recall
 as mean ± sd over seeds.
 """
@@ -28,10 +37,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from imbal_core.cli import markdown_table  # noqa: E402
 from imbal_core.compare import finished_runs, load_results, per_class_table  # noqa: E402
 from imbal_core.engine import TrainConfig, train  # noqa: E402
 from imbal_core.methods import create_method  # noqa: E402
 from imbal_core.runs import RunStore  # noqa: E402
+from imbal_core.synth.diffusion import DiffusionTrainConfig  # noqa: E402
+from imbal_core.synth.generators import train_generator  # noqa: E402
+from imbal_core.synth.quality import measure_generator  # noqa: E402
 from imbal_core.utils import atomic_path  # noqa: E402
 
 METRICS = ("acc", "balanced_acc", "macro_f1", "val_balanced_acc")
@@ -59,6 +72,8 @@ def main() -> None:
                         help="a method setting, e.g. crckd:rampup_start=0.2")
     parser.add_argument("--out", required=True, help="output path without suffix (.md and .csv are written)")
     parser.add_argument("--store", help="run store folder (default: <out>_store)")
+    parser.add_argument("--generator", help="diffusion model for iois (trained first if missing, see --generator-epochs)")
+    parser.add_argument("--generator-epochs", type=int, default=25, help="epochs of the diffusion model if trained here")
     args = parser.parse_args()
     out = Path(args.out)
     store = RunStore(args.store or f"{out}_store")
@@ -68,17 +83,32 @@ def main() -> None:
         key, value = assignment.split("=", 1)
         settings.setdefault(method, {})[key] = value
     started = time.time()
+    if args.generator:
+        generator_recipe = DiffusionTrainConfig(data=args.data, data_path=args.path, image_size=args.image_size,
+                                                epochs=args.generator_epochs)
+        train_generator(generator_recipe, args.generator, resume=True,
+                        progress=lambda e: print(f"generator epoch {e['epoch'] + 1}: loss {e['loss']:.4f}", flush=True)
+                        if e["event"] == "epoch" else None)
+        settings.setdefault("iois", {})["generator"] = args.generator
+    finished = {row.config: row.run_id for row in finished_runs([store]).itertuples()}
     run_ids = []
     for method, variant in parse_methods(args.methods):
         for seed in (int(s) for s in args.seeds.split(",")):
             config = TrainConfig(method=method, method_settings={**settings.get(method, {}), **variant}, data=args.data,
                                  data_path=args.path, image_size=args.image_size, epochs=args.epochs, seed=seed)
+            done = next((run_id for text, run_id in finished.items() if json.loads(text) == config.to_dict()), None)
             t0 = time.time()
-            run_ids.append(train(config, store))
-            print(f"{method} {variant or ''} seed {seed}: {time.time() - t0:.0f} s", flush=True)
+            run_ids.append(done or train(config, store))
+            print(f"{method} {variant or ''} seed {seed}: {'reused ' + done if done else f'{time.time() - t0:.0f} s'}",
+                  flush=True)
     runs = finished_runs([store])
     runs = runs[runs["run_id"].isin(run_ids)]
-    write_results(out, runs, store, args, time.time() - started)
+    quality = None
+    if args.generator:
+        judge = runs[(runs["method"] == "ce") & (runs["seed"] == runs["seed"].min())]["run_id"]
+        if not judge.empty:
+            quality = measure_generator(args.generator, judge.iloc[0], store, device="auto").table
+    write_results(out, runs, store, args, time.time() - started, quality)
 
 
 def best_validation(store: RunStore, run_id: str) -> float:
@@ -97,7 +127,8 @@ def stage_plan(runs: pd.DataFrame) -> dict[str, str]:
     return plan
 
 
-def write_results(out: Path, runs: pd.DataFrame, store: RunStore, args: argparse.Namespace, seconds: float) -> None:
+def write_results(out: Path, runs: pd.DataFrame, store: RunStore, args: argparse.Namespace, seconds: float,
+                  quality: pd.DataFrame | None = None) -> None:
     runs = runs.assign(method=runs["group"].str.split(" · ").str[0],  # the method with its non-default settings
                        val_balanced_acc=runs["run_id"].map(lambda run_id: best_validation(store, run_id)))
     order = list(dict.fromkeys(runs.sort_values("created")["method"]))
@@ -135,6 +166,12 @@ def write_results(out: Path, runs: pd.DataFrame, store: RunStore, args: argparse
     for method in order:
         cells = [f"{recall.loc[method, ('mean', c)]:.2f} ± {recall.loc[method, ('sd', c)]:.2f}" for c in classes]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    if quality is not None:
+        lines += ["", f"Quality of the diffusion model `{args.generator}` ({args.generator_epochs} epochs; 64 images per "
+                  "class, 25 DDIM steps, guidance 2), judged by the seed-0 `ce` run's classifier and features "
+                  "(Fréchet distance in a 32-d PCA of those features: not Inception-FID). Columns: see "
+                  "`python -m imbal_core generator-quality --help` and imbal_core/synth/quality.py.", "",
+                  markdown_table(quality).rstrip()]
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out.with_suffix(".md")) as tmp:
         tmp.write_text("\n".join(lines) + "\n")

@@ -2,13 +2,15 @@
 
     .venv/bin/python scripts/make_pretrained.py                      # every baseline, built-in data
     .venv/bin/python scripts/make_pretrained.py --methods style_kd   # add or replace runs of some methods
-    .venv/bin/python scripts/make_pretrained.py --methods "" --style-model   # the AdaIN model (Style-KD)
+    .venv/bin/python scripts/make_pretrained.py --methods "" --generators    # the AdaIN and diffusion models
+    .venv/bin/python scripts/make_pretrained.py --methods iois               # needs the diffusion model
 
 Each run is trained by the engine exactly as `python -m imbal_core train` would, into the run
 store at pretrained/. Only what the app needs is kept per run (config, metrics, predictions,
 final model); resume checkpoints and stage-1 weights are deleted to keep the repository small. The manifest keeps
-the entries of methods not re-made. With --style-model the AdaIN style model for the built-in
-data is trained (unless it exists and is recorded) and recorded.
+the entries of methods not re-made. With --generators the AdaIN and the diffusion model for the
+built-in data are trained into pretrained/generators/ (each unless it exists and is recorded) and
+recorded.
 """
 from __future__ import annotations
 
@@ -23,13 +25,23 @@ sys.path.insert(0, str(ROOT))
 from imbal_core.engine import TrainConfig, train  # noqa: E402
 from imbal_core.methods import METHODS  # noqa: E402
 from imbal_core.runs import RunStore  # noqa: E402
-from imbal_core.synth.style_models import StyleTrainConfig, load_style_model_info, train_style_model  # noqa: E402
+from imbal_core.synth.diffusion import DiffusionTrainConfig  # noqa: E402
+from imbal_core.synth.generators import GeneratorConfig, load_generator_info, train_generator  # noqa: E402
+from imbal_core.synth.style_models import StyleTrainConfig  # noqa: E402
 from imbal_core.utils import read_json, write_json  # noqa: E402
 
-# The shipped AdaIN model: wider and longer than the CLI defaults, trained once for the app.
-STYLE_RECIPE = StyleTrainConfig(data="synthetic", image_size=28, epochs=20, autoencoder_epochs=8, width=32, device="cpu")
-STYLE_COMMAND = ("python -m imbal_core style-train --data synthetic --epochs 20 --autoencoder-epochs 8 --width 32 "
-                 "--out pretrained/style_models --device cpu")
+# The shipped generators (recipe, the CLI command that makes the same file). The AdaIN model is wider and
+# longer than the CLI defaults; the diffusion model is trained longer (a CPU budget: about 25 min).
+GENERATORS: list[tuple[GeneratorConfig, str]] = [
+    (StyleTrainConfig(data="synthetic", image_size=28, epochs=20, autoencoder_epochs=8, width=32, device="cpu"),
+     "python -m imbal_core style-train --data synthetic --epochs 20 --autoencoder-epochs 8 --width 32 "
+     "--out pretrained/generators --device cpu"),
+    (DiffusionTrainConfig(data="synthetic", image_size=28, epochs=60, width=16, device="cpu"),
+     "python -m imbal_core diffusion-train --data synthetic --epochs 60 --width 16 --out pretrained/generators "
+     "--device cpu"),
+]
+# Settings a shipped run needs beyond the method's defaults.
+RUN_SETTINGS = {"iois": {"generator": "diffusion_synthetic_28"}}
 BASELINES = ["ce", "weighted_ce", "cb_loss", "focal", "ldam_drw", "balanced_softmax", "logit_adjust",
              "cb_resample", "mixup", "crt", "lws", "tau_norm"]
 
@@ -46,7 +58,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "pretrained"))
-    parser.add_argument("--style-model", action="store_true", help="train (if missing) and record the AdaIN model")
+    parser.add_argument("--generators", action="store_true", help="train (if missing) and record the AdaIN and "
+                        "diffusion models")
     args = parser.parse_args()
     store = RunStore(args.out)
     version = code_version()  # the code this process imported, whatever changes while it runs
@@ -58,9 +71,11 @@ def main() -> None:
     entries = [e for e in manifest["runs"] if e["method"] not in methods]
     for method in methods:
         METHODS.get(method)
-        config = TrainConfig(method=method, epochs=args.epochs, seed=args.seed, device="cpu")
+        settings = RUN_SETTINGS.get(method, {})
+        config = TrainConfig(method=method, method_settings=settings, epochs=args.epochs, seed=args.seed, device="cpu")
         command = (f"python -m imbal_core --store pretrained train --data synthetic --method {method} "
-                   f"--epochs {args.epochs} --seed {args.seed} --device cpu --tag pretrained")
+                   f"--epochs {args.epochs} --seed {args.seed} --device cpu --tag pretrained"
+                   + "".join(f" --set {key}={value}" for key, value in settings.items()))
         started = time.time()
         run_id = train(config, store, run_id=store.create_run(config.to_dict(), tag="pretrained"))
         for name in ("last.safetensors", "best.safetensors", "representation.safetensors"):
@@ -72,23 +87,27 @@ def main() -> None:
                         "test_balanced_acc": round(summary["balanced_acc"], 4), "test_acc": round(summary["acc"], 4)})
         print(f"{method:18s} bal.acc {summary['balanced_acc']:.3f}  acc {summary['acc']:.3f}", flush=True)
         write_json(manifest_path, {**manifest, "runs": entries})
-    if args.style_model:
+    if args.generators:
         manifest["runs"] = entries
-        entry = style_model_entry(Path(args.out), version, manifest.get("style_models", []))
-        write_json(manifest_path, {**manifest, "style_models": [entry]})
+        previous = {entry["name"]: entry for entry in manifest.get("generators", [])}
+        generators = [generator_entry(Path(args.out), recipe, command, version, previous)
+                      for recipe, command in GENERATORS]
+        write_json(manifest_path, {**{k: v for k, v in manifest.items() if k != "style_models"},
+                                   "generators": generators})
 
 
-def style_model_entry(out: Path, version: str, previous: list[dict]) -> dict:
-    """Train the shipped AdaIN model unless it exists and is recorded already; return its manifest entry."""
-    path = out / "style_models" / f"{STYLE_RECIPE.default_name()}.safetensors"
-    if path.exists() and previous:
-        return previous[0]
+def generator_entry(out: Path, recipe: GeneratorConfig, command: str, version: str, previous: dict[str, dict]) -> dict:
+    """Train a shipped generator unless it exists and is recorded already; return its manifest entry."""
+    path = out / "generators" / f"{recipe.default_name()}.safetensors"
+    if path.exists() and path.stem in previous:
+        return previous[path.stem]
     started = time.time()
-    train_style_model(STYLE_RECIPE, out_dir=path.parent)
-    info = load_style_model_info(path, "pretrained")
-    return {"name": info.name, "file": str(path.relative_to(out)), "command": STYLE_COMMAND, "recipe": info.config,
-            "final_epoch_losses": info.history[-1], "code_version": version,
+    train_generator(recipe, out_dir=path.parent)
+    info = load_generator_info(path, "pretrained")
+    return {"name": info.name, "kind": info.kind, "file": str(path.relative_to(out)), "command": command,
+            "recipe": info.config, "final_epoch_losses": info.history[-1], "code_version": version,
             "train_seconds": round(time.time() - started, 1)}
+
 
 if __name__ == "__main__":
     main()

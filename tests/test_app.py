@@ -111,6 +111,46 @@ def test_synthesis_page_style_grid_strength_and_counts():
     assert not app.exception, app.exception
 
 
+def image_captions(app: AppTest) -> list[str]:
+    return [caption for image in app.get("image") for caption in (img.caption for img in image.proto.imgs)]
+
+
+def test_synthesis_diffusion_tab_samples_strip_nearest_quality_and_compare_change():
+    from imbal_core.synth.diffusion import DiffusionTrainConfig
+    from imbal_core.synth.generators import train_generator, user_generator_dir
+
+    if not (user_generator_dir() / "app_diffusion.safetensors").exists():  # yours come first in the model list
+        train_generator(DiffusionTrainConfig(data_options={"n_images": 700}, epochs=1, width=8, batch_size=32,
+                                             device="cpu"), "app_diffusion")
+    app = open_page("synthesis", data_choice=TINY_CHOICE)
+    assert app.selectbox(key="diffusion_model").value.name == "app_diffusion"
+    captions = image_captions(app)
+    assert captions.count("synthetic") == 8 and captions.count("real") >= 8
+    assert sum(" · d=" in c for c in captions) == 8  # each synthetic image's nearest training image
+    assert sum(c.startswith("step ") for c in captions) >= 4  # the denoising strip
+    synthetic = [img.url for image in app.get("image") for img in image.proto.imgs if img.caption == "synthetic"]
+    app.slider(key="diffusion_guidance").set_value(4.0).run()
+    assert not app.exception, app.exception
+    assert synthetic != [img.url for image in app.get("image") for img in image.proto.imgs if img.caption == "synthetic"]
+    app.slider(key="diffusion_strength").set_value(0.5).run()  # SDEdit from real images
+    assert not app.exception, app.exception
+    app.select_slider(key="quality_n").set_value(16).run()
+    app.button(key="quality_go").click().run()
+    assert not app.exception, app.exception
+    quality = app.dataframe[-1].value
+    assert list(quality["class"])[-1] == "all" and quality["label_fidelity"].between(0, 1).all()
+
+    compare = open_page("compare")
+    runs = next(m for m in compare.multiselect if m.label == "Runs")
+    pair = [label for label in runs.options if label.split(" · ")[0] in ("ce", "balanced_softmax")]
+    runs.set_value(pair).run()
+    assert not compare.exception, compare.exception
+    change = next(spec for spec in chart_specs(compare) if " vs " in spec["layout"]["yaxis"]["title"]["text"])
+    assert change["layout"]["yaxis"]["title"]["text"].endswith("vs ce")  # ce is the default baseline
+    assert [trace["name"].split(" · ")[0] for trace in change["data"]] == ["balanced_softmax"]
+    assert all(x.endswith(")") for x in change["data"][0]["x"])  # classes labelled with their training counts
+
+
 def test_docs_method_cards_are_current():
     from imbal_core.cli import methods_markdown
 

@@ -188,7 +188,8 @@ def train_generator(config: GeneratorConfig, name: str | None = None, out_dir: P
     history: list[dict[str, Any]] = []
     if resume and path.exists():
         saved = load_generator_info(path, "yours")
-        if saved.kind != config.kind or type(config).from_dict(saved.config) != config:
+        # The device is where it trains, not what it learns: a training may move between CPU and GPU.
+        if saved.kind != config.kind or _recipe(type(config).from_dict(saved.config)) != _recipe(config):
             raise ConfigError(f"generator {name!r} was trained with another recipe; resume it with the same options "
                               "or choose a new name")
         if saved.status == "finished":
@@ -207,6 +208,10 @@ def train_generator(config: GeneratorConfig, name: str | None = None, out_dir: P
         progress({"event": "epoch", **history[-1], "epochs": config.epochs})
     progress({"event": "finished", "path": str(path)})
     return path
+
+
+def _recipe(config: GeneratorConfig) -> dict[str, Any]:
+    return {k: v for k, v in config.to_dict().items() if k != "device"}
 
 
 # ---- Files ------------------------------------------------------------------------------------
