@@ -17,7 +17,8 @@ st.markdown(
     "confusion matrices, a live tau-norm slider.\n"
     "3. **Train** — queue a few methods and seeds; they train in the background and land in Compare.\n"
     "4. **Explain** — Grad-CAM of several models on the same image.\n"
-    "5. **Synthesis** — what minority-class images the methods make."
+    "5. **Synthesis** — what minority-class images the methods make: style-transferred (Style-KD) and "
+    "diffusion samples (IOIS) beside real images, with their quality measured."
 )
 
 st.header("Methods")
