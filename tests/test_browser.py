@@ -101,3 +101,22 @@ def test_train_from_ui_then_see_it_in_compare(app_url: str, browser):
     assert page.get_by_text("· yours ·").count() >= 1  # the new run is among the picked runs
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(SHOTS / "compare_with_new_run.png"), full_page=True)
+
+
+def test_diffusion_tab_and_change_vs_baseline(app_url: str, browser):
+    """The shipped diffusion model's samples, strip and AAS trace; Compare's per-class change against ce."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    _open(page, f"{app_url}/synthesis", "Synthesis", "Class counts before and after balancing")
+    page.get_by_role("tab", name="Diffusion (IOIS)").click()
+    page.get_by_role("heading", name="Denoising, step by step").wait_for(timeout=120_000)
+    page.get_by_role("heading", name="AAS trace of an IOIS run").wait_for(timeout=120_000)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(SHOTS / "synthesis_diffusion.png"), full_page=True)
+
+    _open(page, f"{app_url}/compare", "Compare", "Per-class recall")
+    page.get_by_role("tab", name="Change vs a baseline").click()
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(SHOTS / "compare_change.png"), full_page=True)
