@@ -64,7 +64,10 @@ with metrics_tab:
 
 with change_tab:
     groups = list(dict.fromkeys(r.group for r in results))
-    if len(groups) < 2:
+    if picked[["data", "ratio_label"]].drop_duplicates().shape[0] > 1:
+        st.caption("The picked runs span several data sets or ratios: filter to one ratio (above) so each method is "
+                   "compared with the baseline on the same training data.")
+    elif len(groups) < 2:
         st.caption("Pick runs of at least two methods to see one's per-class change against another.")
     else:
         default = next((i for i, g in enumerate(groups) if g.split(" · ")[0] == "ce"), 0)

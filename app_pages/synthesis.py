@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 import torch
 
@@ -15,8 +16,8 @@ from imbal_core import charts
 from imbal_core.compare import finished_runs, load_results, run_history
 from imbal_core.engine.augment import AugmentConfig, augment
 from imbal_core.errors import ImbalLabError
-from imbal_core.synth.diffusion import DiffusionTrainConfig, load_diffusion_model
-from imbal_core.synth.generators import GeneratorInfo, generators_for, training_summary
+from imbal_core.synth.diffusion import DiffusionTrainConfig, load_diffusion_model, sdedit_starts
+from imbal_core.synth.generators import GeneratorInfo, data_mismatch, generators_for, training_summary
 from imbal_core.synth.quality import measure_generator, nearest_neighbours
 from imbal_core.synth.style import (POLICIES, STYLE_TOOLS, auxiliary_pairs, create_style_tool, reference_pool,
                                     style_grid, stylise_uint8)
@@ -81,7 +82,8 @@ def generator_panel(kind: str) -> None:
         width = c.select_slider("Width", WIDTHS[kind], value=default.width, key=f"{kind}_train_width")
         if st.form_submit_button("Train"):
             try:
-                options = dict(data=choice["data"], data_path=choice["data_path"], image_size=choice["image_size"],
+                options = dict(data=choice["data"], data_path=choice["data_path"],
+                               data_options=choice.get("data_options") or None, image_size=choice["image_size"],
                                split_seed=choice["split_seed"], ratio=choice["ratio"], profile=choice["profile"],
                                fit=choice["fit"], epochs=int(epochs), width=int(width))
                 if kind == "adain":
@@ -95,6 +97,7 @@ def generator_panel(kind: str) -> None:
 
 @st.fragment(run_every=2)
 def generator_job_status(kind: str) -> None:
+    """The latest trainings of this kind, refreshed every 2 s from their status files."""
     jobs = generator_jobs()
     for status in jobs.statuses(kind)[:3]:
         with st.container(border=True):
@@ -117,16 +120,16 @@ def generator_job_status(kind: str) -> None:
 
 
 @st.cache_data(max_entries=16, show_spinner="Denoising…")
-def diffusion_samples(path: str, modified: float, target: int, guidance: float, strength: float, steps: int,
-                      seed: int) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """SAMPLES images of one class (uint8 NCHW) and the first one's denoising strip."""
+def diffusion_samples(path: str, modified: float, data_key: str, target: int, guidance: float, strength: float,
+                      steps: int, seed: int) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """SAMPLES images of one class (uint8 NCHW) and the first one's denoising strip.
+
+    `data_key` (the data choice) keys the cache: SDEdit starts from this training split's images.
+    """
     model = cached_diffusion_model(path, modified)
     generator = torch.Generator().manual_seed(seed)
     wanted = torch.full((SAMPLES,), target)
-    init = None
-    if strength < 1.0:  # SDEdit starts from real images of the class
-        members = torch.nonzero(labels == target).flatten()
-        init = images[members[torch.randint(len(members), (SAMPLES,), generator=generator)]]
+    init = sdedit_starts(images, labels, wanted, generator) if strength < 1.0 else None
     shown = sorted({0, *np.linspace(0, steps, 6).round().astype(int).tolist()})
     made, strip = model.sample(wanted, steps=steps, guidance=guidance, generator=generator, init_images=init,
                                strength=strength, trajectory_at=tuple(shown))
@@ -134,9 +137,10 @@ def diffusion_samples(path: str, modified: float, target: int, guidance: float, 
 
 
 @st.cache_data(max_entries=8, show_spinner="Sampling and measuring every class…")
-def quality_table(path: str, modified: float, run_id: str, per_class: int, guidance: float, strength: float):
-    return measure_generator(path, run_id, user_store(), per_class=per_class, guidance=guidance, strength=strength,
-                             device="cpu").table
+def quality_table(path: str, modified: float, run_id: str, per_class: int, steps: int, guidance: float,
+                  strength: float) -> pd.DataFrame:
+    return measure_generator(path, run_id, user_store(), per_class=per_class, steps=steps, guidance=guidance,
+                             strength=strength, device="cpu").table
 
 
 def diffusion_tab_body() -> None:
@@ -160,7 +164,8 @@ def diffusion_tab_body() -> None:
                                  key="diffusion_guidance")
     strength = sliders[1].slider("SDEdit strength (1 = from pure noise; lower = closer to a real image)", 0.1, 1.0,
                                  1.0, 0.05, key="diffusion_strength")
-    made, strip = diffusion_samples(path, modified, int(target), guidance, strength, int(steps), int(seed))
+    made, strip = diffusion_samples(path, modified, json.dumps(choice, sort_keys=True), int(target), guidance, strength,
+                                    int(steps), int(seed))
 
     st.subheader("Real, synthetic, and each synthetic image's nearest training image")
     members = torch.nonzero(labels == target).flatten()
@@ -183,7 +188,7 @@ def diffusion_tab_body() -> None:
 
     st.subheader("Generator quality, per class")
     runs = finished_runs(all_stores())
-    same_data = runs[runs["config"].map(lambda c: _on_data(c, picked.config))]
+    same_data = runs[runs["config"].map(lambda c: data_mismatch(picked.config, json.loads(c)) is None)]
     if same_data.empty:
         st.caption("Quality is judged by a finished run on the same data (its classifier and features): train one.")
     else:
@@ -194,8 +199,8 @@ def diffusion_tab_body() -> None:
             run_id = str(judges.set_index("label").loc[judge, "run_id"])
             try:
                 st.session_state["quality_result"] = (picked.name, judge, per_class,
-                                                      quality_table(path, modified, run_id, per_class, guidance,
-                                                                    strength))
+                                                      quality_table(path, modified, run_id, per_class, int(steps),
+                                                                    guidance, strength))
             except ImbalLabError as err:
                 st.error(str(err))
         result = st.session_state.get("quality_result")
@@ -212,11 +217,6 @@ def diffusion_tab_body() -> None:
 
     with st.expander("Diffusion models"):
         generator_panel("diffusion")
-
-
-def _on_data(config_json: str, generator_config: dict) -> bool:
-    config = json.loads(config_json)
-    return all(config[k] == generator_config.get(k) for k in ("data", "image_size", "split_seed"))
 
 
 def aas_trace_section() -> None:

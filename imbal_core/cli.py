@@ -236,6 +236,8 @@ def _train_with_bar(config: TrainConfig | None, store: RunStore, quiet: bool, re
             bar.update(1)
             bar.set_postfix_str(f"loss {event['loss']:.3f} val bal.acc {event['val_balanced_acc']:.3f}")
 
+    if config is not None and tag:
+        config.check_ready()
     run_id = None if config is None or not tag else store.create_run(config.to_dict(), tag=tag)
     try:
         run_id = train(config, store, progress=progress, resume=resume, run_id=run_id)  # type: ignore[arg-type]

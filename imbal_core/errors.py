@@ -1,4 +1,7 @@
 """Errors raised for bad input. Each message names the problem and the fix."""
+from __future__ import annotations
+
+from typing import Any, Iterable
 
 
 class ImbalLabError(Exception):
@@ -15,3 +18,10 @@ class ConfigError(ImbalLabError, ValueError):
 
 class RunError(ImbalLabError, RuntimeError):
     """A run cannot be found, resumed or loaded."""
+
+
+def require_all(checks: Iterable[tuple[bool, str, str, Any]]) -> None:
+    """Raise ConfigError for the first failed (ok, name, expected, got) check: "name must be expected; got ..."."""
+    for ok, name, expected, got in checks:
+        if not ok:
+            raise ConfigError(f"{name} must be {expected}; got {got!r}")

@@ -138,3 +138,16 @@ def _head_order(available: np.ndarray, head_order, class_names: list[str]) -> li
     if sorted(order) != list(range(num_classes)):
         raise ConfigError(f"head_order must list every class exactly once; got {list(head_order)}")
     return order
+
+
+def kept_indices(labels: np.ndarray, ratio: float | None, profile: str | Mapping[str, int] = "exp",
+                 head_order: str | Sequence[int] = "natural", fit: str = "scale", seed: int = 0,
+                 class_names: Sequence[str] | None = None) -> np.ndarray:
+    """The training images a run keeps: all of them for natural counts, else `make_imbalanced`'s subset.
+
+    Runs and generators both call this, so a generator learns from exactly the images of the runs it serves.
+    """
+    if ratio is None and not isinstance(profile, Mapping):
+        return np.arange(len(labels))
+    return make_imbalanced(labels, ratio or 1.0, profile, head_order, seed=seed, class_names=class_names,
+                           fit=fit).indices

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from dataclasses import asdict
 from pathlib import Path
 
 from .engine import TrainConfig, train
@@ -36,6 +35,7 @@ class JobRunner:
         self._thread.start()
 
     def submit(self, config: TrainConfig, tag: str = "") -> str:
+        config.check_ready()
         run_id = self.store.create_run(config.to_dict(), tag=tag)
         self._wake.set()
         return run_id

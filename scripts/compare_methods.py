@@ -91,7 +91,7 @@ def main() -> None:
                         if e["event"] == "epoch" else None)
         settings.setdefault("iois", {})["generator"] = args.generator
     finished = {row.config: row.run_id for row in finished_runs([store]).itertuples()}
-    run_ids = []
+    run_ids, reused = [], 0
     for method, variant in parse_methods(args.methods):
         for seed in (int(s) for s in args.seeds.split(",")):
             config = TrainConfig(method=method, method_settings={**settings.get(method, {}), **variant}, data=args.data,
@@ -99,6 +99,7 @@ def main() -> None:
             done = next((run_id for text, run_id in finished.items() if json.loads(text) == config.to_dict()), None)
             t0 = time.time()
             run_ids.append(done or train(config, store))
+            reused += done is not None
             print(f"{method} {variant or ''} seed {seed}: {'reused ' + done if done else f'{time.time() - t0:.0f} s'}",
                   flush=True)
     runs = finished_runs([store])
@@ -108,7 +109,7 @@ def main() -> None:
         judge = runs[(runs["method"] == "ce") & (runs["seed"] == runs["seed"].min())]["run_id"]
         if not judge.empty:
             quality = measure_generator(args.generator, judge.iloc[0], store, device="auto").table
-    write_results(out, runs, store, args, time.time() - started, quality)
+    write_results(out, runs, store, args, time.time() - started, quality, reused)
 
 
 def best_validation(store: RunStore, run_id: str) -> float:
@@ -128,7 +129,7 @@ def stage_plan(runs: pd.DataFrame) -> dict[str, str]:
 
 
 def write_results(out: Path, runs: pd.DataFrame, store: RunStore, args: argparse.Namespace, seconds: float,
-                  quality: pd.DataFrame | None = None) -> None:
+                  quality: pd.DataFrame | None = None, reused: int = 0) -> None:
     runs = runs.assign(method=runs["group"].str.split(" · ").str[0],  # the method with its non-default settings
                        val_balanced_acc=runs["run_id"].map(lambda run_id: best_validation(store, run_id)))
     order = list(dict.fromkeys(runs.sort_values("created")["method"]))
@@ -150,6 +151,8 @@ def write_results(out: Path, runs: pd.DataFrame, store: RunStore, args: argparse
         f"Machine: {platform.machine()}, {torch.get_num_threads()} CPU threads"
         f"{', CUDA' if torch.cuda.is_available() else ''}; total {seconds / 60:.1f} min. Code: {version}.",
         "",
+        *([f"{reused} of the {len(runs)} runs were reused from an earlier, interrupted call of this command (same "
+           "config in the same store); the total time counts this call only.", ""] if reused else []),
         "Stages (epochs): " + "; ".join(f"{name}: {stages}" for name, stages in stage_plan(runs).items()) + ".",
         "",
         "Test-set results, mean ± sd over seeds (model = best validation balanced accuracy of the last stage):",
@@ -168,7 +171,7 @@ def write_results(out: Path, runs: pd.DataFrame, store: RunStore, args: argparse
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     if quality is not None:
         lines += ["", f"Quality of the diffusion model `{args.generator}` ({args.generator_epochs} epochs; 64 images per "
-                  "class, 25 DDIM steps, guidance 2), judged by the seed-0 `ce` run's classifier and features "
+                  "class, 25 DDIM steps, guidance 2), judged by the first seed's `ce` run's classifier and features "
                   "(Fréchet distance in a 32-d PCA of those features: not Inception-FID). Columns: see "
                   "`python -m imbal_core generator-quality --help` and imbal_core/synth/quality.py.", "",
                   markdown_table(quality).rstrip()]

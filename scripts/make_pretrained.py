@@ -102,8 +102,8 @@ def generator_entry(out: Path, recipe: GeneratorConfig, command: str, version: s
     if path.exists() and path.stem in previous:
         return previous[path.stem]
     started = time.time()
-    train_generator(recipe, out_dir=path.parent)
-    info = load_generator_info(path, "pretrained")
+    train_generator(recipe, out_dir=path.parent, resume=True)  # an interrupted build continues
+    info = load_generator_info(path)
     return {"name": info.name, "kind": info.kind, "file": str(path.relative_to(out)), "command": command,
             "recipe": info.config, "final_epoch_losses": info.history[-1], "code_version": version,
             "train_seconds": round(time.time() - started, 1)}

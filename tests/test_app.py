@@ -122,6 +122,11 @@ def test_synthesis_diffusion_tab_samples_strip_nearest_quality_and_compare_chang
     if not (user_generator_dir() / "app_diffusion.safetensors").exists():  # yours come first in the model list
         train_generator(DiffusionTrainConfig(data_options={"n_images": 700}, epochs=1, width=8, batch_size=32,
                                              device="cpu"), "app_diffusion")
+    from app_pages.common import user_store
+    from imbal_core.engine import TrainConfig, train
+
+    if not any(c["data_options"] == {"n_images": 700} for c in user_store().runs(status="finished")["config"].map(json.loads)):
+        train(TrainConfig(data_options={"n_images": 700}, epochs=1, device="cpu"), user_store())  # the judge
     app = open_page("synthesis", data_choice=TINY_CHOICE)
     assert app.selectbox(key="diffusion_model").value.name == "app_diffusion"
     captions = image_captions(app)

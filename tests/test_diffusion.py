@@ -51,6 +51,8 @@ def test_ddim_round_trip_recovers_a_known_image_with_an_oracle_noise_predictor()
                                   init_images=known, strength=strength, trajectory_at=(0, 5))
         assert (out.int() - known.int()).abs().max() <= 1  # uint8 rounding
         assert not torch.equal(strip[0], known)  # it did start from noise
+    for steps in (1, 5, 25):  # sampling from pure noise starts at the last training step
+        assert int(model.ddim_scheduler(steps).timesteps[0]) == 999
     with pytest.raises(ConfigError, match="needs init_images"):
         model.sample(labels, strength=0.5)
     with pytest.raises(ConfigError, match="guidance"):
@@ -71,7 +73,7 @@ def test_diffusion_training_stop_resume_equals_uninterrupted_and_sampling_is_see
     stop = threading.Event()
     path = train_generator(config, "stopped", tmp_path, stop_event=stop,
                            progress=lambda e: stop.set() if e["event"] == "epoch" and e["epoch"] == 0 else None)
-    partial = load_generator_info(path, "yours")
+    partial = load_generator_info(path)
     assert partial.status == "partial" and len(partial.history) == 1
     assert read_generator(path)[1]["optimizer"]["state"]  # the training state travels with a partial file
     train_generator(config, "stopped", tmp_path, resume=True)
@@ -80,7 +82,7 @@ def test_diffusion_training_stop_resume_equals_uninterrupted_and_sampling_is_see
     straight_weights, _ = read_generator(straight)
     assert resumed_state == {}  # a finished file keeps only the EMA weights
     assert all(torch.equal(resumed_weights[k], straight_weights[k]) for k in straight_weights)
-    assert load_generator_info(path, "yours").history == load_generator_info(straight, "yours").history
+    assert load_generator_info(path).history == load_generator_info(straight).history
 
     model = load_diffusion_model(str(path))
     labels = torch.tensor([0, 3, 6])
@@ -114,7 +116,8 @@ def test_iois_stages_and_settings_are_validated(tiny_generator):
         [("warmup", 3), ("synthesis", 7)]
     assert [s.name for s in create_method("iois", generator=tiny_generator).stages(1)] == ["synthesis"]
     with pytest.raises(ConfigError, match="no diffusion generator given"):
-        TrainConfig(method="iois")  # before any run is created
+        TrainConfig(method="iois").check_ready()  # before any run is created
+    TrainConfig.from_dict(TrainConfig(method="iois", method_settings={"generator": "gone"}).to_dict())  # loads
     create_method("iois", ois=False)  # the OIS-off ablation needs no generator
     with pytest.raises(ConfigError, match="selection"):
         create_method("iois", generator=tiny_generator, selection="easiest")
@@ -163,7 +166,7 @@ def test_iois_refuses_a_generator_that_learnt_from_images_the_run_leaves_out(sto
     # the generator saw every training image; a ratio-20 run keeps only some: synthetic images would leak the rest
     with pytest.raises(ConfigError, match="leaves out"):
         train(tiny_config(method="iois", ratio=20.0, method_settings={"generator": tiny_generator}), store)
-    with pytest.raises(ConfigError, match="another copy or variant"):
+    with pytest.raises(ConfigError, match="other data than this run"):
         train(tiny_config(method="iois", data_options={"n_images": 800}, method_settings={"generator": tiny_generator}),
               store)
 

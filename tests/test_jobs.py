@@ -85,7 +85,7 @@ def test_generator_job_stop_resume_and_orphan(tmp_path, kind):
             jobs.start(config, "job_model")  # a new training must not overwrite it
         jobs.resume(stopped)
     assert _wait_generator(jobs, "job_model", {"finished"})["error"] is None
-    info = load_generator_info(tmp_path / "job_model.safetensors", "yours")
+    info = load_generator_info(tmp_path / "job_model.safetensors")
     assert info.status == "finished" and info.kind == kind and len(info.history) == 3
     assert jobs.statuses(kind)[0]["name"] == "job_model" and not jobs.statuses("other_kind")
     # a status left "running" by a server that died is shown as stopped by the next one

@@ -116,15 +116,15 @@ def test_style_model_trains_saves_lists_loads_and_resumes(tmp_path):
     stop = threading.Event()
     path = train_generator(config, "tiny", tmp_path, stop_event=stop,
                            progress=lambda e: stop.set() if e["event"] == "epoch" and e["epoch"] == 1 else None)
-    partial = load_generator_info(path, "yours")
+    partial = load_generator_info(path)
     assert partial.status == "partial" and len(partial.history) == 2 and partial.kind == "adain"
     train_generator(config, "tiny", tmp_path, resume=True)
-    finished = load_generator_info(path, "yours")
+    finished = load_generator_info(path)
     assert finished.status == "finished" and [h["phase"] for h in finished.history] == ["autoencoder", "adain", "adain"]
     assert finished.history[:2] == partial.history
     straight_path = train_generator(config, "straight", tmp_path)
     # stop + resume = uninterrupted (same seed, CPU): the optimiser's moments are kept in a partial file
-    assert load_generator_info(straight_path, "yours").history == finished.history
+    assert load_generator_info(straight_path).history == finished.history
     assert torch.equal(load_style_model(str(path)).decoder.layers[-1].weight,
                        load_style_model(str(straight_path)).decoder.layers[-1].weight)
 
@@ -177,7 +177,7 @@ def test_style_kd_needs_a_teacher(store):
 
 def test_style_kd_needs_a_model_for_adain():
     with pytest.raises(ConfigError, match="no adain generator given"):
-        TrainConfig(method="style_kd", method_settings={"tool": "adain"})
+        TrainConfig(method="style_kd", method_settings={"tool": "adain"}).check_ready()
     with pytest.raises(ConfigError, match="policy"):
         create_method("style_kd", policy="nearest")
 

@@ -55,6 +55,10 @@ class TrainConfig:
             ok = isinstance(self.ratio, (int, float)) and not isinstance(self.ratio, bool) and math.isfinite(self.ratio) and self.ratio >= 1
             _require(ok, "ratio", "a finite number >= 1, or None for the natural counts", self.ratio)
 
+    def check_ready(self) -> None:
+        """Before a new run: what the method's settings name exists (a generator file, ...)."""
+        create_method(self.method, **self.method_settings).check_ready()
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

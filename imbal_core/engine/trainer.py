@@ -18,7 +18,7 @@ import torch
 
 from ..data import ImageDataset, Split, load_dataset
 from ..errors import ConfigError, RunError
-from ..imbalance import make_imbalanced
+from ..imbalance import kept_indices
 from ..methods import Batch, Method, TrainInfo, create_method
 from ..metrics import compute_metrics
 from ..models import Classifier, create_model
@@ -62,6 +62,7 @@ def train(
         run_id = resume
         config = TrainConfig.from_dict(store.get_run(run_id)["config"])
     elif run_id is None:
+        config.check_ready()
         run_id = store.create_run(config.to_dict())
     store.set_status(run_id, "running")
     started = time.time()
@@ -77,12 +78,8 @@ def train(
 def prepare_data(config: TrainConfig, device: torch.device) -> RunData:
     dataset = load_dataset(config.data, path=config.data_path, image_size=config.image_size,
                            split_seed=config.split_seed, **config.data_options)
-    labels = dataset.train.labels
-    if config.ratio is None and not isinstance(config.profile, dict):
-        kept = np.arange(len(labels))
-    else:
-        kept = make_imbalanced(labels, config.ratio or 1.0, config.profile, config.head_order, seed=config.seed,
-                               class_names=dataset.class_names, fit=config.fit).indices
+    kept = kept_indices(dataset.train.labels, config.ratio, config.profile, config.head_order, config.fit,
+                        config.seed, dataset.class_names)
     train_split = dataset.train.subset(kept)
     counts = np.bincount(train_split.labels, minlength=dataset.num_classes)
     return RunData(dataset, kept, _to_device(train_split, device), torch.from_numpy(train_split.labels).to(device),
@@ -154,11 +151,11 @@ def _run(config: TrainConfig, store: RunStore, run_id: str, progress: ProgressFn
         def view(images: torch.Tensor) -> torch.Tensor:
             return augment(images, generator, augment_cfg).contiguous(memory_format=torch.channels_last)
 
+        epoch_start, losses = time.time(), []  # the method's epoch preparation (e.g. synthesis) counts too
         method.on_epoch_start(model, epoch, stage)
         model.train()
         if stage.trainable == "head":
             model.backbone.eval()  # frozen features: BatchNorm statistics must not move
-        epoch_start, losses = time.time(), []
         for step in range(steps_per_epoch):
             if stop.is_set():
                 progress({"event": "stopped", "run_id": run_id, "epoch": epoch})

@@ -1,6 +1,7 @@
 """What a method is: a card (docs + settings), a loss, and optional hooks into the training loop.
 
-The engine calls, in order:
+Before a run is created, `check_ready()` checks what the settings name outside the config (e.g. a
+generator file), so a missing one is an error, not a failed run. The engine then calls, in order:
     setup(model, info)            once: may replace the head, create teachers, heads, banks (self.aux)
     stages(epochs)                the training stages (one for most methods, two for decoupled ones)
     on_epoch_start(model, epoch, stage)  e.g. switch on deferred re-weighting, make auxiliary images
@@ -163,6 +164,9 @@ class Method:
         aux = [p for name, m in self.aux.items() if name not in self._frozen for p in m.parameters()]
         return [*model.parameters(), *aux]
 
+    def check_ready(self) -> None:
+        """Raise ConfigError when something the settings name is missing (not called for finished runs)."""
+
     def setup(self, model: Classifier, info: TrainInfo) -> None:
         self.info = info
 
@@ -183,7 +187,7 @@ class Method:
     def after_step(self, model: Classifier) -> None:
         pass
 
-    def epoch_log(self) -> dict:
+    def epoch_log(self) -> dict[str, Any]:
         """JSON-able facts about the epoch just trained, stored in the run's history under "method"."""
         return {}
 

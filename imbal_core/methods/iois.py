@@ -14,8 +14,7 @@ used as class weights in the CE).
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
+from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,8 +22,8 @@ import torch.nn.functional as F
 from ..engine.augment import to_float
 from ..errors import ConfigError
 from ..models import Classifier
-from ..synth.diffusion import DiffusionModel, load_diffusion_model
-from ..synth.generators import generator_train_index, load_generator_info, resolve_generator
+from ..synth.diffusion import DiffusionModel, load_diffusion_model, sdedit_starts
+from ..synth.generators import data_mismatch, generator_train_index, load_generator_info, resolve_generator
 from .base import Batch, Method, MethodCard, Setting, Stage, TrainInfo, register_method
 
 ALLOCATIONS = ("accuracy", "inverse_frequency")
@@ -92,7 +91,7 @@ class IOIS(Method):
                     "weights"),
             Setting("mode", "pool", "pool: one pool generated when the warm-up ends, drawn from every epoch (CPU); "
                     "online: fresh images every epoch (GPU)", choices=MODES),
-            Setting("pool_per_class", 64, "pool mode: candidates generated per class", low=1, high=100_000),
+            Setting("pool_per_class", 128, "pool mode: candidates generated per class", low=1, high=100_000),
             Setting("selection", "random", "which candidates the classifier gets: random, hardest (lowest probability "
                     "of their class under the current classifier), loss_weighted (drawn ∝ 1 − p + 0.05)",
                     choices=SELECTIONS),
@@ -128,10 +127,9 @@ class IOIS(Method):
         ),
     )
 
-    def __init__(self, **settings) -> None:
-        super().__init__(**settings)
+    def check_ready(self) -> None:
         if self.settings["ois"]:
-            resolve_generator(self.settings["generator"], "diffusion")  # missing generator: an error before the run
+            resolve_generator(self.settings["generator"], "diffusion")
 
     def stages(self, epochs: int) -> list[Stage]:
         warmup = min(epochs - 1, max(1, round(self.settings["warmup_share"] * epochs))) if epochs > 1 else 0
@@ -156,17 +154,10 @@ class IOIS(Method):
     def _check_generator(self, info: TrainInfo) -> None:
         """Refuse a generator that learnt from other data, or from images this run may not train on."""
         path = resolve_generator(self.settings["generator"], "diffusion")
-        theirs = load_generator_info(path, "yours").config
-        ours = info.data_recipe or {}
-        for key in ("data", "image_size", "split_seed"):
-            if theirs.get(key) != ours.get(key):
-                raise ConfigError(f"generator {path.stem!r} was trained with {key}={theirs.get(key)!r}, this run has "
-                                  f"{ours.get(key)!r}; train one on this data (`diffusion-train`)")
-        if (theirs.get("data_options") or {}) != (ours.get("data_options") or {}) or \
-                _same_path(theirs.get("data_path"), ours.get("data_path")) is False:
-            raise ConfigError(f"generator {path.stem!r} was trained on another copy or variant of {ours.get('data')!r} "
-                              f"(path {theirs.get('data_path')!r}, options {theirs.get('data_options')}); train one "
-                              "on this data")
+        mismatch = data_mismatch(load_generator_info(path).config, info.data_recipe or {})
+        if mismatch:
+            raise ConfigError(f"generator {path.stem!r} was trained on other data than this run ({mismatch}); train "
+                              "one on this run's data with `diffusion-train`")
         learnt = generator_train_index(path)
         if learnt is not None and info.train_index is not None:
             unseen = np.setdiff1d(learnt, info.train_index).size
@@ -197,6 +188,7 @@ class IOIS(Method):
             allocation = aas_allocation(last_accuracy, budget, self.settings["gamma"], self.settings["floor"])
         else:  # AAS off (or no accuracy measured yet, e.g. with no warm-up)
             allocation = inverse_frequency_allocation(self.info.class_counts.cpu(), budget, self.settings["floor"])
+        allocation = allocation * (self.info.class_counts.cpu() > 0)  # a class with no image: nothing to learn from
         self.allocation = allocation
         if not self.settings["ois"]:
             weights = allocation.double() + 1  # + 1: no class weighs 0, even with a tiny budget
@@ -207,7 +199,6 @@ class IOIS(Method):
         images, labels = self._synthesise(model, allocation, generator)
         order = torch.randperm(len(labels), generator=generator).to(labels.device)
         self.synthetic = (images[order], labels[order])
-        self.per_step = math.ceil(len(labels) / self.info.steps_per_epoch)
 
     def _generator(self) -> DiffusionModel:
         if self.generator_model is None:
@@ -221,7 +212,7 @@ class IOIS(Method):
             if self.pool is None:
                 if self.pool_seed is None:
                     self.pool_seed = int(torch.randint(2**62, (1,), generator=generator))
-                per_class = torch.full_like(allocation, self.settings["pool_per_class"])
+                per_class = self.settings["pool_per_class"] * (self.info.class_counts.cpu() > 0).long()
                 self.pool = self._generate(per_class, torch.Generator().manual_seed(self.pool_seed))
             candidates = self.pool
         else:
@@ -233,10 +224,8 @@ class IOIS(Method):
         device = self.info.device
         labels = torch.repeat_interleave(torch.arange(len(per_class)), per_class).to(device)
         init = None
-        if self.settings["sdedit_strength"] < 1.0:  # a random real image of each label's class
-            own = [torch.nonzero(self.info.train_labels.cpu() == c).flatten() for c in range(len(per_class))]
-            picks = [o[torch.randint(len(o), (int(n),), generator=generator)] for o, n in zip(own, per_class.tolist())]
-            init = self.info.train_images[torch.cat(picks).to(device)]
+        if self.settings["sdedit_strength"] < 1.0:
+            init = sdedit_starts(self.info.train_images, self.info.train_labels, labels, generator)
         images, _ = self._generator().sample(labels, steps=self.settings["steps"], guidance=self.settings["guidance"],
                                              generator=generator, init_images=init,
                                              strength=self.settings["sdedit_strength"])
@@ -280,9 +269,10 @@ class IOIS(Method):
         n_real = len(batch.y)
         x, y = batch.x, batch.y
         weights = torch.ones(n_real, device=y.device)
-        if self.synthetic is not None:
+        if self.synthetic is not None:  # each step takes its share, so an epoch uses every synthetic image once
+            per_step = math.ceil(len(self.synthetic[1]) / self.info.steps_per_epoch)
             step = batch.step % self.info.steps_per_epoch
-            part = slice(step * self.per_step, (step + 1) * self.per_step)
+            part = slice(step * per_step, (step + 1) * per_step)
             synthetic_images, synthetic_labels = self.synthetic[0][part], self.synthetic[1][part]
             if len(synthetic_labels):
                 x = torch.cat([x, batch.augment(synthetic_images)])
@@ -299,10 +289,14 @@ class IOIS(Method):
         per_image = F.cross_entropy(logits, y, reduction="none")
         return (per_image * weights).sum() / weights.sum()
 
-    def epoch_log(self) -> dict:
+    def epoch_log(self) -> dict[str, Any]:
         accuracy = self.training_accuracy()
-        return {"train_accuracy": [] if accuracy is None else [round(float(a), 4) for a in accuracy],
-                "synthetic": [int(n) for n in self.allocation]}
+        made = self.synthetic is not None
+        log = {"train_accuracy": [] if accuracy is None else [round(float(a), 4) for a in accuracy],
+               "synthetic": [int(n) if made else 0 for n in self.allocation]}
+        if self.class_weights is not None:  # the OIS-off ablation: the allocation became class weights
+            log["class_weights"] = [round(float(w), 4) for w in self.class_weights]
+        return log
 
     def extra_state(self) -> dict:
         return {"correct": self.correct.tolist(), "seen": self.seen.tolist(), "pool_seed": self.pool_seed}
@@ -311,10 +305,3 @@ class IOIS(Method):
         self.correct.copy_(torch.tensor(state["correct"]))
         self.seen.copy_(torch.tensor(state["seen"]))
         self.pool_seed = state["pool_seed"]
-
-
-def _same_path(a: str | None, b: str | None) -> bool | None:
-    """None when either side has no path (built-in data), else whether both name one place."""
-    if not a or not b:
-        return None if not a and not b else False
-    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()

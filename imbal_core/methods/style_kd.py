@@ -102,10 +102,9 @@ class StyleKD(Method):
         ),
     )
 
-    def __init__(self, **settings) -> None:
-        super().__init__(**settings)
+    def check_ready(self) -> None:
         if self.settings["tool"] == "adain":
-            resolve_generator(self.settings["style_model"], "adain")  # a missing model is a config error, before the run
+            resolve_generator(self.settings["style_model"], "adain")
 
     def stages(self, epochs: int) -> list[Stage]:
         share = self.settings["teacher_share"]

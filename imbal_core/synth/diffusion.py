@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from torch import nn
 
-from ..errors import ConfigError, RunError
+from ..errors import ConfigError, RunError, require_all
 from .generators import (GENERATOR_KINDS, GeneratorConfig, GeneratorTrainer, ProgressFn, TrainingSplit,
                          read_generator, read_metadata, resolve_generator)
 
@@ -62,9 +62,7 @@ class DiffusionTrainConfig(GeneratorConfig):
             (0.0 <= self.label_dropout < 1.0, "label_dropout", "in [0, 1)", self.label_dropout),
             (0.0 <= self.ema_decay < 1.0, "ema_decay", "in [0, 1)", self.ema_decay),
         ]
-        for ok, name, expected, got in checks:
-            if not ok:
-                raise ConfigError(f"{name} must be {expected}; got {got!r}")
+        require_all(checks)
 
 
 def build_unet(in_chans: int, num_classes: int, image_size: int, width: int, layers_per_block: int) -> UNet2DModel:
@@ -82,13 +80,26 @@ class DiffusionModel(nn.Module):
     """A trained UNet with its noise schedule: `sample(labels, ...)` returns uint8 images."""
 
     def __init__(self, in_chans: int, num_classes: int, image_size: int, width: int, layers_per_block: int,
-                 timesteps: int, beta_schedule: str, class_names: list[str] | None = None) -> None:
+                 timesteps: int, beta_schedule: str, class_names: list[str] | None = None,
+                 label_dropout: float = 0.1) -> None:
         super().__init__()
         self.in_chans, self.num_classes, self.image_size = in_chans, num_classes, image_size
+        self.label_dropout = label_dropout  # 0: the null label was never trained, so no guidance
         self.class_names = class_names or [str(c) for c in range(num_classes)]
         self.unet = build_unet(in_chans, num_classes, image_size, width, layers_per_block)
         self.train_scheduler = DDPMScheduler(num_train_timesteps=timesteps, beta_schedule=beta_schedule,
                                              clip_sample=False)
+
+    def ddim_scheduler(self, steps: int) -> DDIMScheduler:
+        """DDIM over `steps` of the training schedule, x0 predictions clipped to the data range.
+
+        "trailing" spacing: the first step is T - 1, where pure noise is the right start (the default
+        "leading" starts at e.g. 960 of 1000, or 800 with 5 steps, where the image still carries signal).
+        """
+        scheduler = DDIMScheduler.from_config(self.train_scheduler.config, clip_sample=True,
+                                              timestep_spacing="trailing")
+        scheduler.set_timesteps(steps)
+        return scheduler
 
     @property
     def null_label(self) -> int:
@@ -109,6 +120,12 @@ class DiffusionModel(nn.Module):
         whose x_t are returned as uint8, for the denoising strip. Guidance 1 needs no null pass.
         """
         _check_sampling(steps, guidance, strength, init_images is not None)
+        if steps > self.train_scheduler.config.num_train_timesteps:
+            raise ConfigError(f"DDIM steps ({steps}) cannot exceed the model's {self.train_scheduler.config.num_train_timesteps} "
+                              "training timesteps")
+        if guidance != 1.0 and self.label_dropout == 0:
+            raise ConfigError("this model was trained without label dropout, so it has no unconditional mode: use "
+                              "guidance 1 (none), or train one with --label-dropout > 0")
         device = next(self.unet.parameters()).device
         images, trajectory = [], {}
         for start in range(0, len(labels), SAMPLE_CHUNK):
@@ -126,9 +143,7 @@ class DiffusionModel(nn.Module):
     def _sample_chunk(self, labels: torch.Tensor, steps: int, guidance: float, generator: torch.Generator | None,
                       init: torch.Tensor | None, strength: float, trajectory_at: tuple[int, ...]
                       ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        # x0 predictions clipped to the data range: keeps an imperfect model from drifting out of it
-        scheduler = DDIMScheduler.from_config(self.train_scheduler.config, clip_sample=True)
-        scheduler.set_timesteps(steps)
+        scheduler = self.ddim_scheduler(steps)
         timesteps = scheduler.timesteps
         device = labels.device
         shape = (len(labels), self.in_chans, self.image_size, self.image_size)
@@ -155,6 +170,20 @@ class DiffusionModel(nn.Module):
         return to_uint8(x), strip
 
 
+def sdedit_starts(images: torch.Tensor, labels: torch.Tensor, wanted: torch.Tensor,
+                  generator: torch.Generator) -> torch.Tensor:
+    """One random real image (uint8) of each wanted label's class, as SDEdit's starting points."""
+    labels_cpu, wanted_cpu = labels.cpu(), wanted.cpu()
+    picks = torch.empty(len(wanted_cpu), dtype=torch.long)
+    for c in wanted_cpu.unique().tolist():
+        own = torch.nonzero(labels_cpu == c).flatten()
+        if len(own) == 0:
+            raise ConfigError(f"class {c} has no training image to start SDEdit from; use strength 1 (pure noise)")
+        slots = torch.nonzero(wanted_cpu == c).flatten()
+        picks[slots] = own[torch.randint(len(own), (len(slots),), generator=generator)]
+    return images[picks.to(images.device)]
+
+
 def to_model_range(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1]."""
     return images.float() / 127.5 - 1
@@ -164,7 +193,7 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-def _autocast(device: torch.device):
+def _autocast(device: torch.device) -> torch.autocast:
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
@@ -189,7 +218,7 @@ class DiffusionTrainer(GeneratorTrainer):
         self.config, self.images, self.labels, self.device = config, split.images, split.labels, device
         self.model = DiffusionModel(split.images.shape[1], split.num_classes, config.image_size, config.width,
                                     config.layers_per_block, config.timesteps, config.beta_schedule,
-                                    split.class_names).to(device)
+                                    split.class_names, config.label_dropout).to(device)
         self.ema = copy.deepcopy(self.model.unet).requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.model.unet.parameters(), lr=config.lr, weight_decay=0.0)
         self.steps = max(1, len(split.images) // config.batch_size)
@@ -260,7 +289,8 @@ class DiffusionTrainer(GeneratorTrainer):
                 "class_names": "\n".join(model.class_names)}
 
 
-def _lr_factor(step: int, total: int, warmup: int = 100) -> float:
+def _lr_factor(step: int, total: int) -> float:
+    warmup = min(100, total // 10)  # short trainings (small subsets) still reach the peak and decay
     if step < warmup:
         return (step + 1) / warmup
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
@@ -275,7 +305,7 @@ def load_diffusion_model(reference: str, device: torch.device | str = "cpu") -> 
     config = DiffusionTrainConfig.from_dict(json.loads(metadata["config"]))
     model = DiffusionModel(int(metadata["in_chans"]), int(metadata["num_classes"]), config.image_size, config.width,
                            config.layers_per_block, config.timesteps, config.beta_schedule,
-                           metadata["class_names"].split("\n"))
+                           metadata["class_names"].split("\n"), config.label_dropout)
     try:
         model.unet.load_state_dict(read_generator(path)[0])
     except RuntimeError as err:

@@ -27,8 +27,8 @@ from safetensors.torch import save_file
 
 from ..data import load_dataset
 from ..checkpoint import flatten_state, unflatten_state
-from ..errors import ConfigError, RunError
-from ..imbalance import make_imbalanced
+from ..errors import ConfigError, RunError, require_all
+from ..imbalance import kept_indices
 from ..registry import Registry
 from ..utils import REPO_ROOT, atomic_path, lab_home, seed_everything, select_device
 
@@ -42,6 +42,11 @@ ProgressFn = Callable[[dict[str, Any]], None]
 
 def user_generator_dir() -> Path:
     return lab_home() / "generators"
+
+
+def _user_folders() -> list[Path]:
+    # AdaIN models trained before generators shared one store lie in style_models/: still found, never written.
+    return [user_generator_dir(), lab_home() / "style_models"]
 
 
 @dataclass
@@ -60,6 +65,7 @@ class GeneratorConfig:
     split_seed: int = 0
     ratio: float | None = None
     profile: str | dict[str, int] = "exp"
+    head_order: str | list[int] = "natural"
     fit: str = "scale"
     epochs: int = 10
     batch_size: int = 64
@@ -78,13 +84,11 @@ class GeneratorConfig:
             (self.ratio is None or (isinstance(self.ratio, (int, float)) and self.ratio >= 1), "ratio",
              "a number >= 1, or None for the natural counts", self.ratio),
         ]
-        for ok, name, expected, got in checks:
-            if not ok:
-                raise ConfigError(f"{name} must be {expected}; got {got!r}")
+        require_all(checks)
 
     def default_name(self) -> str:
-        ratio = "" if self.ratio is None else f"_r{self.ratio:g}"
-        return f"{self.kind}_{self.data}_{self.image_size}{ratio}"
+        subset = "" if self.ratio is None else f"_r{self.ratio:g}_s{self.seed}"  # the seed picks the subset
+        return f"{self.kind}_{self.data}_{self.image_size}{subset}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,11 +114,8 @@ class TrainingSplit:
 def training_split(config: GeneratorConfig, device: torch.device | str = "cpu") -> TrainingSplit:
     dataset = load_dataset(config.data, path=config.data_path, image_size=config.image_size,
                            split_seed=config.split_seed, **(config.data_options or {}))
-    labels = dataset.train.labels
-    index = np.arange(len(labels))
-    if config.ratio is not None or isinstance(config.profile, dict):
-        index = make_imbalanced(labels, config.ratio or 1.0, config.profile, seed=config.seed,
-                                class_names=dataset.class_names, fit=config.fit).indices
+    index = kept_indices(dataset.train.labels, config.ratio, config.profile, config.head_order, config.fit,
+                         config.seed, dataset.class_names)
     split = dataset.train.subset(index)
     images = torch.from_numpy(split.images).permute(0, 3, 1, 2).contiguous().to(device)
     return TrainingSplit(images, torch.from_numpy(split.labels).long().to(device), np.asarray(index),
@@ -187,7 +188,7 @@ def train_generator(config: GeneratorConfig, name: str | None = None, out_dir: P
     trainer = trainer_class(config, split, device)
     history: list[dict[str, Any]] = []
     if resume and path.exists():
-        saved = load_generator_info(path, "yours")
+        saved = load_generator_info(path)
         # The device is where it trains, not what it learns: a training may move between CPU and GPU.
         if saved.kind != config.kind or _recipe(type(config).from_dict(saved.config)) != _recipe(config):
             raise ConfigError(f"generator {name!r} was trained with another recipe; resume it with the same options "
@@ -263,8 +264,9 @@ def generator_train_index(path: Path) -> np.ndarray | None:
         return handle.get_tensor(INDEX_KEY) if INDEX_KEY in handle.keys() else None
 
 
-def load_generator_info(path: Path, source: str) -> GeneratorInfo:
+def load_generator_info(path: Path) -> GeneratorInfo:
     metadata = read_metadata(path)
+    source = "pretrained" if path.resolve().parent == PRETRAINED_GENERATOR_DIR.resolve() else "yours"
     return GeneratorInfo(path.stem, metadata["kind"], path, source, json.loads(metadata["config"]),
                          json.loads(metadata["history"]), metadata["status"], metadata)
 
@@ -272,10 +274,10 @@ def load_generator_info(path: Path, source: str) -> GeneratorInfo:
 def list_generators(kind: str | None = None) -> list[GeneratorInfo]:
     """Your generators first, then the shipped ones; unreadable files are skipped."""
     found = []
-    for folder, source in ((user_generator_dir(), "yours"), (PRETRAINED_GENERATOR_DIR, "pretrained")):
+    for folder in (*_user_folders(), PRETRAINED_GENERATOR_DIR):
         for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
             try:
-                info = load_generator_info(path, source)
+                info = load_generator_info(path)
             except RunError:
                 continue
             if kind is None or info.kind == kind:
@@ -290,8 +292,7 @@ def resolve_generator(reference: str, kind: str) -> Path:
         raise ConfigError(f"no {kind} generator given: name one (see `python -m imbal_core generators`) or train one "
                           f"with `python -m imbal_core {train_command}`")
     candidates = [Path(reference).expanduser()] if reference.endswith(".safetensors") else []
-    candidates += [user_generator_dir() / f"{reference}.safetensors",
-                   PRETRAINED_GENERATOR_DIR / f"{reference}.safetensors"]
+    candidates += [folder / f"{reference}.safetensors" for folder in (*_user_folders(), PRETRAINED_GENERATOR_DIR)]
     for path in candidates:
         if path.is_file():
             read_metadata(path, kind)
@@ -305,6 +306,26 @@ def generators_for(kind: str, data: str, image_size: int) -> list[GeneratorInfo]
     """The generators of a kind trained on this data source at this size (any path or split)."""
     return [info for info in list_generators(kind)
             if info.config.get("data") == data and info.config.get("image_size") == image_size]
+
+
+DATA_KEYS = ("data", "data_options", "image_size", "split_seed")
+
+
+def data_mismatch(generator_config: dict[str, Any], data_recipe: dict[str, Any]) -> str | None:
+    """How a generator's data differs from a run's ("key: theirs vs ours"), or None when they are the same.
+
+    Both are config dicts; a missing data_path (built-in data) only matches a missing one.
+    """
+    for key in DATA_KEYS:
+        theirs, ours = generator_config.get(key), data_recipe.get(key)
+        if key == "data_options":
+            theirs, ours = theirs or {}, ours or {}
+        if theirs != ours:
+            return f"{key} {theirs!r} vs {ours!r}"
+    theirs, ours = generator_config.get("data_path"), data_recipe.get("data_path")
+    if bool(theirs) != bool(ours) or theirs and Path(theirs).expanduser().resolve() != Path(ours).expanduser().resolve():
+        return f"data_path {theirs!r} vs {ours!r}"
+    return None
 
 
 def training_summary(info: GeneratorInfo) -> str:

@@ -5,9 +5,10 @@
   images of c (a generator cannot be judged more "on label" than real images are).
 - Fréchet distance between the Gaussians of real training and synthetic features of c. Features
   are the named run's pooled embeddings, reduced by a PCA fitted on the real training features
-  (`FD_DIMENSIONS` components: with tens of images per class a full covariance is not estimable).
-  It is *not* Inception-FID (that needs downloaded weights); reference: the same distance for real
-  validation images.
+  (at most `FD_DIMENSIONS` components, fewer than the images per class: with tens of images per
+  class a full covariance is not estimable). It is *not* Inception-FID (that needs downloaded
+  weights); reference: the same distance for as many real validation images (the estimate's bias
+  depends on the count, so both sides use the same n per class).
 - memorisation: RMS pixel distance from each synthetic image to its nearest training image;
   reference: the same for real validation images (never trained on). Synthetic images much
   closer than that are near-copies. The nearest images are returned for display.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -26,7 +28,8 @@ from scipy import linalg
 
 from ..engine.trainer import predict
 from ..models import Classifier
-from .diffusion import DiffusionModel
+from ..runs import RunStore
+from .diffusion import DiffusionModel, sdedit_starts
 
 FD_DIMENSIONS = 32
 NEAREST_CHUNK = 256
@@ -89,9 +92,8 @@ def generator_quality(generator: DiffusionModel, classifier: Classifier, train_i
     generator_rng = torch.Generator().manual_seed(seed)
     init = None
     if strength < 1.0:
-        picks = [np.flatnonzero(train_labels == c) for c in range(num_classes)]
-        chosen = np.concatenate([p[torch.randint(len(p), (per_class,), generator=generator_rng).numpy()] for p in picks])
-        init = torch.from_numpy(train_images[chosen]).permute(0, 3, 1, 2)
+        init = sdedit_starts(torch.from_numpy(train_images).permute(0, 3, 1, 2), torch.from_numpy(train_labels),
+                             labels, generator_rng)
     made, _ = generator.sample(labels, steps=steps, guidance=guidance, generator=generator_rng, init_images=init,
                                strength=strength)
     synthetic = made.permute(0, 2, 3, 1).cpu().numpy()
@@ -100,7 +102,7 @@ def generator_quality(generator: DiffusionModel, classifier: Classifier, train_i
     syn_logits, syn_features = predict(classifier, synthetic, device)
     train_logits, train_features = predict(classifier, train_images, device)
     val_logits, val_features = predict(classifier, val_images, device)
-    pca = _pca(train_features.numpy())
+    pca = _pca(train_features.numpy(), min(FD_DIMENSIONS, per_class - 1))
     syn_f, train_f, val_f = (pca(f.numpy()) for f in (syn_features, train_features, val_features))
     nearest, nearest_distance = nearest_neighbours(synthetic, train_images)
     _, val_nearest_distance = nearest_neighbours(val_images, train_images)
@@ -108,12 +110,13 @@ def generator_quality(generator: DiffusionModel, classifier: Classifier, train_i
     rows = []
     for c in range(num_classes):
         s, t, v = labels_np == c, train_labels == c, val_labels == c
+        n = min(int(s.sum()), int(v.sum()))  # the same count on both sides of the reference comparison
         rows.append({
             "class": generator.class_names[c], "train_images": int(t.sum()), "synthetic": int(s.sum()),
             "label_fidelity": float((syn_logits[s].argmax(1).numpy() == c).mean()),
             "real_val_recall": float((val_logits[v].argmax(1).numpy() == c).mean()) if v.any() else float("nan"),
-            "fd_synthetic": frechet_distance(train_f[t], syn_f[s]),
-            "fd_real_val": frechet_distance(train_f[t], val_f[v]),
+            "fd_synthetic": frechet_distance(train_f[t], syn_f[s][:n]),
+            "fd_real_val": frechet_distance(train_f[t], val_f[v][:n]),
             "nn_distance_synthetic": float(np.median(nearest_distance[s])),
             "nn_distance_real_val": float(np.median(val_nearest_distance[v])) if v.any() else float("nan"),
             "diversity": mean_pairwise_distance(syn_features[s].numpy()) / mean_pairwise_distance(
@@ -125,15 +128,15 @@ def generator_quality(generator: DiffusionModel, classifier: Classifier, train_i
     return QualityReport(table, synthetic, labels_np, nearest, nearest_distance)
 
 
-def _pca(reference: np.ndarray):
-    """Projection onto the top principal components of the reference features."""
+def _pca(reference: np.ndarray, dimensions: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Projection onto the top `dimensions` principal components of the reference features."""
     mean = reference.mean(0)
     _, _, vt = np.linalg.svd(reference - mean, full_matrices=False)
-    basis = vt[:min(FD_DIMENSIONS, len(vt))].T
+    basis = vt[:max(1, min(dimensions, len(vt)))].T
     return lambda features: (features - mean) @ basis
 
 
-def measure_generator(generator: str, run_id: str, store, per_class: int = 64, steps: int = 25, guidance: float = 2.0,
+def measure_generator(generator: str, run_id: str, store: RunStore, per_class: int = 64, steps: int = 25, guidance: float = 2.0,
                       strength: float = 1.0, seed: int = 0, device: str = "auto") -> QualityReport:
     """`generator_quality` for a generator name and a finished run (looked up in `store`, then pretrained/).
 
@@ -146,19 +149,19 @@ def measure_generator(generator: str, run_id: str, store, per_class: int = 64, s
     from ..errors import ConfigError
     from ..utils import select_device
     from .diffusion import DiffusionTrainConfig, load_diffusion_model
-    from .generators import load_generator_info, resolve_generator, training_split
+    from .generators import data_mismatch, load_generator_info, resolve_generator, training_split
 
     target = select_device(device)
     path = resolve_generator(generator, "diffusion")
-    config = DiffusionTrainConfig.from_dict(load_generator_info(path, "yours").config)
+    config = DiffusionTrainConfig.from_dict(load_generator_info(path).config)
     owner = next((s for s in stores(store) if s.has_run(run_id)), None)
     if owner is None:
         raise ConfigError(f"run {run_id} is in neither the run store nor pretrained/; list runs with `runs`")
     classifier, run_config, metrics = load_run_model(owner, run_id, target)
-    for key in ("data", "image_size", "split_seed"):
-        if getattr(run_config, key) != getattr(config, key):
-            raise ConfigError(f"run {run_id} has {key}={getattr(run_config, key)!r} but the generator was trained with "
-                              f"{getattr(config, key)!r}; pick a run on the generator's data")
+    mismatch = data_mismatch(config.to_dict(), run_config.to_dict())
+    if mismatch:
+        raise ConfigError(f"run {run_id} is on other data than the generator ({mismatch}); pick a run on the "
+                          "generator's data")
     model = load_diffusion_model(str(path), target)
     if metrics["class_names"] != model.class_names:
         raise ConfigError(f"run {run_id} has classes {metrics['class_names']}, the generator {model.class_names}")

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, RunError
+from ..errors import ConfigError, RunError, require_all
 from .generators import (GENERATOR_KINDS, GeneratorConfig, GeneratorTrainer, ProgressFn, TrainingSplit,
                          read_generator, read_metadata, resolve_generator)
 from .style import AdaINModel, adain, channel_stats
@@ -44,9 +44,7 @@ class StyleTrainConfig(GeneratorConfig):
             (self.style_weight >= 0 and self.reconstruction_weight >= 0, "loss weights", "weights >= 0",
              (self.style_weight, self.reconstruction_weight)),
         ]
-        for ok, name, expected, got in checks:
-            if not ok:
-                raise ConfigError(f"{name} must be {expected}; got {got!r}")
+        require_all(checks)
 
 # ---- Losses -----------------------------------------------------------------------------------
 
