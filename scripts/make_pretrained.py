@@ -97,16 +97,21 @@ def main() -> None:
 
 
 def generator_entry(out: Path, recipe: GeneratorConfig, command: str, version: str, previous: dict[str, dict]) -> dict:
-    """Train a shipped generator unless it exists and is recorded already; return its manifest entry."""
+    """Train a shipped generator unless it exists and is recorded already; return its manifest entry.
+
+    A finished file that is not recorded yet (e.g. trained by its CLI command) is checked to have this
+    recipe and recorded without its training time.
+    """
     path = out / "generators" / f"{recipe.default_name()}.safetensors"
     if path.exists() and path.stem in previous:
         return previous[path.stem]
+    trained_here = not path.exists() or load_generator_info(path).status != "finished"
     started = time.time()
     train_generator(recipe, out_dir=path.parent, resume=True)  # an interrupted build continues
     info = load_generator_info(path)
     return {"name": info.name, "kind": info.kind, "file": str(path.relative_to(out)), "command": command,
             "recipe": info.config, "final_epoch_losses": info.history[-1], "code_version": version,
-            "train_seconds": round(time.time() - started, 1)}
+            "train_seconds": round(time.time() - started, 1) if trained_here else None}
 
 
 if __name__ == "__main__":

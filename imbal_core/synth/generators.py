@@ -264,7 +264,8 @@ def generator_train_index(path: Path) -> np.ndarray | None:
         return handle.get_tensor(INDEX_KEY) if INDEX_KEY in handle.keys() else None
 
 
-def load_generator_info(path: Path) -> GeneratorInfo:
+def load_generator_info(path: Path | str) -> GeneratorInfo:
+    path = Path(path)
     metadata = read_metadata(path)
     source = "pretrained" if path.resolve().parent == PRETRAINED_GENERATOR_DIR.resolve() else "yours"
     return GeneratorInfo(path.stem, metadata["kind"], path, source, json.loads(metadata["config"]),
