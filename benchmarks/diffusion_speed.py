@@ -80,13 +80,13 @@ def sampling_table(args: argparse.Namespace, device: torch.device) -> None:
     for guidance in GUIDANCES:
         sampling = median_seconds(lambda: model.sample(labels, steps=args.steps, guidance=guidance), device,
                                   args.repeats)
-        # One forward pass as sampling makes it (predict_noise: bf16 autocast on CUDA), on the batch it
+        # One forward pass as sampling makes it (predict: bf16 autocast on CUDA), on the batch it
         # sees: guidance other than 1 adds the null-label copy of every image.
         unet_labels = labels if guidance == 1.0 else torch.cat([labels, torch.full_like(labels, model.null_label)])
         x = torch.randn(len(unet_labels), model.in_chans, model.image_size, model.image_size, device=device)
         t = torch.full_like(unet_labels, model.train_scheduler.config.num_train_timesteps // 2)
         with torch.no_grad():
-            forward = median_seconds(lambda: model.predict_noise(x, t, unet_labels), device, args.repeats)
+            forward = median_seconds(lambda: model.predict(x, t, unet_labels), device, args.repeats)
         sampling_rate, unet_rate = args.batch / sampling, args.batch / (args.steps * forward)
         ratio = sampling_rate / unet_rate
         verdicts.append(f"guidance {guidance:g}: {ratio:.0%} ({'met' if ratio >= SAMPLING_TARGET else 'NOT met'})")

@@ -16,7 +16,7 @@ from .errors import ConfigError, ImbalLabError
 from .methods import METHODS
 from .models import DEFAULT_BACKBONE
 from .runs import RunStore
-from .synth.diffusion import DiffusionTrainConfig
+from .synth.diffusion import PREDICTIONS, DiffusionTrainConfig
 from .synth.generators import GeneratorConfig, list_generators, train_generator, training_summary
 from .synth.style_models import StyleTrainConfig
 
@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-dropout", type=float, default=defaults.label_dropout,
                    help="share of labels replaced by the null label (classifier-free guidance)")
     p.add_argument("--ema-decay", type=float, default=defaults.ema_decay)
+    p.add_argument("--prediction", choices=PREDICTIONS, default=defaults.prediction,
+                   help="what the UNet predicts: v (well conditioned at few sampling steps) or the noise")
     p.set_defaults(func=cmd_diffusion_train)
 
     p = sub.add_parser("generators", help="list the generators (AdaIN and diffusion; yours and pretrained/)")
@@ -353,7 +355,8 @@ def cmd_style_train(args: argparse.Namespace) -> None:
 
 def cmd_diffusion_train(args: argparse.Namespace) -> None:
     config = DiffusionTrainConfig(**_generator_common(args), width=args.width, layers_per_block=args.layers_per_block,
-                                  label_dropout=args.label_dropout, ema_decay=args.ema_decay)
+                                  label_dropout=args.label_dropout, ema_decay=args.ema_decay,
+                                  prediction=args.prediction)
     path = _train_generator_printing(config, args)
     print(f"saved {path}; use it with: train --method iois --set generator={path.stem}")
 

@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -128,6 +129,23 @@ def stage_plan(runs: pd.DataFrame) -> dict[str, str]:
     return plan
 
 
+def synthetic_allocation(store: RunStore, runs: pd.DataFrame, classes: list[str]) -> dict[str, list[float]]:
+    """Per method that logs an allocation (IOIS): mean synthetic images per class over its synthesis epochs.
+
+    `classes` is in the per-class table's order; the logs are in class-index order.
+    """
+    found = {}
+    for method, group in runs.groupby("method", sort=False):
+        logs = [h["method"]["synthetic"] for run_id in group["run_id"]
+                for h in store.get_run(run_id)["progress"]["history"] if h.get("method", {}).get("synthetic")
+                and h["stage"] != "warmup"]
+        if logs:
+            names = load_results(group.head(1))[0].class_names
+            mean = np.mean(logs, axis=0)
+            found[method] = [float(mean[names.index(c)]) for c in classes]
+    return found
+
+
 def write_results(out: Path, runs: pd.DataFrame, store: RunStore, args: argparse.Namespace, seconds: float,
                   quality: pd.DataFrame | None = None, reused: int = 0) -> None:
     runs = runs.assign(method=runs["group"].str.split(" · ").str[0],  # the method with its non-default settings
@@ -169,6 +187,12 @@ def write_results(out: Path, runs: pd.DataFrame, store: RunStore, args: argparse
     for method in order:
         cells = [f"{recall.loc[method, ('mean', c)]:.2f} ± {recall.loc[method, ('sd', c)]:.2f}" for c in classes]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    allocation = synthetic_allocation(store, runs, classes)
+    if allocation:
+        lines += ["", "Synthetic images per class and epoch (AAS allocation, mean over seeds and synthesis epochs; "
+                  "`ois=false` makes none: its allocation became class weights):", "",
+                  "| method | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+        lines += [f"| {method} | " + " | ".join(f"{n:.0f}" for n in counts_) + " |" for method, counts_ in allocation.items()]
     if quality is not None:
         lines += ["", f"Quality of the diffusion model `{args.generator}` ({args.generator_epochs} epochs; 64 images per "
                   "class, 25 DDIM steps, guidance 2), judged by the first seed's `ce` run's classifier and features "

@@ -7,8 +7,8 @@
 
 Each run is trained by the engine exactly as `python -m imbal_core train` would, into the run
 store at pretrained/. Only what the app needs is kept per run (config, metrics, predictions,
-final model); resume checkpoints and stage-1 weights are deleted to keep the repository small. The manifest keeps
-the entries of methods not re-made. With --generators the AdaIN and the diffusion model for the
+final model); resume checkpoints and stage-1 weights are deleted to keep the repository small. A re-made
+method's previous run is deleted from the store and the manifest; the entries of other methods are kept. With --generators the AdaIN and the diffusion model for the
 built-in data are trained into pretrained/generators/ (each unless it exists and is recorded) and
 recorded.
 """
@@ -68,9 +68,10 @@ def main() -> None:
         "description": "Runs shipped with the app; each entry's command reproduces it.",
         "made_by": "scripts/make_pretrained.py", "runs": []}
     methods = [m for m in args.methods.split(",") if m]
+    for method in methods:
+        METHODS.get(method)  # an unknown name fails before anything changes
     entries = [e for e in manifest["runs"] if e["method"] not in methods]
     for method in methods:
-        METHODS.get(method)
         settings = RUN_SETTINGS.get(method, {})
         config = TrainConfig(method=method, method_settings=settings, epochs=args.epochs, seed=args.seed, device="cpu")
         command = (f"python -m imbal_core --store pretrained train --data synthetic --method {method} "
@@ -86,7 +87,11 @@ def main() -> None:
                         "train_seconds": round(time.time() - started, 1),
                         "test_balanced_acc": round(summary["balanced_acc"], 4), "test_acc": round(summary["acc"], 4)})
         print(f"{method:18s} bal.acc {summary['balanced_acc']:.3f}  acc {summary['acc']:.3f}", flush=True)
+        replaced = [e["run_id"] for e in manifest["runs"] if e["method"] == method]
         write_json(manifest_path, {**manifest, "runs": entries})
+        for old_run in replaced:  # once the new run is recorded: the app shows one shipped run per method
+            if store.has_run(old_run):
+                store.delete_run(old_run)
     if args.generators:
         manifest["runs"] = entries
         previous = {entry["name"]: entry for entry in manifest.get("generators", [])}

@@ -114,6 +114,10 @@ def test_diffusion_tab_and_change_vs_baseline(app_url: str, browser):
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(SHOTS / "synthesis_diffusion.png"), full_page=True)
+    # Streamlit scrolls inside its own container, so a full-page shot stops at the window: one per section.
+    for number, heading in enumerate(("Denoising, step by step", "AAS trace of an IOIS run"), start=2):
+        page.get_by_role("heading", name=heading).scroll_into_view_if_needed()
+        page.screenshot(path=str(SHOTS / f"synthesis_diffusion_{number}.png"))
 
     _open(page, f"{app_url}/compare", "Compare", "Per-class recall")
     page.get_by_role("tab", name="Change vs a baseline").click()

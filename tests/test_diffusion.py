@@ -32,19 +32,21 @@ def tiny_generator() -> str:
     return "tiny_diffusion"
 
 
-def test_ddim_round_trip_recovers_a_known_image_with_an_oracle_noise_predictor():
-    """Noise a known image, then denoise it with the true noise: DDIM (eta 0) must land on the image."""
-    model = DiffusionModel(3, 2, 16, 8, 1, 1000, "squaredcos_cap_v2")
+@pytest.mark.parametrize("prediction", ["v_prediction", "epsilon"])
+def test_ddim_round_trip_recovers_a_known_image_with_an_oracle_predictor(prediction):
+    """Noise a known image, then denoise it with the true v (or noise): DDIM (eta 0) must land on the image."""
+    model = DiffusionModel(3, 2, 16, 8, 1, 1000, "squaredcos_cap_v2", prediction=prediction)
     known = torch.randint(0, 256, (2, 3, 16, 16), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     x0 = to_model_range(known)
     alphas = model.train_scheduler.alphas_cumprod
 
-    def oracle(noisy, timesteps, labels):  # the noise that takes x0 to `noisy` at step t
+    def oracle(noisy, timesteps, labels):  # the noise that takes x0 to `noisy` at step t, or its v
         a = alphas[timesteps].view(-1, 1, 1, 1)
         target = x0.repeat(len(noisy) // len(x0), 1, 1, 1)  # guidance doubles the batch
-        return (noisy - a.sqrt() * target) / (1 - a).sqrt()
+        noise = (noisy - a.sqrt() * target) / (1 - a).sqrt()
+        return noise if prediction == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * target
 
-    model.predict_noise = oracle
+    model.predict = oracle
     labels = torch.tensor([0, 1])
     for strength in (1.0, 0.6):  # from pure noise, and SDEdit from the image noised to 60 % of the schedule
         out, strip = model.sample(labels, steps=20, guidance=2.0, generator=torch.Generator().manual_seed(1),
@@ -66,6 +68,11 @@ def test_diffusion_config_is_validated():
         DiffusionTrainConfig(label_dropout=1.0)
     with pytest.raises(ConfigError, match="width"):
         DiffusionTrainConfig(width=12)
+    with pytest.raises(ConfigError, match="prediction"):
+        DiffusionTrainConfig(prediction="x0")
+    # A file made before `prediction` was recorded was trained on the noise, whatever today's default is.
+    assert DiffusionTrainConfig.from_dict({"epochs": 3}).prediction == "epsilon"
+    assert DiffusionTrainConfig.from_dict({"prediction": "v_prediction"}).prediction == "v_prediction"
 
 
 def test_diffusion_training_stop_resume_equals_uninterrupted_and_sampling_is_seeded(tmp_path):

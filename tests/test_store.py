@@ -55,6 +55,18 @@ def test_tidy_frame(tmp_path: Path):
     assert store.get_run(run_id)["summary"]["acc"] == 0.5
 
 
+def test_delete_run_removes_rows_and_folder_and_keeps_the_others(tmp_path: Path):
+    store = RunStore(tmp_path)
+    kept, deleted = store.create_run(CONFIG), store.create_run({**CONFIG, "seed": 1})
+    for run_id in (kept, deleted):
+        store.record_metrics(run_id, "test", METRICS, ["a", "b"])
+    store.delete_run(deleted)
+    assert list(store.runs()["run_id"]) == [kept] and set(store.tidy()["run"]) == {kept}
+    assert not store.run_dir(deleted).exists() and store.run_dir(kept).is_dir()
+    with pytest.raises(RunError, match="no run"):
+        store.delete_run(deleted)
+
+
 def test_unknown_run_and_filter(tmp_path: Path):
     store = RunStore(tmp_path)
     with pytest.raises(RunError, match="no run"):

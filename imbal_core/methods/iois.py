@@ -111,8 +111,8 @@ class IOIS(Method):
         ),
         our_choices=(
             "The diffusion model is ours: a small class-conditional diffusers UNet2DModel (0.3 M parameters at width "
-            "16) trained on the run's training images with a cosine DDPM schedule, label dropout 0.1 for "
-            "classifier-free guidance and EMA weights; DDIM sampling, 25 steps, guidance 2.",
+            "16) trained on the run's training images with a cosine DDPM schedule and v-prediction, label dropout 0.1 "
+            "for classifier-free guidance and EMA weights; DDIM sampling, 25 steps, guidance 2.",
             "AAS formula: w_c = (1 − a_c + 0.05)^γ with a floor share per class; a_c is the running accuracy on the "
             "real training images of the previous epoch (with augmentation, as the classifier trains).",
             "Budget B = 0.3 × the training set per epoch; warm-up = 30 % of the epochs on real images.",

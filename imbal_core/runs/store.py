@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import shutil
 import time
 import uuid
 from contextlib import closing
@@ -91,6 +92,15 @@ class RunStore:
 
     def set_progress(self, run_id: str, progress: dict[str, Any]) -> None:
         self._write("UPDATE runs SET progress=?, updated=? WHERE run_id=?", (json.dumps(progress), time.time(), run_id))
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run: its rows first (so it is never listed without its folder), then its folder."""
+        if not self.has_run(run_id):
+            raise RunError(f"no run {run_id!r} in {self.root}")
+        with closing(self._connect()) as conn, conn:
+            conn.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
+            conn.execute("DELETE FROM runs WHERE run_id=?", (run_id,))
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
     def has_run(self, run_id: str) -> bool:
         with closing(self._connect()) as conn:

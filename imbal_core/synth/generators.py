@@ -166,7 +166,7 @@ class GeneratorInfo:
     metadata: dict[str, str]
 
 
-def train_generator(config: GeneratorConfig, name: str | None = None, out_dir: Path | None = None,
+def train_generator(config: GeneratorConfig, name: str | None = None, out_dir: Path | str | None = None,
                     progress: ProgressFn | None = None, stop_event: threading.Event | None = None,
                     resume: bool = False) -> Path:
     """Train the generator `config.kind` on the training split; save it after every epoch; return its path.
@@ -177,7 +177,7 @@ def train_generator(config: GeneratorConfig, name: str | None = None, out_dir: P
     trainer_class = GENERATOR_KINDS.get(config.kind)
     name = name or config.default_name()
     check_name(name)
-    path = (out_dir or user_generator_dir()) / f"{name}.safetensors"
+    path = Path(out_dir or user_generator_dir()) / f"{name}.safetensors"
     if path.exists() and not resume:
         raise ConfigError(f"a generator named {name!r} exists at {path}; choose another name, or resume it")
     progress = progress or (lambda event: None)
