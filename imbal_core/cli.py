@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["python", "-m", "imbal_core", *(sys.argv[1:] if argv is None else argv)])
     try:
         return args.func(args) or 0
     except ImbalLabError as err:
@@ -384,17 +386,19 @@ def cmd_generator_quality(args: argparse.Namespace) -> None:
     report = measure_generator(args.generator, args.run, RunStore(args.store), per_class=args.per_class,
                                steps=args.steps, guidance=args.guidance, strength=args.strength, seed=args.seed,
                                device=args.device)
-    print(f"generator {args.generator}, features and classifier of run {args.run} (not Inception-FID); "
-          f"{args.per_class} images per class, {args.steps} DDIM steps, guidance {args.guidance:g}, "
-          f"strength {args.strength:g}, seed {args.seed}")
+    heading = (f"generator {args.generator}, features and classifier of run {args.run} (not Inception-FID); "
+               f"{args.per_class} images per class, {args.steps} DDIM steps, guidance {args.guidance:g}, "
+               f"strength {args.strength:g}, seed {args.seed}")
+    print(heading)
     print(report.table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.out:
         from .utils import atomic_path
 
         out = Path(args.out)
         with atomic_path(out) as tmp:
-            if out.suffix == ".md":
-                tmp.write_text(markdown_table(report.table))
+            if out.suffix == ".md":  # a results file says how it was made
+                tmp.write_text(f"{heading[0].upper()}{heading[1:]}.\n\nCommand: `{args.command_line}`\n\n"
+                               + markdown_table(report.table))
             else:
                 report.table.to_csv(tmp, index=False)
         print(f"wrote {out}")

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from imbal_core.engine import TrainConfig, train  # noqa: E402
@@ -85,7 +87,7 @@ def main() -> None:
         summary = store.get_run(run_id)["summary"]
         entries.append({"run_id": run_id, "method": method, "data": "synthetic", "epochs": args.epochs,
                         "seed": args.seed, "command": command, "code_version": version,
-                        "train_seconds": round(time.time() - started, 1),
+                        "train_seconds": round(time.time() - started, 1), "cpu_threads": torch.get_num_threads(),
                         "test_balanced_acc": round(summary["balanced_acc"], 4), "test_acc": round(summary["acc"], 4)})
         print(f"{method:18s} bal.acc {summary['balanced_acc']:.3f}  acc {summary['acc']:.3f}", flush=True)
         replaced = [e["run_id"] for e in manifest["runs"] if e["method"] == method]

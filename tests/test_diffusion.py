@@ -215,4 +215,5 @@ def test_cli_diffusion_train_list_and_quality(tmp_path, store, capsys, tiny_gene
                  "--steps", "2", "--device", "cpu", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "label_fidelity" in printed and "not Inception-FID" in printed and "| all |" in out.read_text()
+    assert f"Command: `python -m imbal_core --store {store.root} generator-quality" in out.read_text()
     assert main(["generator-quality", tiny_generator, "--run", "no_such_run"]) == 2
