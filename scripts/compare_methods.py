@@ -13,12 +13,15 @@ interrupted comparison continues where it stopped.
 
 IOIS needs a diffusion model: `--generator NAME --generator-epochs E` trains it first on the
 data's training split (or reuses a finished one of that name and recipe), passes it to every
-`iois` variant, and adds its per-class quality table (judged by the seed-0 `ce` run) to the file:
+`iois` variant, and adds its per-class quality table to the file, judged by the first seed's run of
+`--judge` (default `balanced_softmax`: unlike `ce` it recognises some images of every class, so label
+fidelity means something for the rare ones):
 
     .venv/bin/python scripts/compare_methods.py --data ham10000 --path ../shared/data/ham10000 \
         --methods "ce,balanced_softmax,style_kd,iois,iois[allocation=inverse_frequency],iois[ois=false]" \
-        --seeds 0,1,2 --epochs 4 --generator diffusion_ham10000_28 --generator-epochs 25 --out results/ham10000_iois The Markdown file records the exact command, the budget,
-the machine and the code version, and reports ACC, balanced ACC, macro-F1 and per-class recall
+        --seeds 0,1,2 --epochs 4 --generator diffusion_ham10000_28 --generator-epochs 25 --out results/ham10000_iois
+
+The Markdown file records the exact command, the budget, the machine and the code version, and reports ACC, balanced ACC, macro-F1 and per-class recall
 as mean ± sd over seeds.
 """
 from __future__ import annotations
@@ -74,6 +77,8 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="output path without suffix (.md and .csv are written)")
     parser.add_argument("--store", help="run store folder (default: <out>_store)")
     parser.add_argument("--generator", help="diffusion model for iois (trained first if missing, see --generator-epochs)")
+    parser.add_argument("--judge", default="balanced_softmax", help="method whose first-seed run judges the "
+                        "generator's quality (its classifier and features)")
     parser.add_argument("--generator-epochs", type=int, default=25, help="epochs of the diffusion model if trained here")
     args = parser.parse_args()
     out = Path(args.out)
@@ -107,7 +112,7 @@ def main() -> None:
     runs = runs[runs["run_id"].isin(run_ids)]
     quality = None
     if args.generator:
-        judge = runs[(runs["method"] == "ce") & (runs["seed"] == runs["seed"].min())]["run_id"]
+        judge = runs[(runs["method"] == args.judge) & (runs["seed"] == runs["seed"].min())]["run_id"]
         if not judge.empty:
             quality = measure_generator(args.generator, judge.iloc[0], store, device="auto").table
     write_results(out, runs, store, args, time.time() - started, quality, reused)
@@ -129,6 +134,13 @@ def stage_plan(runs: pd.DataFrame) -> dict[str, str]:
     return plan
 
 
+def without_generator(label: str) -> str:
+    """"iois[generator=g,ois=false]" -> "iois[ois=false]": the generator is named once, in the header."""
+    settings = [s for s in re.findall(r"\[(.*)\]", label)[0].split(",") if not s.startswith("generator=")] \
+        if "[" in label else []
+    return label.split("[")[0] + (f"[{','.join(settings)}]" if settings else "")
+
+
 def synthetic_allocation(store: RunStore, runs: pd.DataFrame, classes: list[str]) -> dict[str, list[float]]:
     """Per method that logs an allocation (IOIS): mean synthetic images per class over its synthesis epochs.
 
@@ -148,12 +160,12 @@ def synthetic_allocation(store: RunStore, runs: pd.DataFrame, classes: list[str]
 
 def write_results(out: Path, runs: pd.DataFrame, store: RunStore, args: argparse.Namespace, seconds: float,
                   quality: pd.DataFrame | None = None, reused: int = 0) -> None:
-    runs = runs.assign(method=runs["group"].str.split(" · ").str[0],  # the method with its non-default settings
+    runs = runs.assign(method=runs["group"].str.split(" · ").str[0].map(without_generator),
                        val_balanced_acc=runs["run_id"].map(lambda run_id: best_validation(store, run_id)))
     order = list(dict.fromkeys(runs.sort_values("created")["method"]))
     summary = runs.groupby("method")[list(METRICS)].agg(["mean", "std"]).reindex(order)
     per_class = per_class_table(load_results(runs), "recall")
-    per_class["method"] = per_class["method"].str.split(" · ").str[0]
+    per_class["method"] = per_class["method"].str.split(" · ").str[0].map(without_generator)
     recall = per_class.pivot_table(index="method", columns="class", values=["mean", "sd"], sort=False, dropna=False)
     classes = list(dict.fromkeys(per_class["class"]))
     counts = per_class.drop_duplicates("class").set_index("class")["train_count"]
@@ -169,8 +181,8 @@ def write_results(out: Path, runs: pd.DataFrame, store: RunStore, args: argparse
         f"Machine: {platform.machine()}, {torch.get_num_threads()} CPU threads"
         f"{', CUDA' if torch.cuda.is_available() else ''}; total {seconds / 60:.1f} min. Code: {version}.",
         "",
-        *([f"{reused} of the {len(runs)} runs were reused from an earlier, interrupted call of this command (same "
-           "config in the same store); the total time counts this call only.", ""] if reused else []),
+        *([f"{reused} of the {len(runs)} runs were reused from an earlier call of this script (same config in the "
+           "same store); the total time counts this call only.", ""] if reused else []),
         "Stages (epochs): " + "; ".join(f"{name}: {stages}" for name, stages in stage_plan(runs).items()) + ".",
         "",
         "Test-set results, mean ± sd over seeds (model = best validation balanced accuracy of the last stage):",
@@ -195,7 +207,7 @@ def write_results(out: Path, runs: pd.DataFrame, store: RunStore, args: argparse
         lines += [f"| {method} | " + " | ".join(f"{n:.0f}" for n in counts_) + " |" for method, counts_ in allocation.items()]
     if quality is not None:
         lines += ["", f"Quality of the diffusion model `{args.generator}` ({args.generator_epochs} epochs; 64 images per "
-                  "class, 25 DDIM steps, guidance 2), judged by the first seed's `ce` run's classifier and features "
+                  f"class, 25 DDIM steps, guidance 2), judged by the first seed's `{args.judge}` run's classifier and features "
                   "(Fréchet distance in a 32-d PCA of those features: not Inception-FID). Columns: see "
                   "`python -m imbal_core generator-quality --help` and imbal_core/synth/quality.py.", "",
                   markdown_table(quality).rstrip()]
