@@ -170,6 +170,7 @@ def write_results(out: Path, runs: pd.DataFrame, store: RunStore, args: argparse
     classes = list(dict.fromkeys(per_class["class"]))
     counts = per_class.drop_duplicates("class").set_index("class")["train_count"]
 
+    plan = stage_plan(runs)
     version = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     lines = [
         f"# {args.data}: {', '.join(order)}",
@@ -178,12 +179,13 @@ def write_results(out: Path, runs: pd.DataFrame, store: RunStore, args: argparse
         "",
         f"Budget: {args.epochs} epochs per method (two-stage methods add their stage-2 epochs), {args.image_size} px, "
         f"batch 128, AdamW lr 1e-3 cosine, backbone `{runs['backbone'].iloc[0]}` from scratch, seeds {args.seeds}. "
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} CPU threads"
-        f"{', CUDA' if torch.cuda.is_available() else ''}; total {seconds / 60:.1f} min. Code: {version}.",
+        f"Machine: {platform.machine()}{', CUDA' if torch.cuda.is_available() else ', CPU only'}; the runs' own "
+        f"training time {runs['duration_s'].sum() / 60:.1f} min; this call {seconds / 60:.1f} min with "
+        f"{torch.get_num_threads()} CPU threads. Code: {version}.",
         "",
         *([f"{reused} of the {len(runs)} runs were reused from an earlier call of this script (same config in the "
-           "same store); the total time counts this call only.", ""] if reused else []),
-        "Stages (epochs): " + "; ".join(f"{name}: {stages}" for name, stages in stage_plan(runs).items()) + ".",
+           "same store), made with the code and threads of that call.", ""] if reused else []),
+        "Stages (epochs): " + "; ".join(f"{name}: {plan[name]}" for name in order) + ".",
         "",
         "Test-set results, mean ± sd over seeds (model = best validation balanced accuracy of the last stage):",
         "",
@@ -204,7 +206,8 @@ def write_results(out: Path, runs: pd.DataFrame, store: RunStore, args: argparse
         lines += ["", "Synthetic images per class and epoch (AAS allocation, mean over seeds and synthesis epochs; "
                   "`ois=false` makes none: its allocation became class weights):", "",
                   "| method | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
-        lines += [f"| {method} | " + " | ".join(f"{n:.0f}" for n in counts_) + " |" for method, counts_ in allocation.items()]
+        lines += [f"| {method} | " + " | ".join(f"{n:.0f}" for n in allocation[method]) + " |"
+                  for method in order if method in allocation]
     if quality is not None:
         lines += ["", f"Quality of the diffusion model `{args.generator}` ({args.generator_epochs} epochs; 64 images per "
                   f"class, 25 DDIM steps, guidance 2), judged by the first seed's `{args.judge}` run's classifier and features "
