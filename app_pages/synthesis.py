@@ -192,7 +192,9 @@ def diffusion_tab_body() -> None:
     if same_data.empty:
         st.caption("Quality is judged by a finished run on the same data (its classifier and features): train one.")
     else:
-        judges = same_data.sort_values("method", key=lambda m: m != "ce", kind="stable")
+        # A class-balanced judge first: `ce` often never predicts the rarest classes, so their fidelity says nothing.
+        judges = same_data.sort_values("method", key=lambda m: m.map({"balanced_softmax": 0, "ce": 1}).fillna(2),
+                                       kind="stable")
         judge = st.selectbox("Judged by the classifier and features of", judges["label"].tolist(), key="quality_run")
         per_class = st.select_slider("Images per class", [16, 32, 64], value=32, key="quality_n")
         if st.button("Measure quality", key="quality_go"):
