@@ -32,7 +32,7 @@ from .generators import (GENERATOR_KINDS, GeneratorConfig, GeneratorTrainer, Pro
 BETA_SCHEDULES = ("squaredcos_cap_v2", "linear")
 # v-prediction by default: with epsilon prediction, x0 = (x_t - sqrt(1 - a) eps) / sqrt(a) multiplies
 # the network's error by up to 1 / sqrt(a) at the noisy end, and a small model's 25-step DDIM samples
-# came out with saturated colour casts (per-channel spread 2x the real images'; fine only at 100 steps).
+# came out with saturated colour casts (benchmarks/diffusion_prediction.py measures both kinds).
 PREDICTIONS = ("v_prediction", "epsilon")
 SAMPLE_CHUNK = 256  # images denoised at once
 
