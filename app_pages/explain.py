@@ -31,8 +31,17 @@ runs = finished_runs(all_stores())
 if runs.empty:
     st.info("No finished runs yet: train some on the Train page.")
     st.stop()
+without_weights = runs[~runs["has_model"]]
+runs = runs[runs["has_model"]]
+if runs.empty:
+    st.info("No finished run with model weights yet: train one on the Train page.")
+    st.stop()
 data = st.selectbox("Data set", sorted(runs["data"].unique()), key="exp_data")
 pool = runs[runs["data"] == data]
+if not without_weights.empty:
+    st.caption(f"{len(without_weights)} shipped run(s) keep only their results, not their weights, to keep the "
+               f"repository small ({', '.join(sorted(without_weights['method'].unique()))}): they are on Compare, "
+               "not here. Their commands in pretrained/manifest.json re-make them.")
 labels = st.multiselect("Runs (up to 4 side by side)", pool["label"].tolist(), default=pool["label"].tolist()[:4],
                         max_selections=4, key=f"exp_runs_{data}")
 picked = pool[pool["label"].isin(labels)]

@@ -188,7 +188,7 @@ def diffusion_tab_body() -> None:
 
     st.subheader("Generator quality, per class")
     runs = finished_runs(all_stores())
-    same_data = runs[runs["config"].map(lambda c: data_mismatch(picked.config, json.loads(c)) is None)]
+    same_data = runs[runs["has_model"] & runs["config"].map(lambda c: data_mismatch(picked.config, json.loads(c)) is None)]
     if same_data.empty:
         st.caption("Quality is judged by a finished run on the same data (its classifier and features): train one.")
     else:

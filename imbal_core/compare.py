@@ -14,7 +14,7 @@ import pandas as pd
 
 from .metrics import SUMMARY_METRICS, compute_metrics
 from .methods.decoupled import tau_normalise
-from .runs import RunStore
+from .runs import MODEL_FILE, RunStore
 from .utils import REPO_ROOT, read_json
 
 PRETRAINED_DIR = REPO_ROOT / "pretrained"
@@ -43,6 +43,9 @@ def finished_runs(all_stores: list[RunStore]) -> pd.DataFrame:
         return pd.DataFrame(columns=["run_id", "method", "data", "ratio", "seed", "source", "label"])
     runs = pd.concat(frames, ignore_index=True)
     runs["ratio_label"] = runs["ratio"].map(lambda r: "natural" if pd.isna(r) else f"{r:g}")
+    # Shipped runs of some methods keep only results (not weights): Explain and quality need the weights.
+    runs["has_model"] = [(Path(store) / "runs" / run_id / MODEL_FILE).is_file()
+                         for store, run_id in zip(runs["store"], runs["run_id"])]
     # Runs are comparable when they share the data set, its options, image size and split.
     runs["data"] = runs["config"].map(_data_label)
     # Runs that differ only in their seed form one group (one bar colour, mean ± sd).

@@ -7,7 +7,8 @@
 
 Each run is trained by the engine exactly as `python -m imbal_core train` would, into the run
 store at pretrained/. Only what the app needs is kept per run (config, metrics, predictions,
-final model); resume checkpoints and stage-1 weights are deleted to keep the repository small. A re-made
+final model, the latter only for KEEP_WEIGHTS methods); resume checkpoints and stage-1 weights are deleted to
+keep the repository small. A re-made
 method's previous run is deleted from the store and the manifest; the entries of other methods are kept. With --generators the AdaIN and the diffusion model for the
 built-in data are trained into pretrained/generators/ (each unless it exists and is recorded) and
 recorded.
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from imbal_core.engine import TrainConfig, train  # noqa: E402
 from imbal_core.methods import METHODS  # noqa: E402
-from imbal_core.runs import RunStore  # noqa: E402
+from imbal_core.runs import MODEL_FILE, RunStore  # noqa: E402
 from imbal_core.synth.diffusion import DiffusionTrainConfig  # noqa: E402
 from imbal_core.synth.generators import GeneratorConfig, load_generator_info, train_generator  # noqa: E402
 from imbal_core.synth.style_models import StyleTrainConfig  # noqa: E402
@@ -45,6 +46,9 @@ GENERATORS: list[tuple[GeneratorConfig, str]] = [
 ]
 # Settings a shipped run needs beyond the method's defaults.
 RUN_SETTINGS = {"iois": {"generator": "diffusion_synthetic_28"}}
+# Methods whose shipped runs keep their weights (Explain's default picks, the generator-quality judges, the
+# synthesis methods); the others keep results only, so pretrained/ stays small (each model is 5 MB).
+KEEP_WEIGHTS = {"ce", "balanced_softmax", "style_kd", "iois"}
 BASELINES = ["ce", "weighted_ce", "cb_loss", "focal", "ldam_drw", "balanced_softmax", "logit_adjust",
              "cb_resample", "mixup", "crt", "lws", "tau_norm"]
 
@@ -82,12 +86,14 @@ def main() -> None:
                    + "".join(f" --set {key}={value}" for key, value in settings.items()))
         started = time.time()
         run_id = train(config, store, run_id=store.create_run(config.to_dict(), tag="pretrained"))
-        for name in ("last.safetensors", "best.safetensors", "representation.safetensors"):
+        dropped = ("last.safetensors", "best.safetensors", "representation.safetensors")
+        for name in dropped + (() if method in KEEP_WEIGHTS else (MODEL_FILE,)):
             (store.run_dir(run_id) / name).unlink(missing_ok=True)
         summary = store.get_run(run_id)["summary"]
         entries.append({"run_id": run_id, "method": method, "data": "synthetic", "epochs": args.epochs,
                         "seed": args.seed, "command": command, "code_version": version,
                         "train_seconds": round(time.time() - started, 1), "cpu_threads": torch.get_num_threads(),
+                        "weights_kept": method in KEEP_WEIGHTS,
                         "test_balanced_acc": round(summary["balanced_acc"], 4), "test_acc": round(summary["acc"], 4)})
         print(f"{method:18s} bal.acc {summary['balanced_acc']:.3f}  acc {summary['acc']:.3f}", flush=True)
         replaced = [e["run_id"] for e in manifest["runs"] if e["method"] == method]

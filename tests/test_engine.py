@@ -113,3 +113,15 @@ def test_evaluate_on_another_dataset_and_reload(store):
     assert set(other["summary"]) == set(metrics["summary"])
     evals = set(store.tidy([run_id])["eval"])
     assert evals == {"test", "synthetic:val"}
+
+
+def test_a_run_without_weights_is_listed_but_not_loaded(store):
+    """Shipped runs of some methods keep results only: Compare lists them, loading their model says why not."""
+    from imbal_core.compare import finished_runs
+
+    run_id = train(tiny_config(method="ce"), store)
+    assert finished_runs([store]).set_index("run_id").loc[run_id, "has_model"]
+    (store.run_dir(run_id) / "model.safetensors").unlink()
+    assert not finished_runs([store]).set_index("run_id").loc[run_id, "has_model"]
+    with pytest.raises(RunError, match="keeps no model weights.*manifest"):
+        load_run_model(store, run_id)

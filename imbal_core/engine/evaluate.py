@@ -9,7 +9,7 @@ from ..errors import DataError, RunError
 from ..methods import TrainInfo, create_method
 from ..metrics import compute_metrics
 from ..models import Classifier
-from ..runs import RunStore
+from ..runs import MODEL_FILE, RunStore
 from ..utils import read_json, select_device, write_json
 from ..checkpoint import load_checkpoint
 from .config import TrainConfig
@@ -29,7 +29,11 @@ def load_run_model(store: RunStore, run_id: str, device: str | torch.device = "c
     method = create_method(config.method, **config.method_settings)
     counts = torch.tensor(metrics["train_counts"])
     method.setup(model, TrainInfo(counts, torch.zeros(0, dtype=torch.long), config.epochs, 1, torch.device("cpu")))
-    model.load_state_dict(load_checkpoint(run_dir / "model.safetensors")["model"])
+    if not (run_dir / MODEL_FILE).is_file():
+        raise RunError(f"run {run_id} keeps no model weights ({run_dir / MODEL_FILE} is missing; shipped runs of "
+                       "some methods keep only their results): re-make it with its command in pretrained/manifest.json, "
+                       "or pick a run that has them")
+    model.load_state_dict(load_checkpoint(run_dir / MODEL_FILE)["model"])
     return model.to(select_device(str(device))).eval(), config, metrics
 
 

@@ -22,7 +22,7 @@ from ..imbalance import kept_indices
 from ..methods import Batch, Method, TrainInfo, create_method
 from ..metrics import compute_metrics
 from ..models import Classifier, create_model
-from ..runs import RunStore
+from ..runs import MODEL_FILE, RunStore
 from ..utils import atomic_path, seed_everything, select_device, write_json
 from .augment import NO_AUGMENT, AugmentConfig, augment, to_float
 from ..checkpoint import load_checkpoint, save_checkpoint
@@ -216,7 +216,7 @@ def _finish(config: TrainConfig, store: RunStore, run_id: str, model: Classifier
         return features.to(device), torch.from_numpy(val.labels).to(device)
 
     chosen = method.finalize(model, val_features)
-    save_checkpoint(run_dir / "model.safetensors", {"model": model.state_dict()})
+    save_checkpoint(run_dir / MODEL_FILE, {"model": model.state_dict()})
     test = data.dataset.test
     logits, features = predict(model, test.images, device, config.amp)
     probs = torch.softmax(logits.float(), dim=1).numpy()
@@ -320,7 +320,7 @@ def _init_weights(store: RunStore, config: TrainConfig) -> dict[str, torch.Tenso
             raise ConfigError(f"init_from run has {key}={theirs[key]!r} but this run has {getattr(config, key)!r}")
     run_dir = store.run_dir(config.init_from)
     representation = run_dir / "representation.safetensors"  # two-stage runs: the features before stage 2
-    state = load_checkpoint(representation if representation.exists() else run_dir / "model.safetensors")["model"]
+    state = load_checkpoint(representation if representation.exists() else run_dir / MODEL_FILE)["model"]
     # The backbone and a linear head carry over (a scaled head's inner linear layer counts as one);
     # other method-specific heads start fresh.
     state = {k.replace("head.linear.", "head."): v for k, v in state.items()}

@@ -1,4 +1,4 @@
 """The run store: SQLite (WAL) for metadata and metrics, one folder per run for the files."""
-from .store import RunStore, STATUSES
+from .store import MODEL_FILE, STATUSES, RunStore
 
-__all__ = ["RunStore", "STATUSES"]
+__all__ = ["MODEL_FILE", "RunStore", "STATUSES"]

@@ -21,6 +21,7 @@ from ..errors import RunError
 from ..utils import lab_home, write_json
 
 STATUSES = ("queued", "running", "stopped", "failed", "finished")
+MODEL_FILE = "model.safetensors"  # a finished run's final weights, in its folder
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, created REAL, updated REAL, status TEXT, method TEXT, data TEXT,
