@@ -37,15 +37,14 @@ def finished_runs(all_stores: list[RunStore]) -> pd.DataFrame:
         if runs.empty:
             continue
         runs["store"] = str(store.root)
+        # Shipped runs of some methods keep only results (not weights): Explain and quality need the weights.
+        runs["has_model"] = [(store.run_dir(run_id) / MODEL_FILE).is_file() for run_id in runs["run_id"]]
         runs["source"] = "pretrained" if store.root.resolve() == PRETRAINED_DIR.resolve() else "yours"
         frames.append(runs)
     if not frames:
-        return pd.DataFrame(columns=["run_id", "method", "data", "ratio", "seed", "source", "label"])
+        return pd.DataFrame(columns=["run_id", "method", "data", "ratio", "seed", "source", "label", "has_model"])
     runs = pd.concat(frames, ignore_index=True)
     runs["ratio_label"] = runs["ratio"].map(lambda r: "natural" if pd.isna(r) else f"{r:g}")
-    # Shipped runs of some methods keep only results (not weights): Explain and quality need the weights.
-    runs["has_model"] = [(Path(store) / "runs" / run_id / MODEL_FILE).is_file()
-                         for store, run_id in zip(runs["store"], runs["run_id"])]
     # Runs are comparable when they share the data set, its options, image size and split.
     runs["data"] = runs["config"].map(_data_label)
     # Runs that differ only in their seed form one group (one bar colour, mean ± sd).

@@ -21,8 +21,8 @@ fidelity means something for the rare ones):
         --methods "ce,balanced_softmax,style_kd,iois,iois[allocation=inverse_frequency],iois[ois=false]" \
         --seeds 0,1,2 --epochs 4 --generator diffusion_ham10000_28 --generator-epochs 25 --out results/ham10000_iois
 
-The Markdown file records the exact command, the budget, the machine and the code version, and reports ACC, balanced ACC, macro-F1 and per-class recall
-as mean ± sd over seeds.
+The Markdown file records the exact command, the budget, the machine and the code version, and
+reports ACC, balanced ACC, macro-F1 and per-class recall as mean ± sd over seeds.
 """
 from __future__ import annotations
 
