@@ -13,7 +13,7 @@ from imbal_core.jobs import GeneratorJobs, JobRunner
 from imbal_core.runs import RunStore
 
 DEFAULT_DATA_CHOICE = {"data": "synthetic", "data_path": None, "image_size": 28, "split_seed": 0, "ratio": None,
-                       "profile": "exp", "fit": "scale"}
+                       "profile": "exp", "fit": "scale", "task": None, "head_order": "natural"}
 
 
 @st.cache_resource

@@ -6,9 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from imbal_core import charts
-from imbal_core.compare import (change_vs_baseline, embedding_projection, finished_runs, load_results, normalised_confusion, per_class_table,
-                                summary_table, tau_rescore)
-from imbal_core.metrics import SUMMARY_METRICS
+from imbal_core.compare import (binary_curves, change_vs_baseline, embedding_projection, finished_runs, load_results,
+                                normalised_confusion, per_class_table, score_table, summary_table, tau_rescore)
+from imbal_core.metrics import BINARY_METRICS, SUMMARY_METRICS
 from app_pages.common import all_stores
 
 
@@ -46,6 +46,26 @@ if len({tuple(r.class_names) for r in results}) > 1:
     st.error("The picked runs have different classes; pick runs of one data set.")
     st.stop()
 
+binary = all(r.is_binary for r in results)
+if binary:
+    st.header("Abnormal vs normal: ROC, precision–recall and scores")
+    roc, pr = binary_curves(results)
+    left, right = st.columns(2)
+    left.plotly_chart(charts.roc_curves(roc), key="cmp_roc")
+    labels = results[0].predictions()["labels"]
+    right.plotly_chart(charts.pr_curves(pr, float(labels.mean())), key="cmp_pr")
+    st.caption("Test-set curves of each picked run (score = the run's abnormality score: p(abnormal) for classifiers, "
+               "1 − p(normal) or the expected level for knowledge_one_class, distance to the centre for deep_svdd). "
+               "Dashed lines mark 90 % and 95 % specificity: the sensitivity where a curve crosses them is in the "
+               "Metrics tab.")
+    shown = st.selectbox("Score histograms of", [r.label for r in results], key="cmp_hist_run")
+    result = next(r for r in results if r.label == shown)
+    st.plotly_chart(charts.score_histogram(score_table(result), result.class_names,
+                                           result.metrics["summary"]["threshold"], result.group),
+                    key="cmp_score_hist")
+    st.caption("Where normal and abnormal test images fall on the score; their overlap is what AUROC measures. "
+               "The threshold was chosen on the validation split (best balanced accuracy), never on test.")
+
 st.header("Per-class recall")
 metric = st.radio("Per-class metric", ["recall", "precision", "f1"], horizontal=True, key="cmp_metric")
 st.plotly_chart(charts.per_class_bars(per_class_table(results, metric), metric), key="cmp_per_class")
@@ -55,12 +75,17 @@ st.caption("Classes ordered by training count (head first). Error bars: sd over 
 metrics_tab, change_tab, confusion_tab, ratio_tab, tau_tab, embedding_tab = st.tabs(
     ["Metrics", "Change vs a baseline", "Confusion matrices", "Metric vs ratio", "tau-norm, live", "Embeddings"])
 with metrics_tab:
-    table = summary_table(picked)
+    shown_metrics = (*BINARY_METRICS[:-1], "balanced_acc", "acc") if binary else SUMMARY_METRICS
+    table = summary_table(picked, shown_metrics)
     st.dataframe(table, hide_index=True, width="stretch")
-    st.download_button("Download CSV", picked[["run_id", "method", "group", "data", "ratio", "seed", *SUMMARY_METRICS]]
+    st.download_button("Download CSV", picked[["run_id", "method", "group", "data", "ratio", "seed", *shown_metrics]]
                        .to_csv(index=False), "imbalance_lab_metrics.csv", "text/csv", key="cmp_csv")
-    st.caption("Macro AUC is one-vs-rest. many/medium/few: classes split by terciles of their training counts. "
-               "ECE uses 15 bins. Charts download as PNG from their toolbar (camera icon).")
+    if binary:
+        st.caption("AUROC, AUPRC and sensitivity at 90 / 95 % specificity come from the test ROC curve; sensitivity, "
+                   "specificity, balanced acc and acc are at each run's threshold, chosen on validation.")
+    else:
+        st.caption("Macro AUC is one-vs-rest. many/medium/few: classes split by terciles of their training counts. "
+                   "ECE uses 15 bins. Charts download as PNG from their toolbar (camera icon).")
 
 with change_tab:
     groups = list(dict.fromkeys(r.group for r in results))

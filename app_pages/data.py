@@ -1,4 +1,4 @@
-"""Data: pick a source, see its class counts, shape an imbalance profile, look at samples."""
+"""Data: pick a source (optionally as a binary task), see its class counts, shape an imbalance profile, look at samples."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,6 +7,7 @@ import streamlit as st
 
 from imbal_core import charts
 from imbal_core.data import DATA_SOURCES, ImageDataset, load_dataset
+from imbal_core.data.tasks import REST
 from imbal_core.errors import ImbalLabError
 from imbal_core.imbalance import target_counts
 
@@ -14,8 +15,8 @@ RATIOS = [1, 1.5, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500]
 
 
 @st.cache_resource(show_spinner="Loading the data set (first time only; then it is cached on disk)…")
-def cached_dataset(source: str, path: str | None, image_size: int, split_seed: int) -> ImageDataset:
-    return load_dataset(source, path=path or None, image_size=image_size, split_seed=split_seed)
+def cached_dataset(source: str, path: str | None, image_size: int, split_seed: int, task: str | None = None) -> ImageDataset:
+    return load_dataset(source, path=path or None, image_size=image_size, split_seed=split_seed, task=task)
 
 
 st.title("Data")
@@ -41,8 +42,32 @@ except ImbalLabError as err:
     st.error(str(err))
     st.stop()
 
+with left:
+    binary = st.toggle("Binary task (abnormal vs normal)", key="data_binary",
+                       help="Relabel the data set into two classes: positive = abnormal (usually rare), negative = "
+                       "normal. One-class methods need this; every other method runs on it too.")
+    task = None
+    if binary:
+        positive = st.multiselect("Positive (abnormal)", dataset.class_names, key="data_task_positive",
+                                  default=dataset.class_names[-1:])
+        others = [c for c in dataset.class_names if c not in positive]
+        negative = st.multiselect("Negative (normal); empty = the rest", others, key="data_task_negative")
+        if positive:
+            task = f"{','.join(positive)} vs {','.join(negative) or REST}"
+            st.caption(f"Task: `{task}` (the same text works with `--task` in the CLI)")
+        else:
+            st.warning("Choose at least one positive class.")
+if task:
+    try:
+        dataset = cached_dataset(source, path, int(image_size), int(split_seed), task)
+    except ImbalLabError as err:
+        st.error(str(err))
+        st.stop()
+
 with right:
     st.subheader(f"{dataset.name}: {dataset.num_classes} classes, {sum(len(s) for s in dataset.splits.values())} images")
+    if task:
+        st.caption(dataset.description)
     counts = dataset.counts_table()
     st.dataframe(counts.assign(total=counts.sum(axis=1)), width="stretch")
 
@@ -56,6 +81,12 @@ with controls:
                              disabled=profile in ("natural", "custom"))
     fit = st.radio("Fit", ["scale", "cap"], horizontal=True, key="data_fit",
                    help="scale: the ratio is exact (n_max is lowered); cap: classes short of their target keep all")
+    # In a binary task the abnormal side is the one made rare, whichever side has more images.
+    head_order = st.radio("Head class", ["natural", "index"], horizontal=True, key="data_head_order",
+                          index=1 if task else 0, format_func=lambda o: {"natural": "largest class",
+                                                                         "index": "first class"}[o],
+                          help="Which class keeps n_max. Binary tasks: 'first class' = the normal side, so the "
+                          "abnormal side becomes the minority.") if task else "natural"
     log_y = st.toggle("Log axis", value=True, key="data_log_axis")
     custom = None
     if profile == "custom":
@@ -66,7 +97,7 @@ try:
     if profile == "natural":
         kept = natural
     else:
-        kept, _ = target_counts(natural, float(ratio), custom or profile, "natural", dataset.class_names, fit)
+        kept, _ = target_counts(natural, float(ratio), custom or profile, head_order, dataset.class_names, fit)
 except ImbalLabError as err:
     st.error(str(err))
     kept = natural
@@ -80,6 +111,7 @@ st.session_state["data_choice"] = {
     "data": source, "data_path": path or None, "image_size": int(image_size), "split_seed": int(split_seed),
     "ratio": None if profile in ("natural", "custom") else float(ratio),
     "profile": custom if profile == "custom" else ("exp" if profile == "natural" else profile), "fit": fit,
+    "task": task, "head_order": head_order,
 }
 
 st.header("Samples per class")

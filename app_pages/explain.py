@@ -10,6 +10,7 @@ from imbal_core.data.images import decode_image_bytes
 from imbal_core.engine.evaluate import load_run_model
 from imbal_core.errors import ImbalLabError
 from imbal_core.explain import grad_cam, overlay
+from imbal_core.methods import METHODS
 from imbal_core.runs import RunStore
 from app_pages.common import all_stores
 
@@ -22,8 +23,9 @@ def cached_model(store_root: str, run_id: str):
 
 
 @st.cache_resource(show_spinner="Loading the test images…", max_entries=4)
-def cached_dataset(data: str, path: str | None, image_size: int, split_seed: int, options: tuple) -> ImageDataset:
-    return load_dataset(data, path=path, image_size=image_size, split_seed=split_seed, **dict(options))
+def cached_dataset(data: str, path: str | None, image_size: int, split_seed: int, options: tuple,
+                   task: str | None) -> ImageDataset:
+    return load_dataset(data, path=path, image_size=image_size, split_seed=split_seed, task=task, **dict(options))
 
 
 st.title("Explain")
@@ -32,7 +34,9 @@ if runs.empty:
     st.info("No finished runs yet: train some on the Train page.")
     st.stop()
 without_weights = runs[~runs["has_model"]]
-runs = runs[runs["has_model"]]
+# One-class models output levels or a distance, not the data set's classes: class Grad-CAM does not apply.
+one_class = runs["method"].map(lambda m: m in METHODS and METHODS.get(m).needs_binary_task)
+runs = runs[runs["has_model"] & ~one_class]
 if runs.empty:
     st.info("No finished run with model weights yet: train one on the Train page.")
     st.stop()
@@ -42,6 +46,9 @@ if not without_weights.empty:
     st.caption(f"{len(without_weights)} shipped run(s) keep only their results, not their weights, to keep the "
                f"repository small ({', '.join(sorted(without_weights['method'].unique()))}): they are on Compare, "
                "not here. Their commands in pretrained/manifest.json re-make them.")
+if one_class.any():
+    st.caption("One-class runs (knowledge_one_class, deep_svdd) are not listed: their outputs are middle-class levels "
+               "or a distance, not classes, so class Grad-CAM does not apply. Compare shows their score histograms.")
 labels = st.multiselect("Runs (up to 4 side by side)", pool["label"].tolist(), default=pool["label"].tolist()[:4],
                         max_selections=4, key=f"exp_runs_{data}")
 picked = pool[pool["label"].isin(labels)]
@@ -67,7 +74,8 @@ if source == "upload":
     true_label = None
 else:
     dataset = cached_dataset(run_config["data"], run_config["data_path"], run_config["image_size"],
-                             run_config["split_seed"], tuple(sorted(run_config["data_options"].items())))
+                             run_config["split_seed"], tuple(sorted(run_config["data_options"].items())),
+                             run_config.get("task"))
     test = dataset.test
     c1, c2 = st.columns(2)
     wanted = c1.selectbox("True class", ["any", *class_names], key="exp_class")

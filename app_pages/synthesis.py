@@ -2,7 +2,8 @@
 images (content x style grid, strength slider, counts before and after balancing), IOIS's diffusion
 samples (per-class grid beside real images and their nearest training images, denoising strip,
 guidance and SDEdit sliders, quality table, AAS trace of a run), the generators (AdaIN and
-diffusion) with background training, and the augmentation and mixup views."""
+diffusion) with background training, the middle classes of knowledge-guided one-class learning (normal
+-> middle 1..K -> real abnormal, a strength slider per operation), and the augmentation and mixup views."""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,9 @@ import torch
 from imbal_core import charts
 from imbal_core.compare import finished_runs, load_results, run_history
 from imbal_core.engine.augment import AugmentConfig, augment
+from imbal_core.data import apply_task, parse_task
 from imbal_core.errors import ImbalLabError
+from imbal_core.knowledge import RECIPES, level_strengths, middle_classes, recipe_for_data
 from imbal_core.synth.diffusion import DiffusionTrainConfig, load_diffusion_model, sdedit_starts
 from imbal_core.synth.generators import GeneratorInfo, data_mismatch, generators_for, training_summary
 from imbal_core.synth.quality import measure_generator, nearest_neighbours
@@ -64,14 +67,14 @@ def describe(info: GeneratorInfo) -> str:
     return f"{info.name} ({info.source}) — {training_summary(info)}"
 
 
-RECIPES = {"adain": StyleTrainConfig, "diffusion": DiffusionTrainConfig}
+TRAIN_CONFIGS = {"adain": StyleTrainConfig, "diffusion": DiffusionTrainConfig}
 WIDTHS = {"adain": [8, 16, 32], "diffusion": [8, 16, 32, 64]}
 
 
 def generator_panel(kind: str) -> None:
     """Train a generator of `kind` on this data's training split in the background (progress, stop, resume)."""
     jobs = generator_jobs()
-    recipe = RECIPES[kind]
+    recipe = TRAIN_CONFIGS[kind]
     with st.form(f"{kind}_train_form"):
         st.markdown(f"**Train a{'n AdaIN' if kind == 'adain' else ' diffusion'} model** on this data set's training "
                     "split (the kept images after the imbalance profile), in the background.")
@@ -240,8 +243,74 @@ def aas_trace_section() -> None:
                "none).")
 
 
-style_tab, diffusion_tab, augment_tab = st.tabs(["Style transfer (Style-KD)", "Diffusion (IOIS)",
-                                                 "Augmentation and mixup"])
+@st.cache_data(max_entries=16, show_spinner="Making middle classes…")
+def cached_middle_classes(data_key: str, task: str, recipe: str, levels: int, weights: tuple, seed: int,
+                          rows: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Normal images, their K middle classes and as many real abnormal images (train split, seeded picks)."""
+    binary = data.dataset if choice.get("task") else apply_task(data.dataset, task)
+    rng = np.random.default_rng(seed)
+    split = binary.train
+    normal = split.images[rng.choice(np.flatnonzero(split.labels == 0), rows, replace=False)]
+    abnormal_pool = np.flatnonzero(split.labels == 1)
+    abnormal = split.images[rng.choice(abnormal_pool, min(rows, len(abnormal_pool)), replace=False)]
+    sides = parse_task(task)
+    made = middle_classes(recipe, normal, levels, seed, dict(weights), (sides.positive, sides.negative))
+    return normal, made, abnormal
+
+
+def middle_classes_tab_body() -> None:
+    st.caption("Knowledge-guided one-class learning trains on normal images and on 'middle classes' that a "
+               "knowledge recipe makes from them: middle class k of K applies every operation at strength k/(K+1). "
+               "No real abnormal image is used for training; the last column shows real ones to compare with.")
+    if choice.get("task"):
+        task = choice["task"]
+        st.markdown(f"Task from the Data page: `{task}` (positive = abnormal).")
+    else:
+        default = f"{names[order[-2]]} vs {names[order[-1]]}" if len(names) > 1 else ""
+        task = st.text_input("Binary task: abnormal vs normal", default, key="mid_task",
+                             help="Positive (abnormal) vs negative (normal) class names, e.g. 'mel vs nv'; choose it "
+                             "on the Data page to train with it.")
+    controls, grid = st.columns([1, 2.6], gap="large")
+    auto = recipe_for_data(choice["data"], choice.get("data_path"), choice.get("data_options"))
+    recipe_names = RECIPES.names()
+    with controls:
+        recipe_name = st.selectbox("Recipe", recipe_names, index=recipe_names.index(auto), key="mid_recipe",
+                                   format_func=lambda n: f"{n} (auto for this data)" if n == auto else n)
+        recipe = RECIPES.get(recipe_name)
+        levels = st.slider("K middle classes", 1, 6, 3, key="mid_levels")
+        rows = st.slider("Rows (normal images)", 2, 8, 4, key="mid_rows")
+        seed = st.number_input("Seed", 0, 10_000, 0, key="mid_seed")
+        st.markdown("**Strength of each operation**")
+        weights = {op.name: st.slider(op.name, 0.0, 1.0, 1.0, 0.05, help=op.description,
+                                      key=f"mid_w_{recipe_name}_{op.name}") for op in recipe.operations}
+    with grid:
+        st.markdown(f"**{recipe.title}** — knowledge from {recipe.source}.")
+        try:
+            normal, made, abnormal = cached_middle_classes(json.dumps(choice, sort_keys=True), task, recipe_name,
+                                                           levels, tuple(sorted(weights.items())), int(seed), rows)
+        except (ImbalLabError, ValueError) as err:
+            st.error(f"Cannot make middle classes: {err}")
+            return
+        strengths = level_strengths(levels)
+        # Two lines under every header, so the image rows line up across columns.
+        headers = [("normal", "strength 0"), *[(f"middle {k}", f"strength {t:.2f}") for k, t in
+                                              enumerate(strengths, start=1)], ("real abnormal", "training images")]
+        columns = st.columns(len(headers))
+        for column, (header, detail), batch in zip(columns, headers, [normal, *made, abnormal]):
+            column.markdown(f"**{header}**  \n{detail}")
+            column.image(list(batch), width=TILE)
+        with st.expander("What each operation draws"):
+            st.markdown("\n".join(f"- **{op.name}** ({weights[op.name]:.2f}): {op.description}"
+                                   for op in recipe.operations))
+    if recipe.needs_task_classes:
+        grid.caption("The built-in recipe does not edit the normal images: it renders new lesions whose factors lie "
+                     "between a normal and an abnormal class (each slider scales how far that factor group moves).")
+    else:
+        grid.caption("Each row is one normal training image and its middle-class versions. Sliders scale each "
+                     "operation's strength; training uses them all at 1 (the method's `operations` setting drops some).")
+
+style_tab, diffusion_tab, middle_tab, augment_tab = st.tabs(["Style transfer (Style-KD)", "Diffusion (IOIS)",
+                                                             "Middle classes (one-class)", "Augmentation and mixup"])
 
 with style_tab:
     controls = st.columns(4)
@@ -313,6 +382,9 @@ with style_tab:
 
 with diffusion_tab:
     diffusion_tab_body()
+
+with middle_tab:
+    middle_classes_tab_body()
 
 with augment_tab:
     minority = st.selectbox("Minority class", order, format_func=lambda c: f"{names[c]} ({counts[c]} images)",

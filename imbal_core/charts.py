@@ -72,13 +72,15 @@ def metric_vs_ratio(runs: pd.DataFrame, metric: str) -> go.Figure:
 
 
 def training_curve(history: list[dict]) -> go.Figure:
+    """Validation score per epoch (AUROC for binary runs, which pick their epoch by it) and training loss."""
     frame = pd.DataFrame(history)
     fig = go.Figure()
+    column, label = ("val_auroc", "val AUROC") if "val_auroc" in frame else ("val_balanced_acc", "val balanced acc")
     if not frame.empty:
         epochs = frame["epoch"] + 1
-        fig.add_scatter(x=epochs, y=frame["val_balanced_acc"], name="val balanced acc", mode="lines+markers")
+        fig.add_scatter(x=epochs, y=frame[column], name=label, mode="lines+markers")
         fig.add_scatter(x=epochs, y=frame["loss"], name="train loss", mode="lines+markers", yaxis="y2")
-    fig.update_layout(xaxis_title="epoch", yaxis=dict(title="val balanced acc", range=[0, 1]),
+    fig.update_layout(xaxis_title="epoch", yaxis=dict(title=label, range=[0, 1]),
                       yaxis2=dict(title="loss", overlaying="y", side="right"), height=260,
                       margin=dict(t=10, b=10), legend_orientation="h")
     return fig
@@ -128,4 +130,50 @@ def change_vs_baseline(table: pd.DataFrame, baseline: str, relative: bool) -> go
     fig.update_layout(barmode="group", yaxis_title=f"{title} vs {baseline.split(' · ')[0]}",
                       xaxis_title="class (training images), most first", legend_orientation="h", legend_y=-0.35,
                       margin=dict(t=30))
+    return fig
+
+
+def roc_curves(points: pd.DataFrame) -> go.Figure:
+    """Binary runs' ROC curves (one line per run, colour per method group), chance diagonal, 90/95 % specificity."""
+    fig = go.Figure()
+    colours = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(dict.fromkeys(points["group"]))}
+    for run, rows in points.groupby("run", sort=False):
+        fig.add_scatter(x=rows["fpr"], y=rows["tpr"], mode="lines", name=f"{run} (AUROC {rows['auc'].iloc[0]:.3f})",
+                        line_color=colours[rows["group"].iloc[0]], line_shape="hv")
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#999"), showlegend=False)
+    for spec in (0.90, 0.95):
+        fig.add_vline(x=1 - spec, line=dict(dash="dash", color="#bbb"),
+                      annotation_text=f"{spec:.0%} spec.", annotation_position="top")
+    fig.update_layout(xaxis=dict(title="false-positive rate (1 − specificity)", range=[0, 1]),
+                      yaxis=dict(title="sensitivity", range=[0, 1.02]), legend=dict(orientation="h", y=-0.25),
+                      margin=dict(t=30, b=10), height=460)
+    return fig
+
+
+def pr_curves(points: pd.DataFrame, prevalence: float) -> go.Figure:
+    """Precision against recall per run; the dotted line is the precision of a random score (the prevalence)."""
+    fig = go.Figure()
+    colours = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(dict.fromkeys(points["group"]))}
+    for run, rows in points.groupby("run", sort=False):
+        fig.add_scatter(x=rows["recall"], y=rows["precision"], mode="lines", line_shape="vh",
+                        name=f"{run} (AUPRC {rows['auc'].iloc[0]:.3f})", line_color=colours[rows["group"].iloc[0]])
+    fig.add_hline(y=prevalence, line=dict(dash="dot", color="#999"),
+                  annotation_text=f"random ({prevalence:.2f})", annotation_position="bottom right")
+    fig.update_layout(xaxis=dict(title="recall (sensitivity)", range=[0, 1]), yaxis=dict(title="precision", range=[0, 1.02]),
+                      legend=dict(orientation="h", y=-0.25), margin=dict(t=30, b=10), height=460)
+    return fig
+
+
+def score_histogram(scores: pd.DataFrame, class_names: Sequence[str], threshold: float, title: str) -> go.Figure:
+    """Overlaid histograms of the abnormality score for normal and abnormal test images, with the threshold."""
+    fig = go.Figure()
+    for name, colour in zip(class_names, ("#1f77b4", "#d62728")):
+        values = scores.loc[scores["class"] == name, "score"]
+        fig.add_histogram(x=values, name=f"{name} ({len(values)})", marker_color=colour, opacity=0.6,
+                          xbins=dict(start=0, end=1.0001, size=0.025), histnorm="percent")
+    fig.add_vline(x=threshold, line=dict(color="#333", dash="dash"), annotation_text="threshold (from validation)",
+                  annotation_position="top")
+    fig.update_layout(barmode="overlay", title=title, xaxis=dict(title="abnormality score", range=[0, 1]),
+                      yaxis_title="% of the class's test images", legend=dict(orientation="h", y=-0.3),
+                      margin=dict(t=40, b=10), height=360)
     return fig

@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datasets", help="list data sources, or show one source's class counts")
     p.add_argument("--data", choices=DATA_SOURCES.names(), help="show this source's class counts per split")
     p.add_argument("--path", help="folder or file of the data set")
+    p.add_argument("--task", help="show the counts of a binary task, e.g. 'mel vs nv'")
     p.add_argument("--image-size", type=int, default=28)
     p.add_argument("--split-seed", type=int, default=0)
     p.set_defaults(func=cmd_datasets)
@@ -137,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="synthetic", choices=DATA_SOURCES.names())
     p.add_argument("--path", help="folder or file of the data set (real data sources)")
+    p.add_argument("--task", help="binary task 'POSITIVE vs NEGATIVE', e.g. 'mel vs nv' or 'mel,bcc,akiec vs rest' "
+                   "(positive = abnormal)")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                    help="data source option, e.g. n_images=3000 (synthetic) or flag=retinamnist (medmnist)")
     p.add_argument("--image-size", type=int, default=28)
@@ -215,7 +218,7 @@ def _config(args: argparse.Namespace, method: str, ratio: float | None, seed: in
             raise ConfigError(f"--profile is not valid JSON ({err}); e.g. '{{\"df\": 20, \"vasc\": 30}}'") from None
     return TrainConfig(
         method=method, method_settings=_key_values(args.set, "--set"), data=args.data, data_path=args.path,
-        data_options=_key_values(args.data_option, "--data-option"), image_size=args.image_size,
+        data_options=_key_values(args.data_option, "--data-option"), task=args.task, image_size=args.image_size,
         split_seed=args.split_seed, ratio=ratio, profile=profile, fit=args.fit, backbone=args.backbone, epochs=args.epochs,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         augment=not args.no_augment, seed=seed, device=args.device, init_from=args.init_from,
@@ -238,7 +241,8 @@ def _train_with_bar(config: TrainConfig | None, store: RunStore, quiet: bool, re
             bar.set_postfix_str(f"{event['stage']} step {event['step']}/{event['steps']} loss {event['loss']:.3f}")
         else:
             bar.update(1)
-            bar.set_postfix_str(f"loss {event['loss']:.3f} val bal.acc {event['val_balanced_acc']:.3f}")
+            shown = f"val AUROC {event['val_auroc']:.3f}" if "val_auroc" in event else f"val bal.acc {event['val_balanced_acc']:.3f}"
+            bar.set_postfix_str(f"loss {event['loss']:.3f} {shown}")
 
     if config is not None and tag:
         config.check_ready()
@@ -254,7 +258,8 @@ def _train_with_bar(config: TrainConfig | None, store: RunStore, quiet: bool, re
 def _print_result(store: RunStore, run_id: str) -> None:
     run = store.get_run(run_id)
     summary = run["summary"] or {}
-    shown = ", ".join(f"{k} {v:.3f}" for k, v in summary.items() if k in ("acc", "balanced_acc", "macro_f1"))
+    keys = ("auroc", "auprc", "sens_at_95_spec", "balanced_acc") if "auroc" in summary else ("acc", "balanced_acc", "macro_f1")
+    shown = ", ".join(f"{k} {summary[k]:.3f}" for k in keys if k in summary)
     print(f"{run_id}: {run['status']}" + (f" — test {shown}" if shown else ""))
 
 
@@ -264,8 +269,11 @@ def cmd_datasets(args: argparse.Namespace) -> None:
             info = DATA_SOURCES.get(name)
             print(f"{name:10s} {info.description}\n{'':10s} layout: {info.layout}\n")
         return
-    dataset = load_dataset(args.data, path=args.path, image_size=args.image_size, split_seed=args.split_seed)
+    dataset = load_dataset(args.data, path=args.path, image_size=args.image_size, split_seed=args.split_seed,
+                           task=args.task)
     print(f"{dataset.name}: {dataset.num_classes} classes, images {dataset.image_shape}")
+    if args.task:
+        print(dataset.description)
     table = dataset.counts_table()
     table.loc["total"] = table.sum()
     print(table.to_string())

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .metrics import SUMMARY_METRICS, compute_metrics
+from .metrics import BINARY_METRICS, SUMMARY_METRICS, compute_metrics
 from .methods.decoupled import tau_normalise
 from .runs import MODEL_FILE, RunStore
 from .utils import REPO_ROOT, read_json
@@ -52,7 +52,7 @@ def finished_runs(all_stores: list[RunStore]) -> pd.DataFrame:
     runs["label"] = runs["method"] + " · " + runs["data"] + " · ratio " + runs["ratio_label"] + " · seed " + \
         runs["seed"].astype(str) + " · " + runs["source"] + " · " + runs["run_id"].str[-6:]
     summaries = runs["summary"].map(lambda s: json.loads(s) if s else {})
-    for metric in SUMMARY_METRICS:
+    for metric in SUMMARY_METRICS + BINARY_METRICS:
         runs[metric] = summaries.map(lambda s, m=metric: s.get(m))
     return runs
 
@@ -80,7 +80,8 @@ def _data_label(config_json: str) -> str:
     config = json.loads(config_json)
     options = "".join(f" {k}={v}" for k, v in sorted(config["data_options"].items()))
     split = f" split {config['split_seed']}" if config["split_seed"] else ""
-    return f"{config['data']}{options} {config['image_size']}px{split}"
+    task = f" [{config['task']}]" if config.get("task") else ""  # a binary task is another data set
+    return f"{config['data']}{options}{task} {config['image_size']}px{split}"
 
 
 @dataclass
@@ -97,9 +98,17 @@ class RunResult:
         return self.metrics["class_names"]
 
     def has_linear_head(self) -> bool:
-        """Whether the run saved a plain linear head (needed to re-score it with tau-norm)."""
+        """Whether the run saved a plain linear head over its classes (needed to re-score it with tau-norm).
+
+        One-class heads predict levels, not the data set's classes, and do not count.
+        """
         with np.load(self.run_dir / "predictions.npz", allow_pickle=False) as archive:
-            return archive["head_weight"].ndim == 2  # reads only this member of the archive
+            weight = archive["head_weight"]  # reads only this member of the archive
+        return weight.ndim == 2 and len(weight) == len(self.class_names)
+
+    @property
+    def is_binary(self) -> bool:
+        return "auroc" in self.metrics["summary"]
 
     def predictions(self) -> dict[str, np.ndarray]:
         with np.load(self.run_dir / "predictions.npz", allow_pickle=False) as archive:
@@ -162,6 +171,31 @@ def summary_table(runs: pd.DataFrame, metrics: tuple[str, ...] = SUMMARY_METRICS
         out[metric] = [f"{m:.3f} ± {s:.3f}" if pd.notna(m) else "—" for m, s in zip(mean, sd)]
     out["seeds"] = grouped.size()
     return out.reset_index().rename(columns={"ratio_label": "ratio"})
+
+
+def binary_curves(results: list[RunResult]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """ROC and precision-recall points of binary runs' test scores (one curve per run, labelled by its group)."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    roc, pr = [], []
+    for r in results:
+        preds = r.predictions()
+        labels, scores = preds["labels"], preds["probs"][:, 1]
+        fpr, tpr, _ = roc_curve(labels, scores)
+        precision, recall, _ = precision_recall_curve(labels, scores)
+        name = f"{r.group.split(' · ')[0]} · {r.run_id[-6:]}"
+        roc.append(pd.DataFrame({"run": name, "group": r.group, "fpr": fpr, "tpr": tpr,
+                                 "auc": r.metrics["summary"]["auroc"]}))
+        pr.append(pd.DataFrame({"run": name, "group": r.group, "recall": recall, "precision": precision,
+                                "auc": r.metrics["summary"]["auprc"]}))
+    return pd.concat(roc, ignore_index=True), pd.concat(pr, ignore_index=True)
+
+
+def score_table(result: RunResult) -> pd.DataFrame:
+    """A binary run's test scores with each image's true side (normal / abnormal by class name)."""
+    preds = result.predictions()
+    names = np.array(result.class_names)[preds["labels"]]
+    return pd.DataFrame({"score": preds["probs"][:, 1], "class": names, "id": preds["ids"]})
 
 
 def normalised_confusion(result: RunResult) -> np.ndarray:

@@ -8,17 +8,21 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import (
     accuracy_score,
+    average_precision_score,
     cohen_kappa_score,
     confusion_matrix,
     f1_score,
     precision_recall_fscore_support,
     roc_auc_score,
+    roc_curve,
 )
 
 ECE_BINS = 15
 AUC_MODE = "ovr"  # macro one-vs-rest AUC over the classes present in the labels
 SUMMARY_METRICS = ("acc", "balanced_acc", "macro_f1", "macro_auc_ovr", "kappa_quadratic", "ece", "g_mean",
                    "many_acc", "medium_acc", "few_acc")
+# Binary runs (class 1 = positive) add these; balanced_acc and acc are then taken at `threshold`.
+BINARY_METRICS = ("auroc", "auprc", "sens_at_90_spec", "sens_at_95_spec", "sensitivity", "specificity", "threshold")
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -41,13 +45,17 @@ def shot_groups(train_counts: np.ndarray) -> tuple[np.ndarray, dict]:
     return groups, {"few_below": float(low), "many_above": float(high), "rule": "terciles of training counts"}
 
 
-def compute_metrics(probs: np.ndarray, labels: np.ndarray, train_counts: np.ndarray) -> dict:
-    """All metrics of a run. Per-class lists follow the class index order."""
+def compute_metrics(probs: np.ndarray, labels: np.ndarray, train_counts: np.ndarray,
+                    predictions: np.ndarray | None = None) -> dict:
+    """All metrics of a run. Per-class lists follow the class index order.
+
+    `predictions` default to the most probable class; binary runs pass those at their validation threshold.
+    """
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels)
     num_classes = probs.shape[1]
     classes = np.arange(num_classes)
-    predictions = probs.argmax(axis=1)
+    predictions = probs.argmax(axis=1) if predictions is None else np.asarray(predictions)
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, predictions, labels=classes, zero_division=0
     )
@@ -84,3 +92,50 @@ def _macro_auc(probs: np.ndarray, labels: np.ndarray, present: np.ndarray) -> fl
     # One-vs-rest per class present in the labels, then the unweighted mean.
     aucs = [roc_auc_score(labels == c, probs[:, c]) for c in np.flatnonzero(present)]
     return float(np.mean(aucs))
+
+
+def choose_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The score threshold (predict positive when score >= t) with the best balanced accuracy on these labels.
+
+    Call it on validation scores only: a threshold picked on the test set flatters every method.
+    """
+    _require_both_classes(labels, "choose a threshold")
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    best = int(np.argmax(tpr - fpr))  # balanced accuracy = (1 + tpr - fpr) / 2; ties: the highest threshold
+    if not np.isfinite(thresholds[best]):  # roc_curve's first point (+inf): nothing is called positive
+        return float(np.nextafter(np.float32(np.max(scores)), np.float32(np.inf)))
+    return float(thresholds[best])
+
+
+def sensitivity_at_specificity(scores: np.ndarray, labels: np.ndarray, specificity: float) -> float:
+    """The highest true-positive rate on the ROC curve whose false-positive rate is <= 1 - specificity."""
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return float(tpr[fpr <= 1 - specificity + 1e-12].max())
+
+
+def binary_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    """Threshold-free curve summaries plus sensitivity, specificity and balanced accuracy at `threshold`.
+
+    scores: higher = more likely positive (class 1). The threshold must come from validation data.
+    """
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
+    _require_both_classes(labels, "compute binary metrics")
+    predicted = scores >= threshold
+    sensitivity = float(predicted[labels == 1].mean())
+    specificity = float((~predicted[labels == 0]).mean())
+    return {
+        "auroc": float(roc_auc_score(labels, scores)),
+        "auprc": float(average_precision_score(labels, scores)),
+        "sens_at_90_spec": sensitivity_at_specificity(scores, labels, 0.90),
+        "sens_at_95_spec": sensitivity_at_specificity(scores, labels, 0.95),
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+        "balanced_acc": (sensitivity + specificity) / 2,
+        "threshold": float(threshold),
+    }
+
+
+def _require_both_classes(labels: np.ndarray, what: str) -> None:
+    present = set(np.unique(labels).tolist())
+    if present != {0, 1}:
+        raise ValueError(f"cannot {what}: labels must contain both 0 (negative) and 1 (positive); got {sorted(present)}")

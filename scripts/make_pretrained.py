@@ -4,18 +4,22 @@
     .venv/bin/python scripts/make_pretrained.py --methods style_kd   # add or replace runs of some methods
     .venv/bin/python scripts/make_pretrained.py --methods "" --generators    # the AdaIN and diffusion models
     .venv/bin/python scripts/make_pretrained.py --methods iois               # needs the diffusion model
+    .venv/bin/python scripts/make_pretrained.py --task "asymmetric_multicolour vs symmetric_uniform" \
+        --methods "knowledge_one_class,knowledge_one_class[recipe=generic],deep_svdd,ce,weighted_ce,balanced_softmax"
 
 Each run is trained by the engine exactly as `python -m imbal_core train` would, into the run
 store at pretrained/. Only what the app needs is kept per run (config, metrics, predictions,
 final model, the latter only for KEEP_WEIGHTS methods); resume checkpoints and stage-1 weights are deleted to
 keep the repository small. A re-made
-method's previous run is deleted from the store and the manifest; the entries of other methods are kept. With --generators the AdaIN and the diffusion model for the
+run's previous version (same method, settings and task) is deleted from the store and the manifest; other
+entries are kept. Runs on a binary --task keep results only. With --generators the AdaIN and the diffusion model for the
 built-in data are trained into pretrained/generators/ (each unless it exists and is recorded) and
 recorded.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -32,6 +36,7 @@ from imbal_core.synth.diffusion import DiffusionTrainConfig  # noqa: E402
 from imbal_core.synth.generators import GeneratorConfig, load_generator_info, train_generator  # noqa: E402
 from imbal_core.synth.style_models import StyleTrainConfig  # noqa: E402
 from imbal_core.utils import read_json, write_json  # noqa: E402
+from compare_methods import parse_methods  # noqa: E402
 
 # The shipped generators (recipe, the CLI command that makes the same file). The AdaIN model is wider and
 # longer than the CLI defaults; the diffusion model is trained longer (a CPU budget: about 40 min on one
@@ -64,6 +69,8 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(BASELINES))
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--task", help="a binary task of the built-in data, e.g. 'asymmetric_multicolour vs "
+                        "symmetric_uniform' (methods may carry settings: 'knowledge_one_class[recipe=generic]')")
     parser.add_argument("--out", default=str(ROOT / "pretrained"))
     parser.add_argument("--generators", action="store_true", help="train (if missing) and record the AdaIN and "
                         "diffusion models")
@@ -74,29 +81,35 @@ def main() -> None:
     manifest = read_json(manifest_path) if manifest_path.exists() else {
         "description": "Runs shipped with the app; each entry's command reproduces it.",
         "made_by": "scripts/make_pretrained.py", "runs": []}
-    methods = [m for m in args.methods.split(",") if m]
-    for method in methods:
-        METHODS.get(method)  # an unknown name fails before anything changes
-    entries = [e for e in manifest["runs"] if e["method"] not in methods]
-    for method in methods:
-        settings = RUN_SETTINGS.get(method, {})
-        config = TrainConfig(method=method, method_settings=settings, epochs=args.epochs, seed=args.seed, device="cpu")
-        command = (f"python -m imbal_core --store pretrained train --data synthetic --method {method} "
+    methods = [(m, {**RUN_SETTINGS.get(m, {}), **variant}) for m, variant in parse_methods(args.methods)]
+    configs = [TrainConfig(method=method, method_settings=settings, task=args.task, epochs=args.epochs,
+                           seed=args.seed, device="cpu") for method, settings in methods]
+    for config in configs:
+        config.check_ready()  # an unknown method, setting or task class fails before anything changes
+    made = {entry_key(c.method, c.method_settings, c.task) for c in configs}
+    entries = [e for e in manifest["runs"] if manifest_key(e) not in made]
+    for config in configs:
+        method, settings = config.method, config.method_settings
+        task_option = f" --task {json.dumps(args.task)}" if args.task else ""
+        command = (f"python -m imbal_core --store pretrained train --data synthetic{task_option} --method {method} "
                    f"--epochs {args.epochs} --seed {args.seed} --device cpu --tag pretrained"
                    + "".join(f" --set {key}={value}" for key, value in settings.items()))
         started = time.time()
         run_id = train(config, store, run_id=store.create_run(config.to_dict(), tag="pretrained"))
+        keep_weights = method in KEEP_WEIGHTS and not args.task
         dropped = ("last.safetensors", "best.safetensors", "representation.safetensors")
-        for name in dropped + (() if method in KEEP_WEIGHTS else (MODEL_FILE,)):
+        for name in dropped + (() if keep_weights else (MODEL_FILE,)):
             (store.run_dir(run_id) / name).unlink(missing_ok=True)
         summary = store.get_run(run_id)["summary"]
-        entries.append({"run_id": run_id, "method": method, "data": "synthetic", "epochs": args.epochs,
-                        "seed": args.seed, "command": command, "code_version": version,
+        binary = {"test_auroc": round(summary["auroc"], 4), "test_auprc": round(summary["auprc"], 4)} if args.task else {}
+        entries.append({"run_id": run_id, "method": method, "settings": settings, "task": args.task, "data": "synthetic",
+                        "epochs": args.epochs, "seed": args.seed, "command": command, "code_version": version,
                         "train_seconds": round(time.time() - started, 1), "cpu_threads": torch.get_num_threads(),
-                        "weights_kept": method in KEEP_WEIGHTS,
+                        "weights_kept": keep_weights, **binary,
                         "test_balanced_acc": round(summary["balanced_acc"], 4), "test_acc": round(summary["acc"], 4)})
-        print(f"{method:18s} bal.acc {summary['balanced_acc']:.3f}  acc {summary['acc']:.3f}", flush=True)
-        replaced = [e["run_id"] for e in manifest["runs"] if e["method"] == method]
+        print(f"{method:18s} {settings or ''} bal.acc {summary['balanced_acc']:.3f}  acc {summary['acc']:.3f}"
+              + (f"  AUROC {summary['auroc']:.3f}" if args.task else ""), flush=True)
+        replaced = [e["run_id"] for e in manifest["runs"] if manifest_key(e) == entry_key(method, settings, args.task)]
         write_json(manifest_path, {**manifest, "runs": entries})
         for old_run in replaced:  # once the new run is recorded: the app shows one shipped run per method
             if store.has_run(old_run):
@@ -108,6 +121,16 @@ def main() -> None:
                       for recipe, command in GENERATORS]
         write_json(manifest_path, {**{k: v for k, v in manifest.items() if k != "style_models"},
                                    "generators": generators})
+
+
+def entry_key(method: str, settings: dict, task: str | None) -> tuple[str, str, str | None]:
+    """What makes a shipped run unique: re-making it replaces the run with the same key."""
+    return method, json.dumps(settings, sort_keys=True), task
+
+
+def manifest_key(entry: dict) -> tuple[str, str, str | None]:
+    # Entries written before settings were recorded used RUN_SETTINGS.
+    return entry_key(entry["method"], entry.get("settings", RUN_SETTINGS.get(entry["method"], {})), entry.get("task"))
 
 
 def generator_entry(out: Path, recipe: GeneratorConfig, command: str, version: str, previous: dict[str, dict]) -> dict:

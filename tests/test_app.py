@@ -161,3 +161,51 @@ def test_docs_method_cards_are_current():
 
     # `print` adds the final newline when `make docs` writes the file
     assert (ROOT / "docs" / "methods.md").read_text() == methods_markdown() + "\n", "run `make docs`"
+
+
+def test_synthesis_middle_classes_tab_rows_and_sliders():
+    app = open_page("synthesis", data_choice=TINY_CHOICE)
+    assert app.text_input(key="mid_task").value == "asymmetric_multicolour vs symmetric_uniform"
+    assert app.selectbox(key="mid_recipe").value == "builtin"  # auto for the built-in data
+    columns = {md.value for md in app.markdown}
+    assert {"**normal**  \nstrength 0", "**middle 1**  \nstrength 0.25", "**middle 3**  \nstrength 0.75",
+            "**real abnormal**  \ntraining images"} <= columns
+
+    def middle_urls() -> list[str]:
+        return [img.url for image in app.get("image") for img in image.proto.imgs]
+
+    app.selectbox(key="mid_recipe").set_value("dermoscopy").run()
+    assert not app.exception, app.exception
+    before = middle_urls()
+    app.slider(key="mid_w_dermoscopy_streaks").set_value(0.0).run()
+    assert not app.exception, app.exception
+    assert before != middle_urls()  # a strength slider re-renders the middle classes
+    app.slider(key="mid_levels").set_value(5).run()
+    assert any(md.value == "**middle 5**  \nstrength 0.83" for md in app.markdown)
+    app.text_input(key="mid_task").set_value("mel vs nv").run()
+    assert "unknown class" in app.error[0].value
+
+
+def test_data_page_binary_task_then_one_class_runs_on_compare():
+    app = open_page("data")
+    app.toggle(key="data_binary").set_value(True).run()
+    app.multiselect(key="data_task_positive").set_value(["asymmetric_multicolour"]).run()
+    app.multiselect(key="data_task_negative").set_value(["symmetric_uniform"]).run()
+    assert not app.exception, app.exception
+    choice = app.session_state["data_choice"]
+    assert choice["task"] == "asymmetric_multicolour vs symmetric_uniform" and choice["head_order"] == "index"
+    assert list(app.dataframe[0].value.index) == ["symmetric_uniform", "asymmetric_multicolour"]
+
+    from app_pages.common import user_store
+    from imbal_core.engine import TrainConfig, train
+
+    binary = {**TINY_CHOICE, "task": choice["task"]}
+    for method in ("knowledge_one_class", "ce"):
+        train(TrainConfig(method=method, epochs=1, device="cpu", **binary), user_store())
+    app = open_page("compare")
+    app.multiselect(key="cmp_data").set_value([f"synthetic n_images=700 [{choice['task']}] 28px"]).run()
+    assert not app.exception, app.exception
+    titles = [spec["layout"]["xaxis"]["title"]["text"] for spec in chart_specs(app)]
+    assert "false-positive rate (1 − specificity)" in titles and "recall (sensitivity)" in titles
+    assert "abnormality score" in titles
+    assert "auroc" in app.dataframe[0].value.columns

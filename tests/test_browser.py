@@ -124,3 +124,32 @@ def test_diffusion_tab_and_change_vs_baseline(app_url: str, browser):
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(SHOTS / "compare_change.png"), full_page=True)
+
+
+def test_middle_classes_tab_and_binary_compare(app_url: str, browser):
+    """The Middle classes tab on the built-in data; Compare's ROC, PR and score histograms of the shipped binary runs."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    _open(page, f"{app_url}/synthesis", "Synthesis", "Class counts before and after balancing")
+    page.get_by_role("tab", name="Middle classes (one-class)").click()
+    page.get_by_text("real abnormal", exact=True).wait_for(timeout=120_000)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.get_by_text("real abnormal", exact=True).scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "synthesis_middle_classes.png"))
+
+    _open(page, f"{app_url}/compare", "Compare", "Per-class recall")
+    page.get_by_role("combobox").first.click()  # the data set filter
+    page.keyboard.type("asymmetric_multicolour vs")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Remove synthetic 28px").last.click()
+    heading = page.get_by_role("heading", name="Abnormal vs normal: ROC, precision–recall and scores")
+    heading.wait_for(timeout=120_000)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.get_by_text("AUROC", exact=False).count() >= 1
+    heading.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "compare_binary_curves.png"))
+    page.get_by_text("Score histograms of").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "compare_binary_scores.png"))

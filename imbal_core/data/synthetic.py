@@ -10,7 +10,8 @@ factor, not a disease. Everything is a pure function of (n_images, image_size, s
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -42,6 +43,7 @@ class ClassSpec:
     colours: tuple[str, ...]
     colour_count_probs: tuple[float, float, float]  # P(1, 2, 3 colours)
     pattern_probs: tuple[float, ...]  # independent P(pattern present), in PATTERNS order
+    colour_weights: tuple[float, ...] | None = None  # P(each of `colours`); None = uniform
 
 
 CLASSES = (
@@ -82,24 +84,66 @@ def natural_counts(n_images: int) -> np.ndarray:
     return np.maximum(counts, 1)
 
 
-def _sample_factors(labels: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+# The factor groups a middle class interpolates (the built-in data's "knowledge recipe").
+FACTOR_GROUPS = {
+    "diameter": ("diameter",),
+    "asymmetry": ("asymmetry",),
+    "border": ("border", "edge_blur"),
+    "colours": ("colour_count_probs",),  # and the colour palette itself, mixed by weight
+    "structures": ("pattern_probs",),
+}
+
+
+def interpolate_spec(normal: ClassSpec, abnormal: ClassSpec, amounts: Mapping[str, float]) -> ClassSpec:
+    """A class between two: each factor group of FACTOR_GROUPS moves `amounts[group]` (0..1) of the way.
+
+    Ranges and probabilities are interpolated linearly; the colour palette becomes a mixture that
+    draws the abnormal class's colours with probability amounts["colours"].
+    """
+    changes = {}
+    for group, names in FACTOR_GROUPS.items():
+        t = float(amounts.get(group, 0.0))
+        for name in names:
+            a, b = np.asarray(getattr(normal, name)), np.asarray(getattr(abnormal, name))
+            changes[name] = tuple(float(v) for v in (1 - t) * a + t * b)
+    t = float(amounts.get("colours", 0.0))
+    normal_weights = normal.colour_weights or (1 / len(normal.colours),) * len(normal.colours)
+    abnormal_weights = abnormal.colour_weights or (1 / len(abnormal.colours),) * len(abnormal.colours)
+    changes["colours"] = normal.colours + abnormal.colours
+    changes["colour_weights"] = tuple((1 - t) * w for w in normal_weights) + tuple(t * w for w in abnormal_weights)
+    return replace(normal, name=f"{normal.name}->{abnormal.name}", **changes)
+
+
+def render_specs(specs: Sequence[ClassSpec], image_size: int, seed: int) -> np.ndarray:
+    """One image per spec (uint8 (N, S, S, 3)), e.g. middle-class lesions whose factors lie between two classes."""
+    labels = np.arange(len(specs))
+    return _render_all(labels, tuple(specs), image_size, np.random.default_rng(seed))
+
+
+def _sample_factors(labels: np.ndarray, rng: np.random.Generator,
+                    classes: Sequence[ClassSpec] = CLASSES) -> dict[str, np.ndarray]:
     """Draw every per-image factor up front, so rendering in chunks stays deterministic."""
     n = len(labels)
 
     def per_class(field: str) -> np.ndarray:
-        low = np.array([getattr(CLASSES[c], field)[0] for c in labels])
-        high = np.array([getattr(CLASSES[c], field)[1] for c in labels])
+        low = np.array([getattr(classes[c], field)[0] for c in labels])
+        high = np.array([getattr(classes[c], field)[1] for c in labels])
         return rng.uniform(low, high)
 
     colours = np.zeros((n, 3, 3))
     n_colours = np.zeros(n, dtype=int)
     patterns = np.zeros((n, len(PATTERNS)), dtype=bool)
-    for c, spec in enumerate(CLASSES):
+    for c, spec in enumerate(classes):
         idx = np.flatnonzero(labels == c)
         n_colours[idx] = rng.choice(3, size=len(idx), p=spec.colour_count_probs) + 1
         choices = np.array([PALETTE[name] for name in spec.colours])
         for k in range(3):
-            picked = choices[rng.integers(0, len(choices), size=len(idx))]
+            if spec.colour_weights is None:
+                drawn = rng.integers(0, len(choices), size=len(idx))
+            else:
+                p = np.asarray(spec.colour_weights) / np.sum(spec.colour_weights)
+                drawn = rng.choice(len(choices), size=len(idx), p=p)
+            picked = choices[drawn]
             colours[idx, k] = picked + rng.normal(0, 0.04, size=picked.shape)
         patterns[idx] = rng.random((len(idx), len(PATTERNS))) < np.array(spec.pattern_probs)
     return {
@@ -219,20 +263,25 @@ def _render(f: dict[str, np.ndarray], size: int, rng: np.random.Generator) -> np
 
 def generate(n_images: int = 10_000, image_size: int = 28, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Return uint8 images (N, S, S, 3) and labels (N,) with HAM10000-shaped class counts."""
-    if not 28 <= image_size <= 128:
-        raise ValueError(f"image_size must be between 28 and 128 pixels; got {image_size}")
     if n_images < len(CLASSES):
         raise ValueError(f"n_images must be at least {len(CLASSES)} (one per class); got {n_images}")
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.repeat(np.arange(len(CLASSES)), natural_counts(n_images)))
+    return _render_all(labels, CLASSES, image_size, rng), labels
+
+
+def _render_all(labels: np.ndarray, classes: Sequence[ClassSpec], image_size: int, rng: np.random.Generator) -> np.ndarray:
+    if not 28 <= image_size <= 128:
+        raise ValueError(f"image_size must be between 28 and 128 pixels; got {image_size}")
     # float32 halves the rendering time; the factors themselves are drawn in float64.
-    factors = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in _sample_factors(labels, rng).items()}
+    factors = {k: v.astype(np.float32) if v.dtype == np.float64 else v
+               for k, v in _sample_factors(labels, rng, classes).items()}
     chunk = max(16, int(3e6 // image_size**2))
     images = np.empty((len(labels), image_size, image_size, 3), dtype=np.uint8)
     for start in range(0, len(labels), chunk):
         part = {key: value[start : start + chunk] for key, value in factors.items()}
         images[start : start + chunk] = np.round(_render(part, image_size, rng) * 255).astype(np.uint8)
-    return images, labels
+    return images
 
 
 @register_source(

@@ -5,7 +5,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..data import DATA_SOURCES
+from ..data import DATA_SOURCES, load_dataset, parse_task
 from ..errors import ConfigError
 from ..methods import create_method
 from ..models import DEFAULT_BACKBONE
@@ -20,6 +20,7 @@ class TrainConfig:
     data: str = "synthetic"
     data_path: str | None = None
     data_options: dict[str, Any] = field(default_factory=dict)
+    task: str | None = None  # a binary task, e.g. "mel vs nv" (positive vs negative); None keeps all classes
     image_size: int = 28
     split_seed: int = 0
     ratio: float | None = None  # None keeps the data set's natural counts
@@ -50,14 +51,31 @@ class TrainConfig:
         _require(isinstance(self.seed, int) and self.seed >= 0, "seed", "an integer >= 0", self.seed)
         _require(isinstance(self.image_size, int) and 16 <= self.image_size <= 512, "image_size", "an integer in [16, 512]", self.image_size)
         DATA_SOURCES.get(self.data)  # unknown names raise, listing the choices
-        create_method(self.method, **self.method_settings)  # unknown or out-of-range settings raise
+        method = create_method(self.method, **self.method_settings)  # unknown or out-of-range settings raise
+        if self.task is not None:
+            parse_task(self.task)
+        elif method.needs_binary_task:
+            raise ConfigError(f"method {self.method!r} is one-class: it needs a binary task (normal = the right side), "
+                              "e.g. task='mel vs nv' (--task in the CLI)")
         if self.ratio is not None:
             ok = isinstance(self.ratio, (int, float)) and not isinstance(self.ratio, bool) and math.isfinite(self.ratio) and self.ratio >= 1
             _require(ok, "ratio", "a finite number >= 1, or None for the natural counts", self.ratio)
 
     def check_ready(self) -> None:
-        """Before a new run: what the method's settings name exists (a generator file, ...)."""
+        """Before a new run: the task's classes exist, and what the method's settings name exists (a generator file)."""
+        if self.task is not None:
+            self.load_data()
         create_method(self.method, **self.method_settings).check_ready()
+
+    def data_recipe(self) -> dict[str, Any]:
+        """Everything that decides which images a run sees (generators are checked against it)."""
+        return {key: getattr(self, key) for key in ("data", "data_path", "data_options", "image_size", "split_seed",
+                                                    "task")}
+
+    def load_data(self):
+        """The run's data set (with its binary task applied)."""
+        return load_dataset(self.data, path=self.data_path, image_size=self.image_size, split_seed=self.split_seed,
+                            task=self.task, **self.data_options)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -7,7 +7,7 @@ import torch
 from ..data import load_dataset
 from ..errors import DataError, RunError
 from ..methods import TrainInfo, create_method
-from ..metrics import compute_metrics
+from ..metrics import binary_metrics, compute_metrics
 from ..models import Classifier
 from ..runs import MODEL_FILE, RunStore
 from ..utils import read_json, select_device, write_json
@@ -41,11 +41,14 @@ def evaluate_run(
     store: RunStore, run_id: str, data: str, path: str | None = None, split: str = "test", device: str = "auto",
     **data_options,
 ) -> dict:
-    """Metrics of a run's model on `split` of another data set; classes are matched by name."""
+    """Metrics of a run's model on `split` of another data set; classes are matched by name.
+
+    A binary run's task is applied to the other data set too, and its validation threshold is kept.
+    """
     device = select_device(device)
     model, config, own = load_run_model(store, run_id, device)
     dataset = load_dataset(data, path=path, image_size=config.image_size, split_seed=config.split_seed,
-                           **data_options)
+                           task=config.task, **data_options)
     if split not in dataset.splits:
         raise DataError(f"split must be train, val or test; got {split!r}")
     missing = sorted(set(dataset.class_names) - set(own["class_names"]))
@@ -58,8 +61,14 @@ def evaluate_run(
     remap = np.array([own["class_names"].index(name) for name in dataset.class_names])
     labels = remap[part.labels]
     logits, _ = predict(model, part.images, device, config.amp)
-    probs = torch.softmax(logits, dim=1).numpy()
-    metrics = compute_metrics(probs, labels, np.array(own["train_counts"]))
+    probs = create_method(config.method, **config.method_settings).class_probs(logits).numpy()
+    threshold = own["summary"].get("threshold")
+    if threshold is not None:
+        metrics = compute_metrics(probs, labels, np.array(own["train_counts"]),
+                                  predictions=(probs[:, 1] >= threshold).astype(int))
+        metrics["summary"].update(binary_metrics(probs[:, 1], labels, threshold))
+    else:
+        metrics = compute_metrics(probs, labels, np.array(own["train_counts"]))
     metrics["class_names"] = own["class_names"]
     eval_name = f"{data}:{split}"
     write_json(store.run_dir(run_id) / f"eval_{data}_{split}.json", metrics)

@@ -15,12 +15,13 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 
-from ..data import ImageDataset, Split, load_dataset
+from ..data import ImageDataset, Split
 from ..errors import ConfigError, RunError
 from ..imbalance import kept_indices
 from ..methods import Batch, Method, TrainInfo, create_method
-from ..metrics import compute_metrics
+from ..metrics import binary_metrics, choose_threshold, compute_metrics
 from ..models import Classifier, create_model
 from ..runs import MODEL_FILE, RunStore
 from ..utils import atomic_path, seed_everything, select_device, write_json
@@ -76,8 +77,7 @@ def train(
 
 
 def prepare_data(config: TrainConfig, device: torch.device) -> RunData:
-    dataset = load_dataset(config.data, path=config.data_path, image_size=config.image_size,
-                           split_seed=config.split_seed, **config.data_options)
+    dataset = config.load_data()
     kept = kept_indices(dataset.train.labels, config.ratio, config.profile, config.head_order, config.fit,
                         config.seed, dataset.class_names)
     train_split = dataset.train.subset(kept)
@@ -113,9 +113,8 @@ def _run(config: TrainConfig, store: RunStore, run_id: str, progress: ProgressFn
             raise ConfigError(f"method {config.method!r} has no stage left to train after init_from; drop init_from")
     plan = [(stage, k) for stage in stages for k in range(stage.epochs)]  # (stage, epoch within stage)
     steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
-    recipe = {key: getattr(config, key) for key in ("data", "data_path", "data_options", "image_size", "split_seed")}
     info = TrainInfo(data.class_counts, data.train_labels, len(plan), steps_per_epoch, device, data.train_images,
-                     config.init_from, train_index=data.kept, data_recipe=recipe)
+                     config.init_from, train_index=data.kept, data_recipe=config.data_recipe())
     method.setup(model, info)
     model.to(device, memory_format=torch.channels_last)
     method.aux.to(device)
@@ -179,15 +178,16 @@ def _run(config: TrainConfig, store: RunStore, run_id: str, progress: ProgressFn
                           "step": step + 1, "steps": steps_per_epoch, "loss": float(np.mean(losses[-PROGRESS_EVERY:]))})
 
         logits, _ = predict(model, data.dataset.val.images, device, config.amp)
-        val = _quick_scores(logits, data.dataset.val.labels)
+        val = _validation_scores(method.class_probs(logits).numpy(), data.dataset.val.labels)
         record = {"epoch": epoch, "stage": stage.name, "loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"],
-                  "val_acc": val["acc"], "val_balanced_acc": val["balanced_acc"], "seconds": time.time() - epoch_start}
+                  **{f"val_{name}": value for name, value in val.items()}, "seconds": time.time() - epoch_start}
         method_log = method.epoch_log()
         if method_log:
             record["method"] = method_log
         history.append(record)
-        if val["balanced_acc"] > best_score:
-            best_score = val["balanced_acc"]
+        selection = val["auroc"] if "auroc" in val else val["balanced_acc"]
+        if selection > best_score:
+            best_score = selection
             save_checkpoint(best_path, {"model": model.state_dict(), "aux": method.aux.state_dict(), "epoch": epoch})
         save_checkpoint(last_path, {
             "model": model.state_dict(), "aux": method.aux.state_dict(), "extra": method.extra_state(),
@@ -206,7 +206,10 @@ def _run(config: TrainConfig, store: RunStore, run_id: str, progress: ProgressFn
 
 def _finish(config: TrainConfig, store: RunStore, run_id: str, model: Classifier, method: Method,
             data: RunData, device: torch.device) -> None:
-    """Best model -> method's post-hoc step -> test predictions and metrics."""
+    """Best model -> method's post-hoc step -> test predictions and metrics.
+
+    Binary runs predict "positive" at the threshold with the best balanced accuracy on validation.
+    """
     run_dir = store.run_dir(run_id)
     _load_weights(model, method, load_checkpoint(run_dir / "best.safetensors", device))
     val = data.dataset.val
@@ -219,15 +222,24 @@ def _finish(config: TrainConfig, store: RunStore, run_id: str, model: Classifier
     save_checkpoint(run_dir / MODEL_FILE, {"model": model.state_dict()})
     test = data.dataset.test
     logits, features = predict(model, test.images, device, config.amp)
-    probs = torch.softmax(logits.float(), dim=1).numpy()
+    probs = method.class_probs(logits).numpy()
+    val_probs = method.class_probs(predict(model, val.images, device, config.amp)[0]).numpy()
     counts = data.class_counts.cpu().numpy()
-    metrics = compute_metrics(probs, test.labels, counts)
-    metrics.update({"class_names": data.dataset.class_names, "train_counts": counts.tolist(), "posthoc": chosen})
+    if data.dataset.num_classes == 2:
+        threshold = choose_threshold(val_probs[:, 1], val.labels)
+        metrics = compute_metrics(probs, test.labels, counts, predictions=(probs[:, 1] >= threshold).astype(int))
+        metrics["summary"].update(binary_metrics(probs[:, 1], test.labels, threshold))
+        metrics["threshold_rule"] = "best balanced accuracy on the validation split"
+    else:
+        metrics = compute_metrics(probs, test.labels, counts)
+    metrics.update({"class_names": data.dataset.class_names, "train_counts": counts.tolist(), "posthoc": chosen,
+                    "task": config.task})
     # A plain linear head's weights let post-hoc rules (tau-norm) be re-scored without the model.
     head = model.head.weight if isinstance(model.head, torch.nn.Linear) else None
     with atomic_path(run_dir / "predictions.npz") as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, probs=probs.astype(np.float32), labels=test.labels, ids=test.ids.astype(str),
+                     val_probs=val_probs.astype(np.float32), val_labels=val.labels,
                      embeddings=features.numpy().astype(np.float16),
                      head_weight=(head.detach().cpu().float().numpy() if head is not None else np.zeros(0)))
     write_json(run_dir / "metrics.json", metrics)
@@ -258,10 +270,14 @@ def _autocast(device: torch.device, amp: bool):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and amp else nullcontext()
 
 
-def _quick_scores(logits: torch.Tensor, labels: np.ndarray) -> dict[str, float]:
-    predictions = logits.argmax(1).numpy()
+def _validation_scores(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy and balanced accuracy of the most probable class; binary runs add AUROC (used to pick the epoch)."""
+    predictions = probs.argmax(1)
     recalls = [(predictions[labels == c] == c).mean() for c in np.unique(labels)]
-    return {"acc": float((predictions == labels).mean()), "balanced_acc": float(np.mean(recalls))}
+    scores = {"acc": float((predictions == labels).mean()), "balanced_acc": float(np.mean(recalls))}
+    if probs.shape[1] == 2:
+        scores["auroc"] = float(roc_auc_score(labels, probs[:, 1]))
+    return scores
 
 
 def _sample_order(labels: torch.Tensor, sampler: str, generator: torch.Generator) -> torch.Tensor:

@@ -8,6 +8,7 @@ generator file), so a missing one is an error, not a failed run. The engine then
     loss(model, batch)            every step; batch.augment(batch.raw) makes another view
     after_step(model)             after each optimizer step, e.g. update an EMA teacher
     epoch_log()                   after each epoch: JSON facts kept in the run's history (e.g. IOIS's allocation)
+    class_probs(logits)           model outputs -> probabilities over the data set's classes (validation, test)
     finalize(model, val_features) once, on the best model: post-hoc changes such as tau-norm
 Everything a method adds to `self.aux` is optimised and checkpointed with the model; modules
 added with `add_frozen` (an EMA teacher, a memory bank) are checkpointed but never optimised.
@@ -140,6 +141,8 @@ class Method:
 
     name: ClassVar[str]
     card: ClassVar[MethodCard]
+    # One-class methods learn "normal" (class 0 of a binary task) and score how far an image is from it.
+    needs_binary_task: ClassVar[bool] = False
 
     def __init__(self, **settings: Any) -> None:
         known = {s.name: s for s in self.card.settings}
@@ -186,6 +189,10 @@ class Method:
 
     def after_step(self, model: Classifier) -> None:
         pass
+
+    def class_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """Probabilities over the data set's classes; methods whose head predicts something else convert here."""
+        return torch.softmax(logits.float(), dim=1)
 
     def epoch_log(self) -> dict[str, Any]:
         """JSON-able facts about the epoch just trained, stored in the run's history under "method"."""

@@ -309,7 +309,7 @@ def generators_for(kind: str, data: str, image_size: int) -> list[GeneratorInfo]
             if info.config.get("data") == data and info.config.get("image_size") == image_size]
 
 
-DATA_KEYS = ("data", "data_options", "image_size", "split_seed")
+DATA_KEYS = ("data", "data_options", "image_size", "split_seed", "task")  # generators have no task: None
 
 
 def data_mismatch(generator_config: dict[str, Any], data_recipe: dict[str, Any]) -> str | None:
