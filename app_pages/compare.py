@@ -8,7 +8,10 @@ import streamlit as st
 from imbal_core import charts
 from imbal_core.compare import (binary_curves, change_vs_baseline, embedding_projection, finished_runs, load_results,
                                 normalised_confusion, per_class_table, score_table, summary_table, tau_rescore)
-from imbal_core.metrics import BINARY_METRICS, SUMMARY_METRICS
+from imbal_core.metrics import SUMMARY_METRICS
+
+BINARY_TABLE = ("auroc", "auprc", "sens_at_90_spec", "sens_at_95_spec", "sensitivity", "specificity", "balanced_acc",
+                "acc")
 from app_pages.common import all_stores
 
 
@@ -55,7 +58,8 @@ if binary:
     labels = results[0].predictions()["labels"]
     right.plotly_chart(charts.pr_curves(pr, float(labels.mean())), key="cmp_pr")
     st.caption("Test-set curves of each picked run (score = the run's abnormality score: p(abnormal) for classifiers, "
-               "1 − p(normal) or the expected level for knowledge_one_class, distance to the centre for deep_svdd). "
+               "1 − p(normal) or the expected level for knowledge_one_class, d / (1 + d) of the squared distance d to "
+               "the centre for deep_svdd). "
                "Dashed lines mark 90 % and 95 % specificity: the sensitivity where a curve crosses them is in the "
                "Metrics tab.")
     shown = st.selectbox("Score histograms of", [r.label for r in results], key="cmp_hist_run")
@@ -75,7 +79,7 @@ st.caption("Classes ordered by training count (head first). Error bars: sd over 
 metrics_tab, change_tab, confusion_tab, ratio_tab, tau_tab, embedding_tab = st.tabs(
     ["Metrics", "Change vs a baseline", "Confusion matrices", "Metric vs ratio", "tau-norm, live", "Embeddings"])
 with metrics_tab:
-    shown_metrics = (*BINARY_METRICS[:-1], "balanced_acc", "acc") if binary else SUMMARY_METRICS
+    shown_metrics = BINARY_TABLE if binary else SUMMARY_METRICS
     table = summary_table(picked, shown_metrics)
     st.dataframe(table, hide_index=True, width="stretch")
     st.download_button("Download CSV", picked[["run_id", "method", "group", "data", "ratio", "seed", *shown_metrics]]
@@ -115,7 +119,8 @@ with confusion_tab:
 
 with ratio_tab:
     if picked["ratio"].notna().sum() and picked["ratio_label"].nunique() > 1:
-        ratio_metric = st.selectbox("Metric", SUMMARY_METRICS, index=1, key="cmp_ratio_metric")
+        ratio_metric = st.selectbox("Metric", BINARY_TABLE if binary else SUMMARY_METRICS, index=0 if binary else 1,
+                                    key="cmp_ratio_metric")
         st.plotly_chart(charts.metric_vs_ratio(picked, ratio_metric), key="cmp_ratio_chart")
     else:
         st.caption("Pick runs at two or more imbalance ratios to see this curve.")
@@ -123,7 +128,8 @@ with ratio_tab:
 with tau_tab:
     st.caption("Divides each class's head weights by their norm to the power tau (bias dropped) and re-scores the "
                "saved test embeddings: no retraining.")
-    linear = [r for r in results if r.has_linear_head()]
+    # tau-norm re-balances many classes' logits; binary runs decide at a validation threshold instead.
+    linear = [r for r in results if r.has_linear_head() and not r.is_binary]
     if linear:
         target = st.selectbox("Run", [r.label for r in linear], key="cmp_tau_run")
         tau = st.slider("tau", 0.0, 2.0, 1.0, 0.05, key="cmp_tau")
@@ -140,7 +146,7 @@ with tau_tab:
         frame = pd.DataFrame(rows).sort_values("train_count", ascending=False, kind="stable")
         st.plotly_chart(charts.per_class_bars(frame), key="cmp_tau_chart")
     else:
-        st.caption("None of the picked runs has a plain linear head.")
+        st.caption("None of the picked runs is a multi-class run with a plain linear head.")
 
 with embedding_tab:
     st.caption("PCA of the pooled test-set features, coloured by true class. For two-stage runs these are the "

@@ -48,8 +48,9 @@ with left:
                        "normal. One-class methods need this; every other method runs on it too.")
     task = None
     if binary:
+        rarest = dataset.class_names[int(np.argmin(dataset.train.class_counts(dataset.num_classes)))]
         positive = st.multiselect("Positive (abnormal)", dataset.class_names, key="data_task_positive",
-                                  default=dataset.class_names[-1:])
+                                  default=[rarest], help="The abnormal classes; the rarest class to start with.")
         others = [c for c in dataset.class_names if c not in positive]
         negative = st.multiselect("Negative (normal); empty = the rest", others, key="data_task_negative")
         if positive:
@@ -82,9 +83,8 @@ with controls:
     fit = st.radio("Fit", ["scale", "cap"], horizontal=True, key="data_fit",
                    help="scale: the ratio is exact (n_max is lowered); cap: classes short of their target keep all")
     # In a binary task the abnormal side is the one made rare, whichever side has more images.
-    head_order = st.radio("Head class", ["natural", "index"], horizontal=True, key="data_head_order",
-                          index=1 if task else 0, format_func=lambda o: {"natural": "largest class",
-                                                                         "index": "first class"}[o],
+    head_order = st.radio("Head class", ["natural", "index"], horizontal=True, key="data_head_order", index=1,
+                          format_func=lambda o: {"natural": "largest class", "index": "first class"}[o],
                           help="Which class keeps n_max. Binary tasks: 'first class' = the normal side, so the "
                           "abnormal side becomes the minority.") if task else "natural"
     log_y = st.toggle("Log axis", value=True, key="data_log_axis")

@@ -87,7 +87,7 @@ else:
         wrong = np.zeros(len(test), dtype=bool)
         for r in results:
             predictions = r.predictions()
-            wrong |= predictions["probs"].argmax(1) != predictions["labels"]
+            wrong |= r.decide(predictions["probs"]) != predictions["labels"]
         candidates = candidates[wrong[candidates]]
     if len(candidates) == 0:
         st.info("No test image matches these filters.")
@@ -104,7 +104,9 @@ columns[0].image(image, caption="image", width=SHOW_PX)
 for column, result, row in zip(columns[1:], results, picked.itertuples()):
     model = cached_model(row.store, row.run_id)
     heat, probs = grad_cam(model, image[None], target)
-    predicted = int(probs[0].argmax())
+    predicted = int(result.decide(probs)[0])
+    if target is None and predicted != int(probs[0].argmax()):  # a binary run decides at its threshold
+        heat, probs = grad_cam(model, image[None], predicted)
     mark = "" if true_label is None else (" ✓" if predicted == true_label else " ✗")
     column.image(overlay(image, heat[0]), width=SHOW_PX,
                  caption=f"{result.method}: {class_names[predicted]} ({probs[0, predicted]:.2f}){mark}")

@@ -16,7 +16,7 @@ import torch
 from imbal_core import charts
 from imbal_core.compare import finished_runs, load_results, run_history
 from imbal_core.engine.augment import AugmentConfig, augment
-from imbal_core.data import apply_task, parse_task
+from imbal_core.data import ImageDataset, apply_task, parse_task
 from imbal_core.errors import ImbalLabError
 from imbal_core.knowledge import RECIPES, level_strengths, middle_classes, recipe_for_data
 from imbal_core.synth.diffusion import DiffusionTrainConfig, load_diffusion_model, sdedit_starts
@@ -244,14 +244,17 @@ def aas_trace_section() -> None:
 
 
 @st.cache_data(max_entries=16, show_spinner="Making middle classes…")
-def cached_middle_classes(data_key: str, task: str, recipe: str, levels: int, weights: tuple, seed: int,
-                          rows: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-    """Normal images, their K middle classes and as many real abnormal images (train split, seeded picks)."""
-    binary = data.dataset if choice.get("task") else apply_task(data.dataset, task)
+def cached_middle_classes(_dataset: ImageDataset, choice_key: str, task: str, already_binary: bool, recipe: str,
+                          levels: int, weights: tuple, seed: int, rows: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Normal images, their K middle classes and as many real abnormal images (train split, seeded picks).
+
+    `_dataset` is not hashed: `choice_key` (the Data page's choice, which decides it) keys the cache.
+    """
+    binary = _dataset if already_binary else apply_task(_dataset, task)
     rng = np.random.default_rng(seed)
     split = binary.train
-    normal = split.images[rng.choice(np.flatnonzero(split.labels == 0), rows, replace=False)]
-    abnormal_pool = np.flatnonzero(split.labels == 1)
+    normal_pool, abnormal_pool = np.flatnonzero(split.labels == 0), np.flatnonzero(split.labels == 1)
+    normal = split.images[rng.choice(normal_pool, min(rows, len(normal_pool)), replace=False)]
     abnormal = split.images[rng.choice(abnormal_pool, min(rows, len(abnormal_pool)), replace=False)]
     sides = parse_task(task)
     made = middle_classes(recipe, normal, levels, seed, dict(weights), (sides.positive, sides.negative))
@@ -286,8 +289,9 @@ def middle_classes_tab_body() -> None:
     with grid:
         st.markdown(f"**{recipe.title}** — knowledge from {recipe.source}.")
         try:
-            normal, made, abnormal = cached_middle_classes(json.dumps(choice, sort_keys=True), task, recipe_name,
-                                                           levels, tuple(sorted(weights.items())), int(seed), rows)
+            normal, made, abnormal = cached_middle_classes(
+                data.dataset, json.dumps(choice, sort_keys=True), task, bool(choice.get("task")), recipe_name, levels,
+                tuple(sorted(weights.items())), int(seed), rows)
         except (ImbalLabError, ValueError) as err:
             st.error(f"Cannot make middle classes: {err}")
             return

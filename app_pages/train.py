@@ -18,15 +18,13 @@ store = user_store()
 st.title("Train")
 choice = data_choice()
 ratio = "natural counts" if choice["ratio"] is None else f"ratio {choice['ratio']:g} ({choice['profile']})"
-st.caption(f"Data: **{choice['data']}** at {choice['image_size']} px, {ratio}. Change it on the Data page.")
+task = f", binary task `{choice['task']}`" if choice.get("task") else ""
+st.caption(f"Data: **{choice['data']}** at {choice['image_size']} px{task}, {ratio}. Change it on the Data page "
+           "(one-class methods need a binary task: set it there).")
 
 with st.form("train_form"):
     methods = st.multiselect("Methods", METHODS.names(), default=["ce", "balanced_softmax"], key="train_methods",
                              help="knowledge_one_class and deep_svdd are one-class methods: they need a binary task.")
-    task_text = st.text_input("Binary task (optional): positive vs negative", choice.get("task") or "",
-                              key="train_task", placeholder="e.g. mel vs nv, or mel,bcc,akiec vs rest",
-                              help="Positive = abnormal. Leave empty to train on all classes. The Data page builds it "
-                              "from the class names.")
     a, b, c, d = st.columns(4)
     backbone = a.selectbox("Backbone", [DEFAULT_BACKBONE, *[p for p in PRESETS if p != DEFAULT_BACKBONE], "resnet18"],
                            key="train_backbone")
@@ -59,9 +57,8 @@ if submitted:
         seeds = [int(s) for s in seeds_text.split(",") if s.strip()]
         if not methods or not seeds:
             raise ImbalLabError("choose at least one method and one seed")
-        run_choice = {**choice, "task": task_text.strip() or None}
         configs = [TrainConfig(method=m, method_settings=settings.get(m, {}), backbone=backbone, epochs=int(epochs),
-                               lr=float(lr), seed=seed, **run_choice) for m in methods for seed in seeds]
+                               lr=float(lr), seed=seed, **choice) for m in methods for seed in seeds]
         for config in configs:
             runner.submit(config, tag="app")
         st.success(f"Queued {len(configs)} run(s). They train one at a time in the background.")

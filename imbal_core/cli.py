@@ -264,6 +264,8 @@ def _print_result(store: RunStore, run_id: str) -> None:
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
+    if args.task and args.data is None:
+        raise ConfigError("--task needs --data (the data set whose classes it names)")
     if args.data is None:
         for name in DATA_SOURCES.names():
             info = DATA_SOURCES.get(name)

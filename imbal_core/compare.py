@@ -110,6 +110,12 @@ class RunResult:
     def is_binary(self) -> bool:
         return "auroc" in self.metrics["summary"]
 
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """Predicted classes: the most probable one, or for binary runs positive at the validation threshold."""
+        if self.is_binary:
+            return (probs[:, 1] >= self.metrics["summary"]["threshold"]).astype(int)
+        return probs.argmax(1)
+
     def predictions(self) -> dict[str, np.ndarray]:
         with np.load(self.run_dir / "predictions.npz", allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
@@ -180,7 +186,7 @@ def binary_curves(results: list[RunResult]) -> tuple[pd.DataFrame, pd.DataFrame]
     roc, pr = [], []
     for r in results:
         preds = r.predictions()
-        labels, scores = preds["labels"], preds["probs"][:, 1]
+        labels, scores = preds["labels"], preds["scores"]
         fpr, tpr, _ = roc_curve(labels, scores)
         precision, recall, _ = precision_recall_curve(labels, scores)
         name = f"{r.group.split(' · ')[0]} · {r.run_id[-6:]}"
@@ -195,7 +201,7 @@ def score_table(result: RunResult) -> pd.DataFrame:
     """A binary run's test scores with each image's true side (normal / abnormal by class name)."""
     preds = result.predictions()
     names = np.array(result.class_names)[preds["labels"]]
-    return pd.DataFrame({"score": preds["probs"][:, 1], "class": names, "id": preds["ids"]})
+    return pd.DataFrame({"score": preds["scores"], "class": names, "id": preds["ids"]})
 
 
 def normalised_confusion(result: RunResult) -> np.ndarray:

@@ -102,12 +102,14 @@ def write_results(out: Path, store: RunStore, run_ids: dict[str, str], args: arg
     runs["method"] = runs["group"].str.split(" · ").str[0]
     order = list(dict.fromkeys(runs.sort_values("created")["method"]))
     version = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    budget = json.loads(runs["config"].iloc[0])
     lines = [
         "# Binary tasks: knowledge-guided one-class learning vs its generic ablation and baselines",
         "",
         f"Command: `python scripts/one_class_benchmark.py {' '.join(sys.argv[1:])}`",
         "",
-        f"Budget: 28 px, batch 128, AdamW lr 1e-3 cosine, backbone `{runs['backbone'].iloc[0]}` from scratch, seeds "
+        f"Budget: {budget['image_size']} px, batch {budget['batch_size']}, {budget['optimizer']} lr {budget['lr']:g} "
+        f"cosine, backbone `{budget['backbone']}` from scratch, augmentation {'on' if budget['augment'] else 'off'}, seeds "
         f"{args.seeds}; training keeps the normal side whole and cuts the abnormal side to 1:{RATIO} (validation and "
         "test as they are). One-class methods never see a real abnormal training image. Model = the epoch with the "
         "best validation AUROC; balanced ACC at the threshold with the best validation balanced accuracy. "

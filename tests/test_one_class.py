@@ -184,12 +184,13 @@ def test_binary_run_reports_binary_metrics(store, method, settings):
     summary = metrics["summary"]
     preds = np.load(store.run_dir(run_id) / "predictions.npz")
     assert metrics["class_names"] == ["symmetric_uniform", "asymmetric_multicolour"]
-    assert summary["auroc"] == pytest.approx(roc_auc_score(preds["labels"], preds["probs"][:, 1]), abs=1e-6)
+    assert preds["scores"].dtype == np.float64 and np.allclose(preds["scores"], preds["probs"][:, 1], atol=1e-6)
+    assert summary["auroc"] == pytest.approx(roc_auc_score(preds["labels"], preds["scores"]))
     # The threshold comes from the validation scores saved with the run, never from the test set.
-    assert summary["threshold"] == pytest.approx(choose_threshold(preds["val_probs"][:, 1], preds["val_labels"]))
+    assert summary["threshold"] == choose_threshold(preds["val_scores"], preds["val_labels"])
     assert np.allclose(preds["probs"].sum(1), 1, atol=1e-5)
     assert summary["balanced_acc"] == pytest.approx(
-        balanced_accuracy_score(preds["labels"], preds["probs"][:, 1] >= summary["threshold"]))
+        balanced_accuracy_score(preds["labels"], preds["scores"] >= summary["threshold"]))
 
 
 def test_knowledge_one_class_learns_levels_from_normal_images_only(synthetic):
@@ -225,8 +226,40 @@ def test_deep_svdd_freezes_biases_and_fixes_a_centre(store):
     model, _, _ = load_run_model(store, run_id)
     centre = model.head.centre
     assert centre.abs().min() >= 0.1 - 1e-6  # Ruff et al.: coordinates near 0 pushed to ±eps
-    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)  # normalisation parameters never trained
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(torch.all(bn.bias == 0) for bn in norms)  # the shifts never train
+    # The scales do, so residual blocks (whose last scale timm starts at 0) learn too.
+    assert any(torch.any(bn.weight != 0) and torch.any(bn.weight != 1) for bn in norms)
+    assert all(torch.any(bn.weight != 0) for bn in norms), "a BatchNorm scale stayed at 0: its block never learnt"
+
+
+def test_one_class_scores_keep_their_order_when_confident():
+    from imbal_core.methods import create_method
+
+    logits = torch.tensor([[60.0, 0, 0, 0], [50.0, 0, 0, 0], [40.0, 0, 0, 0]])
+    scores = create_method("knowledge_one_class").class_probs(logits)[:, 1]
+    assert scores[0] < scores[1] < scores[2]  # 1 − p(normal) in float32 would be 0 for all three
+    distances = create_method("deep_svdd").class_probs(torch.tensor([[1e5], [2e5], [4e5]]))[:, 1]
+    assert distances[0] < distances[1] < distances[2]
+
+
+def test_two_class_data_without_a_task_gets_no_binary_metrics(store, tmp_path):
+    from imbal_core.engine import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 64), ("val", 16), ("test", 16)):
+        arrays[f"{split}_images"] = rng.integers(0, 255, (n, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 2)[:, None]
+    np.savez(tmp_path / "two.npz", **arrays)
+    config = TrainConfig(data="medmnist", data_path=str(tmp_path / "two.npz"), epochs=1, batch_size=32, device="cpu")
+    run_id = train(config, store)
+    assert "auroc" not in store.get_run(run_id)["summary"]  # no task: no guess at which class is abnormal
+
+
+def test_bad_operation_name_fails_before_a_run(store):
+    with pytest.raises(ConfigError, match="operations must be 'all' or names from recipe 'builtin'"):
+        tiny_config(method="knowledge_one_class", task=TASK, method_settings={"operations": "streaks"})
 
 
 @pytest.mark.parametrize("method", ["weighted_ce", "cb_loss", "focal", "ldam_drw", "balanced_softmax", "logit_adjust",

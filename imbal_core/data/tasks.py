@@ -64,7 +64,7 @@ def parse_task(spec: str) -> BinaryTask:
 
 
 def resolve_task(spec: str, class_names: list[str]) -> BinaryTask:
-    """Parse `spec` and check its classes against a data set's; "rest" becomes the remaining classes' names."""
+    """Parse `spec` and check its classes against a data set's names (and that "rest" leaves a class)."""
     task = parse_task(spec)
     named = task.positive + (() if task.negative == (REST,) else task.negative)
     unknown = [name for name in named if name not in class_names]

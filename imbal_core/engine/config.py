@@ -5,7 +5,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..data import DATA_SOURCES, load_dataset, parse_task
+from ..data import DATA_SOURCES, ImageDataset, load_dataset, parse_task
 from ..errors import ConfigError
 from ..methods import create_method
 from ..models import DEFAULT_BACKBONE
@@ -57,6 +57,7 @@ class TrainConfig:
         elif method.needs_binary_task:
             raise ConfigError(f"method {self.method!r} is one-class: it needs a binary task (normal = the right side), "
                               "e.g. task='mel vs nv' (--task in the CLI)")
+        method.check_data(self.data_recipe())
         if self.ratio is not None:
             ok = isinstance(self.ratio, (int, float)) and not isinstance(self.ratio, bool) and math.isfinite(self.ratio) and self.ratio >= 1
             _require(ok, "ratio", "a finite number >= 1, or None for the natural counts", self.ratio)
@@ -72,7 +73,7 @@ class TrainConfig:
         return {key: getattr(self, key) for key in ("data", "data_path", "data_options", "image_size", "split_seed",
                                                     "task")}
 
-    def load_data(self):
+    def load_data(self) -> ImageDataset:
         """The run's data set (with its binary task applied)."""
         return load_dataset(self.data, path=self.data_path, image_size=self.image_size, split_seed=self.split_seed,
                             task=self.task, **self.data_options)

@@ -28,7 +28,8 @@ def load_run_model(store: RunStore, run_id: str, device: str | torch.device = "c
     # The method may have replaced the head (cosine, scaled); rebuild it the same way.
     method = create_method(config.method, **config.method_settings)
     counts = torch.tensor(metrics["train_counts"])
-    method.setup(model, TrainInfo(counts, torch.zeros(0, dtype=torch.long), config.epochs, 1, torch.device("cpu")))
+    method.setup(model, TrainInfo(counts, torch.zeros(0, dtype=torch.long), config.epochs, 1, torch.device("cpu"),
+                                  data_recipe=config.data_recipe()))
     if not (run_dir / MODEL_FILE).is_file():
         raise RunError(f"run {run_id} keeps no model weights ({run_dir / MODEL_FILE} is missing; shipped runs of "
                        "some methods keep only their results): re-make it with its command in pretrained/manifest.json, "

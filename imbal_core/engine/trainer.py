@@ -178,7 +178,7 @@ def _run(config: TrainConfig, store: RunStore, run_id: str, progress: ProgressFn
                           "step": step + 1, "steps": steps_per_epoch, "loss": float(np.mean(losses[-PROGRESS_EVERY:]))})
 
         logits, _ = predict(model, data.dataset.val.images, device, config.amp)
-        val = _validation_scores(method.class_probs(logits).numpy(), data.dataset.val.labels)
+        val = _validation_scores(method.class_probs(logits).numpy(), data.dataset.val.labels, binary=config.task is not None)
         record = {"epoch": epoch, "stage": stage.name, "loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"],
                   **{f"val_{name}": value for name, value in val.items()}, "seconds": time.time() - epoch_start}
         method_log = method.epoch_log()
@@ -208,7 +208,8 @@ def _finish(config: TrainConfig, store: RunStore, run_id: str, model: Classifier
             data: RunData, device: torch.device) -> None:
     """Best model -> method's post-hoc step -> test predictions and metrics.
 
-    Binary runs predict "positive" at the threshold with the best balanced accuracy on validation.
+    Binary runs (a task: class 1 = positive) predict "positive" at the threshold with the best balanced
+    accuracy on validation. Their scores are kept in float64, so confident images do not tie.
     """
     run_dir = store.run_dir(run_id)
     _load_weights(model, method, load_checkpoint(run_dir / "best.safetensors", device))
@@ -225,7 +226,8 @@ def _finish(config: TrainConfig, store: RunStore, run_id: str, model: Classifier
     probs = method.class_probs(logits).numpy()
     val_probs = method.class_probs(predict(model, val.images, device, config.amp)[0]).numpy()
     counts = data.class_counts.cpu().numpy()
-    if data.dataset.num_classes == 2:
+    binary = config.task is not None
+    if binary:
         threshold = choose_threshold(val_probs[:, 1], val.labels)
         metrics = compute_metrics(probs, test.labels, counts, predictions=(probs[:, 1] >= threshold).astype(int))
         metrics["summary"].update(binary_metrics(probs[:, 1], test.labels, threshold))
@@ -240,6 +242,7 @@ def _finish(config: TrainConfig, store: RunStore, run_id: str, model: Classifier
         with open(tmp, "wb") as handle:
             np.savez(handle, probs=probs.astype(np.float32), labels=test.labels, ids=test.ids.astype(str),
                      val_probs=val_probs.astype(np.float32), val_labels=val.labels,
+                     scores=probs[:, 1] if binary else np.zeros(0), val_scores=val_probs[:, 1] if binary else np.zeros(0),
                      embeddings=features.numpy().astype(np.float16),
                      head_weight=(head.detach().cpu().float().numpy() if head is not None else np.zeros(0)))
     write_json(run_dir / "metrics.json", metrics)
@@ -256,7 +259,7 @@ def predict(model: Classifier, images: np.ndarray, device: torch.device, amp: bo
         raw = torch.from_numpy(images[start:start + EVAL_BATCH]).permute(0, 3, 1, 2).to(device)
         with _autocast(device, amp):
             f = model.features(to_float(raw).contiguous(memory_format=torch.channels_last))
-            z = model.head(f)
+        z = model.head(f.float())  # the head in float32: scores must not be rounded to bfloat16
         logits.append(z.float().cpu())
         features.append(f.float().cpu())
     model.train(was_training)
@@ -270,12 +273,12 @@ def _autocast(device: torch.device, amp: bool):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and amp else nullcontext()
 
 
-def _validation_scores(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def _validation_scores(probs: np.ndarray, labels: np.ndarray, binary: bool) -> dict[str, float]:
     """Accuracy and balanced accuracy of the most probable class; binary runs add AUROC (used to pick the epoch)."""
     predictions = probs.argmax(1)
     recalls = [(predictions[labels == c] == c).mean() for c in np.unique(labels)]
     scores = {"acc": float((predictions == labels).mean()), "balanced_acc": float(np.mean(recalls))}
-    if probs.shape[1] == 2:
+    if binary:
         scores["auroc"] = float(roc_auc_score(labels, probs[:, 1]))
     return scores
 

@@ -1,7 +1,8 @@
 """What a method is: a card (docs + settings), a loss, and optional hooks into the training loop.
 
-Before a run is created, `check_ready()` checks what the settings name outside the config (e.g. a
-generator file), so a missing one is an error, not a failed run. The engine then calls, in order:
+When a config is made, `check_data(data_recipe)` checks settings that depend on the data (e.g. a
+recipe's operation names). Before a run is created, `check_ready()` checks what the settings name
+outside the config (e.g. a generator file), so a missing one is an error, not a failed run. The engine then calls, in order:
     setup(model, info)            once: may replace the head, create teachers, heads, banks (self.aux)
     stages(epochs)                the training stages (one for most methods, two for decoupled ones)
     on_epoch_start(model, epoch, stage)  e.g. switch on deferred re-weighting, make auxiliary images
@@ -114,7 +115,7 @@ class TrainInfo:
     train_images: torch.Tensor | None = None  # (N, C, H, W) uint8 on the device; None outside training
     init_from: str | None = None  # the finished run whose weights started this one
     train_index: np.ndarray | None = None  # the training images' indices in the data set's train split
-    data_recipe: dict[str, Any] | None = None  # data, data_path, data_options, image_size, split_seed
+    data_recipe: dict[str, Any] | None = None  # data, data_path, data_options, image_size, split_seed, task
 
     @property
     def num_classes(self) -> int:
@@ -167,6 +168,9 @@ class Method:
         aux = [p for name, m in self.aux.items() if name not in self._frozen for p in m.parameters()]
         return [*model.parameters(), *aux]
 
+    def check_data(self, data_recipe: dict[str, Any]) -> None:
+        """Raise ConfigError when the settings do not fit the run's data (`TrainConfig.data_recipe()`)."""
+
     def check_ready(self) -> None:
         """Raise ConfigError when something the settings name is missing (not called for finished runs)."""
 
@@ -191,8 +195,9 @@ class Method:
         pass
 
     def class_probs(self, logits: torch.Tensor) -> torch.Tensor:
-        """Probabilities over the data set's classes; methods whose head predicts something else convert here."""
-        return torch.softmax(logits.float(), dim=1)
+        """Probabilities over the data set's classes (float64, so that confident scores do not tie); methods whose
+        head predicts something else (levels, a distance) convert here."""
+        return torch.softmax(logits.double(), dim=1)
 
     def epoch_log(self) -> dict[str, Any]:
         """JSON-able facts about the epoch just trained, stored in the run's history under "method"."""

@@ -15,7 +15,6 @@ from ..models import Classifier
 from .base import Batch, Method, MethodCard, Setting, Stage, TrainInfo, register_method
 
 CENTRE_CHUNK = 512
-NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
 
 
 class CentredProjection(nn.Module):
@@ -47,15 +46,14 @@ class DeepSVDD(Method):
             "One-class objective: mean squared distance of the normal training images' representations to a centre c "
             "fixed as the mean representation after an initial forward pass; coordinates of c near zero are pushed to "
             "±eps (0.1).",
-            "Bias terms must not be trained, or the network collapses onto c: bias-free projection, and every bias "
-            "and normalisation parameter of the backbone is frozen at its initial value.",
+            "Bias terms must not be trained, or the network collapses onto c: bias-free projection, and every bias of "
+            "the backbone (BatchNorm shifts included) is frozen at its initial value.",
             "Score: squared distance to c (reported as d / (1 + d), which keeps the order).",
         ),
         our_choices=(
             "Backbone and optimiser are the lab's (timm backbone, AdamW, cosine schedule, weight decay 5e-4), not the "
             "paper's LeNet-style network with Adam and autoencoder pre-training (we skip the pre-training).",
-            "BatchNorm layers keep normalising (their affine parameters are frozen at 1 and 0) instead of being "
-            "removed.",
+            "BatchNorm layers are kept (their scales train, their shifts stay 0) instead of being removed.",
         ),
     )
 
@@ -78,17 +76,17 @@ class DeepSVDD(Method):
         return centre
 
     def stage_parameters(self, model: Classifier, stage: Stage) -> Iterable[nn.Parameter]:
-        """Everything but biases and normalisation parameters (they would let the network map all inputs to c)."""
-        frozen = {id(p) for m in model.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters()}
-        return [p for name, p in model.named_parameters() if not name.endswith("bias") and id(p) not in frozen]
+        """Everything but the biases (BatchNorm shifts included): with them the network could map all inputs to c."""
+        return [p for name, p in model.named_parameters() if not name.endswith("bias")]
 
     def loss(self, model: Classifier, batch: Batch) -> torch.Tensor:
         normal = batch.y == 0
-        if not normal.any():  # a batch without a normal image: nothing to learn, keep the graph valid
-            return model(batch.x[:1]).sum() * 0
+        if not normal.any():  # no normal image: nothing to learn (and no abnormal image may reach BatchNorm)
+            return batch.x.new_zeros((), requires_grad=True)
         return model(batch.x[normal]).pow(2).sum(1).mean()
 
     def class_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """Score d / (1 + d) of the squared distance d, in float64 so that large distances keep their order."""
         distance = logits.double().pow(2).sum(1)
-        score = (distance / (1 + distance)).float()
-        return torch.stack([1 - score, score], dim=1)
+        score = distance / (1 + distance)
+        return torch.stack([1 / (1 + distance), score], dim=1)

@@ -47,7 +47,7 @@ class KnowledgeOneClass(Method):
             Setting("levels", 3, "K: number of middle classes", low=1, high=10),
             Setting("operations", "all", "which of the recipe's operations to use: all, or comma-separated names"),
             Setting("score", "one_minus_normal", "abnormality score: one_minus_normal = 1 − p(normal); "
-                    "expected_level = Σ k·p_k / (number of levels − 1)", choices=SCORES),
+                    "expected_level = Σ k·p_k / (highest level)", choices=SCORES),
             Setting("use_abnormal", False, "also train on the real abnormal training images, as the top class "
                     "(no longer one-class)"),
         ),
@@ -74,28 +74,39 @@ class KnowledgeOneClass(Method):
         ),
     )
 
-    def __init__(self, **settings: Any) -> None:
-        super().__init__(**settings)
-        if self.settings["recipe"] != AUTO:
-            self._weights(RECIPES.get(self.settings["recipe"]))  # a wrong operation name is an error now
-
     @property
     def num_outputs(self) -> int:
         return self.settings["levels"] + 1 + int(self.settings["use_abnormal"])
 
+    def check_data(self, data_recipe: dict[str, Any]) -> None:
+        recipe = self._recipe(data_recipe)
+        self._weights(recipe)  # a wrong operation name is an error before any run exists
+        if recipe.needs_task_classes:
+            recipe.check_task(self._task_classes(data_recipe))
+
     def setup(self, model: Classifier, info: TrainInfo) -> None:
         super().setup(model, info)
         model.head = nn.Linear(model.embed_dim, self.num_outputs)
-        recipe_name = self.settings["recipe"]
-        if recipe_name == AUTO:
-            data = info.data_recipe or {}
-            recipe_name = recipe_for_data(data.get("data", ""), data.get("data_path"), data.get("data_options"))
-        self.recipe: Recipe = RECIPES.get(recipe_name)
+        self.recipe = self._recipe(info.data_recipe or {})
         self.weights = self._weights(self.recipe)
-        task = (info.data_recipe or {}).get("task")
-        self.task_classes = (parse_task(task).positive, parse_task(task).negative) if task else ()
-        if info.train_images is not None and self.recipe.needs_task_classes:
-            self.recipe.check_task(self.task_classes)
+        self.task_classes = self._task_classes(info.data_recipe or {})
+
+    def _recipe(self, data_recipe: dict[str, Any]) -> Recipe:
+        """The recipe named by the setting; "auto" picks the one for the run's data source."""
+        name = self.settings["recipe"]
+        if name == AUTO:
+            name = recipe_for_data(data_recipe.get("data", ""), data_recipe.get("data_path"),
+                                   data_recipe.get("data_options"))
+        return RECIPES.get(name)
+
+    @staticmethod
+    def _task_classes(data_recipe: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]] | tuple[()]:
+        """(positive, negative) class names of the run's task, for recipes that render from them."""
+        task = data_recipe.get("task")
+        if not task:
+            return ()
+        parsed = parse_task(task)
+        return parsed.positive, parsed.negative
 
     def _weights(self, recipe: Recipe) -> dict[str, float]:
         """Operation weights from the `operations` setting: 1 for the chosen operations, 0 for the others."""
@@ -111,17 +122,18 @@ class KnowledgeOneClass(Method):
 
     def loss(self, model: Classifier, batch: Batch) -> torch.Tensor:
         normal = batch.y == 0
+        if not normal.any() and not self.settings["use_abnormal"]:
+            # Nothing to learn, and no abnormal image may reach BatchNorm's running statistics.
+            return batch.x.new_zeros((), requires_grad=True)
         raw = batch.raw[normal]
         levels = torch.randint(0, self.settings["levels"] + 1, (len(raw),), generator=batch.generator,
                                device=batch.generator.device).to(raw.device)
         seed = int(torch.randint(2**62, (1,), generator=batch.generator, device=batch.generator.device))
         raw = self._transform(raw, levels, seed)
-        x, labels = batch.augment(raw), levels
+        x, labels = (batch.augment(raw), levels) if len(raw) else (batch.x[:0], levels)
         if self.settings["use_abnormal"]:
             x = torch.cat([x, batch.x[~normal]])
             labels = torch.cat([labels, torch.full_like(batch.y[~normal], self.num_outputs - 1)])
-        if len(labels) == 0:  # a batch without a normal image: nothing to learn, keep the graph valid
-            return model(batch.x[:1]).sum() * 0
         return F.cross_entropy(model(x), labels)
 
     def _transform(self, raw: torch.Tensor, levels: torch.Tensor, seed: int) -> torch.Tensor:
@@ -136,11 +148,11 @@ class KnowledgeOneClass(Method):
         return out
 
     def class_probs(self, logits: torch.Tensor) -> torch.Tensor:
-        p = torch.softmax(logits.float(), dim=1)
+        """[1 − score, score] in float64; 1 − p(normal) is summed over the other levels so tiny values keep their order."""
+        p = torch.softmax(logits.double(), dim=1)
         if self.settings["score"] == "one_minus_normal":
-            score = 1 - p[:, 0]
-        else:
-            score = (p * torch.arange(p.shape[1], dtype=p.dtype)).sum(1) / (p.shape[1] - 1)
+            return torch.stack([p[:, 0], p[:, 1:].sum(1)], dim=1)
+        score = (p * torch.arange(p.shape[1], dtype=p.dtype)).sum(1) / (p.shape[1] - 1)
         return torch.stack([1 - score, score], dim=1)
 
     def finalize(self, model: Classifier, val_features) -> dict:
