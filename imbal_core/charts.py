@@ -141,9 +141,9 @@ def roc_curves(points: pd.DataFrame) -> go.Figure:
         fig.add_scatter(x=rows["fpr"], y=rows["tpr"], mode="lines", name=f"{run} (AUROC {rows['auc'].iloc[0]:.3f})",
                         line_color=colours[rows["group"].iloc[0]], line_shape="hv")
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#999"), showlegend=False)
-    for spec in (0.90, 0.95):
+    for spec, side in ((0.95, "top left"), (0.90, "top right")):  # labels on either side: the lines are close
         fig.add_vline(x=1 - spec, line=dict(dash="dash", color="#bbb"),
-                      annotation_text=f"{spec:.0%} spec.", annotation_position="top")
+                      annotation_text=f"{spec:.0%} spec.", annotation_position=side)
     fig.update_layout(xaxis=dict(title="false-positive rate (1 − specificity)", range=[0, 1]),
                       yaxis=dict(title="sensitivity", range=[0, 1.02]), legend=dict(orientation="h", y=-0.25),
                       margin=dict(t=30, b=10), height=460)
