@@ -28,6 +28,12 @@ class Region:
     centre: tuple[float, float]
     radius: float
 
+    @classmethod
+    def from_pixels(cls, pixels: np.ndarray, mask: np.ndarray) -> "Region":
+        """A region around the True pixels of `pixels`: their centroid and the radius of a disc of their area."""
+        rows, cols = np.nonzero(pixels)
+        return cls(mask, (float(rows.mean()), float(cols.mean())), float(np.sqrt(pixels.sum() / np.pi)))
+
 
 OperationFn = Callable[[np.ndarray, Region, float, np.random.Generator], tuple[np.ndarray, Region]]
 
@@ -212,6 +218,4 @@ def dark_region(image: np.ndarray, min_share: float = 0.02, max_share: float = 0
     if not count or not min_share <= share <= max_share:
         r, _ = polar((h, w), centre)
         dark = r <= 0.3 * min(h, w)
-    rows, cols = np.nonzero(dark)
-    mask = ndimage.gaussian_filter(dark.astype(np.float32), sigma=0.7)
-    return Region(mask, (float(rows.mean()), float(cols.mean())), float(np.sqrt(dark.sum() / np.pi)))
+    return Region.from_pixels(dark, ndimage.gaussian_filter(dark.astype(np.float32), sigma=0.7))

@@ -81,5 +81,4 @@ class Fundus(ImageRecipe):
         disc = ndimage.binary_erosion(image.mean(axis=2) > 0.08, iterations=max(1, min(h, w) // 20))
         if disc.mean() < 0.1:  # no black surround found (cropped fundus): the whole image
             disc = np.ones((h, w), dtype=bool)
-        rows, cols = np.nonzero(disc)
-        return Region(disc.astype(np.float32), (float(rows.mean()), float(cols.mean())), float(np.sqrt(disc.sum() / np.pi)))
+        return Region.from_pixels(disc, disc.astype(np.float32))
