@@ -139,11 +139,11 @@ def test_middle_classes_tab_and_binary_compare(app_url: str, browser):
     page.screenshot(path=str(SHOTS / "synthesis_middle_classes.png"))
 
     _open(page, f"{app_url}/compare", "Compare", "Per-class recall")
-    page.get_by_role("combobox").first.click()  # the data set filter
-    page.keyboard.type("asymmetric_multicolour vs")
-    page.keyboard.press("Enter")
+    data_filter = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Data set")
+    data_filter.get_by_role("combobox").click()
+    page.get_by_role("option", name="asymmetric_multicolour vs").click()
     page.keyboard.press("Escape")
-    page.get_by_role("button", name="Remove synthetic 28px").last.click()
+    data_filter.get_by_role("button", name="Remove synthetic 28px").click()
     heading = page.get_by_role("heading", name="Abnormal vs normal: ROC, precision–recall and scores")
     heading.wait_for(timeout=120_000)
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
