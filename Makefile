@@ -9,8 +9,11 @@ $(VENV)/installed.stamp: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
+# Serves on 127.0.0.1 (.streamlit/config.toml); e.g. STREAMLIT_ARGS="--server.address 0.0.0.0" exposes it.
+STREAMLIT_ARGS ?=
+
 app: $(VENV)/installed.stamp
-	$(PY) -m streamlit run app.py
+	$(PY) -m streamlit run app.py $(STREAMLIT_ARGS)
 
 test: $(VENV)/installed.stamp
 	@# browser tests drive Debian's Chromium; they skip with a reason if it cannot be installed

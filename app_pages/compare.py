@@ -7,8 +7,10 @@ import streamlit as st
 
 from imbal_core import charts
 from imbal_core.compare import (binary_curves, change_vs_baseline, embedding_projection, finished_runs, load_results,
-                                normalised_confusion, per_class_table, score_table, summary_table, tau_rescore)
+                                normalised_confusion, per_class_table, score_table, shift_commands, shift_drops,
+                                shift_results, summary_table, tau_rescore)
 from imbal_core.metrics import SUMMARY_METRICS
+from imbal_core.shifts import SHIFTS
 
 BINARY_TABLE = ("auroc", "auprc", "sens_at_90_spec", "sens_at_95_spec", "sensitivity", "specificity", "balanced_acc",
                 "acc")
@@ -154,3 +156,25 @@ with embedding_tab:
     projected = st.selectbox("Run", [r.label for r in results], key="cmp_embedding_run")
     chosen = next(r for r in results if r.label == projected)
     st.plotly_chart(charts.embedding_scatter(embedding_projection(chosen), chosen.group), key="cmp_embedding_chart")
+
+st.header("Robustness to acquisition shift")
+shift_metric = "auroc" if binary else "balanced_acc"
+shifted = shift_results(results, shift_metric)
+if not shifted.empty:
+    st.plotly_chart(charts.shift_curves(shifted, shift_metric), key="cmp_shift_chart")
+    st.dataframe(shift_drops(shifted), hide_index=True, width="stretch")
+    st.caption(f"Test {shift_metric} of each run's model on its own test split, shifted; strength 0 is the unshifted "
+               "test set. Drop = unshifted − shifted (> 0: worse). Binary runs keep their validation threshold; runs "
+               "trained with colour constancy get it after the shift, as a new clinic's images would. What one "
+               "step of strength is: " + "; ".join(f"**{name}**: {SHIFTS.get(name).description}"
+                                                    for name in SHIFTS.names()) + ".")
+without = picked[~picked["run_id"].isin(shifted["run_id"])]
+if not without.empty:
+    no_weights = int((~without["has_model"]).sum())
+    st.caption(f"{len(without)} picked run(s) have no shift results yet"
+               + (f"; {no_weights} of them keep no weights (shipped results only) and cannot be shifted: re-make "
+                  "them with their command in pretrained/manifest.json" if no_weights else "")
+               + ("." if no_weights == len(without) else ". Compute the others' (then reload this page):"))
+    commands = shift_commands(without)
+    if commands:
+        st.code("\n".join(commands), language="bash")

@@ -7,6 +7,7 @@ import streamlit as st
 
 from imbal_core import charts
 from imbal_core.data import DATA_SOURCES, ImageDataset, load_dataset
+from imbal_core.data.colour import COLOUR_CONSTANCY
 from imbal_core.data.tasks import REST
 from imbal_core.errors import ImbalLabError
 from imbal_core.imbalance import target_counts
@@ -15,8 +16,10 @@ RATIOS = [1, 1.5, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500]
 
 
 @st.cache_resource(show_spinner="Loading the data set (first time only; then it is cached on disk)…")
-def cached_dataset(source: str, path: str | None, image_size: int, split_seed: int, task: str | None = None) -> ImageDataset:
-    return load_dataset(source, path=path or None, image_size=image_size, split_seed=split_seed, task=task)
+def cached_dataset(source: str, path: str | None, image_size: int, split_seed: int, task: str | None = None,
+                   colour_constancy: str | None = None) -> ImageDataset:
+    return load_dataset(source, path=path or None, image_size=image_size, split_seed=split_seed, task=task,
+                        colour_constancy=colour_constancy)
 
 
 st.title("Data")
@@ -32,12 +35,16 @@ with left:
         st.caption(f"Expected layout: {info.layout}")
     image_size = st.select_slider("Image size (px)", [28, 32, 48, 64, 96, 128], value=28, key="data_image_size")
     split_seed = st.number_input("Split seed", 0, 10_000, 0, key="data_split_seed")
+    constancy = st.selectbox("Colour constancy", ["none", *COLOUR_CONSTANCY], key="data_colour_constancy",
+                             help="shades_of_gray: remove each image's light colour (Shades of Gray, p = 6) in every "
+                             "split, so cameras and lights of other colours matter less")
+    colour_constancy = None if constancy == "none" else constancy
 
 if info.needs_path and not path:
     st.info("Enter the folder of the data set to load it.")
     st.stop()
 try:
-    dataset = cached_dataset(source, path, int(image_size), int(split_seed))
+    dataset = cached_dataset(source, path, int(image_size), int(split_seed), colour_constancy=colour_constancy)
 except ImbalLabError as err:
     st.error(str(err))
     st.stop()
@@ -60,7 +67,7 @@ with left:
             st.warning("Choose at least one positive class.")
 if task:
     try:
-        dataset = cached_dataset(source, path, int(image_size), int(split_seed), task)
+        dataset = cached_dataset(source, path, int(image_size), int(split_seed), task, colour_constancy)
     except ImbalLabError as err:
         st.error(str(err))
         st.stop()
@@ -111,7 +118,7 @@ st.session_state["data_choice"] = {
     "data": source, "data_path": path or None, "image_size": int(image_size), "split_seed": int(split_seed),
     "ratio": None if profile in ("natural", "custom") else float(ratio),
     "profile": custom if profile == "custom" else ("exp" if profile == "natural" else profile), "fit": fit,
-    "task": task, "head_order": head_order,
+    "task": task, "head_order": head_order, "colour_constancy": colour_constancy,
 }
 
 st.header("Samples per class")

@@ -6,6 +6,7 @@ import streamlit as st
 
 from imbal_core.compare import RunResult, finished_runs, load_results
 from imbal_core.data import ImageDataset, load_dataset
+from imbal_core.data.colour import correct_images
 from imbal_core.data.images import decode_image_bytes
 from imbal_core.engine.evaluate import load_run_model
 from imbal_core.errors import ImbalLabError
@@ -24,8 +25,9 @@ def cached_model(store_root: str, run_id: str):
 
 @st.cache_resource(show_spinner="Loading the test images…", max_entries=4)
 def cached_dataset(data: str, path: str | None, image_size: int, split_seed: int, options: tuple,
-                   task: str | None) -> ImageDataset:
-    return load_dataset(data, path=path, image_size=image_size, split_seed=split_seed, task=task, **dict(options))
+                   task: str | None, colour_constancy: str | None) -> ImageDataset:
+    return load_dataset(data, path=path, image_size=image_size, split_seed=split_seed, task=task,
+                        colour_constancy=colour_constancy, **dict(options))
 
 
 st.title("Explain")
@@ -68,6 +70,7 @@ if source == "upload":
         st.stop()
     try:
         image = decode_image_bytes(upload.getvalue(), run_config["image_size"], upload.name)
+        image = correct_images(image[None], run_config.get("colour_constancy"))[0]  # as the run's images were
     except ImbalLabError as err:
         st.error(str(err))
         st.stop()
@@ -75,7 +78,7 @@ if source == "upload":
 else:
     dataset = cached_dataset(run_config["data"], run_config["data_path"], run_config["image_size"],
                              run_config["split_seed"], tuple(sorted(run_config["data_options"].items())),
-                             run_config.get("task"))
+                             run_config.get("task"), run_config.get("colour_constancy"))
     test = dataset.test
     c1, c2 = st.columns(2)
     wanted = c1.selectbox("True class", ["any", *class_names], key="exp_class")

@@ -9,6 +9,7 @@ from imbal_core.engine import TrainConfig
 from imbal_core.errors import ImbalLabError
 from imbal_core.methods import METHODS
 from imbal_core.models import DEFAULT_BACKBONE, PRESETS
+from imbal_core.runs import INTERRUPTED
 from app_pages.common import data_choice, job_runner, user_store
 
 ACTIVE = ("queued", "running")
@@ -19,7 +20,8 @@ st.title("Train")
 choice = data_choice()
 ratio = "natural counts" if choice["ratio"] is None else f"ratio {choice['ratio']:g} ({choice['profile']})"
 task = f", binary task `{choice['task']}`" if choice.get("task") else ""
-st.caption(f"Data: **{choice['data']}** at {choice['image_size']} px{task}, {ratio}. Change it on the Data page "
+constancy = f", colour constancy `{choice['colour_constancy']}`" if choice.get("colour_constancy") else ""
+st.caption(f"Data: **{choice['data']}** at {choice['image_size']} px{task}{constancy}, {ratio}. Change it on the Data page "
            "(one-class methods need a binary task: set it there).")
 
 with st.form("train_form"):
@@ -83,11 +85,11 @@ def jobs_panel() -> None:
             top[0].markdown(f"**{row.method}** · seed {row.seed} · `{row.run_id}` — **{status}**")
             if status in ACTIVE and top[1].button("Stop", key=f"stop_{row.run_id}"):
                 runner.stop(row.run_id)
-            if status == "stopped" and top[1].button("Resume", key=f"resume_{row.run_id}"):
+            if status in ("stopped", INTERRUPTED) and top[1].button("Resume", key=f"resume_{row.run_id}"):
                 runner.resume(row.run_id)
             if status == "failed":
                 st.error(run["error"] or "failed")
-            if run["error"] and status == "stopped":
+            if run["error"] and status in ("stopped", INTERRUPTED):
                 st.caption(run["error"])
             step = progress.get("step")
             done = progress.get("epoch", 0)

@@ -177,3 +177,14 @@ def score_histogram(scores: pd.DataFrame, class_names: Sequence[str], threshold:
                       yaxis_title="% of the class's test images", legend=dict(orientation="h", y=-0.3),
                       margin=dict(t=40, b=10), height=360)
     return fig
+
+
+def shift_curves(table: pd.DataFrame, metric: str) -> go.Figure:
+    """A metric against shift strength, one panel per shift and one line per run (strength 0 = unshifted test set)."""
+    fig = px.line(table, x="strength", y="value", color="run", facet_col="shift", markers=True,
+                  color_discrete_sequence=PALETTE, labels={"value": f"test {metric}", "strength": "strength"},
+                  hover_data={"drop": ":.3f"})
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))  # "shift=blur" -> "blur"
+    fig.update_xaxes(dtick=1)
+    fig.update_layout(legend_orientation="h", margin=dict(t=30))
+    return fig

@@ -1,25 +1,77 @@
-"""Checkpoints as one safetensors file, written atomically.
+"""Checkpoints as one safetensors file, written atomically, with a digest verified on load.
 
 Nested state (model, optimizer, method state) is flattened: tensors are stored under a
 path-like key, and the rest of the structure is JSON in the file's metadata, with a pointer
 in each tensor's place. One file means a checkpoint is never half-updated, and loading never
-unpickles anything.
+unpickles anything. Every weights file we write (checkpoints and generators) records a SHA-256
+of its metadata and tensor bytes, so flipped or truncated bytes are an error, not a quietly
+different model.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
 
 from .errors import RunError
 from .utils import atomic_path
 
 TENSOR = "__tensor__"
 INT_KEYS = "__int_keys__"
+DIGEST_KEY = "sha256"  # metadata entry: digest of the other metadata and of the tensor bytes
+HEADER_SIZE_BYTES = 8  # a safetensors file starts with the header's length (little-endian u64)
+
+
+def _split_file(blob: bytes) -> tuple[dict[str, str], bytes]:
+    """(metadata, tensor bytes) of a safetensors file's content."""
+    header_size = int.from_bytes(blob[:HEADER_SIZE_BYTES], "little")
+    header = json.loads(blob[HEADER_SIZE_BYTES:HEADER_SIZE_BYTES + header_size])
+    return header.get("__metadata__") or {}, blob[HEADER_SIZE_BYTES + header_size:]
+
+
+def _digest(metadata: dict[str, str], data: bytes) -> str:
+    content = {k: v for k, v in metadata.items() if k != DIGEST_KEY}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode() + data).hexdigest()
+
+
+def write_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write tensors and string metadata atomically, recording the digest that `read_weights` checks."""
+    # The tensor bytes do not depend on the metadata, so the digest of a first encoding holds for the second.
+    _, data = _split_file(save_safetensors_bytes(tensors, metadata=metadata))
+    blob = save_safetensors_bytes(tensors, metadata={**metadata, DIGEST_KEY: _digest(metadata, data)})
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(blob)
+
+
+def read_weights(path: Path, device: torch.device | str = "cpu",
+                 what: str = "weights file") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a file written by `write_weights`, after checking its digest."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"{what} {path} does not exist")
+    try:
+        blob = path.read_bytes()
+        metadata, data = _split_file(blob)
+        recorded = metadata.get(DIGEST_KEY)
+        if recorded is not None and recorded != _digest(metadata, data):
+            raise RunError(f"{what} {path} is damaged: its content no longer matches the digest recorded when it "
+                           "was written (flipped or truncated bytes). Re-make it, or restore it from a copy")
+        tensors = load_safetensors_bytes(blob)
+    except RunError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:
+        raise RunError(f"{what} {path} cannot be read ({err}); it is damaged or not ours") from None
+    if recorded is None:
+        warnings.warn(f"{path} records no digest (written before digests were kept); it cannot be verified",
+                      stacklevel=2)
+    return {key: value.to(device) for key, value in tensors.items()}, metadata
 
 
 def flatten_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -57,18 +109,11 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         if tensor.untyped_storage().data_ptr() in seen:
             tensors[key] = tensor.clone()
         seen.add(tensors[key].untyped_storage().data_ptr())
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"skeleton": json.dumps(skeleton)})
+    write_weights(path, tensors, {"skeleton": json.dumps(skeleton)})
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise RunError(f"checkpoint {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt", device=str(device)) as handle:
-            skeleton = json.loads(handle.metadata()["skeleton"])
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:
-        raise RunError(f"checkpoint {path} cannot be read ({err}); it is damaged or not ours") from None
-    return unflatten_state(skeleton, tensors)
+    tensors, metadata = read_weights(path, device, what="checkpoint")
+    if "skeleton" not in metadata:
+        raise RunError(f"checkpoint {path} has no state skeleton in its metadata; it is not an Imbalance Lab checkpoint")
+    return unflatten_state(json.loads(metadata["skeleton"]), tensors)

@@ -1,34 +1,55 @@
 """Command line: `python -m imbal_core {datasets,methods,train,sweep,runs,evaluate,export,style-train,diffusion-train,
-generators,generator-quality} --help`."""
+generators,generator-quality,robustness} --help`."""
 from __future__ import annotations
 
 import argparse
 import itertools
 import json
+import os
 import shlex
+import signal
+import sqlite3
 import sys
+import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .data import DATA_SOURCES, load_dataset
-from .engine import TrainConfig, train
-from .engine.evaluate import evaluate_run
+from .data.colour import COLOUR_CONSTANCY
+from .engine import RunInterrupted, TrainConfig, train
+from .engine.config import check_data_options
+from .engine.evaluate import EVAL_SPLITS, OVERLAP_RULES, evaluate_run
+from .engine.robustness import DEFAULT_STRENGTHS, drop_table, evaluate_shifts
 from .errors import ConfigError, ImbalLabError
 from .methods import METHODS
 from .models import DEFAULT_BACKBONE
-from .runs import RunStore
+from .runs import LISTED_STATUSES, RunStore
+from .shifts import MAX_STRENGTH, SHIFTS
 from .synth.diffusion import PREDICTIONS, DiffusionTrainConfig
 from .synth.generators import GeneratorConfig, list_generators, train_generator, training_summary
 from .synth.style_models import StyleTrainConfig
+from .utils import check_device, lab_home, read_json
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
+PRUNABLE = ("failed", "stopped", "interrupted")  # what `runs --prune` deletes: runs that will not finish by themselves
+RESUMABLE = ("stopped", "interrupted")
+ERROR_WIDTH = 160  # characters of a failed run's error shown by `runs`
+IMAGE_SIZE_HELP = "images are resized to this many pixels a side"
+SPLIT_SEED_HELP = "seed of the train/val/test split (data sets with an official split keep it)"
+DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help (code 0), or a usage error argparse has printed (code 2)
+        return int(stop.code or 0)
     args.command_line = shlex.join(["python", "-m", "imbal_core", *(sys.argv[1:] if argv is None else argv)])
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run cleanly, like Ctrl-C
     try:
         return args.func(args) or 0
     except ImbalLabError as err:
@@ -36,13 +57,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # output piped into e.g. `head`
         return 0
-    except KeyboardInterrupt:
-        print("interrupted; resume with `python -m imbal_core train --resume RUN_ID`", file=sys.stderr)
+    except RunInterrupted as stopped:
+        print(f"stopped; resume with `python -m imbal_core train --resume {stopped.run_id}`", file=sys.stderr)
         return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that ends each option's text with its default, unless there is none to show (None, False, "", [])."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default in ("", []):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """A parser whose help shows the defaults; subcommands' parsers are made of the same class."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _non_negative_int(text: str) -> int:
+    """An argparse type for seeds: an integer >= 0."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {text!r}")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m imbal_core", description="Imbalance Lab engine.")
+    parser = _Parser(prog="python -m imbal_core", description="Imbalance Lab engine.")
     parser.add_argument("--store", default=None, help="run store folder (default: $IMBAL_LAB_HOME/store)")
     sub = parser.add_subparsers(required=True, metavar="command")
 
@@ -50,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", choices=DATA_SOURCES.names(), help="show this source's class counts per split")
     p.add_argument("--path", help="folder or file of the data set")
     p.add_argument("--task", help="show the counts of a binary task, e.g. 'mel vs nv'")
-    p.add_argument("--image-size", type=int, default=28)
-    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=28, help=IMAGE_SIZE_HELP)
+    p.add_argument("--split-seed", type=_non_negative_int, default=0, help=SPLIT_SEED_HELP)
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("methods", help="list methods, or print one method's card")
@@ -60,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_methods)
 
     p = sub.add_parser("train", help="train one method (with a progress bar)")
-    p.add_argument("--method", default="ce", choices=METHODS.names())
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--method", default="ce", choices=METHODS.names(), help="the method (cards: `methods NAME`)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="run seed: the model's start, batches, "
+                   "augmentation and which training images a --ratio keeps")
     p.add_argument("--ratio", type=float, default=None, help="imbalance ratio n_max/n_min (default: natural counts)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue a stopped or interrupted run")
     _add_run_options(p)
@@ -69,23 +124,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="train every combination of methods x ratios x seeds")
     p.add_argument("--methods", required=True, help="comma-separated, e.g. ce,focal,ldam_drw")
-    p.add_argument("--ratios", default="natural", help="comma-separated ratios, or 'natural' (default)")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
+    p.add_argument("--ratios", default="natural", help="comma-separated ratios >= 1 and/or 'natural' (the data set's "
+                   "own counts), e.g. natural,10,100")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds >= 0, e.g. 0,1,2")
     _add_run_options(p)
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("runs", help="list runs in the store")
-    p.add_argument("--method")
-    p.add_argument("--status")
+    p = sub.add_parser("runs", help="list the runs in the store (with failed runs' errors and how to resume stopped "
+                       "ones), or delete runs")
+    p.add_argument("--method", help="list only this method's runs")
+    p.add_argument("--status", choices=LISTED_STATUSES, help="list only runs with this status")
+    p.add_argument("--delete", nargs="+", metavar="RUN_ID", help="delete these runs (rows and folders); nothing is "
+                   "deleted if one of them is unknown or still queued or running")
+    p.add_argument("--prune", action="append", choices=PRUNABLE, help="delete every run with this status (repeat "
+                   "for several, e.g. --prune failed --prune stopped)")
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("evaluate", help="evaluate a finished run on another data set (e.g. HAM10000 -> ISIC 2018)")
-    p.add_argument("run_id")
-    p.add_argument("--data", required=True, choices=DATA_SOURCES.names())
-    p.add_argument("--path")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("run_id", help="the finished run whose model is evaluated (see `runs`)")
+    p.add_argument("--data", required=True, choices=DATA_SOURCES.names(), help="data source of the other data set")
+    p.add_argument("--path", help="folder or file of the other data set")
+    p.add_argument("--split", default="all", choices=EVAL_SPLITS,
+                   help="which images to score: all (the whole set, for an external test set) or one split of it")
+    p.add_argument("--overlap", default="refuse", choices=OVERLAP_RULES,
+                   help="images the run trained or was selected on (same id or pixels): refuse to score, or "
+                   "exclude them and score the rest")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE", help="data source option")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("export", help="write the tidy metrics table (run, method, seed, ratio, class, metric, value) as CSV")
@@ -100,17 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--autoencoder-epochs", type=int, default=defaults.autoencoder_epochs,
                    help="first epochs: reconstruction only (the encoder learns its features)")
     p.add_argument("--width", type=int, default=defaults.width, help="channels of the first encoder stage")
-    p.add_argument("--style-weight", type=float, default=defaults.style_weight)
+    p.add_argument("--style-weight", type=float, default=defaults.style_weight,
+                   help="weight of the style loss against the content loss")
     p.set_defaults(func=cmd_style_train)
 
     defaults = DiffusionTrainConfig()
     p = sub.add_parser("diffusion-train", help="train a class-conditional diffusion model (for IOIS) on a training split")
     _add_generator_options(p, defaults)
     p.add_argument("--width", type=int, default=defaults.width, help="UNet channels of the first level (x2 below)")
-    p.add_argument("--layers-per-block", type=int, default=defaults.layers_per_block)
+    p.add_argument("--layers-per-block", type=int, default=defaults.layers_per_block,
+                   help="ResNet layers per UNet level")
     p.add_argument("--label-dropout", type=float, default=defaults.label_dropout,
                    help="share of labels replaced by the null label (classifier-free guidance)")
-    p.add_argument("--ema-decay", type=float, default=defaults.ema_decay)
+    p.add_argument("--ema-decay", type=float, default=defaults.ema_decay,
+                   help="decay of the weights' moving average, the model that is saved and samples")
     p.add_argument("--prediction", choices=PREDICTIONS, default=defaults.prediction,
                    help="what the UNet predicts: v (well conditioned at few sampling steps) or the noise")
     p.set_defaults(func=cmd_diffusion_train)
@@ -128,33 +196,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=25, help="DDIM steps")
     p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (1 = none)")
     p.add_argument("--strength", type=float, default=1.0, help="SDEdit strength (1 = from pure noise)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the sampling noise")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--out", help="also write the table to this .csv or .md file")
     p.set_defaults(func=cmd_generator_quality)
+
+    p = sub.add_parser("robustness", help="evaluate finished runs on their test split under acquisition shifts "
+                       "(colour cast, contrast, blur, JPEG) and print each metric's drop")
+    p.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    p.add_argument("--shifts", default=",".join(SHIFTS.names()), help="comma-separated, from: " + ", ".join(
+        f"{name} ({SHIFTS.get(name).description})" for name in SHIFTS.names()))
+    p.add_argument("--strengths", default=",".join(map(str, DEFAULT_STRENGTHS)),
+                   help=f"comma-separated integers in 1..{MAX_STRENGTH} (0 = unshifted, always measured)")
+    p.add_argument("--metrics", help="comma-separated summary metrics to print (default: balanced_acc, acc, macro_f1, "
+                   "macro_auc_ovr; binary runs auroc, auprc, balanced_acc, sensitivity, specificity)")
+    p.add_argument("--seed", type=int, default=0, help="draws the random part of a shift (each image's cast colour)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_robustness)
     return parser
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="synthetic", choices=DATA_SOURCES.names())
+    p.add_argument("--data", default="synthetic", choices=DATA_SOURCES.names(), help="data source (see `datasets`)")
     p.add_argument("--path", help="folder or file of the data set (real data sources)")
     p.add_argument("--task", help="binary task 'POSITIVE vs NEGATIVE', e.g. 'mel vs nv' or 'mel,bcc,akiec vs rest' "
                    "(positive = abnormal)")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                    help="data source option, e.g. n_images=3000 (synthetic) or flag=retinamnist (medmnist)")
-    p.add_argument("--image-size", type=int, default=28)
-    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=28, help=IMAGE_SIZE_HELP)
+    p.add_argument("--split-seed", type=_non_negative_int, default=0, help=SPLIT_SEED_HELP)
+    p.add_argument("--colour-constancy", default="none", choices=("none", *COLOUR_CONSTANCY),
+                   help="remove each image's light colour in every split (Shades of Gray, p = 6)")
     p.add_argument("--profile", default="exp", help="exp, step, or a JSON {class: count} dict")
     p.add_argument("--fit", default="scale", choices=("scale", "cap"),
-                   help="scale: exact ratio, fewer images; cap: classes short of their target keep all their images")
-    p.add_argument("--backbone", default=DEFAULT_BACKBONE)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--optimizer", default="adamw", choices=("adamw", "sgd"))
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+                   help="scale: exact ratio, fewer images (a ratio out of reach is an error); cap: classes short of "
+                   "their target keep all their images, at least one (the achieved ratio is printed)")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE, help="timm backbone, adapted to small images")
+    p.add_argument("--epochs", type=int, default=10, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=128, help="images per step")
+    p.add_argument("--optimizer", default="adamw", choices=("adamw", "sgd"), help="optimiser")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate at the start of each stage (cosine decay to 0)")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay of the optimiser")
+    p.add_argument("--no-augment", action="store_true", help="train on the images as they are (no flips, rotations, colour jitter)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="method setting, e.g. gamma=1.5")
     p.add_argument("--init-from", metavar="RUN_ID", help="start from a finished run's weights (decoupled methods skip stage 1)")
     p.add_argument("--tag", default="", help="free label stored with the run")
@@ -163,25 +247,29 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def _add_generator_options(p: argparse.ArgumentParser, defaults: GeneratorConfig) -> None:
     """The options every generator recipe shares (data, imbalance, budget, files)."""
-    p.add_argument("--data", default="synthetic", choices=DATA_SOURCES.names())
+    p.add_argument("--data", default="synthetic", choices=DATA_SOURCES.names(), help="data source (see `datasets`)")
     p.add_argument("--path", help="folder or file of the data set (real data sources)")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE", help="data source option")
-    p.add_argument("--image-size", type=int, default=defaults.image_size)
-    p.add_argument("--split-seed", type=int, default=defaults.split_seed)
+    p.add_argument("--image-size", type=int, default=defaults.image_size, help=IMAGE_SIZE_HELP)
+    p.add_argument("--split-seed", type=_non_negative_int, default=defaults.split_seed, help=SPLIT_SEED_HELP)
     p.add_argument("--ratio", type=float, default=None, help="learn only from the training images a run with this "
                    "ratio (and --seed) keeps (default: natural counts)")
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per step")
+    p.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
+    p.add_argument("--seed", type=_non_negative_int, default=defaults.seed,
+                   help="training seed (and, with --ratio, which images are kept)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--name", help=f"file name (default {defaults.kind}_<data>_<size>)")
     p.add_argument("--out", help="folder for the file (default $IMBAL_LAB_HOME/generators)")
     p.add_argument("--resume", action="store_true", help="continue a stopped training of the same name and recipe")
 
 
 def _generator_common(args: argparse.Namespace) -> dict[str, Any]:
-    return dict(data=args.data, data_path=args.path, data_options=_key_values(args.data_option, "--data-option") or None,
+    data_options = _key_values(args.data_option, "--data-option")
+    check_data_options(args.data, data_options)
+    check_device(args.device)
+    return dict(data=args.data, data_path=args.path, data_options=data_options or None,
                 image_size=args.image_size, split_seed=args.split_seed, ratio=args.ratio, epochs=args.epochs,
                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device)
 
@@ -219,6 +307,7 @@ def _config(args: argparse.Namespace, method: str, ratio: float | None, seed: in
     return TrainConfig(
         method=method, method_settings=_key_values(args.set, "--set"), data=args.data, data_path=args.path,
         data_options=_key_values(args.data_option, "--data-option"), task=args.task, image_size=args.image_size,
+        colour_constancy=None if args.colour_constancy == "none" else args.colour_constancy,
         split_seed=args.split_seed, ratio=ratio, profile=profile, fit=args.fit, backbone=args.backbone, epochs=args.epochs,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         augment=not args.no_augment, seed=seed, device=args.device, init_from=args.init_from,
@@ -235,8 +324,9 @@ def _train_with_bar(config: TrainConfig | None, store: RunStore, quiet: bool, re
         nonlocal bar
         if quiet or event["event"] not in ("step", "epoch"):
             return
-        if bar is None:
-            bar = tqdm(total=event["epochs"], unit="epoch", dynamic_ncols=True, desc=event["run_id"])
+        if bar is None:  # a resumed run's first event is in the epoch after its last completed one
+            bar = tqdm(total=event["epochs"], initial=event["epoch"], unit="epoch", dynamic_ncols=True,
+                       desc=event["run_id"])
         if event["event"] == "step":
             bar.set_postfix_str(f"{event['stage']} step {event['step']}/{event['steps']} loss {event['loss']:.3f}")
         else:
@@ -260,7 +350,51 @@ def _print_result(store: RunStore, run_id: str) -> None:
     summary = run["summary"] or {}
     keys = ("auroc", "auprc", "sens_at_95_spec", "balanced_acc") if "auroc" in summary else ("acc", "balanced_acc", "macro_f1")
     shown = ", ".join(f"{k} {summary[k]:.3f}" for k in keys if k in summary)
-    print(f"{run_id}: {run['status']}" + (f" — test {shown}" if shown else ""))
+    print(f"{run_id}: {run['status']}" + (f" — test {shown}" if shown else "") + _achieved_ratio(store, run))
+
+
+def _achieved_ratio(store: RunStore, run: dict[str, Any]) -> str:
+    """A run with a ratio: the ratio of its training counts, which with fit="cap" can differ from the one asked."""
+    metrics_file = store.run_dir(run["run_id"]) / "metrics.json"
+    if run["ratio"] is None or not metrics_file.exists():
+        return ""
+    counts = read_json(metrics_file)["train_counts"]
+    return f"; training counts: achieved ratio {max(counts) / min(counts):.4g} (asked {run['ratio']:g})"
+
+
+def _open_store(args: argparse.Namespace) -> RunStore:
+    """The run store of --store (default $IMBAL_LAB_HOME/store), with a message instead of a traceback when its
+    folder cannot hold one: opening a store writes (its tables, its journal), so even listing needs a writable one."""
+    root = Path(args.store) if args.store else lab_home() / "store"
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"the run store {root} is a file; give --store a folder (created when missing), e.g. "
+                          "--store lab_data/store")
+    nearest_folder = next(folder for folder in (root, *root.parents) if folder.exists())
+    database = root / "runs.sqlite"
+    if not os.access(nearest_folder, os.W_OK) or database.exists() and not os.access(database, os.W_OK):
+        raise ConfigError(f"the run store {root} is not writable (runs, their status and metrics are written there); "
+                          "make it writable, or choose another folder with --store DIR")
+    try:
+        return RunStore(root)
+    except (OSError, sqlite3.Error) as err:
+        raise ConfigError(f"cannot open the run store {root} ({err}); choose another folder with --store DIR") from None
+
+
+def _comma_list(text: str, option: str, parse: Callable[[str], Any], expected: str) -> list[Any]:
+    """The comma-separated values of `option`, each read by `parse`; a bad one is an error naming the option."""
+    try:
+        return [parse(item.strip()) for item in text.split(",")]
+    except (ValueError, argparse.ArgumentTypeError):
+        raise ConfigError(f"{option} must be {expected}; got {text!r}") from None
+
+
+def _ratio_or_natural(text: str) -> float | None:
+    return None if text == "natural" else float(text)
+
+
+def _resume_command(run_id: str, store: str | None) -> str:
+    store_option = ["--store", store] if store else []
+    return shlex.join(["python", "-m", "imbal_core", *store_option, "train", "--resume", run_id])
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
@@ -300,20 +434,23 @@ def methods_markdown() -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    store = RunStore(args.store)
+    store = _open_store(args)
     config = None if args.resume else _config(args, args.method, args.ratio, args.seed)
     run_id = _train_with_bar(config, store, args.quiet, resume=args.resume, tag=args.tag)
     _print_result(store, run_id)
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    store = RunStore(args.store)
+    store = _open_store(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for method in methods:
         METHODS.get(method)  # fail before training anything
-    ratios = [None if r.strip() == "natural" else float(r) for r in args.ratios.split(",")]
-    seeds = [int(s) for s in args.seeds.split(",")]
+    ratios = _comma_list(args.ratios, "--ratios", _ratio_or_natural,
+                         "comma-separated ratios >= 1 and/or 'natural', e.g. natural,10,100")
+    seeds = _comma_list(args.seeds, "--seeds", _non_negative_int, "comma-separated integers >= 0, e.g. 0,1,2")
     configs = [_config(args, m, r, s) for m, r, s in itertools.product(methods, ratios, seeds)]
+    for config in configs:  # bad data, device or an unreachable ratio: fail before training anything
+        config.check_ready()
     failures = []
     for i, config in enumerate(configs, 1):
         print(f"[{i}/{len(configs)}] {config.method} ratio={config.ratio or 'natural'} seed={config.seed}")
@@ -328,26 +465,67 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
+    store = _open_store(args)
+    if args.delete or args.prune:
+        _delete_runs(store, args.delete or [], args.prune or [])
+        return
     filters = {k: v for k, v in (("method", args.method), ("status", args.status)) if v}
-    runs = RunStore(args.store).runs(**filters)
+    runs = store.runs(**filters)
     if runs.empty:
         print("no runs yet; start one with `python -m imbal_core train`")
         return
     # runs without a summary read back as None or NaN
     runs["balanced_acc"] = runs["summary"].map(lambda s: json.loads(s)["balanced_acc"] if isinstance(s, str) else None)
     print(runs[["run_id", "status", "method", "data", "ratio", "seed", "epochs", "balanced_acc"]].to_string(index=False))
+    notes = []  # under the table: why runs failed, how to continue the others
+    for run in runs.itertuples():
+        if run.status == "failed" and isinstance(run.error, str):
+            notes.append(f"{run.run_id}: {textwrap.shorten(run.error, ERROR_WIDTH, placeholder=' ...')}")
+        elif run.status in RESUMABLE:
+            notes.append(f"{run.run_id}: {run.status}; resume with `{_resume_command(run.run_id, args.store)}`")
+    if notes:
+        print("\n" + "\n".join(notes))
+
+
+def _delete_runs(store: RunStore, run_ids: list[str], prune: list[str]) -> None:
+    """Delete the named runs and every run with a status in `prune`; all names are checked before anything goes."""
+    status = dict(store.runs()[["run_id", "status"]].itertuples(index=False))
+    unknown = [run_id for run_id in run_ids if run_id not in status]
+    if unknown:
+        raise ConfigError(f"no run(s) {unknown} in the store {store.root}; `python -m imbal_core runs` lists its runs")
+    busy = [run_id for run_id in run_ids if status[run_id] in ("queued", "running")]
+    if busy:
+        raise ConfigError(f"run(s) {busy} are queued or running; stop them first (Stop on the app's Train page, Ctrl-C "
+                          "in the CLI), then delete them")
+    doomed = list(dict.fromkeys([*run_ids, *(run_id for run_id, s in status.items() if s in prune)]))
+    if not doomed:
+        print(f"no {' or '.join(prune)} runs to delete")
+    for run_id in doomed:
+        store.delete_run(run_id)
+        print(f"deleted {run_id} ({status[run_id]})")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    metrics = evaluate_run(RunStore(args.store), args.run_id, args.data, args.path, args.split, args.device,
-                           **_key_values(args.data_option, "--data-option"))
+    import pandas as pd
+
+    check_device(args.device)
+    metrics = evaluate_run(_open_store(args), args.run_id, args.data, args.path, args.split, args.device,
+                           overlap=args.overlap, **_key_values(args.data_option, "--data-option"))
+    excluded = metrics["n_overlap_excluded"]
+    print(f"{args.data} ({args.split}): {metrics['n_images']} images scored"
+          + (f", {excluded} seen in training left out" if excluded else ""))
     for key, value in metrics["summary"].items():
         print(f"{key:16s} {value:.4f}")
+    names = metrics["class_names"]
+    per_class = pd.DataFrame({k: metrics["per_class"][k] for k in ("support", "recall", "precision")}, index=names)
+    print("\nper class:\n" + per_class.to_string(float_format=lambda v: f"{v:.3f}"))
+    confusion = pd.DataFrame(metrics["confusion"], index=pd.Index(names, name="true \\ predicted"), columns=names)
+    print("\nconfusion matrix (rows: true class):\n" + confusion.to_string())
 
 
 def cmd_export(args: argparse.Namespace) -> None:
     run_ids = [r.strip() for r in args.runs.split(",")] if args.runs else None
-    table = RunStore(args.store).tidy(run_ids, per_class=not args.summary_only)
+    table = _open_store(args).tidy(run_ids, per_class=not args.summary_only)
     if args.out:
         from .utils import atomic_path
 
@@ -393,7 +571,7 @@ def markdown_table(table: "pd.DataFrame") -> str:
 def cmd_generator_quality(args: argparse.Namespace) -> None:
     from .synth.quality import measure_generator
 
-    report = measure_generator(args.generator, args.run, RunStore(args.store), per_class=args.per_class,
+    report = measure_generator(args.generator, args.run, _open_store(args), per_class=args.per_class,
                                steps=args.steps, guidance=args.guidance, strength=args.strength, seed=args.seed,
                                device=args.device)
     heading = (f"generator {args.generator}, features and classifier of run {args.run} (not Inception-FID); "
@@ -412,3 +590,25 @@ def cmd_generator_quality(args: argparse.Namespace) -> None:
             else:
                 report.table.to_csv(tmp, index=False)
         print(f"wrote {out}")
+
+
+def cmd_robustness(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    store = RunStore(args.store)
+    shifts = [name.strip() for name in args.shifts.split(",") if name.strip()]
+    try:
+        strengths = [int(s) for s in args.strengths.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--strengths must be comma-separated integers, e.g. 1,3,5; got {args.strengths!r}") from None
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    tables = []
+    for run_id in args.run_ids:
+        report = evaluate_shifts(store, run_id, shifts, strengths, args.device, args.seed)
+        table = drop_table(report, metrics)
+        # The report may hold other shifts and strengths from earlier calls; print what was asked.
+        table = table[table["shift"].isin(shifts) & table["strength"].isin([0, *strengths])]
+        tables.append(table.assign(run=run_id[-6:], method=store.get_run(run_id)["method"]))
+    columns = ["run", "method", "shift", "strength", "metric", "value", "drop"]
+    print(pd.concat(tables)[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("drop = unshifted test value - shifted value (> 0: worse); strength 0 is the unshifted test set")

@@ -14,8 +14,9 @@ import pandas as pd
 
 from .metrics import BINARY_METRICS, SUMMARY_METRICS, compute_metrics
 from .methods.decoupled import tau_normalise
+from .engine.robustness import drop_table, load_report
 from .runs import MODEL_FILE, RunStore
-from .utils import REPO_ROOT, read_json
+from .utils import REPO_ROOT, lab_home, read_json
 
 PRETRAINED_DIR = REPO_ROOT / "pretrained"
 
@@ -81,7 +82,9 @@ def _data_label(config_json: str) -> str:
     options = "".join(f" {k}={v}" for k, v in sorted(config["data_options"].items()))
     split = f" split {config['split_seed']}" if config["split_seed"] else ""
     task = f" [{config['task']}]" if config.get("task") else ""  # a binary task is another data set
-    return f"{config['data']}{options}{task} {config['image_size']}px{split}"
+    # Colour-corrected images are other inputs: runs with and without constancy are not pooled.
+    constancy = f" {config['colour_constancy']}" if config.get("colour_constancy") else ""
+    return f"{config['data']}{options}{task}{constancy} {config['image_size']}px{split}"
 
 
 @dataclass
@@ -222,3 +225,47 @@ def tau_rescore(result: RunResult, tau: float) -> dict:
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
     return compute_metrics(probs, preds["labels"], np.asarray(result.metrics["train_counts"]))
+
+
+def shift_results(results: list[RunResult], metric: str) -> pd.DataFrame:
+    """`metric` of each run under every acquisition shift and strength it was evaluated at (strength 0 = unshifted).
+
+    Rows: run (method · id), run_id, group, shift, strength, value, clean, drop; runs without shift results are left out
+    (`shift_commands` says how to compute them).
+    """
+    frames = []
+    for r in results:
+        report = load_report(r.run_dir)
+        if report is not None:
+            constancy = f" · {report['colour_constancy']}" if report["colour_constancy"] else ""
+            name = f"{r.group.split(' · ')[0]}{constancy} · {r.run_id[-6:]}"
+            frames.append(drop_table(report, [metric]).assign(run=name, run_id=r.run_id, group=r.group))
+    columns = ["run", "run_id", "group", "shift", "strength", "value", "clean", "drop"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def shift_drops(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, shift): the unshifted value, then the drop at each strength (from `shift_results`)."""
+    shifted = table[table["strength"] > 0]
+    wide = shifted.pivot_table(index=["run", "shift"], columns="strength", values="drop", sort=False)
+    wide = wide[sorted(wide.columns)]
+    wide.columns = [f"drop at {s}" for s in wide.columns]
+    clean = table.groupby(["run", "shift"], sort=False)["clean"].first()
+    return pd.concat([clean.rename("unshifted"), wide], axis=1).reset_index()
+
+
+def shift_commands(runs: pd.DataFrame) -> list[str]:
+    """CLI commands that compute shift results for these runs (rows of `finished_runs`), one per store.
+
+    Runs without weights are left out: they cannot be re-evaluated.
+    """
+    commands = []
+    for store, rows in runs[runs["has_model"]].groupby("store", sort=False):
+        root = Path(store).resolve()
+        if root == (lab_home() / "store").resolve():
+            option = ""  # the default store
+        else:
+            shown = root.relative_to(REPO_ROOT) if root.is_relative_to(REPO_ROOT) else root
+            option = f" --store {shown}"
+        commands.append(f"python -m imbal_core{option} robustness {' '.join(rows['run_id'])}")
+    return commands

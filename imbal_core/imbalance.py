@@ -68,18 +68,40 @@ def target_counts(
         raise ConfigError(f"fit must be one of {FITS}; got {fit!r}")
     rank = np.empty(num_classes, dtype=float)
     rank[order] = np.arange(num_classes)
+    # Class i keeps n_max * ratio ** -tail_share[i]: the head (share 0) keeps n_max, the tail (share 1) n_max / ratio.
     if profile == "exp":
-        shape = ratio ** (-rank / max(num_classes - 1, 1))
+        tail_share = rank / max(num_classes - 1, 1)
+        shape = ratio ** -tail_share
     else:  # step: the head half keeps n_max, the tail half gets n_max / ratio
-        shape = np.where(rank < num_classes // 2, 1.0, 1.0 / ratio)
+        tail_share = (rank >= num_classes // 2).astype(float)
+        shape = np.where(tail_share < 1, 1.0, 1.0 / ratio)
     # "scale": the largest n_max for which every class has enough images, so the profile is exact.
     # "cap": n_max = the largest class; classes short of their target keep all they have.
     n_max = available.max() if fit == "cap" else min(available.max(), np.min(available / shape))
     targets = np.floor(n_max * shape + 1e-9).astype(int)
     emptied = [class_names[c] for c in range(num_classes) if targets[c] < 1]
+    kept = np.clip(targets, 1, available)
+    if emptied and fit == "scale":
+        raise ConfigError(
+            f"ratio {ratio:g} is out of reach: class(es) {emptied} would keep less than 1 image. The largest reachable "
+            f"ratio for these training counts is {_largest_reachable_ratio(available, tail_share):g}; ask for at most "
+            "that, or use fit='cap' (--fit cap in the CLI) to keep 1 image in each short class instead (the achieved "
+            "ratio is then smaller than the one asked)")
     if emptied:
-        warnings.warn(f"ratio {ratio} leaves class(es) {emptied} with < 1 image; keeping 1 each", stacklevel=2)
-    return np.clip(targets, 1, available), order
+        warnings.warn(f"ratio {ratio:g} leaves class(es) {emptied} with < 1 image; keeping 1 each "
+                      f"(achieved ratio {kept.max() / kept.min():g})", stacklevel=2)
+    return kept, order
+
+
+def _largest_reachable_ratio(available: np.ndarray, tail_share: np.ndarray) -> float:
+    """The largest ratio with fit="scale" at which every class keeps at least one image (rounded down).
+
+    The tail keeps n_max / ratio, so a ratio is reachable while n_max >= ratio, and n_max is bounded by every
+    class c not in the tail: n_max <= available[c] * ratio ** tail_share[c]. Both together give
+    ratio <= available[c] ** (1 / (1 - tail_share[c])) for each such class.
+    """
+    above_tail = tail_share < 1
+    return float(math.floor(np.min(available[above_tail] ** (1 / (1 - tail_share[above_tail]))) + 1e-9))
 
 
 def make_imbalanced(
@@ -102,8 +124,10 @@ def make_imbalanced(
             or a list of class indices from head to tail.
         seed: random_state for which images are kept.
         fit: "scale" (default) lowers n_max until every class can meet its target, so the
-            achieved ratio is exactly the one asked for; "cap" keeps n_max = the largest class
-            and lets short classes keep all their images (more data, ratio not exact).
+            achieved ratio is exactly the one asked for (a ratio that would leave a class without
+            images is a ConfigError naming the largest reachable one); "cap" keeps n_max = the
+            largest class and lets short classes keep all their images, and at least one each
+            (more data, ratio not exact).
     Returns the kept indices (sorted), and the counts asked for and obtained.
     """
     labels = np.asarray(labels)

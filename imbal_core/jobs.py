@@ -3,22 +3,27 @@ generator trainings, AdaIN or diffusion (status files beside the generators).
 
 The store is the source of truth (status "queued" -> "running" -> "finished"/"stopped"/"failed",
 progress as JSON), so a page reload or a second browser tab sees the same jobs, and a job left
-"running" by a server that died is marked "stopped" and can be resumed.
+"running" by a server that died reads back as "interrupted" and can be resumed.
 """
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
 import time
 import traceback
 from pathlib import Path
 
 from .engine import TrainConfig, train
+from .engine.trainer import RESUMABLE
 from .errors import ConfigError
 from .runs import RunStore
 from .synth.generators import GENERATOR_KINDS, GeneratorConfig, check_name, train_generator, user_generator_dir
 from .utils import read_json, write_json
 
 STEP_PROGRESS_SECONDS = 1.0  # at most one step-progress write per second
+RETRY_SECONDS = 2.0  # the worker's wait when the queue is empty or the store was busy
+logger = logging.getLogger(__name__)
 
 
 class JobRunner:
@@ -29,8 +34,6 @@ class JobRunner:
         self._stops: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        for run_id in store.iter_run_ids(status="running"):  # orphans of a previous server process
-            store.set_status(run_id, "stopped", error="the app stopped while this run was training; resume it")
         self._thread = threading.Thread(target=self._work, name="imbal-lab-jobs", daemon=True)
         self._thread.start()
 
@@ -41,7 +44,10 @@ class JobRunner:
         return run_id
 
     def resume(self, run_id: str) -> None:
-        """Queue a stopped run again; it continues from its last completed epoch."""
+        """Queue a stopped or interrupted run again; it continues from its last completed epoch."""
+        status = self.store.get_run(run_id)["status"]
+        if status not in RESUMABLE:
+            raise ConfigError(f"run {run_id} is {status}; only {', '.join(RESUMABLE)} runs can be resumed")
         self.store.set_status(run_id, "queued")
         self._wake.set()
 
@@ -59,12 +65,15 @@ class JobRunner:
 
     def _work(self) -> None:
         while True:
-            run_id = self._next_queued()
-            if run_id is None:
-                self._wake.wait(timeout=2.0)
-                self._wake.clear()
-                continue
-            self._run(run_id)
+            try:
+                run_id = self._next_queued()
+                if run_id is not None:
+                    self._run(run_id)
+                    continue
+            except Exception:  # noqa: BLE001 - e.g. "database is locked": the worker must outlive it
+                logger.warning("job worker: store error, retrying in %.0f s\n%s", RETRY_SECONDS, traceback.format_exc())
+            self._wake.wait(timeout=RETRY_SECONDS)
+            self._wake.clear()
 
     def _run(self, run_id: str) -> None:
         stop = threading.Event()
@@ -75,10 +84,12 @@ class JobRunner:
         def progress(event: dict) -> None:
             nonlocal last_write
             if event["event"] == "step" and time.time() - last_write >= STEP_PROGRESS_SECONDS:
-                run = self.store.get_run(run_id)
-                state = dict(run["progress"] or {})
-                state["step"] = {k: event[k] for k in ("stage", "epoch", "epochs", "step", "steps", "loss")}
-                self.store.set_progress(run_id, state)
+                try:
+                    state = dict(self.store.get_run(run_id)["progress"] or {})
+                    state["step"] = {k: event[k] for k in ("stage", "epoch", "epochs", "step", "steps", "loss")}
+                    self.store.set_progress(run_id, state)
+                except sqlite3.OperationalError:  # a busy store skips one progress line, never the run
+                    logger.warning("job %s: step progress not written (store busy)", run_id)
                 last_write = time.time()
 
         try:

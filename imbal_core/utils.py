@@ -1,4 +1,4 @@
-"""Small shared helpers: seeding, devices, atomic file writes, the lab's home folder."""
+"""Small shared helpers: seeding, devices, atomic file writes, the lab's home folder and the allowed data folders."""
 from __future__ import annotations
 
 import json
@@ -12,6 +12,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from .errors import ConfigError
+
 PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_ROOT.parent
 
@@ -19,6 +21,20 @@ REPO_ROOT = PACKAGE_ROOT.parent
 def lab_home() -> Path:
     """Where caches and runs live: $IMBAL_LAB_HOME, else `lab_data/` beside the package."""
     return Path(os.environ.get("IMBAL_LAB_HOME", REPO_ROOT / "lab_data")).expanduser()
+
+
+DATA_ROOTS_VARIABLE = "IMBAL_LAB_DATA_ROOTS"
+
+
+def data_roots() -> list[Path]:
+    """The folders data sets may be read from (resolved): $IMBAL_LAB_DATA_ROOTS, folders separated by os.pathsep,
+    when set; else the lab home, the user's home, the system's temporary folder and `shared/data` beside the
+    repository. A path typed into the app is refused outside them, so the app cannot be used to probe the machine."""
+    configured = os.environ.get(DATA_ROOTS_VARIABLE)
+    if configured:
+        return [Path(folder).expanduser().resolve() for folder in configured.split(os.pathsep) if folder]
+    defaults = (lab_home(), Path.home(), Path(tempfile.gettempdir()), REPO_ROOT.parent / "shared" / "data")
+    return [folder.resolve() for folder in defaults]
 
 
 def seed_everything(seed: int) -> None:
@@ -32,6 +48,19 @@ def select_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def check_device(device: str) -> None:
+    """Raise ConfigError unless `device` is auto, cpu, cuda or cuda:N, and a CUDA device asked for is present."""
+    kind, _, index = device.partition(":")
+    if device not in ("auto", "cpu") and not (kind == "cuda" and (index == "" or index.isdigit())):
+        raise ConfigError(f"device must be auto (CUDA when present), cpu, cuda or cuda:N; got {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asks for a CUDA GPU, but torch finds no CUDA GPU here; use "
+                          "--device auto (CUDA when present, else the CPU) or --device cpu")
+    if index and int(index) >= torch.cuda.device_count():
+        raise ConfigError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} CUDA "
+                          f"GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
 
 
 @contextmanager

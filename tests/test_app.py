@@ -50,8 +50,11 @@ def test_data_page_ratio_changes_chart():
     assert max(kept_100) / min(kept_100) == pytest.approx(100, rel=0.15)
     assert len(app.get("image")) == 7  # one sample row per class
     app.selectbox(key="data_source").set_value("ham10000").run()
-    app.text_input(key="data_path").set_value("/no/such/folder").run()
+    missing = Path.home() / "no" / "such" / "folder"  # inside the allowed data folders, so its absence is reported
+    app.text_input(key="data_path").set_value(str(missing)).run()
     assert "does not exist" in app.error[0].value
+    app.text_input(key="data_path").set_value("/etc").run()
+    assert "outside the allowed data folders" in app.error[0].value
 
 
 def test_train_then_compare_and_explain():

@@ -54,10 +54,13 @@ def test_bad_ratio(ratio):
         make_imbalanced(LABELS, ratio=ratio)
 
 
-def test_emptied_class_keeps_one_and_warns():
-    with pytest.warns(UserWarning, match="keeping 1"):
-        result = make_imbalanced(LABELS, ratio=5000, seed=0)
+def test_emptied_class_keeps_one_and_warns_with_cap():
+    with pytest.warns(UserWarning, match=r"keeping 1 each \(achieved ratio 500\)"):
+        result = make_imbalanced(LABELS, ratio=5000, seed=0, fit="cap")
     assert result.counts.min() == 1
+    with pytest.raises(ConfigError, match="largest reachable ratio for these training counts is 500"):
+        make_imbalanced(LABELS, ratio=5000, seed=0)  # fit="scale" cannot keep an exact ratio of 5000
+    assert make_imbalanced(LABELS, ratio=500, seed=0).counts.tolist() == [500, 105, 22, 4, 1]
 
 
 def test_seeded_selection():

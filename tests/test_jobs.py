@@ -35,12 +35,15 @@ def test_queue_stop_resume(store):
     assert [h["epoch"] for h in finished["progress"]["history"]] == [0, 1]
 
 
-def test_orphaned_running_run_is_marked_stopped(store):
+def test_orphaned_running_run_is_interrupted_and_resumable(store):
     run_id = store.create_run(tiny_config().to_dict())
     store.set_status(run_id, "running")
-    JobRunner(store)  # a new server process finds the run it did not start
+    store._write("UPDATE runs SET owner_pid=NULL WHERE run_id=?", (run_id,))  # as left by a server that died
+    runner = JobRunner(store)  # a new server process finds the run it did not start
     run = store.get_run(run_id)
-    assert run["status"] == "stopped" and "resume" in run["error"]
+    assert run["status"] == "interrupted" and "resume" in run["error"]
+    runner.resume(run_id)
+    assert _wait(store, run_id, {"finished"})["summary"]["balanced_acc"] >= 0
 
 
 def test_failed_job_keeps_the_worker_alive(store):

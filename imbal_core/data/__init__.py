@@ -1,13 +1,15 @@
 """Data sources behind one registry; `load_dataset` is the only entry point callers need."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import DataError
-from ..utils import lab_home
+from ..utils import DATA_ROOTS_VARIABLE, data_roots, lab_home
 from . import cache
 from .base import DATA_SOURCES, SPLITS, ImageDataset, SourceInfo, Split, register_source
 from .tasks import BinaryTask, apply_task, parse_task, resolve_task
+from .colour import correct_dataset
 
 # Importing the modules registers the sources.
 from . import synthetic, medmnist, ham10000, isic2018, aptos2019, folder  # noqa: E402,F401
@@ -24,6 +26,7 @@ def load_dataset(
     use_cache: bool = True,
     cache_dir: str | Path | None = None,
     task: str | None = None,
+    colour_constancy: str | None = None,
     **options,
 ) -> ImageDataset:
     """Load a data source resized to `image_size`, with seeded train/val/test splits.
@@ -40,6 +43,7 @@ def load_dataset(
         raise DataError(f"data source {source!r} needs a path. Expected layout: {info.layout}")
     if path is not None:
         path = Path(path).expanduser().resolve()
+        check_inside_data_roots(path)  # before anything is read, even whether the path exists
         if not path.exists():
             raise DataError(f"{path} does not exist. Expected layout for {source!r}: {info.layout}")
     fingerprint = _fingerprint(path) if path is not None else None
@@ -50,10 +54,33 @@ def load_dataset(
         dataset = info.loader(path, image_size=image_size, split_seed=split_seed, **options)
         if use_cache:
             cache.save(dataset, cache_folder, key)
+    if colour_constancy is not None:  # after the cache, which holds the images as they are
+        dataset = correct_dataset(dataset, colour_constancy)
     return apply_task(dataset, task) if task is not None else dataset
 
 
+def check_inside_data_roots(path: Path) -> None:
+    """Raise DataError when the resolved `path` lies outside every allowed data folder (`utils.data_roots`)."""
+    roots = data_roots()
+    if not any(path.is_relative_to(root) for root in roots):
+        raise DataError(f"{path} is outside the allowed data folders ({', '.join(map(str, roots))}); move the data "
+                        f"into one of them, or add its folder to {DATA_ROOTS_VARIABLE} (folders separated by "
+                        f"{os.pathsep!r})")
+
+
 def _fingerprint(path: Path) -> list:
-    """Path plus size and modification time of the top-level entries: changes when files do."""
-    entries = [path] if path.is_file() else sorted(path.iterdir())
-    return [str(path)] + [(e.name, e.stat().st_size, int(e.stat().st_mtime)) for e in entries]
+    """Path plus relative name, size and modification time (ns) of every file below it, so any
+    changed, added or removed file (e.g. an image truncated deep in `images/`) gives a new cache key."""
+    if path.is_file():
+        files = [path]
+    else:
+        files = sorted(Path(folder) / name for folder, _, names in os.walk(path) for name in names)
+    entries = []
+    for file in files:
+        try:
+            stat = file.stat()
+            signature = (stat.st_size, stat.st_mtime_ns)
+        except OSError:  # e.g. a broken link: reading it fails later with a message naming it
+            signature = (-1, -1)
+        entries.append((str(file.relative_to(path)) if file != path else file.name, *signature))
+    return [str(path), entries]

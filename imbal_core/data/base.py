@@ -47,6 +47,17 @@ class Split:
     def class_counts(self, num_classes: int) -> np.ndarray:
         return np.bincount(self.labels, minlength=num_classes)
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    @classmethod
+    def concat(cls, parts: list["Split"]) -> "Split":
+        """The images of several splits as one (e.g. a whole external test set)."""
+        return cls(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
+                   np.concatenate([p.ids.astype(str) for p in parts]),
+                   pd.concat([p.metadata for p in parts], ignore_index=True))
+
 
 @dataclass
 class ImageDataset:

@@ -1,6 +1,7 @@
 """Any labelled image collection: one sub-folder per class, or a CSV of (path, label)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -13,13 +14,14 @@ from .images import IMAGE_SUFFIXES, dataset_from_files, read_table
 @register_source(
     "folder",
     description="Your own images: one sub-folder per class, or a CSV with columns path, label.",
-    layout="root/<class_name>/<image files>, or a CSV file with columns path (relative to the CSV) and label",
+    layout="root/<class_name>/<image files>, or a CSV file with columns path (relative to the CSV, inside its folder) "
+           "and label",
 )
 def load_folder(path: Path, image_size: int, split_seed: int) -> ImageDataset:
     if path.is_file():
         table = read_table(path, ["path", "label"], "image list")
         table["label"] = table["label"].astype(str)
-        files = [(path.parent / p).resolve() for p in table["path"]]
+        files = [_inside_csv_folder(path, row, relative) for row, relative in enumerate(table["path"].astype(str), 1)]
     else:
         rows = [
             (f, sub.name)
@@ -37,3 +39,17 @@ def load_folder(path: Path, image_size: int, split_seed: int) -> ImageDataset:
     labels = table["label"].map(class_names.index).to_numpy()
     return dataset_from_files(path.name, class_names, files, labels, table, image_size, split_seed,
                               description=f"folder {path}")
+
+
+def _inside_csv_folder(csv: Path, row: int, relative: str) -> Path:
+    """Data row `row`'s image file: `relative` to the CSV's folder, and inside it.
+
+    The check is on the path as written (`..` and absolute paths), not on where links lead: a CSV must not
+    reach other files, while a folder of images linked in by the data set's owner stays usable.
+    """
+    file = Path(os.path.normpath(csv.parent / relative))
+    if not file.is_relative_to(csv.parent):
+        raise DataError(f"row {row} of {csv}: path {relative!r} leads outside the CSV's folder {csv.parent}; give "
+                        "each image's path relative to the CSV, inside its folder (e.g. images/cat_1.png), and move "
+                        "the CSV up to the images' common folder if needed")
+    return file

@@ -1,6 +1,7 @@
 """Any 2D MedMNIST .npz in the official layout (train_images, train_labels, val_..., test_...)."""
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ from .base import SPLITS, ImageDataset, Split, register_source
 from .images import resize_array
 
 DEFAULT_ROOT = Path("~/.medmnist").expanduser()
+SAVE_AS_NPZ = ("save the data as numeric arrays with numpy.savez(file, train_images=images.astype(np.uint8), "
+               "train_labels=labels.astype(np.int64), val_images=..., ...)")
 # Label names of the sets we use most; others are named from the medmnist package when
 # installed, else class_0, class_1, ...
 KNOWN_LABELS = {
@@ -77,25 +80,44 @@ def load_medmnist(
     file = _find_file(path, flag, image_size)
     flag = flag or file.stem.split("_")[0]
     expected = [f"{s}_{kind}" for s in SPLITS for kind in ("images", "labels")]
+    # numpy's own messages for pickled content suggest loading it unsafely; ours name the safe fix instead.
     try:
         archive = np.load(file, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise DataError(f"{file} is not a readable .npz file ({err})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{file} is not a readable .npz file ({err}); {SAVE_AS_NPZ}") from None
+    except ValueError:  # not an archive of arrays: numpy sees a pickle, which is never loaded (it can run code)
+        raise DataError(f"{file} is not a .npz archive of arrays but pickled Python objects, which are never loaded "
+                        f"(unpickling can run code); {SAVE_AS_NPZ}") from None
     with archive:
         missing = [k for k in expected if k not in archive.files]
         if missing:
             raise DataError(f"{file} lacks key(s) {missing}; a MedMNIST .npz has {expected} (found {archive.files})")
-        raw = {k: archive[k] for k in expected}
-    num_classes = int(max(raw[f"{s}_labels"].max() for s in SPLITS)) + 1
+        raw = {k: _plain_array(file, archive, k) for k in expected}
     splits = {}
     for s in SPLITS:
         images, labels = raw[f"{s}_images"], raw[f"{s}_labels"]
         if labels.ndim == 2 and labels.shape[1] > 1:
             raise DataError(f"{file}: {s}_labels has shape {labels.shape}; multi-label sets are not supported")
+        if not np.issubdtype(labels.dtype, np.integer) or len(labels) == 0:
+            raise DataError(f"{file}: {s}_labels must be integer class indices, one per image; got {len(labels)} "
+                            f"label(s) of dtype {labels.dtype}. Save them as labels.astype(np.int64)")
+        if labels.min() < 0:
+            raise DataError(f"{file}: {s}_labels holds negative label(s) (smallest {labels.min()}); number the classes "
+                            "0, 1, ..., C-1, the same way in every split")
         if images.ndim == 3:  # grey-scale: repeat to RGB so every model and overlay works alike
             images = np.repeat(images[..., None], 3, axis=3)
         if images.ndim != 4 or images.dtype != np.uint8:
             raise DataError(f"{file}: {s}_images must be uint8 (N, H, W[, C]); got {images.dtype} {images.shape}")
         ids = np.array([f"{s}_{i:05d}" for i in range(len(labels))])
         splits[s] = Split(resize_array(images, image_size), labels.reshape(-1), ids)
+    num_classes = int(max(split.labels.max() for split in splits.values())) + 1
     return ImageDataset(flag, _class_names(flag, num_classes), splits, f"MedMNIST {flag} from {file}")
+
+
+def _plain_array(file: Path, archive: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
+    """One array of the archive; an array of Python objects (or a damaged one) is refused, never unpickled."""
+    try:
+        return archive[key]
+    except ValueError:
+        raise DataError(f"{file}: {key} is not a plain numeric array (it holds Python objects, which are never loaded "
+                        f"because unpickling can run code, or it is damaged); {SAVE_AS_NPZ}") from None

@@ -1,5 +1,5 @@
 """The training engine: config, loop, augmentation and checkpoints."""
 from .config import TrainConfig
-from .trainer import predict, train
+from .trainer import RunInterrupted, predict, train
 
-__all__ = ["TrainConfig", "predict", "train"]
+__all__ = ["RunInterrupted", "TrainConfig", "predict", "train"]

@@ -1,14 +1,20 @@
 """Everything that defines a run, validated up front with messages that say what was expected."""
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import numpy as np
+
 from ..data import DATA_SOURCES, ImageDataset, load_dataset, parse_task
-from ..errors import ConfigError
+from ..data.colour import check_colour_constancy
+from ..errors import ConfigError, DataError
+from ..imbalance import kept_indices
 from ..methods import create_method
 from ..models import DEFAULT_BACKBONE
+from ..utils import check_device
 
 OPTIMIZERS = ("adamw", "sgd")
 
@@ -21,6 +27,7 @@ class TrainConfig:
     data_path: str | None = None
     data_options: dict[str, Any] = field(default_factory=dict)
     task: str | None = None  # a binary task, e.g. "mel vs nv" (positive vs negative); None keeps all classes
+    colour_constancy: str | None = None  # "shades_of_gray": every split's light colour removed (data/colour.py)
     image_size: int = 28
     split_seed: int = 0
     ratio: float | None = None  # None keeps the data set's natural counts
@@ -49,8 +56,9 @@ class TrainConfig:
         _require(isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0, "weight_decay", "a number >= 0", self.weight_decay)
         _require(self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}", self.optimizer)
         _require(isinstance(self.seed, int) and self.seed >= 0, "seed", "an integer >= 0", self.seed)
+        _require(isinstance(self.split_seed, int) and self.split_seed >= 0, "split_seed", "an integer >= 0", self.split_seed)
         _require(isinstance(self.image_size, int) and 16 <= self.image_size <= 512, "image_size", "an integer in [16, 512]", self.image_size)
-        DATA_SOURCES.get(self.data)  # unknown names raise, listing the choices
+        check_data_options(self.data, self.data_options)  # unknown source names raise, listing the choices
         method = create_method(self.method, **self.method_settings)  # unknown or out-of-range settings raise
         if self.task is not None:
             parse_task(self.task)
@@ -58,25 +66,31 @@ class TrainConfig:
             raise ConfigError(f"method {self.method!r} is one-class: it needs a binary task (normal = the right side), "
                               "e.g. task='mel vs nv' (--task in the CLI)")
         method.check_data(self.data_recipe())
+        check_colour_constancy(self.colour_constancy)
         if self.ratio is not None:
             ok = isinstance(self.ratio, (int, float)) and not isinstance(self.ratio, bool) and math.isfinite(self.ratio) and self.ratio >= 1
             _require(ok, "ratio", "a finite number >= 1, or None for the natural counts", self.ratio)
 
     def check_ready(self) -> None:
-        """Before a new run: the task's classes exist, and what the method's settings name exists (a generator file)."""
-        if self.task is not None:
-            self.load_data()
+        """Before a new run, so that bad input creates none: the device is there, the data loads and suits a classifier
+        (the task's classes exist), the ratio is reachable, and what the method's settings name exists (a generator)."""
+        check_device(self.device)
+        dataset = self.load_data()
+        kept_indices(dataset.train.labels, self.ratio, self.profile, self.head_order, self.fit, self.seed,
+                     dataset.class_names)  # raises for a ratio out of reach
         create_method(self.method, **self.method_settings).check_ready()
 
     def data_recipe(self) -> dict[str, Any]:
         """Everything that decides which images a run sees (generators are checked against it)."""
         return {key: getattr(self, key) for key in ("data", "data_path", "data_options", "image_size", "split_seed",
-                                                    "task")}
+                                                    "task", "colour_constancy")}
 
     def load_data(self) -> ImageDataset:
-        """The run's data set (with its binary task applied)."""
-        return load_dataset(self.data, path=self.data_path, image_size=self.image_size, split_seed=self.split_seed,
-                            task=self.task, **self.data_options)
+        """The run's data set (with its binary task and colour constancy applied), checked to have classes to learn."""
+        dataset = load_dataset(self.data, path=self.data_path, image_size=self.image_size, split_seed=self.split_seed,
+                               task=self.task, colour_constancy=self.colour_constancy, **self.data_options)
+        check_classes(dataset)
+        return dataset
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +102,34 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown config key(s) {unknown}; known keys are {sorted(known)}")
         return cls(**values)
+
+
+def check_data_options(source: str, options: dict[str, Any]) -> None:
+    """Raise ConfigError for an option the source's loader does not take (its arguments after path, image_size and
+    split_seed), instead of a TypeError deep in loading."""
+    known = list(inspect.signature(DATA_SOURCES.get(source).loader).parameters)[3:]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown data option(s) {unknown} for data source {source!r}; its options are "
+                          f"{known or 'none'} (--data-option KEY=VALUE in the CLI)")
+
+
+def check_classes(dataset: ImageDataset) -> None:
+    """Raise DataError unless the data set and each of its splits hold two classes or more.
+
+    With one class a classifier is trivially right (accuracy 1); the validation split picks the best epoch and the
+    test split scores the run, so each needs two classes too.
+    """
+    if dataset.num_classes < 2:
+        raise DataError(f"{dataset.name} has {dataset.num_classes} class ({dataset.class_names}); a classifier "
+                        "needs at least 2 classes: check the labels, or choose a data set with two classes or more")
+    for name, split in dataset.splits.items():
+        present = [dataset.class_names[c] for c in np.unique(split.labels)]
+        if len(present) < 2:
+            raise DataError(f"the {name} split of {dataset.name} holds images of {len(present)} class(es) {present}; "
+                            "every split needs images of at least 2 classes (training learns them, validation picks "
+                            "the best epoch, test scores the run): add images of the other classes to it, or, for "
+                            "data the lab splits itself, use more images or another split seed")
 
 
 def _require(ok: bool, name: str, expected: str, got: Any) -> None:

@@ -1,10 +1,12 @@
 """Loading a finished run's model, and evaluating it on another data set (e.g. HAM10000 -> ISIC 2018)."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
-from ..data import load_dataset
+from ..data import Split, load_dataset
 from ..errors import DataError, RunError
 from ..methods import TrainInfo, create_method
 from ..metrics import binary_metrics, compute_metrics
@@ -38,39 +40,89 @@ def load_run_model(store: RunStore, run_id: str, device: str | torch.device = "c
     return model.to(select_device(str(device))).eval(), config, metrics
 
 
-def evaluate_run(
-    store: RunStore, run_id: str, data: str, path: str | None = None, split: str = "test", device: str = "auto",
-    **data_options,
-) -> dict:
-    """Metrics of a run's model on `split` of another data set; classes are matched by name.
+OVERLAP_RULES = ("refuse", "exclude")
+EVAL_SPLITS = ("all", "train", "val", "test")
 
-    A binary run's task is applied to the other data set too, and its validation threshold is kept.
+
+def score_predictions(probs: np.ndarray, labels: np.ndarray, own: dict) -> dict:
+    """Metrics of a run's class probabilities on labelled images, decided as the run decides: binary runs at
+    their validation threshold (never re-chosen on the images scored), others by the most probable class."""
+    counts = np.array(own["train_counts"])
+    threshold = own["summary"].get("threshold")
+    if threshold is None:
+        return compute_metrics(probs, labels, counts)
+    metrics = compute_metrics(probs, labels, counts, predictions=(probs[:, 1] >= threshold).astype(int))
+    metrics["summary"].update(binary_metrics(probs[:, 1], labels, threshold))
+    return metrics
+
+
+def seen_images(store: RunStore, run_id: str, config: TrainConfig) -> Split:
+    """The images a run learnt from or was selected on: the training images it kept, and its validation split."""
+    try:
+        dataset = config.load_data()
+    except DataError as err:
+        raise DataError(f"cannot check the images for overlap with run {run_id}'s training data: its data set does not "
+                        f"load here ({err})") from None
+    kept = np.load(store.run_dir(run_id) / "kept_indices.npy")
+    return Split.concat([dataset.train.subset(kept), dataset.val])
+
+
+def image_digests(images: np.ndarray) -> np.ndarray:
+    """One content hash per image (the same file decoded at the same size gives the same pixels)."""
+    return np.array([hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest() for image in images])
+
+
+def overlap_with(part: Split, seen: Split) -> np.ndarray:
+    """Mask of `part`'s images that are among `seen`: by id, or by content where ids differ."""
+    same_id = np.isin(part.ids.astype(str), seen.ids.astype(str))
+    if part.image_shape != seen.image_shape:
+        return same_id
+    return same_id | np.isin(image_digests(part.images), image_digests(seen.images))
+
+
+def evaluate_run(
+    store: RunStore, run_id: str, data: str, path: str | None = None, split: str = "all", device: str = "auto",
+    overlap: str = "refuse", **data_options,
+) -> dict:
+    """Metrics of a run's model on another labelled data set; classes are matched by name.
+
+    An external set is scored whole by default (`split="all"`: every image of every split, never a re-split
+    share of it). Images the run trained or was selected on (same id, or same pixels) make it refuse
+    (`overlap="refuse"`), or are left out and counted (`overlap="exclude"`). A binary run's task is applied to
+    the other data set too, and its validation threshold is kept. The metrics are stored with the run
+    (eval "<data>:<split>") with the image count, the overlap and the confusion matrix.
     """
+    if split not in EVAL_SPLITS:
+        raise DataError(f"split must be one of {EVAL_SPLITS}; got {split!r}")
+    if overlap not in OVERLAP_RULES:
+        raise DataError(f"overlap must be one of {OVERLAP_RULES}; got {overlap!r}")
     device = select_device(device)
     model, config, own = load_run_model(store, run_id, device)
     dataset = load_dataset(data, path=path, image_size=config.image_size, split_seed=config.split_seed,
                            task=config.task, **data_options)
-    if split not in dataset.splits:
-        raise DataError(f"split must be train, val or test; got {split!r}")
     missing = sorted(set(dataset.class_names) - set(own["class_names"]))
     if missing:
         raise DataError(f"{data} has class(es) {missing} that run {run_id} never saw; classes must match by name")
-    part = dataset.splits[split]
+    part = Split.concat(list(dataset.splits.values())) if split == "all" else dataset.splits[split]
     if len(part) == 0:
         raise DataError(f"split {split!r} of {data} is empty; choose another split")
+    seen = overlap_with(part, seen_images(store, run_id, config))
+    if seen.any() and overlap == "refuse":
+        raise DataError(
+            f"{int(seen.sum())} of the {len(part)} images of {data} ({split}) are images run {run_id} trained or was "
+            f"selected on (same id or same pixels; e.g. {part.ids[seen][:3].tolist()}): scoring them would flatter "
+            "the model. Evaluate on unseen images only with overlap='exclude' (--overlap exclude), or use another set")
+    part = part.subset(np.flatnonzero(~seen))
+    if len(part) == 0:
+        raise DataError(f"every image of {data} ({split}) was seen by run {run_id} in training; nothing is left to score")
     # Map the new data set's labels onto the model's class order.
     remap = np.array([own["class_names"].index(name) for name in dataset.class_names])
     labels = remap[part.labels]
     logits, _ = predict(model, part.images, device, config.amp)
     probs = create_method(config.method, **config.method_settings).class_probs(logits).numpy()
-    threshold = own["summary"].get("threshold")
-    if threshold is not None:
-        metrics = compute_metrics(probs, labels, np.array(own["train_counts"]),
-                                  predictions=(probs[:, 1] >= threshold).astype(int))
-        metrics["summary"].update(binary_metrics(probs[:, 1], labels, threshold))
-    else:
-        metrics = compute_metrics(probs, labels, np.array(own["train_counts"]))
-    metrics["class_names"] = own["class_names"]
+    metrics = score_predictions(probs, labels, own)
+    metrics.update(class_names=own["class_names"], data=data, split=split, n_images=len(part),
+                   n_overlap_excluded=int(seen.sum()))
     eval_name = f"{data}:{split}"
     write_json(store.run_dir(run_id) / f"eval_{data}_{split}.json", metrics)
     store.record_metrics(run_id, eval_name, metrics, own["class_names"])

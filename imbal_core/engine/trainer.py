@@ -20,10 +20,10 @@ from sklearn.metrics import roc_auc_score
 from ..data import ImageDataset, Split
 from ..errors import ConfigError, RunError
 from ..imbalance import kept_indices
-from ..methods import Batch, Method, TrainInfo, create_method
+from ..methods import Batch, Method, Stage, TrainInfo, create_method
 from ..metrics import binary_metrics, choose_threshold, compute_metrics
 from ..models import Classifier, create_model
-from ..runs import MODEL_FILE, RunStore
+from ..runs import HEARTBEAT_SECONDS, INTERRUPTED, MODEL_FILE, RunStore
 from ..utils import atomic_path, seed_everything, select_device, write_json
 from .augment import NO_AUGMENT, AugmentConfig, augment, to_float
 from ..checkpoint import load_checkpoint, save_checkpoint
@@ -32,6 +32,7 @@ from .config import TrainConfig
 ProgressFn = Callable[[dict[str, Any]], None]
 EVAL_BATCH = 512
 PROGRESS_EVERY = 10  # steps between progress events
+RESUMABLE = ("stopped", INTERRUPTED, "failed")
 
 
 @dataclass
@@ -61,19 +62,48 @@ def train(
     store = store or RunStore()
     if resume is not None:
         run_id = resume
-        config = TrainConfig.from_dict(store.get_run(run_id)["config"])
+        run = store.get_run(run_id)
+        if run["status"] not in RESUMABLE:
+            raise RunError(f"run {run_id} is {run['status']}; only {', '.join(RESUMABLE)} runs can be resumed")
+        config = TrainConfig.from_dict(run["config"])
     elif run_id is None:
         config.check_ready()
         run_id = store.create_run(config.to_dict())
     store.set_status(run_id, "running")
     started = time.time()
     try:
-        finished = _run(config, store, run_id, progress or (lambda event: None), stop_event or threading.Event())
+        finished = _run(config, store, run_id, _with_heartbeat(store, run_id, progress), stop_event or threading.Event())
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM turned into one by the CLI
+        store.set_status(run_id, "stopped", error="interrupted (Ctrl-C or SIGTERM)", duration_s=time.time() - started)
+        raise RunInterrupted(run_id) from None
     except Exception as err:
         store.set_status(run_id, "failed", error=f"{type(err).__name__}: {err}", duration_s=time.time() - started)
         raise
     store.set_status(run_id, "finished" if finished else "stopped", duration_s=time.time() - started)
     return run_id
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Training was interrupted; the run is marked stopped and can be resumed by `run_id`."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+
+
+def _with_heartbeat(store: RunStore, run_id: str, progress: ProgressFn | None) -> ProgressFn:
+    """The caller's progress function, plus a heartbeat in the store at most every HEARTBEAT_SECONDS."""
+    last = time.time()
+
+    def report(event: dict[str, Any]) -> None:
+        nonlocal last
+        if time.time() - last >= HEARTBEAT_SECONDS:
+            store.heartbeat(run_id)
+            last = time.time()
+        if progress is not None:
+            progress(event)
+
+    return report
 
 
 def prepare_data(config: TrainConfig, device: torch.device) -> RunData:
@@ -141,7 +171,7 @@ def _run(config: TrainConfig, store: RunStore, run_id: str, progress: ProgressFn
                     _reset_head(model)
             params = list(method.stage_parameters(model, stage))
             _train_only(params, method.trainable_parameters(model))
-            optimizer = _make_optimizer(config, params)
+            optimizer = _make_optimizer(config, params, stage)
             if optimizer_state is not None and epoch_in_stage > 0:
                 optimizer.load_state_dict(optimizer_state)
         generator = torch.Generator(device=device).manual_seed(epoch_seed)
@@ -163,7 +193,7 @@ def _run(config: TrainConfig, store: RunStore, run_id: str, progress: ProgressFn
             raw = data.train_images[index]
             batch = Batch(raw, view(raw), data.train_labels[index], index, epoch, epoch * steps_per_epoch + step,
                           stage, generator, view)
-            _set_lr(optimizer, config.lr, epoch_in_stage * steps_per_epoch + step, stage.epochs * steps_per_epoch)
+            _set_lr(optimizer, stage.lr or config.lr, epoch_in_stage * steps_per_epoch + step, stage.epochs * steps_per_epoch)
             with _autocast(device, config.amp):
                 loss = method.loss(model, batch)
             if not torch.isfinite(loss):
@@ -295,10 +325,12 @@ def _sample_order(labels: torch.Tensor, sampler: str, generator: torch.Generator
     raise ConfigError(f"unknown sampler {sampler!r}; use 'instance' or 'class_balanced'")
 
 
-def _make_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay, nesterov=True)
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+def _make_optimizer(config: TrainConfig, params: list[torch.nn.Parameter], stage: Stage) -> torch.optim.Optimizer:
+    """The stage's optimiser when it names one (e.g. LWS's SGD at 0.2), else the run's."""
+    lr = stage.lr or config.lr
+    if (stage.optimizer or config.optimizer) == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=config.weight_decay, nesterov=True)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, base_lr: float, step: int, total_steps: int) -> None:

@@ -16,7 +16,9 @@ added with `add_frozen` (an EMA teacher, a memory bank) are checkpointed but nev
 """
 from __future__ import annotations
 
+import json
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable
 
@@ -29,6 +31,7 @@ from ..models import Classifier
 from ..registry import Registry
 
 SAMPLERS = ("instance", "class_balanced")
+BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 @dataclass(frozen=True)
@@ -43,23 +46,59 @@ class Setting:
     high: float | None = None
 
     def coerce(self, value: Any) -> Any:
+        """`value` as the default's type, checked against the choices and the range.
+
+        Text is parsed (the app's text boxes and "method[key=value]" lists give strings), but nothing else changes
+        type: a bool is not a number, a number is not a bool (except 0 and 1), a float is not an integer.
+        """
         kind = type(self.default)
-        try:
-            if kind is bool and isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                value = value.lower() in ("true", "1", "yes")
-            elif kind is not bool and not isinstance(value, kind):
-                value = kind(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"setting {self.name!r} expects a {kind.__name__}; got {value!r}") from None
-        if self.choices is not None and value not in self.choices:
-            raise ConfigError(f"setting {self.name!r} must be one of {list(self.choices)}; got {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"setting {self.name!r} must be a finite number; got {value!r}")
-        if self.low is not None and value < self.low or self.high is not None and value > self.high:
-            raise ConfigError(f"setting {self.name!r} must be in [{self.low}, {self.high}]; got {value!r}")
+        if kind is bool:
+            text = str(value).lower()  # True, 1, "1", "true", "yes", ...
+            if isinstance(value, float) or text not in BOOL_WORDS:
+                raise self._invalid(value)
+            value = BOOL_WORDS[text]
+        elif kind in (int, float):
+            value = self._number(value, kind)
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+            value = str(value)  # the CLI reads `--set tau=0.5` as JSON; a text setting gets it back as text
+        elif not isinstance(value, kind):
+            raise self._invalid(value)
+        out_of_range = (isinstance(value, float) and not math.isfinite(value)
+                        or self.low is not None and value < self.low or self.high is not None and value > self.high)
+        if out_of_range or self.choices is not None and value not in self.choices:
+            raise self._invalid(value)
         return value
+
+    def _number(self, value: Any, kind: type) -> int | float:
+        """An int (or, for a float setting, any real number) as `kind`; text is parsed; bools are refused."""
+        if isinstance(value, str):
+            try:
+                value = kind(value.strip())
+            except ValueError:
+                raise self._invalid(value) from None
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral if kind is int else numbers.Real):
+            raise self._invalid(value)
+        return kind(value)
+
+    def expected(self) -> str:
+        """What the setting accepts, e.g. "a number in [0.0, 5.0]"."""
+        if self.choices is not None:
+            return f"one of {list(self.choices)}"
+        kind = type(self.default)
+        if kind is bool:
+            return "true or false"
+        if kind not in (int, float):
+            return "text"
+        noun = "an integer" if kind is int else "a number"
+        if self.low is not None and self.high is not None:
+            return f"{noun} in [{self.low}, {self.high}]"
+        bounds = [f"{sign} {bound}" for sign, bound in ((">=", self.low), ("<=", self.high)) if bound is not None]
+        return " ".join([noun, *bounds])
+
+    def _invalid(self, value: Any) -> ConfigError:
+        default = json.dumps(self.default) if isinstance(self.default, bool) else self.default
+        return ConfigError(f"setting {self.name!r} must be {self.expected()}; got {value!r} "
+                           f"({type(value).__name__}), e.g. {self.name}={default} (the default)")
 
 
 @dataclass(frozen=True)
@@ -101,6 +140,9 @@ class Stage:
     reset_head: bool = False
     # A representation stage is skipped when the run starts from another run's weights.
     representation: bool = True
+    # The stage's optimiser and base learning rate; None = the run's (LWS trains its scales with SGD at 0.2).
+    optimizer: str | None = None
+    lr: float | None = None
 
 
 @dataclass

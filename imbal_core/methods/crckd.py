@@ -1,7 +1,7 @@
 """CRCKD — Categorical Relation-preserving Contrastive Knowledge Distillation (Xing et al., MICCAI 2021).
 
-A mean teacher (EMA of the student) sees a second view of each image. On top of weighted CE
-and mean-teacher consistency, two distillation terms transfer the teacher's knowledge:
+A mean teacher (EMA of the student) sees a second view of each image, turned and flipped at random. On top of
+weighted CE and mean-teacher consistency, two distillation terms transfer the teacher's knowledge:
 CCD (class-guided contrastive distillation: same-class positives, other-class negatives drawn
 from a memory bank of the other model, NCE, both directions) and CRP (the relation of each
 embedding to the class centroids must match between teacher and student).
@@ -103,10 +103,25 @@ def class_centroids(entries: torch.Tensor, labels: torch.Tensor, num_classes: in
 
 def relation_loss(student: torch.Tensor, teacher: torch.Tensor, student_centroids: torch.Tensor,
                   teacher_centroids: torch.Tensor, temperature: float) -> torch.Tensor:
-    """CRP: KL(softmax(r_teacher) || softmax(r_student)), r = embedding . centroids^T / T."""
+    """CRP: KL(softmax(r_teacher) || softmax(r_student)), r = embedding . centroids^T / T.
+
+    The teacher's relation is the target: it is detached (as in the public code), so CRP trains only the student
+    side and does not pull the teacher's embedding head toward the student.
+    """
     r_student = student.float() @ student_centroids.t() / temperature
-    r_teacher = teacher.float() @ teacher_centroids.t() / temperature
+    r_teacher = teacher.detach().float() @ teacher_centroids.t() / temperature
     return F.kl_div(F.log_softmax(r_student, 1), F.log_softmax(r_teacher, 1), reduction="batchmean", log_target=True)
+
+
+def rotate_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The public code's extra transform of the teacher's view: per image a vertical flip with probability 1/2,
+    then k quarter turns, k uniform in 0..3 (square images, as the data sources make)."""
+    flip = torch.rand(len(images), generator=generator, device=images.device) < 0.5
+    out = torch.where(flip[:, None, None, None], images.flip(2), images)
+    turns = torch.randint(0, 4, (len(images),), generator=generator, device=images.device)
+    for k in (1, 2, 3):
+        out[turns == k] = torch.rot90(out[turns == k], k, dims=(2, 3))
+    return out
 
 
 def sigmoid_rampup(epoch: int, start: int, length: int) -> float:
@@ -125,14 +140,18 @@ class CRCKD(Method):
         "class-weighted CE, mean-teacher consistency, class-guided contrastive distillation (CCD: pull "
         "same-class embeddings of the other model close, push other classes away, NCE against a memory bank) "
         "and categorical relation preservation (CRP: match each embedding's similarities to the class centroids).",
-        formula="L = CE_w + λ_MT(e) KL(p_t || p_s) + w_CCD (NCE(s→t bank) + NCE(t→s bank)) + w_CRP KL(softmax(r_t) || softmax(r_s)),"
-        "  w_c = N / n_c,  r = v · A^T / τ_CRP",
+        formula="before the ramp-up start: L = CE_w + w_CCD,warmup L_CCD;  from it: L = CE_w + λ_MT(e) KL(p_t || p_s) "
+        "+ w_CCD L_CCD + w_CRP KL(softmax(r_t) || softmax(r_s)),  L_CCD = NCE(s→t bank) + NCE(t→s bank),"
+        "  w_c = N / n_c,  r = v · A^T / τ_CRP (r_t detached)",
         paper="Xing et al., Categorical Relation-Preserving Contrastive Knowledge Distillation for Medical Image "
         "Classification, MICCAI 2021 (arXiv 2107.03225); details read from the public code.",
         settings=(
             Setting("ablation", "full", "which terms: mt (CE_w + mean teacher), mt_ccd, mt_crp, full", choices=ABLATIONS),
             Setting("consistency", 1.0, "maximum weight λ_MT of the mean-teacher KL", low=0.0, high=100.0),
-            Setting("w_ccd", 0.1, "weight of CCD (the public code's effective weight is 0.01)", low=0.0, high=10.0),
+            Setting("w_ccd", 0.01, "weight of CCD from the ramp-up start (the public code's effective 0.1 x 0.1)",
+                    low=0.0, high=10.0),
+            Setting("w_ccd_warmup", 0.1, "weight of CCD before the ramp-up start, its only distillation term then "
+                    "(public code: 0.1)", low=0.0, high=10.0),
             Setting("w_crp", 1.0, "weight of CRP", low=0.0, high=10.0),
             Setting("nce_t", 0.07, "CCD temperature", low=0.01, high=1.0),
             Setting("crp_t", 0.07, "CRP temperature", low=0.01, high=1.0),
@@ -144,14 +163,25 @@ class CRCKD(Method):
             Setting("rampup_length", 0.375, "fraction of epochs of the sigmoid ramp-up (code: 30 of 80)", low=0.0, high=1.0),
         ),
         from_paper=(
-            "Mean teacher (EMA) on a second view; class-weighted CE; CCD with two 128-d embedding heads, memory "
-            "banks (momentum 0.5), P = 20 same-class positives, K = 4096 negatives, temperature 0.07, NCE normaliser "
-            "fixed at the first batch, both directions; CRP over ReLU'd bank centroids at 0.07 (from the public code).",
-            "Weights w_CCD 0.1 and w_CRP 1.0, and the sigmoid ramp-up of the mean-teacher term (public code).",
+            "Mean teacher (EMA) on a second view that also gets a random vertical flip and quarter turns; class-weighted "
+            "CE; CCD with two 128-d embedding heads, memory banks (momentum 0.5), P = 20 same-class positives, "
+            "K = 4096 negatives, temperature 0.07, NCE normaliser fixed at the first batch, both directions; CRP over "
+            "ReLU'd bank centroids at 0.07 with the teacher's relation detached (from the public code).",
+            "CCD and the memory banks run from the first step; the mean-teacher and CRP terms join at the ramp-up "
+            "start (the code's epoch 20), so Z is fixed at the first batch and CRP's first centroids come from banks "
+            "filled by the warm-up epochs.",
+            "CCD weights 0.1 before the ramp-up start and 0.01 after: the code multiplies CCD by its weight 0.1 once "
+            "before epoch 20 and twice after. We keep these effective weights as defaults because they are what the "
+            "code runs; w_ccd = 0.1 gives the single weight 0.1 its README names.",
+            "w_CRP 1.0 and the sigmoid ramp-up of the mean-teacher term (public code).",
         ),
         our_choices=(
             "Schedule scaled to the run: the code's epoch 20 of 80 and 30-epoch ramp become fractions of the epochs.",
-            "CCD and CRP switch on with the mean-teacher term (at the ramp-up start); their weights do not ramp.",
+            "λ_MT ramps from the ramp-up start, reaching 1 after rampup_length; the code's ramp counts from epoch 0, "
+            "so its λ_MT is already 0.57 when the term switches on at epoch 20 and reaches 1 at epoch 30.",
+            "The CCD and CRP weights do not ramp.",
+            "The teacher's extra flip and turns change nothing in distribution when the engine's augmentation is on "
+            "(it already draws flips and quarter turns); they matter when augmentation is off.",
             "With P positives, the NCE loss averages over positives and sums over negatives (CRD has one positive).",
             "CRP compares each model's embedding with its own bank's centroids.",
             "Optimiser and learning rate are the engine's (AdamW 1e-3, cosine), not the code's Adam 1e-4 "
@@ -179,36 +209,45 @@ class CRCKD(Method):
         self.normalisers: dict[str, float] = {}
         self.steps_done = 0
         self.lambda_mt = 0.0
+        self.distilling = False  # from the ramp-up start: mean teacher and CRP join CCD
         self.pending_bank_update: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def on_epoch_start(self, model: Classifier, epoch: int, stage) -> None:
+        self.distilling = epoch >= self.ramp_start
         self.lambda_mt = sigmoid_rampup(epoch, self.ramp_start, self.ramp_length)
 
     def loss(self, model: Classifier, batch: Batch) -> torch.Tensor:
-        teacher: Classifier = self.aux["teacher"]
         student_feature = model.head.feature(model.features(batch.x))
         logits = model.head.classifier(student_feature)
         loss = F.cross_entropy(logits, batch.y, weight=self.weight)
-        if self.lambda_mt == 0.0:
+        ablation = self.settings["ablation"]
+        # CCD and CRP read the memory banks, which are filled from the first step so that they hold embeddings
+        # (not their random start) when CRP starts; the plain mean teacher needs nothing before the ramp-up.
+        uses_banks = ablation != "mt"
+        if not (self.distilling or uses_banks):
             return loss
+        teacher: Classifier = self.aux["teacher"]
         with torch.no_grad():
-            teacher_feature = teacher.head.feature(teacher.features(batch.augment(batch.raw)))
-            teacher_logits = teacher.head.classifier(teacher_feature)
-        consistency = F.kl_div(F.log_softmax(logits, 1), F.log_softmax(teacher_logits, 1), reduction="batchmean",
-                               log_target=True)
-        loss = loss + self.settings["consistency"] * self.lambda_mt * consistency
+            teacher_view = rotate_flip(batch.augment(batch.raw), batch.generator)
+            teacher_feature = teacher.head.feature(teacher.features(teacher_view))
+        if self.distilling:
+            teacher_logits = teacher.head.classifier(teacher_feature)  # the teacher is frozen: no graph
+            consistency = F.kl_div(F.log_softmax(logits, 1), F.log_softmax(teacher_logits, 1), reduction="batchmean",
+                                   log_target=True)
+            loss = loss + self.settings["consistency"] * self.lambda_mt * consistency
+        if not uses_banks:
+            return loss
         v_s = F.normalize(self.aux["student_embed"](student_feature), dim=1)
         v_t = F.normalize(self.aux["teacher_embed"](teacher_feature), dim=1)
         banks = self.aux["student_bank"], self.aux["teacher_bank"]
-        ablation = self.settings["ablation"]
         if ablation in ("mt_ccd", "full"):
             positives = self.classes.positives(batch.index, batch.y, self.settings["positives"], batch.generator)
             negatives = self.classes.negatives(batch.y, self.num_negatives, batch.generator)
             candidates = torch.cat([positives, negatives], dim=1)
             ccd = (self._nce("student", v_s, banks[1].entries, candidates)
                    + self._nce("teacher", v_t, banks[0].entries, candidates))
-            loss = loss + self.settings["w_ccd"] * ccd
-        if ablation in ("mt_crp", "full"):
+            loss = loss + self.settings["w_ccd" if self.distilling else "w_ccd_warmup"] * ccd
+        if self.distilling and ablation in ("mt_crp", "full"):
             labels = self.info.train_labels
             centroids_s = class_centroids(banks[0].entries, labels, self.info.num_classes)
             centroids_t = class_centroids(banks[1].entries, labels, self.info.num_classes)

@@ -20,12 +20,20 @@ SHARED_CHOICES = (
 )
 
 
-def decoupled_stages(epochs: int, stage2_epochs: int) -> list[Stage]:
-    return [
-        Stage("representation", epochs),
-        Stage("classifier", stage2_epochs, sampler="class_balanced", trainable="head", reset_head=True,
-              representation=False),
-    ]
+LWS_LR = Setting("stage2_lr", 0.2, "SGD learning rate of the per-class scales (Kang et al.: 0.2)", low=1e-4, high=10.0)
+
+
+def lws_stage(epochs: int, lr: float) -> Stage:
+    """LWS's classifier stage: only the scales, class-balanced batches, SGD at `lr` (Kang et al.'s code)."""
+    return Stage("classifier", epochs, "class_balanced", "head", reset_head=False, representation=False,
+                 optimizer="sgd", lr=lr)
+
+
+def retrain_stage(epochs: int) -> Stage:
+    """cRT's classifier stage: a new head on frozen features, class-balanced batches, the run's optimiser."""
+    return Stage("classifier", epochs, sampler="class_balanced", trainable="head", reset_head=True,
+                 representation=False)
+
 
 
 @register_method("crt")
@@ -41,7 +49,7 @@ class ClassifierRetraining(Method):
     )
 
     def stages(self, epochs: int) -> list[Stage]:
-        return decoupled_stages(epochs, self.settings["stage2_epochs"])
+        return [Stage("representation", epochs), retrain_stage(self.settings["stage2_epochs"])]
 
 
 class ScaledHead(nn.Module):
@@ -64,8 +72,18 @@ class LearnableWeightScaling(Method):
         "correcting the norm bias towards head classes.",
         formula="z_c = f_c (w_c . x + b_c); stage 2 learns f only, class-balanced sampling",
         paper=PAPER,
-        settings=(STAGE2,),
-        our_choices=SHARED_CHOICES,
+        settings=(STAGE2, LWS_LR),
+        from_paper=(
+            "The stage-1 classifier (weights and bias) is kept frozen; one scale per class, starting at 1, multiplies "
+            "its logits and is learned with CE on class-balanced batches over frozen features (the authors' code: "
+            "TauNormClassifier with the cls_lws configs).",
+        ),
+        our_choices=SHARED_CHOICES + (
+            "The scales are trained with SGD at learning rate 0.2 as in Kang et al. (Nesterov momentum 0.9, cosine, "
+            "the run's weight decay); Kang et al. train 5 class-aware epochs of C x n_max images, here stage 2 keeps "
+            "2 epochs of the training set's size, in which the scales settle. A multiplying scale cannot lift a class "
+            "whose own logits are negative on average; it can only shrink them toward 0.",
+        ),
     )
 
     def setup(self, model: Classifier, info: TrainInfo) -> None:
@@ -73,9 +91,7 @@ class LearnableWeightScaling(Method):
         model.head = ScaledHead(model.head)
 
     def stages(self, epochs: int) -> list[Stage]:
-        stage1, stage2 = decoupled_stages(epochs, self.settings["stage2_epochs"])
-        return [stage1, Stage(stage2.name, stage2.epochs, "class_balanced", "head", reset_head=False,
-                              representation=False)]
+        return [Stage("representation", epochs), lws_stage(self.settings["stage2_epochs"], self.settings["stage2_lr"])]
 
     def stage_parameters(self, model: Classifier, stage: Stage):
         if stage.trainable == "head":

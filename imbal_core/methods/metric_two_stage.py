@@ -13,7 +13,7 @@ from torch import nn
 
 from ..models import Classifier
 from .base import Batch, Method, MethodCard, Setting, Stage, TrainInfo, register_method
-from .decoupled import STAGE2, ScaledHead, apply_tau_norm
+from .decoupled import LWS_LR, STAGE2, ScaledHead, apply_tau_norm, lws_stage, retrain_stage
 
 METRIC_LOSSES = ("supcon", "triplet_hard", "triplet_cb")
 STAGE2_RULES = ("crt", "lws", "tau_norm")
@@ -80,7 +80,8 @@ class MetricTwoStage(Method):
             "SupCon and triplets act on a 2-layer projection head (d -> d -> 128, L2-normalised) of the pooled features.",
             "The class-balanced triplet uses class-balanced sampling in stage 1 (equal classes per batch in "
             "expectation) with batch-hard mining, after PCCT; its class-centre loss of stage 2 is not used.",
-            "Stage 2 re-uses the decoupled baselines: cRT, LWS, or tau-norm (tau chosen on validation).",
+            "Stage 2 re-uses the decoupled baselines: cRT, LWS (its scales with SGD at 0.2), or tau-norm (tau chosen "
+            "on validation).",
             "With --init-from a finished run, stage 1 is skipped: its backbone is re-used (cheap stage-2 variants).",
         ),
     )
@@ -98,8 +99,9 @@ class MetricTwoStage(Method):
         rule = self.settings["stage2"]
         if rule == "tau_norm":
             return [first]
-        return [first, Stage("classifier", self.settings["stage2_epochs"], "class_balanced", "head",
-                             reset_head=rule == "crt", representation=False)]
+        if rule == "lws":
+            return [first, lws_stage(self.settings["stage2_epochs"], LWS_LR.default)]
+        return [first, retrain_stage(self.settings["stage2_epochs"])]
 
     def stage_parameters(self, model: Classifier, stage: Stage):
         if stage.trainable == "head" and self.settings["stage2"] == "lws":

@@ -1,4 +1,4 @@
 """The run store: SQLite (WAL) for metadata and metrics, one folder per run for the files."""
-from .store import MODEL_FILE, STATUSES, RunStore
+from .store import HEARTBEAT_SECONDS, INTERRUPTED, LISTED_STATUSES, MODEL_FILE, STATUSES, RunStore
 
-__all__ = ["MODEL_FILE", "RunStore", "STATUSES"]
+__all__ = ["HEARTBEAT_SECONDS", "INTERRUPTED", "LISTED_STATUSES", "MODEL_FILE", "RunStore", "STATUSES"]

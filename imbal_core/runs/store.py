@@ -2,11 +2,16 @@
 
 Every call opens its own short connection, so threads and processes can share one store;
 WAL mode lets readers work while a run writes, and a busy timeout serialises writers.
+
+A running run records its owner (host and process id) and a heartbeat. A "running" run whose
+owner has ended (killed, crashed) reads back as "interrupted", so it never looks like a live one.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import sqlite3
 import shutil
 import time
@@ -21,12 +26,19 @@ from ..errors import RunError
 from ..utils import lab_home, write_json
 
 STATUSES = ("queued", "running", "stopped", "failed", "finished")
+INTERRUPTED = "interrupted"  # read-only status: "running" in the table, but its owner process has ended
+LISTED_STATUSES = STATUSES + (INTERRUPTED,)
 MODEL_FILE = "model.safetensors"  # a finished run's final weights, in its folder
+# A run owned by another host cannot be checked by process id: it is taken as ended when its
+# heartbeat (written at least every HEARTBEAT_SECONDS while it trains) is older than this.
+HEARTBEAT_SECONDS = 30.0
+STALE_HEARTBEAT_SECONDS = 600.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, created REAL, updated REAL, status TEXT, method TEXT, data TEXT,
     ratio REAL, seed INTEGER, backbone TEXT, image_size INTEGER, epochs INTEGER, tag TEXT,
-    config TEXT, summary TEXT, progress TEXT, error TEXT, duration_s REAL
+    config TEXT, summary TEXT, progress TEXT, error TEXT, duration_s REAL,
+    owner_host TEXT, owner_pid INTEGER, heartbeat REAL
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT, eval TEXT, class TEXT, metric TEXT, value REAL,
@@ -52,6 +64,7 @@ class RunStore:
                     if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                         conn.execute("PRAGMA journal_mode=WAL")
                     conn.executescript(SCHEMA)
+                    _add_missing_columns(conn)
                 return
             except sqlite3.OperationalError as err:
                 if "locked" not in str(err) or attempt == attempts - 1:
@@ -64,9 +77,18 @@ class RunStore:
         conn.execute("PRAGMA busy_timeout=60000")
         return conn
 
-    def _write(self, sql: str, params: tuple | list = ()) -> None:
-        with closing(self._connect()) as conn, conn:
-            conn.execute(sql, params)
+    def _write(self, sql: str, params: tuple | list = (), attempts: int = 5) -> None:
+        """One statement in its own transaction; a "database is locked" that outlasts the busy timeout
+        (SQLite returns it at once in some lock upgrades) is retried, not passed on to kill a job."""
+        for attempt in range(attempts):
+            try:
+                with closing(self._connect()) as conn, conn:
+                    conn.execute(sql, params)
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.2 * 2**attempt)
 
     # ---- runs -------------------------------------------------------------------------------
     def create_run(self, config: dict[str, Any], tag: str = "") -> str:
@@ -86,13 +108,22 @@ class RunStore:
         return self.root / "runs" / run_id
 
     def set_status(self, run_id: str, status: str, error: str | None = None, duration_s: float | None = None) -> None:
+        """Set a run's status; "running" also records this process as the run's owner."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}")
-        self._write("UPDATE runs SET status=?, error=?, updated=?, duration_s=COALESCE(?, duration_s) WHERE run_id=?",
-                    (status, error, time.time(), duration_s, run_id))
+        now = time.time()
+        owner = (socket.gethostname(), os.getpid()) if status == "running" else (None, None)
+        self._write("UPDATE runs SET status=?, error=?, updated=?, duration_s=COALESCE(?, duration_s), owner_host=?, "
+                    "owner_pid=?, heartbeat=? WHERE run_id=?", (status, error, now, duration_s, *owner, now, run_id))
 
     def set_progress(self, run_id: str, progress: dict[str, Any]) -> None:
-        self._write("UPDATE runs SET progress=?, updated=? WHERE run_id=?", (json.dumps(progress), time.time(), run_id))
+        now = time.time()
+        self._write("UPDATE runs SET progress=?, updated=?, heartbeat=? WHERE run_id=?",
+                    (json.dumps(progress), now, now, run_id))
+
+    def heartbeat(self, run_id: str) -> None:
+        """The owner is alive (other hosts judge a run by this)."""
+        self._write("UPDATE runs SET heartbeat=? WHERE run_id=?", (time.time(), run_id))
 
     def delete_run(self, run_id: str) -> None:
         """Remove a run: its rows first (so it is never listed without its folder), then its folder."""
@@ -111,15 +142,29 @@ class RunStore:
         with closing(self._connect()) as conn:
             row = conn.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
         if row is None:
-            raise RunError(f"no run {run_id!r} in {self.db_path}; list runs with `python -m imbal_core export`")
-        return _decode(dict(row))
+            raise RunError(f"no run {run_id!r} in {self.root}; list the runs with `python -m imbal_core runs`")
+        run = _decode(dict(row))
+        if _owner_ended(run):
+            run["status"], run["error"] = INTERRUPTED, _interrupted_message(run)
+        return run
 
     def runs(self, **filters: Any) -> pd.DataFrame:
-        """All runs, newest first; filters are column=value (e.g. method="ce", status="finished")."""
+        """All runs, newest first; filters are column=value (e.g. method="ce", status="finished").
+
+        A "running" run whose owner process has ended is listed (and filtered) as "interrupted".
+        """
+        status = filters.pop("status", None)
+        if status is not None and status not in LISTED_STATUSES:
+            raise RunError(f"status must be one of {LISTED_STATUSES}; got {status!r}")
+        if status is not None and status not in ("running", INTERRUPTED):
+            filters["status"] = status
         where, params = _where(filters)
         with closing(self._connect()) as conn:
             frame = pd.read_sql_query(f"SELECT * FROM runs {where} ORDER BY created DESC", conn, params=params)
-        return frame
+        ended = frame.apply(_owner_ended, axis=1).astype(bool) if len(frame) else pd.Series([], dtype=bool)
+        frame.loc[ended, "error"] = frame[ended].apply(_interrupted_message, axis=1)
+        frame.loc[ended, "status"] = INTERRUPTED
+        return frame if status is None else frame[frame["status"] == status].reset_index(drop=True)
 
     # ---- metrics ----------------------------------------------------------------------------
     def record_metrics(self, run_id: str, eval_name: str, metrics: dict, class_names: list[str]) -> None:
@@ -155,6 +200,37 @@ class RunStore:
 
     def iter_run_ids(self, status: str | None = None) -> Iterator[str]:
         yield from self.runs(**({"status": status} if status else {}))["run_id"]
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Stores made before a column existed gain it (empty for old rows)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    for name, kind in (("owner_host", "TEXT"), ("owner_pid", "INTEGER"), ("heartbeat", "REAL")):
+        if name not in have:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+
+
+def _owner_ended(run: Any) -> bool:
+    """Whether a "running" run's owner process is gone: by process id on this host, by heartbeat elsewhere."""
+    if run["status"] != "running":
+        return False
+    host, pid = run["owner_host"], run["owner_pid"]
+    if pd.isna(host) or pd.isna(pid):
+        return True  # marked running by code that recorded no owner: nothing can be alive to own it
+    if host != socket.gethostname():
+        return time.time() - float(run["heartbeat"] or 0) > STALE_HEARTBEAT_SECONDS
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # a live process of another user
+        return False
+    return False
+
+
+def _interrupted_message(run: Any) -> str:
+    return (f"its process ({run['owner_host']}, pid {run['owner_pid']}) ended while it trained (killed or crashed); "
+            f"resume it with `python -m imbal_core train --resume {run['run_id']}`")
 
 
 def _where(filters: dict[str, Any]) -> tuple[str, list]:

@@ -23,14 +23,13 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from ..data import load_dataset
-from ..checkpoint import flatten_state, unflatten_state
+from ..checkpoint import flatten_state, read_weights, unflatten_state, write_weights
 from ..errors import ConfigError, RunError, require_all
 from ..imbalance import kept_indices
 from ..registry import Registry
-from ..utils import REPO_ROOT, atomic_path, lab_home, seed_everything, select_device
+from ..utils import REPO_ROOT, lab_home, seed_everything, select_device
 
 PRETRAINED_GENERATOR_DIR = REPO_ROOT / "pretrained" / "generators"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
@@ -231,8 +230,7 @@ def save_generator(path: Path, trainer: GeneratorTrainer, config: GeneratorConfi
                 "history": json.dumps(history), "status": "finished" if finished else "partial"}
     if not finished:
         metadata["training"] = json.dumps(flatten_state(trainer.training_state(), TRAINING_PREFIX, tensors))
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    write_weights(path, tensors, metadata)
 
 
 def read_metadata(path: Path, kind: str | None = None) -> dict[str, str]:
@@ -250,9 +248,8 @@ def read_metadata(path: Path, kind: str | None = None) -> dict[str, str]:
 
 def read_generator(path: Path, device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(weights, training state); the training state is {} for a finished generator."""
-    metadata = read_metadata(path)
-    with safe_open(str(path), framework="pt", device=str(device)) as handle:
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    read_metadata(path)  # a clear error when it is not a generator
+    tensors, metadata = read_weights(path, device, what="generator")
     weights = {k: v for k, v in tensors.items() if not k.startswith(TRAINING_PREFIX) and k != INDEX_KEY}
     state = unflatten_state(json.loads(metadata["training"]), tensors) if "training" in metadata else {}
     return weights, state
@@ -309,7 +306,8 @@ def generators_for(kind: str, data: str, image_size: int) -> list[GeneratorInfo]
             if info.config.get("data") == data and info.config.get("image_size") == image_size]
 
 
-DATA_KEYS = ("data", "data_options", "image_size", "split_seed", "task")  # generators have no task: None
+# Generators have no task and learn from the images as they are: their task and colour_constancy read as None.
+DATA_KEYS = ("data", "data_options", "image_size", "split_seed", "task", "colour_constancy")
 
 
 def data_mismatch(generator_config: dict[str, Any], data_recipe: dict[str, Any]) -> str | None:

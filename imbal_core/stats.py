@@ -1,0 +1,137 @@
+"""Statistics for comparing methods honestly: replicates are different seeds, intervals only when there
+are enough of them, and differences paired by seed against a reference method.
+
+Input is the runs frame of `compare.finished_runs` (one row per run: group, data, ratio_label, seed,
+and the summary metrics as columns); per-class differences read each run's metrics.json through
+`compare.RunResult`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+CONFIDENCE = 0.95
+MIN_SEEDS_FOR_INTERVAL = 3  # with two seeds a t interval is too wide to say anything
+COMPARABLE = ["data", "ratio_label"]  # runs are only compared within one data set and ratio
+
+
+def t_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Two-sided t interval of the mean; (nan, nan) below MIN_SEEDS_FOR_INTERVAL values."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) < MIN_SEEDS_FOR_INTERVAL:
+        return float("nan"), float("nan")
+    half = scipy_stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return float(values.mean() - half), float(values.mean() + half)
+
+
+def per_seed(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """One row per (data, ratio, group, seed): repeated runs of one seed are averaged, not counted as replicates.
+
+    Column `runs` says how many runs each row stands for (> 1 = a repeat, flagged in the tables).
+    """
+    keys = COMPARABLE + ["group", "seed"]
+    grouped = runs.groupby(keys, sort=False)
+    table = grouped[metrics].mean()
+    table["runs"] = grouped.size()
+    return table.reset_index()
+
+
+def format_spread(mean: float, sd: float, n: int, low: float = float("nan"), high: float = float("nan")) -> str:
+    """"0.512 ± 0.013 [0.480, 0.544]"; a single seed has no spread: "0.512 (n=1)"."""
+    if not np.isfinite(mean):
+        return "—"
+    if n < 2:
+        return f"{mean:.3f} (n=1)"
+    text = f"{mean:.3f} ± {sd:.3f}"
+    return text + (f" [{low:.3f}, {high:.3f}]" if np.isfinite(low) else "")
+
+
+def leaderboard(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """One row per (data, ratio, group): n seeds, then per metric mean, sd and a 95% t interval (n >= 3).
+
+    Numeric columns `<metric>` (mean), `<metric>_sd`, `<metric>_low`, `<metric>_high` keep the table
+    sortable; `repeats` names seeds that were run more than once (averaged, counted once).
+    """
+    seeds = per_seed(runs, metrics)
+    rows = []
+    for keys, part in seeds.groupby(COMPARABLE + ["group"], sort=False):
+        row = dict(zip(COMPARABLE + ["group"], keys))
+        row["method"] = part["group"].iloc[0].split(" · ")[0]
+        row["n_seeds"] = len(part)
+        repeated = part[part["runs"] > 1]
+        row["repeats"] = ", ".join(f"seed {s} x{n}" for s, n in zip(repeated["seed"], repeated["runs"]))
+        for metric in metrics:
+            values = part[metric].to_numpy(dtype=float)
+            finite = values[np.isfinite(values)]
+            row[metric] = float(finite.mean()) if len(finite) else float("nan")
+            row[f"{metric}_sd"] = float(finite.std(ddof=1)) if len(finite) > 1 else float("nan")
+            row[f"{metric}_low"], row[f"{metric}_high"] = t_interval(finite)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def formatted_leaderboard(board: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """The leaderboard as text cells: "mean ± sd [95% interval]", "—" where a seed is alone or a value missing."""
+    out = board[COMPARABLE + ["group", "n_seeds"]].copy()
+    for metric in metrics:
+        out[metric] = [format_spread(m, s, n, lo, hi) for m, s, n, lo, hi in zip(
+            board[metric], board[f"{metric}_sd"], board["n_seeds"], board[f"{metric}_low"], board[f"{metric}_high"])]
+    out["repeats"] = board["repeats"]
+    return out.rename(columns={"ratio_label": "ratio", "n_seeds": "n (seeds)"})
+
+
+def paired_differences(runs: pd.DataFrame, reference: str, metrics: list[str]) -> pd.DataFrame:
+    """Each group minus the `reference` group, paired by seed on the same data and ratio.
+
+    Rows (data, ratio, group, metric, n_pairs, mean_diff, low, high); seeds without a reference run are left
+    out (so the difference is never between different splits or seeds). The interval is a 95% t interval
+    of the paired differences, given from MIN_SEEDS_FOR_INTERVAL pairs on.
+    """
+    seeds = per_seed(runs, metrics)
+    rows = []
+    for keys, part in seeds.groupby(COMPARABLE, sort=False):
+        base = part[part["group"] == reference].set_index("seed")
+        if base.empty:
+            continue
+        for group, other in part[part["group"] != reference].groupby("group", sort=False):
+            other = other.set_index("seed")
+            shared = other.index.intersection(base.index)
+            for metric in metrics:
+                diffs = (other.loc[shared, metric] - base.loc[shared, metric]).to_numpy(dtype=float)
+                diffs = diffs[np.isfinite(diffs)]
+                low, high = t_interval(diffs)
+                rows.append({**dict(zip(COMPARABLE, keys)), "group": group, "metric": metric, "n_pairs": len(diffs),
+                             "mean_diff": float(diffs.mean()) if len(diffs) else float("nan"), "low": low,
+                             "high": high})
+    return pd.DataFrame(rows, columns=COMPARABLE + ["group", "metric", "n_pairs", "mean_diff", "low", "high"])
+
+
+def paired_class_differences(results: list, runs: pd.DataFrame, reference: str,
+                             metric: str = "recall") -> pd.DataFrame:
+    """Per-class `metric` of each group minus the reference's, paired by seed (runs of one data set and ratio).
+
+    `results` are `compare.RunResult`s of `runs`' rows. Rows (group, class, train_count, n_pairs, mean_diff,
+    low, high), classes in order of their training count (largest first).
+    """
+    seed_of = dict(zip(runs["run_id"], runs["seed"]))
+    rows = []
+    for r in results:
+        for name, count, value in zip(r.class_names, r.metrics["train_counts"], r.metrics["per_class"][metric]):
+            rows.append({"group": r.group, "seed": seed_of[r.run_id], "class": name, "train_count": count,
+                         "value": value})
+    table = pd.DataFrame(rows)
+    if table.empty or reference not in set(table["group"]):
+        return pd.DataFrame(columns=["group", "class", "train_count", "n_pairs", "mean_diff", "low", "high"])
+    table = table.groupby(["group", "seed", "class"], sort=False).mean().reset_index()  # repeats count once
+    base = table[table["group"] == reference].set_index(["seed", "class"])["value"]
+    out = []
+    for (group, name), part in table[table["group"] != reference].groupby(["group", "class"], sort=False):
+        keys = [(seed, name) for seed in part["seed"] if (seed, name) in base.index]
+        diffs = part.set_index("seed").loc[[k[0] for k in keys], "value"].to_numpy() - base.loc[keys].to_numpy()
+        low, high = t_interval(diffs)
+        out.append({"group": group, "class": name, "train_count": float(part["train_count"].mean()),
+                    "n_pairs": len(diffs), "mean_diff": float(diffs.mean()) if len(diffs) else float("nan"),
+                    "low": low, "high": high})
+    return pd.DataFrame(out).sort_values("train_count", ascending=False, kind="stable").reset_index(drop=True)

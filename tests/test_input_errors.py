@@ -1,0 +1,282 @@
+"""Trust: bad input is a clear error (exit code 2, the problem and the fix named), never a traceback or a silent
+surprise, and nothing is created before the input is checked (issue 11)."""
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import threading
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from imbal_core.cli import build_parser, main
+from imbal_core.data import load_dataset
+from imbal_core.errors import ConfigError, DataError
+from imbal_core.methods.base import Setting
+from imbal_core.runs import RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ["--batch-size", "64", "--device", "cpu", "--epochs", "1", "--quiet"]
+TINY = ["--data-option", "n_images=700", *QUICK]  # the built-in data, small
+
+
+def cli(tmp_path: Path, *argv: str) -> int:
+    """The CLI on the test's own run store."""
+    return main(["--store", str(tmp_path / "store"), *argv])
+
+
+def no_runs(tmp_path: Path) -> bool:
+    return RunStore(tmp_path / "store").runs().empty
+
+
+def error_of(capsys: pytest.CaptureFixture) -> str:
+    return capsys.readouterr().err
+
+
+def write_npz(path: Path, labels: dict[str, np.ndarray], images: np.ndarray | None = None) -> Path:
+    """A MedMNIST-layout .npz with the given labels per split (and random 28 px images unless given)."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, split_labels in labels.items():
+        arrays[f"{split}_labels"] = split_labels
+        arrays[f"{split}_images"] = (images if images is not None
+                                     else rng.integers(0, 255, (len(split_labels), 28, 28, 3), dtype=np.uint8))
+    np.savez(path, **arrays)
+    return path
+
+
+def two_classes(n: int) -> np.ndarray:
+    return np.arange(n) % 2
+
+
+# ---- A: accepted nonsense becomes an error ---------------------------------------------------------------------------
+
+def test_one_class_npz_is_an_error_not_a_perfect_score(tmp_path: Path, capsys):
+    one_class = write_npz(tmp_path / "one.npz", {s: np.zeros(n, dtype=np.int64) for s, n in
+                                                  (("train", 40), ("val", 10), ("test", 10))})
+    assert cli(tmp_path, "train", "--data", "medmnist", "--path", str(one_class), *QUICK) == 2
+    assert "at least 2 classes" in error_of(capsys)
+    one_class_val = write_npz(tmp_path / "val.npz", {"train": two_classes(40), "val": np.zeros(10, dtype=np.int64),
+                                                     "test": two_classes(10)})
+    assert cli(tmp_path, "train", "--data", "medmnist", "--path", str(one_class_val), *QUICK) == 2
+    message = error_of(capsys)
+    assert "val split" in message and "at least 2 classes" in message
+    assert no_runs(tmp_path)
+
+
+def test_path_without_a_file_source_is_an_error(tmp_path: Path, capsys):
+    assert cli(tmp_path, "train", "--path", str(tmp_path), *TINY) == 2  # --data defaults to synthetic
+    message = error_of(capsys)
+    assert "synthetic" in message and "--data" in message and "ham10000" in message
+    assert no_runs(tmp_path)
+
+
+@pytest.mark.parametrize("value", ["true", "abc", "[1]"])
+def test_method_settings_are_checked_by_type(tmp_path: Path, capsys, value: str):
+    assert cli(tmp_path, "train", "--method", "focal", "--set", f"gamma={value}", *TINY) == 2
+    message = error_of(capsys)
+    assert "'gamma'" in message and "a number in [0.0, 5.0]" in message and "gamma=2.0" in message
+    assert no_runs(tmp_path)
+
+
+def test_setting_types():
+    gamma, steps, flag, name = (Setting("gamma", 2.0, "", low=0.0, high=5.0), Setting("steps", 25, "", low=1, high=100),
+                                Setting("ois", True, ""), Setting("tool", "fourier", "", choices=("fourier", "adain")))
+    assert gamma.coerce(1) == 1.0 and isinstance(gamma.coerce(1), float)
+    assert gamma.coerce("1.5") == 1.5  # text from the app's text boxes and the scripts' "method[key=value]"
+    assert steps.coerce("30") == 30 and steps.coerce(np.int64(30)) == 30
+    assert flag.coerce("false") is False and flag.coerce(1) is True
+    for setting, bad in ((gamma, True), (gamma, "abc"), (gamma, float("nan")), (gamma, 6.0), (steps, 2.5),
+                         (steps, False), (flag, 2), (flag, "maybe"), (name, "histogramm"), (name, True)):
+        with pytest.raises(ConfigError, match=f"setting '{setting.name}' must be"):
+            setting.coerce(bad)
+
+
+def test_unreachable_ratio_is_an_error_unless_capped(tmp_path: Path, capsys):
+    assert cli(tmp_path, "train", "--ratio", "1e9", *TINY) == 2
+    message = error_of(capsys)
+    assert "largest reachable ratio" in message and "--fit cap" in message
+    assert no_runs(tmp_path)
+    assert cli(tmp_path, "train", "--ratio", "1e9", "--fit", "cap", *TINY) == 0
+    assert "achieved ratio" in capsys.readouterr().out
+
+
+# ---- B: tracebacks that become messages ------------------------------------------------------------------------------
+
+def test_npz_with_python_objects_or_negative_labels(tmp_path: Path, capsys):
+    splits = {"train": 40, "val": 10, "test": 10}
+    object_labels = write_npz(tmp_path / "objects.npz", {s: np.array([{"c": 1}] * n, dtype=object)
+                                                         for s, n in splits.items()})
+    object_images = write_npz(tmp_path / "object_images.npz", {s: two_classes(n) for s, n in splits.items()},
+                              images=np.array([None] * 10, dtype=object))
+    pickled = tmp_path / "pickled.npz"
+    pickled.write_bytes(pickle.dumps({"train_images": [1, 2]}))
+    for file in (object_labels, object_images, pickled):
+        assert cli(tmp_path, "train", "--data", "medmnist", "--path", str(file), *QUICK) == 2
+        message = error_of(capsys)
+        assert "numpy.savez" in message and "allow_pickle" not in message
+    negative = write_npz(tmp_path / "negative.npz", {s: two_classes(n) - 1 for s, n in splits.items()})
+    assert cli(tmp_path, "train", "--data", "medmnist", "--path", str(negative), *QUICK) == 2
+    assert "negative" in error_of(capsys)
+    assert no_runs(tmp_path)
+
+
+def test_store_that_is_a_file(tmp_path: Path, capsys):
+    file = tmp_path / "store.txt"
+    file.write_text("not a folder")
+    assert main(["--store", str(file), "runs"]) == 2
+    assert "is a file" in error_of(capsys)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to read-only folders, so this cannot be tested as root")
+def test_read_only_store(tmp_path: Path, capsys):
+    RunStore(tmp_path / "store")
+    (tmp_path / "store").chmod(0o555)
+    try:
+        assert cli(tmp_path, "train", *TINY) == 2
+        assert "not writable" in error_of(capsys)
+    finally:
+        (tmp_path / "store").chmod(0o755)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--data-option", "n_image=700"], "unknown data option(s) ['n_image']"),
+    (["--data-option", "n_images=abc"], "n_images must be an integer >= 7"),
+    (["--data-option", "n_images=5"], "n_images must be an integer >= 7"),
+    (["--image-size", "16"], "drawn at 28 to 128 pixels"),
+    (["--device", "bogus"], "device must be auto"),
+    (["--split-seed", "-1"], "an integer >= 0"),
+])
+def test_bad_train_options(tmp_path: Path, capsys, argv: list[str], expected: str):
+    assert cli(tmp_path, "train", *TINY, *argv) == 2
+    assert expected in error_of(capsys)
+    assert no_runs(tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU, so --device cuda is valid")
+def test_cuda_without_a_gpu(tmp_path: Path, capsys):
+    assert cli(tmp_path, "train", *TINY, "--device", "cuda") == 2
+    assert "no CUDA GPU" in error_of(capsys)
+    assert no_runs(tmp_path)
+
+
+@pytest.mark.parametrize("argv, expected", [(["--ratios", "abc"], "--ratios"), (["--seeds", "a"], "--seeds"),
+                                            (["--seeds", "-1"], "--seeds")])
+def test_bad_sweep_lists(tmp_path: Path, capsys, argv: list[str], expected: str):
+    assert cli(tmp_path, "sweep", "--methods", "ce", *argv, *TINY) == 2
+    assert expected in error_of(capsys)
+    assert no_runs(tmp_path)
+
+
+def test_help_shows_defaults(capsys):
+    assert main(["train", "--help"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "(default: 10)" in shown and "(default: scale)" in shown and "(default: None)" not in shown
+
+
+def test_every_evaluate_option_has_help():
+    subcommands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    options = [a for a in subcommands.choices["evaluate"]._actions if not isinstance(a, argparse._HelpAction)]
+    assert [a.dest for a in options if not a.help] == []
+
+
+def _fake_run(store: RunStore, status: str, error: str | None = None) -> str:
+    from imbal_core.engine import TrainConfig
+
+    run_id = store.create_run(TrainConfig(epochs=1, device="cpu").to_dict())
+    store.set_status(run_id, status, error=error)
+    return run_id
+
+
+def test_runs_lists_errors_resume_commands_and_rejects_unknown_status(tmp_path: Path, capsys):
+    store = RunStore(tmp_path / "store")
+    failed = _fake_run(store, "failed", error="DataError: " + "the image folder is gone " * 20)
+    stopped = _fake_run(store, "stopped")
+    assert cli(tmp_path, "runs") == 0
+    out = capsys.readouterr().out
+    assert f"{failed}: DataError: the image folder is gone" in out and out.count("the image folder is gone") < 10
+    assert f"train --resume {stopped}" in out
+    assert cli(tmp_path, "runs", "--status", "bogus") == 2
+    assert "finished" in error_of(capsys)
+
+
+def test_resumed_progress_bar_starts_where_it_stopped(tmp_path: Path, capsys):
+    from imbal_core.engine import TrainConfig, train
+
+    store, stop = RunStore(tmp_path / "store"), threading.Event()
+    config = TrainConfig(data_options={"n_images": 700}, epochs=2, batch_size=64, device="cpu")
+    run_id = train(config, store, stop_event=stop, progress=lambda e: stop.set() if e["event"] == "epoch" else None)
+    assert store.get_run(run_id)["status"] == "stopped"
+    capsys.readouterr()
+    assert cli(tmp_path, "train", "--resume", run_id) == 0
+    bar = capsys.readouterr().err
+    assert "1/2" in bar and "0/2" not in bar
+
+
+# ---- C: deleting runs ------------------------------------------------------------------------------------------------
+
+def test_delete_and_prune_runs(tmp_path: Path, capsys):
+    store = RunStore(tmp_path / "store")
+    failed, other_failed, stopped, finished, running = (_fake_run(store, s) for s in
+                                                        ("failed", "failed", "stopped", "finished", "running"))
+    assert cli(tmp_path, "runs", "--delete", finished, "no-such-run") == 2
+    assert "no-such-run" in error_of(capsys)
+    assert cli(tmp_path, "runs", "--delete", running) == 2
+    assert "stop them first" in error_of(capsys)
+    assert store.has_run(finished) and store.has_run(running)  # nothing deleted when one id is bad
+    assert cli(tmp_path, "runs", "--delete", finished) == 0
+    assert f"deleted {finished}" in capsys.readouterr().out
+    assert cli(tmp_path, "runs", "--prune", "failed") == 0
+    out = capsys.readouterr().out
+    assert failed in out and other_failed in out
+    assert set(store.runs()["run_id"]) == {stopped, running}
+    assert not store.run_dir(failed).exists()
+
+
+# ---- D: safe by default ----------------------------------------------------------------------------------------------
+
+def test_app_listens_on_loopback_only():
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1"
+
+
+def _image_folder(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for name in ("benign", "malignant"):
+        (root / name).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 255, (30, 30, 3), dtype=np.uint8)).save(root / name / f"{name}{i}.png")
+    return root
+
+
+def test_data_paths_stay_inside_the_data_roots(tmp_path: Path, monkeypatch, capsys):
+    data = _image_folder(tmp_path / "elsewhere")
+    monkeypatch.setenv("IMBAL_LAB_DATA_ROOTS", str(tmp_path / "allowed"))
+    with pytest.raises(DataError, match="outside the allowed data folders.*IMBAL_LAB_DATA_ROOTS"):
+        load_dataset("folder", path=data, use_cache=False)
+    with pytest.raises(DataError, match="outside the allowed data folders"):
+        load_dataset("folder", path=tmp_path / "allowed" / ".." / "elsewhere", use_cache=False)
+    assert main(["datasets", "--data", "folder", "--path", str(data)]) == 2
+    assert "IMBAL_LAB_DATA_ROOTS" in error_of(capsys)
+    monkeypatch.setenv("IMBAL_LAB_DATA_ROOTS", os.pathsep.join([str(tmp_path / "allowed"), str(tmp_path)]))
+    assert load_dataset("folder", path=data, use_cache=False).num_classes == 2
+
+
+def test_csv_rows_stay_inside_the_csv_folder(tmp_path: Path):
+    data = _image_folder(tmp_path / "data")
+    outside = tmp_path / "outside.png"
+    Image.fromarray(np.zeros((30, 30, 3), dtype=np.uint8)).save(outside)
+    rows = [f"{c}/{c}{i}.png" for c in ("benign", "malignant") for i in range(10)]
+    labels = ["b"] * 10 + ["m"] * 10
+    pd.DataFrame({"path": rows, "label": labels}).to_csv(data / "list.csv", index=False)
+    assert load_dataset("folder", path=data / "list.csv", use_cache=False).num_classes == 2
+    for escape in ("../outside.png", str(outside)):  # up and out, or an absolute path
+        pd.DataFrame({"path": [escape] + rows[1:], "label": labels}).to_csv(data / "list.csv", index=False)
+        with pytest.raises(DataError, match="row 1 .*outside the CSV's folder"):
+            load_dataset("folder", path=data / "list.csv", use_cache=False)

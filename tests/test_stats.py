@@ -1,0 +1,48 @@
+"""Comparison statistics: replicates are seeds, repeats are flagged, intervals need three seeds, pairs share a seed."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from imbal_core.stats import formatted_leaderboard, leaderboard, paired_differences, t_interval
+
+
+def _runs(rows):
+    return pd.DataFrame(rows, columns=["run_id", "group", "data", "ratio_label", "seed", "balanced_acc"])
+
+
+def test_repeats_of_one_seed_are_not_replicates():
+    runs = _runs([("a", "ce · 8 ep", "syn", "natural", 0, 0.227), ("b", "ce · 8 ep", "syn", "natural", 0, 0.227),
+                  ("c", "ce · 8 ep", "syn", "natural", 0, 0.227)])
+    board = leaderboard(runs, ["balanced_acc"])
+    assert board.loc[0, "n_seeds"] == 1 and board.loc[0, "repeats"] == "seed 0 x3"
+    cell = formatted_leaderboard(board, ["balanced_acc"]).loc[0, "balanced_acc"]
+    assert cell == "0.227 (n=1)" and "±" not in cell
+
+
+def test_interval_from_three_seeds_matches_scipy():
+    values = np.array([0.50, 0.55, 0.53])
+    assert np.isnan(t_interval(values[:2])[0])
+    low, high = t_interval(values)
+    expected = scipy_stats.t.interval(0.95, 2, loc=values.mean(), scale=scipy_stats.sem(values))
+    assert (low, high) == pytest.approx(expected)
+    runs = _runs([(f"r{s}", "ce · 8 ep", "syn", "natural", s, v) for s, v in enumerate(values)])
+    cell = formatted_leaderboard(leaderboard(runs, ["balanced_acc"]), ["balanced_acc"]).loc[0, "balanced_acc"]
+    assert cell == f"0.527 ± 0.025 [{expected[0]:.3f}, {expected[1]:.3f}]"
+
+
+def test_paired_differences_pair_by_seed_and_skip_unpaired_seeds():
+    runs = _runs([("c0", "ce", "syn", "natural", 0, 0.40), ("c1", "ce", "syn", "natural", 1, 0.50),
+                  ("c2", "ce", "syn", "natural", 2, 0.60),
+                  ("b0", "bs", "syn", "natural", 0, 0.45), ("b1", "bs", "syn", "natural", 1, 0.56),
+                  ("b2", "bs", "syn", "natural", 2, 0.67), ("b3", "bs", "syn", "natural", 3, 0.99),
+                  ("x0", "bs", "other", "natural", 0, 0.10)])  # another data set: no reference there, no pair
+    table = paired_differences(runs, "ce", ["balanced_acc"])
+    assert len(table) == 1
+    row = table.iloc[0]
+    diffs = np.array([0.05, 0.06, 0.07])  # seed 3 has no ce run: left out
+    assert row["n_pairs"] == 3 and row["mean_diff"] == pytest.approx(diffs.mean())
+    assert (row["low"], row["high"]) == pytest.approx(t_interval(diffs))
+    assert row["low"] > 0  # the paired interval sees the consistent gain that unpaired spreads would hide
