@@ -6,25 +6,29 @@
     .venv/bin/python scripts/make_pretrained.py --methods iois               # needs the diffusion model
     .venv/bin/python scripts/make_pretrained.py --task "asymmetric_multicolour vs symmetric_uniform" \
         --methods "knowledge_one_class,knowledge_one_class[recipe=generic],deep_svdd,ce,weighted_ce,balanced_softmax"
+    .venv/bin/python scripts/make_pretrained.py --methods ce,balanced_softmax,ldam_drw --ratios 10,50,100 \
+        --seeds 0,1,2 --slim            # the grid behind Compare's "metric vs ratio" on a fresh clone
 
 Each run is trained by the engine exactly as `python -m imbal_core train` would, into the run
 store at pretrained/. Only what the app needs is kept per run (config, metrics, predictions,
 final model, the latter only for KEEP_WEIGHTS methods); resume checkpoints and stage-1 weights are deleted to
-keep the repository small. A re-made
-run's previous version (same method, settings and task) is deleted from the store and the manifest; other
-entries are kept. Runs on a binary --task keep results only. With --generators the AdaIN and the diffusion model for the
+keep the repository small; --slim also drops the test embeddings and head weights from predictions.npz
+(a ratio grid needs only metrics and probabilities). A re-made run's previous version (same method, settings,
+task, ratio and seed) is deleted from the store and the manifest; other entries are kept. Runs on a binary --task keep results only. With --generators the AdaIN and the diffusion model for the
 built-in data are trained into pretrained/generators/ (each unless it exists and is recorded) and
 recorded.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +39,7 @@ from imbal_core.runs import MODEL_FILE, RunStore  # noqa: E402
 from imbal_core.synth.diffusion import DiffusionTrainConfig  # noqa: E402
 from imbal_core.synth.generators import GeneratorConfig, load_generator_info, train_generator  # noqa: E402
 from imbal_core.synth.style_models import StyleTrainConfig  # noqa: E402
-from imbal_core.utils import read_json, write_json  # noqa: E402
+from imbal_core.utils import atomic_path, read_json, write_json  # noqa: E402
 from compare_methods import parse_methods  # noqa: E402
 
 # The shipped generators (recipe, the CLI command that makes the same file). The AdaIN model is wider and
@@ -68,7 +72,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default=",".join(BASELINES))
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--ratios", default="natural", help="comma-separated imbalance ratios, or 'natural'")
+    parser.add_argument("--slim", action="store_true", help="keep no embeddings or head weights in predictions.npz")
     parser.add_argument("--task", help="a binary task of the built-in data, e.g. 'asymmetric_multicolour vs "
                         "symmetric_uniform' (methods may carry settings: 'knowledge_one_class[recipe=generic]')")
     parser.add_argument("--out", default=str(ROOT / "pretrained"))
@@ -82,34 +88,40 @@ def main() -> None:
         "description": "Runs shipped with the app; each entry's command reproduces it.",
         "made_by": "scripts/make_pretrained.py", "runs": []}
     methods = [(m, {**RUN_SETTINGS.get(m, {}), **variant}) for m, variant in parse_methods(args.methods)]
-    configs = [TrainConfig(method=method, method_settings=settings, task=args.task, epochs=args.epochs,
-                           seed=args.seed, device="cpu") for method, settings in methods]
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    ratios = [None if ratio == "natural" else float(ratio) for ratio in args.ratios.split(",")]
+    configs = [TrainConfig(method=method, method_settings=settings, task=args.task, epochs=args.epochs, ratio=ratio,
+                           seed=seed, device="cpu")
+               for (method, settings), ratio, seed in itertools.product(methods, ratios, seeds)]
     for config in configs:
         config.check_ready()  # an unknown method, setting or task class fails before anything changes
-    made = {entry_key(c.method, c.method_settings, c.task) for c in configs}
+    made = {config_key(c) for c in configs}
     entries = [e for e in manifest["runs"] if manifest_key(e) not in made]
     for config in configs:
         method, settings = config.method, config.method_settings
         task_option = f" --task {json.dumps(args.task)}" if args.task else ""
-        command = (f"python -m imbal_core --store pretrained train --data synthetic{task_option} --method {method} "
-                   f"--epochs {args.epochs} --seed {args.seed} --device cpu --tag pretrained"
+        ratio_option = f" --ratio {config.ratio:g}" if config.ratio else ""
+        command = (f"python -m imbal_core --store pretrained train --data synthetic{task_option}{ratio_option} "
+                   f"--method {method} --epochs {args.epochs} --seed {config.seed} --device cpu --tag pretrained"
                    + "".join(f" --set {key}={value}" for key, value in settings.items()))
         started = time.time()
         run_id = train(config, store, run_id=store.create_run(config.to_dict(), tag="pretrained"))
-        keep_weights = method in KEEP_WEIGHTS and not args.task
+        keep_weights = method in KEEP_WEIGHTS and not args.task and not config.ratio
         dropped = ("last.safetensors", "best.safetensors", "representation.safetensors")
         for name in dropped + (() if keep_weights else (MODEL_FILE,)):
             (store.run_dir(run_id) / name).unlink(missing_ok=True)
+        if args.slim:
+            slim_predictions(store.run_dir(run_id) / "predictions.npz")
         summary = store.get_run(run_id)["summary"]
         binary = {"test_auroc": round(summary["auroc"], 4), "test_auprc": round(summary["auprc"], 4)} if args.task else {}
         entries.append({"run_id": run_id, "method": method, "settings": settings, "task": args.task, "data": "synthetic",
-                        "epochs": args.epochs, "seed": args.seed, "command": command, "code_version": version,
+                        "ratio": config.ratio, "epochs": args.epochs, "seed": config.seed, "command": command, "code_version": version,
                         "train_seconds": round(time.time() - started, 1), "cpu_threads": torch.get_num_threads(),
                         "weights_kept": keep_weights, **binary,
                         "test_balanced_acc": round(summary["balanced_acc"], 4), "test_acc": round(summary["acc"], 4)})
         print(f"{method:18s} {settings or ''} bal.acc {summary['balanced_acc']:.3f}  acc {summary['acc']:.3f}"
               + (f"  AUROC {summary['auroc']:.3f}" if args.task else ""), flush=True)
-        replaced = [e["run_id"] for e in manifest["runs"] if manifest_key(e) == entry_key(method, settings, args.task)]
+        replaced = [e["run_id"] for e in manifest["runs"] if manifest_key(e) == config_key(config)]
         write_json(manifest_path, {**manifest, "runs": entries})
         for old_run in replaced:  # once the new run is recorded: the app shows one shipped run per method
             if store.has_run(old_run):
@@ -123,14 +135,29 @@ def main() -> None:
                                    "generators": generators})
 
 
-def entry_key(method: str, settings: dict, task: str | None) -> tuple[str, str, str | None]:
+def entry_key(method: str, settings: dict, task: str | None, ratio: float | None, seed: int) -> tuple:
     """What makes a shipped run unique: re-making it replaces the run with the same key."""
-    return method, json.dumps(settings, sort_keys=True), task
+    return method, json.dumps(settings, sort_keys=True), task, ratio, seed
 
 
-def manifest_key(entry: dict) -> tuple[str, str, str | None]:
+def config_key(config: TrainConfig) -> tuple:
+    return entry_key(config.method, config.method_settings, config.task, config.ratio, config.seed)
+
+
+def manifest_key(entry: dict) -> tuple:
     # Entries written before settings were recorded used RUN_SETTINGS.
-    return entry_key(entry["method"], entry.get("settings", RUN_SETTINGS.get(entry["method"], {})), entry.get("task"))
+    return entry_key(entry["method"], entry.get("settings", RUN_SETTINGS.get(entry["method"], {})), entry.get("task"),
+                     entry.get("ratio"), entry["seed"])
+
+
+def slim_predictions(path: Path) -> None:
+    """Drop the test embeddings and head weights (most of a run's size); probabilities and scores stay."""
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    arrays.update(embeddings=np.zeros((0, 0), np.float16), head_weight=np.zeros(0))
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
 
 
 def generator_entry(out: Path, recipe: GeneratorConfig, command: str, version: str, previous: dict[str, dict]) -> dict:
