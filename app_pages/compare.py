@@ -1,25 +1,77 @@
-"""Compare: runs side by side — per-class recall, metrics with mean ± sd, per-class change against a
-baseline (e.g. ce), confusion matrices, metric versus ratio, and a live tau-norm re-scoring."""
+"""Compare: runs of one data set and ratio side by side — a leaderboard (n seeds, mean ± sd, 95% intervals),
+differences paired by seed against a reference method, per-class recall, a method x class heat map,
+confusion matrices, metric vs ratio, tau-norm tuned on validation, and acquisition-shift robustness.
+Everything exports: CSV tables, PNG or SVG charts, and a one-file HTML report."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from imbal_core import charts
-from imbal_core.compare import (binary_curves, change_vs_baseline, embedding_projection, finished_runs, load_results,
-                                normalised_confusion, per_class_table, score_table, shift_commands, shift_drops,
-                                shift_results, summary_table, tau_rescore)
-from imbal_core.metrics import SUMMARY_METRICS
+from imbal_core.compare import (RunResult, binary_curves, change_vs_baseline, default_selection, embedding_projection,
+                                finished_runs, load_results, normalised_confusion, per_class_table, score_table,
+                                shift_commands, shift_drops, shift_results, tau_on_validation, tau_rescore)
+from imbal_core.engine.evaluate import validation_embeddings
+from imbal_core.errors import ImbalLabError
+from imbal_core.report import Section, html_report
+from imbal_core.runs import RunStore
 from imbal_core.shifts import SHIFTS
-
-BINARY_TABLE = ("auroc", "auprc", "sens_at_90_spec", "sens_at_95_spec", "sensitivity", "specificity", "balanced_acc",
-                "acc")
+from imbal_core.stats import (formatted_leaderboard, leaderboard, paired_class_differences, paired_differences)
 from app_pages.common import all_stores
+
+# The numbers imbalance is about first: accuracy of the rare, medium and common classes.
+LEADERBOARD_METRICS = ["few_acc", "medium_acc", "many_acc", "balanced_acc", "macro_f1", "acc", "macro_auc_ovr",
+                       "g_mean", "kappa_quadratic", "ece"]
+BINARY_METRICS = ["auroc", "auprc", "sens_at_90_spec", "sens_at_95_spec", "sensitivity", "specificity", "balanced_acc",
+                  "acc"]
 
 
 @st.cache_data(ttl=5, show_spinner=False)
 def runs_table() -> pd.DataFrame:
     return finished_runs(all_stores())
+
+
+@st.cache_data(show_spinner="Computing the validation embeddings with the run's model…", max_entries=8)
+def cached_validation_embeddings(store_root: str, run_id: str) -> tuple[np.ndarray, np.ndarray]:
+    return validation_embeddings(RunStore(store_root), run_id)
+
+
+def show(fig: go.Figure, key: str, target=st) -> None:
+    """A chart whose toolbar camera downloads it in the format chosen at the top of the page."""
+    target.plotly_chart(fig, key=key, config={"toImageButtonOptions": {"format": chart_format, "scale": 2,
+                                                                       "filename": key.removeprefix("cmp_")}})
+
+
+def tau_norm_view(result: RunResult) -> None:
+    """tau chosen on the validation split; the test set scored once, at that tau."""
+    val_embeddings, val_labels = cached_validation_embeddings(str(result.run_dir.parent.parent), result.run_id)
+    curve, tau = tau_on_validation(result, val_embeddings, val_labels)
+    preds = result.predictions()
+    tuned = tau_rescore(result, tau, preds["embeddings"].astype(np.float32), preds["labels"])
+    cols = st.columns(4)
+    cols[0].metric("tau chosen on validation", f"{tau:g}")
+    for col, key in zip(cols[1:], ("balanced_acc", "few_acc", "acc")):
+        col.metric(f"test {key}", f"{tuned['summary'][key]:.3f}",
+                   f"{tuned['summary'][key] - result.metrics['summary'][key]:+.3f} vs as trained")
+    show(go.Figure(go.Scatter(x=curve["tau"], y=curve["val_balanced_acc"], mode="lines+markers"))
+         .add_vline(x=tau, line_dash="dash", annotation_text=f"chosen tau = {tau:g}")
+         .update_layout(xaxis_title="tau", yaxis_title="validation balanced accuracy", height=320,
+                        margin=dict(t=30)), "cmp_tau_curve")
+    rows = [{"method": label, "class": n, "train_count": c, "mean": v, "sd": None, "runs": 1}
+            for label, recalls in (("as trained", result.metrics["per_class"]["recall"]),
+                                   (f"tau-norm, tau = {tau:g}", tuned["per_class"]["recall"]))
+            for n, c, v in zip(result.class_names, result.metrics["train_counts"], recalls)]
+    show(charts.per_class_bars(pd.DataFrame(rows).sort_values("train_count", ascending=False, kind="stable")),
+         "cmp_tau_chart")
+    st.caption("Each class's head weights are divided by their norm to the power tau (bias dropped). tau is "
+               "chosen where the **validation** balanced accuracy peaks; the test set is scored once, at that "
+               "tau — tuning on test would flatter the method.")
+
+
+def ratio_order(label: str) -> float:
+    return 0.0 if label == "natural" else float(label)
 
 
 st.title("Compare")
@@ -28,153 +80,223 @@ if runs.empty:
     st.info("No finished runs yet: train some on the Train page.")
     st.stop()
 
-f1, f2, f3, f4 = st.columns(4)
-data = f1.multiselect("Data set", sorted(runs["data"].unique()), default=sorted(runs["data"].unique())[:1], key="cmp_data")
-ratios = f2.multiselect("Ratio", sorted(runs["ratio_label"].unique()), key="cmp_ratio", placeholder="all")
-methods = f3.multiselect("Method", sorted(runs["method"].unique()), key="cmp_method", placeholder="all")
+# ---- What to compare: one data set and one ratio (runs of other classes or counts are not comparable) ----------
+f1, f2, f3, f4 = st.columns([3, 1, 2, 2])
+data_sets = runs["data"].value_counts().index.tolist()  # the data set with the most runs first
+data = f1.selectbox("Data set", data_sets, key="cmp_data")
 sources = f4.multiselect("Source", ["pretrained", "yours"], default=["pretrained", "yours"], key="cmp_source")
-pool = runs[runs["data"].isin(data) & runs["source"].isin(sources)]
-if ratios:
-    pool = pool[pool["ratio_label"].isin(ratios)]
+in_data = runs[(runs["data"] == data) & runs["source"].isin(sources)]
+ratio_labels = sorted(in_data["ratio_label"].unique(), key=ratio_order)
+ratio = f2.selectbox("Ratio", ratio_labels, key=f"cmp_ratio_{data}") if ratio_labels else None
+methods = f3.multiselect("Method", sorted(in_data["method"].unique()), key="cmp_method", placeholder="all")
 if methods:
-    pool = pool[pool["method"].isin(methods)]
-# Keyed by the filters, so the default selection follows them.
-filters_key = "|".join(map(str, (data, ratios, methods, sources)))
-picked_labels = st.multiselect("Runs", pool["label"].tolist(), default=pool["label"].tolist()[:12],
-                               key=f"cmp_runs_{filters_key}")
-picked = pool[pool["label"].isin(picked_labels)]
+    in_data = in_data[in_data["method"].isin(methods)]
+pool = in_data[in_data["ratio_label"] == ratio]
+if pool.empty:
+    st.info("No finished runs match these filters.")
+    st.stop()
+default = default_selection(pool)
+options = default["label"].tolist() + [label for label in pool["label"] if label not in set(default["label"])]
+# Keyed by the filters, so the default selection follows them; the chosen order is kept everywhere below.
+picked_labels = st.multiselect("Runs", options, default=default["label"].tolist(),
+                               key="cmp_runs_" + "|".join(map(str, (data, ratio, methods, sources))),
+                               help="By default one group of runs per method (the one with the most seeds, then the "
+                               "longest training, shipped first), with ce as the reference.")
+picked = pool.set_index("label").loc[picked_labels].reset_index()
 if picked.empty:
     st.info("Pick at least one run.")
     st.stop()
 results = load_results(picked)
-if len({tuple(r.class_names) for r in results}) > 1:
-    st.error("The picked runs have different classes; pick runs of one data set.")
-    st.stop()
-
 binary = all(r.is_binary for r in results)
+metrics = BINARY_METRICS if binary else LEADERBOARD_METRICS
+groups = list(dict.fromkeys(picked["group"]))
+top_left, top_right = st.columns([3, 1])
+reference = top_left.selectbox(
+    "Reference method (paired differences, per-class change)", groups,
+    index=next((i for i, g in enumerate(groups) if charts.method_of(g) == "ce"), 0), key="cmp_reference")
+chart_format = top_right.radio("Chart downloads", ["png", "svg"], horizontal=True, key="cmp_chart_format",
+                               help="the camera icon in each chart's toolbar saves it in this format")
+
+# ---- Leaderboard ---------------------------------------------------------------------------------------------------
+st.header("Leaderboard")
+board = leaderboard(picked, metrics)
+table = formatted_leaderboard(board, metrics).drop(columns=["data", "ratio"])
+if not table["repeats"].str.len().any():
+    table = table.drop(columns="repeats")
+st.dataframe(table, hide_index=True, width="stretch")
+st.caption("One row per method group; test-set metrics as mean ± sd over **seeds** [95% t interval, from 3 seeds]. "
+           "Only different seeds are replicates: repeated runs of one seed are averaged and flagged in *repeats*; "
+           "a single seed has no spread (± —). Click a column to sort. "
+           + ("AUROC, AUPRC and sensitivity at 90/95 % specificity come from the test ROC curve; the rest are at each "
+              "run's threshold, chosen on validation." if binary else
+              "few / medium / many: accuracy of the classes in the lowest, middle and top third of training counts."))
+left, right = st.columns(2)
+left.download_button("Leaderboard (CSV)", board.to_csv(index=False), "leaderboard.csv", "text/csv", key="cmp_board_csv")
+right.download_button("Every picked run (CSV)", picked[["run_id", "method", "group", "data", "ratio", "seed", "source",
+                                                       *metrics]].to_csv(index=False),
+                      "runs.csv", "text/csv", key="cmp_runs_csv")
+
+# ---- Binary runs: curves and scores --------------------------------------------------------------------------------
 if binary:
     st.header("Abnormal vs normal: ROC, precision–recall and scores")
     roc, pr = binary_curves(results)
     left, right = st.columns(2)
-    left.plotly_chart(charts.roc_curves(roc), key="cmp_roc")
-    labels = results[0].predictions()["labels"]
-    right.plotly_chart(charts.pr_curves(pr, float(labels.mean())), key="cmp_pr")
+    show(charts.roc_curves(roc), "cmp_roc", left)
+    show(charts.pr_curves(pr, float(results[0].predictions()["labels"].mean())), "cmp_pr", right)
     st.caption("Test-set curves of each picked run (score = the run's abnormality score: p(abnormal) for classifiers, "
                "1 − p(normal) or the expected level for knowledge_one_class, d / (1 + d) of the squared distance d to "
-               "the centre for deep_svdd). "
-               "Dashed lines mark 90 % and 95 % specificity: the sensitivity where a curve crosses them is in the "
-               "Metrics tab.")
+               "the centre for deep_svdd). Dashed lines mark 90 % and 95 % specificity.")
     shown = st.selectbox("Score histograms of", [r.label for r in results], key="cmp_hist_run")
     result = next(r for r in results if r.label == shown)
-    st.plotly_chart(charts.score_histogram(score_table(result), result.class_names,
-                                           result.metrics["summary"]["threshold"], result.group),
-                    key="cmp_score_hist")
+    show(charts.score_histogram(score_table(result), result.class_names, result.metrics["summary"]["threshold"],
+                                result.group), "cmp_score_hist")
     st.caption("Where normal and abnormal test images fall on the score; their overlap is what AUROC measures. "
                "The threshold was chosen on the validation split (best balanced accuracy), never on test.")
 
+# ---- Per-class ------------------------------------------------------------------------------------------------------
 st.header("Per-class recall")
 metric = st.radio("Per-class metric", ["recall", "precision", "f1"], horizontal=True, key="cmp_metric")
-st.plotly_chart(charts.per_class_bars(per_class_table(results, metric), metric), key="cmp_per_class")
-st.caption("Classes ordered by training count (head first). Error bars: sd over runs of the same method.")
+per_class = per_class_table(results, metric)
+per_class_chart = charts.per_class_bars(per_class, metric)
+show(per_class_chart, "cmp_per_class")
+st.caption("Classes ordered by training count (head first). Error bars: sd over the seeds of a method group. "
+           "One colour per method on every page; a method's second group is hatched.")
 
-# One tab per view: only the open tab's charts are drawn, so the first chart shows at once.
-metrics_tab, change_tab, confusion_tab, ratio_tab, tau_tab, embedding_tab = st.tabs(
-    ["Metrics", "Change vs a baseline", "Confusion matrices", "Metric vs ratio", "tau-norm, live", "Embeddings"])
-with metrics_tab:
-    shown_metrics = BINARY_TABLE if binary else SUMMARY_METRICS
-    table = summary_table(picked, shown_metrics)
-    st.dataframe(table, hide_index=True, width="stretch")
-    st.download_button("Download CSV", picked[["run_id", "method", "group", "data", "ratio", "seed", *shown_metrics]]
-                       .to_csv(index=False), "imbalance_lab_metrics.csv", "text/csv", key="cmp_csv")
-    if binary:
-        st.caption("AUROC, AUPRC and sensitivity at 90 / 95 % specificity come from the test ROC curve; sensitivity, "
-                   "specificity, balanced acc and acc are at each run's threshold, chosen on validation.")
+(paired_tab, heatmap_tab, change_tab, confusion_tab, ratio_tab, tau_tab, embedding_tab,
+ shift_tab) = st.tabs(["Paired differences", "Method × class", "Change vs reference", "Confusion matrix",
+                       "Metric vs ratio", "tau-norm (tuned on validation)", "Embeddings", "Acquisition shift"])
+
+with paired_tab:
+    differences = paired_differences(picked, reference, metrics)
+    if differences.empty:
+        st.caption("Pick runs of the reference and of at least one other method.")
     else:
-        st.caption("Macro AUC is one-vs-rest. many/medium/few: classes split by terciles of their training counts. "
-                   "ECE uses 15 bins. Charts download as PNG from their toolbar (camera icon).")
+        shown_differences = differences.drop(columns=["data", "ratio_label"])
+        show(charts.paired_difference_chart(shown_differences.assign(x=shown_differences["metric"]), reference,
+                                            "metric"), "cmp_paired_metrics")
+        st.dataframe(shown_differences, hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%+.3f") for c in ("mean_diff", "low", "high")})
+        class_differences = paired_class_differences(results, picked, reference)
+        class_differences["x"] = (class_differences["class"] + " ("
+                                  + class_differences["train_count"].round().astype(int).astype(str) + ")")
+        show(charts.paired_difference_chart(class_differences, reference, "test recall"), "cmp_paired_classes")
+        st.caption(f"Each method minus {charts.method_of(reference)}, paired by seed on the same data, split and ratio "
+                   "(seeds without a reference run are left out); bars: 95% t interval of the paired differences, "
+                   "shown from 3 pairs. An interval that excludes 0 is a difference the seeds agree on.")
+        st.download_button("Paired differences (CSV)", pd.concat([differences, class_differences.drop(columns="x")])
+                           .to_csv(index=False), "paired_differences.csv", "text/csv", key="cmp_paired_csv")
+
+with heatmap_tab:
+    kind = st.radio("Cells", ["recall", f"change vs {charts.method_of(reference)} (points)"], horizontal=True,
+                    key="cmp_heat_kind")
+    recall_table = per_class_table(results, "recall")
+    if kind == "recall":
+        heatmap = charts.method_class_heatmap(recall_table, "mean", "test recall", diverging=False)
+    else:
+        heatmap = charts.method_class_heatmap(change_vs_baseline(results, reference), "change", "points",
+                                              diverging=True)
+    show(heatmap, "cmp_heatmap")
+    st.caption("Mean over seeds; classes ordered by training count (in brackets), most first. Readable with many "
+               "methods, where grouped bars are not.")
 
 with change_tab:
-    groups = list(dict.fromkeys(r.group for r in results))
-    if picked[["data", "ratio_label"]].drop_duplicates().shape[0] > 1:
-        st.caption("The picked runs span several data sets or ratios: filter to one ratio (above) so each method is "
-                   "compared with the baseline on the same training data.")
-    elif len(groups) < 2:
+    if len(groups) < 2:
         st.caption("Pick runs of at least two methods to see one's per-class change against another.")
     else:
-        default = next((i for i, g in enumerate(groups) if g.split(" · ")[0] == "ce"), 0)
-        baseline = st.selectbox("Baseline", groups, index=default, key="cmp_baseline")
         relative = st.radio("Change", ["percentage points", "relative (%)"], horizontal=True,
                             key="cmp_change_kind") == "relative (%)"
-        change = change_vs_baseline(results, baseline, relative)
-        st.plotly_chart(charts.change_vs_baseline(change, baseline, relative), key="cmp_change_chart")
-        st.caption("Per-class test recall of each method minus the baseline's (means over the picked runs of each "
-                   "group), classes labelled with their training counts — the IOIS paper's per-class figure, for "
-                   "any method." + (" Relative change is undefined (no bar) where the baseline's recall is 0."
-                                    if relative else ""))
+        show(charts.change_vs_baseline(change_vs_baseline(results, reference, relative), reference, relative),
+             "cmp_change_chart")
+        st.caption("Per-class test recall of each method minus the reference's (means over seeds), classes labelled "
+                   "with their training counts — the IOIS paper's per-class figure, for any method."
+                   + (" Relative change is undefined (no bar) where the reference's recall is 0." if relative else ""))
 
 with confusion_tab:
-    columns = st.columns(min(3, len(results)))
-    for i, result in enumerate(results[:9]):
-        with columns[i % len(columns)]:
-            st.plotly_chart(charts.confusion_heatmap(normalised_confusion(result), result.class_names, result.label),
-                            key=f"cmp_confusion_{result.run_id}")
+    focus = st.selectbox("Run", [r.label for r in results], key="cmp_confusion_run")
+    result = next(r for r in results if r.label == focus)
+    show(charts.confusion_heatmap(normalised_confusion(result), result.class_names, result.group), "cmp_confusion")
+    st.caption("Rows are the true classes, each normalised to 1: the diagonal is per-class recall.")
+    if len(results) > 1 and st.toggle("All picked runs (small multiples)", key="cmp_confusion_all"):
+        columns = st.columns(3)
+        for i, other in enumerate(results):
+            show(charts.confusion_heatmap(normalised_confusion(other), other.class_names,
+                                          f"{other.group.split(' · ')[0]} · seed {picked.iloc[i]['seed']}", small=True),
+                 f"cmp_confusion_{other.run_id}", columns[i % 3])
 
 with ratio_tab:
-    if picked["ratio"].notna().sum() and picked["ratio_label"].nunique() > 1:
-        ratio_metric = st.selectbox("Metric", BINARY_TABLE if binary else SUMMARY_METRICS, index=0 if binary else 1,
-                                    key="cmp_ratio_metric")
-        st.plotly_chart(charts.metric_vs_ratio(picked, ratio_metric), key="cmp_ratio_chart")
+    across_ratios = in_data[in_data["group"].isin(groups)]
+    if across_ratios["ratio_label"].nunique() > 1:
+        ratio_metric = st.selectbox("Metric", metrics, index=metrics.index("balanced_acc"), key="cmp_ratio_metric")
+        ratio_chart = charts.metric_vs_ratio(across_ratios.assign(ratio=across_ratios["ratio_label"].map(
+            lambda label: np.nan if label == "natural" else float(label))), ratio_metric)
+        show(ratio_chart, "cmp_ratio_chart")
+        st.caption("The picked method groups at every ratio they were run at on this data set (all seeds; natural "
+                   "counts are not on this axis). Error bars: sd over seeds.")
     else:
-        st.caption("Pick runs at two or more imbalance ratios to see this curve.")
+        ratio_chart = None
+        st.caption("The picked method groups were run at one ratio only on this data set; the shipped grid covers "
+                   "ce, balanced_softmax and ldam_drw at ratios 10, 50 and 100 (3 seeds each).")
 
 with tau_tab:
-    st.caption("Divides each class's head weights by their norm to the power tau (bias dropped) and re-scores the "
-               "saved test embeddings: no retraining.")
-    # tau-norm re-balances many classes' logits; binary runs decide at a validation threshold instead.
     linear = [r for r in results if r.has_linear_head() and not r.is_binary]
-    if linear:
-        target = st.selectbox("Run", [r.label for r in linear], key="cmp_tau_run")
-        tau = st.slider("tau", 0.0, 2.0, 1.0, 0.05, key="cmp_tau")
-        result = next(r for r in linear if r.label == target)
-        rescored = tau_rescore(result, tau)
-        base = tau_rescore(result, 0.0)
-        cols = st.columns(3)
-        for col, key in zip(cols, ("balanced_acc", "acc", "few_acc")):
-            col.metric(key, f"{rescored['summary'][key]:.3f}", f"{rescored['summary'][key] - base['summary'][key]:+.3f} vs tau 0")
-        rows = [{"method": f"tau={tau:g}", "class": n, "train_count": c, "mean": v, "sd": None, "runs": 1}
-                for n, c, v in zip(result.class_names, result.metrics["train_counts"], rescored["per_class"]["recall"])]
-        rows += [{"method": "tau=0", "class": n, "train_count": c, "mean": v, "sd": None, "runs": 1}
-                 for n, c, v in zip(result.class_names, result.metrics["train_counts"], base["per_class"]["recall"])]
-        frame = pd.DataFrame(rows).sort_values("train_count", ascending=False, kind="stable")
-        st.plotly_chart(charts.per_class_bars(frame), key="cmp_tau_chart")
-    else:
+    if not linear:
         st.caption("None of the picked runs is a multi-class run with a plain linear head.")
+    else:
+        target = st.selectbox("Run", [r.label for r in linear], key="cmp_tau_run")
+        try:
+            tau_norm_view(next(r for r in linear if r.label == target))
+        except ImbalLabError as err:
+            st.info(f"tau cannot be tuned for this run: {err}")
 
 with embedding_tab:
     st.caption("PCA of the pooled test-set features, coloured by true class. For two-stage runs these are the "
                "stage-1 features (the backbone is frozen in stage 2).")
     projected = st.selectbox("Run", [r.label for r in results], key="cmp_embedding_run")
-    chosen = next(r for r in results if r.label == projected)
-    st.plotly_chart(charts.embedding_scatter(embedding_projection(chosen), chosen.group), key="cmp_embedding_chart")
+    chosen: RunResult = next(r for r in results if r.label == projected)
+    if chosen.predictions()["embeddings"].size == 0:
+        st.info("This shipped run keeps no embeddings (the ratio grid keeps metrics and probabilities only).")
+    else:
+        show(charts.embedding_scatter(embedding_projection(chosen), chosen.group), "cmp_embedding_chart")
 
-st.header("Robustness to acquisition shift")
-shift_metric = "auroc" if binary else "balanced_acc"
-shifted = shift_results(results, shift_metric)
-if not shifted.empty:
-    st.plotly_chart(charts.shift_curves(shifted, shift_metric), key="cmp_shift_chart")
-    st.dataframe(shift_drops(shifted), hide_index=True, width="stretch")
-    st.caption(f"Test {shift_metric} of each run's model on its own test split, shifted; strength 0 is the unshifted "
-               "test set. Drop = unshifted − shifted (> 0: worse). Binary runs keep their validation threshold; runs "
-               "trained with colour constancy get it after the shift, as a new clinic's images would. What one "
-               "step of strength is: " + "; ".join(f"**{name}**: {SHIFTS.get(name).description}"
-                                                    for name in SHIFTS.names()) + ".")
-without = picked[~picked["run_id"].isin(shifted["run_id"])]
-if not without.empty:
-    no_weights = int((~without["has_model"]).sum())
-    st.caption(f"{len(without)} picked run(s) have no shift results yet"
-               + (f"; {no_weights} of them keep no weights (shipped results only) and cannot be shifted: re-make "
-                  "them with their command in pretrained/manifest.json" if no_weights else "")
-               + ("." if no_weights == len(without) else ". Compute the others' (then reload this page):"))
-    commands = shift_commands(without)
-    if commands:
-        st.code("\n".join(commands), language="bash")
+with shift_tab:
+    shift_metric = "auroc" if binary else "balanced_acc"
+    shifted = shift_results(results, shift_metric)
+    if not shifted.empty:
+        show(charts.shift_curves(shifted, shift_metric), "cmp_shift_chart")
+        st.dataframe(shift_drops(shifted), hide_index=True, width="stretch")
+        st.caption(f"Test {shift_metric} of each run's model on its own test split, shifted; strength 0 is the "
+                   "unshifted test set. Drop = unshifted − shifted (> 0: worse). Binary runs keep their validation "
+                   "threshold; runs trained with colour constancy get it after the shift, as a new clinic's images "
+                   "would. What one step of strength is: "
+                   + "; ".join(f"**{name}**: {SHIFTS.get(name).description}" for name in SHIFTS.names()) + ".")
+    without = picked[~picked["run_id"].isin(shifted["run_id"])]
+    if not without.empty:
+        no_weights = int((~without["has_model"]).sum())
+        st.caption(f"{len(without)} picked run(s) have no shift results yet"
+                   + (f"; {no_weights} of them keep no weights (shipped results only) and cannot be shifted: re-make "
+                      "them with their command in pretrained/manifest.json" if no_weights else "")
+                   + ("." if no_weights == len(without) else ". Compute the others' (then reload this page):"))
+        commands = shift_commands(without)
+        if commands:
+            st.code("\n".join(commands), language="bash")
+
+# ---- One-file report ------------------------------------------------------------------------------------------------
+st.header("Report")
+if st.button("Build an HTML report of this comparison", key="cmp_build_report"):
+    sections = [Section("Leaderboard", "Mean ± sd over seeds [95% t interval from 3 seeds].", table),
+                Section("Per-class " + metric, "Classes ordered by training count.", per_class_chart),
+                Section("Method × class", "Mean over seeds.", heatmap)]
+    differences = paired_differences(picked, reference, metrics)
+    if not differences.empty:
+        sections.append(Section(f"Paired differences vs {reference}", "Paired by seed; 95% t interval from 3 pairs.",
+                                differences))
+    if ratio_chart is not None:
+        sections.append(Section("Metric vs ratio", "All seeds at each ratio.", ratio_chart))
+    runs_list = picked[["run_id", "group", "seed", "source"]]
+    sections.append(Section("Runs", "The runs behind every number above.", runs_list))
+    st.session_state["cmp_report"] = (picked_labels, html_report(
+        f"Imbalance Lab: {data}, ratio {ratio}", f"{len(picked)} runs of {len(groups)} method groups.", sections))
+report_for, report = st.session_state.get("cmp_report", (None, None))
+if report_for == picked_labels:  # a report of other runs is not offered
+    st.download_button("Download the report (HTML, opens offline)", report,
+                       "imbalance_lab_report.html", "text/html", key="cmp_report_download")

@@ -8,7 +8,36 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-PALETTE = px.colors.qualitative.Safe + px.colors.qualitative.Vivid
+PALETTE = px.colors.qualitative.Safe + px.colors.qualitative.Vivid  # classes and runs (not methods)
+# One colour per method on every page, from colour-blind-safe qualitative palettes (Okabe & Ito; Tol's "muted").
+# The reference baseline `ce` is black. A method's variants (other settings or budgets) keep its colour and get
+# a hatch pattern.
+METHOD_COLOURS = {
+    "ce": "#000000", "weighted_ce": "#E69F00", "cb_loss": "#56B4E9", "focal": "#009E73", "ldam_drw": "#F0E442",
+    "balanced_softmax": "#0072B2", "logit_adjust": "#D55E00", "cb_resample": "#CC79A7", "mixup": "#332288",
+    "crt": "#88CCEE", "lws": "#44AA99", "tau_norm": "#117733", "crckd": "#999933", "metric_two_stage": "#DDCC77",
+    "style_kd": "#CC6677", "iois": "#882255", "knowledge_one_class": "#AA4499", "deep_svdd": "#777777",
+}
+VARIANT_PATTERNS = ("", "/", "x", ".", "\\", "+")
+LEGEND_ABOVE = dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0)  # never over an axis title
+
+
+def method_of(group: str) -> str:
+    """"crckd[ablation=mt] · 6 ep · resnet10t_small" -> "crckd"."""
+    return group.split(" · ")[0].split("[")[0]
+
+
+def group_styles(groups: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """(colour, hatch pattern) per group: the method's colour; its second, third ... group is hatched."""
+    seen: dict[str, int] = {}
+    styles = {}
+    for group in dict.fromkeys(groups):
+        method = method_of(group)
+        index = seen.get(method, 0)
+        seen[method] = index + 1
+        colour = METHOD_COLOURS.get(method, PALETTE[sum(map(ord, method)) % len(PALETTE)])
+        styles[group] = (colour, VARIANT_PATTERNS[index % len(VARIANT_PATTERNS)])
+    return styles
 
 
 def class_counts_bar(class_names: Sequence[str], natural: Sequence[int], kept: Sequence[int], log_y: bool) -> go.Figure:
@@ -20,8 +49,8 @@ def class_counts_bar(class_names: Sequence[str], natural: Sequence[int], kept: S
         go.Bar(name="kept for training", x=names, y=[int(kept[i]) for i in order], marker_color="#1f77b4",
                text=[int(kept[i]) for i in order], textposition="outside"),
     ])
-    fig.update_layout(barmode="overlay", yaxis_title="training images", xaxis_title="class",
-                      yaxis_type="log" if log_y else "linear", legend_orientation="h", margin=dict(t=30, b=10))
+    fig.update_layout(barmode="overlay", xaxis_title="class", legend=LEGEND_ABOVE, margin=dict(t=40, b=10),
+                      yaxis=dict(title="training images", type="log" if log_y else "linear", dtick=1 if log_y else None))
     return fig
 
 
@@ -35,39 +64,86 @@ def balancing_bar(class_names: Sequence[str], real: Sequence[int], auxiliary: Se
                marker_color="#ff7f0e", text=[int(auxiliary[i]) or "" for i in order], textposition="inside"),
     ])
     fig.update_layout(barmode="stack", yaxis_title="training images per epoch", xaxis_title="class",
-                      legend_orientation="h", margin=dict(t=30, b=10))
+                      legend=LEGEND_ABOVE, margin=dict(t=40, b=10))
     return fig
 
 
 def per_class_bars(table: pd.DataFrame, metric: str = "recall") -> go.Figure:
-    """Grouped bars: classes on x (ordered by training count), one colour per method, sd as error bars."""
+    """Grouped bars: classes on x (ordered by training count), one colour per method, sd over seeds as error bars."""
     classes = list(dict.fromkeys(table["class"]))
+    styles = group_styles(table["method"])
     fig = go.Figure()
-    for i, (method, rows) in enumerate(table.groupby("method", sort=False)):
+    for method, rows in table.groupby("method", sort=False):
         rows = rows.set_index("class").reindex(classes)
-        fig.add_bar(name=method, x=classes, y=rows["mean"], marker_color=PALETTE[i % len(PALETTE)],
+        colour, pattern = styles[method]
+        fig.add_bar(name=method, x=classes, y=rows["mean"], marker=dict(color=colour, pattern_shape=pattern),
                     error_y=dict(type="data", array=rows["sd"].fillna(0), visible=bool(rows["runs"].max() > 1)),
                     customdata=rows["train_count"],
                     hovertemplate="%{x}<br>" + metric + " %{y:.3f}<br>train images %{customdata:.0f}<extra>" + method + "</extra>")
     fig.update_layout(barmode="group", yaxis_title=f"test {metric}", yaxis_range=[0, 1.05],
-                      xaxis_title="class (most training images first)", legend_orientation="h", margin=dict(t=30))
+                      xaxis_title="class (most training images first)", legend=LEGEND_ABOVE, margin=dict(t=40))
     return fig
 
 
-def confusion_heatmap(matrix: np.ndarray, class_names: Sequence[str], title: str) -> go.Figure:
+def confusion_heatmap(matrix: np.ndarray, class_names: Sequence[str], title: str, small: bool = False) -> go.Figure:
+    """Rows = true class, normalised; large (readable numbers) or small (a multiple: colours only)."""
     fig = px.imshow(matrix, x=list(class_names), y=list(class_names), zmin=0, zmax=1, color_continuous_scale="Blues",
-                    text_auto=".2f", labels=dict(x="predicted", y="true", color="share of true class"))
-    fig.update_layout(title=title, margin=dict(t=40, l=10, r=10, b=10), coloraxis_showscale=False)
+                    text_auto=False if small else ".2f", labels=dict(x="predicted", y="true", color="share of true class"))
+    size = 300 if small else 560
+    fig.update_layout(title=dict(text=title, font_size=12 if small else 15), height=size, font_size=11 if small else 14,
+                      margin=dict(t=50, l=10, r=10, b=10), coloraxis_showscale=not small)
+    return fig
+
+
+def method_class_heatmap(table: pd.DataFrame, value: str, title: str, diverging: bool) -> go.Figure:
+    """Methods (rows) x classes (columns, most training images first, counts in the labels): readable at 15+ methods."""
+    grid = table.pivot_table(index="method", columns="class_label", values=value, sort=False)
+    grid = grid[list(dict.fromkeys(table["class_label"]))]
+    limit = float(np.nanmax(np.abs(grid.to_numpy()))) if diverging and grid.size else 1.0
+    fig = px.imshow(grid, text_auto=".2f" if not diverging else ".1f", aspect="auto",
+                    color_continuous_scale="RdBu" if diverging else "Viridis",
+                    zmin=-limit if diverging else 0, zmax=limit if diverging else 1,
+                    labels=dict(x="class (training images)", y="", color=title))
+    fig.update_layout(height=max(260, 34 * len(grid) + 120), margin=dict(t=30, l=10, r=10, b=10), font_size=13)
+    return fig
+
+
+def paired_difference_chart(table: pd.DataFrame, reference: str, what: str) -> go.Figure:
+    """Mean paired difference vs the reference with its 95% interval, one marker per group (x = `table['x']`)."""
+    styles = group_styles(table["group"])
+    fig = go.Figure()
+    for group, rows in table.groupby("group", sort=False):
+        colour, _ = styles[group]
+        has_interval = rows["low"].notna()
+        fig.add_scatter(x=rows["x"], y=rows["mean_diff"], mode="markers", name=group, marker=dict(color=colour, size=10),
+                        error_y=dict(type="data", symmetric=False, visible=bool(has_interval.any()),
+                                     array=(rows["high"] - rows["mean_diff"]).fillna(0),
+                                     arrayminus=(rows["mean_diff"] - rows["low"]).fillna(0)),
+                        customdata=rows["n_pairs"],
+                        hovertemplate="%{x}<br>%{y:+.3f} (pairs: %{customdata})<extra>" + group + "</extra>")
+    fig.add_hline(y=0, line_color="#555")
+    fig.update_layout(yaxis_title=f"{what} − {method_of(reference)}'s (paired by seed)", legend=LEGEND_ABOVE,
+                      margin=dict(t=40), scattermode="group")
     return fig
 
 
 def metric_vs_ratio(runs: pd.DataFrame, metric: str) -> go.Figure:
-    """Mean metric over seeds against the imbalance ratio, one line per group (method and budget)."""
+    """Mean metric over seeds against the imbalance ratio, one line per group, sd over seeds as error bars."""
     numeric = runs.dropna(subset=["ratio"])
-    grouped = numeric.groupby(["group", "ratio"])[metric].agg(["mean", "std"]).reset_index()
-    fig = px.line(grouped, x="ratio", y="mean", color="group", error_y="std", markers=True, log_x=True,
-                  color_discrete_sequence=PALETTE, labels={"mean": metric, "ratio": "imbalance ratio (log)"})
-    fig.update_layout(legend_orientation="h", margin=dict(t=30))
+    grouped = numeric.groupby(["group", "ratio"])[metric].agg(["mean", "std", "size"]).reset_index()
+    styles = group_styles(grouped["group"])
+    fig = go.Figure()
+    for group, rows in grouped.groupby("group", sort=False):
+        colour, pattern = styles[group]
+        fig.add_scatter(x=rows["ratio"], y=rows["mean"], name=group, mode="lines+markers",
+                        line=dict(color=colour, dash="dash" if pattern else "solid"),
+                        error_y=dict(type="data", array=rows["std"].fillna(0)), customdata=rows["size"],
+                        hovertemplate="ratio %{x:g}<br>" + metric + " %{y:.3f} (seeds: %{customdata})<extra>" + group +
+                        "</extra>")
+    ratios = sorted(grouped["ratio"].unique())
+    fig.update_layout(xaxis=dict(type="log", title="imbalance ratio n_max / n_min (log scale)", tickvals=ratios,
+                                 ticktext=[f"{r:g}" for r in ratios]),
+                      yaxis_title=f"test {metric}", legend=LEGEND_ABOVE, margin=dict(t=40))
     return fig
 
 
@@ -120,23 +196,24 @@ def aas_allocation(history: list[dict], class_names: Sequence[str]) -> go.Figure
 
 def change_vs_baseline(table: pd.DataFrame, baseline: str, relative: bool) -> go.Figure:
     """Per-class change of each method against `baseline` (the IOIS paper's figure), classes labelled with counts."""
+    styles = group_styles(table["method"])
     fig = go.Figure()
-    for i, (method, rows) in enumerate(table.groupby("method", sort=False)):
-        fig.add_bar(name=method, x=rows["class_label"], y=rows["change"], marker_color=PALETTE[i % len(PALETTE)],
+    for method, rows in table.groupby("method", sort=False):
+        colour, pattern = styles[method]
+        fig.add_bar(name=method, x=rows["class_label"], y=rows["change"], marker=dict(color=colour, pattern_shape=pattern),
                     hovertemplate="%{x}<br>%{y:+.1f}" + ("%" if relative else " points") + "<extra>" + method +
                     "</extra>")
     fig.add_hline(y=0, line_color="#555")
     title = "relative change of recall (%)" if relative else "change of recall (percentage points)"
-    fig.update_layout(barmode="group", yaxis_title=f"{title} vs {baseline.split(' · ')[0]}",
-                      xaxis_title="class (training images), most first", legend_orientation="h", legend_y=-0.35,
-                      margin=dict(t=30))
+    fig.update_layout(barmode="group", yaxis_title=f"{title} vs {method_of(baseline)}",
+                      xaxis_title="class (training images), most first", legend=LEGEND_ABOVE, margin=dict(t=40))
     return fig
 
 
 def roc_curves(points: pd.DataFrame) -> go.Figure:
     """Binary runs' ROC curves (one line per run, colour per method group), chance diagonal, 90/95 % specificity."""
     fig = go.Figure()
-    colours = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(dict.fromkeys(points["group"]))}
+    colours = {g: style[0] for g, style in group_styles(points["group"]).items()}
     for run, rows in points.groupby("run", sort=False):
         fig.add_scatter(x=rows["fpr"], y=rows["tpr"], mode="lines", name=f"{run} (AUROC {rows['auc'].iloc[0]:.3f})",
                         line_color=colours[rows["group"].iloc[0]], line_shape="hv")
@@ -153,7 +230,7 @@ def roc_curves(points: pd.DataFrame) -> go.Figure:
 def pr_curves(points: pd.DataFrame, prevalence: float) -> go.Figure:
     """Precision against recall per run; the dotted line is the precision of a random score (the prevalence)."""
     fig = go.Figure()
-    colours = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(dict.fromkeys(points["group"]))}
+    colours = {g: style[0] for g, style in group_styles(points["group"]).items()}
     for run, rows in points.groupby("run", sort=False):
         fig.add_scatter(x=rows["recall"], y=rows["precision"], mode="lines", line_shape="vh",
                         name=f"{run} (AUPRC {rows['auc'].iloc[0]:.3f})", line_color=colours[rows["group"].iloc[0]])

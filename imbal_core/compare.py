@@ -58,6 +58,30 @@ def finished_runs(all_stores: list[RunStore]) -> pd.DataFrame:
     return runs
 
 
+def default_selection(pool: pd.DataFrame, reference: str = "ce") -> pd.DataFrame:
+    """The runs Compare picks first: for each method one group, all its runs; `reference` always among them.
+
+    A method's group is the one with the most seeds, then the longest training, then shipped before yours
+    (so a quick 1-epoch run of one's own never replaces the shipped 8-epoch baseline). Methods come in the
+    registry's order with the reference first; the order does not depend on when runs were made.
+    """
+    from .methods import METHODS
+
+    if pool.empty:
+        return pool
+    epochs = pool["config"].map(lambda c: json.loads(c)["epochs"])
+    ranked = (pool.assign(epochs=epochs, shipped=pool["source"] == "pretrained")
+              .groupby(["method", "group"], sort=False)
+              .agg(seeds=("seed", "nunique"), epochs=("epochs", "max"), shipped=("shipped", "max")).reset_index()
+              .sort_values(["seeds", "epochs", "shipped", "group"], ascending=[False, False, False, True]))
+    chosen = ranked.drop_duplicates("method")
+    order = {name: i for i, name in enumerate([reference] + [m for m in METHODS.names() if m != reference])}
+    chosen = chosen.assign(rank=chosen["method"].map(order).fillna(len(order))).sort_values(["rank", "method"])
+    picked = pool[pool["group"].isin(chosen["group"])]
+    position = {group: i for i, group in enumerate(chosen["group"])}
+    return picked.assign(_order=picked["group"].map(position)).sort_values(["_order", "seed"]).drop(columns="_order")
+
+
 def _group_label(config_json: str) -> str:
     """Method with its non-default settings, epochs and backbone, e.g. "crckd[ablation=mt] · 6 ep · resnet10t_small"."""
     config = json.loads(config_json)
@@ -147,9 +171,11 @@ def per_class_table(results: list[RunResult], metric: str = "recall") -> pd.Data
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    return (frame.groupby(["method", "class"], sort=False)
-            .agg(train_count=("train_count", "mean"), mean=("value", "mean"), sd=("value", "std"), runs=("value", "size"))
-            .reset_index().sort_values("train_count", ascending=False, kind="stable"))
+    table = (frame.groupby(["method", "class"], sort=False)
+             .agg(train_count=("train_count", "mean"), mean=("value", "mean"), sd=("value", "std"), runs=("value", "size"))
+             .reset_index().sort_values("train_count", ascending=False, kind="stable"))
+    table["class_label"] = table["class"] + " (" + table["train_count"].round().astype(int).astype(str) + ")"
+    return table
 
 
 def change_vs_baseline(results: list[RunResult], baseline: str, relative: bool = False) -> pd.DataFrame:
@@ -166,20 +192,7 @@ def change_vs_baseline(results: list[RunResult], baseline: str, relative: bool =
     reference = others["class"].map(base)
     difference = others["mean"] - reference
     others["change"] = 100 * (difference / reference.where(reference > 0) if relative else difference)
-    others["class_label"] = others["class"] + " (" + others["train_count"].round().astype(int).astype(str) + ")"
     return others[["method", "class", "class_label", "change", "runs"]]
-
-
-def summary_table(runs: pd.DataFrame, metrics: tuple[str, ...] = SUMMARY_METRICS) -> pd.DataFrame:
-    """Mean +/- sd over seeds for each (group, data, ratio)."""
-    grouped = runs.groupby(["group", "data", "ratio_label"], sort=False)
-    table = grouped[list(metrics)].agg(["mean", "std"])
-    out = pd.DataFrame(index=table.index)
-    for metric in metrics:
-        mean, sd = table[(metric, "mean")], table[(metric, "std")].fillna(0.0)
-        out[metric] = [f"{m:.3f} ± {s:.3f}" if pd.notna(m) else "—" for m, s in zip(mean, sd)]
-    out["seeds"] = grouped.size()
-    return out.reset_index().rename(columns={"ratio_label": "ratio"})
 
 
 def binary_curves(results: list[RunResult]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -213,18 +226,31 @@ def normalised_confusion(result: RunResult) -> np.ndarray:
     return confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
 
 
-def tau_rescore(result: RunResult, tau: float) -> dict:
-    """Re-score a run with its head weights tau-normalised (bias dropped), from saved embeddings."""
+TAU_GRID = np.round(np.arange(0.0, 2.0001, 0.05), 2)
+
+
+def tau_rescore(result: RunResult, tau: float, embeddings: np.ndarray, labels: np.ndarray) -> dict:
+    """Metrics of a run's head with its weights tau-normalised (bias dropped) on saved embeddings of one split."""
     import torch
 
-    preds = result.predictions()
-    weight = preds["head_weight"]
+    weight = result.predictions()["head_weight"]
     if weight.ndim != 2:
         raise ValueError(f"run {result.run_id} has no linear head to tau-normalise")
-    logits = preds["embeddings"].astype(np.float32) @ tau_normalise(torch.from_numpy(weight), tau).numpy().T
+    logits = embeddings.astype(np.float32) @ tau_normalise(torch.from_numpy(weight), tau).numpy().T
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
-    return compute_metrics(probs, preds["labels"], np.asarray(result.metrics["train_counts"]))
+    return compute_metrics(probs, labels, np.asarray(result.metrics["train_counts"]))
+
+
+def tau_on_validation(result: RunResult, val_embeddings: np.ndarray, val_labels: np.ndarray,
+                      grid: np.ndarray = TAU_GRID) -> tuple[pd.DataFrame, float]:
+    """Validation balanced accuracy for each tau of `grid`, and the tau that maximises it (the smallest on ties).
+
+    Tau is chosen here, on validation; the test set is only scored at the chosen tau (`tau_rescore`).
+    """
+    curve = pd.DataFrame({"tau": grid, "val_balanced_acc": [
+        tau_rescore(result, float(tau), val_embeddings, val_labels)["summary"]["balanced_acc"] for tau in grid]})
+    return curve, float(curve.loc[curve["val_balanced_acc"].idxmax(), "tau"])
 
 
 def shift_results(results: list[RunResult], metric: str) -> pd.DataFrame:

@@ -39,11 +39,11 @@ def per_seed(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 
 def format_spread(mean: float, sd: float, n: int, low: float = float("nan"), high: float = float("nan")) -> str:
-    """"0.512 ± 0.013 [0.480, 0.544]"; a single seed has no spread: "0.512 (n=1)"."""
+    """"0.512 ± 0.013 [0.480, 0.544]"; a single seed has no spread: "0.512 ± —"."""
     if not np.isfinite(mean):
         return "—"
     if n < 2:
-        return f"{mean:.3f} (n=1)"
+        return f"{mean:.3f} ± —"
     text = f"{mean:.3f} ± {sd:.3f}"
     return text + (f" [{low:.3f}, {high:.3f}]" if np.isfinite(low) else "")
 

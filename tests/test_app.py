@@ -74,13 +74,15 @@ def test_train_then_compare_and_explain():
     run_id = finished["run_id"].iloc[0]
 
     compare = open_page("compare")
-    compare.multiselect(key="cmp_data").set_value(["synthetic n_images=700 28px"]).run()
+    compare.selectbox(key="cmp_data").set_value("synthetic n_images=700 28px").run()
     labels = next(m for m in compare.multiselect if m.label == "Runs").value
     assert any(run_id[-6:] in label for label in labels)
-    bars = chart_specs(compare)[0]
+    bars = next(spec for spec in chart_specs(compare) if spec["layout"]["yaxis"]["title"]["text"] == "test recall")
     assert bars["data"][0]["name"].startswith("ce · 1 ep") and len(bars["data"][0]["x"]) == 7
-    assert compare.dataframe
-    compare.slider(key="cmp_tau").set_value(1.5).run()
+    board = compare.dataframe[0].value
+    assert board.loc[0, "n (seeds)"] == 1 and board.loc[0, "balanced_acc"].endswith("± —")  # one seed: no spread
+    tau = next(m for m in compare.metric if m.label == "tau chosen on validation")  # tuned on validation, no slider
+    assert 0 <= float(tau.value) <= 2 and not compare.slider
     assert not compare.exception
 
     explain = open_page("explain")
@@ -206,9 +208,48 @@ def test_data_page_binary_task_then_one_class_runs_on_compare():
     for method in ("knowledge_one_class", "ce"):
         train(TrainConfig(method=method, epochs=1, device="cpu", **binary), user_store())
     app = open_page("compare")
-    app.multiselect(key="cmp_data").set_value([f"synthetic n_images=700 [{choice['task']}] 28px"]).run()
+    app.selectbox(key="cmp_data").set_value(f"synthetic n_images=700 [{choice['task']}] 28px").run()
     assert not app.exception, app.exception
     titles = [spec["layout"]["xaxis"]["title"]["text"] for spec in chart_specs(app)]
     assert "false-positive rate (1 − specificity)" in titles and "recall (sensitivity)" in titles
     assert "abnormality score" in titles
     assert "auroc" in app.dataframe[0].value.columns
+
+
+def test_compare_defaults_keep_the_shipped_baselines_and_pair_by_seed():
+    """A quick run of one's own does not push the shipped 8-epoch ce out of the default picks; the leaderboard
+    counts seeds, paired differences and the method x class heat map are drawn against ce."""
+    from app_pages.common import user_store
+    from imbal_core.engine import TrainConfig, train
+
+    train(TrainConfig(method="ce", epochs=1, device="cpu", batch_size=256), user_store())  # the built-in data
+    app = open_page("compare")
+    assert app.selectbox(key="cmp_data").value == "synthetic 28px"
+    picked = next(m for m in app.multiselect if m.label == "Runs").value
+    assert picked[0].startswith("ce · ") and picked[0].endswith("604530")  # the shipped 8-epoch ce, first
+    methods = [label.split(" · ")[0] for label in picked]
+    assert len(methods) == len(set(methods)) >= 12  # one group per method, every shipped baseline
+    assert app.selectbox(key="cmp_reference").value.startswith("ce · 8 ep")
+    board = app.dataframe[0].value
+    assert list(board.columns[:5]) == ["group", "n (seeds)", "few_acc", "medium_acc", "many_acc"]
+    heat = next(spec for spec in chart_specs(app) if spec["data"][0]["type"] == "heatmap"
+                and spec["layout"]["coloraxis"]["colorbar"]["title"]["text"] == "test recall")
+    assert len(heat["data"][0]["y"]) == len(picked) and all(x.endswith(")") for x in heat["data"][0]["x"])
+    app.button(key="cmp_build_report").click().run()
+    assert not app.exception, app.exception
+    assert any(b.label.startswith("Download the report") for b in app.get("download_button"))
+
+
+def test_compare_paired_differences_and_metric_vs_ratio_on_the_shipped_grid():
+    app = open_page("compare")
+    app.selectbox(key="cmp_ratio_synthetic 28px").set_value("50").run()
+    assert not app.exception, app.exception
+    picked = next(m for m in app.multiselect if m.label == "Runs").value
+    assert sorted({label.split(" · ")[0] for label in picked}) == ["balanced_softmax", "ce", "ldam_drw"]
+    board = app.dataframe[0].value
+    assert set(board["n (seeds)"]) == {3} and board["balanced_acc"].str.contains(r"\[").all()  # 95% intervals
+    paired = app.dataframe[1].value
+    assert set(paired["n_pairs"]) == {3} and paired["low"].notna().all()
+    ratio_chart = next(spec for spec in chart_specs(app) if "imbalance ratio" in
+                       spec["layout"]["xaxis"].get("title", {}).get("text", ""))
+    assert [float(x) for x in ratio_chart["data"][0]["x"]] == [10.0, 50.0, 100.0]

@@ -40,6 +40,19 @@ def load_run_model(store: RunStore, run_id: str, device: str | torch.device = "c
     return model.to(select_device(str(device))).eval(), config, metrics
 
 
+def validation_embeddings(store: RunStore, run_id: str, device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """(pooled features, labels) of a run's validation split: saved with runs made since they are kept, else
+    computed with the run's final model (for post-hoc rules such as tau-norm, tuned on validation)."""
+    with np.load(store.run_dir(run_id) / "predictions.npz", allow_pickle=False) as saved:
+        if "val_embeddings" in saved.files and saved["val_embeddings"].size:
+            return saved["val_embeddings"].astype(np.float32), saved["val_labels"]
+    target = select_device(device)
+    model, config, _ = load_run_model(store, run_id, target)
+    val = config.load_data().val
+    _, features = predict(model, val.images, target, config.amp)
+    return features.numpy(), val.labels
+
+
 OVERLAP_RULES = ("refuse", "exclude")
 EVAL_SPLITS = ("all", "train", "val", "test")
 

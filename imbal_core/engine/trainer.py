@@ -254,7 +254,8 @@ def _finish(config: TrainConfig, store: RunStore, run_id: str, model: Classifier
     test = data.dataset.test
     logits, features = predict(model, test.images, device, config.amp)
     probs = method.class_probs(logits).numpy()
-    val_probs = method.class_probs(predict(model, val.images, device, config.amp)[0]).numpy()
+    val_logits, val_features = predict(model, val.images, device, config.amp)
+    val_probs = method.class_probs(val_logits).numpy()
     counts = data.class_counts.cpu().numpy()
     binary = config.task is not None
     if binary:
@@ -274,6 +275,7 @@ def _finish(config: TrainConfig, store: RunStore, run_id: str, model: Classifier
                      val_probs=val_probs.astype(np.float32), val_labels=val.labels,
                      scores=probs[:, 1] if binary else np.zeros(0), val_scores=val_probs[:, 1] if binary else np.zeros(0),
                      embeddings=features.numpy().astype(np.float16),
+                     val_embeddings=val_features.numpy().astype(np.float16),  # post-hoc rules are tuned on these
                      head_weight=(head.detach().cpu().float().numpy() if head is not None else np.zeros(0)))
     write_json(run_dir / "metrics.json", metrics)
     store.record_metrics(run_id, "test", metrics, data.dataset.class_names)
