@@ -11,9 +11,10 @@ import torch
 
 from imbal_core.compare import PRETRAINED_DIR
 from imbal_core.utils import lab_home
-from app_pages.common import job_runner, user_store
+from app_pages.common import app_icon, data_choice, describe_data, job_runner, user_store
 
-st.set_page_config(page_title="Imbalance Lab", page_icon=":material/balance:", layout="wide")
+# The tab icon is drawn here: emoji and material icons are fetched from a CDN by the browser (fails offline).
+st.set_page_config(page_title="Imbalance Lab", page_icon=app_icon(), layout="wide")
 
 navigation = st.navigation([
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
@@ -27,6 +28,7 @@ job_runner()  # start the background worker with the server, so queued runs proc
 
 with st.sidebar:
     device = f"GPU: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "CPU"
+    st.caption(f"**Data (chosen on Data, trained on Train):** {describe_data(data_choice())}")
     st.caption(f"**Device:** {device}")
     st.caption(f"**Data cache:** `{lab_home() / 'cache'}`")
     st.caption(f"**Run store:** `{user_store().root}`")

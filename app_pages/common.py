@@ -5,6 +5,7 @@ import json
 
 import streamlit as st
 import torch
+from PIL import Image, ImageDraw
 
 from imbal_core.compare import stores
 from imbal_core.engine import TrainConfig
@@ -40,6 +41,27 @@ def all_stores() -> list[RunStore]:
 def data_choice() -> dict:
     """The data set and imbalance chosen on the Data page (the built-in set until one is chosen)."""
     return st.session_state.get("data_choice") or dict(DEFAULT_DATA_CHOICE)
+
+
+@st.cache_resource
+def app_icon() -> Image.Image:
+    """Three bars of falling height: a long-tailed class distribution."""
+    icon = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(icon)
+    for i, height in enumerate((56, 28, 12)):
+        draw.rectangle((4 + 20 * i, 60 - height, 18 + 20 * i, 60), fill=(0, 114, 178, 255))
+    return icon
+
+
+def describe_data(choice: dict) -> str:
+    """One line for a data choice or a run's config: source (folder), size, task, imbalance."""
+    source = choice["data"] + (f" ({choice['data_path']})" if choice.get("data_path") else "")
+    task = f" · task {choice['task']}" if choice.get("task") else ""
+    profile = choice.get("profile", "exp")
+    imbalance = ("natural counts" if choice.get("ratio") is None and not isinstance(profile, dict) else
+                 "custom counts" if isinstance(profile, dict) else f"{profile} ratio {choice['ratio']:g}")
+    constancy = f" · {choice['colour_constancy']}" if choice.get("colour_constancy") else ""
+    return f"{source} · {choice['image_size']} px{task}{constancy} · {imbalance}"
 
 
 @st.cache_resource(show_spinner="Preparing the training split…", max_entries=4)

@@ -8,6 +8,7 @@ import streamlit as st
 from imbal_core import charts
 from imbal_core.data import DATA_SOURCES, ImageDataset, load_dataset
 from imbal_core.data.colour import COLOUR_CONSTANCY
+from imbal_core.data.ham10000 import HAM_CLASS_NAMES
 from imbal_core.data.tasks import REST
 from imbal_core.errors import ImbalLabError
 from imbal_core.imbalance import target_counts
@@ -22,6 +23,28 @@ def cached_dataset(source: str, path: str | None, image_size: int, split_seed: i
                         colour_constancy=colour_constancy)
 
 
+# Streamlit forgets a page's widget values when another page is shown; the choice is kept here and each
+# widget starts from it, so going Data -> Train -> Data shows (and trains on) what was chosen.
+WIDGET_DEFAULTS = {"data_source": "synthetic", "data_path": "", "data_image_size": 28, "data_split_seed": 0,
+                   "data_colour_constancy": "none", "data_binary": False, "data_profile": "natural", "data_ratio": 10,
+                   "data_fit": "scale", "data_head_order": "index", "data_log_axis": True}
+saved_widgets: dict = st.session_state.setdefault("data_widgets", {})
+
+
+def restore(key: str, default=None, allowed: list | None = None) -> None:
+    """Start the widget `key` from the saved choice (values no longer offered are dropped)."""
+    if key in st.session_state:
+        return
+    value = saved_widgets.get(key, WIDGET_DEFAULTS.get(key, default))
+    if allowed is not None and isinstance(value, list):
+        value = [v for v in value if v in allowed]
+    if value is not None:
+        st.session_state[key] = value
+
+
+for widget_key in WIDGET_DEFAULTS:
+    restore(widget_key)
+
 st.title("Data")
 left, right = st.columns([1, 2])
 with left:
@@ -33,8 +56,8 @@ with left:
         path = st.text_input("Folder or file", key="data_path", placeholder="/path/to/data",
                              help=f"Expected layout: {info.layout}")
         st.caption(f"Expected layout: {info.layout}")
-    image_size = st.select_slider("Image size (px)", [28, 32, 48, 64, 96, 128], value=28, key="data_image_size")
-    split_seed = st.number_input("Split seed", 0, 10_000, 0, key="data_split_seed")
+    image_size = st.select_slider("Image size (px)", [28, 32, 48, 64, 96, 128], key="data_image_size")
+    split_seed = st.number_input("Split seed", 0, 10_000, key="data_split_seed")
     constancy = st.selectbox("Colour constancy", ["none", *COLOUR_CONSTANCY], key="data_colour_constancy",
                              help="shades_of_gray: remove each image's light colour (Shades of Gray, p = 6) in every "
                              "split, so cameras and lights of other colours matter less")
@@ -56,9 +79,11 @@ with left:
     task = None
     if binary:
         rarest = dataset.class_names[int(np.argmin(dataset.train.class_counts(dataset.num_classes)))]
+        restore("data_task_positive", [rarest], allowed=dataset.class_names)
         positive = st.multiselect("Positive (abnormal)", dataset.class_names, key="data_task_positive",
-                                  default=[rarest], help="The abnormal classes; the rarest class to start with.")
+                                  help="The abnormal classes; the rarest class to start with.")
         others = [c for c in dataset.class_names if c not in positive]
+        restore("data_task_negative", [], allowed=others)
         negative = st.multiselect("Negative (normal); empty = the rest", others, key="data_task_negative")
         if positive:
             task = f"{','.join(positive)} vs {','.join(negative) or REST}"
@@ -76,8 +101,10 @@ with right:
     st.subheader(f"{dataset.name}: {dataset.num_classes} classes, {sum(len(s) for s in dataset.splits.values())} images")
     if task:
         st.caption(dataset.description)
-    counts = dataset.counts_table()
-    st.dataframe(counts.assign(total=counts.sum(axis=1)), width="stretch")
+    counts = dataset.counts_table().assign(total=lambda t: t.sum(axis=1))
+    if source in ("ham10000", "isic2018"):
+        counts.insert(0, "meaning", [HAM_CLASS_NAMES.get(name, "") for name in counts.index])
+    st.dataframe(counts, width="stretch")
 
 st.header("Imbalance profile (training split only)")
 controls, chart = st.columns([1, 2])
@@ -85,16 +112,16 @@ natural = dataset.train.class_counts(dataset.num_classes)
 with controls:
     profile = st.radio("Profile", ["natural", "exp", "step", "custom"], horizontal=True, key="data_profile",
                        help="exp: n_i = n_max · ratio^(-i/(C-1)); step: half the classes at n_max, half at n_max/ratio")
-    ratio = st.select_slider("Ratio n_max / n_min (log scale)", RATIOS, value=10, key="data_ratio",
+    ratio = st.select_slider("Ratio n_max / n_min (log scale)", RATIOS, key="data_ratio",
                              disabled=profile in ("natural", "custom"))
     fit = st.radio("Fit", ["scale", "cap"], horizontal=True, key="data_fit",
                    help="scale: the ratio is exact (n_max is lowered); cap: classes short of their target keep all")
     # In a binary task the abnormal side is the one made rare, whichever side has more images.
-    head_order = st.radio("Head class", ["natural", "index"], horizontal=True, key="data_head_order", index=1,
+    head_order = st.radio("Head class", ["natural", "index"], horizontal=True, key="data_head_order",
                           format_func=lambda o: {"natural": "largest class", "index": "first class"}[o],
                           help="Which class keeps n_max. Binary tasks: 'first class' = the normal side, so the "
                           "abnormal side becomes the minority.") if task else "natural"
-    log_y = st.toggle("Log axis", value=True, key="data_log_axis")
+    log_y = st.toggle("Log axis", key="data_log_axis")
     custom = None
     if profile == "custom":
         edited = st.data_editor(pd.DataFrame({"class": dataset.class_names, "count": natural}), disabled=["class"],
@@ -120,6 +147,8 @@ st.session_state["data_choice"] = {
     "profile": custom if profile == "custom" else ("exp" if profile == "natural" else profile), "fit": fit,
     "task": task, "head_order": head_order, "colour_constancy": colour_constancy,
 }
+saved_widgets.update({key: st.session_state[key] for key in [*WIDGET_DEFAULTS, "data_task_positive", "data_task_negative"]
+                      if key in st.session_state})
 
 st.header("Samples per class")
 per_class = st.slider("Images per class", 4, 16, 8, key="data_samples_per_class")

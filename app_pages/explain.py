@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from imbal_core.compare import RunResult, finished_runs, load_results
+from imbal_core.compare import RunResult, default_selection, finished_runs, load_results
 from imbal_core.data import ImageDataset, load_dataset
 from imbal_core.data.colour import correct_images
 from imbal_core.data.images import decode_image_bytes
@@ -15,7 +15,6 @@ from imbal_core.methods import METHODS
 from imbal_core.runs import RunStore
 from app_pages.common import all_stores
 
-SHOW_PX = 224
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=16)
@@ -51,9 +50,10 @@ if not without_weights.empty:
 if one_class.any():
     st.caption("One-class runs (knowledge_one_class, deep_svdd) are not listed: their outputs are middle-class levels "
                "or a distance, not classes, so class Grad-CAM does not apply. Compare shows their score histograms.")
-labels = st.multiselect("Runs (up to 4 side by side)", pool["label"].tolist(), default=pool["label"].tolist()[:4],
-                        max_selections=4, key=f"exp_runs_{data}")
-picked = pool[pool["label"].isin(labels)]
+default = default_selection(pool)["label"].tolist()[:4]  # ce first, then one group per method
+labels = st.multiselect("Runs (up to 4 side by side, in this order)", default + [x for x in pool["label"] if x not in default],
+                        default=default, max_selections=4, key=f"exp_runs_{data}")
+picked = pool.set_index("label").loc[labels].reset_index()
 if picked.empty:
     st.info("Pick at least one run.")
     st.stop()
@@ -102,8 +102,10 @@ else:
 
 target_name = st.selectbox("Explain the class", ["predicted class", *class_names], key="exp_target")
 target = None if target_name == "predicted class" else class_names.index(target_name)
+# Five equal columns at most (the image and 4 runs): each picture fills its column and never overlaps the next.
 columns = st.columns(len(results) + 1)
-columns[0].image(image, caption="image", width=SHOW_PX)
+columns[0].image(image, caption="image", width="stretch")
+flat = []
 for column, result, row in zip(columns[1:], results, picked.itertuples()):
     model = cached_model(row.store, row.run_id)
     heat, probs = grad_cam(model, image[None], target)
@@ -111,6 +113,13 @@ for column, result, row in zip(columns[1:], results, picked.itertuples()):
     if target is None and predicted != int(probs[0].argmax()):  # a binary run decides at its threshold
         heat, probs = grad_cam(model, image[None], predicted)
     mark = "" if true_label is None else (" ✓" if predicted == true_label else " ✗")
-    column.image(overlay(image, heat[0]), width=SHOW_PX,
-                 caption=f"{result.method}: {class_names[predicted]} ({probs[0, predicted]:.2f}){mark}")
+    column.image(overlay(image, heat[0]), width="stretch",
+                 caption=f"{result.method} · {row.epochs} ep · {row.source} · seed {row.seed} — predicts "
+                         f"{class_names[predicted]} ({probs[0, predicted]:.2f}){mark}")
+    if heat[0].max() <= 0:
+        flat.append(result.method)
 st.caption("Grad-CAM (captum LayerGradCam) on the last feature map, ReLU on, bilinear upsampling; red = most evidence.")
+if flat:
+    st.info(f"Flat heat map ({', '.join(flat)}): no location raises the score of the explained class — every "
+            "gradient-weighted activation is negative or zero, so Grad-CAM (with ReLU) has nothing to show. Try "
+            "another class in *Explain the class*.")

@@ -10,7 +10,7 @@ from imbal_core.errors import ImbalLabError
 from imbal_core.methods import METHODS
 from imbal_core.models import DEFAULT_BACKBONE, PRESETS
 from imbal_core.runs import INTERRUPTED
-from app_pages.common import data_choice, job_runner, user_store
+from app_pages.common import data_choice, describe_data, job_runner, user_store
 
 ACTIVE = ("queued", "running")
 runner = job_runner()
@@ -18,11 +18,8 @@ store = user_store()
 
 st.title("Train")
 choice = data_choice()
-ratio = "natural counts" if choice["ratio"] is None else f"ratio {choice['ratio']:g} ({choice['profile']})"
-task = f", binary task `{choice['task']}`" if choice.get("task") else ""
-constancy = f", colour constancy `{choice['colour_constancy']}`" if choice.get("colour_constancy") else ""
-st.caption(f"Data: **{choice['data']}** at {choice['image_size']} px{task}{constancy}, {ratio}. Change it on the Data page "
-           "(one-class methods need a binary task: set it there).")
+st.caption(f"Data: **{describe_data(choice)}**. Change it on the Data page (one-class methods need a binary task: "
+           "set it there).")
 
 with st.form("train_form"):
     methods = st.multiselect("Methods", METHODS.names(), default=["ce", "balanced_softmax"], key="train_methods",
@@ -56,7 +53,11 @@ with st.form("train_form"):
 
 if submitted:
     try:
-        seeds = [int(s) for s in seeds_text.split(",") if s.strip()]
+        seed_items = [s.strip() for s in seeds_text.split(",") if s.strip()]
+        not_seeds = [s for s in seed_items if not s.isdigit()]
+        if not_seeds:
+            raise ImbalLabError(f"seeds are whole numbers >= 0 separated by commas, e.g. 0,1,2; {not_seeds[0]!r} is not one")
+        seeds = [int(s) for s in seed_items]
         if not methods or not seeds:
             raise ImbalLabError("choose at least one method and one seed")
         configs = [TrainConfig(method=m, method_settings=settings.get(m, {}), backbone=backbone, epochs=int(epochs),
@@ -82,7 +83,8 @@ def jobs_panel() -> None:
         progress = run["progress"] or {}
         with st.container(border=True):
             top = st.columns([4, 1])
-            top[0].markdown(f"**{row.method}** · seed {row.seed} · `{row.run_id}` — **{status}**")
+            top[0].markdown(f"**{row.method}** · seed {row.seed} · `{row.run_id}` — **{status}**  \n"
+                            f"on {describe_data(run['config'])}")
             if status in ACTIVE and top[1].button("Stop", key=f"stop_{row.run_id}"):
                 runner.stop(row.run_id)
             if status in ("stopped", INTERRUPTED) and top[1].button("Resume", key=f"resume_{row.run_id}"):

@@ -16,7 +16,7 @@ def grad_cam(model: Classifier, images: np.ndarray, target: int | None = None) -
     """
     device = next(model.parameters()).device
     model.eval()
-    x = to_float(torch.from_numpy(images).permute(0, 3, 1, 2).to(device))
+    x = to_float(torch.tensor(images).permute(0, 3, 1, 2).to(device))  # a copy: cached arrays are read-only
     with torch.no_grad():
         probs = torch.softmax(model(x), dim=1)
     targets = probs.argmax(1) if target is None else torch.full((len(x),), target, device=device)

@@ -9,6 +9,12 @@ from .base import ImageDataset, register_source
 from .images import dataset_from_files, locate_images, read_table
 
 HAM_CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+# The abbreviations spelled out (Tschandl et al., Sci. Data 2018), shown beside the class counts.
+HAM_CLASS_NAMES = {
+    "akiec": "actinic keratosis / intraepithelial carcinoma (Bowen's disease)", "bcc": "basal cell carcinoma",
+    "bkl": "benign keratosis-like lesion", "df": "dermatofibroma", "mel": "melanoma", "nv": "melanocytic nevus",
+    "vasc": "vascular lesion",
+}
 METADATA_FILE = "HAM10000_metadata.csv"
 
 

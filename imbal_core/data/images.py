@@ -40,7 +40,11 @@ def decode_image_bytes(data: bytes, size: int, name: str = "upload") -> np.ndarr
     """An uploaded image as uint8 (size, size, 3); non-images and oversized files are refused."""
     if len(data) > MAX_UPLOAD_BYTES:
         raise DataError(f"{name} is {len(data) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB")
-    return read_image(io.BytesIO(data), size, name)
+    try:
+        return read_image(io.BytesIO(data), size, name)
+    except DataError:
+        raise DataError(f"{name} is not an image that can be read (a PNG or JPEG was expected; it may be another "
+                        "kind of file renamed): upload a PNG or JPEG image") from None
 
 
 def read_image(path: Path | io.BytesIO, size: int, name: str | None = None) -> np.ndarray:
