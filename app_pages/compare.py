@@ -33,23 +33,24 @@ def runs_table() -> pd.DataFrame:
     return finished_runs(all_stores())
 
 
-@st.cache_data(show_spinner="Computing the validation embeddings with the run's model…", max_entries=8)
-def cached_validation_embeddings(store_root: str, run_id: str) -> tuple[np.ndarray, np.ndarray]:
-    return validation_embeddings(RunStore(store_root), run_id)
-
-
 def show(fig: go.Figure, key: str, target=st) -> None:
     """A chart whose toolbar camera downloads it in the format chosen at the top of the page."""
     target.plotly_chart(fig, key=key, config={"toImageButtonOptions": {"format": chart_format, "scale": 2,
                                                                        "filename": key.removeprefix("cmp_")}})
 
 
+@st.cache_data(show_spinner="Tuning tau on the validation split…", max_entries=16)
+def cached_tau_norm(store_root: str, run_id: str, _result: RunResult) -> tuple[pd.DataFrame, float, dict]:
+    """(validation curve, chosen tau, test metrics at that tau) of one run; 41 re-scorings, so computed once."""
+    val_embeddings, val_labels = validation_embeddings(RunStore(store_root), run_id)
+    curve, tau = tau_on_validation(_result, val_embeddings, val_labels)
+    preds = _result.predictions()
+    return curve, tau, tau_rescore(_result, tau, preds["embeddings"].astype(np.float32), preds["labels"])
+
+
 def tau_norm_view(result: RunResult) -> None:
     """tau chosen on the validation split; the test set scored once, at that tau."""
-    val_embeddings, val_labels = cached_validation_embeddings(str(result.run_dir.parent.parent), result.run_id)
-    curve, tau = tau_on_validation(result, val_embeddings, val_labels)
-    preds = result.predictions()
-    tuned = tau_rescore(result, tau, preds["embeddings"].astype(np.float32), preds["labels"])
+    curve, tau, tuned = cached_tau_norm(str(result.run_dir.parent.parent), result.run_id, result)
     cols = st.columns(4)
     cols[0].metric("tau chosen on validation", f"{tau:g}")
     for col, key in zip(cols[1:], ("balanced_acc", "few_acc", "acc")):

@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", help="comma-separated summary metrics to print (default: balanced_acc, acc, macro_f1, "
                    "macro_auc_ovr; binary runs auroc, auprc, balanced_acc, sensitivity, specificity)")
     p.add_argument("--seed", type=int, default=0, help="draws the random part of a shift (each image's cast colour)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.set_defaults(func=cmd_robustness)
     return parser
 
@@ -595,7 +595,8 @@ def cmd_generator_quality(args: argparse.Namespace) -> None:
 def cmd_robustness(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    store = RunStore(args.store)
+    check_device(args.device)
+    store = _open_store(args)
     shifts = [name.strip() for name in args.shifts.split(",") if name.strip()]
     try:
         strengths = [int(s) for s in args.strengths.split(",") if s.strip()]

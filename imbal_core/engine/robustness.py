@@ -22,11 +22,10 @@ import pandas as pd
 from ..data.colour import correct_images
 from ..errors import ConfigError
 from ..methods import create_method
-from ..metrics import binary_metrics, compute_metrics
 from ..runs import RunStore
 from ..shifts import MAX_STRENGTH, SHIFTS, apply_shift, check_strength
 from ..utils import read_json, select_device, write_json
-from .evaluate import load_run_model
+from .evaluate import load_run_model, score_predictions
 from .trainer import predict
 
 ROBUSTNESS_FILE = "robustness.json"
@@ -60,22 +59,15 @@ def evaluate_shifts(
     # The images as taken: the run's colour constancy comes after each shift, in `score`.
     test = replace(config, colour_constancy=None).load_data().test
     method = create_method(config.method, **config.method_settings)
-    threshold = own["summary"].get("threshold")  # binary runs: chosen on validation, kept here
 
     def score(images: np.ndarray) -> dict:
         logits, _ = predict(model, correct_images(images, config.colour_constancy), target, config.amp)
-        probs = method.class_probs(logits).numpy()
-        if threshold is None:
-            return compute_metrics(probs, test.labels, np.array(own["train_counts"]))
-        metrics = compute_metrics(probs, test.labels, np.array(own["train_counts"]),
-                                  predictions=(probs[:, 1] >= threshold).astype(int))
-        metrics["summary"].update(binary_metrics(probs[:, 1], test.labels, threshold))
-        return metrics
+        return score_predictions(method.class_probs(logits).numpy(), test.labels, own)  # binary: validation threshold
 
     report = load_report(store.run_dir(run_id)) or {"results": {}}
     clean = score(test.images)
     store.record_metrics(run_id, CLEAN, clean, own["class_names"])
-    report.update(clean=clean["summary"], colour_constancy=config.colour_constancy, binary=threshold is not None,
+    report.update(clean=clean["summary"], colour_constancy=config.colour_constancy, binary="threshold" in own["summary"],
                   shifts={name: SHIFTS.get(name).description for name in SHIFTS.names()})
     for name in shifts:
         for strength in strengths:
