@@ -43,10 +43,12 @@ if runs.empty:
     st.stop()
 data = st.selectbox("Data set", sorted(runs["data"].unique()), key="exp_data")
 pool = runs[runs["data"] == data]
+without_weights = without_weights[without_weights["data"] == data]
 if not without_weights.empty:
-    st.caption(f"{len(without_weights)} shipped run(s) keep only their results, not their weights, to keep the "
-               f"repository small ({', '.join(sorted(without_weights['method'].unique()))}): they are on Compare, "
-               "not here. Their commands in pretrained/manifest.json re-make them.")
+    st.caption(f"{len(without_weights)} shipped run(s) of this data set keep only their results, not their weights, "
+               "to keep the repository small (" + ", ".join(sorted(set(without_weights["method"] + " · ratio "
+                                                                       + without_weights["ratio_label"])))
+               + "): they are on Compare, not here. Their commands in pretrained/manifest.json re-make them.")
 if one_class.any():
     st.caption("One-class runs (knowledge_one_class, deep_svdd) are not listed: their outputs are middle-class levels "
                "or a distance, not classes, so class Grad-CAM does not apply. Compare shows their score histograms.")

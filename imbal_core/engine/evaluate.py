@@ -111,8 +111,9 @@ def evaluate_run(
         raise DataError(f"overlap must be one of {OVERLAP_RULES}; got {overlap!r}")
     device = select_device(device)
     model, config, own = load_run_model(store, run_id, device)
+    # The run's own preprocessing applies to the other set too (its task, its colour constancy).
     dataset = load_dataset(data, path=path, image_size=config.image_size, split_seed=config.split_seed,
-                           task=config.task, **data_options)
+                           task=config.task, colour_constancy=config.colour_constancy, **data_options)
     missing = sorted(set(dataset.class_names) - set(own["class_names"]))
     if missing:
         raise DataError(f"{data} has class(es) {missing} that run {run_id} never saw; classes must match by name")

@@ -368,9 +368,9 @@ def _init_weights(store: RunStore, config: TrainConfig) -> dict[str, torch.Tenso
     if source["status"] != "finished":
         raise ConfigError(f"init_from run {config.init_from} is {source['status']}; it must be finished")
     theirs = source["config"]
-    for key in ("data", "data_path", "image_size", "backbone", "split_seed"):
-        if theirs[key] != getattr(config, key):
-            raise ConfigError(f"init_from run has {key}={theirs[key]!r} but this run has {getattr(config, key)!r}")
+    for key in ("data", "data_path", "image_size", "backbone", "split_seed", "colour_constancy"):
+        if theirs.get(key) != getattr(config, key):
+            raise ConfigError(f"init_from run has {key}={theirs.get(key)!r} but this run has {getattr(config, key)!r}")
     run_dir = store.run_dir(config.init_from)
     representation = run_dir / "representation.safetensors"  # two-stage runs: the features before stage 2
     state = load_checkpoint(representation if representation.exists() else run_dir / MODEL_FILE)["model"]
