@@ -55,7 +55,7 @@ def tau_norm_view(result: RunResult) -> None:
     cols[0].metric("tau chosen on validation", f"{tau:g}")
     for col, key in zip(cols[1:], ("balanced_acc", "few_acc", "acc")):
         col.metric(f"test {key}", f"{tuned['summary'][key]:.3f}",
-                   f"{tuned['summary'][key] - result.metrics['summary'][key]:+.3f} vs as trained")
+                   f"{tuned['summary'][key] - result.metrics['summary'][key]:+.3f} vs as trained (with bias)")
     show(go.Figure(go.Scatter(x=curve["tau"], y=curve["val_balanced_acc"], mode="lines+markers"))
          .add_vline(x=tau, line_dash="dash", annotation_text=f"chosen tau = {tau:g}")
          .update_layout(xaxis_title="tau", yaxis_title="validation balanced accuracy", height=320,
@@ -239,9 +239,11 @@ with ratio_tab:
                    "ce, balanced_softmax and ldam_drw at ratios 10, 50 and 100 (3 seeds each).")
 
 with tau_tab:
-    linear = [r for r in results if r.has_linear_head() and not r.is_binary]
+    # Runs that were tau-normalised already (tau_norm, metric_two_stage with it) would be normalised twice.
+    linear = [r for r in results if r.has_linear_head() and not r.is_binary and "tau" not in (r.metrics.get("posthoc") or {})]
     if not linear:
-        st.caption("None of the picked runs is a multi-class run with a plain linear head.")
+        st.caption("None of the picked runs is a multi-class run with a plain linear head that was not "
+                   "tau-normalised already.")
     else:
         target = st.selectbox("Run", [r.label for r in linear], key="cmp_tau_run")
         try:
@@ -283,6 +285,7 @@ with shift_tab:
 
 # ---- One-file report ------------------------------------------------------------------------------------------------
 st.header("Report")
+report_inputs = (tuple(picked_labels), reference, metric, kind)
 if st.button("Build an HTML report of this comparison", key="cmp_build_report"):
     sections = [Section("Leaderboard", "Mean ± sd over seeds [95% t interval from 3 seeds].", table),
                 Section("Per-class " + metric, "Classes ordered by training count.", per_class_chart),
@@ -295,9 +298,9 @@ if st.button("Build an HTML report of this comparison", key="cmp_build_report"):
         sections.append(Section("Metric vs ratio", "All seeds at each ratio.", ratio_chart))
     runs_list = picked[["run_id", "group", "seed", "source"]]
     sections.append(Section("Runs", "The runs behind every number above.", runs_list))
-    st.session_state["cmp_report"] = (picked_labels, html_report(
+    st.session_state["cmp_report"] = (report_inputs, html_report(
         f"Imbalance Lab: {data}, ratio {ratio}", f"{len(picked)} runs of {len(groups)} method groups.", sections))
 report_for, report = st.session_state.get("cmp_report", (None, None))
-if report_for == picked_labels:  # a report of other runs is not offered
+if report_for == report_inputs:  # a report of other runs or choices is not offered
     st.download_button("Download the report (HTML, opens offline)", report,
                        "imbalance_lab_report.html", "text/html", key="cmp_report_download")

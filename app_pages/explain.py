@@ -52,7 +52,7 @@ if not without_weights.empty:
 if one_class.any():
     st.caption("One-class runs (knowledge_one_class, deep_svdd) are not listed: their outputs are middle-class levels "
                "or a distance, not classes, so class Grad-CAM does not apply. Compare shows their score histograms.")
-default = default_selection(pool)["label"].tolist()[:4]  # ce first, then one group per method
+default = default_selection(pool).drop_duplicates("group")["label"].tolist()[:4]  # ce, then other methods
 labels = st.multiselect("Runs (up to 4 side by side, in this order)", default + [x for x in pool["label"] if x not in default],
                         default=default, max_selections=4, key=f"exp_runs_{data}")
 picked = pool.set_index("label").loc[labels].reset_index()
@@ -78,9 +78,13 @@ if source == "upload":
         st.stop()
     true_label = None
 else:
-    dataset = cached_dataset(run_config["data"], run_config["data_path"], run_config["image_size"],
-                             run_config["split_seed"], tuple(sorted(run_config["data_options"].items())),
-                             run_config.get("task"), run_config.get("colour_constancy"))
+    try:
+        dataset = cached_dataset(run_config["data"], run_config["data_path"], run_config["image_size"],
+                                 run_config["split_seed"], tuple(sorted(run_config["data_options"].items())),
+                                 run_config.get("task"), run_config.get("colour_constancy"))
+    except ImbalLabError as err:
+        st.error(f"The test images of this run cannot be loaded: {err}")
+        st.stop()
     test = dataset.test
     c1, c2 = st.columns(2)
     wanted = c1.selectbox("True class", ["any", *class_names], key="exp_class")

@@ -9,6 +9,7 @@ from imbal_core.engine import TrainConfig
 from imbal_core.errors import ImbalLabError
 from imbal_core.methods import METHODS
 from imbal_core.models import DEFAULT_BACKBONE, PRESETS
+from imbal_core.engine.trainer import RESUMABLE
 from imbal_core.runs import INTERRUPTED
 from app_pages.common import data_choice, describe_data, job_runner, user_store
 
@@ -87,7 +88,7 @@ def jobs_panel() -> None:
                             f"on {describe_data(run['config'])}")
             if status in ACTIVE and top[1].button("Stop", key=f"stop_{row.run_id}"):
                 runner.stop(row.run_id)
-            if status in ("stopped", INTERRUPTED) and top[1].button("Resume", key=f"resume_{row.run_id}"):
+            if status in RESUMABLE and top[1].button("Resume", key=f"resume_{row.run_id}"):
                 runner.resume(row.run_id)
             if status == "failed":
                 st.error(run["error"] or "failed")

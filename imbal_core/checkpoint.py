@@ -29,23 +29,24 @@ DIGEST_KEY = "sha256"  # metadata entry: digest of the other metadata and of the
 HEADER_SIZE_BYTES = 8  # a safetensors file starts with the header's length (little-endian u64)
 
 
-def _split_file(blob: bytes) -> tuple[dict[str, str], bytes]:
-    """(metadata, tensor bytes) of a safetensors file's content."""
+def _split_file(blob: bytes) -> tuple[dict, bytes]:
+    """(header, tensor bytes) of a safetensors file's content; the header holds the tensor index and metadata."""
     header_size = int.from_bytes(blob[:HEADER_SIZE_BYTES], "little")
-    header = json.loads(blob[HEADER_SIZE_BYTES:HEADER_SIZE_BYTES + header_size])
-    return header.get("__metadata__") or {}, blob[HEADER_SIZE_BYTES + header_size:]
+    return json.loads(blob[HEADER_SIZE_BYTES:HEADER_SIZE_BYTES + header_size]), blob[HEADER_SIZE_BYTES + header_size:]
 
 
-def _digest(metadata: dict[str, str], data: bytes) -> str:
-    content = {k: v for k, v in metadata.items() if k != DIGEST_KEY}
+def _digest(header: dict, data: bytes) -> str:
+    """SHA-256 of the header (tensor names, dtypes, shapes, offsets, metadata) without the digest, and the data."""
+    metadata = {k: v for k, v in (header.get("__metadata__") or {}).items() if k != DIGEST_KEY}
+    content = {**header, "__metadata__": metadata}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode() + data).hexdigest()
 
 
 def write_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Write tensors and string metadata atomically, recording the digest that `read_weights` checks."""
-    # The tensor bytes do not depend on the metadata, so the digest of a first encoding holds for the second.
-    _, data = _split_file(save_safetensors_bytes(tensors, metadata=metadata))
-    blob = save_safetensors_bytes(tensors, metadata={**metadata, DIGEST_KEY: _digest(metadata, data)})
+    # The tensor index and bytes do not depend on the metadata, so the digest of a first encoding holds for the second.
+    header, data = _split_file(save_safetensors_bytes(tensors, metadata=metadata))
+    blob = save_safetensors_bytes(tensors, metadata={**metadata, DIGEST_KEY: _digest(header, data)})
     with atomic_path(path) as tmp:
         tmp.write_bytes(blob)
 
@@ -58,9 +59,10 @@ def read_weights(path: Path, device: torch.device | str = "cpu",
         raise RunError(f"{what} {path} does not exist")
     try:
         blob = path.read_bytes()
-        metadata, data = _split_file(blob)
+        header, data = _split_file(blob)
+        metadata = header.get("__metadata__") or {}
         recorded = metadata.get(DIGEST_KEY)
-        if recorded is not None and recorded != _digest(metadata, data):
+        if recorded is not None and recorded != _digest(header, data):
             raise RunError(f"{what} {path} is damaged: its content no longer matches the digest recorded when it "
                            "was written (flipped or truncated bytes). Re-make it, or restore it from a copy")
         tensors = load_safetensors_bytes(blob)

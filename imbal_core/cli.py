@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from .data import DATA_SOURCES, load_dataset
 from .data.colour import COLOUR_CONSTANCY
 from .engine import RunInterrupted, TrainConfig, train
+from .engine.trainer import RESUMABLE
 from .engine.config import check_data_options
 from .engine.evaluate import EVAL_SPLITS, OVERLAP_RULES, evaluate_run
 from .engine.robustness import DEFAULT_STRENGTHS, drop_table, evaluate_shifts
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 
 PRUNABLE = ("failed", "stopped", "interrupted")  # what `runs --prune` deletes: runs that will not finish by themselves
-RESUMABLE = ("stopped", "interrupted")
 ERROR_WIDTH = 160  # characters of a failed run's error shown by `runs`
 IMAGE_SIZE_HELP = "images are resized to this many pixels a side"
 SPLIT_SEED_HELP = "seed of the train/val/test split (data sets with an official split keep it)"

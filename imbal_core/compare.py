@@ -5,6 +5,7 @@ from the models, so comparisons are fast and redrawable.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,12 +83,24 @@ def default_selection(pool: pd.DataFrame, reference: str = "ce") -> pd.DataFrame
     return picked.assign(_order=picked["group"].map(position)).sort_values(["_order", "seed"]).drop(columns="_order")
 
 
+# Training options that make runs of one method differ in more than their seed (named in the group when not default).
+TRAINING_OPTIONS = ("profile", "fit", "head_order", "optimizer", "lr", "weight_decay", "batch_size", "augment",
+                    "init_from")
+
+
 def _group_label(config_json: str) -> str:
-    """Method with its non-default settings, epochs and backbone, e.g. "crckd[ablation=mt] · 6 ep · resnet10t_small"."""
+    """Method with its non-default settings, epochs, backbone and other non-default training options, e.g.
+    "crckd[ablation=mt] · 6 ep · resnet10t_small" or "ce · 8 ep · resnet10t_small · lr=0.01"."""
+    from .engine import TrainConfig
+
     config = json.loads(config_json)
     settings = ",".join(f"{k}={v}" for k, v in sorted(config["method_settings"].items()))
     method = f"{config['method']}[{settings}]" if settings else config["method"]
-    return f"{method} · {config['epochs']} ep · {config['backbone']}"
+    defaults = TrainConfig.__dataclass_fields__
+    options = [f"{key}={config[key]}" for key in TRAINING_OPTIONS
+               if key in config and config[key] != defaults[key].default and
+               not (key == "profile" and config.get("ratio") is None)]  # a profile means nothing at natural counts
+    return " · ".join([method, f"{config['epochs']} ep", config["backbone"], *options])
 
 
 def embedding_projection(result: "RunResult", max_points: int = 2000) -> pd.DataFrame:
@@ -108,7 +121,10 @@ def _data_label(config_json: str) -> str:
     task = f" [{config['task']}]" if config.get("task") else ""  # a binary task is another data set
     # Colour-corrected images are other inputs: runs with and without constancy are not pooled.
     constancy = f" {config['colour_constancy']}" if config.get("colour_constancy") else ""
-    return f"{config['data']}{options}{task}{constancy} {config['image_size']}px{split}"
+    # Two folders of one source are two data sets: the folder's name and a hash of its full path tell them apart.
+    path = config.get("data_path")
+    where = f" {Path(path).name}#{hashlib.sha1(path.encode()).hexdigest()[:4]}" if path else ""
+    return f"{config['data']}{where}{options}{task}{constancy} {config['image_size']}px{split}"
 
 
 @dataclass

@@ -8,6 +8,7 @@ progress as JSON), so a page reload or a second browser tab sees the same jobs, 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -34,6 +35,11 @@ class JobRunner:
         self._stops: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        # A run marked running by this very process id before this runner existed belongs to an earlier
+        # process that had the same id (a restarted container): it cannot be training now.
+        running = store.runs(status="running")
+        for run_id in running.loc[running["owner_pid"] == os.getpid(), "run_id"]:
+            store.set_status(run_id, "stopped", error="the app restarted while this run was training; resume it")
         self._thread = threading.Thread(target=self._work, name="imbal-lab-jobs", daemon=True)
         self._thread.start()
 
@@ -99,9 +105,12 @@ class JobRunner:
             config = TrainConfig.from_dict(run["config"])
             train(config, self.store, progress=progress, stop_event=stop, run_id=run_id)
         except Exception:  # noqa: BLE001 - the error is on the job's card; the worker keeps going
-            run = self.store.get_run(run_id)
-            if run["status"] != "failed":
-                self.store.set_status(run_id, "failed", error=traceback.format_exc(limit=3))
+            error = traceback.format_exc(limit=3)
+            try:
+                if self.store.get_run(run_id)["status"] != "failed":
+                    self.store.set_status(run_id, "failed", error=error)
+            except sqlite3.OperationalError:  # the store stayed busy through its retries: say so in the log
+                logger.error("job %s failed and could not be marked failed (store busy):\n%s", run_id, error)
         finally:
             with self._lock:
                 self._stops.pop(run_id, None)

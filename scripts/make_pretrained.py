@@ -151,10 +151,11 @@ def manifest_key(entry: dict) -> tuple:
 
 
 def slim_predictions(path: Path) -> None:
-    """Drop the test embeddings and head weights (most of a run's size); probabilities and scores stay."""
+    """Drop the embeddings and head weights (most of a run's size); probabilities and scores stay."""
     with np.load(path, allow_pickle=False) as archive:
         arrays = {key: archive[key] for key in archive.files}
-    arrays.update(embeddings=np.zeros((0, 0), np.float16), head_weight=np.zeros(0))
+    arrays.update(embeddings=np.zeros((0, 0), np.float16), val_embeddings=np.zeros((0, 0), np.float16),
+                  head_weight=np.zeros(0))
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)

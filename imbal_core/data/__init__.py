@@ -69,12 +69,11 @@ def check_inside_data_roots(path: Path) -> None:
 
 
 def _fingerprint(path: Path) -> list:
-    """Path plus relative name, size and modification time (ns) of every file below it, so any
-    changed, added or removed file (e.g. an image truncated deep in `images/`) gives a new cache key."""
-    if path.is_file():
-        files = [path]
-    else:
-        files = sorted(Path(folder) / name for folder, _, names in os.walk(path) for name in names)
+    """Path plus relative name, size and modification time (ns) of every file below it (below a file's folder),
+    so any changed, added or removed file (e.g. an image truncated deep in `images/`) gives a new cache key."""
+    # A file (a label CSV, an npz) is read with the images beside it: its whole folder counts.
+    root = path.parent if path.is_file() else path
+    files = sorted(Path(folder) / name for folder, _, names in os.walk(root) for name in names)
     entries = []
     for file in files:
         try:
@@ -82,5 +81,5 @@ def _fingerprint(path: Path) -> list:
             signature = (stat.st_size, stat.st_mtime_ns)
         except OSError:  # e.g. a broken link: reading it fails later with a message naming it
             signature = (-1, -1)
-        entries.append((str(file.relative_to(path)) if file != path else file.name, *signature))
+        entries.append((str(file.relative_to(root)), *signature))
     return [str(path), entries]

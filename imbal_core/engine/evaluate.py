@@ -69,15 +69,28 @@ def score_predictions(probs: np.ndarray, labels: np.ndarray, own: dict) -> dict:
     return metrics
 
 
-def seen_images(store: RunStore, run_id: str, config: TrainConfig) -> Split:
-    """The images a run learnt from or was selected on: the training images it kept, and its validation split."""
+# Sources whose image ids name the same images (ISIC 2018 Task 3's training images are HAM10000's, same ids).
+SHARED_IDS = ({"ham10000", "isic2018"},)
+
+
+def seen_images(store: RunStore, run_id: str) -> Split:
+    """The images a run learnt from or was selected on: the training images it kept (and those of the runs it
+    started from, `init_from`), its validation split, and every other photo of a lesion among them."""
+    config = TrainConfig.from_dict(store.get_run(run_id)["config"])
     try:
         dataset = config.load_data()
     except DataError as err:
         raise DataError(f"cannot check the images for overlap with run {run_id}'s training data: its data set does not "
                         f"load here ({err})") from None
     kept = np.load(store.run_dir(run_id) / "kept_indices.npy")
-    return Split.concat([dataset.train.subset(kept), dataset.val])
+    if config.init_from is not None:  # same data (checked when it trained): its images shaped the features too
+        kept = np.union1d(kept, np.load(store.run_dir(config.init_from) / "kept_indices.npy"))
+    seen = Split.concat([dataset.train.subset(kept), dataset.val])
+    if "lesion_id" in seen.metadata:  # HAM10000: several photos per lesion; one seen means the lesion was seen
+        lesions = set(seen.metadata["lesion_id"])
+        every = Split.concat(list(dataset.splits.values()))
+        seen = every.subset(np.flatnonzero(every.metadata["lesion_id"].isin(lesions).to_numpy()))
+    return seen
 
 
 def image_digests(images: np.ndarray) -> np.ndarray:
@@ -85,12 +98,14 @@ def image_digests(images: np.ndarray) -> np.ndarray:
     return np.array([hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest() for image in images])
 
 
-def overlap_with(part: Split, seen: Split) -> np.ndarray:
-    """Mask of `part`'s images that are among `seen`: by id, or by content where ids differ."""
-    same_id = np.isin(part.ids.astype(str), seen.ids.astype(str))
-    if part.image_shape != seen.image_shape:
-        return same_id
-    return same_id | np.isin(image_digests(part.images), image_digests(seen.images))
+def overlap_with(part: Split, seen: Split, same_ids: bool) -> np.ndarray:
+    """Mask of `part`'s images that are among `seen`: by content, and by id when both sources name images alike
+    (`same_ids`; file names such as 0001.png say nothing across unrelated sets)."""
+    same_pixels = (np.isin(image_digests(part.images), image_digests(seen.images))
+                   if part.image_shape == seen.image_shape else np.zeros(len(part), dtype=bool))
+    if not same_ids:
+        return same_pixels
+    return same_pixels | np.isin(part.ids.astype(str), seen.ids.astype(str))
 
 
 def evaluate_run(
@@ -120,7 +135,8 @@ def evaluate_run(
     part = Split.concat(list(dataset.splits.values())) if split == "all" else dataset.splits[split]
     if len(part) == 0:
         raise DataError(f"split {split!r} of {data} is empty; choose another split")
-    seen = overlap_with(part, seen_images(store, run_id, config))
+    same_ids = data == config.data or any({data, config.data} <= family for family in SHARED_IDS)
+    seen = overlap_with(part, seen_images(store, run_id), same_ids)
     if seen.any() and overlap == "refuse":
         raise DataError(
             f"{int(seen.sum())} of the {len(part)} images of {data} ({split}) are images run {run_id} trained or was "
@@ -132,6 +148,9 @@ def evaluate_run(
     # Map the new data set's labels onto the model's class order.
     remap = np.array([own["class_names"].index(name) for name in dataset.class_names])
     labels = remap[part.labels]
+    if len(np.unique(labels)) < 2:
+        raise DataError(f"the {len(part)} images left to score hold only one class; metrics such as balanced accuracy "
+                        "or AUROC would mean nothing: score a set with at least two classes")
     logits, _ = predict(model, part.images, device, config.amp)
     probs = create_method(config.method, **config.method_settings).class_probs(logits).numpy()
     metrics = score_predictions(probs, labels, own)

@@ -7,6 +7,7 @@ resumed from its last checkpoint ends with the same numbers as an uninterrupted 
 from __future__ import annotations
 
 import math
+import sqlite3
 import threading
 import time
 from contextlib import nullcontext
@@ -98,7 +99,10 @@ def _with_heartbeat(store: RunStore, run_id: str, progress: ProgressFn | None) -
     def report(event: dict[str, Any]) -> None:
         nonlocal last
         if time.time() - last >= HEARTBEAT_SECONDS:
-            store.heartbeat(run_id)
+            try:
+                store.heartbeat(run_id)
+            except sqlite3.OperationalError:  # a busy store: the next beat comes soon; the run goes on
+                pass
             last = time.time()
         if progress is not None:
             progress(event)

@@ -18,7 +18,7 @@ import time
 import uuid
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 
@@ -198,8 +198,6 @@ class RunStore:
         with closing(self._connect()) as conn:
             return pd.read_sql_query(sql + " ORDER BY r.created, m.eval, m.metric", conn, params=params)
 
-    def iter_run_ids(self, status: str | None = None) -> Iterator[str]:
-        yield from self.runs(**({"status": status} if status else {}))["run_id"]
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
@@ -207,7 +205,11 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
     have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
     for name, kind in (("owner_host", "TEXT"), ("owner_pid", "INTEGER"), ("heartbeat", "REAL")):
         if name not in have:
-            conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            try:
+                conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as err:  # another process added it first
+                if "duplicate column" not in str(err):
+                    raise
 
 
 def _owner_ended(run: Any) -> bool:
