@@ -109,10 +109,10 @@ def test_evaluate_on_another_dataset_and_reload(store):
     run_id = train(tiny_config(method="ldam_drw"), store)
     model, config, metrics = load_run_model(store, run_id)
     assert type(model.head).__name__ == "CosineHead"
-    other = evaluate_run(store, run_id, "synthetic", split="val", device="cpu", **TINY)
-    assert set(other["summary"]) == set(metrics["summary"])
+    other = evaluate_run(store, run_id, "synthetic", split="test", device="cpu", **TINY)  # unseen by the run
+    assert set(other["summary"]) == set(metrics["summary"]) and other["n_images"] == len(config.load_data().test)
     evals = set(store.tidy([run_id])["eval"])
-    assert evals == {"test", "synthetic:val"}
+    assert evals == {"test", "synthetic:test"}
 
 
 def test_a_run_without_weights_is_listed_but_not_loaded(store):
