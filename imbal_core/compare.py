@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import BINARY_METRICS, SUMMARY_METRICS, compute_metrics
-from .methods.decoupled import tau_normalise
+from .methods.decoupled import best_tau, tau_curve, tau_normalise
 from .engine.robustness import drop_table, load_report
 from .runs import MODEL_FILE, RunStore
 from .utils import REPO_ROOT, lab_home, read_json
@@ -242,9 +242,6 @@ def normalised_confusion(result: RunResult) -> np.ndarray:
     return confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
 
 
-TAU_GRID = np.round(np.arange(0.0, 2.0001, 0.05), 2)
-
-
 def tau_rescore(result: RunResult, tau: float, embeddings: np.ndarray, labels: np.ndarray) -> dict:
     """Metrics of a run's head with its weights tau-normalised (bias dropped) on saved embeddings of one split."""
     import torch
@@ -258,15 +255,19 @@ def tau_rescore(result: RunResult, tau: float, embeddings: np.ndarray, labels: n
     return compute_metrics(probs, labels, np.asarray(result.metrics["train_counts"]))
 
 
-def tau_on_validation(result: RunResult, val_embeddings: np.ndarray, val_labels: np.ndarray,
-                      grid: np.ndarray = TAU_GRID) -> tuple[pd.DataFrame, float]:
-    """Validation balanced accuracy for each tau of `grid`, and the tau that maximises it (the smallest on ties).
+def tau_on_validation(result: RunResult, val_embeddings: np.ndarray, val_labels: np.ndarray) -> tuple[pd.DataFrame, float]:
+    """Validation balanced accuracy for each tau, and the tau the tau_norm method would choose from it.
 
     Tau is chosen here, on validation; the test set is only scored at the chosen tau (`tau_rescore`).
     """
-    curve = pd.DataFrame({"tau": grid, "val_balanced_acc": [
-        tau_rescore(result, float(tau), val_embeddings, val_labels)["summary"]["balanced_acc"] for tau in grid]})
-    return curve, float(curve.loc[curve["val_balanced_acc"].idxmax(), "tau"])
+    import torch
+
+    weight = result.predictions()["head_weight"]
+    if weight.ndim != 2:
+        raise ValueError(f"run {result.run_id} has no linear head to tau-normalise")
+    curve = tau_curve(torch.from_numpy(weight), torch.from_numpy(val_embeddings.astype(np.float32)),
+                      torch.from_numpy(np.asarray(val_labels)))
+    return pd.DataFrame(curve, columns=["tau", "val_balanced_acc"]), best_tau(curve)
 
 
 def shift_results(results: list[RunResult], metric: str) -> pd.DataFrame:

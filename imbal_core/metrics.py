@@ -86,6 +86,17 @@ def compute_metrics(probs: np.ndarray, labels: np.ndarray, train_counts: np.ndar
     }
 
 
+def score_predictions(probs: np.ndarray, labels: np.ndarray, train_counts, threshold: float | None = None) -> dict:
+    """All metrics, decided as the run decides: a binary run positive at its `threshold` (chosen on validation,
+    never on the images scored; binary metrics added), any other run by the most probable class."""
+    counts = np.asarray(train_counts)
+    if threshold is None:
+        return compute_metrics(probs, labels, counts)
+    metrics = compute_metrics(probs, labels, counts, predictions=(probs[:, 1] >= threshold).astype(int))
+    metrics["summary"].update(binary_metrics(probs[:, 1], labels, threshold))
+    return metrics
+
+
 def _macro_auc(probs: np.ndarray, labels: np.ndarray, present: np.ndarray) -> float:
     if present.sum() < 2:
         return float("nan")

@@ -9,7 +9,7 @@ import torch
 from ..data import Split, load_dataset
 from ..errors import DataError, RunError
 from ..methods import TrainInfo, create_method
-from ..metrics import binary_metrics, compute_metrics
+from ..metrics import score_predictions
 from ..models import Classifier
 from ..runs import MODEL_FILE, RunStore
 from ..utils import read_json, select_device, write_json
@@ -55,18 +55,6 @@ def validation_embeddings(store: RunStore, run_id: str, device: str = "auto") ->
 
 OVERLAP_RULES = ("refuse", "exclude")
 EVAL_SPLITS = ("all", "train", "val", "test")
-
-
-def score_predictions(probs: np.ndarray, labels: np.ndarray, own: dict) -> dict:
-    """Metrics of a run's class probabilities on labelled images, decided as the run decides: binary runs at
-    their validation threshold (never re-chosen on the images scored), others by the most probable class."""
-    counts = np.array(own["train_counts"])
-    threshold = own["summary"].get("threshold")
-    if threshold is None:
-        return compute_metrics(probs, labels, counts)
-    metrics = compute_metrics(probs, labels, counts, predictions=(probs[:, 1] >= threshold).astype(int))
-    metrics["summary"].update(binary_metrics(probs[:, 1], labels, threshold))
-    return metrics
 
 
 # Sources whose image ids name the same images (ISIC 2018 Task 3's training images are HAM10000's, same ids).
@@ -153,7 +141,7 @@ def evaluate_run(
                         "or AUROC would mean nothing: score a set with at least two classes")
     logits, _ = predict(model, part.images, device, config.amp)
     probs = create_method(config.method, **config.method_settings).class_probs(logits).numpy()
-    metrics = score_predictions(probs, labels, own)
+    metrics = score_predictions(probs, labels, own["train_counts"], own["summary"].get("threshold"))
     metrics.update(class_names=own["class_names"], data=data, split=split, n_images=len(part),
                    n_overlap_excluded=int(seen.sum()))
     eval_name = f"{data}:{split}"

@@ -22,10 +22,11 @@ import pandas as pd
 from ..data.colour import correct_images
 from ..errors import ConfigError
 from ..methods import create_method
+from ..metrics import score_predictions
 from ..runs import RunStore
 from ..shifts import MAX_STRENGTH, SHIFTS, apply_shift, check_strength
 from ..utils import read_json, select_device, write_json
-from .evaluate import load_run_model, score_predictions
+from .evaluate import load_run_model
 from .trainer import predict
 
 ROBUSTNESS_FILE = "robustness.json"
@@ -62,7 +63,8 @@ def evaluate_shifts(
 
     def score(images: np.ndarray) -> dict:
         logits, _ = predict(model, correct_images(images, config.colour_constancy), target, config.amp)
-        return score_predictions(method.class_probs(logits).numpy(), test.labels, own)  # binary: validation threshold
+        return score_predictions(method.class_probs(logits).numpy(), test.labels, own["train_counts"],
+                                 own["summary"].get("threshold"))  # binary runs: their validation threshold
 
     report = load_report(store.run_dir(run_id)) or {"results": {}}
     clean = score(test.images)

@@ -22,7 +22,7 @@ from ..data import ImageDataset, Split
 from ..errors import ConfigError, RunError
 from ..imbalance import kept_indices
 from ..methods import Batch, Method, Stage, TrainInfo, create_method
-from ..metrics import binary_metrics, choose_threshold, compute_metrics
+from ..metrics import choose_threshold, score_predictions
 from ..models import Classifier, create_model
 from ..runs import HEARTBEAT_SECONDS, INTERRUPTED, MODEL_FILE, RunStore
 from ..utils import atomic_path, seed_everything, select_device, write_json
@@ -262,13 +262,10 @@ def _finish(config: TrainConfig, store: RunStore, run_id: str, model: Classifier
     val_probs = method.class_probs(val_logits).numpy()
     counts = data.class_counts.cpu().numpy()
     binary = config.task is not None
+    threshold = choose_threshold(val_probs[:, 1], val.labels) if binary else None
+    metrics = score_predictions(probs, test.labels, counts, threshold)
     if binary:
-        threshold = choose_threshold(val_probs[:, 1], val.labels)
-        metrics = compute_metrics(probs, test.labels, counts, predictions=(probs[:, 1] >= threshold).astype(int))
-        metrics["summary"].update(binary_metrics(probs[:, 1], test.labels, threshold))
         metrics["threshold_rule"] = "best balanced accuracy on the validation split"
-    else:
-        metrics = compute_metrics(probs, test.labels, counts)
     metrics.update({"class_names": data.dataset.class_names, "train_counts": counts.tolist(), "posthoc": chosen,
                     "task": config.task})
     # A plain linear head's weights let post-hoc rules (tau-norm) be re-scored without the model.

@@ -138,14 +138,29 @@ def apply_tau_norm(model: Classifier, tau: float | str, val_features: Callable[[
     return {"tau": tau}
 
 
-def choose_tau(weight: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> float:
-    """Grid-search tau in [0, 2] for the best validation balanced accuracy (features computed once)."""
-    best_tau, best_score = 0.0, -1.0
+TAU_GRID = np.round(np.arange(0.0, 2.01, 0.1), 2)
+
+
+def tau_curve(weight: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> list[tuple[float, float]]:
+    """(tau, balanced accuracy on these features) for each tau of TAU_GRID (validation features: never test)."""
     num_classes = weight.shape[0]
-    for tau in np.round(np.arange(0.0, 2.01, 0.1), 2):
+    curve = []
+    for tau in TAU_GRID:
         predictions = (features @ tau_normalise(weight, float(tau)).t()).argmax(1)
         recalls = [(predictions[labels == c] == c).float().mean() for c in range(num_classes) if (labels == c).any()]
-        score = float(torch.stack(recalls).mean())
-        if score > best_score + 1e-9:
-            best_tau, best_score = float(tau), score
-    return best_tau
+        curve.append((float(tau), float(torch.stack(recalls).mean())))
+    return curve
+
+
+def best_tau(curve: list[tuple[float, float]]) -> float:
+    """The smallest tau with the best score (a later tau must beat it by more than rounding)."""
+    chosen, best = 0.0, -1.0
+    for tau, score in curve:
+        if score > best + 1e-9:
+            chosen, best = tau, score
+    return chosen
+
+
+def choose_tau(weight: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> float:
+    """Grid-search tau in [0, 2] for the best validation balanced accuracy (features computed once)."""
+    return best_tau(tau_curve(weight, features, labels))
