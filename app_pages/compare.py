@@ -4,6 +4,8 @@ confusion matrices, metric vs ratio, tau-norm tuned on validation, and acquisiti
 Everything exports: CSV tables, PNG or SVG charts, and a one-file HTML report."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -69,6 +71,148 @@ def tau_norm_view(result: RunResult) -> None:
     st.caption("Each class's head weights are divided by their norm to the power tau (bias dropped). tau is "
                "chosen where the **validation** balanced accuracy peaks; the test set is scored once, at that "
                "tau — tuning on test would flatter the method.")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What every tab draws from: the picked runs (table and loaded results), the reference group, the metrics,
+    and the picked groups' runs at every ratio of the data set (for metric vs ratio)."""
+    picked: pd.DataFrame
+    results: list[RunResult]
+    reference: str
+    metrics: list[str]
+    ratio_runs: pd.DataFrame
+
+    @property
+    def groups(self) -> list[str]:
+        return list(dict.fromkeys(self.picked["group"]))
+
+
+def paired_view(c: Comparison) -> None:
+    differences = paired_differences(c.picked, c.reference, c.metrics)
+    if differences.empty:
+        st.caption("Pick runs of the reference and of at least one other method.")
+        return
+    shown = differences.drop(columns=["data", "ratio_label"])
+    show(charts.paired_difference_chart(shown.assign(x=shown["metric"]), c.reference, "metric"), "cmp_paired_metrics")
+    st.dataframe(shown, hide_index=True, width="stretch",
+                 column_config={col: st.column_config.NumberColumn(format="%+.3f") for col in ("mean_diff", "low", "high")})
+    class_differences = paired_class_differences(c.results, c.picked, c.reference)
+    class_differences["x"] = (class_differences["class"] + " ("
+                              + class_differences["train_count"].round().astype(int).astype(str) + ")")
+    show(charts.paired_difference_chart(class_differences, c.reference, "test recall"), "cmp_paired_classes")
+    st.caption(f"Each method minus {charts.method_of(c.reference)}, paired by seed on the same data, split and ratio "
+               "(seeds without a reference run are left out); bars: 95% t interval of the paired differences, "
+               "shown from 3 pairs. An interval that excludes 0 is a difference the seeds agree on.")
+    st.download_button("Paired differences (CSV)", pd.concat([differences, class_differences.drop(columns="x")])
+                       .to_csv(index=False), "paired_differences.csv", "text/csv", key="cmp_paired_csv")
+
+
+def heatmap_figure(c: Comparison, kind: str) -> go.Figure:
+    if kind == "recall":
+        return charts.method_class_heatmap(per_class_table(c.results, "recall"), "mean", "test recall", diverging=False)
+    return charts.method_class_heatmap(change_vs_baseline(c.results, c.reference), "change", "points", diverging=True)
+
+
+def heatmap_view(c: Comparison) -> None:
+    kind = st.radio("Cells", ["recall", f"change vs {charts.method_of(c.reference)} (points)"], horizontal=True,
+                    key="cmp_heat_kind")
+    show(heatmap_figure(c, kind), "cmp_heatmap")
+    st.caption("Mean over seeds; classes ordered by training count (in brackets), most first. Readable with many "
+               "methods, where grouped bars are not.")
+
+
+def change_view(c: Comparison) -> None:
+    if len(c.groups) < 2:
+        st.caption("Pick runs of at least two methods to see one's per-class change against another.")
+        return
+    relative = st.radio("Change", ["percentage points", "relative (%)"], horizontal=True,
+                        key="cmp_change_kind") == "relative (%)"
+    show(charts.change_vs_baseline(change_vs_baseline(c.results, c.reference, relative), c.reference, relative),
+         "cmp_change_chart")
+    st.caption("Per-class test recall of each method minus the reference's (means over seeds), classes labelled "
+               "with their training counts — the IOIS paper's per-class figure, for any method."
+               + (" Relative change is undefined (no bar) where the reference's recall is 0." if relative else ""))
+
+
+def confusion_view(c: Comparison) -> None:
+    focus = st.selectbox("Run", [r.label for r in c.results], key="cmp_confusion_run")
+    result = next(r for r in c.results if r.label == focus)
+    show(charts.confusion_heatmap(normalised_confusion(result), result.class_names, result.group), "cmp_confusion")
+    st.caption("Rows are the true classes, each normalised to 1: the diagonal is per-class recall.")
+    if len(c.results) > 1 and st.toggle("All picked runs (small multiples)", key="cmp_confusion_all"):
+        columns = st.columns(3)
+        for i, other in enumerate(c.results):
+            show(charts.confusion_heatmap(normalised_confusion(other), other.class_names,
+                                          f"{other.group.split(' · ')[0]} · seed {c.picked.iloc[i]['seed']}", small=True),
+                 f"cmp_confusion_{other.run_id}", columns[i % 3])
+
+
+def ratio_figure(c: Comparison, metric: str) -> go.Figure:
+    runs = c.ratio_runs.assign(ratio=c.ratio_runs["ratio_label"].map(
+        lambda label: np.nan if label == "natural" else float(label)))
+    return charts.metric_vs_ratio(runs, metric)
+
+
+def ratio_view(c: Comparison) -> None:
+    if c.ratio_runs["ratio_label"].nunique() < 2:
+        st.caption("The picked method groups were run at one ratio only on this data set; the shipped grid covers "
+                   "ce, balanced_softmax and ldam_drw at ratios 10, 50 and 100 (3 seeds each).")
+        return
+    metric = st.selectbox("Metric", c.metrics, index=c.metrics.index("balanced_acc"), key="cmp_ratio_metric")
+    show(ratio_figure(c, metric), "cmp_ratio_chart")
+    st.caption("The picked method groups at every ratio they were run at on this data set (all seeds; natural "
+               "counts are not on this axis). Error bars: sd over seeds.")
+
+
+def tau_view(c: Comparison) -> None:
+    # Runs that were tau-normalised already (tau_norm, metric_two_stage with it) would be normalised twice.
+    linear = [r for r in c.results
+              if r.has_linear_head() and not r.is_binary and "tau" not in (r.metrics.get("posthoc") or {})]
+    if not linear:
+        st.caption("None of the picked runs is a multi-class run with a plain linear head that was not "
+                   "tau-normalised already.")
+        return
+    target = st.selectbox("Run", [r.label for r in linear], key="cmp_tau_run")
+    try:
+        tau_norm_view(next(r for r in linear if r.label == target))
+    except ImbalLabError as err:
+        st.info(f"tau cannot be tuned for this run: {err}")
+
+
+def embedding_view(c: Comparison) -> None:
+    st.caption("PCA of the pooled test-set features, coloured by true class. For two-stage runs these are the "
+               "stage-1 features (the backbone is frozen in stage 2).")
+    projected = st.selectbox("Run", [r.label for r in c.results], key="cmp_embedding_run")
+    chosen = next(r for r in c.results if r.label == projected)
+    if chosen.predictions()["embeddings"].size == 0:
+        st.info("This shipped run keeps no embeddings (the ratio grid keeps metrics and probabilities only).")
+    else:
+        show(charts.embedding_scatter(embedding_projection(chosen), chosen.group), "cmp_embedding_chart")
+
+
+def shift_view(c: Comparison) -> None:
+    shift_metric = "auroc" if all(r.is_binary for r in c.results) else "balanced_acc"
+    shifted = shift_results(c.results, shift_metric)
+    if not shifted.empty:
+        show(charts.shift_curves(shifted, shift_metric), "cmp_shift_chart")
+        st.dataframe(shift_drops(shifted), hide_index=True, width="stretch")
+        st.caption(f"Test {shift_metric} of each run's model on its own test split, shifted; strength 0 is the "
+                   "unshifted test set. Drop = unshifted − shifted (> 0: worse). Binary runs keep their validation "
+                   "threshold; runs trained with colour constancy get it after the shift, as a new clinic's images "
+                   "would. What one step of strength is: "
+                   + "; ".join(f"**{name}**: {SHIFTS.get(name).description}" for name in SHIFTS.names()) + ".")
+    without = c.picked[~c.picked["run_id"].isin(shifted["run_id"])]
+    if without.empty:
+        return
+    no_weights = int((~without["has_model"]).sum())
+    st.caption(f"{len(without)} picked run(s) have no shift results yet"
+               + (f"; {no_weights} of them keep no weights (shipped results only) and cannot be shifted: re-make "
+                  "them with their command in pretrained/manifest.json" if no_weights else "")
+               + ("." if no_weights == len(without) else ". Compute the others' (then reload this page):"))
+    commands = shift_commands(without)
+    if commands:
+        st.code("\n".join(commands), language="bash")
 
 
 def ratio_order(label: str) -> float:
@@ -162,140 +306,33 @@ per_class_chart = charts.per_class_bars(per_class, metric)
 show(per_class_chart, "cmp_per_class")
 st.caption("Classes ordered by training count (head first). Error bars: sd over the seeds of a method group. "
            "One colour per method on every page; a method's second group is hatched.")
+comparison = Comparison(picked, results, reference, metrics, ratio_runs=in_data[in_data["group"].isin(groups)])
 
-(paired_tab, heatmap_tab, change_tab, confusion_tab, ratio_tab, tau_tab, embedding_tab,
- shift_tab) = st.tabs(["Paired differences", "Method × class", "Change vs reference", "Confusion matrix",
-                       "Metric vs ratio", "tau-norm (tuned on validation)", "Embeddings", "Acquisition shift"])
-
-with paired_tab:
-    differences = paired_differences(picked, reference, metrics)
-    if differences.empty:
-        st.caption("Pick runs of the reference and of at least one other method.")
-    else:
-        shown_differences = differences.drop(columns=["data", "ratio_label"])
-        show(charts.paired_difference_chart(shown_differences.assign(x=shown_differences["metric"]), reference,
-                                            "metric"), "cmp_paired_metrics")
-        st.dataframe(shown_differences, hide_index=True, width="stretch",
-                     column_config={c: st.column_config.NumberColumn(format="%+.3f") for c in ("mean_diff", "low", "high")})
-        class_differences = paired_class_differences(results, picked, reference)
-        class_differences["x"] = (class_differences["class"] + " ("
-                                  + class_differences["train_count"].round().astype(int).astype(str) + ")")
-        show(charts.paired_difference_chart(class_differences, reference, "test recall"), "cmp_paired_classes")
-        st.caption(f"Each method minus {charts.method_of(reference)}, paired by seed on the same data, split and ratio "
-                   "(seeds without a reference run are left out); bars: 95% t interval of the paired differences, "
-                   "shown from 3 pairs. An interval that excludes 0 is a difference the seeds agree on.")
-        st.download_button("Paired differences (CSV)", pd.concat([differences, class_differences.drop(columns="x")])
-                           .to_csv(index=False), "paired_differences.csv", "text/csv", key="cmp_paired_csv")
-
-with heatmap_tab:
-    kind = st.radio("Cells", ["recall", f"change vs {charts.method_of(reference)} (points)"], horizontal=True,
-                    key="cmp_heat_kind")
-    recall_table = per_class_table(results, "recall")
-    if kind == "recall":
-        heatmap = charts.method_class_heatmap(recall_table, "mean", "test recall", diverging=False)
-    else:
-        heatmap = charts.method_class_heatmap(change_vs_baseline(results, reference), "change", "points",
-                                              diverging=True)
-    show(heatmap, "cmp_heatmap")
-    st.caption("Mean over seeds; classes ordered by training count (in brackets), most first. Readable with many "
-               "methods, where grouped bars are not.")
-
-with change_tab:
-    if len(groups) < 2:
-        st.caption("Pick runs of at least two methods to see one's per-class change against another.")
-    else:
-        relative = st.radio("Change", ["percentage points", "relative (%)"], horizontal=True,
-                            key="cmp_change_kind") == "relative (%)"
-        show(charts.change_vs_baseline(change_vs_baseline(results, reference, relative), reference, relative),
-             "cmp_change_chart")
-        st.caption("Per-class test recall of each method minus the reference's (means over seeds), classes labelled "
-                   "with their training counts — the IOIS paper's per-class figure, for any method."
-                   + (" Relative change is undefined (no bar) where the reference's recall is 0." if relative else ""))
-
-with confusion_tab:
-    focus = st.selectbox("Run", [r.label for r in results], key="cmp_confusion_run")
-    result = next(r for r in results if r.label == focus)
-    show(charts.confusion_heatmap(normalised_confusion(result), result.class_names, result.group), "cmp_confusion")
-    st.caption("Rows are the true classes, each normalised to 1: the diagonal is per-class recall.")
-    if len(results) > 1 and st.toggle("All picked runs (small multiples)", key="cmp_confusion_all"):
-        columns = st.columns(3)
-        for i, other in enumerate(results):
-            show(charts.confusion_heatmap(normalised_confusion(other), other.class_names,
-                                          f"{other.group.split(' · ')[0]} · seed {picked.iloc[i]['seed']}", small=True),
-                 f"cmp_confusion_{other.run_id}", columns[i % 3])
-
-with ratio_tab:
-    across_ratios = in_data[in_data["group"].isin(groups)]
-    if across_ratios["ratio_label"].nunique() > 1:
-        ratio_metric = st.selectbox("Metric", metrics, index=metrics.index("balanced_acc"), key="cmp_ratio_metric")
-        ratio_chart = charts.metric_vs_ratio(across_ratios.assign(ratio=across_ratios["ratio_label"].map(
-            lambda label: np.nan if label == "natural" else float(label))), ratio_metric)
-        show(ratio_chart, "cmp_ratio_chart")
-        st.caption("The picked method groups at every ratio they were run at on this data set (all seeds; natural "
-                   "counts are not on this axis). Error bars: sd over seeds.")
-    else:
-        ratio_chart = None
-        st.caption("The picked method groups were run at one ratio only on this data set; the shipped grid covers "
-                   "ce, balanced_softmax and ldam_drw at ratios 10, 50 and 100 (3 seeds each).")
-
-with tau_tab:
-    # Runs that were tau-normalised already (tau_norm, metric_two_stage with it) would be normalised twice.
-    linear = [r for r in results if r.has_linear_head() and not r.is_binary and "tau" not in (r.metrics.get("posthoc") or {})]
-    if not linear:
-        st.caption("None of the picked runs is a multi-class run with a plain linear head that was not "
-                   "tau-normalised already.")
-    else:
-        target = st.selectbox("Run", [r.label for r in linear], key="cmp_tau_run")
-        try:
-            tau_norm_view(next(r for r in linear if r.label == target))
-        except ImbalLabError as err:
-            st.info(f"tau cannot be tuned for this run: {err}")
-
-with embedding_tab:
-    st.caption("PCA of the pooled test-set features, coloured by true class. For two-stage runs these are the "
-               "stage-1 features (the backbone is frozen in stage 2).")
-    projected = st.selectbox("Run", [r.label for r in results], key="cmp_embedding_run")
-    chosen: RunResult = next(r for r in results if r.label == projected)
-    if chosen.predictions()["embeddings"].size == 0:
-        st.info("This shipped run keeps no embeddings (the ratio grid keeps metrics and probabilities only).")
-    else:
-        show(charts.embedding_scatter(embedding_projection(chosen), chosen.group), "cmp_embedding_chart")
-
-with shift_tab:
-    shift_metric = "auroc" if binary else "balanced_acc"
-    shifted = shift_results(results, shift_metric)
-    if not shifted.empty:
-        show(charts.shift_curves(shifted, shift_metric), "cmp_shift_chart")
-        st.dataframe(shift_drops(shifted), hide_index=True, width="stretch")
-        st.caption(f"Test {shift_metric} of each run's model on its own test split, shifted; strength 0 is the "
-                   "unshifted test set. Drop = unshifted − shifted (> 0: worse). Binary runs keep their validation "
-                   "threshold; runs trained with colour constancy get it after the shift, as a new clinic's images "
-                   "would. What one step of strength is: "
-                   + "; ".join(f"**{name}**: {SHIFTS.get(name).description}" for name in SHIFTS.names()) + ".")
-    without = picked[~picked["run_id"].isin(shifted["run_id"])]
-    if not without.empty:
-        no_weights = int((~without["has_model"]).sum())
-        st.caption(f"{len(without)} picked run(s) have no shift results yet"
-                   + (f"; {no_weights} of them keep no weights (shipped results only) and cannot be shifted: re-make "
-                      "them with their command in pretrained/manifest.json" if no_weights else "")
-                   + ("." if no_weights == len(without) else ". Compute the others' (then reload this page):"))
-        commands = shift_commands(without)
-        if commands:
-            st.code("\n".join(commands), language="bash")
+# Only the open tab's work runs (stateful tabs): each tab computes its own tables and charts.
+views = {"Paired differences": paired_view, "Method × class": heatmap_view, "Change vs reference": change_view,
+         "Confusion matrix": confusion_view, "Metric vs ratio": ratio_view,
+         "tau-norm (tuned on validation)": tau_view, "Embeddings": embedding_view, "Acquisition shift": shift_view}
+for tab, view in zip(st.tabs(list(views), key="cmp_view", on_change="rerun"), views.values()):
+    if tab.open:
+        with tab:
+            view(comparison)
 
 # ---- One-file report ------------------------------------------------------------------------------------------------
 st.header("Report")
-report_inputs = (tuple(picked_labels), reference, metric, kind)
+heat_kind = st.session_state.get("cmp_heat_kind", "recall")
+ratio_metric = st.session_state.get("cmp_ratio_metric", "balanced_acc")
+report_inputs = (tuple(picked_labels), reference, metric, heat_kind, ratio_metric)
 if st.button("Build an HTML report of this comparison", key="cmp_build_report"):
     sections = [Section("Leaderboard", "Mean ± sd over seeds [95% t interval from 3 seeds].", table),
                 Section("Per-class " + metric, "Classes ordered by training count.", per_class_chart),
-                Section("Method × class", "Mean over seeds.", heatmap)]
+                Section("Method × class", "Mean over seeds.", heatmap_figure(comparison, heat_kind))]
     differences = paired_differences(picked, reference, metrics)
     if not differences.empty:
         sections.append(Section(f"Paired differences vs {reference}", "Paired by seed; 95% t interval from 3 pairs.",
                                 differences))
-    if ratio_chart is not None:
-        sections.append(Section("Metric vs ratio", "All seeds at each ratio.", ratio_chart))
+    if comparison.ratio_runs["ratio_label"].nunique() > 1:
+        sections.append(Section(f"{ratio_metric} vs ratio", "All seeds at each ratio.",
+                                ratio_figure(comparison, ratio_metric)))
     runs_list = picked[["run_id", "group", "seed", "source"]]
     sections.append(Section("Runs", "The runs behind every number above.", runs_list))
     st.session_state["cmp_report"] = (report_inputs, html_report(

@@ -81,6 +81,7 @@ def test_train_then_compare_and_explain():
     assert bars["data"][0]["name"].startswith("ce · 1 ep") and len(bars["data"][0]["x"]) == 7
     board = compare.dataframe[0].value
     assert board.loc[0, "n (seeds)"] == 1 and board.loc[0, "balanced_acc"].endswith("± —")  # one seed: no spread
+    open_tab(compare, "tau-norm (tuned on validation)")
     tau = next(m for m in compare.metric if m.label == "tau chosen on validation")  # tuned on validation, no slider
     assert 0 <= float(tau.value) <= 2 and not compare.slider
     assert not compare.exception
@@ -90,6 +91,13 @@ def test_train_then_compare_and_explain():
     assert not explain.exception, explain.exception
     images = explain.get("image")
     assert len(images) >= 2  # the image and one Grad-CAM overlay per run
+
+
+def open_tab(app: AppTest, label: str) -> None:
+    """Compare runs only the open tab's work; this opens one as a click on it would."""
+    app.session_state["cmp_view"] = label
+    app.run()
+    assert not app.exception, app.exception
 
 
 def grid_images(app: AppTest) -> list:
@@ -154,7 +162,7 @@ def test_synthesis_diffusion_tab_samples_strip_nearest_quality_and_compare_chang
     runs = next(m for m in compare.multiselect if m.label == "Runs")
     pair = [label for label in runs.options if label.split(" · ")[0] in ("ce", "balanced_softmax")]
     runs.set_value(pair).run()
-    assert not compare.exception, compare.exception
+    open_tab(compare, "Change vs reference")
     change = next(spec for spec in chart_specs(compare)
                   if " vs " in spec["layout"].get("yaxis", {}).get("title", {}).get("text", ""))
     assert change["layout"]["yaxis"]["title"]["text"].endswith("vs ce")  # ce is the default baseline
@@ -233,6 +241,8 @@ def test_compare_defaults_keep_the_shipped_baselines_and_pair_by_seed():
     assert app.selectbox(key="cmp_reference").value.startswith("ce · 8 ep")
     board = app.dataframe[0].value
     assert list(board.columns[:5]) == ["group", "n (seeds)", "few_acc", "medium_acc", "many_acc"]
+    assert not any(spec["data"][0]["type"] == "heatmap" for spec in chart_specs(app))  # closed tabs do no work
+    open_tab(app, "Method × class")
     heat = next(spec for spec in chart_specs(app) if spec["data"][0]["type"] == "heatmap"
                 and spec["layout"]["coloraxis"]["colorbar"]["title"]["text"] == "test recall")
     assert len(heat["data"][0]["y"]) == len(picked) and all(x.endswith(")") for x in heat["data"][0]["x"])
@@ -249,8 +259,9 @@ def test_compare_paired_differences_and_metric_vs_ratio_on_the_shipped_grid():
     assert sorted({label.split(" · ")[0] for label in picked}) == ["balanced_softmax", "ce", "ldam_drw"]
     board = app.dataframe[0].value
     assert set(board["n (seeds)"]) == {3} and board["balanced_acc"].str.contains(r"\[").all()  # 95% intervals
-    paired = app.dataframe[1].value
+    paired = app.dataframe[1].value  # the first tab, open by default
     assert set(paired["n_pairs"]) == {3} and paired["low"].notna().all()
+    open_tab(app, "Metric vs ratio")
     ratio_chart = next(spec for spec in chart_specs(app) if "imbalance ratio" in
                        spec["layout"].get("xaxis", {}).get("title", {}).get("text", ""))
     assert ratio_chart["layout"]["xaxis"]["tickvals"] == [10.0, 50.0, 100.0]  # one tick per ratio run
