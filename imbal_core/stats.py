@@ -89,23 +89,10 @@ def paired_differences(runs: pd.DataFrame, reference: str, metrics: list[str]) -
     out (so the difference is never between different splits or seeds). The interval is a 95% t interval
     of the paired differences, given from MIN_SEEDS_FOR_INTERVAL pairs on.
     """
-    seeds = per_seed(runs, metrics)
-    rows = []
-    for keys, part in seeds.groupby(COMPARABLE, sort=False):
-        base = part[part["group"] == reference].set_index("seed")
-        if base.empty:
-            continue
-        for group, other in part[part["group"] != reference].groupby("group", sort=False):
-            other = other.set_index("seed")
-            shared = other.index.intersection(base.index)
-            for metric in metrics:
-                diffs = (other.loc[shared, metric] - base.loc[shared, metric]).to_numpy(dtype=float)
-                diffs = diffs[np.isfinite(diffs)]
-                low, high = t_interval(diffs)
-                rows.append({**dict(zip(COMPARABLE, keys)), "group": group, "metric": metric, "n_pairs": len(diffs),
-                             "mean_diff": float(diffs.mean()) if len(diffs) else float("nan"), "low": low,
-                             "high": high})
-    return pd.DataFrame(rows, columns=COMPARABLE + ["group", "metric", "n_pairs", "mean_diff", "low", "high"])
+    seeds = per_seed(runs, metrics).set_index(COMPARABLE + ["group", "seed"])[metrics].rename_axis(columns="metric")
+    long = seeds.stack(future_stack=True).rename("value").reset_index()
+    table = _paired(long, COMPARABLE + ["metric"], reference)
+    return table[COMPARABLE + ["group", "metric", "n_pairs", "mean_diff", "low", "high"]]
 
 
 def paired_class_differences(results: list, runs: pd.DataFrame, reference: str,
@@ -116,22 +103,35 @@ def paired_class_differences(results: list, runs: pd.DataFrame, reference: str,
     low, high), classes in order of their training count (largest first).
     """
     seed_of = dict(zip(runs["run_id"], runs["seed"]))
-    rows = []
-    for r in results:
-        for name, count, value in zip(r.class_names, r.metrics["train_counts"], r.metrics["per_class"][metric]):
-            rows.append({"group": r.group, "seed": seed_of[r.run_id], "class": name, "train_count": count,
-                         "value": value})
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame([{"group": r.group, "seed": seed_of[r.run_id], "class": name, "train_count": count,
+                           "value": value}
+                          for r in results
+                          for name, count, value in zip(r.class_names, r.metrics["train_counts"],
+                                                        r.metrics["per_class"][metric])])
+    columns = ["group", "class", "train_count", "n_pairs", "mean_diff", "low", "high"]
     if table.empty or reference not in set(table["group"]):
-        return pd.DataFrame(columns=["group", "class", "train_count", "n_pairs", "mean_diff", "low", "high"])
+        return pd.DataFrame(columns=columns)
     table = table.groupby(["group", "seed", "class"], sort=False).mean().reset_index()  # repeats count once
-    base = table[table["group"] == reference].set_index(["seed", "class"])["value"]
-    out = []
-    for (group, name), part in table[table["group"] != reference].groupby(["group", "class"], sort=False):
-        keys = [(seed, name) for seed in part["seed"] if (seed, name) in base.index]
-        diffs = part.set_index("seed").loc[[k[0] for k in keys], "value"].to_numpy() - base.loc[keys].to_numpy()
+    differences = _paired(table.drop(columns="train_count"), ["class"], reference)
+    counts = table.groupby(["group", "class"], sort=False)["train_count"].mean().rename("train_count")
+    differences = differences.join(counts, on=["group", "class"])
+    return differences[columns].sort_values("train_count", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _paired(long: pd.DataFrame, keys: list[str], reference: str) -> pd.DataFrame:
+    """`long` has columns keys + [group, seed, value]. For each (keys, group) other than the reference, where the
+    reference has runs at those keys: the number of seeds both have (finite values only), the mean paired
+    difference and its t interval. Rows keep the order in which groups first appear."""
+    base = long[long["group"] == reference].drop(columns="group").rename(columns={"value": "reference"})
+    others = long[long["group"] != reference]
+    others = others[others.set_index(keys).index.isin(base.set_index(keys).index)]  # a reference at these keys
+    merged = others.merge(base, on=[*keys, "seed"], how="left")
+    merged["diff"] = merged["value"] - merged["reference"]
+    rows = []
+    for group_keys, part in merged.groupby([*keys, "group"], sort=False):
+        diffs = part["diff"].to_numpy(dtype=float)
+        diffs = diffs[np.isfinite(diffs)]
         low, high = t_interval(diffs)
-        out.append({"group": group, "class": name, "train_count": float(part["train_count"].mean()),
-                    "n_pairs": len(diffs), "mean_diff": float(diffs.mean()) if len(diffs) else float("nan"),
-                    "low": low, "high": high})
-    return pd.DataFrame(out).sort_values("train_count", ascending=False, kind="stable").reset_index(drop=True)
+        rows.append({**dict(zip([*keys, "group"], group_keys)), "n_pairs": len(diffs),
+                     "mean_diff": float(diffs.mean()) if len(diffs) else float("nan"), "low": low, "high": high})
+    return pd.DataFrame(rows, columns=[*keys, "group", "n_pairs", "mean_diff", "low", "high"])

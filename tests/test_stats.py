@@ -1,4 +1,5 @@
 """Comparison statistics: replicates are seeds, repeats are flagged, intervals need three seeds, pairs share a seed."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,13 @@ def _runs(rows):
 
 
 def test_repeats_of_one_seed_are_not_replicates():
-    runs = _runs([("a", "ce · 8 ep", "syn", "natural", 0, 0.227), ("b", "ce · 8 ep", "syn", "natural", 0, 0.227),
-                  ("c", "ce · 8 ep", "syn", "natural", 0, 0.227)])
+    runs = _runs(
+        [
+            ("a", "ce · 8 ep", "syn", "natural", 0, 0.227),
+            ("b", "ce · 8 ep", "syn", "natural", 0, 0.227),
+            ("c", "ce · 8 ep", "syn", "natural", 0, 0.227),
+        ]
+    )
     board = leaderboard(runs, ["balanced_acc"])
     assert board.loc[0, "n_seeds"] == 1 and board.loc[0, "repeats"] == "seed 0 x3"
     cell = formatted_leaderboard(board, ["balanced_acc"]).loc[0, "balanced_acc"]
@@ -34,11 +40,18 @@ def test_interval_from_three_seeds_matches_scipy():
 
 
 def test_paired_differences_pair_by_seed_and_skip_unpaired_seeds():
-    runs = _runs([("c0", "ce", "syn", "natural", 0, 0.40), ("c1", "ce", "syn", "natural", 1, 0.50),
-                  ("c2", "ce", "syn", "natural", 2, 0.60),
-                  ("b0", "bs", "syn", "natural", 0, 0.45), ("b1", "bs", "syn", "natural", 1, 0.56),
-                  ("b2", "bs", "syn", "natural", 2, 0.67), ("b3", "bs", "syn", "natural", 3, 0.99),
-                  ("x0", "bs", "other", "natural", 0, 0.10)])  # another data set: no reference there, no pair
+    runs = _runs(
+        [
+            ("c0", "ce", "syn", "natural", 0, 0.40),
+            ("c1", "ce", "syn", "natural", 1, 0.50),
+            ("c2", "ce", "syn", "natural", 2, 0.60),
+            ("b0", "bs", "syn", "natural", 0, 0.45),
+            ("b1", "bs", "syn", "natural", 1, 0.56),
+            ("b2", "bs", "syn", "natural", 2, 0.67),
+            ("b3", "bs", "syn", "natural", 3, 0.99),
+            ("x0", "bs", "other", "natural", 0, 0.10),
+        ]
+    )  # another data set: no reference there, no pair
     table = paired_differences(runs, "ce", ["balanced_acc"])
     assert len(table) == 1
     row = table.iloc[0]
@@ -46,3 +59,25 @@ def test_paired_differences_pair_by_seed_and_skip_unpaired_seeds():
     assert row["n_pairs"] == 3 and row["mean_diff"] == pytest.approx(diffs.mean())
     assert (row["low"], row["high"]) == pytest.approx(t_interval(diffs))
     assert row["low"] > 0  # the paired interval sees the consistent gain that unpaired spreads would hide
+
+
+def test_per_class_differences_pair_by_seed_and_order_classes_by_training_count():
+    from types import SimpleNamespace
+
+    from imbal_core.stats import paired_class_differences
+
+    def result(run_id, group, recalls):
+        metrics = {"train_counts": [10, 90], "per_class": {"recall": recalls}}
+        return SimpleNamespace(run_id=run_id, group=group, class_names=["rare", "common"], metrics=metrics)
+
+    runs = _runs([("c0", "ce", "syn", "natural", 0, 0), ("c1", "ce", "syn", "natural", 1, 0),
+                  ("b0", "bs", "syn", "natural", 0, 0), ("b1", "bs", "syn", "natural", 1, 0),
+                  ("b2", "bs", "syn", "natural", 2, 0), ("f2", "focal", "syn", "natural", 2, 0)])
+    results = [result("c0", "ce", [0.1, 0.9]), result("c1", "ce", [0.2, 0.8]), result("b0", "bs", [0.5, 0.7]),
+               result("b1", "bs", [0.4, 0.8]), result("b2", "bs", [0.9, 0.9]), result("f2", "focal", [0.9, 0.9])]
+    table = paired_class_differences(results, runs, "ce").set_index(["group", "class"])
+    assert list(table.index.get_level_values("class")[:2]) == ["common", "common"]  # most training images first
+    assert table.loc[("bs", "rare"), "n_pairs"] == 2  # seed 2 has no ce run
+    assert table.loc[("bs", "rare"), "mean_diff"] == pytest.approx(0.3)
+    assert table.loc[("bs", "common"), "mean_diff"] == pytest.approx(-0.1)
+    assert table.loc[("focal", "rare"), "n_pairs"] == 0 and np.isnan(table.loc[("focal", "rare"), "mean_diff"])
