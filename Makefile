@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: app test docs
+.PHONY: app test lint docs
 
 $(VENV)/installed.stamp: requirements.txt
 	python3 -m venv $(VENV)
@@ -20,6 +20,13 @@ test: $(VENV)/installed.stamp
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
 		|| echo "chromium could not be installed: browser tests will be skipped"
 	$(PY) -m pytest -q tests
+
+# Style, import order, formatting and types (settings in pyproject.toml); `ruff format .` and `ruff check --fix .`
+# repair most findings.
+lint: $(VENV)/installed.stamp
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 docs: $(VENV)/installed.stamp
 	$(PY) -m imbal_core methods --markdown > docs/methods.md

@@ -4,26 +4,29 @@ Pages live in app_pages/ and only call imbal_core; this file builds the navigati
 (Not `pages/`: Streamlit treats a folder of that name as an old-style multipage app and, for a
 fresh session opened on a page URL, would run that page without this script.)
 """
+
 from __future__ import annotations
 
 import streamlit as st
 import torch
 
+from app_pages.common import app_icon, data_choice, describe_data, job_runner, user_store
 from imbal_core.compare import PRETRAINED_DIR
 from imbal_core.utils import lab_home
-from app_pages.common import app_icon, data_choice, describe_data, job_runner, user_store
 
 # The tab icon is drawn here: emoji and material icons are fetched from a CDN by the browser (fails offline).
 st.set_page_config(page_title="Imbalance Lab", page_icon=app_icon(), layout="wide")
 
-navigation = st.navigation([
-    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("app_pages/data.py", title="Data", icon=":material/dataset:"),
-    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("app_pages/compare.py", title="Compare", icon=":material/bar_chart:"),
-    st.Page("app_pages/synthesis.py", title="Synthesis", icon=":material/science:"),
-    st.Page("app_pages/explain.py", title="Explain", icon=":material/visibility:"),
-])
+navigation = st.navigation(
+    [
+        st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("app_pages/data.py", title="Data", icon=":material/dataset:"),
+        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("app_pages/compare.py", title="Compare", icon=":material/bar_chart:"),
+        st.Page("app_pages/synthesis.py", title="Synthesis", icon=":material/science:"),
+        st.Page("app_pages/explain.py", title="Explain", icon=":material/visibility:"),
+    ]
+)
 job_runner()  # start the background worker with the server, so queued runs proceed
 
 with st.sidebar:

@@ -1,4 +1,5 @@
 """Objects shared by every page and session: the run store, the background jobs, the chosen data."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,17 @@ from imbal_core.engine.trainer import RunData, prepare_data
 from imbal_core.jobs import GeneratorJobs, JobRunner
 from imbal_core.runs import RunStore
 
-DEFAULT_DATA_CHOICE = {"data": "synthetic", "data_path": None, "image_size": 28, "split_seed": 0, "ratio": None,
-                       "profile": "exp", "fit": "scale", "task": None, "head_order": "natural"}
+DEFAULT_DATA_CHOICE = {
+    "data": "synthetic",
+    "data_path": None,
+    "image_size": 28,
+    "split_seed": 0,
+    "ratio": None,
+    "profile": "exp",
+    "fit": "scale",
+    "task": None,
+    "head_order": "natural",
+}
 
 
 @st.cache_resource
@@ -58,8 +68,13 @@ def describe_data(choice: dict) -> str:
     source = choice["data"] + (f" ({choice['data_path']})" if choice.get("data_path") else "")
     task = f" · task {choice['task']}" if choice.get("task") else ""
     profile = choice.get("profile", "exp")
-    imbalance = ("natural counts" if choice.get("ratio") is None and not isinstance(profile, dict) else
-                 "custom counts" if isinstance(profile, dict) else f"{profile} ratio {choice['ratio']:g}")
+    imbalance = (
+        "natural counts"
+        if choice.get("ratio") is None and not isinstance(profile, dict)
+        else "custom counts"
+        if isinstance(profile, dict)
+        else f"{profile} ratio {choice['ratio']:g}"
+    )
     constancy = f" · {choice['colour_constancy']}" if choice.get("colour_constancy") else ""
     return f"{source} · {choice['image_size']} px{task}{constancy} · {imbalance}"
 

@@ -2,6 +2,7 @@
 differences paired by seed against a reference method, per-class recall, a method x class heat map,
 confusion matrices, metric vs ratio, tau-norm tuned on validation, and acquisition-shift robustness.
 Everything exports: CSV tables, PNG or SVG charts, and a one-file HTML report."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,34 +12,74 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages.common import all_stores
 from imbal_core import charts
-from imbal_core.compare import (RunResult, binary_curves, change_vs_baseline, default_selection, embedding_projection,
-                                finished_runs, load_results, normalised_confusion, per_class_table, score_table,
-                                shift_commands, shift_drops, shift_results, tau_on_validation, tau_rescore)
+from imbal_core.compare import (
+    RunResult,
+    binary_curves,
+    change_vs_baseline,
+    default_selection,
+    embedding_projection,
+    finished_runs,
+    load_results,
+    normalised_confusion,
+    per_class_table,
+    score_table,
+    shift_commands,
+    shift_drops,
+    shift_results,
+    tau_on_validation,
+    tau_rescore,
+)
 from imbal_core.engine.evaluate import validation_embeddings
 from imbal_core.errors import ImbalLabError
 from imbal_core.report import Section, html_report
 from imbal_core.runs import RunStore
 from imbal_core.shifts import SHIFTS
-from imbal_core.stats import (formatted_leaderboard, leaderboard, paired_class_differences, paired_differences)
-from app_pages.common import all_stores
+from imbal_core.stats import formatted_leaderboard, leaderboard, paired_class_differences, paired_differences
 
 # The numbers imbalance is about first: accuracy of the rare, medium and common classes.
-LEADERBOARD_METRICS = ["few_acc", "medium_acc", "many_acc", "balanced_acc", "macro_f1", "acc", "macro_auc_ovr",
-                       "g_mean", "kappa_quadratic", "ece"]
-BINARY_METRICS = ["auroc", "auprc", "sens_at_90_spec", "sens_at_95_spec", "sensitivity", "specificity", "balanced_acc",
-                  "acc"]
+LEADERBOARD_METRICS = [
+    "few_acc",
+    "medium_acc",
+    "many_acc",
+    "balanced_acc",
+    "macro_f1",
+    "acc",
+    "macro_auc_ovr",
+    "g_mean",
+    "kappa_quadratic",
+    "ece",
+]
+BINARY_METRICS = [
+    "auroc",
+    "auprc",
+    "sens_at_90_spec",
+    "sens_at_95_spec",
+    "sensitivity",
+    "specificity",
+    "balanced_acc",
+    "acc",
+]
 
 
-@st.cache_data(ttl=5, show_spinner=False)
-def runs_table() -> pd.DataFrame:
+@st.cache_data(show_spinner=False, max_entries=4)
+def _finished_runs(stores_state: tuple) -> pd.DataFrame:
     return finished_runs(all_stores())
+
+
+def runs_table() -> pd.DataFrame:
+    """Finished runs of every store, read again whenever a store was written to."""
+    return _finished_runs(tuple(store.state() for store in all_stores()))
 
 
 def show(fig: go.Figure, key: str, target=st) -> None:
     """A chart whose toolbar camera downloads it in the format chosen at the top of the page."""
-    target.plotly_chart(fig, key=key, config={"toImageButtonOptions": {"format": chart_format, "scale": 2,
-                                                                       "filename": key.removeprefix("cmp_")}})
+    target.plotly_chart(
+        fig,
+        key=key,
+        config={"toImageButtonOptions": {"format": chart_format, "scale": 2, "filename": key.removeprefix("cmp_")}},
+    )
 
 
 @st.cache_data(show_spinner="Tuning tau on the validation split…", max_entries=16)
@@ -56,27 +97,41 @@ def tau_norm_view(result: RunResult) -> None:
     cols = st.columns(4)
     cols[0].metric("tau chosen on validation", f"{tau:g}")
     for col, key in zip(cols[1:], ("balanced_acc", "few_acc", "acc")):
-        col.metric(f"test {key}", f"{tuned['summary'][key]:.3f}",
-                   f"{tuned['summary'][key] - result.metrics['summary'][key]:+.3f} vs as trained (with bias)")
-    show(go.Figure(go.Scatter(x=curve["tau"], y=curve["val_balanced_acc"], mode="lines+markers"))
-         .add_vline(x=tau, line_dash="dash", annotation_text=f"chosen tau = {tau:g}")
-         .update_layout(xaxis_title="tau", yaxis_title="validation balanced accuracy", height=320,
-                        margin=dict(t=30)), "cmp_tau_curve")
-    rows = [{"method": label, "class": n, "train_count": c, "mean": v, "sd": None, "runs": 1}
-            for label, recalls in (("as trained", result.metrics["per_class"]["recall"]),
-                                   (f"tau-norm, tau = {tau:g}", tuned["per_class"]["recall"]))
-            for n, c, v in zip(result.class_names, result.metrics["train_counts"], recalls)]
-    show(charts.per_class_bars(pd.DataFrame(rows).sort_values("train_count", ascending=False, kind="stable")),
-         "cmp_tau_chart")
-    st.caption("Each class's head weights are divided by their norm to the power tau (bias dropped). tau is "
-               "chosen where the **validation** balanced accuracy peaks; the test set is scored once, at that "
-               "tau — tuning on test would flatter the method.")
+        col.metric(
+            f"test {key}",
+            f"{tuned['summary'][key]:.3f}",
+            f"{tuned['summary'][key] - result.metrics['summary'][key]:+.3f} vs as trained (with bias)",
+        )
+    show(
+        go.Figure(go.Scatter(x=curve["tau"], y=curve["val_balanced_acc"], mode="lines+markers"))
+        .add_vline(x=tau, line_dash="dash", annotation_text=f"chosen tau = {tau:g}")
+        .update_layout(xaxis_title="tau", yaxis_title="validation balanced accuracy", height=320, margin=dict(t=30)),
+        "cmp_tau_curve",
+    )
+    rows = [
+        {"method": label, "class": n, "train_count": c, "mean": v, "sd": None, "runs": 1}
+        for label, recalls in (
+            ("as trained", result.metrics["per_class"]["recall"]),
+            (f"tau-norm, tau = {tau:g}", tuned["per_class"]["recall"]),
+        )
+        for n, c, v in zip(result.class_names, result.metrics["train_counts"], recalls)
+    ]
+    show(
+        charts.per_class_bars(pd.DataFrame(rows).sort_values("train_count", ascending=False, kind="stable")),
+        "cmp_tau_chart",
+    )
+    st.caption(
+        "Each class's head weights are divided by their norm to the power tau (bias dropped). tau is "
+        "chosen where the **validation** balanced accuracy peaks; the test set is scored once, at that "
+        "tau — tuning on test would flatter the method."
+    )
 
 
 @dataclass(frozen=True)
 class Comparison:
     """What every tab draws from: the picked runs (table and loaded results), the reference group, the metrics,
     and the picked groups' runs at every ratio of the data set (for metric vs ratio)."""
+
     picked: pd.DataFrame
     results: list[RunResult]
     reference: str
@@ -95,17 +150,29 @@ def paired_view(c: Comparison) -> None:
         return
     shown = differences.drop(columns=["data", "ratio_label"])
     show(charts.paired_difference_chart(shown.assign(x=shown["metric"]), c.reference, "metric"), "cmp_paired_metrics")
-    st.dataframe(shown, hide_index=True, width="stretch",
-                 column_config={col: st.column_config.NumberColumn(format="%+.3f") for col in ("mean_diff", "low", "high")})
+    st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        column_config={col: st.column_config.NumberColumn(format="%+.3f") for col in ("mean_diff", "low", "high")},
+    )
     class_differences = paired_class_differences(c.results, c.picked, c.reference)
-    class_differences["x"] = (class_differences["class"] + " ("
-                              + class_differences["train_count"].round().astype(int).astype(str) + ")")
+    class_differences["x"] = (
+        class_differences["class"] + " (" + class_differences["train_count"].round().astype(int).astype(str) + ")"
+    )
     show(charts.paired_difference_chart(class_differences, c.reference, "test recall"), "cmp_paired_classes")
-    st.caption(f"Each method minus {charts.method_of(c.reference)}, paired by seed on the same data, split and ratio "
-               "(seeds without a reference run are left out); bars: 95% t interval of the paired differences, "
-               "shown from 3 pairs. An interval that excludes 0 is a difference the seeds agree on.")
-    st.download_button("Paired differences (CSV)", pd.concat([differences, class_differences.drop(columns="x")])
-                       .to_csv(index=False), "paired_differences.csv", "text/csv", key="cmp_paired_csv")
+    st.caption(
+        f"Each method minus {charts.method_of(c.reference)}, paired by seed on the same data, split and ratio "
+        "(seeds without a reference run are left out); bars: 95% t interval of the paired differences, "
+        "shown from 3 pairs. An interval that excludes 0 is a difference the seeds agree on."
+    )
+    st.download_button(
+        "Paired differences (CSV)",
+        pd.concat([differences, class_differences.drop(columns="x")]).to_csv(index=False),
+        "paired_differences.csv",
+        "text/csv",
+        key="cmp_paired_csv",
+    )
 
 
 def heatmap_figure(c: Comparison, kind: str) -> go.Figure:
@@ -115,24 +182,33 @@ def heatmap_figure(c: Comparison, kind: str) -> go.Figure:
 
 
 def heatmap_view(c: Comparison) -> None:
-    kind = st.radio("Cells", ["recall", f"change vs {charts.method_of(c.reference)} (points)"], horizontal=True,
-                    key="cmp_heat_kind")
+    kind = st.radio(
+        "Cells", ["recall", f"change vs {charts.method_of(c.reference)} (points)"], horizontal=True, key="cmp_heat_kind"
+    )
     show(heatmap_figure(c, kind), "cmp_heatmap")
-    st.caption("Mean over seeds; classes ordered by training count (in brackets), most first. Readable with many "
-               "methods, where grouped bars are not.")
+    st.caption(
+        "Mean over seeds; classes ordered by training count (in brackets), most first. Readable with many "
+        "methods, where grouped bars are not."
+    )
 
 
 def change_view(c: Comparison) -> None:
     if len(c.groups) < 2:
         st.caption("Pick runs of at least two methods to see one's per-class change against another.")
         return
-    relative = st.radio("Change", ["percentage points", "relative (%)"], horizontal=True,
-                        key="cmp_change_kind") == "relative (%)"
-    show(charts.change_vs_baseline(change_vs_baseline(c.results, c.reference, relative), c.reference, relative),
-         "cmp_change_chart")
-    st.caption("Per-class test recall of each method minus the reference's (means over seeds), classes labelled "
-               "with their training counts — the IOIS paper's per-class figure, for any method."
-               + (" Relative change is undefined (no bar) where the reference's recall is 0." if relative else ""))
+    relative = (
+        st.radio("Change", ["percentage points", "relative (%)"], horizontal=True, key="cmp_change_kind")
+        == "relative (%)"
+    )
+    show(
+        charts.change_vs_baseline(change_vs_baseline(c.results, c.reference, relative), c.reference, relative),
+        "cmp_change_chart",
+    )
+    st.caption(
+        "Per-class test recall of each method minus the reference's (means over seeds), classes labelled "
+        "with their training counts — the IOIS paper's per-class figure, for any method."
+        + (" Relative change is undefined (no bar) where the reference's recall is 0." if relative else "")
+    )
 
 
 def confusion_view(c: Comparison) -> None:
@@ -143,35 +219,51 @@ def confusion_view(c: Comparison) -> None:
     if len(c.results) > 1 and st.toggle("All picked runs (small multiples)", key="cmp_confusion_all"):
         columns = st.columns(3)
         for i, other in enumerate(c.results):
-            show(charts.confusion_heatmap(normalised_confusion(other), other.class_names,
-                                          f"{other.group.split(' · ')[0]} · seed {c.picked.iloc[i]['seed']}", small=True),
-                 f"cmp_confusion_{other.run_id}", columns[i % 3])
+            show(
+                charts.confusion_heatmap(
+                    normalised_confusion(other),
+                    other.class_names,
+                    f"{other.group.split(' · ')[0]} · seed {c.picked.iloc[i]['seed']}",
+                    small=True,
+                ),
+                f"cmp_confusion_{other.run_id}",
+                columns[i % 3],
+            )
 
 
 def ratio_figure(c: Comparison, metric: str) -> go.Figure:
-    runs = c.ratio_runs.assign(ratio=c.ratio_runs["ratio_label"].map(
-        lambda label: np.nan if label == "natural" else float(label)))
+    runs = c.ratio_runs.assign(
+        ratio=c.ratio_runs["ratio_label"].map(lambda label: np.nan if label == "natural" else float(label))
+    )
     return charts.metric_vs_ratio(runs, metric)
 
 
 def ratio_view(c: Comparison) -> None:
     if c.ratio_runs["ratio_label"].nunique() < 2:
-        st.caption("The picked method groups were run at one ratio only on this data set; the shipped grid covers "
-                   "ce, balanced_softmax and ldam_drw at ratios 10, 50 and 100 (3 seeds each).")
+        st.caption(
+            "The picked method groups were run at one ratio only on this data set; the shipped grid covers "
+            "ce, balanced_softmax and ldam_drw at ratios 10, 50 and 100 (3 seeds each)."
+        )
         return
     metric = st.selectbox("Metric", c.metrics, index=c.metrics.index("balanced_acc"), key="cmp_ratio_metric")
     show(ratio_figure(c, metric), "cmp_ratio_chart")
-    st.caption("The picked method groups at every ratio they were run at on this data set (all seeds; natural "
-               "counts are not on this axis). Error bars: sd over seeds.")
+    st.caption(
+        "The picked method groups at every ratio they were run at on this data set (all seeds; natural "
+        "counts are not on this axis). Error bars: sd over seeds."
+    )
 
 
 def tau_view(c: Comparison) -> None:
     # Runs that were tau-normalised already (tau_norm, metric_two_stage with it) would be normalised twice.
-    linear = [r for r in c.results
-              if r.has_linear_head() and not r.is_binary and "tau" not in (r.metrics.get("posthoc") or {})]
+    linear = [
+        r
+        for r in c.results
+        if r.has_linear_head() and not r.is_binary and "tau" not in (r.metrics.get("posthoc") or {})
+    ]
     if not linear:
-        st.caption("None of the picked runs is a multi-class run with a plain linear head that was not "
-                   "tau-normalised already.")
+        st.caption(
+            "None of the picked runs is a multi-class run with a plain linear head that was not tau-normalised already."
+        )
         return
     target = st.selectbox("Run", [r.label for r in linear], key="cmp_tau_run")
     try:
@@ -181,8 +273,10 @@ def tau_view(c: Comparison) -> None:
 
 
 def embedding_view(c: Comparison) -> None:
-    st.caption("PCA of the pooled test-set features, coloured by true class. For two-stage runs these are the "
-               "stage-1 features (the backbone is frozen in stage 2).")
+    st.caption(
+        "PCA of the pooled test-set features, coloured by true class. For two-stage runs these are the "
+        "stage-1 features (the backbone is frozen in stage 2)."
+    )
     projected = st.selectbox("Run", [r.label for r in c.results], key="cmp_embedding_run")
     chosen = next(r for r in c.results if r.label == projected)
     if chosen.predictions()["embeddings"].size == 0:
@@ -197,19 +291,28 @@ def shift_view(c: Comparison) -> None:
     if not shifted.empty:
         show(charts.shift_curves(shifted, shift_metric), "cmp_shift_chart")
         st.dataframe(shift_drops(shifted), hide_index=True, width="stretch")
-        st.caption(f"Test {shift_metric} of each run's model on its own test split, shifted; strength 0 is the "
-                   "unshifted test set. Drop = unshifted − shifted (> 0: worse). Binary runs keep their validation "
-                   "threshold; runs trained with colour constancy get it after the shift, as a new clinic's images "
-                   "would. What one step of strength is: "
-                   + "; ".join(f"**{name}**: {SHIFTS.get(name).description}" for name in SHIFTS.names()) + ".")
+        st.caption(
+            f"Test {shift_metric} of each run's model on its own test split, shifted; strength 0 is the "
+            "unshifted test set. Drop = unshifted − shifted (> 0: worse). Binary runs keep their validation "
+            "threshold; runs trained with colour constancy get it after the shift, as a new clinic's images "
+            "would. What one step of strength is: "
+            + "; ".join(f"**{name}**: {SHIFTS.get(name).description}" for name in SHIFTS.names())
+            + "."
+        )
     without = c.picked[~c.picked["run_id"].isin(shifted["run_id"])]
     if without.empty:
         return
     no_weights = int((~without["has_model"]).sum())
-    st.caption(f"{len(without)} picked run(s) have no shift results yet"
-               + (f"; {no_weights} of them keep no weights (shipped results only) and cannot be shifted: re-make "
-                  "them with their command in pretrained/manifest.json" if no_weights else "")
-               + ("." if no_weights == len(without) else ". Compute the others' (then reload this page):"))
+    st.caption(
+        f"{len(without)} picked run(s) have no shift results yet"
+        + (
+            f"; {no_weights} of them keep no weights (shipped results only) and cannot be shifted: re-make "
+            "them with their command in pretrained/manifest.json"
+            if no_weights
+            else ""
+        )
+        + ("." if no_weights == len(without) else ". Compute the others' (then reload this page):")
+    )
     commands = shift_commands(without)
     if commands:
         st.code("\n".join(commands), language="bash")
@@ -243,10 +346,14 @@ if pool.empty:
 default = default_selection(pool)
 options = default["label"].tolist() + [label for label in pool["label"] if label not in set(default["label"])]
 # Keyed by the filters, so the default selection follows them; the chosen order is kept everywhere below.
-picked_labels = st.multiselect("Runs", options, default=default["label"].tolist(),
-                               key="cmp_runs_" + "|".join(map(str, (data, ratio, methods, sources))),
-                               help="By default one group of runs per method (the one with the most seeds, then the "
-                               "longest training, shipped first), with ce as the reference.")
+picked_labels = st.multiselect(
+    "Runs",
+    options,
+    default=default["label"].tolist(),
+    key="cmp_runs_" + "|".join(map(str, (data, ratio, methods, sources))),
+    help="By default one group of runs per method (the one with the most seeds, then the "
+    "longest training, shipped first), with ce as the reference.",
+)
 picked = pool.set_index("label").loc[picked_labels].reset_index()
 if picked.empty:
     st.info("Pick at least one run.")
@@ -257,10 +364,18 @@ metrics = BINARY_METRICS if binary else LEADERBOARD_METRICS
 groups = list(dict.fromkeys(picked["group"]))
 top_left, top_right = st.columns([3, 1])
 reference = top_left.selectbox(
-    "Reference method (paired differences, per-class change)", groups,
-    index=next((i for i, g in enumerate(groups) if charts.method_of(g) == "ce"), 0), key="cmp_reference")
-chart_format = top_right.radio("Chart downloads", ["png", "svg"], horizontal=True, key="cmp_chart_format",
-                               help="the camera icon in each chart's toolbar saves it in this format")
+    "Reference method (paired differences, per-class change)",
+    groups,
+    index=next((i for i, g in enumerate(groups) if charts.method_of(g) == "ce"), 0),
+    key="cmp_reference",
+)
+chart_format = top_right.radio(
+    "Chart downloads",
+    ["png", "svg"],
+    horizontal=True,
+    key="cmp_chart_format",
+    help="the camera icon in each chart's toolbar saves it in this format",
+)
 
 # ---- Leaderboard ---------------------------------------------------------------------------------------------------
 st.header("Leaderboard")
@@ -269,17 +384,26 @@ table = formatted_leaderboard(board, metrics).drop(columns=["data", "ratio"])
 if not table["repeats"].str.len().any():
     table = table.drop(columns="repeats")
 st.dataframe(table, hide_index=True, width="stretch")
-st.caption("One row per method group; test-set metrics as mean ± sd over **seeds** [95% t interval, from 3 seeds]. "
-           "Only different seeds are replicates: repeated runs of one seed are averaged and flagged in *repeats*; "
-           "a single seed has no spread (± —). Click a column to sort. "
-           + ("AUROC, AUPRC and sensitivity at 90/95 % specificity come from the test ROC curve; the rest are at each "
-              "run's threshold, chosen on validation." if binary else
-              "few / medium / many: accuracy of the classes in the lowest, middle and top third of training counts."))
+st.caption(
+    "One row per method group; test-set metrics as mean ± sd over **seeds** [95% t interval, from 3 seeds]. "
+    "Only different seeds are replicates: repeated runs of one seed are averaged and flagged in *repeats*; "
+    "a single seed has no spread (± —). Click a column to sort. "
+    + (
+        "AUROC, AUPRC and sensitivity at 90/95 % specificity come from the test ROC curve; the rest are at each "
+        "run's threshold, chosen on validation."
+        if binary
+        else "few / medium / many: accuracy of the classes in the lowest, middle and top third of training counts."
+    )
+)
 left, right = st.columns(2)
 left.download_button("Leaderboard (CSV)", board.to_csv(index=False), "leaderboard.csv", "text/csv", key="cmp_board_csv")
-right.download_button("Every picked run (CSV)", picked[["run_id", "method", "group", "data", "ratio", "seed", "source",
-                                                       *metrics]].to_csv(index=False),
-                      "runs.csv", "text/csv", key="cmp_runs_csv")
+right.download_button(
+    "Every picked run (CSV)",
+    picked[["run_id", "method", "group", "data", "ratio", "seed", "source", *metrics]].to_csv(index=False),
+    "runs.csv",
+    "text/csv",
+    key="cmp_runs_csv",
+)
 
 # ---- Binary runs: curves and scores --------------------------------------------------------------------------------
 if binary:
@@ -288,15 +412,23 @@ if binary:
     left, right = st.columns(2)
     show(charts.roc_curves(roc), "cmp_roc", left)
     show(charts.pr_curves(pr, float(results[0].predictions()["labels"].mean())), "cmp_pr", right)
-    st.caption("Test-set curves of each picked run (score = the run's abnormality score: p(abnormal) for classifiers, "
-               "1 − p(normal) or the expected level for knowledge_one_class, d / (1 + d) of the squared distance d to "
-               "the centre for deep_svdd). Dashed lines mark 90 % and 95 % specificity.")
+    st.caption(
+        "Test-set curves of each picked run (score = the run's abnormality score: p(abnormal) for classifiers, "
+        "1 − p(normal) or the expected level for knowledge_one_class, d / (1 + d) of the squared distance d to "
+        "the centre for deep_svdd). Dashed lines mark 90 % and 95 % specificity."
+    )
     shown = st.selectbox("Score histograms of", [r.label for r in results], key="cmp_hist_run")
     result = next(r for r in results if r.label == shown)
-    show(charts.score_histogram(score_table(result), result.class_names, result.metrics["summary"]["threshold"],
-                                result.group), "cmp_score_hist")
-    st.caption("Where normal and abnormal test images fall on the score; their overlap is what AUROC measures. "
-               "The threshold was chosen on the validation split (best balanced accuracy), never on test.")
+    show(
+        charts.score_histogram(
+            score_table(result), result.class_names, result.metrics["summary"]["threshold"], result.group
+        ),
+        "cmp_score_hist",
+    )
+    st.caption(
+        "Where normal and abnormal test images fall on the score; their overlap is what AUROC measures. "
+        "The threshold was chosen on the validation split (best balanced accuracy), never on test."
+    )
 
 # ---- Per-class ------------------------------------------------------------------------------------------------------
 st.header("Per-class recall")
@@ -304,14 +436,23 @@ metric = st.radio("Per-class metric", ["recall", "precision", "f1"], horizontal=
 per_class = per_class_table(results, metric)
 per_class_chart = charts.per_class_bars(per_class, metric)
 show(per_class_chart, "cmp_per_class")
-st.caption("Classes ordered by training count (head first). Error bars: sd over the seeds of a method group. "
-           "One colour per method on every page; a method's second group is hatched.")
+st.caption(
+    "Classes ordered by training count (head first). Error bars: sd over the seeds of a method group. "
+    "One colour per method on every page; a method's second group is hatched."
+)
 comparison = Comparison(picked, results, reference, metrics, ratio_runs=in_data[in_data["group"].isin(groups)])
 
 # Only the open tab's work runs (stateful tabs): each tab computes its own tables and charts.
-views = {"Paired differences": paired_view, "Method × class": heatmap_view, "Change vs reference": change_view,
-         "Confusion matrix": confusion_view, "Metric vs ratio": ratio_view,
-         "tau-norm (tuned on validation)": tau_view, "Embeddings": embedding_view, "Acquisition shift": shift_view}
+views = {
+    "Paired differences": paired_view,
+    "Method × class": heatmap_view,
+    "Change vs reference": change_view,
+    "Confusion matrix": confusion_view,
+    "Metric vs ratio": ratio_view,
+    "tau-norm (tuned on validation)": tau_view,
+    "Embeddings": embedding_view,
+    "Acquisition shift": shift_view,
+}
 for tab, view in zip(st.tabs(list(views), key="cmp_view", on_change="rerun"), views.values()):
     if tab.open:
         with tab:
@@ -323,21 +464,34 @@ heat_kind = st.session_state.get("cmp_heat_kind", "recall")
 ratio_metric = st.session_state.get("cmp_ratio_metric", "balanced_acc")
 report_inputs = (tuple(picked_labels), reference, metric, heat_kind, ratio_metric)
 if st.button("Build an HTML report of this comparison", key="cmp_build_report"):
-    sections = [Section("Leaderboard", "Mean ± sd over seeds [95% t interval from 3 seeds].", table),
-                Section("Per-class " + metric, "Classes ordered by training count.", per_class_chart),
-                Section("Method × class", "Mean over seeds.", heatmap_figure(comparison, heat_kind))]
+    sections = [
+        Section("Leaderboard", "Mean ± sd over seeds [95% t interval from 3 seeds].", table),
+        Section("Per-class " + metric, "Classes ordered by training count.", per_class_chart),
+        Section("Method × class", "Mean over seeds.", heatmap_figure(comparison, heat_kind)),
+    ]
     differences = paired_differences(picked, reference, metrics)
     if not differences.empty:
-        sections.append(Section(f"Paired differences vs {reference}", "Paired by seed; 95% t interval from 3 pairs.",
-                                differences))
+        sections.append(
+            Section(f"Paired differences vs {reference}", "Paired by seed; 95% t interval from 3 pairs.", differences)
+        )
     if comparison.ratio_runs["ratio_label"].nunique() > 1:
-        sections.append(Section(f"{ratio_metric} vs ratio", "All seeds at each ratio.",
-                                ratio_figure(comparison, ratio_metric)))
+        sections.append(
+            Section(f"{ratio_metric} vs ratio", "All seeds at each ratio.", ratio_figure(comparison, ratio_metric))
+        )
     runs_list = picked[["run_id", "group", "seed", "source"]]
     sections.append(Section("Runs", "The runs behind every number above.", runs_list))
-    st.session_state["cmp_report"] = (report_inputs, html_report(
-        f"Imbalance Lab: {data}, ratio {ratio}", f"{len(picked)} runs of {len(groups)} method groups.", sections))
+    st.session_state["cmp_report"] = (
+        report_inputs,
+        html_report(
+            f"Imbalance Lab: {data}, ratio {ratio}", f"{len(picked)} runs of {len(groups)} method groups.", sections
+        ),
+    )
 report_for, report = st.session_state.get("cmp_report", (None, None))
 if report_for == report_inputs:  # a report of other runs or choices is not offered
-    st.download_button("Download the report (HTML, opens offline)", report,
-                       "imbalance_lab_report.html", "text/html", key="cmp_report_download")
+    st.download_button(
+        "Download the report (HTML, opens offline)",
+        report,
+        "imbalance_lab_report.html",
+        "text/html",
+        key="cmp_report_download",
+    )

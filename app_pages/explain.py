@@ -1,9 +1,11 @@
 """Explain: Grad-CAM of several runs' models on the same test image, side by side."""
+
 from __future__ import annotations
 
 import numpy as np
 import streamlit as st
 
+from app_pages.common import all_stores
 from imbal_core.compare import RunResult, default_selection, finished_runs, load_results
 from imbal_core.data import ImageDataset, load_dataset
 from imbal_core.data.colour import correct_images
@@ -13,8 +15,6 @@ from imbal_core.errors import ImbalLabError
 from imbal_core.explain import grad_cam, overlay
 from imbal_core.methods import METHODS
 from imbal_core.runs import RunStore
-from app_pages.common import all_stores
-
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=16)
@@ -23,10 +23,24 @@ def cached_model(store_root: str, run_id: str):
 
 
 @st.cache_resource(show_spinner="Loading the test images…", max_entries=4)
-def cached_dataset(data: str, path: str | None, image_size: int, split_seed: int, options: tuple,
-                   task: str | None, colour_constancy: str | None) -> ImageDataset:
-    return load_dataset(data, path=path, image_size=image_size, split_seed=split_seed, task=task,
-                        colour_constancy=colour_constancy, **dict(options))
+def cached_dataset(
+    data: str,
+    path: str | None,
+    image_size: int,
+    split_seed: int,
+    options: tuple,
+    task: str | None,
+    colour_constancy: str | None,
+) -> ImageDataset:
+    return load_dataset(
+        data,
+        path=path,
+        image_size=image_size,
+        split_seed=split_seed,
+        task=task,
+        colour_constancy=colour_constancy,
+        **dict(options),
+    )
 
 
 st.title("Explain")
@@ -45,16 +59,25 @@ data = st.selectbox("Data set", sorted(runs["data"].unique()), key="exp_data")
 pool = runs[runs["data"] == data]
 without_weights = without_weights[without_weights["data"] == data]
 if not without_weights.empty:
-    st.caption(f"{len(without_weights)} shipped run(s) of this data set keep only their results, not their weights, "
-               "to keep the repository small (" + ", ".join(sorted(set(without_weights["method"] + " · ratio "
-                                                                       + without_weights["ratio_label"])))
-               + "): they are on Compare, not here. Their commands in pretrained/manifest.json re-make them.")
+    st.caption(
+        f"{len(without_weights)} shipped run(s) of this data set keep only their results, not their weights, "
+        "to keep the repository small ("
+        + ", ".join(sorted(set(without_weights["method"] + " · ratio " + without_weights["ratio_label"])))
+        + "): they are on Compare, not here. Their commands in pretrained/manifest.json re-make them."
+    )
 if one_class.any():
-    st.caption("One-class runs (knowledge_one_class, deep_svdd) are not listed: their outputs are middle-class levels "
-               "or a distance, not classes, so class Grad-CAM does not apply. Compare shows their score histograms.")
+    st.caption(
+        "One-class runs (knowledge_one_class, deep_svdd) are not listed: their outputs are middle-class levels "
+        "or a distance, not classes, so class Grad-CAM does not apply. Compare shows their score histograms."
+    )
 default = default_selection(pool).drop_duplicates("group")["label"].tolist()[:4]  # ce, then other methods
-labels = st.multiselect("Runs (up to 4 side by side, in this order)", default + [x for x in pool["label"] if x not in default],
-                        default=default, max_selections=4, key=f"exp_runs_{data}")
+labels = st.multiselect(
+    "Runs (up to 4 side by side, in this order)",
+    default + [x for x in pool["label"] if x not in default],
+    default=default,
+    max_selections=4,
+    key=f"exp_runs_{data}",
+)
 picked = pool.set_index("label").loc[labels].reset_index()
 if picked.empty:
     st.info("Pick at least one run.")
@@ -79,9 +102,15 @@ if source == "upload":
     true_label = None
 else:
     try:
-        dataset = cached_dataset(run_config["data"], run_config["data_path"], run_config["image_size"],
-                                 run_config["split_seed"], tuple(sorted(run_config["data_options"].items())),
-                                 run_config.get("task"), run_config.get("colour_constancy"))
+        dataset = cached_dataset(
+            run_config["data"],
+            run_config["data_path"],
+            run_config["image_size"],
+            run_config["split_seed"],
+            tuple(sorted(run_config["data_options"].items())),
+            run_config.get("task"),
+            run_config.get("colour_constancy"),
+        )
     except ImbalLabError as err:
         st.error(f"The test images of this run cannot be loaded: {err}")
         st.stop()
@@ -119,13 +148,18 @@ for column, result, row in zip(columns[1:], results, picked.itertuples()):
     if target is None and predicted != int(probs[0].argmax()):  # a binary run decides at its threshold
         heat, probs = grad_cam(model, image[None], predicted)
     mark = "" if true_label is None else (" ✓" if predicted == true_label else " ✗")
-    column.image(overlay(image, heat[0]), width="stretch",
-                 caption=f"{result.method} · {row.epochs} ep · {row.source} · seed {row.seed} — predicts "
-                         f"{class_names[predicted]} ({probs[0, predicted]:.2f}){mark}")
+    column.image(
+        overlay(image, heat[0]),
+        width="stretch",
+        caption=f"{result.method} · {row.epochs} ep · {row.source} · seed {row.seed} — predicts "
+        f"{class_names[predicted]} ({probs[0, predicted]:.2f}){mark}",
+    )
     if heat[0].max() <= 0:
         flat.append(result.method)
 st.caption("Grad-CAM (captum LayerGradCam) on the last feature map, ReLU on, bilinear upsampling; red = most evidence.")
 if flat:
-    st.info(f"Flat heat map ({', '.join(flat)}): no location raises the score of the explained class — every "
-            "gradient-weighted activation is negative or zero, so Grad-CAM (with ReLU) has nothing to show. Try "
-            "another class in *Explain the class*.")
+    st.info(
+        f"Flat heat map ({', '.join(flat)}): no location raises the score of the explained class — every "
+        "gradient-weighted activation is negative or zero, so Grad-CAM (with ReLU) has nothing to show. Try "
+        "another class in *Explain the class*."
+    )

@@ -1,4 +1,5 @@
 """Home: what the lab is for, where to start, the methods as cards."""
+
 from __future__ import annotations
 
 import streamlit as st

@@ -4,6 +4,7 @@ samples (per-class grid beside real images and their nearest training images, de
 guidance and SDEdit sliders, quality table, AAS trace of a run), the generators (AdaIN and
 diffusion) with background training, the middle classes of knowledge-guided one-class learning (normal
 -> middle 1..K -> real abnormal, a strength slider per operation), and the augmentation and mixup views."""
+
 from __future__ import annotations
 
 import json
@@ -13,22 +14,32 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from app_pages.common import all_stores, data_choice, generator_jobs, training_data, user_store
 from imbal_core import charts
 from imbal_core.compare import finished_runs, load_results, run_history
-from imbal_core.engine.augment import AugmentConfig, augment
 from imbal_core.data import ImageDataset, apply_task, parse_task
+from imbal_core.engine.augment import AugmentConfig, augment
 from imbal_core.errors import ImbalLabError
 from imbal_core.knowledge import RECIPES, level_strengths, middle_classes, recipe_for_data
 from imbal_core.synth.diffusion import DiffusionTrainConfig, load_diffusion_model, sdedit_starts
 from imbal_core.synth.generators import GeneratorInfo, data_mismatch, generators_for, training_summary
 from imbal_core.synth.quality import measure_generator, nearest_neighbours
-from imbal_core.synth.style import (POLICIES, STYLE_TOOLS, auxiliary_pairs, create_style_tool, reference_pool,
-                                    style_grid, stylise_uint8)
+from imbal_core.synth.style import (
+    POLICIES,
+    STYLE_TOOLS,
+    auxiliary_pairs,
+    create_style_tool,
+    reference_pool,
+    style_grid,
+    stylise_uint8,
+)
 from imbal_core.synth.style_models import StyleTrainConfig, load_style_model
-from app_pages.common import all_stores, data_choice, generator_jobs, training_data, user_store
 
-POLICY_HELP = {"any": "any training image", "majority": "an image of the largest class",
-               "same": "another image of the same class"}
+POLICY_HELP = {
+    "any": "any training image",
+    "majority": "an image of the largest class",
+    "same": "another image of the same class",
+}
 GRID = 4  # contents x references shown in the grid
 TILE = 88  # px per image on screen
 SAMPLES = 8  # diffusion samples shown per class
@@ -45,7 +56,9 @@ counts = data.class_counts.numpy()
 images, labels = data.train_images, data.train_labels
 order = list(np.argsort(counts))  # rarest first: the classes synthesis tops up
 ratio = "natural counts" if choice["ratio"] is None else f"ratio {choice['ratio']:g}"
-st.caption(f"Training split of **{choice['data']}** at {choice['image_size']} px, {ratio} — change it on the Data page.")
+st.caption(
+    f"Training split of **{choice['data']}** at {choice['image_size']} px, {ratio} — change it on the Data page."
+)
 
 
 @st.cache_resource(max_entries=4)
@@ -76,8 +89,10 @@ def generator_panel(kind: str) -> None:
     jobs = generator_jobs()
     recipe = TRAIN_CONFIGS[kind]
     with st.form(f"{kind}_train_form"):
-        st.markdown(f"**Train a{'n AdaIN' if kind == 'adain' else ' diffusion'} model** on this data set's training "
-                    "split (the kept images after the imbalance profile), in the background.")
+        st.markdown(
+            f"**Train a{'n AdaIN' if kind == 'adain' else ' diffusion'} model** on this data set's training "
+            "split (the kept images after the imbalance profile), in the background."
+        )
         a, b, c = st.columns(3)
         default = recipe(data=choice["data"], image_size=choice["image_size"], ratio=choice["ratio"])
         name = a.text_input("Name", f"{default.default_name()}_mine", key=f"{kind}_train_name")
@@ -85,10 +100,18 @@ def generator_panel(kind: str) -> None:
         width = c.select_slider("Width", WIDTHS[kind], value=default.width, key=f"{kind}_train_width")
         if st.form_submit_button("Train"):
             try:
-                options = dict(data=choice["data"], data_path=choice["data_path"],
-                               data_options=choice.get("data_options") or None, image_size=choice["image_size"],
-                               split_seed=choice["split_seed"], ratio=choice["ratio"], profile=choice["profile"],
-                               fit=choice["fit"], epochs=int(epochs), width=int(width))
+                options = dict(
+                    data=choice["data"],
+                    data_path=choice["data_path"],
+                    data_options=choice.get("data_options") or None,
+                    image_size=choice["image_size"],
+                    split_seed=choice["split_seed"],
+                    ratio=choice["ratio"],
+                    profile=choice["profile"],
+                    fit=choice["fit"],
+                    epochs=int(epochs),
+                    width=int(width),
+                )
                 if kind == "adain":
                     options["autoencoder_epochs"] = max(1, int(epochs) * 2 // 5)
                 jobs.start(recipe(**options), name)
@@ -116,15 +139,18 @@ def generator_job_status(kind: str) -> None:
             step = status.get("step")
             if status["status"] == "running" and step:
                 done = (step["epoch"] + step["step"] / step["steps"]) / step["epochs"]
-                st.progress(min(1.0, done), text=f"{step['phase']}: epoch {step['epoch'] + 1}/{step['epochs']}, "
-                                                 f"loss {step['loss']:.4f}")
+                st.progress(
+                    min(1.0, done),
+                    text=f"{step['phase']}: epoch {step['epoch'] + 1}/{step['epochs']}, loss {step['loss']:.4f}",
+                )
             if status.get("error"):
                 st.caption(status["error"])
 
 
 @st.cache_data(max_entries=16, show_spinner="Denoising…")
-def diffusion_samples(path: str, modified: float, data_key: str, target: int, guidance: float, strength: float,
-                      steps: int, seed: int) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+def diffusion_samples(
+    path: str, modified: float, data_key: str, target: int, guidance: float, strength: float, steps: int, seed: int
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """SAMPLES images of one class (uint8 NCHW) and the first one's denoising strip.
 
     `data_key` (the data choice) keys the cache: SDEdit starts from this training split's images.
@@ -134,41 +160,61 @@ def diffusion_samples(path: str, modified: float, data_key: str, target: int, gu
     wanted = torch.full((SAMPLES,), target)
     init = sdedit_starts(images, labels, wanted, generator) if strength < 1.0 else None
     shown = sorted({0, *np.linspace(0, steps, 6).round().astype(int).tolist()})
-    made, strip = model.sample(wanted, steps=steps, guidance=guidance, generator=generator, init_images=init,
-                               strength=strength, trajectory_at=tuple(shown))
+    made, strip = model.sample(
+        wanted,
+        steps=steps,
+        guidance=guidance,
+        generator=generator,
+        init_images=init,
+        strength=strength,
+        trajectory_at=tuple(shown),
+    )
     return made.numpy(), {step: x[0].numpy() for step, x in strip.items()}
 
 
 @st.cache_data(max_entries=8, show_spinner="Sampling and measuring every class…")
-def quality_table(path: str, modified: float, run_id: str, per_class: int, steps: int, guidance: float,
-                  strength: float) -> pd.DataFrame:
-    return measure_generator(path, run_id, user_store(), per_class=per_class, steps=steps, guidance=guidance,
-                             strength=strength, device="cpu").table
+def quality_table(
+    path: str, modified: float, run_id: str, per_class: int, steps: int, guidance: float, strength: float
+) -> pd.DataFrame:
+    return measure_generator(
+        path, run_id, user_store(), per_class=per_class, steps=steps, guidance=guidance, strength=strength, device="cpu"
+    ).table
 
 
 def diffusion_tab_body() -> None:
     available = generators_for("diffusion", choice["data"], choice["image_size"])
     if not available:
-        st.info(f"No diffusion model for {choice['data']} at {choice['image_size']} px yet: train one below (or from "
-                "the CLI: `python -m imbal_core diffusion-train`).")
+        st.info(
+            f"No diffusion model for {choice['data']} at {choice['image_size']} px yet: train one below (or from "
+            "the CLI: `python -m imbal_core diffusion-train`)."
+        )
         with st.expander("Diffusion models", expanded=True):
             generator_panel("diffusion")
         return
     picked = st.selectbox("Diffusion model", available, key="diffusion_model", format_func=describe)
     path, modified = str(picked.path), picked.path.stat().st_mtime
     controls = st.columns(4)
-    target = controls[0].selectbox("Class", order, format_func=lambda c: f"{names[c]} ({counts[c]} images)",
-                                   key="diffusion_class")
+    target = controls[0].selectbox(
+        "Class", order, format_func=lambda c: f"{names[c]} ({counts[c]} images)", key="diffusion_class"
+    )
     steps = controls[1].select_slider("DDIM steps", [5, 10, 25, 50, 100], value=25, key="diffusion_steps")
     seed = controls[2].number_input("Seed", 0, 10_000, 0, key="diffusion_seed")
     controls[3].caption(f"Trained {training_summary(picked)}")
     sliders = st.columns(2)
-    guidance = sliders[0].slider("Guidance scale (1 = none; higher = more typical of the class)", 0.0, 6.0, 2.0, 0.5,
-                                 key="diffusion_guidance")
-    strength = sliders[1].slider("SDEdit strength (1 = from pure noise; lower = closer to a real image)", 0.1, 1.0,
-                                 1.0, 0.05, key="diffusion_strength")
-    made, strip = diffusion_samples(path, modified, json.dumps(choice, sort_keys=True), int(target), guidance, strength,
-                                    int(steps), int(seed))
+    guidance = sliders[0].slider(
+        "Guidance scale (1 = none; higher = more typical of the class)", 0.0, 6.0, 2.0, 0.5, key="diffusion_guidance"
+    )
+    strength = sliders[1].slider(
+        "SDEdit strength (1 = from pure noise; lower = closer to a real image)",
+        0.1,
+        1.0,
+        1.0,
+        0.05,
+        key="diffusion_strength",
+    )
+    made, strip = diffusion_samples(
+        path, modified, json.dumps(choice, sort_keys=True), int(target), guidance, strength, int(steps), int(seed)
+    )
 
     st.subheader("Real, synthetic, and each synthetic image's nearest training image")
     members = torch.nonzero(labels == target).flatten()
@@ -176,47 +222,69 @@ def diffusion_tab_body() -> None:
     st.image(list(made.transpose(0, 2, 3, 1)), width=TILE, caption=["synthetic"] * len(made))
     train_nhwc = images.permute(0, 2, 3, 1).numpy()
     nearest, distance = nearest_neighbours(made.transpose(0, 2, 3, 1), train_nhwc)
-    st.image(list(train_nhwc[nearest]), width=TILE,
-             caption=[f"{names[int(labels[i])]} · d={d:.3f}" for i, d in zip(nearest, distance)])
+    st.image(
+        list(train_nhwc[nearest]),
+        width=TILE,
+        caption=[f"{names[int(labels[i])]} · d={d:.3f}" for i, d in zip(nearest, distance)],
+    )
     _, real_distance = nearest_neighbours(data.dataset.val.images[:256], train_nhwc)
-    st.caption(f"d: RMS pixel distance (0-1 scale) to the nearest training image of any class. For scale, real "
-               f"validation images (never trained on) lie at a median d = {np.median(real_distance):.3f}; synthetic "
-               "images much closer than that are near-copies of a training image (memorisation).")
+    st.caption(
+        f"d: RMS pixel distance (0-1 scale) to the nearest training image of any class. For scale, real "
+        f"validation images (never trained on) lie at a median d = {np.median(real_distance):.3f}; synthetic "
+        "images much closer than that are near-copies of a training image (memorisation)."
+    )
 
     st.subheader("Denoising, step by step")
-    st.image([x.transpose(1, 2, 0) for x in strip.values()], width=TILE,
-             caption=[f"step {step}/{steps if strength == 1.0 else max(1, round(steps * strength))}" for step in strip])
-    st.caption("x_t of the first sample: from noise (or, with SDEdit, a noised real image) to the image; DDIM, "
-               f"guidance {guidance:g}.")
+    st.image(
+        [x.transpose(1, 2, 0) for x in strip.values()],
+        width=TILE,
+        caption=[f"step {step}/{steps if strength == 1.0 else max(1, round(steps * strength))}" for step in strip],
+    )
+    st.caption(
+        "x_t of the first sample: from noise (or, with SDEdit, a noised real image) to the image; DDIM, "
+        f"guidance {guidance:g}."
+    )
 
     st.subheader("Generator quality, per class")
     runs = finished_runs(all_stores())
-    same_data = runs[runs["has_model"] & runs["config"].map(lambda c: data_mismatch(picked.config, json.loads(c)) is None)]
+    same_data = runs[
+        runs["has_model"] & runs["config"].map(lambda c: data_mismatch(picked.config, json.loads(c)) is None)
+    ]
     if same_data.empty:
         st.caption("Quality is judged by a finished run on the same data (its classifier and features): train one.")
     else:
         # A class-balanced judge first: `ce` often never predicts the rarest classes, so their fidelity says nothing.
-        judges = same_data.sort_values("method", key=lambda m: m.map({"balanced_softmax": 0, "ce": 1}).fillna(2),
-                                       kind="stable")
+        judges = same_data.sort_values(
+            "method", key=lambda m: m.map({"balanced_softmax": 0, "ce": 1}).fillna(2), kind="stable"
+        )
         judge = st.selectbox("Judged by the classifier and features of", judges["label"].tolist(), key="quality_run")
         per_class = st.select_slider("Images per class", [16, 32, 64], value=32, key="quality_n")
         if st.button("Measure quality", key="quality_go"):
             run_id = str(judges.set_index("label").loc[judge, "run_id"])
             try:
-                st.session_state["quality_result"] = (picked.name, judge, per_class,
-                                                      quality_table(path, modified, run_id, per_class, int(steps),
-                                                                    guidance, strength))
+                st.session_state["quality_result"] = (
+                    picked.name,
+                    judge,
+                    per_class,
+                    quality_table(path, modified, run_id, per_class, int(steps), guidance, strength),
+                )
             except ImbalLabError as err:
                 st.error(str(err))
         result = st.session_state.get("quality_result")
         if result and result[0] == picked.name:
-            st.dataframe(result[3], hide_index=True, width="stretch",
-                         column_config={c: st.column_config.NumberColumn(format="%.3f") for c in result[3].columns[3:]})
-            st.caption(f"Judged by {result[1]}, {result[2]} images per class. label_fidelity: share classified as "
-                       "their class (real_val_recall: the same classifier on real validation images). fd: Fréchet "
-                       "distance to the real training features in a 32-d PCA of that run's features — not "
-                       "Inception-FID. nn_distance: median distance to the nearest training image. diversity: "
-                       "pairwise feature spread relative to the real class (1 = as varied).")
+            st.dataframe(
+                result[3],
+                hide_index=True,
+                width="stretch",
+                column_config={c: st.column_config.NumberColumn(format="%.3f") for c in result[3].columns[3:]},
+            )
+            st.caption(
+                f"Judged by {result[1]}, {result[2]} images per class. label_fidelity: share classified as "
+                "their class (real_val_recall: the same classifier on real validation images). fd: Fréchet "
+                "distance to the real training features in a 32-d PCA of that run's features — not "
+                "Inception-FID. nn_distance: median distance to the nearest training image. diversity: "
+                "pairwise feature spread relative to the real class (1 = as varied)."
+            )
 
     aas_trace_section()
 
@@ -238,14 +306,25 @@ def aas_trace_section() -> None:
     class_names = load_results(picked_run)[0].class_names
     st.plotly_chart(charts.aas_accuracy(history, class_names), key="aas_accuracy")
     st.plotly_chart(charts.aas_allocation(history, class_names), key="aas_allocation")
-    st.caption("Top: per-class accuracy on the real training images during each epoch. Bottom: synthetic images "
-               "each class received in that epoch, decided from the previous epoch's accuracy (warm-up epochs get "
-               "none).")
+    st.caption(
+        "Top: per-class accuracy on the real training images during each epoch. Bottom: synthetic images "
+        "each class received in that epoch, decided from the previous epoch's accuracy (warm-up epochs get "
+        "none)."
+    )
 
 
 @st.cache_data(max_entries=16, show_spinner="Making middle classes…")
-def cached_middle_classes(_dataset: ImageDataset, choice_key: str, task: str, already_binary: bool, recipe: str,
-                          levels: int, weights: tuple, seed: int, rows: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+def cached_middle_classes(
+    _dataset: ImageDataset,
+    choice_key: str,
+    task: str,
+    already_binary: bool,
+    recipe: str,
+    levels: int,
+    weights: tuple,
+    seed: int,
+    rows: int,
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """Normal images, their K middle classes and as many real abnormal images (train split, seeded picks).
 
     `_dataset` is not hashed: `choice_key` (the Data page's choice, which decides it) keys the cache.
@@ -262,84 +341,134 @@ def cached_middle_classes(_dataset: ImageDataset, choice_key: str, task: str, al
 
 
 def middle_classes_tab_body() -> None:
-    st.caption("Knowledge-guided one-class learning trains on normal images and on 'middle classes' that a "
-               "knowledge recipe makes from them: middle class k of K applies every operation at strength k/(K+1). "
-               "No real abnormal image is used for training; the last column shows real ones to compare with.")
+    st.caption(
+        "Knowledge-guided one-class learning trains on normal images and on 'middle classes' that a "
+        "knowledge recipe makes from them: middle class k of K applies every operation at strength k/(K+1). "
+        "No real abnormal image is used for training; the last column shows real ones to compare with."
+    )
     if choice.get("task"):
         task = choice["task"]
         st.markdown(f"Task from the Data page: `{task}` (positive = abnormal).")
     else:
         default = f"{names[order[-2]]} vs {names[order[-1]]}" if len(names) > 1 else ""
-        task = st.text_input("Binary task: abnormal vs normal", default, key="mid_task",
-                             help="Positive (abnormal) vs negative (normal) class names, e.g. 'mel vs nv'; choose it "
-                             "on the Data page to train with it.")
+        task = st.text_input(
+            "Binary task: abnormal vs normal",
+            default,
+            key="mid_task",
+            help="Positive (abnormal) vs negative (normal) class names, e.g. 'mel vs nv'; choose it "
+            "on the Data page to train with it.",
+        )
     controls, grid = st.columns([1, 2.6], gap="large")
     auto = recipe_for_data(choice["data"], choice.get("data_path"), choice.get("data_options"))
     recipe_names = RECIPES.names()
     with controls:
-        recipe_name = st.selectbox("Recipe", recipe_names, index=recipe_names.index(auto), key="mid_recipe",
-                                   format_func=lambda n: f"{n} (auto for this data)" if n == auto else n)
+        recipe_name = st.selectbox(
+            "Recipe",
+            recipe_names,
+            index=recipe_names.index(auto),
+            key="mid_recipe",
+            format_func=lambda n: f"{n} (auto for this data)" if n == auto else n,
+        )
         recipe = RECIPES.get(recipe_name)
         levels = st.slider("K middle classes", 1, 6, 3, key="mid_levels")
         rows = st.slider("Rows (normal images)", 2, 8, 4, key="mid_rows")
         seed = st.number_input("Seed", 0, 10_000, 0, key="mid_seed")
         st.markdown("**Strength of each operation**")
-        weights = {op.name: st.slider(op.name, 0.0, 1.0, 1.0, 0.05, help=op.description,
-                                      key=f"mid_w_{recipe_name}_{op.name}") for op in recipe.operations}
+        weights = {
+            op.name: st.slider(op.name, 0.0, 1.0, 1.0, 0.05, help=op.description, key=f"mid_w_{recipe_name}_{op.name}")
+            for op in recipe.operations
+        }
     with grid:
         st.markdown(f"**{recipe.title}** — knowledge from {recipe.source}.")
         try:
             normal, made, abnormal = cached_middle_classes(
-                data.dataset, json.dumps(choice, sort_keys=True), task, bool(choice.get("task")), recipe_name, levels,
-                tuple(sorted(weights.items())), int(seed), rows)
+                data.dataset,
+                json.dumps(choice, sort_keys=True),
+                task,
+                bool(choice.get("task")),
+                recipe_name,
+                levels,
+                tuple(sorted(weights.items())),
+                int(seed),
+                rows,
+            )
         except (ImbalLabError, ValueError) as err:
             st.error(f"Cannot make middle classes: {err}")
             return
         strengths = level_strengths(levels)
         # Two lines under every header, so the image rows line up across columns.
-        headers = [("normal", "strength 0"), *[(f"middle {k}", f"strength {t:.2f}") for k, t in
-                                              enumerate(strengths, start=1)], ("real abnormal", "training images")]
+        headers = [
+            ("normal", "strength 0"),
+            *[(f"middle {k}", f"strength {t:.2f}") for k, t in enumerate(strengths, start=1)],
+            ("real abnormal", "training images"),
+        ]
         columns = st.columns(len(headers))
         for column, (header, detail), batch in zip(columns, headers, [normal, *made, abnormal]):
             column.markdown(f"**{header}**  \n{detail}")
             column.image(list(batch), width=TILE)
         with st.expander("What each operation draws"):
-            st.markdown("\n".join(f"- **{op.name}** ({weights[op.name]:.2f}): {op.description}"
-                                   for op in recipe.operations))
+            st.markdown(
+                "\n".join(f"- **{op.name}** ({weights[op.name]:.2f}): {op.description}" for op in recipe.operations)
+            )
     if recipe.needs_task_classes:
-        grid.caption("The built-in recipe does not edit the normal images: it renders new lesions whose factors lie "
-                     "between a normal and an abnormal class (each slider scales how far that factor group moves).")
+        grid.caption(
+            "The built-in recipe does not edit the normal images: it renders new lesions whose factors lie "
+            "between a normal and an abnormal class (each slider scales how far that factor group moves)."
+        )
     else:
-        grid.caption("Each row is one normal training image and its middle-class versions. Sliders scale each "
-                     "operation's strength; training uses them all at 1 (the method's `operations` setting drops some).")
+        grid.caption(
+            "Each row is one normal training image and its middle-class versions. Sliders scale each "
+            "operation's strength; training uses them all at 1 (the method's `operations` setting drops some)."
+        )
 
-style_tab, diffusion_tab, middle_tab, augment_tab = st.tabs(["Style transfer (Style-KD)", "Diffusion (IOIS)",
-                                                             "Middle classes (one-class)", "Augmentation and mixup"])
+
+style_tab, diffusion_tab, middle_tab, augment_tab = st.tabs(
+    ["Style transfer (Style-KD)", "Diffusion (IOIS)", "Middle classes (one-class)", "Augmentation and mixup"]
+)
 
 with style_tab:
     controls = st.columns(4)
-    target = controls[0].selectbox("Class", order, format_func=lambda c: f"{names[c]} ({counts[c]} images)",
-                                   key="style_class")
-    policy = controls[1].selectbox("Reference policy", POLICIES, format_func=lambda p: f"{p}: {POLICY_HELP[p]}",
-                                   key="style_policy")
+    target = controls[0].selectbox(
+        "Class", order, format_func=lambda c: f"{names[c]} ({counts[c]} images)", key="style_class"
+    )
+    policy = controls[1].selectbox(
+        "Reference policy", POLICIES, format_func=lambda p: f"{p}: {POLICY_HELP[p]}", key="style_policy"
+    )
     tool_name = controls[2].selectbox("Tool", STYLE_TOOLS.names(), key="style_tool")
     seed = controls[3].number_input("Seed", 0, 10_000, 0, key="style_seed")
     sliders = st.columns(2)
-    strength = sliders[0].slider("Strength α (0 = content image, 1 = full transfer)", 0.0, 1.0, 1.0, 0.05,
-                                 key="style_strength")
-    beta = sliders[1].slider("β: low-frequency band swapped (share of the side)", 0.01, 0.5, 0.1, 0.01,
-                             key="style_beta", disabled=tool_name != "fourier")
+    strength = sliders[0].slider(
+        "Strength α (0 = content image, 1 = full transfer)", 0.0, 1.0, 1.0, 0.05, key="style_strength"
+    )
+    beta = sliders[1].slider(
+        "β: low-frequency band swapped (share of the side)",
+        0.01,
+        0.5,
+        0.1,
+        0.01,
+        key="style_beta",
+        disabled=tool_name != "fourier",
+    )
     tool = None
     if tool_name == "adain":
         available = generators_for("adain", choice["data"], choice["image_size"])
         if available:
             picked = st.selectbox("AdaIN model", available, key="style_model", format_func=describe)
-            keep_detail = st.checkbox("Keep the content's detail (add only the style's change; the small decoder "
-                                      "blurs)", value=True, key="style_keep_detail")
-            tool = create_style_tool("adain", model=cached_style_model(str(picked.path), picked.path.stat().st_mtime), keep_detail=keep_detail)
+            keep_detail = st.checkbox(
+                "Keep the content's detail (add only the style's change; the small decoder blurs)",
+                value=True,
+                key="style_keep_detail",
+            )
+            tool = create_style_tool(
+                "adain",
+                model=cached_style_model(str(picked.path), picked.path.stat().st_mtime),
+                keep_detail=keep_detail,
+            )
         else:
-            st.info(f"No AdaIN model for {choice['data']} at {choice['image_size']} px yet: train one below "
-                    "(or from the CLI: `python -m imbal_core style-train`).")
+            st.info(
+                f"No AdaIN model for {choice['data']} at {choice['image_size']} px yet: train one below "
+                "(or from the CLI: `python -m imbal_core style-train`)."
+            )
     else:
         tool = create_style_tool(tool_name, **({"beta": beta} if tool_name == "fourier" else {}))
 
@@ -351,8 +480,10 @@ with style_tab:
         references = pool[torch.randint(len(pool), (GRID,), generator=generator)]
         grid = style_grid(tool, images[contents], images[references], strength)
         st.subheader("Content × style")
-        st.caption("Rows: content images of the class. Columns: reference images chosen by the policy (top row). "
-                   "Each cell keeps its row's content and takes its column's style; the label stays the row's class.")
+        st.caption(
+            "Rows: content images of the class. Columns: reference images chosen by the policy (top row). "
+            "Each cell keeps its row's content and takes its column's style; the label stays the row's class."
+        )
         header = st.columns(GRID + 1)
         header[0].markdown("content ↓ / style →")
         for j, ref in enumerate(references.tolist()):
@@ -361,13 +492,15 @@ with style_tab:
             row = st.columns(GRID + 1)
             row[0].image(tiles(images[[content]])[0], width=TILE, caption=names[target])
             for j in range(len(references)):
-                row[j + 1].image(tiles(grid[i, j:j + 1])[0], width=TILE)
+                row[j + 1].image(tiles(grid[i, j : j + 1])[0], width=TILE)
 
         pairs = auxiliary_pairs(labels, len(names), policy, generator)
         own = torch.nonzero(pairs.labels == target).flatten()[:8]
         st.subheader("Real images beside the auxiliary ones")
-        st.caption("What Style-KD adds for this class in one epoch (first 8 of "
-                   f"{int(counts.max() - counts[target])}), next to real images of the class.")
+        st.caption(
+            "What Style-KD adds for this class in one epoch (first 8 of "
+            f"{int(counts.max() - counts[target])}), next to real images of the class."
+        )
         st.image(tiles(images[members[:8]]), width=TILE, caption=["real"] * min(8, len(members)))
         if len(own):
             made = stylise_uint8(tool, images[pairs.content[own]], images[pairs.reference[own]], strength)
@@ -378,8 +511,10 @@ with style_tab:
     st.subheader("Class counts before and after balancing")
     auxiliary = np.maximum(counts.max() - counts, 0) * (counts > 0)
     st.plotly_chart(charts.balancing_bar(names, counts, auxiliary), key="style_counts_chart")
-    st.caption(f"{int(counts.sum())} real + {int(auxiliary.sum())} auxiliary images per epoch: every class reaches "
-               f"{int(counts.max())}.")
+    st.caption(
+        f"{int(counts.sum())} real + {int(auxiliary.sum())} auxiliary images per epoch: every class reaches "
+        f"{int(counts.max())}."
+    )
 
     with st.expander("AdaIN models", expanded=tool_name == "adain" and tool is None):
         generator_panel("adain")
@@ -391,8 +526,9 @@ with middle_tab:
     middle_classes_tab_body()
 
 with augment_tab:
-    minority = st.selectbox("Minority class", order, format_func=lambda c: f"{names[c]} ({counts[c]} images)",
-                            key="syn_class")
+    minority = st.selectbox(
+        "Minority class", order, format_func=lambda c: f"{names[c]} ({counts[c]} images)", key="syn_class"
+    )
     aug_seed = st.number_input("Seed", 0, 10_000, 0, key="syn_seed")
     real = images[torch.nonzero(labels == minority).flatten()[:8]]
     st.subheader("Real")
@@ -402,7 +538,7 @@ with augment_tab:
     st.image(tiles(((views + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)), width=TILE)
     st.subheader("Mixup with the head class")
     lam = st.slider("lambda (share of the minority image)", 0.0, 1.0, 0.7, 0.05, key="syn_lambda")
-    head = images[torch.nonzero(labels == order[-1]).flatten()[:len(real)]]
-    mixed = lam * real.float() + (1 - lam) * head[:len(real)].float()
+    head = images[torch.nonzero(labels == order[-1]).flatten()[: len(real)]]
+    mixed = lam * real.float() + (1 - lam) * head[: len(real)].float()
     st.image(tiles(mixed.round().clamp(0, 255).to(torch.uint8)), width=TILE)
     st.caption(f"Label: {lam:.2f} × {names[minority]} + {1 - lam:.2f} × {names[order[-1]]}")

@@ -1,17 +1,18 @@
 """Train: queue runs of several methods and seeds; watch them, stop them, resume them."""
+
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
+from app_pages.common import data_choice, describe_data, job_runner, user_store
 from imbal_core import charts
 from imbal_core.engine import TrainConfig
+from imbal_core.engine.trainer import RESUMABLE
 from imbal_core.errors import ImbalLabError
 from imbal_core.methods import METHODS
 from imbal_core.models import DEFAULT_BACKBONE, PRESETS
-from imbal_core.engine.trainer import RESUMABLE
 from imbal_core.runs import INTERRUPTED
-from app_pages.common import data_choice, describe_data, job_runner, user_store
 
 ACTIVE = ("queued", "running")
 runner = job_runner()
@@ -19,15 +20,23 @@ store = user_store()
 
 st.title("Train")
 choice = data_choice()
-st.caption(f"Data: **{describe_data(choice)}**. Change it on the Data page (one-class methods need a binary task: "
-           "set it there).")
+st.caption(
+    f"Data: **{describe_data(choice)}**. Change it on the Data page (one-class methods need a binary task: "
+    "set it there)."
+)
 
 with st.form("train_form"):
-    methods = st.multiselect("Methods", METHODS.names(), default=["ce", "balanced_softmax"], key="train_methods",
-                             help="knowledge_one_class and deep_svdd are one-class methods: they need a binary task.")
+    methods = st.multiselect(
+        "Methods",
+        METHODS.names(),
+        default=["ce", "balanced_softmax"],
+        key="train_methods",
+        help="knowledge_one_class and deep_svdd are one-class methods: they need a binary task.",
+    )
     a, b, c, d = st.columns(4)
-    backbone = a.selectbox("Backbone", [DEFAULT_BACKBONE, *[p for p in PRESETS if p != DEFAULT_BACKBONE], "resnet18"],
-                           key="train_backbone")
+    backbone = a.selectbox(
+        "Backbone", [DEFAULT_BACKBONE, *[p for p in PRESETS if p != DEFAULT_BACKBONE], "resnet18"], key="train_backbone"
+    )
     epochs = b.number_input("Epochs", 1, 500, 5, key="train_epochs")
     seeds_text = c.text_input("Seeds (comma-separated)", "0", key="train_seeds")
     lr = d.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.5f", key="train_lr")
@@ -41,12 +50,19 @@ with st.form("train_form"):
             for s in card.settings:
                 key = f"setting_{name}_{s.name}"
                 if s.choices:
-                    values[s.name] = st.selectbox(s.name, s.choices, index=s.choices.index(s.default), help=s.help, key=key)
+                    values[s.name] = st.selectbox(
+                        s.name, s.choices, index=s.choices.index(s.default), help=s.help, key=key
+                    )
                 elif isinstance(s.default, bool):
                     values[s.name] = st.checkbox(s.name, s.default, help=s.help, key=key)
                 elif isinstance(s.default, (int, float)):
-                    values[s.name] = st.number_input(s.name, value=s.default, help=s.help, key=key,
-                                                     format="%.5g" if isinstance(s.default, float) else "%d")
+                    values[s.name] = st.number_input(
+                        s.name,
+                        value=s.default,
+                        help=s.help,
+                        key=key,
+                        format="%.5g" if isinstance(s.default, float) else "%d",
+                    )
                 else:
                     values[s.name] = st.text_input(s.name, str(s.default), help=s.help, key=key)
             settings[name] = values
@@ -57,12 +73,25 @@ if submitted:
         seed_items = [s.strip() for s in seeds_text.split(",") if s.strip()]
         not_seeds = [s for s in seed_items if not s.isdigit()]
         if not_seeds:
-            raise ImbalLabError(f"seeds are whole numbers >= 0 separated by commas, e.g. 0,1,2; {not_seeds[0]!r} is not one")
+            raise ImbalLabError(
+                f"seeds are whole numbers >= 0 separated by commas, e.g. 0,1,2; {not_seeds[0]!r} is not one"
+            )
         seeds = [int(s) for s in seed_items]
         if not methods or not seeds:
             raise ImbalLabError("choose at least one method and one seed")
-        configs = [TrainConfig(method=m, method_settings=settings.get(m, {}), backbone=backbone, epochs=int(epochs),
-                               lr=float(lr), seed=seed, **choice) for m in methods for seed in seeds]
+        configs = [
+            TrainConfig(
+                method=m,
+                method_settings=settings.get(m, {}),
+                backbone=backbone,
+                epochs=int(epochs),
+                lr=float(lr),
+                seed=seed,
+                **choice,
+            )
+            for m in methods
+            for seed in seeds
+        ]
         for config in configs:
             runner.submit(config, tag="app")
         st.success(f"Queued {len(configs)} run(s). They train one at a time in the background.")
@@ -84,8 +113,10 @@ def jobs_panel() -> None:
         progress = run["progress"] or {}
         with st.container(border=True):
             top = st.columns([4, 1])
-            top[0].markdown(f"**{row.method}** · seed {row.seed} · `{row.run_id}` — **{status}**  \n"
-                            f"on {describe_data(run['config'])}")
+            top[0].markdown(
+                f"**{row.method}** · seed {row.seed} · `{row.run_id}` — **{status}**  \n"
+                f"on {describe_data(run['config'])}"
+            )
             if status in ACTIVE and top[1].button("Stop", key=f"stop_{row.run_id}"):
                 runner.stop(row.run_id)
             if status in RESUMABLE and top[1].button("Resume", key=f"resume_{row.run_id}"):
@@ -98,17 +129,23 @@ def jobs_panel() -> None:
             done = progress.get("epoch", 0)
             total = progress.get("epochs") or (step or {}).get("epochs") or row.epochs
             if status == "running" and step:
-                st.progress(min(1.0, (step["epoch"] + step["step"] / step["steps"]) / step["epochs"]),
-                            text=f"{step['stage']}: epoch {step['epoch'] + 1}/{step['epochs']}, "
-                                 f"step {step['step']}/{step['steps']}, loss {step['loss']:.3f}")
+                st.progress(
+                    min(1.0, (step["epoch"] + step["step"] / step["steps"]) / step["epochs"]),
+                    text=f"{step['stage']}: epoch {step['epoch'] + 1}/{step['epochs']}, "
+                    f"step {step['step']}/{step['steps']}, loss {step['loss']:.3f}",
+                )
             elif status == "finished" and run["summary"]:
                 s = run["summary"]
                 if "auroc" in s:
-                    st.caption(f"test AUROC {s['auroc']:.3f} · AUPRC {s['auprc']:.3f} · sens. at 95 % spec. "
-                               f"{s['sens_at_95_spec']:.3f} · balanced acc {s['balanced_acc']:.3f} — see Compare")
+                    st.caption(
+                        f"test AUROC {s['auroc']:.3f} · AUPRC {s['auprc']:.3f} · sens. at 95 % spec. "
+                        f"{s['sens_at_95_spec']:.3f} · balanced acc {s['balanced_acc']:.3f} — see Compare"
+                    )
                 else:
-                    st.caption(f"test balanced acc {s['balanced_acc']:.3f} · acc {s['acc']:.3f} · macro-F1 "
-                               f"{s['macro_f1']:.3f} — see Compare")
+                    st.caption(
+                        f"test balanced acc {s['balanced_acc']:.3f} · acc {s['acc']:.3f} · macro-F1 "
+                        f"{s['macro_f1']:.3f} — see Compare"
+                    )
             else:
                 st.caption(f"{done}/{total} epochs")
             if progress.get("history"):

@@ -12,6 +12,7 @@ Not a test: run it by hand (about 12 minutes on 2 CPU cores at the default 10 ep
 `--generator` adds existing models (e.g. an older epsilon-prediction file) to the table.
 Models are trained in a temporary folder: your generators are not touched.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,17 +42,22 @@ def main() -> None:
     parser.add_argument("--generator", action="append", default=[], help="also sample this existing model")
     args = parser.parse_args()
 
-    recipes = {p: DiffusionTrainConfig(data="synthetic", epochs=args.epochs, width=16, device="cpu", prediction=p)
-               for p in PREDICTIONS}
+    recipes = {
+        p: DiffusionTrainConfig(data="synthetic", epochs=args.epochs, width=16, device="cpu", prediction=p)
+        for p in PREDICTIONS
+    }
     real = training_split(recipes["epsilon"]).images
-    print(f"Built-in data, 28 px; models: width 16, {args.epochs} epochs, seed 0; DDIM, guidance 2, "
-          f"{args.per_class} images per class, seed 0. Pixel mean (sd) per channel, R / G / B.\n")
+    print(
+        f"Built-in data, 28 px; models: width 16, {args.epochs} epochs, seed 0; DDIM, guidance 2, "
+        f"{args.per_class} images per class, seed 0. Pixel mean (sd) per channel, R / G / B.\n"
+    )
     print("| model | " + " | ".join(f"{s} steps" for s in STEPS) + " |")
     print("|---|" + "---|" * len(STEPS))
     print(f"| real training images | {channel_stats(real)} |" + " |" * (len(STEPS) - 1))
     with tempfile.TemporaryDirectory() as folder:
-        models = {f"{p}, {args.epochs} epochs": train_generator(recipe, f"probe_{p}", folder)
-                  for p, recipe in recipes.items()}
+        models = {
+            f"{p}, {args.epochs} epochs": train_generator(recipe, f"probe_{p}", folder) for p, recipe in recipes.items()
+        }
         models.update({name: name for name in args.generator})
         for name, reference in models.items():
             model = load_diffusion_model(str(reference))

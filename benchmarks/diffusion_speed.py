@@ -15,6 +15,7 @@ Not a test: run it by hand.
 Sampling uses an untrained model of the default size (28 px, width 16), or `--generator NAME`.
 The training part runs in a temporary IMBAL_LAB_HOME: your runs and generators are not touched.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from unittest import mock
 
 import torch
@@ -64,29 +67,44 @@ def median_seconds(fn: Callable[[], Any], device: torch.device, repeats: int) ->
 
 # ---- 1. Sampling ------------------------------------------------------------------------------
 
+
 def sampling_table(args: argparse.Namespace, device: torch.device) -> None:
     if args.generator:
         model, label = load_diffusion_model(args.generator, device), f"generator {args.generator!r}"
     else:
-        model = DiffusionModel(in_chans=3, num_classes=7, image_size=28, width=16, layers_per_block=1, timesteps=1000,
-                               beta_schedule="squaredcos_cap_v2").to(device).eval()
+        model = (
+            DiffusionModel(
+                in_chans=3,
+                num_classes=7,
+                image_size=28,
+                width=16,
+                layers_per_block=1,
+                timesteps=1000,
+                beta_schedule="squaredcos_cap_v2",
+            )
+            .to(device)
+            .eval()
+        )
         label = "untrained model, width 16"
     labels = torch.arange(args.batch, device=device) % model.num_classes
-    print(f"\nDDIM sampling: {args.batch} images of {model.image_size} px, {args.steps} steps, {label}, {device} "
-          f"({machine(device)}); median of {args.repeats}\n")
+    print(
+        f"\nDDIM sampling: {args.batch} images of {model.image_size} px, {args.steps} steps, {label}, {device} "
+        f"({machine(device)}); median of {args.repeats}\n"
+    )
     print("| guidance | UNet batch | sampling images/s | UNet-only images/s | sampling / UNet-only |")
     print("|---|---|---|---|---|")
     verdicts = []
     for guidance in GUIDANCES:
-        sampling = median_seconds(lambda: model.sample(labels, steps=args.steps, guidance=guidance), device,
-                                  args.repeats)
+        sampling = median_seconds(
+            partial(model.sample, labels, steps=args.steps, guidance=guidance), device, args.repeats
+        )
         # One forward pass as sampling makes it (predict: bf16 autocast on CUDA), on the batch it
         # sees: guidance other than 1 adds the null-label copy of every image.
         unet_labels = labels if guidance == 1.0 else torch.cat([labels, torch.full_like(labels, model.null_label)])
         x = torch.randn(len(unet_labels), model.in_chans, model.image_size, model.image_size, device=device)
         t = torch.full_like(unet_labels, model.train_scheduler.config.num_train_timesteps // 2)
         with torch.no_grad():
-            forward = median_seconds(lambda: model.predict(x, t, unet_labels), device, args.repeats)
+            forward = median_seconds(partial(model.predict, x, t, unet_labels), device, args.repeats)
         sampling_rate, unet_rate = args.batch / sampling, args.batch / (args.steps * forward)
         ratio = sampling_rate / unet_rate
         verdicts.append(f"guidance {guidance:g}: {ratio:.0%} ({'met' if ratio >= SAMPLING_TARGET else 'NOT met'})")
@@ -95,6 +113,7 @@ def sampling_table(args: argparse.Namespace, device: torch.device) -> None:
 
 
 # ---- 2. Epochs --------------------------------------------------------------------------------
+
 
 def epoch_seconds(config: TrainConfig, store: RunStore) -> list[dict[str, Any]]:
     """One run's epochs as the engine records them: stage and seconds (including the method's epoch
@@ -107,10 +126,14 @@ def epoch_table(args: argparse.Namespace, device: torch.device) -> None:
     data_options = {"n_images": args.n_images}
     common = dict(data="synthetic", data_options=data_options, epochs=args.epochs, device=device.type)
     # lab_home() reads the variable on every call: generators, data cache and runs all land in `home`.
-    with tempfile.TemporaryDirectory(prefix="imbal-bench-") as home, \
-            mock.patch.dict(os.environ, {"IMBAL_LAB_HOME": home}):
-        generator = train_generator(DiffusionTrainConfig(data="synthetic", data_options=data_options, epochs=1,
-                                                         device=device.type), name="benchmark").stem
+    with (
+        tempfile.TemporaryDirectory(prefix="imbal-bench-") as home,
+        mock.patch.dict(os.environ, {"IMBAL_LAB_HOME": home}),
+    ):
+        generator = train_generator(
+            DiffusionTrainConfig(data="synthetic", data_options=data_options, epochs=1, device=device.type),
+            name="benchmark",
+        ).stem
         method = create_method("iois", generator=generator)
         plan = ", ".join(f"{stage.name} {stage.epochs}" for stage in method.stages(args.epochs))
         store = RunStore(Path(home) / "store")
@@ -120,9 +143,11 @@ def epoch_table(args: argparse.Namespace, device: torch.device) -> None:
 
     settings = method.settings
     print(f"\nEpochs: synthetic data, n_images {args.n_images}, {args.epochs} epochs, {device} ({machine(device)})")
-    print(f"iois plan: {plan}; defaults: mode {settings['mode']}, pool {settings['pool_per_class']} per class, "
-          f"budget {settings['budget']:g} x the training set, {settings['steps']} DDIM steps, guidance "
-          f"{settings['guidance']:g}\n")
+    print(
+        f"iois plan: {plan}; defaults: mode {settings['mode']}, pool {settings['pool_per_class']} per class, "
+        f"budget {settings['budget']:g} x the training set, {settings['steps']} DDIM steps, guidance "
+        f"{settings['guidance']:g}\n"
+    )
     ce_epoch = statistics.median(e["seconds"] for e in ce)
     warmup = [e["seconds"] for e in iois if e["stage"] == "warmup"]
     first, *later = [e["seconds"] for e in iois if e["stage"] == "synthesis"]
@@ -141,10 +166,12 @@ def epoch_table(args: argparse.Namespace, device: torch.device) -> None:
         print(f"| {name} | {seconds:.2f} | {seconds / base:.2f}x |")
     whole, per_epoch = iois_total / ce_total, statistics.median(later) / ce_epoch
     where = "" if device.type == "cpu" else f" (measured on {device.type}; the target is for CPU)"
-    print(f"\nTarget, the default iois setting costs at most {EPOCH_TARGET:g}x a plain epoch on CPU{where}: "
-          f"synthesis epoch after the pool {per_epoch:.2f}x ({'met' if per_epoch <= EPOCH_TARGET else 'NOT met'}); "
-          f"whole {args.epochs}-epoch run including the one-off pool {whole:.2f}x "
-          f"({'met' if whole <= EPOCH_TARGET else 'NOT met'}).")
+    print(
+        f"\nTarget, the default iois setting costs at most {EPOCH_TARGET:g}x a plain epoch on CPU{where}: "
+        f"synthesis epoch after the pool {per_epoch:.2f}x ({'met' if per_epoch <= EPOCH_TARGET else 'NOT met'}); "
+        f"whole {args.epochs}-epoch run including the one-off pool {whole:.2f}x "
+        f"({'met' if whole <= EPOCH_TARGET else 'NOT met'})."
+    )
 
 
 def main() -> None:
@@ -156,8 +183,12 @@ def main() -> None:
     parser.add_argument("--generator", help="a trained diffusion generator's name (default: an untrained model)")
     parser.add_argument("--n-images", type=int, default=10_000, help="size of the built-in data set")
     parser.add_argument("--epochs", type=int, default=5, help="epochs of each run (iois: 30 %% of them warm-up)")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own choice); on a busy "
-                        "machine fewer threads than cores avoids threads waiting on each other")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for torch (default: torch's own choice); on a busy "
+        "machine fewer threads than cores avoids threads waiting on each other",
+    )
     parser.add_argument("--skip-sampling", action="store_true")
     parser.add_argument("--skip-epochs", action="store_true")
     args = parser.parse_args()

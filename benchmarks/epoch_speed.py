@@ -10,6 +10,7 @@ Prints a table and the speed-up ratios. Not a test: run it by hand.
     .venv/bin/python benchmarks/epoch_speed.py                       # HAM10000 if ../shared has it
     .venv/bin/python benchmarks/epoch_speed.py --data synthetic --device cuda
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,8 +81,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
-    config = TrainConfig(data=args.data, data_path=args.path, image_size=args.image_size, epochs=1,
-                         batch_size=args.batch_size, device=args.device)
+    config = TrainConfig(
+        data=args.data,
+        data_path=args.path,
+        image_size=args.image_size,
+        epochs=1,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
     dataset = load_dataset(args.data, path=args.path, image_size=args.image_size)
     images, labels = dataset.train.images, dataset.train.labels
 
@@ -92,21 +99,30 @@ def main() -> None:
         ours = store.get_run(run_id)["progress"]["history"][0]["seconds"]
 
     normalise = [transforms.ToTensor(), transforms.Normalize(mean=[0.5], std=[0.5])]
-    augmented = transforms.Compose([
-        transforms.RandomHorizontalFlip(), transforms.RandomVerticalFlip(), RandomRot90(),
-        transforms.RandomAffine(15, translate=(0.08, 0.08), scale=(0.9, 1.1)),
-        transforms.ColorJitter(0.15, 0.15, 0.15), *normalise,
-    ])
+    augmented = transforms.Compose(
+        [
+            transforms.RandomHorizontalFlip(),
+            transforms.RandomVerticalFlip(),
+            RandomRot90(),
+            transforms.RandomAffine(15, translate=(0.08, 0.08), scale=(0.9, 1.1)),
+            transforms.ColorJitter(0.15, 0.15, 0.15),
+            *normalise,
+        ]
+    )
     official = reference_epoch(images, labels, config, transforms.Compose(normalise), device)
     reference = reference_epoch(images, labels, config, augmented, device)
 
-    print(f"\nOne epoch: {len(labels)} images of {args.image_size} px from {args.data}, batch {args.batch_size}, "
-          f"backbone {config.backbone}, device {device} ({torch.get_num_threads()} threads)\n")
+    print(
+        f"\nOne epoch: {len(labels)} images of {args.image_size} px from {args.data}, batch {args.batch_size}, "
+        f"backbone {config.backbone}, device {device} ({torch.get_num_threads()} threads)\n"
+    )
     print("| loop | seconds | images/s | ours is faster by |")
     print("|---|---|---|---|")
-    for name, seconds in (("imbal_core engine (augmented on device)", ours),
-                          ("reference, per-image torchvision augmentation", reference),
-                          ("reference, official MedMNIST transforms (no augmentation)", official)):
+    for name, seconds in (
+        ("imbal_core engine (augmented on device)", ours),
+        ("reference, per-image torchvision augmentation", reference),
+        ("reference, official MedMNIST transforms (no augmentation)", official),
+    ):
         print(f"| {name} | {seconds:.2f} | {len(labels) / seconds:.0f} | {seconds / ours:.2f}x |")
 
 

@@ -1,7 +1,8 @@
 """Plotly figures shared by the app's pages (kept here so they are testable without Streamlit)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -13,17 +14,31 @@ PALETTE = px.colors.qualitative.Safe + px.colors.qualitative.Vivid  # classes an
 # The reference baseline `ce` is black. A method's variants (other settings or budgets) keep its colour and get
 # a hatch pattern.
 METHOD_COLOURS = {
-    "ce": "#000000", "weighted_ce": "#E69F00", "cb_loss": "#56B4E9", "focal": "#009E73", "ldam_drw": "#F0E442",
-    "balanced_softmax": "#0072B2", "logit_adjust": "#D55E00", "cb_resample": "#CC79A7", "mixup": "#332288",
-    "crt": "#88CCEE", "lws": "#44AA99", "tau_norm": "#117733", "crckd": "#999933", "metric_two_stage": "#DDCC77",
-    "style_kd": "#CC6677", "iois": "#882255", "knowledge_one_class": "#AA4499", "deep_svdd": "#777777",
+    "ce": "#000000",
+    "weighted_ce": "#E69F00",
+    "cb_loss": "#56B4E9",
+    "focal": "#009E73",
+    "ldam_drw": "#F0E442",
+    "balanced_softmax": "#0072B2",
+    "logit_adjust": "#D55E00",
+    "cb_resample": "#CC79A7",
+    "mixup": "#332288",
+    "crt": "#88CCEE",
+    "lws": "#44AA99",
+    "tau_norm": "#117733",
+    "crckd": "#999933",
+    "metric_two_stage": "#DDCC77",
+    "style_kd": "#CC6677",
+    "iois": "#882255",
+    "knowledge_one_class": "#AA4499",
+    "deep_svdd": "#777777",
 }
 VARIANT_PATTERNS = ("", "/", "x", ".", "\\", "+")
 LEGEND_ABOVE = dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0)  # never over an axis title
 
 
 def method_of(group: str) -> str:
-    """"crckd[ablation=mt] · 6 ep · resnet10t_small" -> "crckd"."""
+    """ "crckd[ablation=mt] · 6 ep · resnet10t_small" -> "crckd"."""
     return group.split(" · ")[0].split("[")[0]
 
 
@@ -44,13 +59,26 @@ def class_counts_bar(class_names: Sequence[str], natural: Sequence[int], kept: S
     """Training images per class before and after the imbalance profile, head class first."""
     order = np.argsort(-np.asarray(natural), kind="stable")
     names = [class_names[i] for i in order]
-    fig = go.Figure([
-        go.Bar(name="available", x=names, y=[int(natural[i]) for i in order], marker_color="#c7c7c7"),
-        go.Bar(name="kept for training", x=names, y=[int(kept[i]) for i in order], marker_color="#1f77b4",
-               text=[int(kept[i]) for i in order], textposition="outside"),
-    ])
-    fig.update_layout(barmode="overlay", xaxis_title="class", legend=LEGEND_ABOVE, margin=dict(t=40, b=10),
-                      yaxis=dict(title="training images", type="log" if log_y else "linear", dtick=1 if log_y else None))
+    fig = go.Figure(
+        [
+            go.Bar(name="available", x=names, y=[int(natural[i]) for i in order], marker_color="#c7c7c7"),
+            go.Bar(
+                name="kept for training",
+                x=names,
+                y=[int(kept[i]) for i in order],
+                marker_color="#1f77b4",
+                text=[int(kept[i]) for i in order],
+                textposition="outside",
+            ),
+        ]
+    )
+    fig.update_layout(
+        barmode="overlay",
+        xaxis_title="class",
+        legend=LEGEND_ABOVE,
+        margin=dict(t=40, b=10),
+        yaxis=dict(title="training images", type="log" if log_y else "linear", dtick=1 if log_y else None),
+    )
     return fig
 
 
@@ -58,13 +86,26 @@ def balancing_bar(class_names: Sequence[str], real: Sequence[int], auxiliary: Se
     """Stacked bars: real training images and the auxiliary images that top each class up."""
     order = np.argsort(-np.asarray(real), kind="stable")
     names = [class_names[i] for i in order]
-    fig = go.Figure([
-        go.Bar(name="real", x=names, y=[int(real[i]) for i in order], marker_color="#1f77b4"),
-        go.Bar(name="auxiliary (style-transferred)", x=names, y=[int(auxiliary[i]) for i in order],
-               marker_color="#ff7f0e", text=[int(auxiliary[i]) or "" for i in order], textposition="inside"),
-    ])
-    fig.update_layout(barmode="stack", yaxis_title="training images per epoch", xaxis_title="class",
-                      legend=LEGEND_ABOVE, margin=dict(t=40, b=10))
+    fig = go.Figure(
+        [
+            go.Bar(name="real", x=names, y=[int(real[i]) for i in order], marker_color="#1f77b4"),
+            go.Bar(
+                name="auxiliary (style-transferred)",
+                x=names,
+                y=[int(auxiliary[i]) for i in order],
+                marker_color="#ff7f0e",
+                text=[int(auxiliary[i]) or "" for i in order],
+                textposition="inside",
+            ),
+        ]
+    )
+    fig.update_layout(
+        barmode="stack",
+        yaxis_title="training images per epoch",
+        xaxis_title="class",
+        legend=LEGEND_ABOVE,
+        margin=dict(t=40, b=10),
+    )
     return fig
 
 
@@ -76,22 +117,50 @@ def per_class_bars(table: pd.DataFrame, metric: str = "recall") -> go.Figure:
     for method, rows in table.groupby("method", sort=False):
         rows = rows.set_index("class").reindex(classes)
         colour, pattern = styles[method]
-        fig.add_bar(name=method, x=classes, y=rows["mean"], marker=dict(color=colour, pattern_shape=pattern),
-                    error_y=dict(type="data", array=rows["sd"].fillna(0), visible=bool(rows["runs"].max() > 1)),
-                    customdata=rows["train_count"],
-                    hovertemplate="%{x}<br>" + metric + " %{y:.3f}<br>train images %{customdata:.0f}<extra>" + method + "</extra>")
-    fig.update_layout(barmode="group", yaxis_title=f"test {metric}", yaxis_range=[0, 1.05],
-                      xaxis_title="class (most training images first)", legend=LEGEND_ABOVE, margin=dict(t=40))
+        fig.add_bar(
+            name=method,
+            x=classes,
+            y=rows["mean"],
+            marker=dict(color=colour, pattern_shape=pattern),
+            error_y=dict(type="data", array=rows["sd"].fillna(0), visible=bool(rows["runs"].max() > 1)),
+            customdata=rows["train_count"],
+            hovertemplate="%{x}<br>"
+            + metric
+            + " %{y:.3f}<br>train images %{customdata:.0f}<extra>"
+            + method
+            + "</extra>",
+        )
+    fig.update_layout(
+        barmode="group",
+        yaxis_title=f"test {metric}",
+        yaxis_range=[0, 1.05],
+        xaxis_title="class (most training images first)",
+        legend=LEGEND_ABOVE,
+        margin=dict(t=40),
+    )
     return fig
 
 
 def confusion_heatmap(matrix: np.ndarray, class_names: Sequence[str], title: str, small: bool = False) -> go.Figure:
     """Rows = true class, normalised; large (readable numbers) or small (a multiple: colours only)."""
-    fig = px.imshow(matrix, x=list(class_names), y=list(class_names), zmin=0, zmax=1, color_continuous_scale="Blues",
-                    text_auto=False if small else ".2f", labels=dict(x="predicted", y="true", color="share of true class"))
+    fig = px.imshow(
+        matrix,
+        x=list(class_names),
+        y=list(class_names),
+        zmin=0,
+        zmax=1,
+        color_continuous_scale="Blues",
+        text_auto=False if small else ".2f",
+        labels=dict(x="predicted", y="true", color="share of true class"),
+    )
     size = 300 if small else 560
-    fig.update_layout(title=dict(text=title, font_size=12 if small else 15), height=size, font_size=11 if small else 14,
-                      margin=dict(t=50, l=10, r=10, b=10), coloraxis_showscale=not small)
+    fig.update_layout(
+        title=dict(text=title, font_size=12 if small else 15),
+        height=size,
+        font_size=11 if small else 14,
+        margin=dict(t=50, l=10, r=10, b=10),
+        coloraxis_showscale=not small,
+    )
     return fig
 
 
@@ -100,10 +169,15 @@ def method_class_heatmap(table: pd.DataFrame, value: str, title: str, diverging:
     grid = table.pivot_table(index="method", columns="class_label", values=value, sort=False)
     grid = grid[list(dict.fromkeys(table["class_label"]))]
     limit = float(np.nanmax(np.abs(grid.to_numpy()))) if diverging and grid.size else 1.0
-    fig = px.imshow(grid, text_auto=".2f" if not diverging else ".1f", aspect="auto",
-                    color_continuous_scale="RdBu" if diverging else "Viridis",
-                    zmin=-limit if diverging else 0, zmax=limit if diverging else 1,
-                    labels=dict(x="class (training images)", y="", color=title))
+    fig = px.imshow(
+        grid,
+        text_auto=".2f" if not diverging else ".1f",
+        aspect="auto",
+        color_continuous_scale="RdBu" if diverging else "Viridis",
+        zmin=-limit if diverging else 0,
+        zmax=limit if diverging else 1,
+        labels=dict(x="class (training images)", y="", color=title),
+    )
     fig.update_layout(height=max(260, 34 * len(grid) + 120), margin=dict(t=30, l=10, r=10, b=10), font_size=13)
     return fig
 
@@ -115,15 +189,29 @@ def paired_difference_chart(table: pd.DataFrame, reference: str, what: str) -> g
     for group, rows in table.groupby("group", sort=False):
         colour, _ = styles[group]
         has_interval = rows["low"].notna()
-        fig.add_scatter(x=rows["x"], y=rows["mean_diff"], mode="markers", name=group, marker=dict(color=colour, size=10),
-                        error_y=dict(type="data", symmetric=False, visible=bool(has_interval.any()),
-                                     array=(rows["high"] - rows["mean_diff"]).fillna(0),
-                                     arrayminus=(rows["mean_diff"] - rows["low"]).fillna(0)),
-                        customdata=rows["n_pairs"],
-                        hovertemplate="%{x}<br>%{y:+.3f} (pairs: %{customdata})<extra>" + group + "</extra>")
+        fig.add_scatter(
+            x=rows["x"],
+            y=rows["mean_diff"],
+            mode="markers",
+            name=group,
+            marker=dict(color=colour, size=10),
+            error_y=dict(
+                type="data",
+                symmetric=False,
+                visible=bool(has_interval.any()),
+                array=(rows["high"] - rows["mean_diff"]).fillna(0),
+                arrayminus=(rows["mean_diff"] - rows["low"]).fillna(0),
+            ),
+            customdata=rows["n_pairs"],
+            hovertemplate="%{x}<br>%{y:+.3f} (pairs: %{customdata})<extra>" + group + "</extra>",
+        )
     fig.add_hline(y=0, line_color="#555")
-    fig.update_layout(yaxis_title=f"{what} − {method_of(reference)}'s (paired by seed)", legend=LEGEND_ABOVE,
-                      margin=dict(t=40), scattermode="group")
+    fig.update_layout(
+        yaxis_title=f"{what} − {method_of(reference)}'s (paired by seed)",
+        legend=LEGEND_ABOVE,
+        margin=dict(t=40),
+        scattermode="group",
+    )
     return fig
 
 
@@ -135,15 +223,28 @@ def metric_vs_ratio(runs: pd.DataFrame, metric: str) -> go.Figure:
     fig = go.Figure()
     for group, rows in grouped.groupby("group", sort=False):
         colour, pattern = styles[group]
-        fig.add_scatter(x=rows["ratio"], y=rows["mean"], name=group, mode="lines+markers",
-                        line=dict(color=colour, dash="dash" if pattern else "solid"),
-                        error_y=dict(type="data", array=rows["std"].fillna(0)), customdata=rows["size"],
-                        hovertemplate="ratio %{x:g}<br>" + metric + " %{y:.3f} (seeds: %{customdata})<extra>" + group +
-                        "</extra>")
+        fig.add_scatter(
+            x=rows["ratio"],
+            y=rows["mean"],
+            name=group,
+            mode="lines+markers",
+            line=dict(color=colour, dash="dash" if pattern else "solid"),
+            error_y=dict(type="data", array=rows["std"].fillna(0)),
+            customdata=rows["size"],
+            hovertemplate="ratio %{x:g}<br>" + metric + " %{y:.3f} (seeds: %{customdata})<extra>" + group + "</extra>",
+        )
     ratios = sorted(grouped["ratio"].unique())
-    fig.update_layout(xaxis=dict(type="log", title="imbalance ratio n_max / n_min (log scale)", tickvals=ratios,
-                                 ticktext=[f"{r:g}" for r in ratios]),
-                      yaxis_title=f"test {metric}", legend=LEGEND_ABOVE, margin=dict(t=40))
+    fig.update_layout(
+        xaxis=dict(
+            type="log",
+            title="imbalance ratio n_max / n_min (log scale)",
+            tickvals=ratios,
+            ticktext=[f"{r:g}" for r in ratios],
+        ),
+        yaxis_title=f"test {metric}",
+        legend=LEGEND_ABOVE,
+        margin=dict(t=40),
+    )
     return fig
 
 
@@ -156,15 +257,28 @@ def training_curve(history: list[dict]) -> go.Figure:
         epochs = frame["epoch"] + 1
         fig.add_scatter(x=epochs, y=frame[column], name=label, mode="lines+markers")
         fig.add_scatter(x=epochs, y=frame["loss"], name="train loss", mode="lines+markers", yaxis="y2")
-    fig.update_layout(xaxis_title="epoch", yaxis=dict(title=label, range=[0, 1]),
-                      yaxis2=dict(title="loss", overlaying="y", side="right"), height=260,
-                      margin=dict(t=10, b=10), legend_orientation="h")
+    fig.update_layout(
+        xaxis_title="epoch",
+        yaxis=dict(title=label, range=[0, 1]),
+        yaxis2=dict(title="loss", overlaying="y", side="right"),
+        height=260,
+        margin=dict(t=10, b=10),
+        legend_orientation="h",
+    )
     return fig
 
 
 def embedding_scatter(points: pd.DataFrame, title: str) -> go.Figure:
-    fig = px.scatter(points, x="pc1", y="pc2", color="class", hover_data=["id"], opacity=0.7,
-                     color_discrete_sequence=PALETTE, title=title)
+    fig = px.scatter(
+        points,
+        x="pc1",
+        y="pc2",
+        color="class",
+        hover_data=["id"],
+        opacity=0.7,
+        color_discrete_sequence=PALETTE,
+        title=title,
+    )
     fig.update_traces(marker_size=5)
     fig.update_layout(legend_orientation="h", margin=dict(t=40))
     return fig
@@ -177,8 +291,14 @@ def aas_accuracy(history: list[dict], class_names: Sequence[str]) -> go.Figure:
     for c, name in enumerate(class_names):
         values = [h["method"]["train_accuracy"][c] for h in history if h.get("method", {}).get("train_accuracy")]
         fig.add_scatter(x=epochs, y=values, name=name, mode="lines+markers", line_color=PALETTE[c % len(PALETTE)])
-    fig.update_layout(xaxis_title="epoch", yaxis=dict(title="training accuracy", range=[0, 1.02]), height=300,
-                      margin=dict(t=10, b=10), legend_orientation="h", legend_y=-0.3)
+    fig.update_layout(
+        xaxis_title="epoch",
+        yaxis=dict(title="training accuracy", range=[0, 1.02]),
+        height=300,
+        margin=dict(t=10, b=10),
+        legend_orientation="h",
+        legend_y=-0.3,
+    )
     return fig
 
 
@@ -187,10 +307,21 @@ def aas_allocation(history: list[dict], class_names: Sequence[str]) -> go.Figure
     fig = go.Figure()
     rows = [h for h in history if "synthetic" in h.get("method", {})]
     for c, name in enumerate(class_names):
-        fig.add_bar(x=[h["epoch"] + 1 for h in rows], y=[h["method"]["synthetic"][c] for h in rows], name=name,
-                    marker_color=PALETTE[c % len(PALETTE)])
-    fig.update_layout(barmode="stack", xaxis_title="epoch", yaxis_title="synthetic images", height=300,
-                      margin=dict(t=10, b=10), legend_orientation="h", legend_y=-0.3)
+        fig.add_bar(
+            x=[h["epoch"] + 1 for h in rows],
+            y=[h["method"]["synthetic"][c] for h in rows],
+            name=name,
+            marker_color=PALETTE[c % len(PALETTE)],
+        )
+    fig.update_layout(
+        barmode="stack",
+        xaxis_title="epoch",
+        yaxis_title="synthetic images",
+        height=300,
+        margin=dict(t=10, b=10),
+        legend_orientation="h",
+        legend_y=-0.3,
+    )
     return fig
 
 
@@ -200,13 +331,22 @@ def change_vs_baseline(table: pd.DataFrame, baseline: str, relative: bool) -> go
     fig = go.Figure()
     for method, rows in table.groupby("method", sort=False):
         colour, pattern = styles[method]
-        fig.add_bar(name=method, x=rows["class_label"], y=rows["change"], marker=dict(color=colour, pattern_shape=pattern),
-                    hovertemplate="%{x}<br>%{y:+.1f}" + ("%" if relative else " points") + "<extra>" + method +
-                    "</extra>")
+        fig.add_bar(
+            name=method,
+            x=rows["class_label"],
+            y=rows["change"],
+            marker=dict(color=colour, pattern_shape=pattern),
+            hovertemplate="%{x}<br>%{y:+.1f}" + ("%" if relative else " points") + "<extra>" + method + "</extra>",
+        )
     fig.add_hline(y=0, line_color="#555")
     title = "relative change of recall (%)" if relative else "change of recall (percentage points)"
-    fig.update_layout(barmode="group", yaxis_title=f"{title} vs {method_of(baseline)}",
-                      xaxis_title="class (training images), most first", legend=LEGEND_ABOVE, margin=dict(t=40))
+    fig.update_layout(
+        barmode="group",
+        yaxis_title=f"{title} vs {method_of(baseline)}",
+        xaxis_title="class (training images), most first",
+        legend=LEGEND_ABOVE,
+        margin=dict(t=40),
+    )
     return fig
 
 
@@ -215,15 +355,29 @@ def roc_curves(points: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     colours = {g: style[0] for g, style in group_styles(points["group"]).items()}
     for run, rows in points.groupby("run", sort=False):
-        fig.add_scatter(x=rows["fpr"], y=rows["tpr"], mode="lines", name=f"{run} (AUROC {rows['auc'].iloc[0]:.3f})",
-                        line_color=colours[rows["group"].iloc[0]], line_shape="hv")
+        fig.add_scatter(
+            x=rows["fpr"],
+            y=rows["tpr"],
+            mode="lines",
+            name=f"{run} (AUROC {rows['auc'].iloc[0]:.3f})",
+            line_color=colours[rows["group"].iloc[0]],
+            line_shape="hv",
+        )
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#999"), showlegend=False)
     for spec, side in ((0.95, "top left"), (0.90, "top right")):  # labels on either side: the lines are close
-        fig.add_vline(x=1 - spec, line=dict(dash="dash", color="#bbb"),
-                      annotation_text=f"{spec:.0%} spec.", annotation_position=side)
-    fig.update_layout(xaxis=dict(title="false-positive rate (1 − specificity)", range=[0, 1]),
-                      yaxis=dict(title="sensitivity", range=[0, 1.02]), legend=dict(orientation="h", y=-0.25),
-                      margin=dict(t=30, b=10), height=460)
+        fig.add_vline(
+            x=1 - spec,
+            line=dict(dash="dash", color="#bbb"),
+            annotation_text=f"{spec:.0%} spec.",
+            annotation_position=side,
+        )
+    fig.update_layout(
+        xaxis=dict(title="false-positive rate (1 − specificity)", range=[0, 1]),
+        yaxis=dict(title="sensitivity", range=[0, 1.02]),
+        legend=dict(orientation="h", y=-0.25),
+        margin=dict(t=30, b=10),
+        height=460,
+    )
     return fig
 
 
@@ -232,12 +386,27 @@ def pr_curves(points: pd.DataFrame, prevalence: float) -> go.Figure:
     fig = go.Figure()
     colours = {g: style[0] for g, style in group_styles(points["group"]).items()}
     for run, rows in points.groupby("run", sort=False):
-        fig.add_scatter(x=rows["recall"], y=rows["precision"], mode="lines", line_shape="vh",
-                        name=f"{run} (AUPRC {rows['auc'].iloc[0]:.3f})", line_color=colours[rows["group"].iloc[0]])
-    fig.add_hline(y=prevalence, line=dict(dash="dot", color="#999"),
-                  annotation_text=f"random ({prevalence:.2f})", annotation_position="bottom right")
-    fig.update_layout(xaxis=dict(title="recall (sensitivity)", range=[0, 1]), yaxis=dict(title="precision", range=[0, 1.02]),
-                      legend=dict(orientation="h", y=-0.25), margin=dict(t=30, b=10), height=460)
+        fig.add_scatter(
+            x=rows["recall"],
+            y=rows["precision"],
+            mode="lines",
+            line_shape="vh",
+            name=f"{run} (AUPRC {rows['auc'].iloc[0]:.3f})",
+            line_color=colours[rows["group"].iloc[0]],
+        )
+    fig.add_hline(
+        y=prevalence,
+        line=dict(dash="dot", color="#999"),
+        annotation_text=f"random ({prevalence:.2f})",
+        annotation_position="bottom right",
+    )
+    fig.update_layout(
+        xaxis=dict(title="recall (sensitivity)", range=[0, 1]),
+        yaxis=dict(title="precision", range=[0, 1.02]),
+        legend=dict(orientation="h", y=-0.25),
+        margin=dict(t=30, b=10),
+        height=460,
+    )
     return fig
 
 
@@ -246,21 +415,45 @@ def score_histogram(scores: pd.DataFrame, class_names: Sequence[str], threshold:
     fig = go.Figure()
     for name, colour in zip(class_names, ("#1f77b4", "#d62728")):
         values = scores.loc[scores["class"] == name, "score"]
-        fig.add_histogram(x=values, name=f"{name} ({len(values)})", marker_color=colour, opacity=0.6,
-                          xbins=dict(start=0, end=1.0001, size=0.025), histnorm="percent")
-    fig.add_vline(x=threshold, line=dict(color="#333", dash="dash"), annotation_text="threshold (from validation)",
-                  annotation_position="top")
-    fig.update_layout(barmode="overlay", title=title, xaxis=dict(title="abnormality score", range=[0, 1]),
-                      yaxis_title="% of the class's test images", legend=dict(orientation="h", y=-0.3),
-                      margin=dict(t=40, b=10), height=360)
+        fig.add_histogram(
+            x=values,
+            name=f"{name} ({len(values)})",
+            marker_color=colour,
+            opacity=0.6,
+            xbins=dict(start=0, end=1.0001, size=0.025),
+            histnorm="percent",
+        )
+    fig.add_vline(
+        x=threshold,
+        line=dict(color="#333", dash="dash"),
+        annotation_text="threshold (from validation)",
+        annotation_position="top",
+    )
+    fig.update_layout(
+        barmode="overlay",
+        title=title,
+        xaxis=dict(title="abnormality score", range=[0, 1]),
+        yaxis_title="% of the class's test images",
+        legend=dict(orientation="h", y=-0.3),
+        margin=dict(t=40, b=10),
+        height=360,
+    )
     return fig
 
 
 def shift_curves(table: pd.DataFrame, metric: str) -> go.Figure:
     """A metric against shift strength, one panel per shift and one line per run (strength 0 = unshifted test set)."""
-    fig = px.line(table, x="strength", y="value", color="run", facet_col="shift", markers=True,
-                  color_discrete_sequence=PALETTE, labels={"value": f"test {metric}", "strength": "strength"},
-                  hover_data={"drop": ":.3f"})
+    fig = px.line(
+        table,
+        x="strength",
+        y="value",
+        color="run",
+        facet_col="shift",
+        markers=True,
+        color_discrete_sequence=PALETTE,
+        labels={"value": f"test {metric}", "strength": "strength"},
+        hover_data={"drop": ":.3f"},
+    )
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))  # "shift=blur" -> "blur"
     fig.update_xaxes(dtick=1)
     fig.update_layout(legend_orientation="h", margin=dict(t=30))

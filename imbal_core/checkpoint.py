@@ -7,6 +7,7 @@ unpickles anything. Every weights file we write (checkpoints and generators) rec
 of its metadata and tensor bytes, so flipped or truncated bytes are an error, not a quietly
 different model.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,7 +33,9 @@ HEADER_SIZE_BYTES = 8  # a safetensors file starts with the header's length (lit
 def _split_file(blob: bytes) -> tuple[dict, bytes]:
     """(header, tensor bytes) of a safetensors file's content; the header holds the tensor index and metadata."""
     header_size = int.from_bytes(blob[:HEADER_SIZE_BYTES], "little")
-    return json.loads(blob[HEADER_SIZE_BYTES:HEADER_SIZE_BYTES + header_size]), blob[HEADER_SIZE_BYTES + header_size:]
+    return json.loads(blob[HEADER_SIZE_BYTES : HEADER_SIZE_BYTES + header_size]), blob[
+        HEADER_SIZE_BYTES + header_size :
+    ]
 
 
 def _digest(header: dict, data: bytes) -> str:
@@ -51,8 +54,9 @@ def write_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[s
         tmp.write_bytes(blob)
 
 
-def read_weights(path: Path, device: torch.device | str = "cpu",
-                 what: str = "weights file") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_weights(
+    path: Path, device: torch.device | str = "cpu", what: str = "weights file"
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors, metadata) of a file written by `write_weights`, after checking its digest."""
     path = Path(path)
     if not path.is_file():
@@ -63,16 +67,19 @@ def read_weights(path: Path, device: torch.device | str = "cpu",
         metadata = header.get("__metadata__") or {}
         recorded = metadata.get(DIGEST_KEY)
         if recorded is not None and recorded != _digest(header, data):
-            raise RunError(f"{what} {path} is damaged: its content no longer matches the digest recorded when it "
-                           "was written (flipped or truncated bytes). Re-make it, or restore it from a copy")
+            raise RunError(
+                f"{what} {path} is damaged: its content no longer matches the digest recorded when it "
+                "was written (flipped or truncated bytes). Re-make it, or restore it from a copy"
+            )
         tensors = load_safetensors_bytes(blob)
     except RunError:
         raise
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:
         raise RunError(f"{what} {path} cannot be read ({err}); it is damaged or not ours") from None
     if recorded is None:
-        warnings.warn(f"{path} records no digest (written before digests were kept); it cannot be verified",
-                      stacklevel=2)
+        warnings.warn(
+            f"{path} records no digest (written before digests were kept); it cannot be verified", stacklevel=2
+        )
     return {key: value.to(device) for key, value in tensors.items()}, metadata
 
 
@@ -117,5 +124,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     tensors, metadata = read_weights(path, device, what="checkpoint")
     if "skeleton" not in metadata:
-        raise RunError(f"checkpoint {path} has no state skeleton in its metadata; it is not an Imbalance Lab checkpoint")
+        raise RunError(
+            f"checkpoint {path} has no state skeleton in its metadata; it is not an Imbalance Lab checkpoint"
+        )
     return unflatten_state(json.loads(metadata["skeleton"]), tensors)

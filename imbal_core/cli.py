@@ -1,5 +1,6 @@
-"""Command line: `python -m imbal_core {datasets,methods,train,sweep,runs,evaluate,export,style-train,diffusion-train,
-generators,generator-quality,robustness} --help`."""
+"""Command line: `python -m imbal_core {datasets,methods,train,sweep,benchmark,runs,evaluate,export,style-train,
+diffusion-train,generators,generator-quality,robustness} --help`."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,16 +12,18 @@ import signal
 import sqlite3
 import sys
 import textwrap
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .data import DATA_SOURCES, load_dataset
 from .data.colour import COLOUR_CONSTANCY
 from .engine import RunInterrupted, TrainConfig, train
-from .engine.trainer import RESUMABLE
 from .engine.config import check_data_options
 from .engine.evaluate import EVAL_SPLITS, OVERLAP_RULES, evaluate_run
 from .engine.robustness import DEFAULT_STRENGTHS, drop_table, evaluate_shifts
+from .engine.trainer import RESUMABLE
 from .errors import ConfigError, ImbalLabError
 from .methods import METHODS
 from .models import DEFAULT_BACKBONE
@@ -42,13 +45,18 @@ SPLIT_SEED_HELP = "seed of the train/val/test split (data sets with an official 
 DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, prog: str = "python -m imbal_core") -> int:
+    """The CLI; `prog` is how it was invoked (`imbal-lab` from the installed command), as help and runs record it."""
+    parser = build_parser(prog)
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as stop:  # --help (code 0), or a usage error argparse has printed (code 2)
+        # `app` hands the options it does not know to Streamlit (e.g. --server.port 8600); other commands refuse them
+        args, unknown = parser.parse_known_args(argv)
+        if unknown and args.func is not cmd_app:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.streamlit_args = unknown
+    except SystemExit as stop:  # --help or --version (code 0), or a usage error argparse has printed (code 2)
         return int(stop.code or 0)
-    args.command_line = shlex.join(["python", "-m", "imbal_core", *(sys.argv[1:] if argv is None else argv)])
+    args.command_line = shlex.join([*prog.split(), *(sys.argv[1:] if argv is None else argv)])
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run cleanly, like Ctrl-C
     try:
         return args.func(args) or 0
@@ -58,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`
         return 0
     except RunInterrupted as stopped:
-        print(f"stopped; resume with `python -m imbal_core train --resume {stopped.run_id}`", file=sys.stderr)
+        print(f"stopped; resume with `{prog} train --resume {stopped.run_id}`", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -67,8 +75,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+def console_main() -> None:
+    """The `imbal-lab` command of the installed package."""
+    sys.exit(main(prog="imbal-lab"))
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+class _VersionAction(argparse.Action):
+    """--version: the version, and the git commit in a checkout (asked of git only when --version is given)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        from .launch import version_text
+
+        print(version_text())
+        parser.exit()
 
 
 class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -95,10 +127,20 @@ def _non_negative_int(text: str) -> int:
     return int(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m imbal_core", description="Imbalance Lab engine.")
+def build_parser(prog: str = "python -m imbal_core") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description="Imbalance Lab engine.")
+    parser.add_argument(
+        "--version", action=_VersionAction, help="print the version (and the git commit in a checkout) and exit"
+    )
     parser.add_argument("--store", default=None, help="run store folder (default: $IMBAL_LAB_HOME/store)")
     sub = parser.add_subparsers(required=True, metavar="command")
+
+    p = sub.add_parser(
+        "app",
+        help="serve the Streamlit app on 127.0.0.1 (the options of `make app`); Streamlit "
+        "options follow, e.g. `app --server.port 8600` or `--server.address 0.0.0.0` to expose it",
+    )
+    p.set_defaults(func=cmd_app)
 
     p = sub.add_parser("datasets", help="list data sources, or show one source's class counts")
     p.add_argument("--data", choices=DATA_SOURCES.names(), help="show this source's class counts per split")
@@ -115,8 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one method (with a progress bar)")
     p.add_argument("--method", default="ce", choices=METHODS.names(), help="the method (cards: `methods NAME`)")
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="run seed: the model's start, batches, "
-                   "augmentation and which training images a --ratio keeps")
+    p.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        help="run seed: the model's start, batches, augmentation and which training images a --ratio keeps",
+    )
     p.add_argument("--ratio", type=float, default=None, help="imbalance ratio n_max/n_min (default: natural counts)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue a stopped or interrupted run")
     _add_run_options(p)
@@ -124,36 +170,84 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="train every combination of methods x ratios x seeds")
     p.add_argument("--methods", required=True, help="comma-separated, e.g. ce,focal,ldam_drw")
-    p.add_argument("--ratios", default="natural", help="comma-separated ratios >= 1 and/or 'natural' (the data set's "
-                   "own counts), e.g. natural,10,100")
+    p.add_argument(
+        "--ratios",
+        default="natural",
+        help="comma-separated ratios >= 1 and/or 'natural' (the data set's own counts), e.g. natural,10,100",
+    )
     p.add_argument("--seeds", default="0", help="comma-separated seeds >= 0, e.g. 0,1,2")
     _add_run_options(p)
+    _add_executor_options(p)
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("runs", help="list the runs in the store (with failed runs' errors and how to resume stopped "
-                       "ones), or delete runs")
+    p = sub.add_parser(
+        "benchmark",
+        help="run a benchmark protocol (a TOML file: data, methods, ratios, seeds, "
+        "epochs): train what is missing, resume what was interrupted, write results/<name>.md and .csv",
+    )
+    p.add_argument(
+        "protocol", help="a protocol .toml file, or the name of one in benchmarks/protocols/ (e.g. builtin_ratios)"
+    )
+    p.add_argument(
+        "--path",
+        action="append",
+        default=[],
+        metavar="[NAME=]DIR",
+        help="data path of the protocol's data set NAME (just DIR when it has one), replacing the file's",
+    )
+    p.add_argument("--out-dir", default="results", help="folder of the results files <name>.md and <name>.csv")
+    p.add_argument(
+        "--plan", action="store_true", help="only check the protocol and print what would be trained, resumed or reused"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_executor_options(p)
+    p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser(
+        "runs",
+        help="list the runs in the store (with failed runs' errors and how to resume stopped ones), or delete runs",
+    )
     p.add_argument("--method", help="list only this method's runs")
     p.add_argument("--status", choices=LISTED_STATUSES, help="list only runs with this status")
-    p.add_argument("--delete", nargs="+", metavar="RUN_ID", help="delete these runs (rows and folders); nothing is "
-                   "deleted if one of them is unknown or still queued or running")
-    p.add_argument("--prune", action="append", choices=PRUNABLE, help="delete every run with this status (repeat "
-                   "for several, e.g. --prune failed --prune stopped)")
+    p.add_argument(
+        "--delete",
+        nargs="+",
+        metavar="RUN_ID",
+        help="delete these runs (rows and folders); nothing is "
+        "deleted if one of them is unknown or still queued or running",
+    )
+    p.add_argument(
+        "--prune",
+        action="append",
+        choices=PRUNABLE,
+        help="delete every run with this status (repeat for several, e.g. --prune failed --prune stopped)",
+    )
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("evaluate", help="evaluate a finished run on another data set (e.g. HAM10000 -> ISIC 2018)")
     p.add_argument("run_id", help="the finished run whose model is evaluated (see `runs`)")
     p.add_argument("--data", required=True, choices=DATA_SOURCES.names(), help="data source of the other data set")
     p.add_argument("--path", help="folder or file of the other data set")
-    p.add_argument("--split", default="all", choices=EVAL_SPLITS,
-                   help="which images to score: all (the whole set, for an external test set) or one split of it")
-    p.add_argument("--overlap", default="refuse", choices=OVERLAP_RULES,
-                   help="images the run trained or was selected on (same id or pixels): refuse to score, or "
-                   "exclude them and score the rest")
+    p.add_argument(
+        "--split",
+        default="all",
+        choices=EVAL_SPLITS,
+        help="which images to score: all (the whole set, for an external test set) or one split of it",
+    )
+    p.add_argument(
+        "--overlap",
+        default="refuse",
+        choices=OVERLAP_RULES,
+        help="images the run trained or was selected on (same id or pixels): refuse to score, or "
+        "exclude them and score the rest",
+    )
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE", help="data source option")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("export", help="write the tidy metrics table (run, method, seed, ratio, class, metric, value) as CSV")
+    p = sub.add_parser(
+        "export", help="write the tidy metrics table (run, method, seed, ratio, class, metric, value) as CSV"
+    )
     p.add_argument("--out", help="CSV file (default: standard output)")
     p.add_argument("--runs", help="comma-separated run ids (default: all)")
     p.add_argument("--summary-only", action="store_true", help="whole-set metrics only, no per-class rows")
@@ -162,36 +256,67 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = StyleTrainConfig()
     p = sub.add_parser("style-train", help="train an AdaIN style model (for Style-KD) on a data set's training split")
     _add_generator_options(p, defaults)
-    p.add_argument("--autoencoder-epochs", type=int, default=defaults.autoencoder_epochs,
-                   help="first epochs: reconstruction only (the encoder learns its features)")
+    p.add_argument(
+        "--autoencoder-epochs",
+        type=int,
+        default=defaults.autoencoder_epochs,
+        help="first epochs: reconstruction only (the encoder learns its features)",
+    )
     p.add_argument("--width", type=int, default=defaults.width, help="channels of the first encoder stage")
-    p.add_argument("--style-weight", type=float, default=defaults.style_weight,
-                   help="weight of the style loss against the content loss")
+    p.add_argument(
+        "--style-weight",
+        type=float,
+        default=defaults.style_weight,
+        help="weight of the style loss against the content loss",
+    )
     p.set_defaults(func=cmd_style_train)
 
-    defaults = DiffusionTrainConfig()
-    p = sub.add_parser("diffusion-train", help="train a class-conditional diffusion model (for IOIS) on a training split")
-    _add_generator_options(p, defaults)
-    p.add_argument("--width", type=int, default=defaults.width, help="UNet channels of the first level (x2 below)")
-    p.add_argument("--layers-per-block", type=int, default=defaults.layers_per_block,
-                   help="ResNet layers per UNet level")
-    p.add_argument("--label-dropout", type=float, default=defaults.label_dropout,
-                   help="share of labels replaced by the null label (classifier-free guidance)")
-    p.add_argument("--ema-decay", type=float, default=defaults.ema_decay,
-                   help="decay of the weights' moving average, the model that is saved and samples")
-    p.add_argument("--prediction", choices=PREDICTIONS, default=defaults.prediction,
-                   help="what the UNet predicts: v (well conditioned at few sampling steps) or the noise")
+    diffusion_defaults = DiffusionTrainConfig()
+    p = sub.add_parser(
+        "diffusion-train", help="train a class-conditional diffusion model (for IOIS) on a training split"
+    )
+    _add_generator_options(p, diffusion_defaults)
+    p.add_argument(
+        "--width", type=int, default=diffusion_defaults.width, help="UNet channels of the first level (x2 below)"
+    )
+    p.add_argument(
+        "--layers-per-block", type=int, default=diffusion_defaults.layers_per_block, help="ResNet layers per UNet level"
+    )
+    p.add_argument(
+        "--label-dropout",
+        type=float,
+        default=diffusion_defaults.label_dropout,
+        help="share of labels replaced by the null label (classifier-free guidance)",
+    )
+    p.add_argument(
+        "--ema-decay",
+        type=float,
+        default=diffusion_defaults.ema_decay,
+        help="decay of the weights' moving average, the model that is saved and samples",
+    )
+    p.add_argument(
+        "--prediction",
+        choices=PREDICTIONS,
+        default=diffusion_defaults.prediction,
+        help="what the UNet predicts: v (well conditioned at few sampling steps) or the noise",
+    )
     p.set_defaults(func=cmd_diffusion_train)
 
     p = sub.add_parser("generators", help="list the generators (AdaIN and diffusion; yours and pretrained/)")
     p.add_argument("--kind", choices=("adain", "diffusion"))
     p.set_defaults(func=cmd_generators)
 
-    p = sub.add_parser("generator-quality", help="per-class quality of a diffusion model's images, judged with the "
-                       "features of a finished run")
+    p = sub.add_parser(
+        "generator-quality",
+        help="per-class quality of a diffusion model's images, judged with the features of a finished run",
+    )
     p.add_argument("generator", help="diffusion model name or .safetensors path")
-    p.add_argument("--run", required=True, metavar="RUN_ID", help="finished run on the same data whose classifier "
-                   "and features judge the images (e.g. a pretrained ce run)")
+    p.add_argument(
+        "--run",
+        required=True,
+        metavar="RUN_ID",
+        help="finished run on the same data whose classifier and features judge the images (e.g. a pretrained ce run)",
+    )
     p.add_argument("--per-class", type=int, default=64, help="synthetic images per class")
     p.add_argument("--steps", type=int, default=25, help="DDIM steps")
     p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (1 = none)")
@@ -201,15 +326,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the table to this .csv or .md file")
     p.set_defaults(func=cmd_generator_quality)
 
-    p = sub.add_parser("robustness", help="evaluate finished runs on their test split under acquisition shifts "
-                       "(colour cast, contrast, blur, JPEG) and print each metric's drop")
+    p = sub.add_parser(
+        "robustness",
+        help="evaluate finished runs on their test split under acquisition shifts "
+        "(colour cast, contrast, blur, JPEG) and print each metric's drop",
+    )
     p.add_argument("run_ids", nargs="+", metavar="RUN_ID")
-    p.add_argument("--shifts", default=",".join(SHIFTS.names()), help="comma-separated, from: " + ", ".join(
-        f"{name} ({SHIFTS.get(name).description})" for name in SHIFTS.names()))
-    p.add_argument("--strengths", default=",".join(map(str, DEFAULT_STRENGTHS)),
-                   help=f"comma-separated integers in 1..{MAX_STRENGTH} (0 = unshifted, always measured)")
-    p.add_argument("--metrics", help="comma-separated summary metrics to print (default: balanced_acc, acc, macro_f1, "
-                   "macro_auc_ovr; binary runs auroc, auprc, balanced_acc, sensitivity, specificity)")
+    p.add_argument(
+        "--shifts",
+        default=",".join(SHIFTS.names()),
+        help="comma-separated, from: "
+        + ", ".join(f"{name} ({SHIFTS.get(name).description})" for name in SHIFTS.names()),
+    )
+    p.add_argument(
+        "--strengths",
+        default=",".join(map(str, DEFAULT_STRENGTHS)),
+        help=f"comma-separated integers in 1..{MAX_STRENGTH} (0 = unshifted, always measured)",
+    )
+    p.add_argument(
+        "--metrics",
+        help="comma-separated summary metrics to print (default: balanced_acc, acc, macro_f1, "
+        "macro_auc_ovr; binary runs auroc, auprc, balanced_acc, sensitivity, specificity)",
+    )
     p.add_argument("--seed", type=int, default=0, help="draws the random part of a shift (each image's cast colour)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.set_defaults(func=cmd_robustness)
@@ -219,30 +357,108 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="synthetic", choices=DATA_SOURCES.names(), help="data source (see `datasets`)")
     p.add_argument("--path", help="folder or file of the data set (real data sources)")
-    p.add_argument("--task", help="binary task 'POSITIVE vs NEGATIVE', e.g. 'mel vs nv' or 'mel,bcc,akiec vs rest' "
-                   "(positive = abnormal)")
-    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="data source option, e.g. n_images=3000 (synthetic) or flag=retinamnist (medmnist)")
+    p.add_argument(
+        "--task",
+        help="binary task 'POSITIVE vs NEGATIVE', e.g. 'mel vs nv' or 'mel,bcc,akiec vs rest' (positive = abnormal)",
+    )
+    p.add_argument(
+        "--data-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="data source option, e.g. n_images=3000 (synthetic) or flag=retinamnist (medmnist)",
+    )
     p.add_argument("--image-size", type=int, default=28, help=IMAGE_SIZE_HELP)
     p.add_argument("--split-seed", type=_non_negative_int, default=0, help=SPLIT_SEED_HELP)
-    p.add_argument("--colour-constancy", default="none", choices=("none", *COLOUR_CONSTANCY),
-                   help="remove each image's light colour in every split (Shades of Gray, p = 6)")
+    p.add_argument(
+        "--colour-constancy",
+        default="none",
+        choices=("none", *COLOUR_CONSTANCY),
+        help="remove each image's light colour in every split (Shades of Gray, p = 6)",
+    )
     p.add_argument("--profile", default="exp", help="exp, step, or a JSON {class: count} dict")
-    p.add_argument("--fit", default="scale", choices=("scale", "cap"),
-                   help="scale: exact ratio, fewer images (a ratio out of reach is an error); cap: classes short of "
-                   "their target keep all their images, at least one (the achieved ratio is printed)")
+    p.add_argument(
+        "--fit",
+        default="scale",
+        choices=("scale", "cap"),
+        help="scale: exact ratio, fewer images (a ratio out of reach is an error); cap: classes short of "
+        "their target keep all their images, at least one (the achieved ratio is printed)",
+    )
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, help="timm backbone, adapted to small images")
     p.add_argument("--epochs", type=int, default=10, help="training epochs")
     p.add_argument("--batch-size", type=int, default=128, help="images per step")
     p.add_argument("--optimizer", default="adamw", choices=("adamw", "sgd"), help="optimiser")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate at the start of each stage (cosine decay to 0)")
+    p.add_argument(
+        "--lr", type=float, default=1e-3, help="learning rate at the start of each stage (cosine decay to 0)"
+    )
     p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay of the optimiser")
-    p.add_argument("--no-augment", action="store_true", help="train on the images as they are (no flips, rotations, colour jitter)")
+    p.add_argument(
+        "--no-augment", action="store_true", help="train on the images as they are (no flips, rotations, colour jitter)"
+    )
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="method setting, e.g. gamma=1.5")
-    p.add_argument("--init-from", metavar="RUN_ID", help="start from a finished run's weights (decoupled methods skip stage 1)")
+    p.add_argument(
+        "--init-from", metavar="RUN_ID", help="start from a finished run's weights (decoupled methods skip stage 1)"
+    )
     p.add_argument("--tag", default="", help="free label stored with the run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_executor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: train the runs here, one "
+        "after another; ray: one Ray task per run, in parallel on a local or running Ray cluster (workers "
+        "need no data folder; a killed worker is retried and resumes from its last epoch)",
+    )
+    p.add_argument(
+        "--address",
+        help="ray: address of a running cluster (host:6379, as `ray start --head` prints; "
+        "default: start a local one on this machine)",
+    )
+    p.add_argument(
+        "--cpus-per-run", type=float, default=1.0, help="ray: CPUs each run asks for (also its torch threads)"
+    )
+    p.add_argument(
+        "--gpus-per-run",
+        type=float,
+        default=0.0,
+        help="ray: GPUs each run asks for (e.g. 1, or 0.5 to share one between two runs); with 0 a run trains on CPU",
+    )
+    p.add_argument(
+        "--max-retries",
+        type=_non_negative_int,
+        default=3,
+        help="ray: how often a run whose worker died is started again (it resumes from its last completed epoch)",
+    )
+
+
+def _executor(args: argparse.Namespace) -> Any:
+    """The executor the options ask for; Ray options without --executor ray are a mistake worth naming."""
+    from .executors import LocalExecutor, RayExecutor
+
+    if args.executor == "local":
+        if args.address:
+            raise ConfigError("--address is the Ray cluster's address; add --executor ray")
+        return LocalExecutor(progress=lambda job: _progress_bar(args.quiet))
+
+    def on_epoch(job: Any, run_id: str, info: dict) -> None:
+        if args.quiet or not info.get("history"):
+            return
+        last = info["history"][-1]
+        shown = " ".join(f"{k} {v:.3f}" for k, v in last.items() if k.startswith("val_") and isinstance(v, float))
+        attempt = f" (attempt {info['attempt']})" if info.get("attempt", 1) > 1 else ""
+        print(f"  {run_id}: epoch {info['epoch']}/{info['epochs']}{attempt} {shown}", flush=True)
+
+    return RayExecutor(
+        address=args.address,
+        cpus_per_run=args.cpus_per_run,
+        gpus_per_run=args.gpus_per_run,
+        max_retries=args.max_retries,
+        on_epoch=on_epoch,
+    )
 
 
 def _add_generator_options(p: argparse.ArgumentParser, defaults: GeneratorConfig) -> None:
@@ -252,13 +468,21 @@ def _add_generator_options(p: argparse.ArgumentParser, defaults: GeneratorConfig
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE", help="data source option")
     p.add_argument("--image-size", type=int, default=defaults.image_size, help=IMAGE_SIZE_HELP)
     p.add_argument("--split-seed", type=_non_negative_int, default=defaults.split_seed, help=SPLIT_SEED_HELP)
-    p.add_argument("--ratio", type=float, default=None, help="learn only from the training images a run with this "
-                   "ratio (and --seed) keeps (default: natural counts)")
+    p.add_argument(
+        "--ratio",
+        type=float,
+        default=None,
+        help="learn only from the training images a run with this ratio (and --seed) keeps (default: natural counts)",
+    )
     p.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per step")
     p.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
-    p.add_argument("--seed", type=_non_negative_int, default=defaults.seed,
-                   help="training seed (and, with --ratio, which images are kept)")
+    p.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=defaults.seed,
+        help="training seed (and, with --ratio, which images are kept)",
+    )
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--name", help=f"file name (default {defaults.kind}_<data>_<size>)")
     p.add_argument("--out", help="folder for the file (default $IMBAL_LAB_HOME/generators)")
@@ -269,9 +493,19 @@ def _generator_common(args: argparse.Namespace) -> dict[str, Any]:
     data_options = _key_values(args.data_option, "--data-option")
     check_data_options(args.data, data_options)
     check_device(args.device)
-    return dict(data=args.data, data_path=args.path, data_options=data_options or None,
-                image_size=args.image_size, split_seed=args.split_seed, ratio=args.ratio, epochs=args.epochs,
-                batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device)
+    return dict(
+        data=args.data,
+        data_path=args.path,
+        data_options=data_options or None,
+        image_size=args.image_size,
+        split_seed=args.split_seed,
+        ratio=args.ratio,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+    )
 
 
 def _train_generator_printing(config: GeneratorConfig, args: argparse.Namespace) -> Path:
@@ -303,19 +537,36 @@ def _config(args: argparse.Namespace, method: str, ratio: float | None, seed: in
         try:
             profile = json.loads(profile)
         except json.JSONDecodeError as err:
-            raise ConfigError(f"--profile is not valid JSON ({err}); e.g. '{{\"df\": 20, \"vasc\": 30}}'") from None
+            raise ConfigError(f'--profile is not valid JSON ({err}); e.g. \'{{"df": 20, "vasc": 30}}\'') from None
     return TrainConfig(
-        method=method, method_settings=_key_values(args.set, "--set"), data=args.data, data_path=args.path,
-        data_options=_key_values(args.data_option, "--data-option"), task=args.task, image_size=args.image_size,
+        method=method,
+        method_settings=_key_values(args.set, "--set"),
+        data=args.data,
+        data_path=args.path,
+        data_options=_key_values(args.data_option, "--data-option"),
+        task=args.task,
+        image_size=args.image_size,
         colour_constancy=None if args.colour_constancy == "none" else args.colour_constancy,
-        split_seed=args.split_seed, ratio=ratio, profile=profile, fit=args.fit, backbone=args.backbone, epochs=args.epochs,
-        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
-        augment=not args.no_augment, seed=seed, device=args.device, init_from=args.init_from,
+        split_seed=args.split_seed,
+        ratio=ratio,
+        profile=profile,
+        fit=args.fit,
+        backbone=args.backbone,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        augment=not args.no_augment,
+        seed=seed,
+        device=args.device,
+        init_from=args.init_from,
     )
 
 
-def _train_with_bar(config: TrainConfig | None, store: RunStore, quiet: bool, resume: str | None = None,
-                    tag: str = "") -> str:
+@contextmanager
+def _progress_bar(quiet: bool) -> Iterator[Callable[[dict], None]]:
+    """A progress function for one run that draws a tqdm bar of its epochs (nothing when quiet)."""
     from tqdm import tqdm
 
     bar = None
@@ -325,30 +576,45 @@ def _train_with_bar(config: TrainConfig | None, store: RunStore, quiet: bool, re
         if quiet or event["event"] not in ("step", "epoch"):
             return
         if bar is None:  # a resumed run's first event is in the epoch after its last completed one
-            bar = tqdm(total=event["epochs"], initial=event["epoch"], unit="epoch", dynamic_ncols=True,
-                       desc=event["run_id"])
+            bar = tqdm(
+                total=event["epochs"], initial=event["epoch"], unit="epoch", dynamic_ncols=True, desc=event["run_id"]
+            )
         if event["event"] == "step":
             bar.set_postfix_str(f"{event['stage']} step {event['step']}/{event['steps']} loss {event['loss']:.3f}")
         else:
             bar.update(1)
-            shown = f"val AUROC {event['val_auroc']:.3f}" if "val_auroc" in event else f"val bal.acc {event['val_balanced_acc']:.3f}"
+            shown = (
+                f"val AUROC {event['val_auroc']:.3f}"
+                if "val_auroc" in event
+                else f"val bal.acc {event['val_balanced_acc']:.3f}"
+            )
             bar.set_postfix_str(f"loss {event['loss']:.3f} {shown}")
 
-    if config is not None and tag:
-        config.check_ready()
-    run_id = None if config is None or not tag else store.create_run(config.to_dict(), tag=tag)
     try:
-        run_id = train(config, store, progress=progress, resume=resume, run_id=run_id)  # type: ignore[arg-type]
+        yield progress
     finally:
         if bar is not None:
             bar.close()
-    return run_id
+
+
+def _train_with_bar(
+    config: TrainConfig | None, store: RunStore, quiet: bool, resume: str | None = None, tag: str = ""
+) -> str:
+    if config is not None and tag:
+        config.check_ready()
+    run_id = None if config is None or not tag else store.create_run(config.to_dict(), tag=tag)
+    with _progress_bar(quiet) as progress:
+        return train(config, store, progress=progress, resume=resume, run_id=run_id)  # type: ignore[arg-type]
 
 
 def _print_result(store: RunStore, run_id: str) -> None:
     run = store.get_run(run_id)
     summary = run["summary"] or {}
-    keys = ("auroc", "auprc", "sens_at_95_spec", "balanced_acc") if "auroc" in summary else ("acc", "balanced_acc", "macro_f1")
+    keys = (
+        ("auroc", "auprc", "sens_at_95_spec", "balanced_acc")
+        if "auroc" in summary
+        else ("acc", "balanced_acc", "macro_f1")
+    )
     shown = ", ".join(f"{k} {summary[k]:.3f}" for k in keys if k in summary)
     print(f"{run_id}: {run['status']}" + (f" — test {shown}" if shown else "") + _achieved_ratio(store, run))
 
@@ -367,13 +633,16 @@ def _open_store(args: argparse.Namespace) -> RunStore:
     folder cannot hold one: opening a store writes (its tables, its journal), so even listing needs a writable one."""
     root = Path(args.store) if args.store else lab_home() / "store"
     if root.exists() and not root.is_dir():
-        raise ConfigError(f"the run store {root} is a file; give --store a folder (created when missing), e.g. "
-                          "--store lab_data/store")
+        raise ConfigError(
+            f"the run store {root} is a file; give --store a folder (created when missing), e.g. --store lab_data/store"
+        )
     nearest_folder = next(folder for folder in (root, *root.parents) if folder.exists())
     database = root / "runs.sqlite"
     if not os.access(nearest_folder, os.W_OK) or database.exists() and not os.access(database, os.W_OK):
-        raise ConfigError(f"the run store {root} is not writable (runs, their status and metrics are written there); "
-                          "make it writable, or choose another folder with --store DIR")
+        raise ConfigError(
+            f"the run store {root} is not writable (runs, their status and metrics are written there); "
+            "make it writable, or choose another folder with --store DIR"
+        )
     try:
         return RunStore(root)
     except (OSError, sqlite3.Error) as err:
@@ -397,6 +666,14 @@ def _resume_command(run_id: str, store: str | None) -> str:
     return shlex.join(["python", "-m", "imbal_core", *store_option, "train", "--resume", run_id])
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    from .launch import run_app
+
+    if args.store:
+        raise ConfigError("the app keeps its runs in $IMBAL_LAB_HOME/store; set IMBAL_LAB_HOME instead of --store")
+    return run_app(args.streamlit_args)
+
+
 def cmd_datasets(args: argparse.Namespace) -> None:
     if args.task and args.data is None:
         raise ConfigError("--task needs --data (the data set whose classes it names)")
@@ -405,8 +682,9 @@ def cmd_datasets(args: argparse.Namespace) -> None:
             info = DATA_SOURCES.get(name)
             print(f"{name:10s} {info.description}\n{'':10s} layout: {info.layout}\n")
         return
-    dataset = load_dataset(args.data, path=args.path, image_size=args.image_size, split_seed=args.split_seed,
-                           task=args.task)
+    dataset = load_dataset(
+        args.data, path=args.path, image_size=args.image_size, split_seed=args.split_seed, task=args.task
+    )
     print(f"{dataset.name}: {dataset.num_classes} classes, images {dataset.image_shape}")
     if args.task:
         print(dataset.description)
@@ -428,8 +706,10 @@ def cmd_methods(args: argparse.Namespace) -> None:
 
 
 def methods_markdown() -> str:
-    header = ("# Method cards\n\nGenerated by `make docs` (`python -m imbal_core methods --markdown`) from the cards in "
-              "`imbal_core/methods/`; a test keeps this file in step with the code.\n")
+    header = (
+        "# Method cards\n\nGenerated by `make docs` (`python -m imbal_core methods --markdown`) from the cards in "
+        "`imbal_core/methods/`; a test keeps this file in step with the code.\n"
+    )
     return "\n\n".join([header] + [METHODS.get(name).card.to_markdown(name) for name in METHODS.names()]) + "\n"
 
 
@@ -445,10 +725,14 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for method in methods:
         METHODS.get(method)  # fail before training anything
-    ratios = _comma_list(args.ratios, "--ratios", _ratio_or_natural,
-                         "comma-separated ratios >= 1 and/or 'natural', e.g. natural,10,100")
+    ratios = _comma_list(
+        args.ratios, "--ratios", _ratio_or_natural, "comma-separated ratios >= 1 and/or 'natural', e.g. natural,10,100"
+    )
     seeds = _comma_list(args.seeds, "--seeds", _non_negative_int, "comma-separated integers >= 0, e.g. 0,1,2")
     configs = [_config(args, m, r, s) for m, r, s in itertools.product(methods, ratios, seeds)]
+    if args.executor == "ray":
+        _sweep_on_ray(args, store, configs)
+        return
     for config in configs:  # bad data, device or an unreachable ratio: fail before training anything
         config.check_ready()
     failures = []
@@ -464,6 +748,61 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         raise ConfigError("; ".join(failures))
 
 
+def _sweep_on_ray(args: argparse.Namespace, store: RunStore, configs: list[TrainConfig]) -> None:
+    from .executors import Job, check_ready_on_cluster
+
+    for config in configs:  # as for a local sweep, but the device is the workers' (checked there)
+        check_ready_on_cluster(config)
+    executor = _executor(args)
+    outcomes = executor.run(
+        [Job(config) for config in configs],
+        store,
+        tag=args.tag,
+        on_done=lambda outcome: _print_result(store, outcome.run_id),
+    )
+    failures = [
+        f"{o.job.config.method} ratio={o.job.config.ratio} seed={o.job.config.seed}: {o.error}"
+        for o in outcomes
+        if o.status != "finished"
+    ]
+    print(f"sweep done: {len(outcomes) - len(failures)} finished, {len(failures)} failed")
+    if failures:
+        raise ConfigError("; ".join(failures))
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from .benchmark import STATE_TEXT, plan, run_benchmark
+    from .protocol import load_protocol
+
+    protocol = load_protocol(args.protocol, args.path)
+    store = _open_store(args)
+    if args.plan:
+        steps = plan(protocol, store, local=args.executor == "local")
+        for step in steps:
+            run = f" {step.run_id}" if step.run_id else ""
+            print(f"{STATE_TEXT[step.state]}:{run} {step.run.describe()}" + (f" — {step.note}" if step.note else ""))
+        return 0
+    executor = _executor(args)
+    try:
+        result = run_benchmark(protocol, store, executor, args.out_dir, args.command_line)
+    except KeyboardInterrupt:
+        print(
+            f"stopped; finished runs are kept and the results file shows them. Run `{args.command_line}` again "
+            "to resume the rest from their last completed epoch",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"wrote {result.markdown} and {result.csv}")
+    missing = result.incomplete()
+    if missing:
+        raise ConfigError(
+            f"{len(missing)} of the protocol's runs have not finished (blocked, failed or busy "
+            f"elsewhere; see 'Not finished' in {result.markdown}); fix them and run the same command "
+            "again: finished runs are kept and the others resume"
+        )
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> None:
     store = _open_store(args)
     if args.delete or args.prune:
@@ -476,7 +815,9 @@ def cmd_runs(args: argparse.Namespace) -> None:
         return
     # runs without a summary read back as None or NaN
     runs["balanced_acc"] = runs["summary"].map(lambda s: json.loads(s)["balanced_acc"] if isinstance(s, str) else None)
-    print(runs[["run_id", "status", "method", "data", "ratio", "seed", "epochs", "balanced_acc"]].to_string(index=False))
+    print(
+        runs[["run_id", "status", "method", "data", "ratio", "seed", "epochs", "balanced_acc"]].to_string(index=False)
+    )
     notes = []  # under the table: why runs failed, how to continue the others
     for run in runs.itertuples():
         if run.status == "failed" and isinstance(run.error, str):
@@ -495,8 +836,10 @@ def _delete_runs(store: RunStore, run_ids: list[str], prune: list[str]) -> None:
         raise ConfigError(f"no run(s) {unknown} in the store {store.root}; `python -m imbal_core runs` lists its runs")
     busy = [run_id for run_id in run_ids if status[run_id] in ("queued", "running")]
     if busy:
-        raise ConfigError(f"run(s) {busy} are queued or running; stop them first (Stop on the app's Train page, Ctrl-C "
-                          "in the CLI), then delete them")
+        raise ConfigError(
+            f"run(s) {busy} are queued or running; stop them first (Stop on the app's Train page, Ctrl-C "
+            "in the CLI), then delete them"
+        )
     doomed = list(dict.fromkeys([*run_ids, *(run_id for run_id, s in status.items() if s in prune)]))
     if not doomed:
         print(f"no {' or '.join(prune)} runs to delete")
@@ -509,11 +852,21 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     import pandas as pd
 
     check_device(args.device)
-    metrics = evaluate_run(_open_store(args), args.run_id, args.data, args.path, args.split, args.device,
-                           overlap=args.overlap, **_key_values(args.data_option, "--data-option"))
+    metrics = evaluate_run(
+        _open_store(args),
+        args.run_id,
+        args.data,
+        args.path,
+        args.split,
+        args.device,
+        overlap=args.overlap,
+        **_key_values(args.data_option, "--data-option"),
+    )
     excluded = metrics["n_overlap_excluded"]
-    print(f"{args.data} ({args.split}): {metrics['n_images']} images scored"
-          + (f", {excluded} seen in training left out" if excluded else ""))
+    print(
+        f"{args.data} ({args.split}): {metrics['n_images']} images scored"
+        + (f", {excluded} seen in training left out" if excluded else "")
+    )
     for key, value in metrics["summary"].items():
         print(f"{key:16s} {value:.4f}")
     names = metrics["class_names"]
@@ -537,16 +890,25 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_style_train(args: argparse.Namespace) -> None:
-    config = StyleTrainConfig(**_generator_common(args), width=args.width, autoencoder_epochs=args.autoencoder_epochs,
-                              style_weight=args.style_weight)
+    config = StyleTrainConfig(
+        **_generator_common(args),
+        width=args.width,
+        autoencoder_epochs=args.autoencoder_epochs,
+        style_weight=args.style_weight,
+    )
     path = _train_generator_printing(config, args)
     print(f"saved {path}; use it with: train --method style_kd --set tool=adain --set style_model={path.stem}")
 
 
 def cmd_diffusion_train(args: argparse.Namespace) -> None:
-    config = DiffusionTrainConfig(**_generator_common(args), width=args.width, layers_per_block=args.layers_per_block,
-                                  label_dropout=args.label_dropout, ema_decay=args.ema_decay,
-                                  prediction=args.prediction)
+    config = DiffusionTrainConfig(
+        **_generator_common(args),
+        width=args.width,
+        layers_per_block=args.layers_per_block,
+        label_dropout=args.label_dropout,
+        ema_decay=args.ema_decay,
+        prediction=args.prediction,
+    )
     path = _train_generator_printing(config, args)
     print(f"saved {path}; use it with: train --method iois --set generator={path.stem}")
 
@@ -561,7 +923,7 @@ def cmd_generators(args: argparse.Namespace) -> None:
         print(f"{info.name:30s} {info.kind:9s} {info.source:10s} {data} — {training_summary(info)}")
 
 
-def markdown_table(table: "pd.DataFrame") -> str:
+def markdown_table(table: pd.DataFrame) -> str:
     """A DataFrame as a Markdown table, floats with 3 decimals."""
     cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)]
     lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
@@ -571,12 +933,22 @@ def markdown_table(table: "pd.DataFrame") -> str:
 def cmd_generator_quality(args: argparse.Namespace) -> None:
     from .synth.quality import measure_generator
 
-    report = measure_generator(args.generator, args.run, _open_store(args), per_class=args.per_class,
-                               steps=args.steps, guidance=args.guidance, strength=args.strength, seed=args.seed,
-                               device=args.device)
-    heading = (f"generator {args.generator}, features and classifier of run {args.run} (not Inception-FID); "
-               f"{args.per_class} images per class, {args.steps} DDIM steps, guidance {args.guidance:g}, "
-               f"strength {args.strength:g}, seed {args.seed}")
+    report = measure_generator(
+        args.generator,
+        args.run,
+        _open_store(args),
+        per_class=args.per_class,
+        steps=args.steps,
+        guidance=args.guidance,
+        strength=args.strength,
+        seed=args.seed,
+        device=args.device,
+    )
+    heading = (
+        f"generator {args.generator}, features and classifier of run {args.run} (not Inception-FID); "
+        f"{args.per_class} images per class, {args.steps} DDIM steps, guidance {args.guidance:g}, "
+        f"strength {args.strength:g}, seed {args.seed}"
+    )
     print(heading)
     print(report.table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.out:
@@ -585,8 +957,10 @@ def cmd_generator_quality(args: argparse.Namespace) -> None:
         out = Path(args.out)
         with atomic_path(out) as tmp:
             if out.suffix == ".md":  # a results file says how it was made
-                tmp.write_text(f"{heading[0].upper()}{heading[1:]}.\n\nCommand: `{args.command_line}`\n\n"
-                               + markdown_table(report.table))
+                tmp.write_text(
+                    f"{heading[0].upper()}{heading[1:]}.\n\nCommand: `{args.command_line}`\n\n"
+                    + markdown_table(report.table)
+                )
             else:
                 report.table.to_csv(tmp, index=False)
         print(f"wrote {out}")

@@ -3,6 +3,7 @@
 Everything here works from files saved with each run (metrics.json, predictions.npz), never
 from the models, so comparisons are fast and redrawable.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,13 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .metrics import BINARY_METRICS, SUMMARY_METRICS, compute_metrics
-from .methods.decoupled import best_tau, tau_curve, tau_normalise
 from .engine.robustness import drop_table, load_report
+from .methods.decoupled import best_tau, tau_curve, tau_normalise
+from .metrics import BINARY_METRICS, SUMMARY_METRICS, compute_metrics
 from .runs import MODEL_FILE, RunStore
-from .utils import REPO_ROOT, lab_home, read_json
-
-PRETRAINED_DIR = REPO_ROOT / "pretrained"
+from .utils import IN_CHECKOUT, PRETRAINED_DIR, REPO_ROOT, lab_home, read_json
 
 
 def stores(user_store: RunStore | None = None) -> list[RunStore]:
@@ -51,8 +50,19 @@ def finished_runs(all_stores: list[RunStore]) -> pd.DataFrame:
     runs["data"] = runs["config"].map(_data_label)
     # Runs that differ only in their seed form one group (one bar colour, mean ± sd).
     runs["group"] = runs["config"].map(_group_label)
-    runs["label"] = runs["method"] + " · " + runs["data"] + " · ratio " + runs["ratio_label"] + " · seed " + \
-        runs["seed"].astype(str) + " · " + runs["source"] + " · " + runs["run_id"].str[-6:]
+    runs["label"] = (
+        runs["method"]
+        + " · "
+        + runs["data"]
+        + " · ratio "
+        + runs["ratio_label"]
+        + " · seed "
+        + runs["seed"].astype(str)
+        + " · "
+        + runs["source"]
+        + " · "
+        + runs["run_id"].str[-6:]
+    )
     summaries = runs["summary"].map(lambda s: json.loads(s) if s else {})
     for metric in SUMMARY_METRICS + BINARY_METRICS:
         runs[metric] = summaries.map(lambda s, m=metric: s.get(m))
@@ -71,10 +81,13 @@ def default_selection(pool: pd.DataFrame, reference: str = "ce") -> pd.DataFrame
     if pool.empty:
         return pool
     epochs = pool["config"].map(lambda c: json.loads(c)["epochs"])
-    ranked = (pool.assign(epochs=epochs, shipped=pool["source"] == "pretrained")
-              .groupby(["method", "group"], sort=False)
-              .agg(seeds=("seed", "nunique"), epochs=("epochs", "max"), shipped=("shipped", "max")).reset_index()
-              .sort_values(["seeds", "epochs", "shipped", "group"], ascending=[False, False, False, True]))
+    ranked = (
+        pool.assign(epochs=epochs, shipped=pool["source"] == "pretrained")
+        .groupby(["method", "group"], sort=False)
+        .agg(seeds=("seed", "nunique"), epochs=("epochs", "max"), shipped=("shipped", "max"))
+        .reset_index()
+        .sort_values(["seeds", "epochs", "shipped", "group"], ascending=[False, False, False, True])
+    )
     chosen = ranked.drop_duplicates("method")
     order = {name: i for i, name in enumerate([reference] + [m for m in METHODS.names() if m != reference])}
     chosen = chosen.assign(rank=chosen["method"].map(order).fillna(len(order))).sort_values(["rank", "method"])
@@ -84,8 +97,17 @@ def default_selection(pool: pd.DataFrame, reference: str = "ce") -> pd.DataFrame
 
 
 # Training options that make runs of one method differ in more than their seed (named in the group when not default).
-TRAINING_OPTIONS = ("profile", "fit", "head_order", "optimizer", "lr", "weight_decay", "batch_size", "augment",
-                    "init_from")
+TRAINING_OPTIONS = (
+    "profile",
+    "fit",
+    "head_order",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "batch_size",
+    "augment",
+    "init_from",
+)
 
 
 def _group_label(config_json: str) -> str:
@@ -97,13 +119,17 @@ def _group_label(config_json: str) -> str:
     settings = ",".join(f"{k}={v}" for k, v in sorted(config["method_settings"].items()))
     method = f"{config['method']}[{settings}]" if settings else config["method"]
     defaults = TrainConfig.__dataclass_fields__
-    options = [f"{key}={config[key]}" for key in TRAINING_OPTIONS
-               if key in config and config[key] != defaults[key].default and
-               not (key == "profile" and config.get("ratio") is None)]  # a profile means nothing at natural counts
+    options = [
+        f"{key}={config[key]}"
+        for key in TRAINING_OPTIONS
+        if key in config
+        and config[key] != defaults[key].default
+        and not (key == "profile" and config.get("ratio") is None)
+    ]  # a profile means nothing at natural counts
     return " · ".join([method, f"{config['epochs']} ep", config["backbone"], *options])
 
 
-def embedding_projection(result: "RunResult", max_points: int = 2000) -> pd.DataFrame:
+def embedding_projection(result: RunResult, max_points: int = 2000) -> pd.DataFrame:
     """2-D PCA of a run's test embeddings, with each point's true class (for a scatter plot)."""
     from sklearn.decomposition import PCA
 
@@ -174,7 +200,9 @@ def load_results(runs: pd.DataFrame) -> list[RunResult]:
     results = []
     for row in runs.itertuples():
         run_dir = Path(row.store) / "runs" / row.run_id
-        results.append(RunResult(row.run_id, row.method, row.group, row.label, read_json(run_dir / "metrics.json"), run_dir))
+        results.append(
+            RunResult(row.run_id, row.method, row.group, row.label, read_json(run_dir / "metrics.json"), run_dir)
+        )
     return results
 
 
@@ -187,9 +215,12 @@ def per_class_table(results: list[RunResult], metric: str = "recall") -> pd.Data
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    table = (frame.groupby(["method", "class"], sort=False)
-             .agg(train_count=("train_count", "mean"), mean=("value", "mean"), sd=("value", "std"), runs=("value", "size"))
-             .reset_index().sort_values("train_count", ascending=False, kind="stable"))
+    table = (
+        frame.groupby(["method", "class"], sort=False)
+        .agg(train_count=("train_count", "mean"), mean=("value", "mean"), sd=("value", "std"), runs=("value", "size"))
+        .reset_index()
+        .sort_values("train_count", ascending=False, kind="stable")
+    )
     table["class_label"] = table["class"] + " (" + table["train_count"].round().astype(int).astype(str) + ")"
     return table
 
@@ -222,10 +253,20 @@ def binary_curves(results: list[RunResult]) -> tuple[pd.DataFrame, pd.DataFrame]
         fpr, tpr, _ = roc_curve(labels, scores)
         precision, recall, _ = precision_recall_curve(labels, scores)
         name = f"{r.group.split(' · ')[0]} · {r.run_id[-6:]}"
-        roc.append(pd.DataFrame({"run": name, "group": r.group, "fpr": fpr, "tpr": tpr,
-                                 "auc": r.metrics["summary"]["auroc"]}))
-        pr.append(pd.DataFrame({"run": name, "group": r.group, "recall": recall, "precision": precision,
-                                "auc": r.metrics["summary"]["auprc"]}))
+        roc.append(
+            pd.DataFrame({"run": name, "group": r.group, "fpr": fpr, "tpr": tpr, "auc": r.metrics["summary"]["auroc"]})
+        )
+        pr.append(
+            pd.DataFrame(
+                {
+                    "run": name,
+                    "group": r.group,
+                    "recall": recall,
+                    "precision": precision,
+                    "auc": r.metrics["summary"]["auprc"],
+                }
+            )
+        )
     return pd.concat(roc, ignore_index=True), pd.concat(pr, ignore_index=True)
 
 
@@ -255,7 +296,9 @@ def tau_rescore(result: RunResult, tau: float, embeddings: np.ndarray, labels: n
     return compute_metrics(probs, labels, np.asarray(result.metrics["train_counts"]))
 
 
-def tau_on_validation(result: RunResult, val_embeddings: np.ndarray, val_labels: np.ndarray) -> tuple[pd.DataFrame, float]:
+def tau_on_validation(
+    result: RunResult, val_embeddings: np.ndarray, val_labels: np.ndarray
+) -> tuple[pd.DataFrame, float]:
     """Validation balanced accuracy for each tau, and the tau the tau_norm method would choose from it.
 
     Tau is chosen here, on validation; the test set is only scored at the chosen tau (`tau_rescore`).
@@ -265,8 +308,11 @@ def tau_on_validation(result: RunResult, val_embeddings: np.ndarray, val_labels:
     weight = result.predictions()["head_weight"]
     if weight.ndim != 2:
         raise ValueError(f"run {result.run_id} has no linear head to tau-normalise")
-    curve = tau_curve(torch.from_numpy(weight), torch.from_numpy(val_embeddings.astype(np.float32)),
-                      torch.from_numpy(np.asarray(val_labels)))
+    curve = tau_curve(
+        torch.from_numpy(weight),
+        torch.from_numpy(val_embeddings.astype(np.float32)),
+        torch.from_numpy(np.asarray(val_labels)),
+    )
     return pd.DataFrame(curve, columns=["tau", "val_balanced_acc"]), best_tau(curve)
 
 
@@ -308,7 +354,7 @@ def shift_commands(runs: pd.DataFrame) -> list[str]:
         if root == (lab_home() / "store").resolve():
             option = ""  # the default store
         else:
-            shown = root.relative_to(REPO_ROOT) if root.is_relative_to(REPO_ROOT) else root
+            shown = root.relative_to(REPO_ROOT) if IN_CHECKOUT and root.is_relative_to(REPO_ROOT) else root
             option = f" --store {shown}"
         commands.append(f"python -m imbal_core{option} robustness {' '.join(rows['run_id'])}")
     return commands

@@ -1,7 +1,9 @@
 """Errors raised for bad input. Each message names the problem and the fix."""
+
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 class ImbalLabError(Exception):

@@ -1,4 +1,5 @@
 """Grad-CAM (captum LayerGradCam on the last feature map, ReLU on, bilinear upsampling)."""
+
 from __future__ import annotations
 
 import numpy as np

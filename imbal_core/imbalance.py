@@ -2,12 +2,13 @@
 
 Only the training split is subsampled; validation and test stay as they are.
 """
+
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -36,7 +37,7 @@ class ImbalanceResult:
 
 
 def target_counts(
-    available: Sequence[int],
+    available: Sequence[int] | np.ndarray,
     ratio: float,
     profile: str | Mapping[str, int] = "exp",
     head_order: str | Sequence[int] = "natural",
@@ -71,7 +72,7 @@ def target_counts(
     # Class i keeps n_max * ratio ** -tail_share[i]: the head (share 0) keeps n_max, the tail (share 1) n_max / ratio.
     if profile == "exp":
         tail_share = rank / max(num_classes - 1, 1)
-        shape = ratio ** -tail_share
+        shape = ratio**-tail_share
     else:  # step: the head half keeps n_max, the tail half gets n_max / ratio
         tail_share = (rank >= num_classes // 2).astype(float)
         shape = np.where(tail_share < 1, 1.0, 1.0 / ratio)
@@ -86,10 +87,14 @@ def target_counts(
             f"ratio {ratio:g} is out of reach: class(es) {emptied} would keep less than 1 image. The largest reachable "
             f"ratio for these training counts is {_largest_reachable_ratio(available, tail_share):g}; ask for at most "
             "that, or use fit='cap' (--fit cap in the CLI) to keep 1 image in each short class instead (the achieved "
-            "ratio is then smaller than the one asked)")
+            "ratio is then smaller than the one asked)"
+        )
     if emptied:
-        warnings.warn(f"ratio {ratio:g} leaves class(es) {emptied} with < 1 image; keeping 1 each "
-                      f"(achieved ratio {kept.max() / kept.min():g})", stacklevel=2)
+        warnings.warn(
+            f"ratio {ratio:g} leaves class(es) {emptied} with < 1 image; keeping 1 each "
+            f"(achieved ratio {kept.max() / kept.min():g})",
+            stacklevel=2,
+        )
     return kept, order
 
 
@@ -164,14 +169,21 @@ def _head_order(available: np.ndarray, head_order, class_names: list[str]) -> li
     return order
 
 
-def kept_indices(labels: np.ndarray, ratio: float | None, profile: str | Mapping[str, int] = "exp",
-                 head_order: str | Sequence[int] = "natural", fit: str = "scale", seed: int = 0,
-                 class_names: Sequence[str] | None = None) -> np.ndarray:
+def kept_indices(
+    labels: np.ndarray,
+    ratio: float | None,
+    profile: str | Mapping[str, int] = "exp",
+    head_order: str | Sequence[int] = "natural",
+    fit: str = "scale",
+    seed: int = 0,
+    class_names: Sequence[str] | None = None,
+) -> np.ndarray:
     """The training images a run keeps: all of them for natural counts, else `make_imbalanced`'s subset.
 
     Runs and generators both call this, so a generator learns from exactly the images of the runs it serves.
     """
     if ratio is None and not isinstance(profile, Mapping):
         return np.arange(len(labels))
-    return make_imbalanced(labels, ratio or 1.0, profile, head_order, seed=seed, class_names=class_names,
-                           fit=fit).indices
+    return make_imbalanced(
+        labels, ratio or 1.0, profile, head_order, seed=seed, class_names=class_names, fit=fit
+    ).indices

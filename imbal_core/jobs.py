@@ -5,6 +5,7 @@ The store is the source of truth (status "queued" -> "running" -> "finished"/"st
 progress as JSON), so a page reload or a second browser tab sees the same jobs, and a job left
 "running" by a server that died reads back as "interrupted" and can be resumed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -131,8 +132,14 @@ class GeneratorJobs:
         self._thread: threading.Thread | None = None
         for status in self.statuses():
             if status["status"] == "running":
-                self._write(status["name"], {**status, "status": "stopped",
-                                             "error": "the app stopped while this generator was training; resume it"})
+                self._write(
+                    status["name"],
+                    {
+                        **status,
+                        "status": "stopped",
+                        "error": "the app stopped while this generator was training; resume it",
+                    },
+                )
 
     def _status_path(self, name: str) -> Path:
         return self.folder / f"{name}.status.json"
@@ -157,11 +164,19 @@ class GeneratorJobs:
             if not resume and (self.folder / f"{name}.safetensors").exists():
                 raise ConfigError(f"a generator named {name!r} exists; choose another name or resume it")
             self._stop = threading.Event()
-            status = {"name": name, "kind": config.kind, "status": "running", "config": config.to_dict(),
-                      "error": None, "step": None, "started": time.time()}
+            status = {
+                "name": name,
+                "kind": config.kind,
+                "status": "running",
+                "config": config.to_dict(),
+                "error": None,
+                "step": None,
+                "started": time.time(),
+            }
             self._write(name, status)
-            self._thread = threading.Thread(target=self._train, args=(config, name, resume, status),
-                                            name="imbal-lab-generator", daemon=True)
+            self._thread = threading.Thread(
+                target=self._train, args=(config, name, resume, status), name="imbal-lab-generator", daemon=True
+            )
             self._thread.start()
 
     def resume(self, status: dict) -> None:

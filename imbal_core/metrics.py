@@ -3,6 +3,7 @@
 Everything is computed from (probabilities, labels, training counts), which are saved with
 each run, so any chart can be redrawn without the model.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,8 +20,18 @@ from sklearn.metrics import (
 
 ECE_BINS = 15
 AUC_MODE = "ovr"  # macro one-vs-rest AUC over the classes present in the labels
-SUMMARY_METRICS = ("acc", "balanced_acc", "macro_f1", "macro_auc_ovr", "kappa_quadratic", "ece", "g_mean",
-                   "many_acc", "medium_acc", "few_acc")
+SUMMARY_METRICS = (
+    "acc",
+    "balanced_acc",
+    "macro_f1",
+    "macro_auc_ovr",
+    "kappa_quadratic",
+    "ece",
+    "g_mean",
+    "many_acc",
+    "medium_acc",
+    "few_acc",
+)
 # Binary runs (class 1 = positive) add these; balanced_acc and acc are then taken at `threshold`.
 BINARY_METRICS = ("auroc", "auprc", "sens_at_90_spec", "sens_at_95_spec", "sensitivity", "specificity", "threshold")
 
@@ -45,8 +56,9 @@ def shot_groups(train_counts: np.ndarray) -> tuple[np.ndarray, dict]:
     return groups, {"few_below": float(low), "many_above": float(high), "rule": "terciles of training counts"}
 
 
-def compute_metrics(probs: np.ndarray, labels: np.ndarray, train_counts: np.ndarray,
-                    predictions: np.ndarray | None = None) -> dict:
+def compute_metrics(
+    probs: np.ndarray, labels: np.ndarray, train_counts: np.ndarray, predictions: np.ndarray | None = None
+) -> dict:
     """All metrics of a run. Per-class lists follow the class index order.
 
     `predictions` default to the most probable class; binary runs pass those at their validation threshold.
@@ -76,8 +88,11 @@ def compute_metrics(probs: np.ndarray, labels: np.ndarray, train_counts: np.ndar
     return {
         "summary": {k: float(v) for k, v in summary.items()},
         "per_class": {
-            "recall": recall.tolist(), "precision": precision.tolist(), "f1": f1.tolist(),
-            "support": support.tolist(), "shot_group": [("many", "medium", "few")[g] for g in groups],
+            "recall": recall.tolist(),
+            "precision": precision.tolist(),
+            "f1": f1.tolist(),
+            "support": support.tolist(),
+            "shot_group": [("many", "medium", "few")[g] for g in groups],
         },
         "confusion": confusion_matrix(labels, predictions, labels=classes).tolist(),
         "shot_thresholds": thresholds,
@@ -149,4 +164,6 @@ def binary_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> 
 def _require_both_classes(labels: np.ndarray, what: str) -> None:
     present = set(np.unique(labels).tolist())
     if present != {0, 1}:
-        raise ValueError(f"cannot {what}: labels must contain both 0 (negative) and 1 (positive); got {sorted(present)}")
+        raise ValueError(
+            f"cannot {what}: labels must contain both 0 (negative) and 1 (positive); got {sorted(present)}"
+        )

@@ -11,11 +11,12 @@ Shifts are pure functions of (images, strength, seed): the same call gives the s
 a random choice (the colour of a cast) depends on the seed and the image's position only, never
 on the strength, so strength k is the same change as strength 1, k times as large.
 """
+
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -66,8 +67,12 @@ def _register(name: str, description: str) -> Callable:
     return decorator
 
 
-@_register("colour_cast", "white-balance error: per-channel gains exp(g), g a random direction orthogonal to grey "
-           "(one per image), |g| = 0.1 per step; brightness is kept, and at strength 5 one channel's gain is up to about 2x another's")
+@_register(
+    "colour_cast",
+    "white-balance error: per-channel gains exp(g), g a random direction orthogonal to grey "
+    "(one per image), |g| = 0.1 per step; brightness is kept, and at strength 5 one channel's gain is up to about "
+    "2x another's",
+)
 def colour_cast(images: np.ndarray, strength: int, rng: np.random.Generator) -> np.ndarray:
     """A light source (or camera white balance) of another colour: the von Kries model, one gain per channel."""
     if images.shape[-1] != 3:
@@ -79,29 +84,38 @@ def colour_cast(images: np.ndarray, strength: int, rng: np.random.Generator) -> 
     return images * gains[:, None, None, :]
 
 
-@_register("contrast", "flat exposure or haze: each channel pulled toward the image's mean, 15 % of the contrast "
-           "lost per step (25 % of it left at strength 5)")
+@_register(
+    "contrast",
+    "flat exposure or haze: each channel pulled toward the image's mean, 15 % of the contrast "
+    "lost per step (25 % of it left at strength 5)",
+)
 def contrast(images: np.ndarray, strength: int, rng: np.random.Generator) -> np.ndarray:
     mean = images.mean(axis=(1, 2), keepdims=True)  # per image and channel, so the mean colour is kept
     return mean + (images - mean) * (1 - CONTRAST_LOSS_PER_STEP * strength)
 
 
-@_register("blur", "defocus: a Gaussian point-spread function with sd 1.25 % of the image side per step "
-           "(0.35 px per step at 28 px)")
+@_register(
+    "blur",
+    "defocus: a Gaussian point-spread function with sd 1.25 % of the image side per step (0.35 px per step at 28 px)",
+)
 def blur(images: np.ndarray, strength: int, rng: np.random.Generator) -> np.ndarray:
     sigma = BLUR_SIGMA_PER_STEP * strength * min(images.shape[1:3])
     return ndimage.gaussian_filter(images, sigma=(0, sigma, sigma, 0), mode="reflect")
 
 
-@_register("jpeg", "lossy compression (PACS, tele-dermatology, web upload): baseline JPEG with 4:2:0 chroma "
-           "subsampling at quality 75, 50, 30, 20, 10 for strengths 1-5")
+@_register(
+    "jpeg",
+    "lossy compression (PACS, tele-dermatology, web upload): baseline JPEG with 4:2:0 chroma "
+    "subsampling at quality 75, 50, 30, 20, 10 for strengths 1-5",
+)
 def jpeg(images: np.ndarray, strength: int, rng: np.random.Generator) -> np.ndarray:
     as_bytes = np.rint(images * 255).astype(np.uint8)
     out = np.empty_like(images)
     for i, image in enumerate(as_bytes):
         buffer = io.BytesIO()
         Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(
-            buffer, format="JPEG", quality=JPEG_QUALITY[strength], subsampling="4:2:0")
+            buffer, format="JPEG", quality=JPEG_QUALITY[strength], subsampling="4:2:0"
+        )
         decoded = np.asarray(Image.open(buffer))
         out[i] = decoded.reshape(image.shape) / 255
     return out

@@ -5,6 +5,7 @@ Input is the runs frame of `compare.finished_runs` (one row per run: group, data
 and the summary metrics as columns); per-class differences read each run's metrics.json through
 `compare.RunResult`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,7 +40,7 @@ def per_seed(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 
 def format_spread(mean: float, sd: float, n: int, low: float = float("nan"), high: float = float("nan")) -> str:
-    """"0.512 ± 0.013 [0.480, 0.544]"; a single seed has no spread: "0.512 ± —"."""
+    """ "0.512 ± 0.013 [0.480, 0.544]"; a single seed has no spread: "0.512 ± —"."""
     if not np.isfinite(mean):
         return "—"
     if n < 2:
@@ -76,8 +77,12 @@ def formatted_leaderboard(board: pd.DataFrame, metrics: list[str]) -> pd.DataFra
     """The leaderboard as text cells: "mean ± sd [95% interval]", "—" where a seed is alone or a value missing."""
     out = board[COMPARABLE + ["group", "n_seeds"]].copy()
     for metric in metrics:
-        out[metric] = [format_spread(m, s, n, lo, hi) for m, s, n, lo, hi in zip(
-            board[metric], board[f"{metric}_sd"], board["n_seeds"], board[f"{metric}_low"], board[f"{metric}_high"])]
+        out[metric] = [
+            format_spread(m, s, n, lo, hi)
+            for m, s, n, lo, hi in zip(
+                board[metric], board[f"{metric}_sd"], board["n_seeds"], board[f"{metric}_low"], board[f"{metric}_high"]
+            )
+        ]
     out["repeats"] = board["repeats"]
     return out.rename(columns={"ratio_label": "ratio", "n_seeds": "n (seeds)"})
 
@@ -95,19 +100,20 @@ def paired_differences(runs: pd.DataFrame, reference: str, metrics: list[str]) -
     return table[COMPARABLE + ["group", "metric", "n_pairs", "mean_diff", "low", "high"]]
 
 
-def paired_class_differences(results: list, runs: pd.DataFrame, reference: str,
-                             metric: str = "recall") -> pd.DataFrame:
+def paired_class_differences(results: list, runs: pd.DataFrame, reference: str, metric: str = "recall") -> pd.DataFrame:
     """Per-class `metric` of each group minus the reference's, paired by seed (runs of one data set and ratio).
 
     `results` are `compare.RunResult`s of `runs`' rows. Rows (group, class, train_count, n_pairs, mean_diff,
     low, high), classes in order of their training count (largest first).
     """
     seed_of = dict(zip(runs["run_id"], runs["seed"]))
-    table = pd.DataFrame([{"group": r.group, "seed": seed_of[r.run_id], "class": name, "train_count": count,
-                           "value": value}
-                          for r in results
-                          for name, count, value in zip(r.class_names, r.metrics["train_counts"],
-                                                        r.metrics["per_class"][metric])])
+    table = pd.DataFrame(
+        [
+            {"group": r.group, "seed": seed_of[r.run_id], "class": name, "train_count": count, "value": value}
+            for r in results
+            for name, count, value in zip(r.class_names, r.metrics["train_counts"], r.metrics["per_class"][metric])
+        ]
+    )
     columns = ["group", "class", "train_count", "n_pairs", "mean_diff", "low", "high"]
     if table.empty or reference not in set(table["group"]):
         return pd.DataFrame(columns=columns)
@@ -132,6 +138,13 @@ def _paired(long: pd.DataFrame, keys: list[str], reference: str) -> pd.DataFrame
         diffs = part["diff"].to_numpy(dtype=float)
         diffs = diffs[np.isfinite(diffs)]
         low, high = t_interval(diffs)
-        rows.append({**dict(zip([*keys, "group"], group_keys)), "n_pairs": len(diffs),
-                     "mean_diff": float(diffs.mean()) if len(diffs) else float("nan"), "low": low, "high": high})
+        rows.append(
+            {
+                **dict(zip([*keys, "group"], group_keys)),
+                "n_pairs": len(diffs),
+                "mean_diff": float(diffs.mean()) if len(diffs) else float("nan"),
+                "low": low,
+                "high": high,
+            }
+        )
     return pd.DataFrame(rows, columns=[*keys, "group", "n_pairs", "mean_diff", "low", "high"])

@@ -1,13 +1,15 @@
 """Small shared helpers: seeding, devices, atomic file writes, the lab's home folder and the allowed data folders."""
+
 from __future__ import annotations
 
 import json
 import os
 import random
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,11 +18,23 @@ from .errors import ConfigError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_ROOT.parent
+# A checkout (a clone of the repository, or an editable install of one) has pyproject.toml and app.py beside the
+# package; an installed package sits alone in site-packages, with the app and the pretrained runs inside it.
+IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "app.py").is_file()
+INSTALLED_LAB_HOME = Path("~/.imbal_lab")  # the lab home of an installed package: site-packages is no place for data
+PRETRAINED_VARIABLE = "IMBAL_LAB_PRETRAINED"
+# The shipped run store (pretrained runs and generators): $IMBAL_LAB_PRETRAINED, else `pretrained/` of the checkout,
+# else the copy a wheel installs as package data.
+PRETRAINED_DIR = Path(
+    os.environ.get(PRETRAINED_VARIABLE) or (REPO_ROOT / "pretrained" if IN_CHECKOUT else PACKAGE_ROOT / "pretrained")
+).expanduser()
 
 
 def lab_home() -> Path:
-    """Where caches and runs live: $IMBAL_LAB_HOME, else `lab_data/` beside the package."""
-    return Path(os.environ.get("IMBAL_LAB_HOME", REPO_ROOT / "lab_data")).expanduser()
+    """Where caches and runs live: $IMBAL_LAB_HOME, else `lab_data/` beside the package in a checkout and
+    ~/.imbal_lab for an installed package."""
+    default = REPO_ROOT / "lab_data" if IN_CHECKOUT else INSTALLED_LAB_HOME
+    return Path(os.environ.get("IMBAL_LAB_HOME", default)).expanduser()
 
 
 DATA_ROOTS_VARIABLE = "IMBAL_LAB_DATA_ROOTS"
@@ -35,6 +49,20 @@ def data_roots() -> list[Path]:
         return [Path(folder).expanduser().resolve() for folder in configured.split(os.pathsep) if folder]
     defaults = (lab_home(), Path.home(), Path(tempfile.gettempdir()), REPO_ROOT.parent / "shared" / "data")
     return [folder.resolve() for folder in defaults]
+
+
+def code_version() -> str:
+    """The git commit of the code, "+uncommitted" when imbal_core/ has changes not committed; "unknown" outside git."""
+    import subprocess
+
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "imbal_core"], cwd=REPO_ROOT, capture_output=True, text=True
+        ).stdout
+    except OSError:  # no git
+        return "unknown"
+    return (sha or "unknown") + ("+uncommitted" if sha and dirty.strip() else "")
 
 
 def seed_everything(seed: int) -> None:
@@ -56,11 +84,15 @@ def check_device(device: str) -> None:
     if device not in ("auto", "cpu") and not (kind == "cuda" and (index == "" or index.isdigit())):
         raise ConfigError(f"device must be auto (CUDA when present), cpu, cuda or cuda:N; got {device!r}")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asks for a CUDA GPU, but torch finds no CUDA GPU here; use "
-                          "--device auto (CUDA when present, else the CPU) or --device cpu")
+        raise ConfigError(
+            f"device {device!r} asks for a CUDA GPU, but torch finds no CUDA GPU here; use "
+            "--device auto (CUDA when present, else the CPU) or --device cpu"
+        )
     if index and int(index) >= torch.cuda.device_count():
-        raise ConfigError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} CUDA "
-                          f"GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        raise ConfigError(
+            f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} CUDA "
+            f"GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+        )
 
 
 @contextmanager

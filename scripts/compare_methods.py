@@ -24,6 +24,7 @@ fidelity means something for the rare ones):
 The Markdown file records the exact command, the budget, the machine and the code version, and
 reports ACC, balanced ACC, macro-F1 and per-class recall as mean ± sd over seeds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,7 +57,7 @@ VARIANT = re.compile(r"([A-Za-z0-9_]+)(?:\[([^\]]*)\])?")
 
 
 def parse_methods(text: str) -> list[tuple[str, dict[str, str]]]:
-    """"ce,style_kd[tool=histogram;policy=same]" -> [("ce", {}), ("style_kd", {"tool": "histogram", ...})]."""
+    """ "ce,style_kd[tool=histogram;policy=same]" -> [("ce", {}), ("style_kd", {"tool": "histogram", ...})]."""
     methods = []
     for match in VARIANT.finditer(text):
         settings = dict(item.split("=", 1) for item in (match.group(2) or "").split(";") if "=" in item)
@@ -72,14 +73,26 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--image-size", type=int, default=28)
-    parser.add_argument("--set", action="append", default=[], metavar="METHOD:KEY=VALUE",
-                        help="a method setting, e.g. crckd:rampup_start=0.2")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="METHOD:KEY=VALUE",
+        help="a method setting, e.g. crckd:rampup_start=0.2",
+    )
     parser.add_argument("--out", required=True, help="output path without suffix (.md and .csv are written)")
     parser.add_argument("--store", help="run store folder (default: <out>_store)")
-    parser.add_argument("--generator", help="diffusion model for iois (trained first if missing, see --generator-epochs)")
-    parser.add_argument("--judge", default="balanced_softmax", help="method whose first-seed run judges the "
-                        "generator's quality (its classifier and features)")
-    parser.add_argument("--generator-epochs", type=int, default=25, help="epochs of the diffusion model if trained here")
+    parser.add_argument(
+        "--generator", help="diffusion model for iois (trained first if missing, see --generator-epochs)"
+    )
+    parser.add_argument(
+        "--judge",
+        default="balanced_softmax",
+        help="method whose first-seed run judges the generator's quality (its classifier and features)",
+    )
+    parser.add_argument(
+        "--generator-epochs", type=int, default=25, help="epochs of the diffusion model if trained here"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     store = RunStore(args.store or f"{out}_store")
@@ -90,24 +103,41 @@ def main() -> None:
         settings.setdefault(method, {})[key] = value
     started = time.time()
     if args.generator:
-        generator_recipe = DiffusionTrainConfig(data=args.data, data_path=args.path, image_size=args.image_size,
-                                                epochs=args.generator_epochs)
-        train_generator(generator_recipe, args.generator, resume=True,
-                        progress=lambda e: print(f"generator epoch {e['epoch'] + 1}: loss {e['loss']:.4f}", flush=True)
-                        if e["event"] == "epoch" else None)
+        generator_recipe = DiffusionTrainConfig(
+            data=args.data, data_path=args.path, image_size=args.image_size, epochs=args.generator_epochs
+        )
+        train_generator(
+            generator_recipe,
+            args.generator,
+            resume=True,
+            progress=lambda e: (
+                print(f"generator epoch {e['epoch'] + 1}: loss {e['loss']:.4f}", flush=True)
+                if e["event"] == "epoch"
+                else None
+            ),
+        )
         settings.setdefault("iois", {})["generator"] = args.generator
     finished = {row.config: row.run_id for row in finished_runs([store]).itertuples()}
     run_ids, reused = [], 0
     for method, variant in parse_methods(args.methods):
         for seed in (int(s) for s in args.seeds.split(",")):
-            config = TrainConfig(method=method, method_settings={**settings.get(method, {}), **variant}, data=args.data,
-                                 data_path=args.path, image_size=args.image_size, epochs=args.epochs, seed=seed)
+            config = TrainConfig(
+                method=method,
+                method_settings={**settings.get(method, {}), **variant},
+                data=args.data,
+                data_path=args.path,
+                image_size=args.image_size,
+                epochs=args.epochs,
+                seed=seed,
+            )
             done = next((run_id for text, run_id in finished.items() if json.loads(text) == config.to_dict()), None)
             t0 = time.time()
             run_ids.append(done or train(config, store))
             reused += done is not None
-            print(f"{method} {variant or ''} seed {seed}: {'reused ' + done if done else f'{time.time() - t0:.0f} s'}",
-                  flush=True)
+            print(
+                f"{method} {variant or ''} seed {seed}: {'reused ' + done if done else f'{time.time() - t0:.0f} s'}",
+                flush=True,
+            )
     runs = finished_runs([store])
     runs = runs[runs["run_id"].isin(run_ids)]
     quality = None
@@ -135,9 +165,12 @@ def stage_plan(runs: pd.DataFrame) -> dict[str, str]:
 
 
 def without_generator(label: str) -> str:
-    """"iois[generator=g,ois=false]" -> "iois[ois=false]": the generator is named once, in the header."""
-    settings = [s for s in re.findall(r"\[(.*)\]", label)[0].split(",") if not s.startswith("generator=")] \
-        if "[" in label else []
+    """ "iois[generator=g,ois=false]" -> "iois[ois=false]": the generator is named once, in the header."""
+    settings = (
+        [s for s in re.findall(r"\[(.*)\]", label)[0].split(",") if not s.startswith("generator=")]
+        if "[" in label
+        else []
+    )
     return label.split("[")[0] + (f"[{','.join(settings)}]" if settings else "")
 
 
@@ -148,9 +181,12 @@ def synthetic_allocation(store: RunStore, runs: pd.DataFrame, classes: list[str]
     """
     found = {}
     for method, group in runs.groupby("method", sort=False):
-        logs = [h["method"]["synthetic"] for run_id in group["run_id"]
-                for h in store.get_run(run_id)["progress"]["history"] if h.get("method", {}).get("synthetic")
-                and h["stage"] != "warmup"]
+        logs = [
+            h["method"]["synthetic"]
+            for run_id in group["run_id"]
+            for h in store.get_run(run_id)["progress"]["history"]
+            if h.get("method", {}).get("synthetic") and h["stage"] != "warmup"
+        ]
         if logs:
             names = load_results(group.head(1))[0].class_names
             mean = np.mean(logs, axis=0)
@@ -158,10 +194,19 @@ def synthetic_allocation(store: RunStore, runs: pd.DataFrame, classes: list[str]
     return found
 
 
-def write_results(out: Path, runs: pd.DataFrame, store: RunStore, args: argparse.Namespace, seconds: float,
-                  quality: pd.DataFrame | None = None, reused: int = 0) -> None:
-    runs = runs.assign(method=runs["group"].str.split(" · ").str[0].map(without_generator),
-                       val_balanced_acc=runs["run_id"].map(lambda run_id: best_validation(store, run_id)))
+def write_results(
+    out: Path,
+    runs: pd.DataFrame,
+    store: RunStore,
+    args: argparse.Namespace,
+    seconds: float,
+    quality: pd.DataFrame | None = None,
+    reused: int = 0,
+) -> None:
+    runs = runs.assign(
+        method=runs["group"].str.split(" · ").str[0].map(without_generator),
+        val_balanced_acc=runs["run_id"].map(lambda run_id: best_validation(store, run_id)),
+    )
     order = list(dict.fromkeys(runs.sort_values("created")["method"]))
     summary = runs.groupby("method")[list(METRICS)].agg(["mean", "std"]).reindex(order)
     per_class = per_class_table(load_results(runs), "recall")
@@ -171,7 +216,9 @@ def write_results(out: Path, runs: pd.DataFrame, store: RunStore, args: argparse
     counts = per_class.drop_duplicates("class").set_index("class")["train_count"]
 
     plan = stage_plan(runs)
-    version = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    version = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     lines = [
         f"# {args.data}: {', '.join(order)}",
         "",
@@ -183,8 +230,15 @@ def write_results(out: Path, runs: pd.DataFrame, store: RunStore, args: argparse
         f"training time {runs['duration_s'].sum() / 60:.1f} min; this call {seconds / 60:.1f} min with "
         f"{torch.get_num_threads()} CPU threads. Code: {version}.",
         "",
-        *([f"{reused} of the {len(runs)} runs were reused from an earlier call of this script (same config in the "
-           "same store), made with the code and threads of that call.", ""] if reused else []),
+        *(
+            [
+                f"{reused} of the {len(runs)} runs were reused from an earlier call of this script (same config in the "
+                "same store), made with the code and threads of that call.",
+                "",
+            ]
+            if reused
+            else []
+        ),
         "Stages (epochs): " + "; ".join(f"{name}: {plan[name]}" for name in order) + ".",
         "",
         "Test-set results, mean ± sd over seeds (model = best validation balanced accuracy of the last stage):",
@@ -195,25 +249,41 @@ def write_results(out: Path, runs: pd.DataFrame, store: RunStore, args: argparse
     for method, row in summary.iterrows():
         cells = [f"{row[(m, 'mean')]:.3f} ± {row[(m, 'std')]:.3f}" for m in METRICS]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", "Per-class recall (classes by training count, head first):", "",
-              "| method | " + " | ".join(f"{c} ({int(counts[c])})" for c in classes) + " |",
-              "|---|" + "---|" * len(classes)]
+    lines += [
+        "",
+        "Per-class recall (classes by training count, head first):",
+        "",
+        "| method | " + " | ".join(f"{c} ({int(counts[c])})" for c in classes) + " |",
+        "|---|" + "---|" * len(classes),
+    ]
     for method in order:
         cells = [f"{recall.loc[method, ('mean', c)]:.2f} ± {recall.loc[method, ('sd', c)]:.2f}" for c in classes]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     allocation = synthetic_allocation(store, runs, classes)
     if allocation:
-        lines += ["", "Synthetic images per class and epoch (AAS allocation, mean over seeds and synthesis epochs; "
-                  "`ois=false` makes none: its allocation became class weights):", "",
-                  "| method | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
-        lines += [f"| {method} | " + " | ".join(f"{n:.0f}" for n in allocation[method]) + " |"
-                  for method in order if method in allocation]
+        lines += [
+            "",
+            "Synthetic images per class and epoch (AAS allocation, mean over seeds and synthesis epochs; "
+            "`ois=false` makes none: its allocation became class weights):",
+            "",
+            "| method | " + " | ".join(classes) + " |",
+            "|---|" + "---|" * len(classes),
+        ]
+        lines += [
+            f"| {method} | " + " | ".join(f"{n:.0f}" for n in allocation[method]) + " |"
+            for method in order
+            if method in allocation
+        ]
     if quality is not None:
-        lines += ["", f"Quality of the diffusion model `{args.generator}` ({args.generator_epochs} epochs; 64 images per "
-                  f"class, 25 DDIM steps, guidance 2), judged by the first seed's `{args.judge}` run's classifier and features "
-                  "(Fréchet distance in a 32-d PCA of those features: not Inception-FID). Columns: see "
-                  "`python -m imbal_core generator-quality --help` and imbal_core/synth/quality.py.", "",
-                  markdown_table(quality).rstrip()]
+        lines += [
+            "",
+            f"Quality of the diffusion model `{args.generator}` ({args.generator_epochs} epochs; 64 images per "
+            f"class, 25 DDIM steps, guidance 2), judged by the first seed's `{args.judge}` run's classifier and "
+            "features (Fréchet distance in a 32-d PCA of those features: not Inception-FID). Columns: see "
+            "`python -m imbal_core generator-quality --help` and imbal_core/synth/quality.py.",
+            "",
+            markdown_table(quality).rstrip(),
+        ]
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out.with_suffix(".md")) as tmp:
         tmp.write_text("\n".join(lines) + "\n")

@@ -8,64 +8,79 @@
         --methods "knowledge_one_class,knowledge_one_class[recipe=generic],deep_svdd,ce,weighted_ce,balanced_softmax"
     .venv/bin/python scripts/make_pretrained.py --methods ce,balanced_softmax,ldam_drw --ratios 10,50,100 \
         --seeds 0,1,2 --slim            # the grid behind Compare's "metric vs ratio" on a fresh clone
+    .venv/bin/python -m imbal_core --store pretrained benchmark builtin_ratios   # every method at those ratios
+    .venv/bin/python scripts/make_pretrained.py --shrink     # then the shipping rules for every run in the store
 
 Each run is trained by the engine exactly as `python -m imbal_core train` would, into the run
-store at pretrained/. Only what the app needs is kept per run (config, metrics, predictions,
-final model, the latter only for KEEP_WEIGHTS methods); resume checkpoints and stage-1 weights are deleted to
-keep the repository small; --slim also drops the test embeddings and head weights from predictions.npz
+store at pretrained/. Only what the app needs is kept per run (config, metrics, compressed predictions,
+final model in float16, the latter only for KEEP_WEIGHTS methods); resume checkpoints and stage-1 weights are
+deleted to keep the repository small; --slim also drops the test embeddings and head weights from predictions.npz
 (a ratio grid needs only metrics and probabilities). A re-made run's previous version (same method, settings,
-task, ratio and seed) is deleted from the store and the manifest; other entries are kept. Runs on a binary --task keep results only. With --generators the AdaIN and the diffusion model for the
-built-in data are trained into pretrained/generators/ (each unless it exists and is recorded) and
-recorded.
+task, ratio and seed) is deleted from the store and the manifest; other entries are kept. Runs on a binary --task
+keep results only. With --generators the AdaIN and the diffusion model for the built-in data are trained into
+pretrained/generators/ (each unless it exists and is recorded) and recorded.
 """
+
 from __future__ import annotations
 
 import argparse
 import itertools
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from compare_methods import parse_methods  # noqa: E402
+
+from imbal_core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from imbal_core.engine import TrainConfig, train  # noqa: E402
-from imbal_core.methods import METHODS  # noqa: E402
 from imbal_core.runs import MODEL_FILE, RunStore  # noqa: E402
 from imbal_core.synth.diffusion import DiffusionTrainConfig  # noqa: E402
 from imbal_core.synth.generators import GeneratorConfig, load_generator_info, train_generator  # noqa: E402
 from imbal_core.synth.style_models import StyleTrainConfig  # noqa: E402
-from imbal_core.utils import atomic_path, read_json, write_json  # noqa: E402
-from compare_methods import parse_methods  # noqa: E402
+from imbal_core.utils import atomic_path, code_version, read_json, write_json  # noqa: E402
 
 # The shipped generators (recipe, the CLI command that makes the same file). The AdaIN model is wider and
 # longer than the CLI defaults; the diffusion model is trained longer (a CPU budget: about 40 min on one
 # thread, the thread count it was made with: CPU float sums may differ in the last bit across thread counts).
 GENERATORS: list[tuple[GeneratorConfig, str]] = [
-    (StyleTrainConfig(data="synthetic", image_size=28, epochs=20, autoencoder_epochs=8, width=32, device="cpu"),
-     "python -m imbal_core style-train --data synthetic --epochs 20 --autoencoder-epochs 8 --width 32 "
-     "--out pretrained/generators --device cpu"),
-    (DiffusionTrainConfig(data="synthetic", image_size=28, epochs=60, width=16, device="cpu"),
-     "OMP_NUM_THREADS=1 python -m imbal_core diffusion-train --data synthetic --epochs 60 --width 16 --out pretrained/generators "
-     "--device cpu"),
+    (
+        StyleTrainConfig(data="synthetic", image_size=28, epochs=20, autoencoder_epochs=8, width=32, device="cpu"),
+        "python -m imbal_core style-train --data synthetic --epochs 20 --autoencoder-epochs 8 --width 32 "
+        "--out pretrained/generators --device cpu",
+    ),
+    (
+        DiffusionTrainConfig(data="synthetic", image_size=28, epochs=60, width=16, device="cpu"),
+        "OMP_NUM_THREADS=1 python -m imbal_core diffusion-train --data synthetic --epochs 60 --width 16 "
+        "--out pretrained/generators --device cpu",
+    ),
 ]
 # Settings a shipped run needs beyond the method's defaults.
 RUN_SETTINGS = {"iois": {"generator": "diffusion_synthetic_28"}}
 # Methods whose shipped runs keep their weights (Explain's default picks, the generator-quality judges, the
 # synthesis methods); the others keep results only, so pretrained/ stays small (each model is 5 MB).
 KEEP_WEIGHTS = {"ce", "balanced_softmax", "style_kd", "iois"}
-BASELINES = ["ce", "weighted_ce", "cb_loss", "focal", "ldam_drw", "balanced_softmax", "logit_adjust",
-             "cb_resample", "mixup", "crt", "lws", "tau_norm"]
-
-
-def code_version() -> str:
-    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "imbal_core"], cwd=ROOT, capture_output=True, text=True).stdout
-    return sha + ("+uncommitted" if dirty.strip() else "")
+DROPPED = ("last.safetensors", "best.safetensors", "representation.safetensors")  # resume and stage-1 weights
+BASELINES = [
+    "ce",
+    "weighted_ce",
+    "cb_loss",
+    "focal",
+    "ldam_drw",
+    "balanced_softmax",
+    "logit_adjust",
+    "cb_resample",
+    "mixup",
+    "crt",
+    "lws",
+    "tau_norm",
+]
 
 
 def main() -> None:
@@ -75,24 +90,52 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--ratios", default="natural", help="comma-separated imbalance ratios, or 'natural'")
     parser.add_argument("--slim", action="store_true", help="keep no embeddings or head weights in predictions.npz")
-    parser.add_argument("--task", help="a binary task of the built-in data, e.g. 'asymmetric_multicolour vs "
-                        "symmetric_uniform' (methods may carry settings: 'knowledge_one_class[recipe=generic]')")
+    parser.add_argument(
+        "--task",
+        help="a binary task of the built-in data, e.g. 'asymmetric_multicolour vs "
+        "symmetric_uniform' (methods may carry settings: 'knowledge_one_class[recipe=generic]')",
+    )
     parser.add_argument("--out", default=str(ROOT / "pretrained"))
-    parser.add_argument("--generators", action="store_true", help="train (if missing) and record the AdaIN and "
-                        "diffusion models")
+    parser.add_argument(
+        "--generators", action="store_true", help="train (if missing) and record the AdaIN and diffusion models"
+    )
+    parser.add_argument(
+        "--shrink",
+        action="store_true",
+        help="train nothing: apply the shipping rules (see shrink_store) to every finished run in the store, "
+        "e.g. after `benchmark builtin_ratios --store pretrained`, and print the sizes",
+    )
     args = parser.parse_args()
     store = RunStore(args.out)
+    if args.shrink:
+        shrink_store(store)
+        return
     version = code_version()  # the code this process imported, whatever changes while it runs
     manifest_path = Path(args.out) / "manifest.json"
-    manifest = read_json(manifest_path) if manifest_path.exists() else {
-        "description": "Runs shipped with the app; each entry's command reproduces it.",
-        "made_by": "scripts/make_pretrained.py", "runs": []}
+    manifest: dict[str, Any] = (
+        read_json(manifest_path)
+        if manifest_path.exists()
+        else {
+            "description": "Runs shipped with the app; each entry's command reproduces it.",
+            "made_by": "scripts/make_pretrained.py",
+            "runs": [],
+        }
+    )
     methods = [(m, {**RUN_SETTINGS.get(m, {}), **variant}) for m, variant in parse_methods(args.methods)]
     seeds = [int(seed) for seed in args.seeds.split(",")]
     ratios = [None if ratio == "natural" else float(ratio) for ratio in args.ratios.split(",")]
-    configs = [TrainConfig(method=method, method_settings=settings, task=args.task, epochs=args.epochs, ratio=ratio,
-                           seed=seed, device="cpu")
-               for (method, settings), ratio, seed in itertools.product(methods, ratios, seeds)]
+    configs = [
+        TrainConfig(
+            method=method,
+            method_settings=settings,
+            task=args.task,
+            epochs=args.epochs,
+            ratio=ratio,
+            seed=seed,
+            device="cpu",
+        )
+        for (method, settings), ratio, seed in itertools.product(methods, ratios, seeds)
+    ]
     for config in configs:
         config.check_ready()  # an unknown method, setting or task class fails before anything changes
     made = {config_key(c) for c in configs}
@@ -101,26 +144,49 @@ def main() -> None:
         method, settings = config.method, config.method_settings
         task_option = f" --task {json.dumps(args.task)}" if args.task else ""
         ratio_option = f" --ratio {config.ratio:g}" if config.ratio else ""
-        command = (f"python -m imbal_core --store pretrained train --data synthetic{task_option}{ratio_option} "
-                   f"--method {method} --epochs {args.epochs} --seed {config.seed} --device cpu --tag pretrained"
-                   + "".join(f" --set {key}={value}" for key, value in settings.items()))
+        command = (
+            f"python -m imbal_core --store pretrained train --data synthetic{task_option}{ratio_option} "
+            f"--method {method} --epochs {args.epochs} --seed {config.seed} --device cpu --tag pretrained"
+            + "".join(f" --set {key}={value}" for key, value in settings.items())
+        )
         started = time.time()
         run_id = train(config, store, run_id=store.create_run(config.to_dict(), tag="pretrained"))
-        keep_weights = method in KEEP_WEIGHTS and not args.task and not config.ratio
-        dropped = ("last.safetensors", "best.safetensors", "representation.safetensors")
-        for name in dropped + (() if keep_weights else (MODEL_FILE,)):
+        keep_weights = keeps_weights(method, args.task, config.ratio)
+        for name in DROPPED + (() if keep_weights else (MODEL_FILE,)):
             (store.run_dir(run_id) / name).unlink(missing_ok=True)
+        if keep_weights:
+            half_weights(store.run_dir(run_id) / MODEL_FILE)
         if args.slim:
             slim_predictions(store.run_dir(run_id) / "predictions.npz")
         summary = store.get_run(run_id)["summary"]
-        binary = {"test_auroc": round(summary["auroc"], 4), "test_auprc": round(summary["auprc"], 4)} if args.task else {}
-        entries.append({"run_id": run_id, "method": method, "settings": settings, "task": args.task, "data": "synthetic",
-                        "ratio": config.ratio, "epochs": args.epochs, "seed": config.seed, "command": command, "code_version": version,
-                        "train_seconds": round(time.time() - started, 1), "cpu_threads": torch.get_num_threads(),
-                        "weights_kept": keep_weights, **binary,
-                        "test_balanced_acc": round(summary["balanced_acc"], 4), "test_acc": round(summary["acc"], 4)})
-        print(f"{method:18s} {settings or ''} bal.acc {summary['balanced_acc']:.3f}  acc {summary['acc']:.3f}"
-              + (f"  AUROC {summary['auroc']:.3f}" if args.task else ""), flush=True)
+        binary = (
+            {"test_auroc": round(summary["auroc"], 4), "test_auprc": round(summary["auprc"], 4)} if args.task else {}
+        )
+        entries.append(
+            {
+                "run_id": run_id,
+                "method": method,
+                "settings": settings,
+                "task": args.task,
+                "data": "synthetic",
+                "ratio": config.ratio,
+                "epochs": args.epochs,
+                "seed": config.seed,
+                "command": command,
+                "code_version": version,
+                "train_seconds": round(time.time() - started, 1),
+                "cpu_threads": torch.get_num_threads(),
+                "weights_kept": keep_weights,
+                **binary,
+                "test_balanced_acc": round(summary["balanced_acc"], 4),
+                "test_acc": round(summary["acc"], 4),
+            }
+        )
+        print(
+            f"{method:18s} {settings or ''} bal.acc {summary['balanced_acc']:.3f}  acc {summary['acc']:.3f}"
+            + (f"  AUROC {summary['auroc']:.3f}" if args.task else ""),
+            flush=True,
+        )
         replaced = [e["run_id"] for e in manifest["runs"] if manifest_key(e) == config_key(config)]
         write_json(manifest_path, {**manifest, "runs": entries})
         for old_run in replaced:  # once the new run is recorded: the app shows one shipped run per method
@@ -129,10 +195,12 @@ def main() -> None:
     if args.generators:
         manifest["runs"] = entries
         previous = {entry["name"]: entry for entry in manifest.get("generators", [])}
-        generators = [generator_entry(Path(args.out), recipe, command, version, previous)
-                      for recipe, command in GENERATORS]
-        write_json(manifest_path, {**{k: v for k, v in manifest.items() if k != "style_models"},
-                                   "generators": generators})
+        generators = [
+            generator_entry(Path(args.out), recipe, command, version, previous) for recipe, command in GENERATORS
+        ]
+        write_json(
+            manifest_path, {**{k: v for k, v in manifest.items() if k != "style_models"}, "generators": generators}
+        )
 
 
 def entry_key(method: str, settings: dict, task: str | None, ratio: float | None, seed: int) -> tuple:
@@ -146,19 +214,62 @@ def config_key(config: TrainConfig) -> tuple:
 
 def manifest_key(entry: dict) -> tuple:
     # Entries written before settings were recorded used RUN_SETTINGS.
-    return entry_key(entry["method"], entry.get("settings", RUN_SETTINGS.get(entry["method"], {})), entry.get("task"),
-                     entry.get("ratio"), entry["seed"])
+    return entry_key(
+        entry["method"],
+        entry.get("settings", RUN_SETTINGS.get(entry["method"], {})),
+        entry.get("task"),
+        entry.get("ratio"),
+        entry["seed"],
+    )
 
 
 def slim_predictions(path: Path) -> None:
     """Drop the embeddings and head weights (most of a run's size); probabilities and scores stay."""
     with np.load(path, allow_pickle=False) as archive:
         arrays = {key: archive[key] for key in archive.files}
-    arrays.update(embeddings=np.zeros((0, 0), np.float16), val_embeddings=np.zeros((0, 0), np.float16),
-                  head_weight=np.zeros(0))
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
+    arrays.update(
+        embeddings=np.zeros((0, 0), np.float16), val_embeddings=np.zeros((0, 0), np.float16), head_weight=np.zeros(0)
+    )
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+
+
+def keeps_weights(method: str, task: str | None, ratio: float | None) -> bool:
+    """Shipped weights: Explain's and the quality judges' models, at natural counts of the multi-class data."""
+    return method in KEEP_WEIGHTS and not task and not ratio
+
+
+def half_weights(path: Path) -> None:
+    """Store a shipped model's floating-point tensors as float16 (half the bytes). Loading casts them back to
+    float32; predictions move in the last digits only (tests/test_pretrained.py checks the shipped ce run)."""
+    state = load_checkpoint(path)
+    state["model"] = {
+        key: value.half() if value.is_floating_point() else value for key, value in state["model"].items()
+    }
+    save_checkpoint(path, state)
+
+
+def shrink_store(store: RunStore) -> None:
+    """Apply the shipping rules to every finished run in the store, whichever command made it (e.g. `benchmark
+    builtin_ratios --store pretrained`): no resume checkpoints; weights only for KEEP_WEIGHTS methods at natural
+    counts (in float16); runs at a ratio or on a task keep slim predictions; every predictions file compressed."""
+    before = sum(f.stat().st_size for f in store.root.rglob("*") if f.is_file())
+    for run_id in store.runs(status="finished")["run_id"]:
+        run_dir, config = store.run_dir(run_id), store.get_run(run_id)["config"]
+        keep_weights = keeps_weights(config["method"], config.get("task"), config.get("ratio"))
+        for name in DROPPED + (() if keep_weights else (MODEL_FILE,)):
+            (run_dir / name).unlink(missing_ok=True)
+        if keep_weights:
+            half_weights(run_dir / MODEL_FILE)
+        if config.get("ratio") or config.get("task"):
+            slim_predictions(run_dir / "predictions.npz")
+        else:
+            with np.load(run_dir / "predictions.npz", allow_pickle=False) as archive:
+                arrays = {key: archive[key] for key in archive.files}
+            with atomic_path(run_dir / "predictions.npz") as tmp, open(tmp, "wb") as handle:
+                np.savez_compressed(handle, **arrays)
+    after = sum(f.stat().st_size for f in store.root.rglob("*") if f.is_file())
+    print(f"{store.root}: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB")
 
 
 def generator_entry(out: Path, recipe: GeneratorConfig, command: str, version: str, previous: dict[str, dict]) -> dict:
@@ -174,9 +285,16 @@ def generator_entry(out: Path, recipe: GeneratorConfig, command: str, version: s
     started = time.time()
     train_generator(recipe, out_dir=path.parent, resume=True)  # an interrupted build continues
     info = load_generator_info(path)
-    return {"name": info.name, "kind": info.kind, "file": str(path.relative_to(out)), "command": command,
-            "recipe": info.config, "final_epoch_losses": info.history[-1], "code_version": version,
-            "train_seconds": round(time.time() - started, 1) if trained_here else None}
+    return {
+        "name": info.name,
+        "kind": info.kind,
+        "file": str(path.relative_to(out)),
+        "command": command,
+        "recipe": info.config,
+        "final_epoch_losses": info.history[-1],
+        "code_version": version,
+        "train_seconds": round(time.time() - started, 1) if trained_here else None,
+    }
 
 
 if __name__ == "__main__":

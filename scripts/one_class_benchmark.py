@@ -15,6 +15,7 @@ validation) as mean ± sd over seeds, and the paired difference knowledge − ge
 Runs go to <out>_store; a finished run with the same config is reused, so `--only` lets the tasks
 run in separate processes and a last call without it writes the file from all of them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,19 +27,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from compare_methods import parse_methods  # noqa: E402
+
 from imbal_core.compare import finished_runs  # noqa: E402
 from imbal_core.engine import TrainConfig, train  # noqa: E402
 from imbal_core.runs import RunStore  # noqa: E402
 from imbal_core.utils import atomic_path  # noqa: E402
-from compare_methods import parse_methods  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
-METHODS = ("knowledge_one_class,knowledge_one_class[recipe=generic],deep_svdd,ce,weighted_ce,balanced_softmax")
+METHODS = "knowledge_one_class,knowledge_one_class[recipe=generic],deep_svdd,ce,weighted_ce,balanced_softmax"
 METRICS = ("auroc", "auprc", "sens_at_95_spec", "balanced_acc")
 RATIO = 10  # normal : abnormal in training
 
@@ -61,8 +62,17 @@ TASKS = (
 
 def config_for(task: Task, method: str, settings: dict, seed: int) -> TrainConfig:
     # head_order "index": class 0 (normal) is the head, so the abnormal class becomes the 1:RATIO minority.
-    return TrainConfig(method=method, method_settings=settings, data=task.data, data_path=str(task.path), task=task.task,
-                       ratio=RATIO, head_order="index", epochs=task.epochs, seed=seed)
+    return TrainConfig(
+        method=method,
+        method_settings=settings,
+        data=task.data,
+        data_path=str(task.path),
+        task=task.task,
+        ratio=RATIO,
+        head_order="index",
+        epochs=task.epochs,
+        seed=seed,
+    )
 
 
 def main() -> None:
@@ -88,20 +98,26 @@ def main() -> None:
                 t0 = time.time()
                 run_ids[done or train(config, store)] = task.name
                 reused += done is not None
-                print(f"{task.name} {method} {variant or ''} seed {seed}: "
-                      f"{'reused ' + done if done else f'{time.time() - t0:.0f} s'}", flush=True)
+                print(
+                    f"{task.name} {method} {variant or ''} seed {seed}: "
+                    f"{'reused ' + done if done else f'{time.time() - t0:.0f} s'}",
+                    flush=True,
+                )
     if not args.only:
         write_results(out, store, run_ids, args, time.time() - started, reused)
 
 
-def write_results(out: Path, store: RunStore, run_ids: dict[str, str], args: argparse.Namespace, seconds: float,
-                  reused: int) -> None:
+def write_results(
+    out: Path, store: RunStore, run_ids: dict[str, str], args: argparse.Namespace, seconds: float, reused: int
+) -> None:
     runs = finished_runs([store])
     runs = runs[runs["run_id"].isin(run_ids)].copy()
     runs["task"] = runs["run_id"].map(run_ids)
     runs["method"] = runs["group"].str.split(" · ").str[0]
     order = list(dict.fromkeys(runs.sort_values("created")["method"]))
-    version = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    version = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     budget = json.loads(runs["config"].iloc[0])
     lines = [
         "# Binary tasks: knowledge-guided one-class learning vs its generic ablation and baselines",
@@ -109,15 +125,22 @@ def write_results(out: Path, store: RunStore, run_ids: dict[str, str], args: arg
         f"Command: `python scripts/one_class_benchmark.py {' '.join(sys.argv[1:])}`",
         "",
         f"Budget: {budget['image_size']} px, batch {budget['batch_size']}, {budget['optimizer']} lr {budget['lr']:g} "
-        f"cosine, backbone `{budget['backbone']}` from scratch, augmentation {'on' if budget['augment'] else 'off'}, seeds "
-        f"{args.seeds}; training keeps the normal side whole and cuts the abnormal side to 1:{RATIO} (validation and "
-        "test as they are). One-class methods never see a real abnormal training image. Model = the epoch with the "
+        f"cosine, backbone `{budget['backbone']}` from scratch, augmentation {'on' if budget['augment'] else 'off'}, "
+        f"seeds {args.seeds}; training keeps the normal side whole and cuts the abnormal side to 1:{RATIO} (validation "
+        "and test as they are). One-class methods never see a real abnormal training image. Model = the epoch with the "
         "best validation AUROC; balanced ACC at the threshold with the best validation balanced accuracy. "
         f"Machine: {platform.machine()}{', CUDA' if torch.cuda.is_available() else ', CPU only'}; the runs' own "
         f"training time {runs['duration_s'].sum() / 60:.1f} min; this call {seconds / 60:.1f} min with "
         f"{torch.get_num_threads()} CPU threads. Code: {version}.",
-        *(["", f"{reused} of the {len(runs)} runs were reused from earlier calls of this script (same config, same "
-           "store; `--only` calls run tasks in parallel)."] if reused else []),
+        *(
+            [
+                "",
+                f"{reused} of the {len(runs)} runs were reused from earlier calls of this script (same config, same "
+                "store; `--only` calls run tasks in parallel).",
+            ]
+            if reused
+            else []
+        ),
     ]
     differences = []
     for task in TASKS:
@@ -125,22 +148,34 @@ def write_results(out: Path, store: RunStore, run_ids: dict[str, str], args: arg
         if part.empty:
             continue
         train_counts = _train_counts(store, part["run_id"].iloc[0])
-        lines += ["", f"## {task.name}: `{task.task}` ({task.data}, {task.epochs} epochs)", "",
-                  f"Training images: {train_counts}. Test: {_test_counts(store, part['run_id'].iloc[0])}.", "",
-                  "| method | AUROC | AUPRC | sens. @ 95 % spec. | balanced ACC |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## {task.name}: `{task.task}` ({task.data}, {task.epochs} epochs)",
+            "",
+            f"Training images: {train_counts}. Test: {_test_counts(store, part['run_id'].iloc[0])}.",
+            "",
+            "| method | AUROC | AUPRC | sens. @ 95 % spec. | balanced ACC |",
+            "|---|---|---|---|---|",
+        ]
         summary = part.groupby("method")[list(METRICS)].agg(["mean", "std"])
         for method in order:
             if method in summary.index:
                 row = summary.loc[method]
-                lines.append(f"| {method} | " + " | ".join(f"{row[(m, 'mean')]:.3f} ± {row[(m, 'std')]:.3f}"
-                                                           for m in METRICS) + " |")
+                lines.append(
+                    f"| {method} | "
+                    + " | ".join(f"{row[(m, 'mean')]:.3f} ± {row[(m, 'std')]:.3f}" for m in METRICS)
+                    + " |"
+                )
         paired = part.pivot_table(index="seed", columns="method", values="auroc")
         knowledge, generic = "knowledge_one_class", "knowledge_one_class[recipe=generic]"
         if {knowledge, generic} <= set(paired.columns):
             delta = (paired[knowledge] - paired[generic]).dropna()
             differences.append((task.name, delta))
-            lines += ["", f"Knowledge − generic AUROC, paired by seed: {', '.join(f'{d:+.3f}' for d in delta)} "
-                      f"(mean {delta.mean():+.3f})."]
+            lines += [
+                "",
+                f"Knowledge − generic AUROC, paired by seed: {', '.join(f'{d:+.3f}' for d in delta)} "
+                f"(mean {delta.mean():+.3f}).",
+            ]
     with atomic_path(out.with_suffix(".md")) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     with atomic_path(out.with_suffix(".csv")) as tmp:

@@ -13,6 +13,7 @@ cost on unshifted images?
 Runs go to <out>_store; a finished run with the same config is reused, and one that already has
 results for every asked shift and strength is not evaluated again, so an interrupted call continues.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,15 @@ def main() -> None:
     for method in args.methods.split(","):
         for constancy in CONSTANCY:
             for seed in (int(s) for s in args.seeds.split(",")):
-                config = TrainConfig(method=method, data="ham10000", data_path=args.path, colour_constancy=constancy,
-                                     epochs=args.epochs, seed=seed, device=args.device)
+                config = TrainConfig(
+                    method=method,
+                    data="ham10000",
+                    data_path=args.path,
+                    colour_constancy=constancy,
+                    epochs=args.epochs,
+                    seed=seed,
+                    device=args.device,
+                )
                 t0 = time.time()
                 run_id = _finished_run(store, config) or train(config, store)
                 trained = time.time() - t0
@@ -68,8 +76,11 @@ def main() -> None:
                 asked = {eval_name(s, k) for s in SHIFTS.names() for k in strengths}
                 if report is None or not asked <= set(report["results"]):
                     report = evaluate_shifts(store, run_id, SHIFTS.names(), strengths, args.device)
-                print(f"{method} constancy={constancy} seed {seed}: trained {trained:.0f} s, evaluated "
-                      f"{time.time() - t0 - trained:.0f} s", flush=True)
+                print(
+                    f"{method} constancy={constancy} seed {seed}: trained {trained:.0f} s, evaluated "
+                    f"{time.time() - t0 - trained:.0f} s",
+                    flush=True,
+                )
                 table = drop_table(report, MULTICLASS_DROP_METRICS)
                 table = table[table["strength"].isin([0, *strengths])]
                 rows.append(table.assign(run_id=run_id, method=method, constancy=constancy or "none", seed=seed))
@@ -85,8 +96,9 @@ def _finished_run(store: RunStore, config: TrainConfig) -> str | None:
 def write_results(out: Path, store: RunStore, table: pd.DataFrame, args: argparse.Namespace, seconds: float) -> None:
     runs = store.runs(status="finished")
     runs = runs[runs["run_id"].isin(table["run_id"])]
-    version = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                             text=True).stdout.strip()
+    version = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     budget = json.loads(runs["config"].iloc[0])
     headline = table[table["metric"] == HEADLINE]
     groups = ["method", "constancy"]
@@ -97,7 +109,8 @@ def write_results(out: Path, store: RunStore, table: pd.DataFrame, args: argpars
         "",
         f"Budget: HAM10000 at {budget['image_size']} px, lesion-grouped split, natural counts, {args.epochs} epochs, "
         f"batch {budget['batch_size']}, {budget['optimizer']} lr {budget['lr']:g} cosine, backbone "
-        f"`{budget['backbone']}` from scratch, augmentation {'on' if budget['augment'] else 'off'}, seeds {args.seeds}. "
+        f"`{budget['backbone']}` from scratch, augmentation {'on' if budget['augment'] else 'off'}, "
+        f"seeds {args.seeds}. "
         "Colour constancy `shades_of_gray` (p = 6) is applied to every split in training and, in evaluation, to the "
         "test images after the shift. Shift seed 0 (each image's cast colour). Machine: "
         f"{platform.machine()}{', CUDA' if torch.cuda.is_available() else ', CPU only'}, {torch.get_num_threads()} "
@@ -119,9 +132,13 @@ def write_results(out: Path, store: RunStore, table: pd.DataFrame, args: argpars
         lines.append(f"| {method} | {constancy} | " + " | ".join(cells) + " |")
     strengths = sorted(s for s in headline["strength"].unique() if s > 0)
     for shift in dict.fromkeys(headline["shift"]):
-        lines += ["", f"## `{shift}`: drop of test balanced accuracy (unshifted − shifted), mean ± sd over seeds", "",
-                  "| method | colour constancy | " + " | ".join(f"strength {s}" for s in strengths) + " |",
-                  "|---|---|" + "---|" * len(strengths)]
+        lines += [
+            "",
+            f"## `{shift}`: drop of test balanced accuracy (unshifted − shifted), mean ± sd over seeds",
+            "",
+            "| method | colour constancy | " + " | ".join(f"strength {s}" for s in strengths) + " |",
+            "|---|---|" + "---|" * len(strengths),
+        ]
         part = headline[headline["shift"] == shift]
         for (method, constancy), rows in part.groupby(groups, sort=False):
             cells = [_mean_sd(rows.loc[rows["strength"] == s, "drop"]) for s in strengths]
@@ -130,7 +147,8 @@ def write_results(out: Path, store: RunStore, table: pd.DataFrame, args: argpars
         tmp.write_text("\n".join(lines) + "\n")
     with atomic_path(out.with_suffix(".csv")) as tmp:
         table[["run_id", "method", "constancy", "seed", "shift", "strength", "metric", "value", "drop"]].to_csv(
-            tmp, index=False)
+            tmp, index=False
+        )
     print("\n".join(lines))
 
 

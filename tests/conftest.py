@@ -1,4 +1,5 @@
 """Shared fixtures: an isolated lab home per test session, tiny configs, real-data locations."""
+
 from __future__ import annotations
 
 import os
@@ -47,8 +48,12 @@ def assert_resume_matches_uninterrupted(store, config) -> None:
 
     full = train(config, store)
     stop = threading.Event()
-    partial = train(config, store, stop_event=stop,
-                    progress=lambda e: stop.set() if e["event"] == "epoch" and e["epoch"] == 0 else None)
+    partial = train(
+        config,
+        store,
+        stop_event=stop,
+        progress=lambda e: stop.set() if e["event"] == "epoch" and e["epoch"] == 0 else None,
+    )
     assert store.get_run(partial)["status"] == "stopped"
     assert store.get_run(partial)["summary"] is None
     assert train(None, store, resume=partial) == partial

@@ -1,4 +1,5 @@
 """Page wiring with Streamlit's AppTest: every page renders, widgets drive the engine."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,16 @@ from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120
-TINY_CHOICE = {"data": "synthetic", "data_path": None, "data_options": {"n_images": 700}, "image_size": 28,
-               "split_seed": 0, "ratio": None, "profile": "exp", "fit": "scale"}
+TINY_CHOICE = {
+    "data": "synthetic",
+    "data_path": None,
+    "data_options": {"n_images": 700},
+    "image_size": 28,
+    "split_seed": 0,
+    "ratio": None,
+    "profile": "exp",
+    "fit": "scale",
+}
 
 
 def open_page(page: str, **state) -> AppTest:
@@ -133,12 +142,16 @@ def test_synthesis_diffusion_tab_samples_strip_nearest_quality_and_compare_chang
     from imbal_core.synth.generators import train_generator, user_generator_dir
 
     if not (user_generator_dir() / "app_diffusion.safetensors").exists():  # yours come first in the model list
-        train_generator(DiffusionTrainConfig(data_options={"n_images": 700}, epochs=1, width=8, batch_size=32,
-                                             device="cpu"), "app_diffusion")
+        train_generator(
+            DiffusionTrainConfig(data_options={"n_images": 700}, epochs=1, width=8, batch_size=32, device="cpu"),
+            "app_diffusion",
+        )
     from app_pages.common import user_store
     from imbal_core.engine import TrainConfig, train
 
-    if not any(c["data_options"] == {"n_images": 700} for c in user_store().runs(status="finished")["config"].map(json.loads)):
+    if not any(
+        c["data_options"] == {"n_images": 700} for c in user_store().runs(status="finished")["config"].map(json.loads)
+    ):
         train(TrainConfig(data_options={"n_images": 700}, epochs=1, device="cpu"), user_store())  # the judge
     app = open_page("synthesis", data_choice=TINY_CHOICE)
     assert app.selectbox(key="diffusion_model").value.name == "app_diffusion"
@@ -149,7 +162,9 @@ def test_synthesis_diffusion_tab_samples_strip_nearest_quality_and_compare_chang
     synthetic = [img.url for image in app.get("image") for img in image.proto.imgs if img.caption == "synthetic"]
     app.slider(key="diffusion_guidance").set_value(4.0).run()
     assert not app.exception, app.exception
-    assert synthetic != [img.url for image in app.get("image") for img in image.proto.imgs if img.caption == "synthetic"]
+    assert synthetic != [
+        img.url for image in app.get("image") for img in image.proto.imgs if img.caption == "synthetic"
+    ]
     app.slider(key="diffusion_strength").set_value(0.5).run()  # SDEdit from real images
     assert not app.exception, app.exception
     app.select_slider(key="quality_n").set_value(16).run()
@@ -163,8 +178,11 @@ def test_synthesis_diffusion_tab_samples_strip_nearest_quality_and_compare_chang
     pair = [label for label in runs.options if label.split(" · ")[0] in ("ce", "balanced_softmax")]
     runs.set_value(pair).run()
     open_tab(compare, "Change vs reference")
-    change = next(spec for spec in chart_specs(compare)
-                  if " vs " in spec["layout"].get("yaxis", {}).get("title", {}).get("text", ""))
+    change = next(
+        spec
+        for spec in chart_specs(compare)
+        if " vs " in spec["layout"].get("yaxis", {}).get("title", {}).get("text", "")
+    )
     assert change["layout"]["yaxis"]["title"]["text"].endswith("vs ce")  # ce is the default baseline
     assert [trace["name"].split(" · ")[0] for trace in change["data"]] == ["balanced_softmax"]
     assert all(x.endswith(")") for x in change["data"][0]["x"])  # classes labelled with their training counts
@@ -182,8 +200,12 @@ def test_synthesis_middle_classes_tab_rows_and_sliders():
     assert app.text_input(key="mid_task").value == "asymmetric_multicolour vs symmetric_uniform"
     assert app.selectbox(key="mid_recipe").value == "builtin"  # auto for the built-in data
     columns = {md.value for md in app.markdown}
-    assert {"**normal**  \nstrength 0", "**middle 1**  \nstrength 0.25", "**middle 3**  \nstrength 0.75",
-            "**real abnormal**  \ntraining images"} <= columns
+    assert {
+        "**normal**  \nstrength 0",
+        "**middle 1**  \nstrength 0.25",
+        "**middle 3**  \nstrength 0.75",
+        "**real abnormal**  \ntraining images",
+    } <= columns
 
     def middle_urls() -> list[str]:
         return [img.url for image in app.get("image") for img in image.proto.imgs]
@@ -243,8 +265,12 @@ def test_compare_defaults_keep_the_shipped_baselines_and_pair_by_seed():
     assert list(board.columns[:5]) == ["group", "n (seeds)", "few_acc", "medium_acc", "many_acc"]
     assert not any(spec["data"][0]["type"] == "heatmap" for spec in chart_specs(app))  # closed tabs do no work
     open_tab(app, "Method × class")
-    heat = next(spec for spec in chart_specs(app) if spec["data"][0]["type"] == "heatmap"
-                and spec["layout"]["coloraxis"]["colorbar"]["title"]["text"] == "test recall")
+    heat = next(
+        spec
+        for spec in chart_specs(app)
+        if spec["data"][0]["type"] == "heatmap"
+        and spec["layout"]["coloraxis"]["colorbar"]["title"]["text"] == "test recall"
+    )
     assert len(heat["data"][0]["y"]) == len(picked) and all(x.endswith(")") for x in heat["data"][0]["x"])
     app.button(key="cmp_build_report").click().run()
     assert not app.exception, app.exception
@@ -262,7 +288,10 @@ def test_compare_paired_differences_and_metric_vs_ratio_on_the_shipped_grid():
     paired = app.dataframe[1].value  # the first tab, open by default
     assert set(paired["n_pairs"]) == {3} and paired["low"].notna().all()
     open_tab(app, "Metric vs ratio")
-    ratio_chart = next(spec for spec in chart_specs(app) if "imbalance ratio" in
-                       spec["layout"].get("xaxis", {}).get("title", {}).get("text", ""))
+    ratio_chart = next(
+        spec
+        for spec in chart_specs(app)
+        if "imbalance ratio" in spec["layout"].get("xaxis", {}).get("title", {}).get("text", "")
+    )
     assert ratio_chart["layout"]["xaxis"]["tickvals"] == [10.0, 50.0, 100.0]  # one tick per ratio run
     assert len(ratio_chart["data"]) == 3  # one line per method group

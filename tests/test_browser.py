@@ -1,5 +1,6 @@
 """Real browser tests: `streamlit run app.py` on a free loopback port, driven by Playwright in
 Debian's Chromium. Screenshots go to test-output/browser/."""
+
 from __future__ import annotations
 
 import os
@@ -16,11 +17,23 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / "test-output" / "browser"
 # url path -> (page title, a heading drawn at the end of the page: the page has finished rendering)
-PAGES = {"": ("Imbalance Lab", "Methods"), "data": ("Data", "Samples per class"), "train": ("Train", "Jobs"),
-         "compare": ("Compare", "Per-class recall"), "synthesis": ("Synthesis", "Class counts before and after balancing"),
-         "explain": ("Explain", "Explain the class")}
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+PAGES = {
+    "": ("Imbalance Lab", "Methods"),
+    "data": ("Data", "Samples per class"),
+    "train": ("Train", "Jobs"),
+    "compare": ("Compare", "Per-class recall"),
+    "synthesis": ("Synthesis", "Class counts before and after balancing"),
+    "explain": ("Explain", "Explain the class"),
+}
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Debian's Chromium is not installed and `apt-get install -y chromium` failed here"
@@ -38,8 +51,24 @@ def app_url(tmp_path_factory: pytest.TempPathFactory):
     port = _free_port()
     env = {**os.environ, "IMBAL_LAB_HOME": str(tmp_path_factory.mktemp("browser_lab"))}
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
-         "127.0.0.1", "--server.headless", "true"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -100,7 +129,12 @@ def test_train_from_ui_then_see_it_in_compare(app_url: str, browser):
     page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
     runs = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Runs")
     # A quick run of one's own does not replace the shipped 8-epoch ce among the default picks (issue 12, item 2).
-    assert runs.get_by_role("button", name="Remove ce · synthetic 28px · ratio natural · seed 0 · pretrained · 604530").count() == 1
+    assert (
+        runs.get_by_role(
+            "button", name="Remove ce · synthetic 28px · ratio natural · seed 0 · pretrained · 604530"
+        ).count()
+        == 1
+    )
     assert runs.get_by_role("button", name="Remove balanced_softmax · synthetic 28px").count() == 1
     assert runs.get_by_text("· yours ·").count() == 0  # offered in the list, not picked over the shipped ce
     # The leaderboard (its cells are drawn on a canvas: the values are checked in tests/test_app.py).
@@ -165,7 +199,8 @@ def test_diffusion_tab_and_change_vs_baseline(app_url: str, browser):
 
 
 def test_middle_classes_tab_and_binary_compare(app_url: str, browser):
-    """The Middle classes tab on the built-in data; Compare's ROC, PR and score histograms of the shipped binary runs."""
+    """The Middle classes tab on the built-in data; Compare's ROC, PR and score histograms of the shipped binary
+    runs."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     _open(page, f"{app_url}/synthesis", "Synthesis", "Class counts before and after balancing")

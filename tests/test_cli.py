@@ -1,4 +1,5 @@
 """The CLI end to end on tiny data: train with progress, runs, export, errors with exit code 2."""
+
 from __future__ import annotations
 
 import csv
@@ -23,15 +24,33 @@ def test_train_then_export(tmp_path: Path, capsys):
     assert main(store + ["runs"]) == 0  # a finished run beside one without a summary yet
     assert "queued" in capsys.readouterr().out
     assert main(store + ["export", "--out", str(tmp_path / "tidy.csv")]) == 0
-    rows = list(csv.DictReader(open(tmp_path / "tidy.csv")))
+    with open(tmp_path / "tidy.csv") as f:
+        rows = list(csv.DictReader(f))
     assert {r["method"] for r in rows} == {"focal"}
     assert any(r["metric"] == "recall" and r["class"] == "red_lacunae" for r in rows)
 
 
 def test_sweep(tmp_path: Path, capsys):
     store = ["--store", str(tmp_path / "store")]
-    assert main(store + ["sweep", "--methods", "ce,balanced_softmax", "--ratios", "10", "--seeds", "0,1",
-                         "--epochs", "1", "--quiet", *TINY]) == 0
+    assert (
+        main(
+            store
+            + [
+                "sweep",
+                "--methods",
+                "ce,balanced_softmax",
+                "--ratios",
+                "10",
+                "--seeds",
+                "0,1",
+                "--epochs",
+                "1",
+                "--quiet",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     assert "4 finished, 0 failed" in capsys.readouterr().out
 
 

@@ -1,4 +1,5 @@
 """Each data source on tiny fixture files written in the real formats, and on ../shared/data."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -148,7 +149,8 @@ def test_isic2018_single_and_official_splits(tmp_path: Path):
         ids = [f"{name}_{i}" for i in range(n)]
         onehot = np.eye(7, dtype=int)[np.arange(n) % 7]
         pd.DataFrame(onehot, columns=columns).assign(image=ids)[["image"] + columns].to_csv(
-            tmp_path / f"ISIC2018_Task3_{name}_GroundTruth.csv", index=False)
+            tmp_path / f"ISIC2018_Task3_{name}_GroundTruth.csv", index=False
+        )
         _write_images(tmp_path / f"{name}_images", ids, rng)
 
     write("Training", 42)
@@ -179,8 +181,13 @@ def test_aptos_and_folder_sources(tmp_path: Path):
         _write_images(root / name, [f"{name}{i}" for i in range(10)], rng, ".png")
     ds = load_dataset("folder", path=root, use_cache=False)
     assert ds.class_names == ["benign", "malignant"] and sum(len(s) for s in ds.splits.values()) == 20
-    pd.DataFrame({"path": [f"folder/benign/benign{i}.png" for i in range(10)] + [f"folder/malignant/malignant{i}.png" for i in range(10)],
-                  "label": ["b"] * 10 + ["m"] * 10}).to_csv(tmp_path / "list.csv", index=False)
+    pd.DataFrame(
+        {
+            "path": [f"folder/benign/benign{i}.png" for i in range(10)]
+            + [f"folder/malignant/malignant{i}.png" for i in range(10)],
+            "label": ["b"] * 10 + ["m"] * 10,
+        }
+    ).to_csv(tmp_path / "list.csv", index=False)
     ds = load_dataset("folder", path=tmp_path / "list.csv", use_cache=False)
     assert ds.class_names == ["b", "m"]
 

@@ -1,4 +1,5 @@
 """Diffusion generator, generator quality and IOIS: each property on small cases, then short runs."""
+
 from __future__ import annotations
 
 import threading
@@ -49,8 +50,15 @@ def test_ddim_round_trip_recovers_a_known_image_with_an_oracle_predictor(predict
     model.predict = oracle
     labels = torch.tensor([0, 1])
     for strength in (1.0, 0.6):  # from pure noise, and SDEdit from the image noised to 60 % of the schedule
-        out, strip = model.sample(labels, steps=20, guidance=2.0, generator=torch.Generator().manual_seed(1),
-                                  init_images=known, strength=strength, trajectory_at=(0, 5))
+        out, strip = model.sample(
+            labels,
+            steps=20,
+            guidance=2.0,
+            generator=torch.Generator().manual_seed(1),
+            init_images=known,
+            strength=strength,
+            trajectory_at=(0, 5),
+        )
         assert (out.int() - known.int()).abs().max() <= 1  # uint8 rounding
         assert not torch.equal(strip[0], known)  # it did start from noise
     for steps in (1, 5, 25):  # sampling from pure noise starts at the last training step
@@ -78,8 +86,13 @@ def test_diffusion_config_is_validated():
 def test_diffusion_training_stop_resume_equals_uninterrupted_and_sampling_is_seeded(tmp_path):
     config = tiny_diffusion_config(epochs=3)
     stop = threading.Event()
-    path = train_generator(config, "stopped", tmp_path, stop_event=stop,
-                           progress=lambda e: stop.set() if e["event"] == "epoch" and e["epoch"] == 0 else None)
+    path = train_generator(
+        config,
+        "stopped",
+        tmp_path,
+        stop_event=stop,
+        progress=lambda e: stop.set() if e["event"] == "epoch" and e["epoch"] == 0 else None,
+    )
     partial = load_generator_info(path)
     assert partial.status == "partial" and len(partial.history) == 1
     assert read_generator(path)[1]["optimizer"]["state"]  # the training state travels with a partial file
@@ -119,8 +132,10 @@ def test_aas_gives_more_to_classes_with_low_training_accuracy():
 
 
 def test_iois_stages_and_settings_are_validated(tiny_generator):
-    assert [(s.name, s.epochs) for s in create_method("iois", generator=tiny_generator).stages(10)] == \
-        [("warmup", 3), ("synthesis", 7)]
+    assert [(s.name, s.epochs) for s in create_method("iois", generator=tiny_generator).stages(10)] == [
+        ("warmup", 3),
+        ("synthesis", 7),
+    ]
     assert [s.name for s in create_method("iois", generator=tiny_generator).stages(1)] == ["synthesis"]
     with pytest.raises(ConfigError, match="no diffusion generator given"):
         TrainConfig(method="iois").check_ready()  # before any run is created
@@ -131,8 +146,12 @@ def test_iois_stages_and_settings_are_validated(tiny_generator):
 
 
 def test_iois_records_allocation_and_trains_on_synthetic_images(store, tiny_generator):
-    run_id = train(tiny_config(method="iois", epochs=3, method_settings={"generator": tiny_generator, "steps": 3,
-                                                                         "pool_per_class": 8}), store)
+    run_id = train(
+        tiny_config(
+            method="iois", epochs=3, method_settings={"generator": tiny_generator, "steps": 3, "pool_per_class": 8}
+        ),
+        store,
+    )
     history = store.get_run(run_id)["progress"]["history"]
     assert [h["stage"] for h in history] == ["warmup", "synthesis", "synthesis"]
     warmup, first, second = (h["method"] for h in history)
@@ -144,12 +163,23 @@ def test_iois_records_allocation_and_trains_on_synthetic_images(store, tiny_gene
     assert first["synthetic"][int(previous.argmax())] == min(first["synthetic"])
 
 
-@pytest.mark.parametrize("settings", [{"steps": 3, "pool_per_class": 8, "selection": "hardest"},
-                                      {"steps": 3, "mode": "online", "selection": "loss_weighted",
-                                       "sdedit_strength": 0.5, "allocation": "inverse_frequency"}])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"steps": 3, "pool_per_class": 8, "selection": "hardest"},
+        {
+            "steps": 3,
+            "mode": "online",
+            "selection": "loss_weighted",
+            "sdedit_strength": 0.5,
+            "allocation": "inverse_frequency",
+        },
+    ],
+)
 def test_iois_resume_matches_uninterrupted(store, tiny_generator, settings):
-    assert_resume_matches_uninterrupted(store, tiny_config(method="iois", epochs=3,
-                                                           method_settings={"generator": tiny_generator, **settings}))
+    assert_resume_matches_uninterrupted(
+        store, tiny_config(method="iois", epochs=3, method_settings={"generator": tiny_generator, **settings})
+    )
 
 
 def test_iois_without_ois_reweights_real_images_only(store, monkeypatch):
@@ -174,8 +204,10 @@ def test_iois_refuses_a_generator_that_learnt_from_images_the_run_leaves_out(sto
     with pytest.raises(ConfigError, match="leaves out"):
         train(tiny_config(method="iois", ratio=20.0, method_settings={"generator": tiny_generator}), store)
     with pytest.raises(ConfigError, match="other data than this run"):
-        train(tiny_config(method="iois", data_options={"n_images": 800}, method_settings={"generator": tiny_generator}),
-              store)
+        train(
+            tiny_config(method="iois", data_options={"n_images": 800}, method_settings={"generator": tiny_generator}),
+            store,
+        )
 
 
 def test_quality_measures_on_known_cases(store, tiny_generator):
@@ -192,8 +224,16 @@ def test_quality_measures_on_known_cases(store, tiny_generator):
     run_id = train(tiny_config(method="ce"), store)
     classifier, _, _ = load_run_model(store, run_id)
     dataset = load_dataset("synthetic", **TINY)
-    report = generator_quality(load_diffusion_model(tiny_generator), classifier, dataset.train.images,
-                               dataset.train.labels, dataset.val.images, dataset.val.labels, per_class=4, steps=3)
+    report = generator_quality(
+        load_diffusion_model(tiny_generator),
+        classifier,
+        dataset.train.images,
+        dataset.train.labels,
+        dataset.val.images,
+        dataset.val.labels,
+        per_class=4,
+        steps=3,
+    )
     table = report.table
     assert list(table["class"])[-1] == "all" and len(table) == 8
     assert table["label_fidelity"].between(0, 1).all() and (table["synthetic"][:7] == 4).all()
@@ -201,8 +241,25 @@ def test_quality_measures_on_known_cases(store, tiny_generator):
 
 
 def test_cli_diffusion_train_list_and_quality(tmp_path, store, capsys, tiny_generator):
-    code = main(["diffusion-train", "--data-option", "n_images=700", "--epochs", "1", "--width", "8",
-                 "--batch-size", "32", "--name", "cli_diffusion", "--out", str(tmp_path), "--device", "cpu"])
+    code = main(
+        [
+            "diffusion-train",
+            "--data-option",
+            "n_images=700",
+            "--epochs",
+            "1",
+            "--width",
+            "8",
+            "--batch-size",
+            "32",
+            "--name",
+            "cli_diffusion",
+            "--out",
+            str(tmp_path),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0 and (tmp_path / "cli_diffusion.safetensors").exists()
     assert "generator=cli_diffusion" in capsys.readouterr().out
     assert main(["generators", "--kind", "diffusion"]) == 0
@@ -211,8 +268,27 @@ def test_cli_diffusion_train_list_and_quality(tmp_path, store, capsys, tiny_gene
     assert "multiple of 4" in capsys.readouterr().err
     run_id = train(tiny_config(method="ce"), store)
     out = tmp_path / "quality.md"
-    assert main(["--store", str(store.root), "generator-quality", tiny_generator, "--run", run_id, "--per-class", "3",
-                 "--steps", "2", "--device", "cpu", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--store",
+                str(store.root),
+                "generator-quality",
+                tiny_generator,
+                "--run",
+                run_id,
+                "--per-class",
+                "3",
+                "--steps",
+                "2",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "label_fidelity" in printed and "not Inception-FID" in printed and "| all |" in out.read_text()
     assert f"Command: `python -m imbal_core --store {store.root} generator-quality" in out.read_text()

@@ -1,12 +1,13 @@
 """Training engine: determinism, resume, checkpoints, every baseline, decoupled stages, evaluation."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from imbal_core.engine import train
 from imbal_core.checkpoint import load_checkpoint, save_checkpoint
+from imbal_core.engine import train
 from imbal_core.engine.evaluate import evaluate_run, load_run_model
 from imbal_core.errors import ConfigError, RunError
 from imbal_core.methods import METHODS
@@ -14,8 +15,20 @@ from imbal_core.models import create_model
 
 from .conftest import TINY, assert_resume_matches_uninterrupted, tiny_config
 
-BASELINES = ["ce", "weighted_ce", "cb_loss", "focal", "ldam_drw", "balanced_softmax", "logit_adjust",
-             "cb_resample", "mixup", "crt", "lws", "tau_norm"]
+BASELINES = [
+    "ce",
+    "weighted_ce",
+    "cb_loss",
+    "focal",
+    "ldam_drw",
+    "balanced_softmax",
+    "logit_adjust",
+    "cb_resample",
+    "mixup",
+    "crt",
+    "lws",
+    "tau_norm",
+]
 
 
 def _summary(store, run_id):
@@ -34,8 +47,15 @@ def test_every_baseline_trains_one_epoch(store, method):
     assert run["status"] == "finished"
     assert 0 <= run["summary"]["balanced_acc"] <= 1
     folder = store.run_dir(run_id)
-    for name in ("config.json", "metrics.json", "predictions.npz", "model.safetensors", "best.safetensors",
-                 "last.safetensors", "kept_indices.npy"):
+    for name in (
+        "config.json",
+        "metrics.json",
+        "predictions.npz",
+        "model.safetensors",
+        "best.safetensors",
+        "last.safetensors",
+        "kept_indices.npy",
+    ):
         assert (folder / name).exists(), name
     with np.load(folder / "predictions.npz", allow_pickle=False) as preds:
         assert preds["probs"].shape[1] == 7

@@ -1,4 +1,5 @@
 """Grad-CAM maps and overlays."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Exact class counts after imbalance, and argument validation."""
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,13 @@ LABELS = np.repeat(np.arange(5), [500, 400, 300, 200, 100])
 def test_exp_profile_exact_counts():
     result = make_imbalanced(LABELS, ratio=100, profile="exp", head_order="index", seed=0, fit="cap")
     # n_i = floor(500 * 100^(-i/4)), capped by what each class has
-    expected = [500, min(400, math.floor(500 * 100 ** -0.25)), math.floor(500 * 100 ** -0.5),
-                math.floor(500 * 100 ** -0.75), 5]
+    expected = [
+        500,
+        min(400, math.floor(500 * 100**-0.25)),
+        math.floor(500 * 100**-0.5),
+        math.floor(500 * 100**-0.75),
+        5,
+    ]
     assert result.counts.tolist() == expected == [500, 158, 50, 15, 5]
     assert np.bincount(LABELS[result.indices], minlength=5).tolist() == expected
 
@@ -71,8 +77,9 @@ def test_seeded_selection():
 
 
 def test_engine_keeps_val_and_test_untouched():
-    from imbal_core.engine.trainer import prepare_data
     import torch
+
+    from imbal_core.engine.trainer import prepare_data
 
     from .conftest import tiny_config
 

@@ -1,5 +1,6 @@
 """Trust: bad input is a clear error (exit code 2, the problem and the fix named), never a traceback or a silent
 surprise, and nothing is created before the input is checked (issue 11)."""
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,9 @@ def write_npz(path: Path, labels: dict[str, np.ndarray], images: np.ndarray | No
     arrays = {}
     for split, split_labels in labels.items():
         arrays[f"{split}_labels"] = split_labels
-        arrays[f"{split}_images"] = (images if images is not None
-                                     else rng.integers(0, 255, (len(split_labels), 28, 28, 3), dtype=np.uint8))
+        arrays[f"{split}_images"] = (
+            images if images is not None else rng.integers(0, 255, (len(split_labels), 28, 28, 3), dtype=np.uint8)
+        )
     np.savez(path, **arrays)
     return path
 
@@ -57,13 +59,16 @@ def two_classes(n: int) -> np.ndarray:
 
 # ---- A: accepted nonsense becomes an error ---------------------------------------------------------------------------
 
+
 def test_one_class_npz_is_an_error_not_a_perfect_score(tmp_path: Path, capsys):
-    one_class = write_npz(tmp_path / "one.npz", {s: np.zeros(n, dtype=np.int64) for s, n in
-                                                  (("train", 40), ("val", 10), ("test", 10))})
+    one_class = write_npz(
+        tmp_path / "one.npz", {s: np.zeros(n, dtype=np.int64) for s, n in (("train", 40), ("val", 10), ("test", 10))}
+    )
     assert cli(tmp_path, "train", "--data", "medmnist", "--path", str(one_class), *QUICK) == 2
     assert "at least 2 classes" in error_of(capsys)
-    one_class_val = write_npz(tmp_path / "val.npz", {"train": two_classes(40), "val": np.zeros(10, dtype=np.int64),
-                                                     "test": two_classes(10)})
+    one_class_val = write_npz(
+        tmp_path / "val.npz", {"train": two_classes(40), "val": np.zeros(10, dtype=np.int64), "test": two_classes(10)}
+    )
     assert cli(tmp_path, "train", "--data", "medmnist", "--path", str(one_class_val), *QUICK) == 2
     message = error_of(capsys)
     assert "val split" in message and "at least 2 classes" in message
@@ -86,14 +91,28 @@ def test_method_settings_are_checked_by_type(tmp_path: Path, capsys, value: str)
 
 
 def test_setting_types():
-    gamma, steps, flag, name = (Setting("gamma", 2.0, "", low=0.0, high=5.0), Setting("steps", 25, "", low=1, high=100),
-                                Setting("ois", True, ""), Setting("tool", "fourier", "", choices=("fourier", "adain")))
+    gamma, steps, flag, name = (
+        Setting("gamma", 2.0, "", low=0.0, high=5.0),
+        Setting("steps", 25, "", low=1, high=100),
+        Setting("ois", True, ""),
+        Setting("tool", "fourier", "", choices=("fourier", "adain")),
+    )
     assert gamma.coerce(1) == 1.0 and isinstance(gamma.coerce(1), float)
     assert gamma.coerce("1.5") == 1.5  # text from the app's text boxes and the scripts' "method[key=value]"
     assert steps.coerce("30") == 30 and steps.coerce(np.int64(30)) == 30
     assert flag.coerce("false") is False and flag.coerce(1) is True
-    for setting, bad in ((gamma, True), (gamma, "abc"), (gamma, float("nan")), (gamma, 6.0), (steps, 2.5),
-                         (steps, False), (flag, 2), (flag, "maybe"), (name, "histogramm"), (name, True)):
+    for setting, bad in (
+        (gamma, True),
+        (gamma, "abc"),
+        (gamma, float("nan")),
+        (gamma, 6.0),
+        (steps, 2.5),
+        (steps, False),
+        (flag, 2),
+        (flag, "maybe"),
+        (name, "histogramm"),
+        (name, True),
+    ):
         with pytest.raises(ConfigError, match=f"setting '{setting.name}' must be"):
             setting.coerce(bad)
 
@@ -109,12 +128,17 @@ def test_unreachable_ratio_is_an_error_unless_capped(tmp_path: Path, capsys):
 
 # ---- B: tracebacks that become messages ------------------------------------------------------------------------------
 
+
 def test_npz_with_python_objects_or_negative_labels(tmp_path: Path, capsys):
     splits = {"train": 40, "val": 10, "test": 10}
-    object_labels = write_npz(tmp_path / "objects.npz", {s: np.array([{"c": 1}] * n, dtype=object)
-                                                         for s, n in splits.items()})
-    object_images = write_npz(tmp_path / "object_images.npz", {s: two_classes(n) for s, n in splits.items()},
-                              images=np.array([None] * 10, dtype=object))
+    object_labels = write_npz(
+        tmp_path / "objects.npz", {s: np.array([{"c": 1}] * n, dtype=object) for s, n in splits.items()}
+    )
+    object_images = write_npz(
+        tmp_path / "object_images.npz",
+        {s: two_classes(n) for s, n in splits.items()},
+        images=np.array([None] * 10, dtype=object),
+    )
     pickled = tmp_path / "pickled.npz"
     pickled.write_bytes(pickle.dumps({"train_images": [1, 2]}))
     for file in (object_labels, object_images, pickled):
@@ -145,14 +169,17 @@ def test_read_only_store(tmp_path: Path, capsys):
         (tmp_path / "store").chmod(0o755)
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["--data-option", "n_image=700"], "unknown data option(s) ['n_image']"),
-    (["--data-option", "n_images=abc"], "n_images must be an integer >= 7"),
-    (["--data-option", "n_images=5"], "n_images must be an integer >= 7"),
-    (["--image-size", "16"], "drawn at 28 to 128 pixels"),
-    (["--device", "bogus"], "device must be auto"),
-    (["--split-seed", "-1"], "an integer >= 0"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--data-option", "n_image=700"], "unknown data option(s) ['n_image']"),
+        (["--data-option", "n_images=abc"], "n_images must be an integer >= 7"),
+        (["--data-option", "n_images=5"], "n_images must be an integer >= 7"),
+        (["--image-size", "16"], "drawn at 28 to 128 pixels"),
+        (["--device", "bogus"], "device must be auto"),
+        (["--split-seed", "-1"], "an integer >= 0"),
+    ],
+)
 def test_bad_train_options(tmp_path: Path, capsys, argv: list[str], expected: str):
     assert cli(tmp_path, "train", *TINY, *argv) == 2
     assert expected in error_of(capsys)
@@ -166,8 +193,9 @@ def test_cuda_without_a_gpu(tmp_path: Path, capsys):
     assert no_runs(tmp_path)
 
 
-@pytest.mark.parametrize("argv, expected", [(["--ratios", "abc"], "--ratios"), (["--seeds", "a"], "--seeds"),
-                                            (["--seeds", "-1"], "--seeds")])
+@pytest.mark.parametrize(
+    "argv, expected", [(["--ratios", "abc"], "--ratios"), (["--seeds", "a"], "--seeds"), (["--seeds", "-1"], "--seeds")]
+)
 def test_bad_sweep_lists(tmp_path: Path, capsys, argv: list[str], expected: str):
     assert cli(tmp_path, "sweep", "--methods", "ce", *argv, *TINY) == 2
     assert expected in error_of(capsys)
@@ -221,10 +249,12 @@ def test_resumed_progress_bar_starts_where_it_stopped(tmp_path: Path, capsys):
 
 # ---- C: deleting runs ------------------------------------------------------------------------------------------------
 
+
 def test_delete_and_prune_runs(tmp_path: Path, capsys):
     store = RunStore(tmp_path / "store")
-    failed, other_failed, stopped, finished, running = (_fake_run(store, s) for s in
-                                                        ("failed", "failed", "stopped", "finished", "running"))
+    failed, other_failed, stopped, finished, running = (
+        _fake_run(store, s) for s in ("failed", "failed", "stopped", "finished", "running")
+    )
     assert cli(tmp_path, "runs", "--delete", finished, "no-such-run") == 2
     assert "no-such-run" in error_of(capsys)
     assert cli(tmp_path, "runs", "--delete", running) == 2
@@ -240,6 +270,7 @@ def test_delete_and_prune_runs(tmp_path: Path, capsys):
 
 
 # ---- D: safe by default ----------------------------------------------------------------------------------------------
+
 
 def test_app_listens_on_loopback_only():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())

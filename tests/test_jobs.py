@@ -1,4 +1,5 @@
 """The background job runner: queue order, stop, resume, and recovery after a server restart."""
+
 from __future__ import annotations
 
 import time
@@ -74,8 +75,11 @@ def test_generator_job_stop_resume_and_orphan(tmp_path, kind):
 
     jobs = GeneratorJobs(tmp_path)
     tiny = dict(data_options={"n_images": 700}, epochs=3, device="cpu")
-    config = (StyleTrainConfig(**tiny, autoencoder_epochs=1, width=4) if kind == "adain"
-              else DiffusionTrainConfig(**tiny, width=8, batch_size=32))
+    config = (
+        StyleTrainConfig(**tiny, autoencoder_epochs=1, width=4)
+        if kind == "adain"
+        else DiffusionTrainConfig(**tiny, width=8, batch_size=32)
+    )
     jobs.start(config, "job_model")
     with pytest.raises(ConfigError, match="already training"):
         jobs.start(config, "other")

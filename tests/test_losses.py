@@ -1,4 +1,5 @@
 """Every loss against a value computed by hand, and the re-sampler's class distribution."""
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,9 @@ def test_inverse_frequency_weights_by_hand():
     expected = [3 * r / sum(raw) for r in raw]
     assert w.tolist() == pytest.approx(expected)
     loss = F.cross_entropy(LOGITS, Y, weight=w)
-    by_hand = -(expected[0] * _log_softmax([2, 0, -1], 0) + expected[2] * _log_softmax([0.5, 1.5, 0], 2)) / (expected[0] + expected[2])
+    by_hand = -(expected[0] * _log_softmax([2, 0, -1], 0) + expected[2] * _log_softmax([0.5, 1.5, 0], 2)) / (
+        expected[0] + expected[2]
+    )
     assert loss.item() == pytest.approx(by_hand, rel=1e-5)
 
 
@@ -41,14 +44,14 @@ def test_class_balanced_weights_by_hand():
 def test_focal_by_hand():
     p0 = math.exp(_log_softmax([2, 0, -1], 0))
     p1 = math.exp(_log_softmax([0.5, 1.5, 0], 2))
-    by_hand = (-(1 - p0) ** 2 * math.log(p0) - (1 - p1) ** 2 * math.log(p1)) / 2
+    by_hand = (-((1 - p0) ** 2) * math.log(p0) - (1 - p1) ** 2 * math.log(p1)) / 2
     assert losses.focal_loss(LOGITS, Y, gamma=2.0).item() == pytest.approx(by_hand, rel=1e-5)
     assert losses.focal_loss(LOGITS, Y, gamma=0.0).item() == pytest.approx(F.cross_entropy(LOGITS, Y).item(), rel=1e-6)
 
 
 def test_ldam_by_hand():
     margins = losses.ldam_margins(COUNTS, 0.5)
-    raw = [n ** -0.25 for n in (100, 10, 1)]
+    raw = [n**-0.25 for n in (100, 10, 1)]
     assert margins.tolist() == pytest.approx([0.5 * r / max(raw) for r in raw], rel=1e-6)
     cos = torch.tensor([[0.9, 0.1, -0.2]])
     y = torch.tensor([2])
@@ -59,7 +62,9 @@ def test_ldam_by_hand():
 def test_balanced_softmax_and_logit_adjustment_by_hand():
     prior = [100 / 111, 10 / 111, 1 / 111]
     adjusted = losses.supervised_logit_adjustment(LOGITS, COUNTS, tau=1.0)
-    assert adjusted[0].tolist() == pytest.approx([2 + math.log(prior[0]), math.log(prior[1]), -1 + math.log(prior[2])], rel=1e-5)
+    assert adjusted[0].tolist() == pytest.approx(
+        [2 + math.log(prior[0]), math.log(prior[1]), -1 + math.log(prior[2])], rel=1e-5
+    )
     half = losses.supervised_logit_adjustment(LOGITS, COUNTS, tau=0.5)
     assert half[1, 2].item() == pytest.approx(0.5 * math.log(prior[2]), rel=1e-5)
 

@@ -1,5 +1,6 @@
 """What each baseline and CRCKD promise, checked on tiny models and batches: when a term acts, what it trains,
 what it leaves alone. (The loss formulas themselves are checked by hand in test_losses.py and test_seed_methods.py.)"""
+
 from __future__ import annotations
 
 import json
@@ -41,6 +42,7 @@ def toy_batch(epoch: int = 0, size: int = 16) -> Batch:
 
 # --- loss-only baselines ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name,settings,tau", [("balanced_softmax", {}, 1.0), ("logit_adjust", {"tau": 2.0}, 2.0)])
 def test_prior_is_added_in_training_only(name, settings, tau):
     model, method = set_up(name, **settings)
@@ -71,6 +73,7 @@ def test_drw_switches_on_at_its_epoch():
 
 # --- decoupled classifiers -------------------------------------------------------------------------------------
 
+
 def _unit(degrees: float, dim: int) -> torch.Tensor:
     angle = torch.tensor(degrees).deg2rad()
     return torch.cat([torch.stack([angle.cos(), angle.sin()]), torch.zeros(dim - 2)])
@@ -91,7 +94,7 @@ def test_tau_norm_zeroes_the_bias_and_picks_tau_on_validation():
             model.head.weight.copy_(weight)
             model.head.bias.fill_(0.3)
         features = torch.stack([_unit(0, dim), _unit(class_1_angle, dim)])
-        chosen = method.finalize(model, lambda: (features, torch.tensor([0, 1])))
+        chosen = method.finalize(model, lambda features=features: (features, torch.tensor([0, 1])))
         assert chosen == {"tau": expected_tau}
         assert torch.equal(model.head.bias, torch.zeros(2))
         norms = torch.tensor([3.0, 1.0])
@@ -132,6 +135,7 @@ def test_lws_scales_rise_for_tail_classes_relative_to_the_head(store):
 
 
 # --- CRCKD -----------------------------------------------------------------------------------------------------
+
 
 def test_crp_trains_the_student_side_only():
     model, method = set_up("crckd", ablation="mt_crp", rampup_start=0.0)

@@ -1,5 +1,6 @@
 """The method interface carries what the seed methods need, without engine changes:
 an EMA teacher, extra views, a memory bank, extra synthetic images mid-batch, a second stage."""
+
 from __future__ import annotations
 
 import copy
@@ -9,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imbal_core.engine import train
 from imbal_core.checkpoint import load_checkpoint
+from imbal_core.engine import train
 from imbal_core.methods import METHODS, Method, MethodCard, Stage, register_method
 
 from .conftest import assert_resume_matches_uninterrupted, tiny_config
@@ -35,8 +36,10 @@ def toy_method():
             self.aux["projection"] = nn.Linear(model.embed_dim, 8)
 
         def stages(self, epochs):
-            return [Stage("features", epochs), Stage("head", 1, sampler="class_balanced", trainable="head",
-                                                     representation=False)]
+            return [
+                Stage("features", epochs),
+                Stage("head", 1, sampler="class_balanced", trainable="head", representation=False),
+            ]
 
         def loss(self, model, batch):
             # extra synthetic images joining the batch: flipped copies labelled as their sources
@@ -47,8 +50,11 @@ def toy_method():
             with torch.no_grad():
                 teacher_logits = self.aux["teacher"](batch.augment(batch.raw))
             self.aux["bank"].features[batch.index] = features[: len(batch.y)].detach()
-            consistency = F.kl_div(F.log_softmax(model.head(features[: len(batch.y)]), 1),
-                                   F.softmax(teacher_logits, 1), reduction="batchmean")
+            consistency = F.kl_div(
+                F.log_softmax(model.head(features[: len(batch.y)]), 1),
+                F.softmax(teacher_logits, 1),
+                reduction="batchmean",
+            )
             return F.cross_entropy(model.head(features), y) + consistency + 0 * self.aux["projection"](features).sum()
 
         def after_step(self, model):

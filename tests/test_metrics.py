@@ -1,4 +1,5 @@
 """Metrics against scikit-learn and hand computations."""
+
 from __future__ import annotations
 
 import numpy as np

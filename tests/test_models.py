@@ -1,4 +1,5 @@
 """Backbones: small-input stem adaptation and the interface methods rely on."""
+
 from __future__ import annotations
 
 import pytest

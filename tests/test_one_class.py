@@ -1,4 +1,5 @@
 """Binary tasks, binary metrics, knowledge recipes and the one-class methods."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,7 @@ import torch
 from sklearn.metrics import average_precision_score, balanced_accuracy_score, roc_auc_score
 
 from imbal_core.data import apply_task, load_dataset, parse_task
-from imbal_core.data.synthetic import CLASSES, FACTOR_GROUPS, interpolate_spec, _sample_factors
+from imbal_core.data.synthetic import CLASSES, FACTOR_GROUPS, _sample_factors, interpolate_spec
 from imbal_core.errors import ConfigError, DataError
 from imbal_core.knowledge import RECIPES, ImageRecipe, level_strengths, middle_classes, recipe_for_data
 from imbal_core.metrics import binary_metrics, choose_threshold, sensitivity_at_specificity
@@ -24,6 +25,7 @@ def synthetic():
 
 
 # ---- tasks ----------------------------------------------------------------------------------
+
 
 def test_task_relabels_every_split_and_drops_other_classes(synthetic):
     binary = apply_task(synthetic, TASK)
@@ -43,12 +45,15 @@ def test_rest_takes_every_other_class(synthetic):
     assert (binary.train.labels == positive).all()
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("mel nv", "exactly one ' vs '"),
-    ("rest vs nv", "'rest' may only stand on the right"),
-    ("a,b vs b", "on both sides"),
-    ("mel vs ,", "at least one class"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("mel nv", "exactly one ' vs '"),
+        ("rest vs nv", "'rest' may only stand on the right"),
+        ("a,b vs b", "on both sides"),
+        ("mel vs ,", "at least one class"),
+    ],
+)
 def test_task_syntax_errors_say_what_was_expected(spec, message):
     with pytest.raises(ConfigError, match=message):
         parse_task(spec)
@@ -72,6 +77,7 @@ def test_one_class_method_needs_a_task():
 
 # ---- binary metrics -------------------------------------------------------------------------
 
+
 def test_binary_metrics_match_scikit_learn():
     rng = np.random.default_rng(0)
     labels = (rng.random(400) < 0.2).astype(int)
@@ -81,8 +87,10 @@ def test_binary_metrics_match_scikit_learn():
     assert m["auprc"] == pytest.approx(average_precision_score(labels, scores))
     assert m["balanced_acc"] == pytest.approx(balanced_accuracy_score(labels, scores >= 0.6))
     # Sensitivity at 95 % specificity by brute force over every threshold.
-    best = max(((scores[labels == 1] >= t).mean() for t in np.unique(scores)
-                if (scores[labels == 0] < t).mean() >= 0.95), default=0.0)
+    best = max(
+        ((scores[labels == 1] >= t).mean() for t in np.unique(scores) if (scores[labels == 0] < t).mean() >= 0.95),
+        default=0.0,
+    )
     assert m["sens_at_95_spec"] == pytest.approx(best)
     assert sensitivity_at_specificity(scores, labels, 0.90) >= m["sens_at_95_spec"]
 
@@ -145,7 +153,7 @@ def test_builtin_interpolated_factors_lie_between_the_two_classes():
         for field in ("diameter", "asymmetry", "border", "edge_blur", "colour_count_probs", "pattern_probs"):
             a, b, mid = (np.asarray(getattr(s, field)) for s in (normal, abnormal, spec))
             assert np.all(mid >= np.minimum(a, b) - 1e-12) and np.all(mid <= np.maximum(a, b) + 1e-12), field
-        assert sum(spec.colour_weights[len(normal.colours):]) == pytest.approx(t)
+        assert sum(spec.colour_weights[len(normal.colours) :]) == pytest.approx(t)
         factors = _sample_factors(np.zeros(500, dtype=int), np.random.default_rng(0), (spec,))
         low = min(normal.diameter[0], abnormal.diameter[0])
         high = max(normal.diameter[1], abnormal.diameter[1])
@@ -171,10 +179,16 @@ def test_auto_recipe_follows_the_data_source():
 
 # ---- the methods ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method, settings", [
-    ("knowledge_one_class", {}), ("knowledge_one_class", {"recipe": "generic", "score": "expected_level"}),
-    ("deep_svdd", {}), ("ce", {}),
-])
+
+@pytest.mark.parametrize(
+    "method, settings",
+    [
+        ("knowledge_one_class", {}),
+        ("knowledge_one_class", {"recipe": "generic", "score": "expected_level"}),
+        ("deep_svdd", {}),
+        ("ce", {}),
+    ],
+)
 def test_binary_run_reports_binary_metrics(store, method, settings):
     from imbal_core.engine import train
     from imbal_core.utils import read_json
@@ -190,7 +204,8 @@ def test_binary_run_reports_binary_metrics(store, method, settings):
     assert summary["threshold"] == choose_threshold(preds["val_scores"], preds["val_labels"])
     assert np.allclose(preds["probs"].sum(1), 1, atol=1e-5)
     assert summary["balanced_acc"] == pytest.approx(
-        balanced_accuracy_score(preds["labels"], preds["scores"] >= summary["threshold"]))
+        balanced_accuracy_score(preds["labels"], preds["scores"] >= summary["threshold"])
+    )
 
 
 def test_knowledge_one_class_learns_levels_from_normal_images_only(synthetic):
@@ -210,8 +225,17 @@ def test_knowledge_one_class_learns_levels_from_normal_images_only(synthetic):
         seen["n"] = len(x)
         return torch.zeros(len(x), 4, requires_grad=True)
 
-    batch = Batch(raw, raw.float(), labels, torch.arange(6), 0, 0, Stage("train", 1), torch.Generator().manual_seed(0),
-                  augment=lambda images: images.float())
+    batch = Batch(
+        raw,
+        raw.float(),
+        labels,
+        torch.arange(6),
+        0,
+        0,
+        Stage("train", 1),
+        torch.Generator().manual_seed(0),
+        augment=lambda images: images.float(),
+    )
     method.loss(forward, batch)
     assert seen["n"] == 4  # the two abnormal images are not used
     probs = method.class_probs(torch.tensor([[5.0, 0, 0, 0], [0, 0, 0, 5.0]]))
@@ -262,9 +286,25 @@ def test_bad_operation_name_fails_before_a_run(store):
         tiny_config(method="knowledge_one_class", task=TASK, method_settings={"operations": "streaks"})
 
 
-@pytest.mark.parametrize("method", ["weighted_ce", "cb_loss", "focal", "ldam_drw", "balanced_softmax", "logit_adjust",
-                                    "cb_resample", "mixup", "crt", "lws", "tau_norm", "crckd", "metric_two_stage",
-                                    "style_kd"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "weighted_ce",
+        "cb_loss",
+        "focal",
+        "ldam_drw",
+        "balanced_softmax",
+        "logit_adjust",
+        "cb_resample",
+        "mixup",
+        "crt",
+        "lws",
+        "tau_norm",
+        "crckd",
+        "metric_two_stage",
+        "style_kd",
+    ],
+)
 def test_every_multi_class_method_runs_on_a_binary_task(store, method):
     from imbal_core.engine import train
 

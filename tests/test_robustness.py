@@ -1,4 +1,5 @@
 """Acquisition shifts, Shades-of-Gray colour constancy, shift evaluation of runs and its Compare section."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +30,7 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_the_four_shifts_are_registered():
-    assert SHIFT_NAMES == SHIFTS.names()
+    assert SHIFTS.names() == SHIFT_NAMES
 
 
 @pytest.mark.parametrize("name", SHIFT_NAMES)
@@ -43,7 +44,9 @@ def test_shift_is_identity_at_0_grows_with_strength_and_is_seeded(images, name):
 
 
 def test_colour_cast_colour_depends_on_the_seed(images):
-    assert not np.array_equal(apply_shift(images, "colour_cast", 2, seed=0), apply_shift(images, "colour_cast", 2, seed=1))
+    assert not np.array_equal(
+        apply_shift(images, "colour_cast", 2, seed=0), apply_shift(images, "colour_cast", 2, seed=1)
+    )
 
 
 def test_bad_shift_or_strength_names_the_choices(images):
@@ -80,7 +83,8 @@ def test_load_dataset_applies_colour_constancy_to_every_split():
 
 @pytest.fixture(scope="module")
 def shifted_run() -> tuple[RunStore, str]:
-    """A tiny colour-constancy run, trained and shifted by the CLI in the user store (the Compare test reads it there)."""
+    """A tiny colour-constancy run, trained and shifted by the CLI in the user store (the Compare test reads it
+    there)."""
     store = RunStore()
     assert main(["train", "--colour-constancy", "shades_of_gray", "--epochs", "1", "--quiet", *CLI_TINY]) == 0
     runs = store.runs(status="finished")  # newest first; the session's other tests share this store
@@ -91,12 +95,29 @@ def shifted_run() -> tuple[RunStore, str]:
 
 def test_cli_prints_the_drop_table_and_refuses_bad_strengths(shifted_run, capsys):
     store, run_id = shifted_run
-    assert main(["robustness", run_id, "--shifts", "contrast", "--strengths", "2", "--metrics", "balanced_acc",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "robustness",
+                run_id,
+                "--shifts",
+                "contrast",
+                "--strengths",
+                "2",
+                "--metrics",
+                "balanced_acc",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["run", "method", "shift", "strength", "metric", "value", "drop"]
-    assert [line.split()[2:5] for line in lines[1:3]] == [["contrast", "0", "balanced_acc"],
-                                                          ["contrast", "2", "balanced_acc"]]
+    assert [line.split()[2:5] for line in lines[1:3]] == [
+        ["contrast", "0", "balanced_acc"],
+        ["contrast", "2", "balanced_acc"],
+    ]
     assert main(["robustness", run_id, "--strengths", "two"]) == 2
     assert "--strengths must be comma-separated integers" in capsys.readouterr().err
 
@@ -110,8 +131,13 @@ def test_shift_results_are_stored_with_the_run_and_read_back_by_compare(shifted_
     # The unshifted evaluation repeats the run's own test metrics (same model, same images, same device).
     report = evaluate_shifts(store, run_id, ["blur"], [2], device="cpu")  # a later call adds to the results
     assert report["clean"]["balanced_acc"] == pytest.approx(store.get_run(run_id)["summary"]["balanced_acc"])
-    assert set(report["results"]) >= {"shift:colour_cast:1", "shift:colour_cast:3", "shift:jpeg:1", "shift:jpeg:3",
-                                      "shift:blur:2"}  # the CLI test may have added contrast
+    assert set(report["results"]) >= {
+        "shift:colour_cast:1",
+        "shift:colour_cast:3",
+        "shift:jpeg:1",
+        "shift:jpeg:3",
+        "shift:blur:2",
+    }  # the CLI test may have added contrast
     assert report["colour_constancy"] == "shades_of_gray"
 
     runs = finished_runs([store])
@@ -135,7 +161,7 @@ def test_binary_run_keeps_its_threshold_and_runs_without_weights_say_how_to_fix(
 
 
 def test_compare_page_shows_the_robustness_section(shifted_run):
-    from .test_app import chart_specs, open_page
+    from .test_app import chart_specs, open_page, open_tab
 
     store, run_id = shifted_run
     assert (store.run_dir(run_id) / ROBUSTNESS_FILE).is_file()
@@ -143,6 +169,7 @@ def test_compare_page_shows_the_robustness_section(shifted_run):
     app.selectbox(key="cmp_data").set_value(f"synthetic n_images={TINY['n_images']} shades_of_gray 28px").run()
     assert not app.exception, app.exception
     assert "Acquisition shift" in [tab.label for tab in app.tabs]
+    open_tab(app, "Acquisition shift")
     facets = [a["text"] for spec in chart_specs(app) for a in spec["layout"].get("annotations", [])]
     assert {"colour_cast", "jpeg"} <= set(facets)  # the shifts the fixture computed
     assert any(list(frame.value.columns)[:3] == ["run", "shift", "unshifted"] for frame in app.dataframe)

@@ -1,4 +1,5 @@
 """CRCKD and two-stage metric learning: every loss on small hand-checked cases, and short runs."""
+
 from __future__ import annotations
 
 import math
@@ -7,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from imbal_core.engine import train
 from imbal_core.checkpoint import load_checkpoint
-from imbal_core.methods.crckd import (ClassIndex, class_centroids, nce_loss, relation_loss, sigmoid_rampup)
+from imbal_core.engine import train
+from imbal_core.methods.crckd import ClassIndex, class_centroids, nce_loss, relation_loss, sigmoid_rampup
 from imbal_core.methods.metric_two_stage import batch_hard_triplet_loss, supervised_contrastive_loss
 
 from .conftest import assert_resume_matches_uninterrupted, tiny_config
@@ -62,7 +63,9 @@ def test_supcon_matches_direct_computation():
         if not positives:
             continue
         denominator = sum(math.exp(float(z[a] @ z[k]) / t) for k in range(6) if k != a)
-        per_anchor.append(sum(-math.log(math.exp(float(z[a] @ z[p]) / t) / denominator) for p in positives) / len(positives))
+        per_anchor.append(
+            sum(-math.log(math.exp(float(z[a] @ z[p]) / t) / denominator) for p in positives) / len(positives)
+        )
     assert supervised_contrastive_loss(z, y, t).item() == pytest.approx(sum(per_anchor) / len(per_anchor), rel=1e-5)
 
 
@@ -94,7 +97,9 @@ def test_crckd_ablations_train(store, ablation):
 
 
 def test_crckd_resumes_exactly(store):
-    assert_resume_matches_uninterrupted(store, tiny_config(method="crckd", epochs=2, method_settings={"rampup_start": 0.0}))
+    assert_resume_matches_uninterrupted(
+        store, tiny_config(method="crckd", epochs=2, method_settings={"rampup_start": 0.0})
+    )
 
 
 @pytest.mark.parametrize("metric,stage2", [("supcon", "crt"), ("triplet_hard", "lws"), ("triplet_cb", "tau_norm")])
@@ -102,11 +107,14 @@ def test_metric_two_stage_variants(store, metric, stage2):
     settings = {"metric": metric, "stage2": stage2, "stage2_epochs": 1}
     run_id = train(tiny_config(method="metric_two_stage", method_settings=settings), store)
     history = store.get_run(run_id)["progress"]["history"]
-    assert [h["stage"] for h in history] == (["representation"] if stage2 == "tau_norm" else ["representation", "classifier"])
+    assert [h["stage"] for h in history] == (
+        ["representation"] if stage2 == "tau_norm" else ["representation", "classifier"]
+    )
     if stage2 != "tau_norm":
         assert (store.run_dir(run_id) / "representation.safetensors").exists()
         # a cheap stage-2 variant from the kept stage-1 features
-        variant = train(tiny_config(method="metric_two_stage", init_from=run_id,
-                                    method_settings={**settings, "stage2": "crt"}), store)
+        variant = train(
+            tiny_config(method="metric_two_stage", init_from=run_id, method_settings={**settings, "stage2": "crt"}),
+            store,
+        )
         assert [h["stage"] for h in store.get_run(variant)["progress"]["history"]] == ["classifier"]
-

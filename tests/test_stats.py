@@ -70,14 +70,28 @@ def test_per_class_differences_pair_by_seed_and_order_classes_by_training_count(
         metrics = {"train_counts": [10, 90], "per_class": {"recall": recalls}}
         return SimpleNamespace(run_id=run_id, group=group, class_names=["rare", "common"], metrics=metrics)
 
-    runs = _runs([("c0", "ce", "syn", "natural", 0, 0), ("c1", "ce", "syn", "natural", 1, 0),
-                  ("b0", "bs", "syn", "natural", 0, 0), ("b1", "bs", "syn", "natural", 1, 0),
-                  ("b2", "bs", "syn", "natural", 2, 0), ("f2", "focal", "syn", "natural", 2, 0)])
-    results = [result("c0", "ce", [0.1, 0.9]), result("c1", "ce", [0.2, 0.8]), result("b0", "bs", [0.5, 0.7]),
-               result("b1", "bs", [0.4, 0.8]), result("b2", "bs", [0.9, 0.9]), result("f2", "focal", [0.9, 0.9])]
+    runs = _runs(
+        [
+            ("c0", "ce", "syn", "natural", 0, 0),
+            ("c1", "ce", "syn", "natural", 1, 0),
+            ("b0", "bs", "syn", "natural", 0, 0),
+            ("b1", "bs", "syn", "natural", 1, 0),
+            ("b2", "bs", "syn", "natural", 2, 0),
+            ("f2", "focal", "syn", "natural", 2, 0),
+        ]
+    )
+    results = [
+        result("c0", "ce", [0.1, 0.9]),
+        result("c1", "ce", [0.2, 0.8]),
+        result("b0", "bs", [0.5, 0.7]),
+        result("b1", "bs", [0.4, 0.8]),
+        result("b2", "bs", [0.9, 0.9]),
+        result("f2", "focal", [0.9, 0.9]),
+    ]
     table = paired_class_differences(results, runs, "ce").set_index(["group", "class"])
     assert list(table.index.get_level_values("class")[:2]) == ["common", "common"]  # most training images first
     assert table.loc[("bs", "rare"), "n_pairs"] == 2  # seed 2 has no ce run
     assert table.loc[("bs", "rare"), "mean_diff"] == pytest.approx(0.3)
     assert table.loc[("bs", "common"), "mean_diff"] == pytest.approx(-0.1)
     assert table.loc[("focal", "rare"), "n_pairs"] == 0 and np.isnan(table.loc[("focal", "rare"), "mean_diff"])
+    assert paired_class_differences(results[:2], runs, "ce").empty  # only the reference: nothing to pair

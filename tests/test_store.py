@@ -1,4 +1,5 @@
 """Run store: tidy frames and two processes writing at once."""
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -11,8 +12,10 @@ from imbal_core.errors import RunError
 from imbal_core.runs import RunStore
 
 CONFIG = {"method": "ce", "data": "synthetic", "ratio": 10.0, "seed": 0, "backbone": "b", "image_size": 28, "epochs": 1}
-METRICS = {"summary": {"acc": 0.5, "balanced_acc": float("nan")},
-           "per_class": {"recall": [0.1, 0.9], "f1": [0.2, 0.8], "shot_group": ["many", "few"]}}
+METRICS = {
+    "summary": {"acc": 0.5, "balanced_acc": float("nan")},
+    "per_class": {"recall": [0.1, 0.9], "f1": [0.2, 0.8], "shot_group": ["many", "few"]},
+}
 
 
 def _writer(root: str, worker: int, n: int) -> None:
@@ -91,3 +94,12 @@ def test_opening_a_new_store_retries_while_another_process_switches_it_to_wal(tm
     monkeypatch.setattr(RunStore, "_connect", flaky_connect)
     store = RunStore(tmp_path)
     assert store.runs().empty
+
+
+def test_store_state_changes_with_every_write(store):
+    """Compare caches the runs table on this state: a run finished a moment ago must change it."""
+    before = store.state()
+    run_id = store.create_run(CONFIG)
+    after_create = store.state()
+    store.set_status(run_id, "finished")
+    assert before != after_create != store.state()

@@ -1,4 +1,5 @@
 """Style transfer tools, AdaIN models and Style-KD: each property checked on small cases, then short runs."""
+
 from __future__ import annotations
 
 import threading
@@ -6,14 +7,22 @@ import threading
 import pytest
 import torch
 
+from imbal_core.checkpoint import load_checkpoint
 from imbal_core.cli import main
 from imbal_core.engine import TrainConfig, train
-from imbal_core.checkpoint import load_checkpoint
 from imbal_core.errors import ConfigError, RunError
 from imbal_core.methods import create_method
 from imbal_core.synth.generators import list_generators, load_generator_info, train_generator
-from imbal_core.synth.style import (AdaINModel, adain, auxiliary_pairs, create_style_tool, fourier_amplitude_swap,
-                                    histogram_match, low_frequency_mask, stylise_uint8)
+from imbal_core.synth.style import (
+    AdaINModel,
+    adain,
+    auxiliary_pairs,
+    create_style_tool,
+    fourier_amplitude_swap,
+    histogram_match,
+    low_frequency_mask,
+    stylise_uint8,
+)
 from imbal_core.synth.style_models import StyleTrainConfig, load_style_model
 
 from .conftest import TINY, assert_resume_matches_uninterrupted, tiny_config
@@ -91,8 +100,11 @@ def test_tools_share_one_interface_on_uint8_batches():
     content = (random_images(4) * 255).to(torch.uint8)
     style = (random_images(5) * 255).to(torch.uint8)
     model = AdaINModel(in_chans=3, width=4)
-    for tool in (create_style_tool("fourier", beta=0.1), create_style_tool("histogram"),
-                 create_style_tool("adain", model=model)):
+    for tool in (
+        create_style_tool("fourier", beta=0.1),
+        create_style_tool("histogram"),
+        create_style_tool("adain", model=model),
+    ):
         out = stylise_uint8(tool, content, style, strength=1.0)
         assert out.dtype == torch.uint8 and out.shape == content.shape
     with pytest.raises(ConfigError, match="beta"):
@@ -114,8 +126,13 @@ def tiny_style_config(**overrides) -> StyleTrainConfig:
 def test_style_model_trains_saves_lists_loads_and_resumes(tmp_path):
     config = tiny_style_config(epochs=3)
     stop = threading.Event()
-    path = train_generator(config, "tiny", tmp_path, stop_event=stop,
-                           progress=lambda e: stop.set() if e["event"] == "epoch" and e["epoch"] == 1 else None)
+    path = train_generator(
+        config,
+        "tiny",
+        tmp_path,
+        stop_event=stop,
+        progress=lambda e: stop.set() if e["event"] == "epoch" and e["epoch"] == 1 else None,
+    )
     partial = load_generator_info(path)
     assert partial.status == "partial" and len(partial.history) == 2 and partial.kind == "adain"
     train_generator(config, "tiny", tmp_path, resume=True)
@@ -125,8 +142,10 @@ def test_style_model_trains_saves_lists_loads_and_resumes(tmp_path):
     straight_path = train_generator(config, "straight", tmp_path)
     # stop + resume = uninterrupted (same seed, CPU): the optimiser's moments are kept in a partial file
     assert load_generator_info(straight_path).history == finished.history
-    assert torch.equal(load_style_model(str(path)).decoder.layers[-1].weight,
-                       load_style_model(str(straight_path)).decoder.layers[-1].weight)
+    assert torch.equal(
+        load_style_model(str(path)).decoder.layers[-1].weight,
+        load_style_model(str(straight_path)).decoder.layers[-1].weight,
+    )
 
     model = load_style_model(str(path))
     images = random_images(6, (2, 3, 28, 28))
@@ -213,8 +232,13 @@ def test_style_kd_run_makes_n_max_minus_n_c_auxiliary_images_and_freezes_the_tea
     assert heat.shape[0] == 2 and probs.shape == (2, 7)
 
 
-@pytest.mark.parametrize("settings", [{"tool": "histogram", "policy": "same", "generate": "batch", "feature_weight": 0.5},
-                                      {"tool": "fourier", "student_init": "scratch", "policy": "majority"}])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"tool": "histogram", "policy": "same", "generate": "batch", "feature_weight": 0.5},
+        {"tool": "fourier", "student_init": "scratch", "policy": "majority"},
+    ],
+)
 def test_style_kd_resume_matches_uninterrupted(store, settings):
     assert_resume_matches_uninterrupted(store, tiny_config(method="style_kd", epochs=3, method_settings=settings))
 
@@ -225,16 +249,39 @@ def test_style_kd_with_adain_and_teacher_from_a_finished_run(store, tmp_path, mo
     monkeypatch.setattr(generators, "user_generator_dir", lambda: tmp_path)
     train_generator(tiny_style_config(epochs=1, autoencoder_epochs=0), "tiny_adain", tmp_path)
     teacher = train(tiny_config(method="ce"), store)
-    run_id = train(tiny_config(method="style_kd", init_from=teacher, epochs=1,
-                               method_settings={"tool": "adain", "style_model": "tiny_adain", "teacher_share": 0.0}),
-                   store)
+    run_id = train(
+        tiny_config(
+            method="style_kd",
+            init_from=teacher,
+            epochs=1,
+            method_settings={"tool": "adain", "style_model": "tiny_adain", "teacher_share": 0.0},
+        ),
+        store,
+    )
     history = store.get_run(run_id)["progress"]["history"]
     assert [h["stage"] for h in history] == ["student"]  # the finished run is the teacher: no teacher stage
 
 
 def test_cli_style_train_and_list(tmp_path, capsys):
-    code = main(["style-train", "--data-option", "n_images=700", "--epochs", "1", "--autoencoder-epochs", "0",
-                 "--width", "4", "--name", "cli_tiny", "--out", str(tmp_path), "--device", "cpu"])
+    code = main(
+        [
+            "style-train",
+            "--data-option",
+            "n_images=700",
+            "--epochs",
+            "1",
+            "--autoencoder-epochs",
+            "0",
+            "--width",
+            "4",
+            "--name",
+            "cli_tiny",
+            "--out",
+            str(tmp_path),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     assert (tmp_path / "cli_tiny.safetensors").exists()
     assert "style_model=cli_tiny" in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """No silent wrong results: external sets scored whole, leakage refused, no stale cache, damaged weights
 caught, runs that never lie about their state, a job worker that outlives a busy store."""
+
 from __future__ import annotations
 
 import signal
@@ -100,8 +101,12 @@ def test_flipped_bytes_in_weights_are_an_error_naming_the_file(tmp_path):
 def test_the_shipped_weights_record_digests():
     from imbal_core.checkpoint import DIGEST_KEY, read_weights
 
-    shipped = sorted([*(ROOT / "pretrained" / "runs").glob("*/model.safetensors"),
-                      *(ROOT / "pretrained" / "generators").glob("*.safetensors")])
+    shipped = sorted(
+        [
+            *(ROOT / "pretrained" / "runs").glob("*/model.safetensors"),
+            *(ROOT / "pretrained" / "generators").glob("*.safetensors"),
+        ]
+    )
     assert shipped
     for path in shipped:
         assert DIGEST_KEY in read_weights(path)[1], path
@@ -129,8 +134,21 @@ def test_a_run_whose_process_died_reads_as_interrupted_and_resumes(store):
 
 
 def _start_cli_training(store_dir: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "imbal_core", "--store", str(store_dir), "train", "--epochs", "200", "--device",
-               "cpu", "--data-option", "n_images=700", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "imbal_core",
+        "--store",
+        str(store_dir),
+        "train",
+        "--epochs",
+        "200",
+        "--device",
+        "cpu",
+        "--data-option",
+        "n_images=700",
+        "--quiet",
+    ]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -162,7 +180,7 @@ def test_a_killed_cli_run_never_looks_live(store, how):
 
 
 def test_the_job_worker_survives_a_busy_store(store, monkeypatch):
-    """"database is locked" while it looks for work must not end the worker: the next job still runs."""
+    """ "database is locked" while it looks for work must not end the worker: the next job still runs."""
     failures = {"left": 2}
     real_runs = type(store).runs
 

@@ -1,8 +1,13 @@
 """Data sources behind one registry; `load_dataset` is the only entry point callers need."""
+
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ..errors import DataError
 from ..utils import DATA_ROOTS_VARIABLE, data_roots, lab_home
@@ -14,8 +19,43 @@ from .colour import correct_dataset
 # Importing the modules registers the sources.
 from . import synthetic, medmnist, ham10000, isic2018, aptos2019, folder  # noqa: E402,F401
 
-__all__ = ["DATA_SOURCES", "SPLITS", "BinaryTask", "ImageDataset", "SourceInfo", "Split", "apply_task", "load_dataset",
-           "parse_task", "register_source", "resolve_task"]
+__all__ = [
+    "DATA_SOURCES",
+    "SPLITS",
+    "BinaryTask",
+    "ImageDataset",
+    "SourceInfo",
+    "Split",
+    "apply_task",
+    "dataset_key",
+    "load_dataset",
+    "parse_task",
+    "provide_datasets",
+    "register_source",
+    "resolve_task",
+]
+
+# Data sets handed to this process ready-made (a distributed worker gets them from the driver): load_dataset returns
+# them without reading files, even where the path does not exist. Keyed by `dataset_key`.
+_PROVIDED: dict[str, ImageDataset] = {}
+
+
+def dataset_key(source: str, path: str | Path | None, image_size: int, split_seed: int, options: dict[str, Any]) -> str:
+    """What names one loaded data set (before any task or colour constancy): the arguments as given, path unresolved."""
+    return json.dumps(
+        [source, None if path is None else str(path), image_size, split_seed, options], sort_keys=True, default=str
+    )
+
+
+@contextmanager
+def provide_datasets(datasets: dict[str, ImageDataset]) -> Iterator[None]:
+    """While inside, `load_dataset` returns these data sets (keys from `dataset_key`) instead of loading them."""
+    _PROVIDED.update(datasets)
+    try:
+        yield
+    finally:
+        for key in datasets:
+            _PROVIDED.pop(key, None)
 
 
 def load_dataset(
@@ -37,6 +77,10 @@ def load_dataset(
     if task is not None:
         parse_task(task)  # a syntax error is reported before any file is read
     info = DATA_SOURCES.get(source)
+    provided = _PROVIDED.get(dataset_key(source, path, image_size, split_seed, options))
+    if provided is not None:
+        ready = correct_dataset(provided, colour_constancy) if colour_constancy is not None else provided
+        return apply_task(ready, task) if task is not None else ready
     if not isinstance(image_size, int) or not 16 <= image_size <= 512:
         raise DataError(f"image_size must be an integer between 16 and 512; got {image_size!r}")
     if info.needs_path and path is None:
@@ -63,9 +107,11 @@ def check_inside_data_roots(path: Path) -> None:
     """Raise DataError when the resolved `path` lies outside every allowed data folder (`utils.data_roots`)."""
     roots = data_roots()
     if not any(path.is_relative_to(root) for root in roots):
-        raise DataError(f"{path} is outside the allowed data folders ({', '.join(map(str, roots))}); move the data "
-                        f"into one of them, or add its folder to {DATA_ROOTS_VARIABLE} (folders separated by "
-                        f"{os.pathsep!r})")
+        raise DataError(
+            f"{path} is outside the allowed data folders ({', '.join(map(str, roots))}); move the data "
+            f"into one of them, or add its folder to {DATA_ROOTS_VARIABLE} (folders separated by "
+            f"{os.pathsep!r})"
+        )
 
 
 def _fingerprint(path: Path) -> list:
@@ -73,7 +119,7 @@ def _fingerprint(path: Path) -> list:
     so any changed, added or removed file (e.g. an image truncated deep in `images/`) gives a new cache key."""
     # A file (a label CSV, an npz) is read with the images beside it: its whole folder counts.
     root = path.parent if path.is_file() else path
-    files = sorted(Path(folder) / name for folder, _, names in os.walk(root) for name in names)
+    files = sorted(Path(parent) / name for parent, _, names in os.walk(root) for name in names)
     entries = []
     for file in files:
         try:

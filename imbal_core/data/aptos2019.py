@@ -1,4 +1,5 @@
 """APTOS 2019 blindness detection: train.csv (id_code, diagnosis 0-4) + fundus images."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,5 +25,13 @@ def load_aptos2019(path: Path, image_size: int, split_seed: int) -> ImageDataset
     if bad:
         raise DataError(f"unknown diagnosis value(s) {bad} in {csv}; expected integers 0 to 4")
     paths = locate_images(table["id_code"].astype(str).tolist(), csv.parent, "APTOS label file")
-    return dataset_from_files("aptos2019", APTOS_CLASSES, paths, table["diagnosis"].to_numpy(), table,
-                              image_size, split_seed, description="APTOS 2019, stratified split")
+    return dataset_from_files(
+        "aptos2019",
+        APTOS_CLASSES,
+        paths,
+        table["diagnosis"].to_numpy(),
+        table,
+        image_size,
+        split_seed,
+        description="APTOS 2019, stratified split",
+    )

@@ -1,8 +1,9 @@
 """The one result type every data source returns, and the source registry."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -35,7 +36,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, indices: np.ndarray) -> "Split":
+    def subset(self, indices: np.ndarray) -> Split:
         indices = np.asarray(indices)
         return Split(
             self.images[indices],
@@ -49,14 +50,18 @@ class Split:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+        height, width, channels = self.images.shape[1:]
+        return height, width, channels
 
     @classmethod
-    def concat(cls, parts: list["Split"]) -> "Split":
+    def concat(cls, parts: list[Split]) -> Split:
         """The images of several splits as one (e.g. a whole external test set)."""
-        return cls(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
-                   np.concatenate([p.ids.astype(str) for p in parts]),
-                   pd.concat([p.metadata for p in parts], ignore_index=True))
+        return cls(
+            np.concatenate([p.images for p in parts]),
+            np.concatenate([p.labels for p in parts]),
+            np.concatenate([p.ids.astype(str) for p in parts]),
+            pd.concat([p.metadata for p in parts], ignore_index=True),
+        )
 
 
 @dataclass
@@ -74,7 +79,7 @@ class ImageDataset:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.splits["train"].images.shape[1:])  # type: ignore[return-value]
+        return self.splits["train"].image_shape
 
     @property
     def train(self) -> Split:

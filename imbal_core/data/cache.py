@@ -1,4 +1,5 @@
 """On-disk cache of resized data sets, keyed by source, path, size, split seed and options."""
+
 from __future__ import annotations
 
 import hashlib
@@ -34,9 +35,8 @@ def save(dataset: ImageDataset, cache_dir: Path, key: str) -> None:
     arrays["header"] = np.array(
         json.dumps({"name": dataset.name, "class_names": dataset.class_names, "description": dataset.description})
     )
-    with atomic_path(cache_dir / f"{key}.npz") as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
+    with atomic_path(cache_dir / f"{key}.npz") as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub: a key might be savez's allow_pickle
 
 
 def load(cache_dir: Path, key: str) -> ImageDataset | None:
@@ -56,4 +56,3 @@ def load(cache_dir: Path, key: str) -> ImageDataset | None:
         path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt from the source
         return None
     return ImageDataset(header["name"], header["class_names"], splits, header["description"])
-

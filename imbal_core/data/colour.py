@@ -8,9 +8,10 @@ p = 6 is the usual choice for dermoscopy (Barata et al., IEEE JBHI 19(3), 2015),
 ISIC challenge entries. The correction is normalised so that a grey light changes nothing: a
 grey image stays as it is, and a cast made by channel gains is removed up to clipping.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -23,7 +24,7 @@ SHADES_OF_GRAY_P = 6
 def shades_of_gray(images: np.ndarray, p: float = SHADES_OF_GRAY_P) -> np.ndarray:
     """uint8 (N, H, W, C) images with each image's light colour, estimated by the p-norm of its channels, removed."""
     x = images.astype(np.float32) / 255
-    light = np.mean(x ** p, axis=(1, 2)) ** (1 / p)  # (N, C)
+    light = np.mean(x**p, axis=(1, 2)) ** (1 / p)  # (N, C)
     light = np.maximum(light, 1e-6)  # an all-black image has no light to remove
     # Scale so a grey light (equal channels) is the identity: gains sqrt(C) * e_c / |e|.
     gains = light / np.linalg.norm(light, axis=1, keepdims=True) * np.sqrt(images.shape[-1])
@@ -48,7 +49,10 @@ def correct_images(images: np.ndarray, name: str | None) -> np.ndarray:
 def correct_dataset(dataset: ImageDataset, name: str) -> ImageDataset:
     """The data set with colour constancy applied to every split alike (labels, ids and metadata unchanged)."""
     check_colour_constancy(name)
-    splits = {key: Split(correct_images(split.images, name), split.labels, split.ids, split.metadata)
-              for key, split in dataset.splits.items()}
-    return ImageDataset(dataset.name, dataset.class_names, splits,
-                        f"{dataset.description} Colour constancy: {name}.".strip())
+    splits = {
+        key: Split(correct_images(split.images, name), split.labels, split.ids, split.metadata)
+        for key, split in dataset.splits.items()
+    }
+    return ImageDataset(
+        dataset.name, dataset.class_names, splits, f"{dataset.description} Colour constancy: {name}.".strip()
+    )

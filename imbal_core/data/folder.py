@@ -1,4 +1,5 @@
 """Any labelled image collection: one sub-folder per class, or a CSV of (path, label)."""
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,7 @@ from .images import IMAGE_SUFFIXES, dataset_from_files, read_table
     "folder",
     description="Your own images: one sub-folder per class, or a CSV with columns path, label.",
     layout="root/<class_name>/<image files>, or a CSV file with columns path (relative to the CSV, inside its folder) "
-           "and label",
+    "and label",
 )
 def load_folder(path: Path, image_size: int, split_seed: int) -> ImageDataset:
     if path.is_file():
@@ -37,8 +38,9 @@ def load_folder(path: Path, image_size: int, split_seed: int) -> ImageDataset:
     if len(class_names) < 2:
         raise DataError(f"{path} holds only {len(class_names)} class(es); a classifier needs at least 2")
     labels = table["label"].map(class_names.index).to_numpy()
-    return dataset_from_files(path.name, class_names, files, labels, table, image_size, split_seed,
-                              description=f"folder {path}")
+    return dataset_from_files(
+        path.name, class_names, files, labels, table, image_size, split_seed, description=f"folder {path}"
+    )
 
 
 def _inside_csv_folder(csv: Path, row: int, relative: str) -> Path:
@@ -49,7 +51,9 @@ def _inside_csv_folder(csv: Path, row: int, relative: str) -> Path:
     """
     file = Path(os.path.normpath(csv.parent / relative))
     if not file.is_relative_to(csv.parent):
-        raise DataError(f"row {row} of {csv}: path {relative!r} leads outside the CSV's folder {csv.parent}; give "
-                        "each image's path relative to the CSV, inside its folder (e.g. images/cat_1.png), and move "
-                        "the CSV up to the images' common folder if needed")
+        raise DataError(
+            f"row {row} of {csv}: path {relative!r} leads outside the CSV's folder {csv.parent}; give "
+            "each image's path relative to the CSV, inside its folder (e.g. images/cat_1.png), and move "
+            "the CSV up to the images' common folder if needed"
+        )
     return file

@@ -1,8 +1,8 @@
 """HAM10000 dermoscopy: metadata CSV + images anywhere under the folder, split by lesion."""
+
 from __future__ import annotations
 
 from pathlib import Path
-
 
 from ..errors import DataError
 from .base import ImageDataset, register_source
@@ -11,8 +11,12 @@ from .images import dataset_from_files, locate_images, read_table
 HAM_CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 # The abbreviations spelled out (Tschandl et al., Sci. Data 2018), shown beside the class counts.
 HAM_CLASS_NAMES = {
-    "akiec": "actinic keratosis / intraepithelial carcinoma (Bowen's disease)", "bcc": "basal cell carcinoma",
-    "bkl": "benign keratosis-like lesion", "df": "dermatofibroma", "mel": "melanoma", "nv": "melanocytic nevus",
+    "akiec": "actinic keratosis / intraepithelial carcinoma (Bowen's disease)",
+    "bcc": "basal cell carcinoma",
+    "bkl": "benign keratosis-like lesion",
+    "df": "dermatofibroma",
+    "mel": "melanoma",
+    "nv": "melanocytic nevus",
     "vasc": "vascular lesion",
 }
 METADATA_FILE = "HAM10000_metadata.csv"
@@ -37,6 +41,13 @@ def load_ham10000(path: Path, image_size: int, split_seed: int) -> ImageDataset:
     paths = locate_images(table["image_id"].tolist(), csv.parent, "HAM10000 metadata")
     labels = table["dx"].map(HAM_CLASSES.index).to_numpy()
     return dataset_from_files(
-        "ham10000", HAM_CLASSES, paths, labels, table, image_size, split_seed,
-        groups=table["lesion_id"].to_numpy(), description="HAM10000 dermoscopy, lesion-grouped split",
+        "ham10000",
+        HAM_CLASSES,
+        paths,
+        labels,
+        table,
+        image_size,
+        split_seed,
+        groups=table["lesion_id"].to_numpy(),
+        description="HAM10000 dermoscopy, lesion-grouped split",
     )

@@ -1,11 +1,13 @@
 """Decoding and resizing image files into uint8 arrays, with errors that name the file."""
+
 from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -43,17 +45,19 @@ def decode_image_bytes(data: bytes, size: int, name: str = "upload") -> np.ndarr
     try:
         return read_image(io.BytesIO(data), size, name)
     except DataError:
-        raise DataError(f"{name} is not an image that can be read (a PNG or JPEG was expected; it may be another "
-                        "kind of file renamed): upload a PNG or JPEG image") from None
+        raise DataError(
+            f"{name} is not an image that can be read (a PNG or JPEG was expected; it may be another "
+            "kind of file renamed): upload a PNG or JPEG image"
+        ) from None
 
 
 def read_image(path: Path | io.BytesIO, size: int, name: str | None = None) -> np.ndarray:
     """Decode one file to RGB, centre-crop to a square, resize to size x size (uint8 HWC)."""
     name = name or str(path)
     try:
-        with Image.open(path) as img:
-            img.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
-            img = img.convert("RGB")
+        with Image.open(path) as opened:
+            opened.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
+            img = opened.convert("RGB")
             width, height = img.size
             side = min(width, height)
             left, top = (width - side) // 2, (height - side) // 2
@@ -94,12 +98,12 @@ def dataset_from_files(
     class_names: list[str],
     paths: Sequence[Path],
     labels: np.ndarray,
-    metadata: "pd.DataFrame",
+    metadata: pd.DataFrame,
     image_size: int,
     split_seed: int,
     groups: np.ndarray | None = None,
     description: str = "",
-) -> "ImageDataset":
+) -> ImageDataset:
     """Decode labelled files and split them 70/10/20, stratified (and grouped when asked)."""
     from .base import ImageDataset, Split
     from .splitting import stratified_split
@@ -115,7 +119,7 @@ def dataset_from_files(
     return ImageDataset(name, class_names, splits, description)
 
 
-def read_table(path: Path, required: Sequence[str], what: str) -> "pd.DataFrame":
+def read_table(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
     """Read a CSV and check its columns, naming what is missing and what was found."""
     import pandas as pd
 
@@ -126,8 +130,7 @@ def read_table(path: Path, required: Sequence[str], what: str) -> "pd.DataFrame"
     missing = [c for c in required if c not in table.columns]
     if missing:
         raise DataError(
-            f"{what} {path} lacks column(s) {missing}; it has {list(table.columns)}. "
-            f"Expected columns: {list(required)}"
+            f"{what} {path} lacks column(s) {missing}; it has {list(table.columns)}. Expected columns: {list(required)}"
         )
     return table
 

@@ -1,4 +1,5 @@
 """ISIC 2018 Task 3: one-hot ground-truth CSV(s) + images; same classes as HAM10000."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,8 +45,16 @@ def load_isic2018(path: Path, image_size: int, split_seed: int) -> ImageDataset:
         table = pd.concat(tables.values(), ignore_index=True)
         paths = locate_images(table["image"].tolist(), root, "ISIC 2018 ground truth")
         labels = np.concatenate([_labels(t, c) for c, t in tables.items()])
-        return dataset_from_files("isic2018", HAM_CLASSES, paths, labels, table, image_size, split_seed,
-                                  description="ISIC 2018 Task 3, stratified split")
+        return dataset_from_files(
+            "isic2018",
+            HAM_CLASSES,
+            paths,
+            labels,
+            table,
+            image_size,
+            split_seed,
+            description="ISIC 2018 Task 3, stratified split",
+        )
     splits = {}
     for split, files in by_split.items():
         table = pd.concat([tables[c] for c in files], ignore_index=True) if files else pd.DataFrame(columns=["image"])

@@ -1,4 +1,5 @@
 """Any 2D MedMNIST .npz in the official layout (train_images, train_labels, val_..., test_...)."""
+
 from __future__ import annotations
 
 import zipfile
@@ -11,8 +12,10 @@ from .base import SPLITS, ImageDataset, Split, register_source
 from .images import resize_array
 
 DEFAULT_ROOT = Path("~/.medmnist").expanduser()
-SAVE_AS_NPZ = ("save the data as numeric arrays with numpy.savez(file, train_images=images.astype(np.uint8), "
-               "train_labels=labels.astype(np.int64), val_images=..., ...)")
+SAVE_AS_NPZ = (
+    "save the data as numeric arrays with numpy.savez(file, train_images=images.astype(np.uint8), "
+    "train_labels=labels.astype(np.int64), val_images=..., ...)"
+)
 # Label names of the sets we use most; others are named from the medmnist package when
 # installed, else class_0, class_1, ...
 KNOWN_LABELS = {
@@ -86,8 +89,10 @@ def load_medmnist(
     except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"{file} is not a readable .npz file ({err}); {SAVE_AS_NPZ}") from None
     except ValueError:  # not an archive of arrays: numpy sees a pickle, which is never loaded (it can run code)
-        raise DataError(f"{file} is not a .npz archive of arrays but pickled Python objects, which are never loaded "
-                        f"(unpickling can run code); {SAVE_AS_NPZ}") from None
+        raise DataError(
+            f"{file} is not a .npz archive of arrays but pickled Python objects, which are never loaded "
+            f"(unpickling can run code); {SAVE_AS_NPZ}"
+        ) from None
     with archive:
         missing = [k for k in expected if k not in archive.files]
         if missing:
@@ -99,11 +104,15 @@ def load_medmnist(
         if labels.ndim == 2 and labels.shape[1] > 1:
             raise DataError(f"{file}: {s}_labels has shape {labels.shape}; multi-label sets are not supported")
         if not np.issubdtype(labels.dtype, np.integer) or len(labels) == 0:
-            raise DataError(f"{file}: {s}_labels must be integer class indices, one per image; got {len(labels)} "
-                            f"label(s) of dtype {labels.dtype}. Save them as labels.astype(np.int64)")
+            raise DataError(
+                f"{file}: {s}_labels must be integer class indices, one per image; got {len(labels)} "
+                f"label(s) of dtype {labels.dtype}. Save them as labels.astype(np.int64)"
+            )
         if labels.min() < 0:
-            raise DataError(f"{file}: {s}_labels holds negative label(s) (smallest {labels.min()}); number the classes "
-                            "0, 1, ..., C-1, the same way in every split")
+            raise DataError(
+                f"{file}: {s}_labels holds negative label(s) (smallest {labels.min()}); number the classes "
+                "0, 1, ..., C-1, the same way in every split"
+            )
         if images.ndim == 3:  # grey-scale: repeat to RGB so every model and overlay works alike
             images = np.repeat(images[..., None], 3, axis=3)
         if images.ndim != 4 or images.dtype != np.uint8:
@@ -119,5 +128,7 @@ def _plain_array(file: Path, archive: np.lib.npyio.NpzFile, key: str) -> np.ndar
     try:
         return archive[key]
     except ValueError:
-        raise DataError(f"{file}: {key} is not a plain numeric array (it holds Python objects, which are never loaded "
-                        f"because unpickling can run code, or it is damaged); {SAVE_AS_NPZ}") from None
+        raise DataError(
+            f"{file}: {key} is not a plain numeric array (it holds Python objects, which are never loaded "
+            f"because unpickling can run code, or it is damaged); {SAVE_AS_NPZ}"
+        ) from None

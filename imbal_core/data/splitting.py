@@ -1,4 +1,5 @@
 """Seeded stratified train/val/test splits, optionally grouped (no group in two splits)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -8,10 +8,12 @@ so no single factor identifies a class and a balanced classifier stays below 100
 Natural class counts follow HAM10000's long tail (ratio 58). Class names describe the visual
 factor, not a disease. Everything is a pure function of (n_images, image_size, seed).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,27 +50,83 @@ class ClassSpec:
 
 
 CLASSES = (
-    ClassSpec("symmetric_uniform", 6705, (0.28, 0.50), (0.00, 0.14), (0.00, 0.10), (0.02, 0.06),
-              ("light_brown", "dark_brown", "tan"), (0.65, 0.30, 0.05),
-              (0.55, 0.20, 0.25, 0.05, 0.05, 0.03, 0.03, 0.00, 0.05)),
-    ClassSpec("asymmetric_multicolour", 1113, (0.40, 0.72), (0.08, 0.35), (0.05, 0.25), (0.02, 0.08),
-              ("dark_brown", "black", "blue_grey", "light_brown"), (0.15, 0.40, 0.45),
-              (0.35, 0.50, 0.30, 0.02, 0.45, 0.08, 0.10, 0.02, 0.10)),
-    ClassSpec("waxy_milia", 1099, (0.32, 0.65), (0.04, 0.25), (0.04, 0.18), (0.02, 0.07),
-              ("tan", "light_brown", "dark_brown"), (0.40, 0.50, 0.10),
-              (0.15, 0.15, 0.10, 0.60, 0.03, 0.10, 0.05, 0.00, 0.45)),
-    ClassSpec("branching_vessels", 514, (0.28, 0.60), (0.04, 0.25), (0.03, 0.15), (0.03, 0.09),
-              ("pink", "blue_grey", "tan"), (0.40, 0.45, 0.15),
-              (0.03, 0.05, 0.35, 0.05, 0.05, 0.75, 0.10, 0.05, 0.15)),
-    ClassSpec("scaly_red_rough", 327, (0.30, 0.60), (0.04, 0.25), (0.05, 0.20), (0.06, 0.14),
-              ("red", "pink", "tan"), (0.40, 0.45, 0.15),
-              (0.03, 0.35, 0.05, 0.05, 0.02, 0.35, 0.10, 0.03, 0.75)),
-    ClassSpec("red_lacunae", 142, (0.22, 0.45), (0.00, 0.15), (0.00, 0.10), (0.02, 0.05),
-              ("red", "purple", "dark_brown"), (0.30, 0.50, 0.20),
-              (0.00, 0.05, 0.10, 0.00, 0.00, 0.15, 0.05, 0.85, 0.03)),
-    ClassSpec("central_white_patch", 115, (0.22, 0.42), (0.00, 0.15), (0.00, 0.10), (0.03, 0.07),
-              ("light_brown", "tan", "dark_brown"), (0.50, 0.40, 0.10),
-              (0.50, 0.10, 0.05, 0.05, 0.02, 0.05, 0.75, 0.00, 0.10)),
+    ClassSpec(
+        "symmetric_uniform",
+        6705,
+        (0.28, 0.50),
+        (0.00, 0.14),
+        (0.00, 0.10),
+        (0.02, 0.06),
+        ("light_brown", "dark_brown", "tan"),
+        (0.65, 0.30, 0.05),
+        (0.55, 0.20, 0.25, 0.05, 0.05, 0.03, 0.03, 0.00, 0.05),
+    ),
+    ClassSpec(
+        "asymmetric_multicolour",
+        1113,
+        (0.40, 0.72),
+        (0.08, 0.35),
+        (0.05, 0.25),
+        (0.02, 0.08),
+        ("dark_brown", "black", "blue_grey", "light_brown"),
+        (0.15, 0.40, 0.45),
+        (0.35, 0.50, 0.30, 0.02, 0.45, 0.08, 0.10, 0.02, 0.10),
+    ),
+    ClassSpec(
+        "waxy_milia",
+        1099,
+        (0.32, 0.65),
+        (0.04, 0.25),
+        (0.04, 0.18),
+        (0.02, 0.07),
+        ("tan", "light_brown", "dark_brown"),
+        (0.40, 0.50, 0.10),
+        (0.15, 0.15, 0.10, 0.60, 0.03, 0.10, 0.05, 0.00, 0.45),
+    ),
+    ClassSpec(
+        "branching_vessels",
+        514,
+        (0.28, 0.60),
+        (0.04, 0.25),
+        (0.03, 0.15),
+        (0.03, 0.09),
+        ("pink", "blue_grey", "tan"),
+        (0.40, 0.45, 0.15),
+        (0.03, 0.05, 0.35, 0.05, 0.05, 0.75, 0.10, 0.05, 0.15),
+    ),
+    ClassSpec(
+        "scaly_red_rough",
+        327,
+        (0.30, 0.60),
+        (0.04, 0.25),
+        (0.05, 0.20),
+        (0.06, 0.14),
+        ("red", "pink", "tan"),
+        (0.40, 0.45, 0.15),
+        (0.03, 0.35, 0.05, 0.05, 0.02, 0.35, 0.10, 0.03, 0.75),
+    ),
+    ClassSpec(
+        "red_lacunae",
+        142,
+        (0.22, 0.45),
+        (0.00, 0.15),
+        (0.00, 0.10),
+        (0.02, 0.05),
+        ("red", "purple", "dark_brown"),
+        (0.30, 0.50, 0.20),
+        (0.00, 0.05, 0.10, 0.00, 0.00, 0.15, 0.05, 0.85, 0.03),
+    ),
+    ClassSpec(
+        "central_white_patch",
+        115,
+        (0.22, 0.42),
+        (0.00, 0.15),
+        (0.00, 0.10),
+        (0.03, 0.07),
+        ("light_brown", "tan", "dark_brown"),
+        (0.50, 0.40, 0.10),
+        (0.50, 0.10, 0.05, 0.05, 0.02, 0.05, 0.75, 0.00, 0.10),
+    ),
 )
 CLASS_NAMES = [spec.name for spec in CLASSES]
 SKIN_LIGHT = np.array([0.93, 0.76, 0.64], dtype=np.float32)
@@ -101,7 +159,7 @@ def interpolate_spec(normal: ClassSpec, abnormal: ClassSpec, amounts: Mapping[st
     Ranges and probabilities are interpolated linearly; the colour palette becomes a mixture that
     draws the abnormal class's colours with probability amounts["colours"].
     """
-    changes = {}
+    changes: dict[str, Any] = {}  # ClassSpec fields of several types
     for group, names in FACTOR_GROUPS.items():
         t = float(amounts.get(group, 0.0))
         for name in names:
@@ -121,8 +179,9 @@ def render_specs(specs: Sequence[ClassSpec], image_size: int, seed: int) -> np.n
     return _render_all(labels, tuple(specs), image_size, np.random.default_rng(seed))
 
 
-def _sample_factors(labels: np.ndarray, rng: np.random.Generator,
-                    classes: Sequence[ClassSpec] = CLASSES) -> dict[str, np.ndarray]:
+def _sample_factors(
+    labels: np.ndarray, rng: np.random.Generator, classes: Sequence[ClassSpec] = CLASSES
+) -> dict[str, np.ndarray]:
     """Draw every per-image factor up front, so rendering in chunks stays deterministic."""
     n = len(labels)
 
@@ -200,8 +259,10 @@ def _render(f: dict[str, np.ndarray], size: int, rng: np.random.Generator) -> np
 
     # Colours: up to three, blended over a smooth random field.
     cf = f["colour_field"]
-    field = sum(np.sin(2.0 * cf[:, j, 0, None, None] * u + 2.0 * cf[:, j, 1, None, None] * v + 3 * cf[:, j, 2, None, None])
-                for j in range(3)) / 1.8 + 0.6 * (rho - 0.5)
+    field = sum(
+        np.sin(2.0 * cf[:, j, 0, None, None] * u + 2.0 * cf[:, j, 1, None, None] * v + 3 * cf[:, j, 2, None, None])
+        for j in range(3)
+    ) / 1.8 + 0.6 * (rho - 0.5)
     colours = f["colours"]
     weight2 = (f["n_colours"] >= 2)[:, None, None] / (1 + np.exp(-field / 0.15))
     weight3 = (f["n_colours"] >= 3)[:, None, None] / (1 + np.exp(-(field - 0.7) / 0.15))
@@ -228,7 +289,10 @@ def _render(f: dict[str, np.ndarray], size: int, rng: np.random.Generator) -> np
     blob_big = np.exp(-nearest / (2 * (0.07 + pixel) ** 2))
     blob_dark, blob_big = blob_dark[..., None], blob_big[..., None]
     lesion = lesion * (1 - 0.6 * has("dots") * blob_dark)
-    lesion = lesion * (1 - has("globules") * blob_big) + has("globules") * blob_big * np.array(PALETTE["blue_grey"], dtype=np.float32) * 0.8
+    lesion = (
+        lesion * (1 - has("globules") * blob_big)
+        + has("globules") * blob_big * np.array(PALETTE["blue_grey"], dtype=np.float32) * 0.8
+    )
     lesion = lesion * (1 - 0.8 * has("milia") * blob_dark) + 0.8 * has("milia") * blob_dark * 0.95
     lacuna = np.array(PALETTE["purple"], dtype=np.float32) * 0.9
     lesion = lesion * (1 - has("lacunae") * blob_big) + has("lacunae") * blob_big * lacuna
@@ -236,9 +300,11 @@ def _render(f: dict[str, np.ndarray], size: int, rng: np.random.Generator) -> np
     vp = f["vessel"]
     wave = np.abs(np.sin(4.0 * ur + 1.5 * np.sin(5.0 * vr + vp[:, 0, None, None]) + vp[:, 1, None, None]))
     wave2 = np.abs(np.sin(4.0 * vr + 1.5 * np.sin(5.0 * ur + vp[:, 2, None, None]) + vp[:, 3, None, None]))
-    vessels = np.maximum(np.exp(-(wave / (0.12 + pixel)) ** 2), np.exp(-(wave2 / (0.12 + pixel)) ** 2))[..., None]
-    lesion = lesion * (1 - 0.8 * has("vessels") * vessels) + 0.8 * has("vessels") * vessels * np.array((0.78, 0.12, 0.15), dtype=np.float32)
-    patch = np.exp(-(r / (0.45 * radius)) ** 2)[..., None]
+    vessels = np.maximum(np.exp(-((wave / (0.12 + pixel)) ** 2)), np.exp(-((wave2 / (0.12 + pixel)) ** 2)))[..., None]
+    lesion = lesion * (1 - 0.8 * has("vessels") * vessels) + 0.8 * has("vessels") * vessels * np.array(
+        (0.78, 0.12, 0.15), dtype=np.float32
+    )
+    patch = np.exp(-((r / (0.45 * radius)) ** 2))[..., None]
     lesion = lesion * (1 - 0.75 * has("white_patch") * patch) + 0.75 * has("white_patch") * patch * 0.93
     roughness = rng.standard_normal(size=(b, size, size, 1), dtype=np.float32) * 0.09
     lesion = lesion * (1 + has("scale") * roughness)
@@ -246,14 +312,18 @@ def _render(f: dict[str, np.ndarray], size: int, rng: np.random.Generator) -> np
     # Skin: tone, illumination gradient, texture; then hairs and a dermoscope vignette.
     tone = f["skin"][:, None, None, None]
     skin = SKIN_LIGHT * (1 - tone) + SKIN_DARK * tone
-    skin = skin * (1 + f["light_grad"][:, 0, None, None, None] * u[..., None] + f["light_grad"][:, 1, None, None, None] * v[..., None])
+    skin = skin * (
+        1
+        + f["light_grad"][:, 0, None, None, None] * u[..., None]
+        + f["light_grad"][:, 1, None, None, None] * v[..., None]
+    )
     image = skin * (1 - mask[..., None]) + lesion * mask[..., None]
     nearest_hair = np.full((b, size, size), np.inf, dtype=np.float32)
     for k in range(3):
         a, bb, c = (f["hairs"][:, k, j, None, None] for j in range(3))
         dist = np.abs(a * u + bb * v + 0.6 * c) / np.sqrt(a**2 + bb**2 + 1e-6)
         nearest_hair = np.minimum(nearest_hair, np.where((k < f["n_hairs"])[:, None, None], dist, np.inf))
-    hair_dark = np.exp(-(nearest_hair / (0.012 + 0.5 * pixel)) ** 2)
+    hair_dark = np.exp(-((nearest_hair / (0.012 + 0.5 * pixel)) ** 2))
     image = image * (1 - 0.7 * hair_dark[..., None]) + 0.7 * hair_dark[..., None] * 0.12
     corner = np.sqrt(u**2 + v**2)
     vignette = f["vignette"][:, None, None] / (1 + np.exp(-(corner - 1.25) / 0.05))
@@ -271,12 +341,16 @@ def generate(n_images: int = 10_000, image_size: int = 28, seed: int = 0) -> tup
     return _render_all(labels, CLASSES, image_size, rng), labels
 
 
-def _render_all(labels: np.ndarray, classes: Sequence[ClassSpec], image_size: int, rng: np.random.Generator) -> np.ndarray:
+def _render_all(
+    labels: np.ndarray, classes: Sequence[ClassSpec], image_size: int, rng: np.random.Generator
+) -> np.ndarray:
     if not 28 <= image_size <= 128:
         raise ValueError(f"image_size must be between 28 and 128 pixels; got {image_size}")
     # float32 halves the rendering time; the factors themselves are drawn in float64.
-    factors = {k: v.astype(np.float32) if v.dtype == np.float64 else v
-               for k, v in _sample_factors(labels, rng, classes).items()}
+    factors = {
+        k: v.astype(np.float32) if v.dtype == np.float64 else v
+        for k, v in _sample_factors(labels, rng, classes).items()
+    }
     chunk = max(16, int(3e6 // image_size**2))
     images = np.empty((len(labels), image_size, image_size, 3), dtype=np.uint8)
     for start in range(0, len(labels), chunk):
@@ -293,15 +367,21 @@ def _render_all(labels: np.ndarray, classes: Sequence[ClassSpec], image_size: in
 )
 def load_synthetic(path: str | None, image_size: int, split_seed: int, n_images: int = 10_000) -> ImageDataset:
     if path is not None:  # a path given with the default source is a forgotten --data, not something to ignore
-        raise DataError(f"a path ({path}) is given, but the data source is 'synthetic', which is generated by code and "
-                        "reads no files; name the source of those files (--data in the CLI), e.g. --data ham10000, "
-                        "folder or medmnist, or drop the path")
+        raise DataError(
+            f"a path ({path}) is given, but the data source is 'synthetic', which is generated by code and "
+            "reads no files; name the source of those files (--data in the CLI), e.g. --data ham10000, "
+            "folder or medmnist, or drop the path"
+        )
     if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < len(CLASSES):
-        raise DataError(f"option n_images must be an integer >= {len(CLASSES)} (one image per class); got "
-                        f"{n_images!r}. E.g. n_images=3000 (--data-option n_images=3000 in the CLI)")
+        raise DataError(
+            f"option n_images must be an integer >= {len(CLASSES)} (one image per class); got "
+            f"{n_images!r}. E.g. n_images=3000 (--data-option n_images=3000 in the CLI)"
+        )
     if not 28 <= image_size <= 128:
-        raise DataError(f"the built-in images are drawn at 28 to 128 pixels a side; got image size {image_size}. "
-                        "Choose a size in that range (--image-size in the CLI)")
+        raise DataError(
+            f"the built-in images are drawn at 28 to 128 pixels a side; got image size {image_size}. "
+            "Choose a size in that range (--image-size in the CLI)"
+        )
     # The generator seed is fixed so that every user sees the same images; split_seed only
     # changes which image lands in which split, as for the real data sets.
     images, labels = generate(n_images, image_size, seed=1234)

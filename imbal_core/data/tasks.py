@@ -5,6 +5,7 @@ class (normal); "rest" on the right means every class not on the left. A task re
 splits the same way: class 0 = the negative side, class 1 = the positive side. Images of classes
 on neither side are dropped from every split, and the data set's description says so.
 """
+
 from __future__ import annotations
 
 import re
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .base import ImageDataset, Split
+from .base import ImageDataset
 
 REST = "rest"
 SEPARATOR = re.compile(r"\s+vs\.?\s+", flags=re.IGNORECASE)
@@ -48,8 +49,10 @@ def parse_task(spec: str) -> BinaryTask:
         raise ConfigError(f"task must be a string like {EXAMPLE}; got {spec!r}")
     sides = SEPARATOR.split(spec.strip())
     if len(sides) != 2:
-        raise ConfigError(f"task must have exactly one ' vs ' between the positive and the negative classes, like "
-                          f"{EXAMPLE}; got {spec!r}")
+        raise ConfigError(
+            f"task must have exactly one ' vs ' between the positive and the negative classes, like "
+            f"{EXAMPLE}; got {spec!r}"
+        )
     positive, negative = (tuple(name.strip() for name in side.split(",") if name.strip()) for side in sides)
     if not positive or not negative:
         raise ConfigError(f"both sides of the task need at least one class, like {EXAMPLE}; got {spec!r}")
@@ -92,10 +95,16 @@ def apply_task(dataset: ImageDataset, spec: str) -> ImageDataset:
         part.labels = np.isin(part.labels, positive).astype(np.int64)
         for c, side in enumerate(task.class_names):
             if not (part.labels == c).any():
-                raise DataError(f"task {spec!r} leaves the {name} split with no {side!r} image; every split needs "
-                                "both sides (choose other classes or another split seed)")
+                raise DataError(
+                    f"task {spec!r} leaves the {name} split with no {side!r} image; every split needs "
+                    "both sides (choose other classes or another split seed)"
+                )
         splits[name] = part
     dropped = sorted(set(dataset.class_names) - {dataset.class_names[c] for c in positive + negative})
     note = f"; classes {dropped} dropped" if dropped else ""
-    return ImageDataset(dataset.name, task.class_names, splits,
-                        f"{dataset.description} — binary task {task.spec!r} (1 = {task.positive_name}){note}")
+    return ImageDataset(
+        dataset.name,
+        task.class_names,
+        splits,
+        f"{dataset.description} — binary task {task.spec!r} (1 = {task.positive_name}){note}",
+    )

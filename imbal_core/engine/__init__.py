@@ -1,4 +1,5 @@
 """The training engine: config, loop, augmentation and checkpoints."""
+
 from .config import TrainConfig
 from .trainer import RunInterrupted, predict, train
 

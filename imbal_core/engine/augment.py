@@ -3,6 +3,7 @@
 Input: uint8 (B, C, H, W). Output: float, normalised to [-1, 1]. All randomness comes from
 the generator passed in, so a seeded run is reproducible.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Everything that defines a run, validated up front with messages that say what was expected."""
+
 from __future__ import annotations
 
 import inspect
@@ -50,25 +51,59 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        _require(isinstance(self.epochs, int) and 1 <= self.epochs <= 10_000, "epochs", "an integer in [1, 10000]", self.epochs)
-        _require(isinstance(self.batch_size, int) and 2 <= self.batch_size <= 8192, "batch_size", "an integer in [2, 8192]", self.batch_size)
-        _require(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0, "lr", "a positive number", self.lr)
-        _require(isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0, "weight_decay", "a number >= 0", self.weight_decay)
+        _require(
+            isinstance(self.epochs, int) and 1 <= self.epochs <= 10_000,
+            "epochs",
+            "an integer in [1, 10000]",
+            self.epochs,
+        )
+        _require(
+            isinstance(self.batch_size, int) and 2 <= self.batch_size <= 8192,
+            "batch_size",
+            "an integer in [2, 8192]",
+            self.batch_size,
+        )
+        _require(
+            isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
+            "lr",
+            "a positive number",
+            self.lr,
+        )
+        _require(
+            isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0,
+            "weight_decay",
+            "a number >= 0",
+            self.weight_decay,
+        )
         _require(self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}", self.optimizer)
         _require(isinstance(self.seed, int) and self.seed >= 0, "seed", "an integer >= 0", self.seed)
-        _require(isinstance(self.split_seed, int) and self.split_seed >= 0, "split_seed", "an integer >= 0", self.split_seed)
-        _require(isinstance(self.image_size, int) and 16 <= self.image_size <= 512, "image_size", "an integer in [16, 512]", self.image_size)
+        _require(
+            isinstance(self.split_seed, int) and self.split_seed >= 0, "split_seed", "an integer >= 0", self.split_seed
+        )
+        _require(
+            isinstance(self.image_size, int) and 16 <= self.image_size <= 512,
+            "image_size",
+            "an integer in [16, 512]",
+            self.image_size,
+        )
         check_data_options(self.data, self.data_options)  # unknown source names raise, listing the choices
         method = create_method(self.method, **self.method_settings)  # unknown or out-of-range settings raise
         if self.task is not None:
             parse_task(self.task)
         elif method.needs_binary_task:
-            raise ConfigError(f"method {self.method!r} is one-class: it needs a binary task (normal = the right side), "
-                              "e.g. task='mel vs nv' (--task in the CLI)")
+            raise ConfigError(
+                f"method {self.method!r} is one-class: it needs a binary task (normal = the right side), "
+                "e.g. task='mel vs nv' (--task in the CLI)"
+            )
         method.check_data(self.data_recipe())
         check_colour_constancy(self.colour_constancy)
         if self.ratio is not None:
-            ok = isinstance(self.ratio, (int, float)) and not isinstance(self.ratio, bool) and math.isfinite(self.ratio) and self.ratio >= 1
+            ok = (
+                isinstance(self.ratio, (int, float))
+                and not isinstance(self.ratio, bool)
+                and math.isfinite(self.ratio)
+                and self.ratio >= 1
+            )
             _require(ok, "ratio", "a finite number >= 1, or None for the natural counts", self.ratio)
 
     def check_ready(self) -> None:
@@ -76,19 +111,29 @@ class TrainConfig:
         (the task's classes exist), the ratio is reachable, and what the method's settings name exists (a generator)."""
         check_device(self.device)
         dataset = self.load_data()
-        kept_indices(dataset.train.labels, self.ratio, self.profile, self.head_order, self.fit, self.seed,
-                     dataset.class_names)  # raises for a ratio out of reach
+        kept_indices(
+            dataset.train.labels, self.ratio, self.profile, self.head_order, self.fit, self.seed, dataset.class_names
+        )  # raises for a ratio out of reach
         create_method(self.method, **self.method_settings).check_ready()
 
     def data_recipe(self) -> dict[str, Any]:
         """Everything that decides which images a run sees (generators are checked against it)."""
-        return {key: getattr(self, key) for key in ("data", "data_path", "data_options", "image_size", "split_seed",
-                                                    "task", "colour_constancy")}
+        return {
+            key: getattr(self, key)
+            for key in ("data", "data_path", "data_options", "image_size", "split_seed", "task", "colour_constancy")
+        }
 
     def load_data(self) -> ImageDataset:
         """The run's data set (with its binary task and colour constancy applied), checked to have classes to learn."""
-        dataset = load_dataset(self.data, path=self.data_path, image_size=self.image_size, split_seed=self.split_seed,
-                               task=self.task, colour_constancy=self.colour_constancy, **self.data_options)
+        dataset = load_dataset(
+            self.data,
+            path=self.data_path,
+            image_size=self.image_size,
+            split_seed=self.split_seed,
+            task=self.task,
+            colour_constancy=self.colour_constancy,
+            **self.data_options,
+        )
         check_classes(dataset)
         return dataset
 
@@ -96,7 +141,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -110,8 +155,10 @@ def check_data_options(source: str, options: dict[str, Any]) -> None:
     known = list(inspect.signature(DATA_SOURCES.get(source).loader).parameters)[3:]
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ConfigError(f"unknown data option(s) {unknown} for data source {source!r}; its options are "
-                          f"{known or 'none'} (--data-option KEY=VALUE in the CLI)")
+        raise ConfigError(
+            f"unknown data option(s) {unknown} for data source {source!r}; its options are "
+            f"{known or 'none'} (--data-option KEY=VALUE in the CLI)"
+        )
 
 
 def check_classes(dataset: ImageDataset) -> None:
@@ -121,15 +168,19 @@ def check_classes(dataset: ImageDataset) -> None:
     test split scores the run, so each needs two classes too.
     """
     if dataset.num_classes < 2:
-        raise DataError(f"{dataset.name} has {dataset.num_classes} class ({dataset.class_names}); a classifier "
-                        "needs at least 2 classes: check the labels, or choose a data set with two classes or more")
+        raise DataError(
+            f"{dataset.name} has {dataset.num_classes} class ({dataset.class_names}); a classifier "
+            "needs at least 2 classes: check the labels, or choose a data set with two classes or more"
+        )
     for name, split in dataset.splits.items():
         present = [dataset.class_names[c] for c in np.unique(split.labels)]
         if len(present) < 2:
-            raise DataError(f"the {name} split of {dataset.name} holds images of {len(present)} class(es) {present}; "
-                            "every split needs images of at least 2 classes (training learns them, validation picks "
-                            "the best epoch, test scores the run): add images of the other classes to it, or, for "
-                            "data the lab splits itself, use more images or another split seed")
+            raise DataError(
+                f"the {name} split of {dataset.name} holds images of {len(present)} class(es) {present}; "
+                "every split needs images of at least 2 classes (training learns them, validation picks "
+                "the best epoch, test scores the run): add images of the other classes to it, or, for "
+                "data the lab splits itself, use more images or another split seed"
+            )
 
 
 def _require(ok: bool, name: str, expected: str, got: Any) -> None:

@@ -1,4 +1,5 @@
 """Loading a finished run's model, and evaluating it on another data set (e.g. HAM10000 -> ISIC 2018)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -6,6 +7,7 @@ import hashlib
 import numpy as np
 import torch
 
+from ..checkpoint import load_checkpoint
 from ..data import Split, load_dataset
 from ..errors import DataError, RunError
 from ..methods import TrainInfo, create_method
@@ -13,12 +15,13 @@ from ..metrics import score_predictions
 from ..models import Classifier
 from ..runs import MODEL_FILE, RunStore
 from ..utils import read_json, select_device, write_json
-from ..checkpoint import load_checkpoint
 from .config import TrainConfig
 from .trainer import build_model, predict
 
 
-def load_run_model(store: RunStore, run_id: str, device: str | torch.device = "cpu") -> tuple[Classifier, TrainConfig, dict]:
+def load_run_model(
+    store: RunStore, run_id: str, device: str | torch.device = "cpu"
+) -> tuple[Classifier, TrainConfig, dict]:
     """The final model of a finished run, in eval mode, with its config and metrics."""
     run = store.get_run(run_id)
     if run["status"] != "finished":
@@ -30,12 +33,23 @@ def load_run_model(store: RunStore, run_id: str, device: str | torch.device = "c
     # The method may have replaced the head (cosine, scaled); rebuild it the same way.
     method = create_method(config.method, **config.method_settings)
     counts = torch.tensor(metrics["train_counts"])
-    method.setup(model, TrainInfo(counts, torch.zeros(0, dtype=torch.long), config.epochs, 1, torch.device("cpu"),
-                                  data_recipe=config.data_recipe()))
+    method.setup(
+        model,
+        TrainInfo(
+            counts,
+            torch.zeros(0, dtype=torch.long),
+            config.epochs,
+            1,
+            torch.device("cpu"),
+            data_recipe=config.data_recipe(),
+        ),
+    )
     if not (run_dir / MODEL_FILE).is_file():
-        raise RunError(f"run {run_id} keeps no model weights ({run_dir / MODEL_FILE} is missing; shipped runs of "
-                       "some methods keep only their results): re-make it with its command in pretrained/manifest.json, "
-                       "or pick a run that has them")
+        raise RunError(
+            f"run {run_id} keeps no model weights ({run_dir / MODEL_FILE} is missing; shipped runs of "
+            "some methods keep only their results): re-make it with its command in pretrained/manifest.json, "
+            "or pick a run that has them"
+        )
     model.load_state_dict(load_checkpoint(run_dir / MODEL_FILE)["model"])
     return model.to(select_device(str(device))).eval(), config, metrics
 
@@ -68,8 +82,10 @@ def seen_images(store: RunStore, run_id: str) -> Split:
     try:
         dataset = config.load_data()
     except DataError as err:
-        raise DataError(f"cannot check the images for overlap with run {run_id}'s training data: its data set does not "
-                        f"load here ({err})") from None
+        raise DataError(
+            f"cannot check the images for overlap with run {run_id}'s training data: its data set does not "
+            f"load here ({err})"
+        ) from None
     kept = np.load(store.run_dir(run_id) / "kept_indices.npy")
     if config.init_from is not None:  # same data (checked when it trained): its images shaped the features too
         kept = np.union1d(kept, np.load(store.run_dir(config.init_from) / "kept_indices.npy"))
@@ -89,16 +105,25 @@ def image_digests(images: np.ndarray) -> np.ndarray:
 def overlap_with(part: Split, seen: Split, same_ids: bool) -> np.ndarray:
     """Mask of `part`'s images that are among `seen`: by content, and by id when both sources name images alike
     (`same_ids`; file names such as 0001.png say nothing across unrelated sets)."""
-    same_pixels = (np.isin(image_digests(part.images), image_digests(seen.images))
-                   if part.image_shape == seen.image_shape else np.zeros(len(part), dtype=bool))
+    same_pixels = (
+        np.isin(image_digests(part.images), image_digests(seen.images))
+        if part.image_shape == seen.image_shape
+        else np.zeros(len(part), dtype=bool)
+    )
     if not same_ids:
         return same_pixels
     return same_pixels | np.isin(part.ids.astype(str), seen.ids.astype(str))
 
 
 def evaluate_run(
-    store: RunStore, run_id: str, data: str, path: str | None = None, split: str = "all", device: str = "auto",
-    overlap: str = "refuse", **data_options,
+    store: RunStore,
+    run_id: str,
+    data: str,
+    path: str | None = None,
+    split: str = "all",
+    device: str = "auto",
+    overlap: str = "refuse",
+    **data_options,
 ) -> dict:
     """Metrics of a run's model on another labelled data set; classes are matched by name.
 
@@ -115,8 +140,15 @@ def evaluate_run(
     device = select_device(device)
     model, config, own = load_run_model(store, run_id, device)
     # The run's own preprocessing applies to the other set too (its task, its colour constancy).
-    dataset = load_dataset(data, path=path, image_size=config.image_size, split_seed=config.split_seed,
-                           task=config.task, colour_constancy=config.colour_constancy, **data_options)
+    dataset = load_dataset(
+        data,
+        path=path,
+        image_size=config.image_size,
+        split_seed=config.split_seed,
+        task=config.task,
+        colour_constancy=config.colour_constancy,
+        **data_options,
+    )
     missing = sorted(set(dataset.class_names) - set(own["class_names"]))
     if missing:
         raise DataError(f"{data} has class(es) {missing} that run {run_id} never saw; classes must match by name")
@@ -129,21 +161,27 @@ def evaluate_run(
         raise DataError(
             f"{int(seen.sum())} of the {len(part)} images of {data} ({split}) are images run {run_id} trained or was "
             f"selected on (same id or same pixels; e.g. {part.ids[seen][:3].tolist()}): scoring them would flatter "
-            "the model. Evaluate on unseen images only with overlap='exclude' (--overlap exclude), or use another set")
+            "the model. Evaluate on unseen images only with overlap='exclude' (--overlap exclude), or use another set"
+        )
     part = part.subset(np.flatnonzero(~seen))
     if len(part) == 0:
-        raise DataError(f"every image of {data} ({split}) was seen by run {run_id} in training; nothing is left to score")
+        raise DataError(
+            f"every image of {data} ({split}) was seen by run {run_id} in training; nothing is left to score"
+        )
     # Map the new data set's labels onto the model's class order.
     remap = np.array([own["class_names"].index(name) for name in dataset.class_names])
     labels = remap[part.labels]
     if len(np.unique(labels)) < 2:
-        raise DataError(f"the {len(part)} images left to score hold only one class; metrics such as balanced accuracy "
-                        "or AUROC would mean nothing: score a set with at least two classes")
+        raise DataError(
+            f"the {len(part)} images left to score hold only one class; metrics such as balanced accuracy "
+            "or AUROC would mean nothing: score a set with at least two classes"
+        )
     logits, _ = predict(model, part.images, device, config.amp)
     probs = create_method(config.method, **config.method_settings).class_probs(logits).numpy()
     metrics = score_predictions(probs, labels, own["train_counts"], own["summary"].get("threshold"))
-    metrics.update(class_names=own["class_names"], data=data, split=split, n_images=len(part),
-                   n_overlap_excluded=int(seen.sum()))
+    metrics.update(
+        class_names=own["class_names"], data=data, split=split, n_images=len(part), n_overlap_excluded=int(seen.sum())
+    )
     eval_name = f"{data}:{split}"
     write_json(store.run_dir(run_id) / f"eval_{data}_{split}.json", metrics)
     store.record_metrics(run_id, eval_name, metrics, own["class_names"])

@@ -10,11 +10,12 @@ Results go with the run: `robustness.json` in its folder (merged over calls, key
 and tidy rows in the run store under eval names "shift:<shift>:<strength>", with the unshifted
 test set as "shift:none:0" (recomputed here, so a drop compares like with like on one device).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,8 +43,12 @@ def eval_name(shift: str, strength: int) -> str:
 
 
 def evaluate_shifts(
-    store: RunStore, run_id: str, shifts: Sequence[str] | None = None, strengths: Sequence[int] = DEFAULT_STRENGTHS,
-    device: str = "auto", seed: int = 0,
+    store: RunStore,
+    run_id: str,
+    shifts: Sequence[str] | None = None,
+    strengths: Sequence[int] = DEFAULT_STRENGTHS,
+    device: str = "auto",
+    seed: int = 0,
 ) -> dict:
     """Metrics of a run's model on its test split under every shift x strength; stored with the run and returned.
 
@@ -63,20 +68,29 @@ def evaluate_shifts(
 
     def score(images: np.ndarray) -> dict:
         logits, _ = predict(model, correct_images(images, config.colour_constancy), target, config.amp)
-        return score_predictions(method.class_probs(logits).numpy(), test.labels, own["train_counts"],
-                                 own["summary"].get("threshold"))  # binary runs: their validation threshold
+        return score_predictions(
+            method.class_probs(logits).numpy(), test.labels, own["train_counts"], own["summary"].get("threshold")
+        )  # binary runs: their validation threshold
 
     report = load_report(store.run_dir(run_id)) or {"results": {}}
     clean = score(test.images)
     store.record_metrics(run_id, CLEAN, clean, own["class_names"])
-    report.update(clean=clean["summary"], colour_constancy=config.colour_constancy, binary="threshold" in own["summary"],
-                  shifts={name: SHIFTS.get(name).description for name in SHIFTS.names()})
+    report.update(
+        clean=clean["summary"],
+        colour_constancy=config.colour_constancy,
+        binary="threshold" in own["summary"],
+        shifts={name: SHIFTS.get(name).description for name in SHIFTS.names()},
+    )
     for name in shifts:
         for strength in strengths:
             metrics = score(apply_shift(test.images, name, strength, seed))
             store.record_metrics(run_id, eval_name(name, strength), metrics, own["class_names"])
-            report["results"][eval_name(name, strength)] = {"shift": name, "strength": int(strength), "seed": seed,
-                                                             "summary": metrics["summary"]}
+            report["results"][eval_name(name, strength)] = {
+                "shift": name,
+                "strength": int(strength),
+                "seed": seed,
+                "summary": metrics["summary"],
+            }
         write_json(store.run_dir(run_id) / ROBUSTNESS_FILE, report)  # after each shift: an interruption keeps them
     return report
 
@@ -93,14 +107,27 @@ def drop_table(report: dict, metrics: Sequence[str] | None = None) -> pd.DataFra
     shifted = list(report["results"].values())
     shifts = dict.fromkeys(e["shift"] for e in shifted)
     entries = [{"shift": s, "strength": 0, "summary": report["clean"]} for s in shifts] + shifted
-    rows = [{"shift": e["shift"], "strength": e["strength"], "metric": m, "value": e["summary"][m],
-             "clean": report["clean"][m], "drop": report["clean"][m] - e["summary"][m]}
-            for e in entries for m in metrics]
+    rows = [
+        {
+            "shift": e["shift"],
+            "strength": e["strength"],
+            "metric": m,
+            "value": e["summary"][m],
+            "clean": report["clean"][m],
+            "drop": report["clean"][m] - e["summary"][m],
+        }
+        for e in entries
+        for m in metrics
+    ]
     table = pd.DataFrame(rows, columns=["shift", "strength", "metric", "value", "clean", "drop"])
     # Shifts in the registry's order (colour cast first), then by metric and strength.
     order = {name: i for i, name in enumerate(SHIFTS.names())}
-    return table.sort_values(["shift", "metric", "strength"], key=lambda c: c.map(order) if c.name == "shift" else c,
-                             kind="stable", ignore_index=True)
+    return table.sort_values(
+        ["shift", "metric", "strength"],
+        key=lambda c: c.map(order) if c.name == "shift" else c,
+        kind="stable",
+        ignore_index=True,
+    )
 
 
 def load_report(run_dir: Path) -> dict | None:

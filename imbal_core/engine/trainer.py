@@ -3,21 +3,28 @@
 Small-image data sets live on the device as uint8 tensors; each batch is gathered by index and
 augmented there. Randomness of epoch e comes from generators seeded with (seed, e), so a run
 resumed from its last checkpoint ends with the same numbers as an uninterrupted one (on CPU).
+
+`_run` reads top to bottom: `_setup_run`, `restore_checkpoint`, then for each epoch `train_one_epoch`,
+`validate` and `save_checkpoints`, and finally `_finish` (the best model on the test split).
 """
+
 from __future__ import annotations
 
 import math
 import sqlite3
 import threading
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from contextlib import nullcontext, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import ImageDataset, Split
 from ..errors import ConfigError, RunError
 from ..imbalance import kept_indices
@@ -27,13 +34,15 @@ from ..models import Classifier, create_model
 from ..runs import HEARTBEAT_SECONDS, INTERRUPTED, MODEL_FILE, RunStore
 from ..utils import atomic_path, seed_everything, select_device, write_json
 from .augment import NO_AUGMENT, AugmentConfig, augment, to_float
-from ..checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 
 ProgressFn = Callable[[dict[str, Any]], None]
 EVAL_BATCH = 512
 PROGRESS_EVERY = 10  # steps between progress events
 RESUMABLE = ("stopped", INTERRUPTED, "failed")
+# Checkpoints in the run folder: after every epoch, of the best epoch so far, and at the end of representation learning.
+LAST_CHECKPOINT, BEST_CHECKPOINT = "last.safetensors", "best.safetensors"
+REPRESENTATION_CHECKPOINT = "representation.safetensors"
 
 
 @dataclass
@@ -73,7 +82,9 @@ def train(
     store.set_status(run_id, "running")
     started = time.time()
     try:
-        finished = _run(config, store, run_id, _with_heartbeat(store, run_id, progress), stop_event or threading.Event())
+        finished = _run(
+            config, store, run_id, _with_heartbeat(store, run_id, progress), stop_event or threading.Event()
+        )
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM turned into one by the CLI
         store.set_status(run_id, "stopped", error="interrupted (Ctrl-C or SIGTERM)", duration_s=time.time() - started)
         raise RunInterrupted(run_id) from None
@@ -99,10 +110,8 @@ def _with_heartbeat(store: RunStore, run_id: str, progress: ProgressFn | None) -
     def report(event: dict[str, Any]) -> None:
         nonlocal last
         if time.time() - last >= HEARTBEAT_SECONDS:
-            try:
+            with suppress(sqlite3.OperationalError):  # a busy store: the next beat comes soon; the run goes on
                 store.heartbeat(run_id)
-            except sqlite3.OperationalError:  # a busy store: the next beat comes soon; the run goes on
-                pass
             last = time.time()
         if progress is not None:
             progress(event)
@@ -112,12 +121,24 @@ def _with_heartbeat(store: RunStore, run_id: str, progress: ProgressFn | None) -
 
 def prepare_data(config: TrainConfig, device: torch.device) -> RunData:
     dataset = config.load_data()
-    kept = kept_indices(dataset.train.labels, config.ratio, config.profile, config.head_order, config.fit,
-                        config.seed, dataset.class_names)
+    kept = kept_indices(
+        dataset.train.labels,
+        config.ratio,
+        config.profile,
+        config.head_order,
+        config.fit,
+        config.seed,
+        dataset.class_names,
+    )
     train_split = dataset.train.subset(kept)
     counts = np.bincount(train_split.labels, minlength=dataset.num_classes)
-    return RunData(dataset, kept, _to_device(train_split, device), torch.from_numpy(train_split.labels).to(device),
-                   torch.from_numpy(counts).to(device))
+    return RunData(
+        dataset,
+        kept,
+        _to_device(train_split, device),
+        torch.from_numpy(train_split.labels).to(device),
+        torch.from_numpy(counts).to(device),
+    )
 
 
 def _to_device(split: Split, device: torch.device) -> torch.Tensor:
@@ -128,8 +149,70 @@ def build_model(config: TrainConfig, num_classes: int, in_chans: int) -> Classif
     return create_model(config.backbone, num_classes=num_classes, in_chans=in_chans, image_size=config.image_size)
 
 
+@dataclass
+class RunState:
+    """One run's model, data and epoch plan, and the history and best score that last.safetensors keeps."""
+
+    config: TrainConfig
+    run_id: str
+    run_dir: Path
+    device: torch.device
+    data: RunData
+    model: Classifier
+    method: Method
+    plan: list[tuple[Stage, int]]  # per epoch: (its stage, its epoch within that stage)
+    steps_per_epoch: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_score: float = -1.0  # validation score of best.safetensors, within the current stage
+
+
 def _run(config: TrainConfig, store: RunStore, run_id: str, progress: ProgressFn, stop: threading.Event) -> bool:
     """Returns True when training finished, False when it was stopped."""
+    run = _setup_run(config, store, run_id)
+    start_epoch, optimizer_state = restore_checkpoint(run)
+    epochs = len(run.plan)
+    optimizer: torch.optim.Optimizer | None = None  # the current stage's
+    for epoch in range(start_epoch, epochs):
+        stage, epoch_in_stage = run.plan[epoch]
+        seed = _epoch_seed(config, epoch)
+        torch.manual_seed(seed)  # the global RNG too (a reset head, dropout): set before anything draws from it
+        if epoch_in_stage == 0:
+            run.best_score = -1.0  # the final model is the best epoch of the last stage
+            if stage.reset_head:
+                _reset_head(run.model)
+            optimizer = _stage_optimizer(run, stage)
+        elif optimizer is None:  # resumed in the middle of a stage: continue its saved optimiser
+            optimizer = _stage_optimizer(run, stage, optimizer_state)
+
+        started = time.time()
+        loss = train_one_epoch(run, optimizer, epoch, seed, progress, stop)
+        if loss is None:
+            return False
+        scores = validate(run)
+        record = {
+            "epoch": epoch,
+            "stage": stage.name,
+            "loss": loss,
+            "lr": optimizer.param_groups[0]["lr"],
+            **{f"val_{name}": value for name, value in scores.items()},
+            "seconds": time.time() - started,
+        }
+        method_log = run.method.epoch_log()
+        if method_log:
+            record["method"] = method_log
+        run.history.append(record)
+        # Binary runs pick their best epoch by AUROC, the others by balanced accuracy.
+        save_checkpoints(run, optimizer, epoch, scores["auroc"] if "auroc" in scores else scores["balanced_acc"])
+        store.set_progress(run_id, {"epoch": epoch + 1, "epochs": epochs, "history": run.history})
+        progress({"event": "epoch", "run_id": run_id, **record, "epochs": epochs})
+
+    _finish(config, store, run_id, run.model, run.method, run.data, run.device)
+    progress({"event": "finished", "run_id": run_id})
+    return True
+
+
+def _setup_run(config: TrainConfig, store: RunStore, run_id: str) -> RunState:
+    """Data, model and method on the device, and the run's plan of epochs."""
     run_dir = store.run_dir(run_id)
     device = select_device(config.device)
     seed_everything(config.seed)
@@ -138,115 +221,172 @@ def _run(config: TrainConfig, store: RunStore, run_id: str, progress: ProgressFn
     model = build_model(config, data.dataset.num_classes, data.train_images.shape[1])
     method = create_method(config.method, **config.method_settings)
     stages = method.stages(config.epochs)
-    if config.init_from:
-        missing, _ = model.load_state_dict(_init_weights(store, config), strict=False)
+    if config.init_from:  # weights from a finished run stand in for the representation stages
+        missing, _ = model.load_state_dict(_init_weights(store, config, config.init_from), strict=False)
         if any(key.startswith("backbone.") for key in missing):
             raise ConfigError(f"init_from run {config.init_from} has a different backbone; use the same backbone")
         stages = [s for s in stages if not s.representation]
         if not stages:
             raise ConfigError(f"method {config.method!r} has no stage left to train after init_from; drop init_from")
-    plan = [(stage, k) for stage in stages for k in range(stage.epochs)]  # (stage, epoch within stage)
+    plan = [(stage, k) for stage in stages for k in range(stage.epochs)]
     steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
-    info = TrainInfo(data.class_counts, data.train_labels, len(plan), steps_per_epoch, device, data.train_images,
-                     config.init_from, train_index=data.kept, data_recipe=config.data_recipe())
+    info = TrainInfo(
+        data.class_counts,
+        data.train_labels,
+        len(plan),
+        steps_per_epoch,
+        device,
+        data.train_images,
+        config.init_from,
+        train_index=data.kept,
+        data_recipe=config.data_recipe(),
+    )
     method.setup(model, info)
     model.to(device, memory_format=torch.channels_last)
     method.aux.to(device)
+    return RunState(config, run_id, run_dir, device, data, model, method, plan, steps_per_epoch)
 
-    start_epoch, history, best_score, optimizer_state = 0, [], -1.0, None
-    last_path, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
-    if last_path.exists():  # resume after the last completed epoch
-        state = load_checkpoint(last_path, device)
-        _load_weights(model, method, state)
-        start_epoch, history, best_score = state["epoch"] + 1, state["history"], state["best_score"]
-        optimizer_state = state["optimizer"]
 
+def restore_checkpoint(run: RunState) -> tuple[int, dict[str, Any] | None]:
+    """Resume after the last completed epoch when last.safetensors exists.
+
+    Loads the weights, history and best score into `run`; returns (first epoch to train, saved optimiser state).
+    """
+    path = run.run_dir / LAST_CHECKPOINT
+    if not path.exists():
+        return 0, None
+    state = load_checkpoint(path, run.device)
+    _load_weights(run.model, run.method, state)
+    run.history, run.best_score = state["history"], state["best_score"]
+    return state["epoch"] + 1, state["optimizer"]
+
+
+def _epoch_seed(config: TrainConfig, epoch: int) -> int:
+    """Epoch e's randomness depends on (seed, e) only, so a resumed run draws what an uninterrupted one would."""
+    return config.seed * 100_003 + epoch
+
+
+def _stage_optimizer(run: RunState, stage: Stage, state: dict[str, Any] | None = None) -> torch.optim.Optimizer:
+    """Train only what `stage` trains, with the stage's optimiser; `state` continues one saved mid-stage."""
+    params = list(run.method.stage_parameters(run.model, stage))
+    _train_only(params, run.method.trainable_parameters(run.model))
+    optimizer = _make_optimizer(run.config, params, stage)
+    if state is not None:
+        optimizer.load_state_dict(state)
+    return optimizer
+
+
+def train_one_epoch(
+    run: RunState, optimizer: torch.optim.Optimizer, epoch: int, seed: int, progress: ProgressFn, stop: threading.Event
+) -> float | None:
+    """One pass over the epoch's sample order; returns the mean loss.
+
+    `stop` is checked before each step: once set, a "stopped" event is sent and None returned.
+    """
+    config, model, method, data = run.config, run.model, run.method, run.data
+    stage, epoch_in_stage = run.plan[epoch]
+    steps, device = run.steps_per_epoch, run.device
+    generator = torch.Generator(device=device).manual_seed(seed)  # augmentation and the method's own draws
+    order = _sample_order(data.train_labels.cpu(), stage.sampler, torch.Generator().manual_seed(seed))
     augment_cfg = AugmentConfig() if config.augment else NO_AUGMENT
-    train_labels_cpu = data.train_labels.cpu()  # the sampler draws on the CPU generator
-    optimizer = None
-    for epoch in range(start_epoch, len(plan)):
-        stage, epoch_in_stage = plan[epoch]
-        epoch_seed = config.seed * 100_003 + epoch
-        torch.manual_seed(epoch_seed)
-        if epoch_in_stage == 0 or optimizer is None:
-            if epoch_in_stage == 0:
-                best_score = -1.0  # the final model is the best epoch of the last stage
-                if stage.reset_head:
-                    _reset_head(model)
-            params = list(method.stage_parameters(model, stage))
-            _train_only(params, method.trainable_parameters(model))
-            optimizer = _make_optimizer(config, params, stage)
-            if optimizer_state is not None and epoch_in_stage > 0:
-                optimizer.load_state_dict(optimizer_state)
-        generator = torch.Generator(device=device).manual_seed(epoch_seed)
-        order = _sample_order(train_labels_cpu, stage.sampler, torch.Generator().manual_seed(epoch_seed))
 
-        def view(images: torch.Tensor) -> torch.Tensor:
-            return augment(images, generator, augment_cfg).contiguous(memory_format=torch.channels_last)
+    def view(images: torch.Tensor) -> torch.Tensor:
+        return augment(images, generator, augment_cfg).contiguous(memory_format=torch.channels_last)
 
-        epoch_start, losses = time.time(), []  # the method's epoch preparation (e.g. synthesis) counts too
-        method.on_epoch_start(model, epoch, stage)
-        model.train()
-        if stage.trainable == "head":
-            model.backbone.eval()  # frozen features: BatchNorm statistics must not move
-        for step in range(steps_per_epoch):
-            if stop.is_set():
-                progress({"event": "stopped", "run_id": run_id, "epoch": epoch})
-                return False
-            index = order[step * config.batch_size:(step + 1) * config.batch_size].to(device)
-            raw = data.train_images[index]
-            batch = Batch(raw, view(raw), data.train_labels[index], index, epoch, epoch * steps_per_epoch + step,
-                          stage, generator, view)
-            _set_lr(optimizer, stage.lr or config.lr, epoch_in_stage * steps_per_epoch + step, stage.epochs * steps_per_epoch)
-            with _autocast(device, config.amp):
-                loss = method.loss(model, batch)
-            if not torch.isfinite(loss):
-                raise RunError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            method.after_step(model)
-            losses.append(loss.item())
-            if step % PROGRESS_EVERY == 0 or step == steps_per_epoch - 1:
-                progress({"event": "step", "run_id": run_id, "stage": stage.name, "epoch": epoch, "epochs": len(plan),
-                          "step": step + 1, "steps": steps_per_epoch, "loss": float(np.mean(losses[-PROGRESS_EVERY:]))})
-
-        logits, _ = predict(model, data.dataset.val.images, device, config.amp)
-        val = _validation_scores(method.class_probs(logits).numpy(), data.dataset.val.labels, binary=config.task is not None)
-        record = {"epoch": epoch, "stage": stage.name, "loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"],
-                  **{f"val_{name}": value for name, value in val.items()}, "seconds": time.time() - epoch_start}
-        method_log = method.epoch_log()
-        if method_log:
-            record["method"] = method_log
-        history.append(record)
-        selection = val["auroc"] if "auroc" in val else val["balanced_acc"]
-        if selection > best_score:
-            best_score = selection
-            save_checkpoint(best_path, {"model": model.state_dict(), "aux": method.aux.state_dict(), "epoch": epoch})
-        save_checkpoint(last_path, {
-            "model": model.state_dict(), "aux": method.aux.state_dict(), "extra": method.extra_state(),
-            "optimizer": optimizer.state_dict(), "epoch": epoch, "history": history, "best_score": best_score,
-        })
-        if stage.representation and epoch_in_stage == stage.epochs - 1 and epoch + 1 < len(plan):
-            # Features at the end of representation learning: later runs start from here with init_from.
-            save_checkpoint(run_dir / "representation.safetensors", {"model": model.state_dict()})
-        store.set_progress(run_id, {"epoch": epoch + 1, "epochs": len(plan), "history": history})
-        progress({"event": "epoch", "run_id": run_id, **record, "epochs": len(plan)})
-
-    _finish(config, store, run_id, model, method, data, device)
-    progress({"event": "finished", "run_id": run_id})
-    return True
+    losses: list[float] = []
+    method.on_epoch_start(model, epoch, stage)  # e.g. synthesis; it counts in the epoch's seconds
+    model.train()
+    if stage.trainable == "head":
+        model.backbone.eval()  # frozen features: BatchNorm statistics must not move
+    for step in range(steps):
+        if stop.is_set():
+            progress({"event": "stopped", "run_id": run.run_id, "epoch": epoch})
+            return None
+        index = order[step * config.batch_size : (step + 1) * config.batch_size].to(device)
+        raw = data.train_images[index]
+        batch = Batch(
+            raw, view(raw), data.train_labels[index], index, epoch, epoch * steps + step, stage, generator, view
+        )
+        _set_lr(optimizer, stage.lr or config.lr, epoch_in_stage * steps + step, stage.epochs * steps)
+        with _autocast(device, config.amp):
+            loss = method.loss(model, batch)
+        if not torch.isfinite(loss):
+            raise RunError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; lower the learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        method.after_step(model)
+        losses.append(loss.item())
+        if step % PROGRESS_EVERY == 0 or step == steps - 1:
+            progress(
+                {
+                    "event": "step",
+                    "run_id": run.run_id,
+                    "stage": stage.name,
+                    "epoch": epoch,
+                    "epochs": len(run.plan),
+                    "step": step + 1,
+                    "steps": steps,
+                    "loss": float(np.mean(losses[-PROGRESS_EVERY:])),
+                }
+            )
+    return float(np.mean(losses))
 
 
-def _finish(config: TrainConfig, store: RunStore, run_id: str, model: Classifier, method: Method,
-            data: RunData, device: torch.device) -> None:
+def validate(run: RunState) -> dict[str, float]:
+    """The current model's scores on the validation split (the history's val_* columns)."""
+    logits, _ = predict(run.model, run.data.dataset.val.images, run.device, run.config.amp)
+    return _validation_scores(
+        run.method.class_probs(logits).numpy(), run.data.dataset.val.labels, binary=run.config.task is not None
+    )
+
+
+def save_checkpoints(run: RunState, optimizer: torch.optim.Optimizer, epoch: int, score: float) -> None:
+    """The checkpoints after an epoch whose validation `score` (higher is better) selects the best one.
+
+    best.safetensors when `score` beats the stage's best; last.safetensors every epoch (a resume starts from it);
+    representation.safetensors at the end of a representation stage that is followed by more training.
+    """
+    stage, epoch_in_stage = run.plan[epoch]
+    model, method = run.model, run.method
+    if score > run.best_score:
+        run.best_score = score
+        save_checkpoint(
+            run.run_dir / BEST_CHECKPOINT, {"model": model.state_dict(), "aux": method.aux.state_dict(), "epoch": epoch}
+        )
+    save_checkpoint(
+        run.run_dir / LAST_CHECKPOINT,
+        {
+            "model": model.state_dict(),
+            "aux": method.aux.state_dict(),
+            "extra": method.extra_state(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
+            "history": run.history,
+            "best_score": run.best_score,
+        },
+    )
+    if stage.representation and epoch_in_stage == stage.epochs - 1 and epoch + 1 < len(run.plan):
+        # Features at the end of representation learning: later runs start from here with init_from.
+        save_checkpoint(run.run_dir / REPRESENTATION_CHECKPOINT, {"model": model.state_dict()})
+
+
+def _finish(
+    config: TrainConfig,
+    store: RunStore,
+    run_id: str,
+    model: Classifier,
+    method: Method,
+    data: RunData,
+    device: torch.device,
+) -> None:
     """Best model -> method's post-hoc step -> test predictions and metrics.
 
     Binary runs (a task: class 1 = positive) predict "positive" at the threshold with the best balanced
     accuracy on validation. Their scores are kept in float64, so confident images do not tie.
     """
     run_dir = store.run_dir(run_id)
-    _load_weights(model, method, load_checkpoint(run_dir / "best.safetensors", device))
+    _load_weights(model, method, load_checkpoint(run_dir / BEST_CHECKPOINT, device))
     val = data.dataset.val
 
     def val_features() -> tuple[torch.Tensor, torch.Tensor]:
@@ -258,7 +398,7 @@ def _finish(config: TrainConfig, store: RunStore, run_id: str, model: Classifier
     test = data.dataset.test
     logits, features = predict(model, test.images, device, config.amp)
     probs = method.class_probs(logits).numpy()
-    val_logits, val_features = predict(model, val.images, device, config.amp)
+    val_logits, val_embeddings = predict(model, val.images, device, config.amp)
     val_probs = method.class_probs(val_logits).numpy()
     counts = data.class_counts.cpu().numpy()
     binary = config.task is not None
@@ -266,30 +406,44 @@ def _finish(config: TrainConfig, store: RunStore, run_id: str, model: Classifier
     metrics = score_predictions(probs, test.labels, counts, threshold)
     if binary:
         metrics["threshold_rule"] = "best balanced accuracy on the validation split"
-    metrics.update({"class_names": data.dataset.class_names, "train_counts": counts.tolist(), "posthoc": chosen,
-                    "task": config.task})
+    metrics.update(
+        {
+            "class_names": data.dataset.class_names,
+            "train_counts": counts.tolist(),
+            "posthoc": chosen,
+            "task": config.task,
+        }
+    )
     # A plain linear head's weights let post-hoc rules (tau-norm) be re-scored without the model.
     head = model.head.weight if isinstance(model.head, torch.nn.Linear) else None
-    with atomic_path(run_dir / "predictions.npz") as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, probs=probs.astype(np.float32), labels=test.labels, ids=test.ids.astype(str),
-                     val_probs=val_probs.astype(np.float32), val_labels=val.labels,
-                     scores=probs[:, 1] if binary else np.zeros(0), val_scores=val_probs[:, 1] if binary else np.zeros(0),
-                     embeddings=features.numpy().astype(np.float16),
-                     val_embeddings=val_features.numpy().astype(np.float16),  # post-hoc rules are tuned on these
-                     head_weight=(head.detach().cpu().float().numpy() if head is not None else np.zeros(0)))
+    with atomic_path(run_dir / "predictions.npz") as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(  # ids and probabilities compress well: a run folder shrinks by half
+            handle,
+            probs=probs.astype(np.float32),
+            labels=test.labels,
+            ids=test.ids.astype(str),
+            val_probs=val_probs.astype(np.float32),
+            val_labels=val.labels,
+            scores=probs[:, 1] if binary else np.zeros(0),
+            val_scores=val_probs[:, 1] if binary else np.zeros(0),
+            embeddings=features.numpy().astype(np.float16),
+            val_embeddings=val_embeddings.numpy().astype(np.float16),  # post-hoc rules are tuned on these
+            head_weight=(head.detach().cpu().float().numpy() if head is not None else np.zeros(0)),
+        )
     write_json(run_dir / "metrics.json", metrics)
     store.record_metrics(run_id, "test", metrics, data.dataset.class_names)
 
 
 @torch.no_grad()
-def predict(model: Classifier, images: np.ndarray, device: torch.device, amp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(
+    model: Classifier, images: np.ndarray, device: torch.device, amp: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and pooled embeddings (both on CPU, float32) for uint8 (N, H, W, C) images."""
     was_training = model.training
     model.eval()
     logits, features = [], []
     for start in range(0, len(images), EVAL_BATCH):
-        raw = torch.from_numpy(images[start:start + EVAL_BATCH]).permute(0, 3, 1, 2).to(device)
+        raw = torch.from_numpy(images[start : start + EVAL_BATCH]).permute(0, 3, 1, 2).to(device)
         with _autocast(device, amp):
             f = model.features(to_float(raw).contiguous(memory_format=torch.channels_last))
         z = model.head(f.float())  # the head in float32: scores must not be rounded to bfloat16
@@ -364,16 +518,17 @@ def _load_weights(model: Classifier, method: Method, state: dict[str, Any]) -> N
         method.load_extra_state(state["extra"])
 
 
-def _init_weights(store: RunStore, config: TrainConfig) -> dict[str, torch.Tensor]:
-    source = store.get_run(config.init_from)
+def _init_weights(store: RunStore, config: TrainConfig, source_id: str) -> dict[str, torch.Tensor]:
+    """The backbone (and a linear head) of the finished run `source_id`, which `config` starts from."""
+    source = store.get_run(source_id)
     if source["status"] != "finished":
-        raise ConfigError(f"init_from run {config.init_from} is {source['status']}; it must be finished")
+        raise ConfigError(f"init_from run {source_id} is {source['status']}; it must be finished")
     theirs = source["config"]
     for key in ("data", "data_path", "image_size", "backbone", "split_seed", "colour_constancy"):
         if theirs.get(key) != getattr(config, key):
             raise ConfigError(f"init_from run has {key}={theirs.get(key)!r} but this run has {getattr(config, key)!r}")
-    run_dir = store.run_dir(config.init_from)
-    representation = run_dir / "representation.safetensors"  # two-stage runs: the features before stage 2
+    run_dir = store.run_dir(source_id)
+    representation = run_dir / REPRESENTATION_CHECKPOINT  # two-stage runs: the features before stage 2
     state = load_checkpoint(representation if representation.exists() else run_dir / MODEL_FILE)["model"]
     # The backbone and a linear head carry over (a scaled head's inner linear layer counts as one);
     # other method-specific heads start fresh.

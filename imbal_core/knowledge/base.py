@@ -8,10 +8,11 @@ Middle class k of K applies every operation of the recipe at strength k / (K + 1
 This module holds the recipe types and the drawing helpers the recipes share (radial warps,
 Gaussian spots, smooth noise, a lesion finder); each recipe module holds only its knowledge.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -29,7 +30,7 @@ class Region:
     radius: float
 
     @classmethod
-    def from_pixels(cls, pixels: np.ndarray, mask: np.ndarray) -> "Region":
+    def from_pixels(cls, pixels: np.ndarray, mask: np.ndarray) -> Region:
         """A region around the True pixels of `pixels`: their centroid and the radius of a disc of their area."""
         rows, cols = np.nonzero(pixels)
         return cls(mask, (float(rows.mean()), float(cols.mean())), float(np.sqrt(pixels.sum() / np.pi)))
@@ -69,8 +70,14 @@ class Recipe:
     def check_task(self, task_classes: Sequence[Sequence[str]]) -> None:
         """Raise ConfigError when the recipe cannot serve a task's (positive, negative) classes."""
 
-    def middle_class(self, images: np.ndarray, strength: float, seed: int,
-                     weights: Mapping[str, float] | None = None, task_classes: Sequence[Sequence[str]] = ()) -> np.ndarray:
+    def middle_class(
+        self,
+        images: np.ndarray,
+        strength: float,
+        seed: int,
+        weights: Mapping[str, float] | None = None,
+        task_classes: Sequence[Sequence[str]] = (),
+    ) -> np.ndarray:
         """Images (N, H, W, C) uint8 of the normal class -> the same images at `strength` toward abnormal."""
         raise NotImplementedError
 
@@ -83,8 +90,14 @@ class ImageRecipe(Recipe):
         h, w = image.shape[:2]
         return Region(np.ones((h, w), dtype=np.float32), ((h - 1) / 2, (w - 1) / 2), min(h, w) / 2)
 
-    def middle_class(self, images: np.ndarray, strength: float, seed: int,
-                     weights: Mapping[str, float] | None = None, task_classes: Sequence[Sequence[str]] = ()) -> np.ndarray:
+    def middle_class(
+        self,
+        images: np.ndarray,
+        strength: float,
+        seed: int,
+        weights: Mapping[str, float] | None = None,
+        task_classes: Sequence[Sequence[str]] = (),
+    ) -> np.ndarray:
         if not 0.0 <= strength <= 1.0:
             raise ConfigError(f"strength must be in [0, 1]; got {strength!r}")
         weights = self.check_weights(weights)
@@ -93,8 +106,9 @@ class ImageRecipe(Recipe):
             out[i] = self.apply_one(images[i], strength, rng, weights)
         return out
 
-    def apply_one(self, image: np.ndarray, strength: float, rng: np.random.Generator,
-                  weights: Mapping[str, float]) -> np.ndarray:
+    def apply_one(
+        self, image: np.ndarray, strength: float, rng: np.random.Generator, weights: Mapping[str, float]
+    ) -> np.ndarray:
         pixels = image.astype(np.float32) / 255.0
         region = self.find_region(pixels)
         for op in self.operations:
@@ -115,9 +129,10 @@ def register_recipe(cls: type[Recipe]) -> type[Recipe]:
 
 # ---- drawing helpers shared by the recipes -------------------------------------------------
 
+
 def polar(shape: tuple[int, int], centre: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     """Distance (pixels) and angle of every pixel from `centre`."""
-    rows, cols = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
     dy, dx = rows - centre[0], cols - centre[1]
     return np.sqrt(dx**2 + dy**2), np.arctan2(dy, dx)
 
@@ -143,10 +158,10 @@ def radial_warp(image: np.ndarray, region: Region, displacement: np.ndarray) -> 
 def near_border(region: Region, width: float = 0.6) -> np.ndarray:
     """Weight (H, W) peaking on the region's border and fading `width` radii inside and outside."""
     r, _ = polar(region.mask.shape, region.centre)
-    return np.exp(-((r / max(region.radius, 1.0) - 1) / width) ** 2).astype(np.float32)
+    return np.exp(-(((r / max(region.radius, 1.0) - 1) / width) ** 2)).astype(np.float32)
 
 
-def blend(image: np.ndarray, colour: Sequence[float], alpha: np.ndarray) -> np.ndarray:
+def blend(image: np.ndarray, colour: Sequence[float] | np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Mix `colour` into the image with a per-pixel alpha (H, W); grey images take the colour's mean."""
     colour = np.asarray(colour, dtype=np.float32)
     if image.shape[2] == 1:
@@ -155,15 +170,20 @@ def blend(image: np.ndarray, colour: Sequence[float], alpha: np.ndarray) -> np.n
     return image * (1 - alpha) + colour * alpha
 
 
-def gaussian_spots(shape: tuple[int, int], centres: np.ndarray, sigmas: np.ndarray,
-                   elongation: np.ndarray | None = None, angles: np.ndarray | None = None) -> np.ndarray:
+def gaussian_spots(
+    shape: tuple[int, int],
+    centres: np.ndarray,
+    sigmas: np.ndarray,
+    elongation: np.ndarray | None = None,
+    angles: np.ndarray | None = None,
+) -> np.ndarray:
     """Max over spots of an (elliptical) Gaussian bump of height 1: (H, W) in [0, 1]."""
-    rows, cols = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
     out = np.zeros(shape, dtype=np.float32)
     for k, (cy, cx) in enumerate(centres):
         dy, dx = rows - cy, cols - cx
         if elongation is not None:
-            a = angles[k]
+            a = 0.0 if angles is None else angles[k]  # elongated along x unless angles are given
             along, across = dx * np.cos(a) + dy * np.sin(a), -dx * np.sin(a) + dy * np.cos(a)
             d2 = (along / elongation[k]) ** 2 + across**2
         else:

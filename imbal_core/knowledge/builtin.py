@@ -5,9 +5,10 @@ class at strength t is rendered from factors interpolated t of the way from a no
 abnormal one, per factor group (diameter, asymmetry, border, colours, structures). The normal
 images themselves are not edited: new lesions are drawn, as many as there were normal images.
 """
+
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -33,15 +34,23 @@ class Builtin(Recipe):
     operations = tuple(Operation(group, GROUP_TEXT[group]) for group in FACTOR_GROUPS)
     needs_task_classes = True
 
-    def middle_class(self, images: np.ndarray, strength: float, seed: int,
-                     weights: Mapping[str, float] | None = None, task_classes: Sequence[Sequence[str]] = ()) -> np.ndarray:
+    def middle_class(
+        self,
+        images: np.ndarray,
+        strength: float,
+        seed: int,
+        weights: Mapping[str, float] | None = None,
+        task_classes: Sequence[Sequence[str]] = (),
+    ) -> np.ndarray:
         if not 0.0 <= strength <= 1.0:
             raise ConfigError(f"strength must be in [0, 1]; got {strength!r}")
         positive, negative = self._sides(task_classes)
         amounts = {group: strength * w for group, w in self.check_weights(weights).items()}
         rng = np.random.default_rng(seed)
-        specs = [interpolate_spec(CLASSES[self._draw(negative, rng)], CLASSES[self._draw(positive, rng)], amounts)
-                 for _ in range(len(images))]
+        specs = [
+            interpolate_spec(CLASSES[self._draw(negative, rng)], CLASSES[self._draw(positive, rng)], amounts)
+            for _ in range(len(images))
+        ]
         return render_specs(specs, images.shape[1], seed=int(rng.integers(2**62)))
 
     def check_task(self, task_classes: Sequence[Sequence[str]]) -> None:
@@ -57,8 +66,10 @@ class Builtin(Recipe):
             negative = [name for name in CLASS_NAMES if name not in positive]
         unknown = [name for name in positive + negative if name not in CLASS_NAMES]
         if unknown:
-            raise ConfigError(f"the built-in recipe only knows the built-in classes {CLASS_NAMES}; got {unknown}. "
-                              "Use a recipe for your modality, or 'generic'")
+            raise ConfigError(
+                f"the built-in recipe only knows the built-in classes {CLASS_NAMES}; got {unknown}. "
+                "Use a recipe for your modality, or 'generic'"
+            )
         return [CLASS_NAMES.index(name) for name in positive], [CLASS_NAMES.index(name) for name in negative]
 
     @staticmethod

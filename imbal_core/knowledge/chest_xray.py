@@ -7,6 +7,7 @@ opacity is a hazy increase in density that leaves the vessels visible. The lung 
 two dark regions of a frontal film; we take two ellipses at their usual place, kept where the
 film is darker than its median.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -6,14 +6,27 @@ Colours, Differential structures; a lesion scores higher with each) and the 7-po
 globules, irregular blotches, ...). Diameter > 6 mm is the "D" of the clinical ABCD(E) rule
 (Friedman et al., 1985). All operations act on the lesion found in the image (`dark_region`).
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
 
 import numpy as np
 
-from .base import ImageRecipe, Operation, Region, blend, dark_region, gaussian_spots, near_border, points_in, polar, \
-    radial_warp, register_recipe, smooth_noise
+from .base import (
+    ImageRecipe,
+    Operation,
+    Region,
+    blend,
+    dark_region,
+    gaussian_spots,
+    near_border,
+    points_in,
+    polar,
+    radial_warp,
+    register_recipe,
+    smooth_noise,
+)
 
 BLUE_WHITE = (0.55, 0.62, 0.75)
 BLOTCH = (0.13, 0.08, 0.07)
@@ -29,7 +42,9 @@ def asymmetry(image: np.ndarray, region: Region, s: float, rng: np.random.Genera
     return radial_warp(image, region, displacement * near_border(region, width=0.9))
 
 
-def border_irregularity(image: np.ndarray, region: Region, s: float, rng: np.random.Generator) -> tuple[np.ndarray, Region]:
+def border_irregularity(
+    image: np.ndarray, region: Region, s: float, rng: np.random.Generator
+) -> tuple[np.ndarray, Region]:
     """Notched, jagged edge: high angular harmonics (5-9 lobes) pushing the border in and out."""
     _, theta = polar(image.shape[:2], region.centre)
     displacement = sum(rng.uniform(0.05, 0.12) * np.cos(k * theta + rng.uniform(0, 2 * np.pi)) for k in range(5, 10))
@@ -39,11 +54,13 @@ def border_irregularity(image: np.ndarray, region: Region, s: float, rng: np.ran
 def diameter(image: np.ndarray, region: Region, s: float, rng: np.random.Generator) -> tuple[np.ndarray, Region]:
     """A larger lesion: the lesion grows up to 1.5x its radius (skin beyond it is pushed outward)."""
     r, _ = polar(image.shape[:2], region.centre)
-    fade = np.exp(-((r / max(region.radius, 1.0)) / 2.0) ** 2)  # grow the lesion, not the whole frame
+    fade = np.exp(-(((r / max(region.radius, 1.0)) / 2.0) ** 2))  # grow the lesion, not the whole frame
     return radial_warp(image, region, 0.5 * s * fade)
 
 
-def colour_variegation(image: np.ndarray, region: Region, s: float, rng: np.random.Generator) -> tuple[np.ndarray, Region]:
+def colour_variegation(
+    image: np.ndarray, region: Region, s: float, rng: np.random.Generator
+) -> tuple[np.ndarray, Region]:
     """More colours: a blue-white veil and dark (black-brown) blotches over growing parts of the lesion."""
     shape = image.shape[:2]
     scale = max(region.radius / 2.5, 1.0)
@@ -75,7 +92,7 @@ def streaks(image: np.ndarray, region: Region, s: float, rng: np.random.Generato
         off_axis = np.abs(np.angle(np.exp(1j * (theta - angle)))) * r  # distance from the ray, in pixels
         reach = radius * (1 + 0.4 * s * rng.uniform(0.5, 1.0))
         along = (r > 0.7 * radius) & (r < reach)
-        lines = np.maximum(lines, along * np.exp(-(off_axis / width) ** 2))
+        lines = np.maximum(lines, along * np.exp(-((off_axis / width) ** 2)))
     image = blend(image, STREAK, (0.5 + 0.4 * s) * lines)
     return image, replace(region, mask=np.maximum(region.mask, lines * s))
 
@@ -84,8 +101,10 @@ def streaks(image: np.ndarray, region: Region, s: float, rng: np.random.Generato
 class Dermoscopy(ImageRecipe):
     name = "dermoscopy"
     title = "Dermoscopy (ABCD rule, 7-point checklist)"
-    source = ("ABCD rule of dermoscopy (Stolz et al., Eur J Dermatol 1994); 7-point checklist (Argenziano et al., "
-              "Arch Dermatol 1998); clinical ABCD(E) diameter criterion (Friedman et al., CA Cancer J Clin 1985)")
+    source = (
+        "ABCD rule of dermoscopy (Stolz et al., Eur J Dermatol 1994); 7-point checklist (Argenziano et al., "
+        "Arch Dermatol 1998); clinical ABCD(E) diameter criterion (Friedman et al., CA Cancer J Clin 1985)"
+    )
     operations = (
         Operation("diameter", "D: the lesion grows (up to 1.5x its radius)", diameter),
         Operation("asymmetry", "A: the shape loses its mirror symmetry (one side bulges)", asymmetry),

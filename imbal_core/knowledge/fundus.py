@@ -6,6 +6,7 @@ dot-blot haemorrhages, hard exudates, cotton-wool spots; severe = many haemorrha
 quadrants. So microaneurysms come first and most numerous, the other lesions grow with strength.
 Lesions are drawn inside the fundus disc (the bright area, `fundus_disc`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,9 +20,17 @@ EXUDATE = (0.96, 0.86, 0.38)
 COTTON_WOOL = (0.93, 0.91, 0.84)
 
 
-def _spots(image: np.ndarray, region: Region, rng: np.random.Generator, n: int, sigma: tuple[float, float],
-           colour: tuple[float, float, float], alpha: float, elongation: tuple[float, float] = (1.0, 1.0),
-           centres: np.ndarray | None = None) -> np.ndarray:
+def _spots(
+    image: np.ndarray,
+    region: Region,
+    rng: np.random.Generator,
+    n: int,
+    sigma: tuple[float, float],
+    colour: tuple[float, float, float],
+    alpha: float,
+    elongation: tuple[float, float] = (1.0, 1.0),
+    centres: np.ndarray | None = None,
+) -> np.ndarray:
     size = min(image.shape[:2])
     centres = points_in(region.mask, n, rng) if centres is None else centres
     sigmas = rng.uniform(*sigma, size=len(centres)) * size
@@ -54,7 +63,9 @@ def hard_exudates(image: np.ndarray, region: Region, s: float, rng: np.random.Ge
     return _spots(image, region, rng, len(centres), (0.008, 0.016), EXUDATE, 0.85, centres=centres), region
 
 
-def cotton_wool_spots(image: np.ndarray, region: Region, s: float, rng: np.random.Generator) -> tuple[np.ndarray, Region]:
+def cotton_wool_spots(
+    image: np.ndarray, region: Region, s: float, rng: np.random.Generator
+) -> tuple[np.ndarray, Region]:
     """Pale fluffy patches with soft edges (nerve-fibre infarcts; up to 4)."""
     n = int(round(4 * s))
     if n == 0:
@@ -66,8 +77,10 @@ def cotton_wool_spots(image: np.ndarray, region: Region, s: float, rng: np.rando
 class Fundus(ImageRecipe):
     name = "fundus"
     title = "Fundus (diabetic retinopathy grading)"
-    source = ("International Clinical Diabetic Retinopathy Disease Severity Scale (Wilkinson et al., Ophthalmology "
-              "2003); ETDRS lesion definitions (ETDRS Report 10, Ophthalmology 1991)")
+    source = (
+        "International Clinical Diabetic Retinopathy Disease Severity Scale (Wilkinson et al., Ophthalmology "
+        "2003); ETDRS lesion definitions (ETDRS Report 10, Ophthalmology 1991)"
+    )
     operations = (
         Operation("microaneurysms", "tiny dark-red dots (mild NPDR), 2 to 20", microaneurysms),
         Operation("haemorrhages", "dot-blot and flame haemorrhages, up to 10", haemorrhages),

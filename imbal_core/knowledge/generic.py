@@ -4,6 +4,7 @@ Gao et al. (Artif. Intell. Med. 108, 2020, 101935) trained one-class models with
 perturbations that make the task harder; we use the usual four: blur, noise, contrast loss and
 an elastic warp. They say nothing about the disease, so a knowledge recipe should beat them.
 """
+
 from __future__ import annotations
 
 import numpy as np

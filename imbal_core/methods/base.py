@@ -2,7 +2,8 @@
 
 When a config is made, `check_data(data_recipe)` checks settings that depend on the data (e.g. a
 recipe's operation names). Before a run is created, `check_ready()` checks what the settings name
-outside the config (e.g. a generator file), so a missing one is an error, not a failed run. The engine then calls, in order:
+outside the config (e.g. a generator file), so a missing one is an error, not a failed run. The engine then calls,
+in order:
     setup(model, info)            once: may replace the head, create teachers, heads, banks (self.aux)
     stages(epochs)                the training stages (one for most methods, two for decoupled ones)
     on_epoch_start(model, epoch, stage)  e.g. switch on deferred re-weighting, make auxiliary images
@@ -14,13 +15,15 @@ outside the config (e.g. a generator file), so a missing one is an error, not a 
 Everything a method adds to `self.aux` is optimised and checkpointed with the model; modules
 added with `add_frozen` (an EMA teacher, a memory bank) are checkpointed but never optimised.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import numbers
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -63,8 +66,14 @@ class Setting:
             value = str(value)  # the CLI reads `--set tau=0.5` as JSON; a text setting gets it back as text
         elif not isinstance(value, kind):
             raise self._invalid(value)
-        out_of_range = (isinstance(value, float) and not math.isfinite(value)
-                        or self.low is not None and value < self.low or self.high is not None and value > self.high)
+        out_of_range = (
+            isinstance(value, float)
+            and not math.isfinite(value)
+            or self.low is not None
+            and value < self.low
+            or self.high is not None
+            and value > self.high
+        )
         if out_of_range or self.choices is not None and value not in self.choices:
             raise self._invalid(value)
         return value
@@ -97,8 +106,10 @@ class Setting:
 
     def _invalid(self, value: Any) -> ConfigError:
         default = json.dumps(self.default) if isinstance(self.default, bool) else self.default
-        return ConfigError(f"setting {self.name!r} must be {self.expected()}; got {value!r} "
-                           f"({type(value).__name__}), e.g. {self.name}={default} (the default)")
+        return ConfigError(
+            f"setting {self.name!r} must be {self.expected()}; got {value!r} "
+            f"({type(value).__name__}), e.g. {self.name}={default} (the default)"
+        )
 
 
 @dataclass(frozen=True)
@@ -115,8 +126,15 @@ class MethodCard:
     approximation: bool = False  # True when the paper's details are unknown and we designed them
 
     def to_markdown(self, name: str) -> str:
-        lines = [f"### {self.title} (`{name}`)", "", self.idea, "", f"**Loss / rule:** {self.formula}", "",
-                 f"**Paper:** {self.paper}"]
+        lines = [
+            f"### {self.title} (`{name}`)",
+            "",
+            self.idea,
+            "",
+            f"**Loss / rule:** {self.formula}",
+            "",
+            f"**Paper:** {self.paper}",
+        ]
         if self.approximation:
             lines += ["", "**Approximation:** the paper's details are not public; the design below is ours."]
         if self.settings:
@@ -264,6 +282,7 @@ METHODS: Registry[type[Method]] = Registry("method")
 
 
 register_method = METHODS.register_named  # `@register_method("focal")` adds the method to the registry
+
 
 def create_method(name: str, **settings: Any) -> Method:
     """Instantiate a registered method with validated settings."""

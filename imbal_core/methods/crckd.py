@@ -6,6 +6,7 @@ CCD (class-guided contrastive distillation: same-class positives, other-class ne
 from a memory bank of the other model, NCE, both directions) and CRP (the relation of each
 embedding to the class centroids must match between teacher and student).
 """
+
 from __future__ import annotations
 
 import copy
@@ -101,8 +102,13 @@ def class_centroids(entries: torch.Tensor, labels: torch.Tensor, num_classes: in
     return F.normalize(sums / counts, dim=1)
 
 
-def relation_loss(student: torch.Tensor, teacher: torch.Tensor, student_centroids: torch.Tensor,
-                  teacher_centroids: torch.Tensor, temperature: float) -> torch.Tensor:
+def relation_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    student_centroids: torch.Tensor,
+    teacher_centroids: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
     """CRP: KL(softmax(r_teacher) || softmax(r_student)), r = embedding . centroids^T / T.
 
     The teacher's relation is the target: it is detached (as in the public code), so CRP trains only the student
@@ -146,27 +152,54 @@ class CRCKD(Method):
         paper="Xing et al., Categorical Relation-Preserving Contrastive Knowledge Distillation for Medical Image "
         "Classification, MICCAI 2021 (arXiv 2107.03225); details read from the public code.",
         settings=(
-            Setting("ablation", "full", "which terms: mt (CE_w + mean teacher), mt_ccd, mt_crp, full", choices=ABLATIONS),
+            Setting(
+                "ablation", "full", "which terms: mt (CE_w + mean teacher), mt_ccd, mt_crp, full", choices=ABLATIONS
+            ),
             Setting("consistency", 1.0, "maximum weight λ_MT of the mean-teacher KL", low=0.0, high=100.0),
-            Setting("w_ccd", 0.01, "weight of CCD from the ramp-up start (the public code's effective 0.1 x 0.1)",
-                    low=0.0, high=10.0),
-            Setting("w_ccd_warmup", 0.1, "weight of CCD before the ramp-up start, its only distillation term then "
-                    "(public code: 0.1)", low=0.0, high=10.0),
+            Setting(
+                "w_ccd",
+                0.01,
+                "weight of CCD from the ramp-up start (the public code's effective 0.1 x 0.1)",
+                low=0.0,
+                high=10.0,
+            ),
+            Setting(
+                "w_ccd_warmup",
+                0.1,
+                "weight of CCD before the ramp-up start, its only distillation term then (public code: 0.1)",
+                low=0.0,
+                high=10.0,
+            ),
             Setting("w_crp", 1.0, "weight of CRP", low=0.0, high=10.0),
             Setting("nce_t", 0.07, "CCD temperature", low=0.01, high=1.0),
             Setting("crp_t", 0.07, "CRP temperature", low=0.01, high=1.0),
             Setting("positives", 20, "P: same-class positives per anchor (the anchor included)", low=1, high=1000),
-            Setting("negatives", 4096, "K: other-class negatives per anchor (shrinks to what the data has)", low=1, high=65536),
+            Setting(
+                "negatives",
+                4096,
+                "K: other-class negatives per anchor (shrinks to what the data has)",
+                low=1,
+                high=65536,
+            ),
             Setting("bank_momentum", 0.5, "memory-bank momentum", low=0.0, high=0.999),
             Setting("ema_decay", 0.99, "teacher EMA decay cap: min(1 - 1/(step+1), this)", low=0.0, high=0.99999),
-            Setting("rampup_start", 0.25, "fraction of epochs before the distillation terms start (code: 20 of 80)", low=0.0, high=1.0),
-            Setting("rampup_length", 0.375, "fraction of epochs of the sigmoid ramp-up (code: 30 of 80)", low=0.0, high=1.0),
+            Setting(
+                "rampup_start",
+                0.25,
+                "fraction of epochs before the distillation terms start (code: 20 of 80)",
+                low=0.0,
+                high=1.0,
+            ),
+            Setting(
+                "rampup_length", 0.375, "fraction of epochs of the sigmoid ramp-up (code: 30 of 80)", low=0.0, high=1.0
+            ),
         ),
         from_paper=(
-            "Mean teacher (EMA) on a second view that also gets a random vertical flip and quarter turns; class-weighted "
-            "CE; CCD with two 128-d embedding heads, memory banks (momentum 0.5), P = 20 same-class positives, "
-            "K = 4096 negatives, temperature 0.07, NCE normaliser fixed at the first batch, both directions; CRP over "
-            "ReLU'd bank centroids at 0.07 with the teacher's relation detached (from the public code).",
+            "Mean teacher (EMA) on a second view that also gets a random vertical flip and quarter turns; "
+            "class-weighted CE; CCD with two 128-d embedding heads, memory banks (momentum 0.5), P = 20 same-class "
+            "positives, K = 4096 negatives, temperature 0.07, NCE normaliser fixed at the first batch, both "
+            "directions; CRP over ReLU'd bank centroids at 0.07 with the teacher's relation detached (from the "
+            "public code).",
             "CCD and the memory banks run from the first step; the mean-teacher and CRP terms join at the ramp-up "
             "start (the code's epoch 20), so Z is fixed at the first batch and CRP's first centroids come from banks "
             "filled by the warm-up epochs.",
@@ -232,8 +265,9 @@ class CRCKD(Method):
             teacher_feature = teacher.head.feature(teacher.features(teacher_view))
         if self.distilling:
             teacher_logits = teacher.head.classifier(teacher_feature)  # the teacher is frozen: no graph
-            consistency = F.kl_div(F.log_softmax(logits, 1), F.log_softmax(teacher_logits, 1), reduction="batchmean",
-                                   log_target=True)
+            consistency = F.kl_div(
+                F.log_softmax(logits, 1), F.log_softmax(teacher_logits, 1), reduction="batchmean", log_target=True
+            )
             loss = loss + self.settings["consistency"] * self.lambda_mt * consistency
         if not uses_banks:
             return loss
@@ -244,19 +278,24 @@ class CRCKD(Method):
             positives = self.classes.positives(batch.index, batch.y, self.settings["positives"], batch.generator)
             negatives = self.classes.negatives(batch.y, self.num_negatives, batch.generator)
             candidates = torch.cat([positives, negatives], dim=1)
-            ccd = (self._nce("student", v_s, banks[1].entries, candidates)
-                   + self._nce("teacher", v_t, banks[0].entries, candidates))
+            ccd = self._nce("student", v_s, banks[1].entries, candidates) + self._nce(
+                "teacher", v_t, banks[0].entries, candidates
+            )
             loss = loss + self.settings["w_ccd" if self.distilling else "w_ccd_warmup"] * ccd
         if self.distilling and ablation in ("mt_crp", "full"):
             labels = self.info.train_labels
             centroids_s = class_centroids(banks[0].entries, labels, self.info.num_classes)
             centroids_t = class_centroids(banks[1].entries, labels, self.info.num_classes)
-            loss = loss + self.settings["w_crp"] * relation_loss(v_s, v_t, centroids_s, centroids_t, self.settings["crp_t"])
+            loss = loss + self.settings["w_crp"] * relation_loss(
+                v_s, v_t, centroids_s, centroids_t, self.settings["crp_t"]
+            )
         # The banks are read by this step's graph, so they are updated after the optimizer step.
         self.pending_bank_update = (batch.index, v_s.detach(), v_t.detach())
         return loss
 
-    def _nce(self, anchor_name: str, anchors: torch.Tensor, bank: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    def _nce(
+        self, anchor_name: str, anchors: torch.Tensor, bank: torch.Tensor, candidates: torch.Tensor
+    ) -> torch.Tensor:
         # Scores against the whole bank in one matmul, then gather the drawn columns.
         scores = torch.gather(anchors.float() @ bank.t(), 1, candidates) / self.settings["nce_t"]
         if anchor_name not in self.normalisers:  # fixed from the first batch, as in CRD

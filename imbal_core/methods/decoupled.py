@@ -1,8 +1,9 @@
 """Decoupled training (Kang et al., ICLR 2020): learn features with plain CE, then re-balance
 only the classifier: retrain it (cRT), rescale it (LWS), or normalise its weights (tau-norm)."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -25,15 +26,16 @@ LWS_LR = Setting("stage2_lr", 0.2, "SGD learning rate of the per-class scales (K
 
 def lws_stage(epochs: int, lr: float) -> Stage:
     """LWS's classifier stage: only the scales, class-balanced batches, SGD at `lr` (Kang et al.'s code)."""
-    return Stage("classifier", epochs, "class_balanced", "head", reset_head=False, representation=False,
-                 optimizer="sgd", lr=lr)
+    return Stage(
+        "classifier", epochs, "class_balanced", "head", reset_head=False, representation=False, optimizer="sgd", lr=lr
+    )
 
 
 def retrain_stage(epochs: int) -> Stage:
     """cRT's classifier stage: a new head on frozen features, class-balanced batches, the run's optimiser."""
-    return Stage("classifier", epochs, sampler="class_balanced", trainable="head", reset_head=True,
-                 representation=False)
-
+    return Stage(
+        "classifier", epochs, sampler="class_balanced", trainable="head", reset_head=True, representation=False
+    )
 
 
 @register_method("crt")
@@ -78,7 +80,8 @@ class LearnableWeightScaling(Method):
             "its logits and is learned with CE on class-balanced batches over frozen features (the authors' code: "
             "TauNormClassifier with the cls_lws configs).",
         ),
-        our_choices=SHARED_CHOICES + (
+        our_choices=SHARED_CHOICES
+        + (
             "The scales are trained with SGD at learning rate 0.2 as in Kang et al. (Nesterov momentum 0.9, cosine, "
             "the run's weight decay); Kang et al. train 5 class-aware epochs of C x n_max images, here stage 2 keeps "
             "2 epochs of the training set's size, in which the scales settle. A multiplying scale cannot lift a class "
@@ -112,9 +115,17 @@ class TauNormalisation(Method):
         "weights by its norm to the power tau removes that bias without any retraining.",
         formula="w_c <- w_c / ||w_c||^tau, bias dropped; tau chosen on validation balanced accuracy when 'auto'",
         paper=PAPER,
-        settings=(Setting("tau", "auto", "'auto' (grid 0 to 2 by 0.1 on validation) or a number", ),),
-        our_choices=("The bias is set to zero, as in the paper's bias-free classifier.",
-                     "Post-hoc only: the run trains with CE and applies tau to the best checkpoint."),
+        settings=(
+            Setting(
+                "tau",
+                "auto",
+                "'auto' (grid 0 to 2 by 0.1 on validation) or a number",
+            ),
+        ),
+        our_choices=(
+            "The bias is set to zero, as in the paper's bias-free classifier.",
+            "Post-hoc only: the run trains with CE and applies tau to the best checkpoint.",
+        ),
     )
 
     def __init__(self, **settings) -> None:
@@ -127,15 +138,16 @@ class TauNormalisation(Method):
         return apply_tau_norm(model, self.settings["tau"], val_features)
 
 
-def apply_tau_norm(model: Classifier, tau: float | str, val_features: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> dict:
+def apply_tau_norm(
+    model: Classifier, tau: float | str, val_features: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+) -> dict:
     """Replace the linear head's weights by w_c / ||w_c||^tau and drop its bias; tau='auto' picks it on validation."""
     weight = model.head.weight.detach().clone()
-    if tau == "auto":
-        tau = choose_tau(weight, *val_features())
+    chosen = choose_tau(weight, *val_features()) if tau == "auto" else float(tau)
     with torch.no_grad():
-        model.head.weight.copy_(tau_normalise(weight, tau))
+        model.head.weight.copy_(tau_normalise(weight, chosen))
         model.head.bias.zero_()
-    return {"tau": tau}
+    return {"tau": chosen}
 
 
 TAU_GRID = np.round(np.arange(0.0, 2.01, 0.1), 2)

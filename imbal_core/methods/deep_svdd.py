@@ -3,9 +3,10 @@
 One-class baseline for knowledge-guided one-class learning: it sees only normal images (class 0
 of a binary task) and no knowledge at all.
 """
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -65,9 +66,10 @@ class DeepSVDD(Method):
 
     @torch.no_grad()
     def _initial_centre(self, model: Classifier, info: TrainInfo) -> torch.Tensor:
+        assert info.train_images is not None and info.train_labels is not None, "setup calls this only in training"
         model.to(info.device).eval()
         normal = info.train_images[info.train_labels == 0]
-        outputs = [model(to_float(normal[i:i + CENTRE_CHUNK])) for i in range(0, len(normal), CENTRE_CHUNK)]
+        outputs = [model(to_float(normal[i : i + CENTRE_CHUNK])) for i in range(0, len(normal), CENTRE_CHUNK)]
         centre = torch.cat(outputs).mean(0).cpu()
         eps = self.settings["centre_eps"]
         small = centre.abs() < eps

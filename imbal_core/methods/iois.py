@@ -11,10 +11,12 @@ Three steps repeat every epoch after a warm-up on real data:
 Ablations: allocation=inverse_frequency (AAS off), ois=false (real images only, the allocation
 used as class weights in the CE).
 """
+
 from __future__ import annotations
 
 import math
 from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -79,29 +81,62 @@ class IOIS(Method):
         "Classification', MICCAI 2024, arXiv 2403.08407 (architecture, budget and AAS formula not public).",
         approximation=True,
         settings=(
-            Setting("generator", "", "diffusion model name (see `generators`) or .safetensors path; trained on this "
-                    "run's training images (`diffusion-train`)"),
+            Setting(
+                "generator",
+                "",
+                "diffusion model name (see `generators`) or .safetensors path; trained on this "
+                "run's training images (`diffusion-train`)",
+            ),
             Setting("warmup_share", 0.3, "share of the epochs on real images only (at least 1)", low=0.0, high=0.9),
             Setting("budget", 0.3, "B: synthetic images per epoch as a share of the training set", low=0.0, high=4.0),
-            Setting("allocation", "accuracy", "accuracy: AAS; inverse_frequency: the AAS-off ablation (w_c = 1/n_c)",
-                    choices=ALLOCATIONS),
+            Setting(
+                "allocation",
+                "accuracy",
+                "accuracy: AAS; inverse_frequency: the AAS-off ablation (w_c = 1/n_c)",
+                choices=ALLOCATIONS,
+            ),
             Setting("gamma", 1.0, "γ: how sharply AAS favours low-accuracy classes", low=0.0, high=10.0),
             Setting("floor", 0.1, "every class gets at least floor × the equal share B/C", low=0.0, high=1.0),
-            Setting("ois", True, "false: the OIS-off ablation — no synthetic images, the allocation becomes CE class "
-                    "weights"),
-            Setting("mode", "pool", "pool: one pool generated when the warm-up ends, drawn from every epoch (CPU); "
-                    "online: fresh images every epoch (GPU)", choices=MODES),
+            Setting(
+                "ois",
+                True,
+                "false: the OIS-off ablation — no synthetic images, the allocation becomes CE class weights",
+            ),
+            Setting(
+                "mode",
+                "pool",
+                "pool: one pool generated when the warm-up ends, drawn from every epoch (CPU); "
+                "online: fresh images every epoch (GPU)",
+                choices=MODES,
+            ),
             Setting("pool_per_class", 128, "pool mode: candidates generated per class", low=1, high=100_000),
-            Setting("selection", "random", "which candidates the classifier gets: random, hardest (lowest probability "
-                    "of their class under the current classifier), loss_weighted (drawn ∝ 1 − p + 0.05)",
-                    choices=SELECTIONS),
-            Setting("candidates", 2.0, "online mode with a selection other than random: candidates made per image "
-                    "kept", low=1.0, high=10.0),
+            Setting(
+                "selection",
+                "random",
+                "which candidates the classifier gets: random, hardest (lowest probability "
+                "of their class under the current classifier), loss_weighted (drawn ∝ 1 − p + 0.05)",
+                choices=SELECTIONS,
+            ),
+            Setting(
+                "candidates",
+                2.0,
+                "online mode with a selection other than random: candidates made per image kept",
+                low=1.0,
+                high=10.0,
+            ),
             Setting("guidance", 2.0, "classifier-free guidance scale (1 = none)", low=0.0, high=20.0),
             Setting("steps", 25, "DDIM steps", low=1, high=1000),
-            Setting("sdedit_strength", 1.0, "1: start from pure noise; < 1: SDEdit from a real image of the class "
-                    "noised to this share of the schedule", low=0.05, high=1.0),
-            Setting("synthetic_weight", 1.0, "w_syn: weight of each synthetic image in the CE mean", low=0.0, high=10.0),
+            Setting(
+                "sdedit_strength",
+                1.0,
+                "1: start from pure noise; < 1: SDEdit from a real image of the class "
+                "noised to this share of the schedule",
+                low=0.05,
+                high=1.0,
+            ),
+            Setting(
+                "synthetic_weight", 1.0, "w_syn: weight of each synthetic image in the CE mean", low=0.0, high=10.0
+            ),
         ),
         from_paper=(
             "Three steps performed iteratively during training: train the classifier, decide the class distribution "
@@ -156,8 +191,10 @@ class IOIS(Method):
         path = resolve_generator(self.settings["generator"], "diffusion")
         mismatch = data_mismatch(load_generator_info(path).config, info.data_recipe or {})
         if mismatch:
-            raise ConfigError(f"generator {path.stem!r} was trained on other data than this run ({mismatch}); train "
-                              "one on this run's data with `diffusion-train`")
+            raise ConfigError(
+                f"generator {path.stem!r} was trained on other data than this run ({mismatch}); train "
+                "one on this run's data with `diffusion-train`"
+            )
         learnt = generator_train_index(path)
         if learnt is not None and info.train_index is not None:
             unseen = np.setdiff1d(learnt, info.train_index).size
@@ -165,7 +202,8 @@ class IOIS(Method):
                 raise ConfigError(
                     f"generator {path.stem!r} learnt from {unseen} training images this run leaves out by its "
                     f"imbalance profile (it would leak them through synthetic images); train one with the run's "
-                    f"--ratio, --profile and --seed: `diffusion-train --ratio ... --seed ...`")
+                    f"--ratio, --profile and --seed: `diffusion-train --ratio ... --seed ...`"
+                )
 
     # ---- the loop's hooks --------------------------------------------------------------------
 
@@ -205,8 +243,9 @@ class IOIS(Method):
             self.generator_model = load_diffusion_model(self.settings["generator"], self.info.device)
         return self.generator_model
 
-    def _synthesise(self, model: Classifier, allocation: torch.Tensor, generator: torch.Generator
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _synthesise(
+        self, model: Classifier, allocation: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The epoch's synthetic images (uint8) and labels: `allocation[c]` of each class c."""
         if self.settings["mode"] == "pool":
             if self.pool is None:
@@ -226,13 +265,23 @@ class IOIS(Method):
         init = None
         if self.settings["sdedit_strength"] < 1.0:
             init = sdedit_starts(self.info.train_images, self.info.train_labels, labels, generator)
-        images, _ = self._generator().sample(labels, steps=self.settings["steps"], guidance=self.settings["guidance"],
-                                             generator=generator, init_images=init,
-                                             strength=self.settings["sdedit_strength"])
+        images, _ = self._generator().sample(
+            labels,
+            steps=self.settings["steps"],
+            guidance=self.settings["guidance"],
+            generator=generator,
+            init_images=init,
+            strength=self.settings["sdedit_strength"],
+        )
         return images, labels
 
-    def _select(self, model: Classifier, candidates: tuple[torch.Tensor, torch.Tensor], allocation: torch.Tensor,
-                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _select(
+        self,
+        model: Classifier,
+        candidates: tuple[torch.Tensor, torch.Tensor],
+        allocation: torch.Tensor,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = candidates
         selection = self.settings["selection"]
         if selection != "random":
@@ -260,8 +309,8 @@ class IOIS(Method):
         model.eval()
         probs = []
         for start in range(0, len(images), SCORE_CHUNK):
-            logits = model(to_float(images[start:start + SCORE_CHUNK]).contiguous(memory_format=torch.channels_last))
-            probs.append(torch.softmax(logits.float(), 1).gather(1, labels[start:start + SCORE_CHUNK, None])[:, 0])
+            logits = model(to_float(images[start : start + SCORE_CHUNK]).contiguous(memory_format=torch.channels_last))
+            probs.append(torch.softmax(logits.float(), 1).gather(1, labels[start : start + SCORE_CHUNK, None])[:, 0])
         model.train(was_training)
         return torch.cat(probs) if probs else images.new_zeros(0, dtype=torch.float)
 
@@ -277,8 +326,9 @@ class IOIS(Method):
             if len(synthetic_labels):
                 x = torch.cat([x, batch.augment(synthetic_images)])
                 y = torch.cat([y, synthetic_labels])
-                weights = torch.cat([weights, torch.full((len(synthetic_labels),), self.settings["synthetic_weight"],
-                                                         device=y.device)])
+                weights = torch.cat(
+                    [weights, torch.full((len(synthetic_labels),), self.settings["synthetic_weight"], device=y.device)]
+                )
         logits = model(x)
         with torch.no_grad():  # AAS reads the accuracy on real images only
             hits = logits[:n_real].argmax(1) == batch.y
@@ -292,8 +342,10 @@ class IOIS(Method):
     def epoch_log(self) -> dict[str, Any]:
         accuracy = self.training_accuracy()
         made = self.synthetic is not None
-        log = {"train_accuracy": [] if accuracy is None else [round(float(a), 4) for a in accuracy],
-               "synthetic": [int(n) if made else 0 for n in self.allocation]}
+        log = {
+            "train_accuracy": [] if accuracy is None else [round(float(a), 4) for a in accuracy],
+            "synthetic": [int(n) if made else 0 for n in self.allocation],
+        }
         if self.class_weights is not None:  # the OIS-off ablation: the allocation became class weights
             log["class_weights"] = [round(float(w), 4) for w in self.class_weights]
         return log

@@ -7,11 +7,11 @@ learns which level an image is. An abnormal test image should look like a high l
 abnormality score is 1 - p(normal) or the expected level. The `generic` recipe (blur, noise,
 contrast, elastic) is the knowledge-free ablation, as in the predecessor paper (Gao et al. 2020).
 """
+
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,14 +42,26 @@ class KnowledgeOneClass(Method):
         "(how middle classes are built per task and the losses are not public).",
         approximation=True,
         settings=(
-            Setting("recipe", AUTO, "knowledge recipe: auto (from the data source), or one of the recipes "
-                    "(`generic` = the knowledge-free ablation)", choices=(AUTO, *RECIPES.names())),
+            Setting(
+                "recipe",
+                AUTO,
+                "knowledge recipe: auto (from the data source), or one of the recipes "
+                "(`generic` = the knowledge-free ablation)",
+                choices=(AUTO, *RECIPES.names()),
+            ),
             Setting("levels", 3, "K: number of middle classes", low=1, high=10),
             Setting("operations", "all", "which of the recipe's operations to use: all, or comma-separated names"),
-            Setting("score", "one_minus_normal", "abnormality score: one_minus_normal = 1 − p(normal); "
-                    "expected_level = Σ k·p_k / (highest level)", choices=SCORES),
-            Setting("use_abnormal", False, "also train on the real abnormal training images, as the top class "
-                    "(no longer one-class)"),
+            Setting(
+                "score",
+                "one_minus_normal",
+                "abnormality score: one_minus_normal = 1 − p(normal); expected_level = Σ k·p_k / (highest level)",
+                choices=SCORES,
+            ),
+            Setting(
+                "use_abnormal",
+                False,
+                "also train on the real abnormal training images, as the top class (no longer one-class)",
+            ),
         ),
         from_paper=(
             "One-class classification of imbalanced medical images: the model is trained on the normal (majority) "
@@ -95,8 +107,9 @@ class KnowledgeOneClass(Method):
         """The recipe named by the setting; "auto" picks the one for the run's data source."""
         name = self.settings["recipe"]
         if name == AUTO:
-            name = recipe_for_data(data_recipe.get("data", ""), data_recipe.get("data_path"),
-                                   data_recipe.get("data_options"))
+            name = recipe_for_data(
+                data_recipe.get("data", ""), data_recipe.get("data_path"), data_recipe.get("data_options")
+            )
         return RECIPES.get(name)
 
     @staticmethod
@@ -126,8 +139,9 @@ class KnowledgeOneClass(Method):
             # Nothing to learn, and no abnormal image may reach BatchNorm's running statistics.
             return batch.x.new_zeros((), requires_grad=True)
         raw = batch.raw[normal]
-        levels = torch.randint(0, self.settings["levels"] + 1, (len(raw),), generator=batch.generator,
-                               device=batch.generator.device).to(raw.device)
+        levels = torch.randint(
+            0, self.settings["levels"] + 1, (len(raw),), generator=batch.generator, device=batch.generator.device
+        ).to(raw.device)
         seed = int(torch.randint(2**62, (1,), generator=batch.generator, device=batch.generator.device))
         raw = self._transform(raw, levels, seed)
         x, labels = (batch.augment(raw), levels) if len(raw) else (batch.x[:0], levels)
@@ -148,7 +162,8 @@ class KnowledgeOneClass(Method):
         return out
 
     def class_probs(self, logits: torch.Tensor) -> torch.Tensor:
-        """[1 − score, score] in float64; 1 − p(normal) is summed over the other levels so tiny values keep their order."""
+        """[1 − score, score] in float64; 1 − p(normal) is summed over the other levels so tiny values keep their
+        order."""
         p = torch.softmax(logits.double(), dim=1)
         if self.settings["score"] == "one_minus_normal":
             return torch.stack([p[:, 0], p[:, 1:].sum(1)], dim=1)
@@ -156,5 +171,8 @@ class KnowledgeOneClass(Method):
         return torch.stack([1 - score, score], dim=1)
 
     def finalize(self, model: Classifier, val_features) -> dict:
-        return {"recipe": self.recipe.name, "levels": self.settings["levels"],
-                "operations": [name for name, w in self.weights.items() if w > 0]}
+        return {
+            "recipe": self.recipe.name,
+            "levels": self.settings["levels"],
+            "operations": [name for name, w in self.weights.items() if w > 0],
+        }

@@ -1,4 +1,5 @@
 """Pure loss functions used by the methods (each checked against a hand computation in tests)."""
+
 from __future__ import annotations
 
 import torch

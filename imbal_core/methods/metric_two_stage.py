@@ -3,9 +3,10 @@
 Stage 1 learns features with CE plus a metric-learning loss; stage 2 freezes the backbone and
 re-balances the classifier (cRT by default, or LWS, or post-hoc tau-norm).
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -77,7 +78,8 @@ class MetricTwoStage(Method):
         ),
         our_choices=(
             "The paper does not say which metric loss; all three candidates are offered (SupCon by default).",
-            "SupCon and triplets act on a 2-layer projection head (d -> d -> 128, L2-normalised) of the pooled features.",
+            "SupCon and triplets act on a 2-layer projection head (d -> d -> 128, L2-normalised) of the pooled "
+            "features.",
             "The class-balanced triplet uses class-balanced sampling in stage 1 (equal classes per batch in "
             "expectation) with batch-hard mining, after PCCT; its class-centre loss of stage 2 is not used.",
             "Stage 2 re-uses the decoupled baselines: cRT, LWS (its scales with SGD at 0.2), or tau-norm (tau chosen "
@@ -88,8 +90,9 @@ class MetricTwoStage(Method):
 
     def setup(self, model: Classifier, info: TrainInfo) -> None:
         super().setup(model, info)
-        self.aux["projection"] = nn.Sequential(nn.Linear(model.embed_dim, model.embed_dim), nn.ReLU(inplace=True),
-                                               nn.Linear(model.embed_dim, 128)).to(info.device)
+        self.aux["projection"] = nn.Sequential(
+            nn.Linear(model.embed_dim, model.embed_dim), nn.ReLU(inplace=True), nn.Linear(model.embed_dim, 128)
+        ).to(info.device)
         if self.settings["stage2"] == "lws":
             model.head = ScaledHead(model.head)
 

@@ -1,4 +1,5 @@
 """Baselines that change what the model sees: class-balanced re-sampling and mixup."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """Baselines that change only the loss: CE, weighted CE, class-balanced loss, focal, LDAM-DRW,
 balanced softmax and logit adjustment."""
+
 from __future__ import annotations
 
 import torch
@@ -49,7 +50,9 @@ class ClassBalancedLoss(Method):
         formula="L = w_y * base(z, y),  w_c = (1 - beta) / (1 - beta^n_c), sum_c w_c = C;  base = CE or focal",
         paper="Cui et al., Class-Balanced Loss Based on Effective Number of Samples, CVPR 2019.",
         settings=(
-            Setting("beta", 0.9999, "effective-number hyperparameter (0.999 or 0.9999 in the paper)", low=0.0, high=0.99999),
+            Setting(
+                "beta", 0.9999, "effective-number hyperparameter (0.999 or 0.9999 in the paper)", low=0.0, high=0.99999
+            ),
             Setting("loss_type", "ce", "base loss", choices=("ce", "focal")),
             Setting("gamma", 2.0, "focusing parameter of the focal variant", low=0.0, high=5.0),
         ),
@@ -108,8 +111,10 @@ class LDAMDRW(Method):
             Setting("drw_start", 0.8, "fraction of epochs after which re-weighting starts", low=0.0, high=1.0),
             Setting("beta", 0.9999, "effective-number beta of the DRW weights", low=0.0, high=0.99999),
         ),
-        our_choices=("Cosine (normalised) head, as in the authors' code for small images.",
-                     "DRW starts at the first epoch >= drw_start x epochs."),
+        our_choices=(
+            "Cosine (normalised) head, as in the authors' code for small images.",
+            "DRW starts at the first epoch >= drw_start x epochs.",
+        ),
     )
 
     def setup(self, model: Classifier, info: TrainInfo) -> None:
@@ -150,9 +155,11 @@ class LogitAdjustment(Method):
         formula="L = CE(z + tau log pi_c, y); predict with z",
         paper="Menon et al., Long-tail learning via logit adjustment, ICLR 2021.",
         settings=(Setting("tau", 1.0, "strength of the adjustment", low=0.0, high=3.0),),
-        our_choices=("Only the loss form is offered; for a post-hoc re-balancing of a trained head see tau_norm.",
-                     "With tau = 1 the loss equals balanced softmax (log pi_c and log n_c differ by a constant), "
-                     "so the two give identical runs; tau is what sets them apart."),
+        our_choices=(
+            "Only the loss form is offered; for a post-hoc re-balancing of a trained head see tau_norm.",
+            "With tau = 1 the loss equals balanced softmax (log pi_c and log n_c differ by a constant), "
+            "so the two give identical runs; tau is what sets them apart.",
+        ),
     )
 
     def loss(self, model: Classifier, batch: Batch) -> torch.Tensor:

@@ -8,6 +8,7 @@ say the same of the auxiliary image, so it learns that style is not class eviden
 Stages: "teacher" (CE on the real data; skipped with init_from, whose weights become the teacher),
 then "student" (real + auxiliary batches, distillation from the frozen teacher).
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,9 +19,17 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 from ..models import Classifier
-from ..synth.style import (CHUNK, POLICIES, STYLE_TOOLS, AuxiliaryPairs, StyleTool, auxiliary_pairs,
-                           create_style_tool, stylise_uint8)
 from ..synth.generators import resolve_generator
+from ..synth.style import (
+    CHUNK,
+    POLICIES,
+    STYLE_TOOLS,
+    AuxiliaryPairs,
+    StyleTool,
+    auxiliary_pairs,
+    create_style_tool,
+    stylise_uint8,
+)
 from ..synth.style_models import load_style_model
 from .base import SAMPLERS, Batch, Method, MethodCard, Setting, Stage, TrainInfo, register_method
 
@@ -36,38 +45,82 @@ class StyleKD(Method):
         "re-styled like a reference image (Fourier amplitude swap, histogram matching or AdaIN). A teacher trained "
         "on the real images labels the content image; the student learns CE on real and auxiliary images and "
         "matches the teacher's soft prediction on the auxiliary image, so style stops being class evidence.",
-        formula="L = mean over real ∪ aux of CE (aux weighted w_aux) + λ T² KL(softmax(t(content)/T) || softmax(s(aux)/T))"
-        " + μ (1 - cos(f_s(aux), f_s(content)));  aux_c = n_max − n_c images per class",
+        formula="L = mean over real ∪ aux of CE (aux weighted w_aux) + λ T² KL(softmax(t(content)/T) || "
+        "softmax(s(aux)/T)) + μ (1 - cos(f_s(aux), f_s(content)));  aux_c = n_max − n_c images per class",
         paper="Style-KD, Biomedical Signal Processing and Control 91 (2024) 105928 (generator and loss not public).",
         approximation=True,
         settings=(
-            Setting("tool", "fourier", "style transfer: fourier (amplitude swap), histogram (matching), adain (model)",
-                    choices=tuple(STYLE_TOOLS.names())),
+            Setting(
+                "tool",
+                "fourier",
+                "style transfer: fourier (amplitude swap), histogram (matching), adain (model)",
+                choices=tuple(STYLE_TOOLS.names()),
+            ),
             Setting("strength", 1.0, "alpha: 0 keeps the content image, 1 is the full transfer", low=0.0, high=1.0),
-            Setting("beta", 0.1, "fourier only: low-frequency band swapped, as a share of the image side", low=0.0,
-                    high=0.5),
+            Setting(
+                "beta", 0.1, "fourier only: low-frequency band swapped, as a share of the image side", low=0.0, high=0.5
+            ),
             Setting("style_model", "", "adain only: a model name (see `generators`) or a .safetensors path"),
-            Setting("keep_detail", True, "adain only: add the style's change to the content image instead of using "
-                    "the decoded image (the small decoder blurs)"),
-            Setting("policy", "same", "reference image: another image of the same class, any class, or the majority class",
-                    choices=POLICIES),
-            Setting("generate", "epoch", "epoch: make the epoch's auxiliary images at its start (fast, memory); "
-                    "batch: make each step's share on the fly (for large images)", choices=GENERATE),
-            Setting("aux_fraction", 1.0, "share of the n_max − n_c auxiliary images made per epoch", low=0.01, high=1.0),
-            Setting("aux_weight", 1.0, "w_aux: weight of each auxiliary image in the CE mean (1: every image counts "
-                    "the same, so the loss is class-balanced)", low=0.0, high=10.0),
+            Setting(
+                "keep_detail",
+                True,
+                "adain only: add the style's change to the content image instead of using "
+                "the decoded image (the small decoder blurs)",
+            ),
+            Setting(
+                "policy",
+                "same",
+                "reference image: another image of the same class, any class, or the majority class",
+                choices=POLICIES,
+            ),
+            Setting(
+                "generate",
+                "epoch",
+                "epoch: make the epoch's auxiliary images at its start (fast, memory); "
+                "batch: make each step's share on the fly (for large images)",
+                choices=GENERATE,
+            ),
+            Setting(
+                "aux_fraction", 1.0, "share of the n_max − n_c auxiliary images made per epoch", low=0.01, high=1.0
+            ),
+            Setting(
+                "aux_weight",
+                1.0,
+                "w_aux: weight of each auxiliary image in the CE mean (1: every image counts "
+                "the same, so the loss is class-balanced)",
+                low=0.0,
+                high=10.0,
+            ),
             Setting("kd_weight", 1.0, "λ: weight of the distillation term", low=0.0, high=100.0),
             Setting("temperature", 4.0, "T: distillation temperature", low=0.1, high=20.0),
-            Setting("feature_weight", 0.0, "μ: optional pull of the auxiliary image's embedding to its content's",
-                    low=0.0, high=10.0),
-            Setting("teacher_share", 0.5, "share of the run's epochs that train the teacher (at least 1 each); "
-                    "0 with init_from: the finished run is the teacher and the student gets every epoch",
-                    low=0.0, high=0.9),
-            Setting("teacher_sampler", "class_balanced", "teacher stage sampling: class_balanced (a teacher biased "
-                    "towards the head would pull the student back to it through the distillation term) or instance",
-                    choices=SAMPLERS),
-            Setting("student_init", "teacher", "student starts from the teacher's weights, or from scratch",
-                    choices=STUDENT_INIT),
+            Setting(
+                "feature_weight",
+                0.0,
+                "μ: optional pull of the auxiliary image's embedding to its content's",
+                low=0.0,
+                high=10.0,
+            ),
+            Setting(
+                "teacher_share",
+                0.5,
+                "share of the run's epochs that train the teacher (at least 1 each); "
+                "0 with init_from: the finished run is the teacher and the student gets every epoch",
+                low=0.0,
+                high=0.9,
+            ),
+            Setting(
+                "teacher_sampler",
+                "class_balanced",
+                "teacher stage sampling: class_balanced (a teacher biased "
+                "towards the head would pull the student back to it through the distillation term) or instance",
+                choices=SAMPLERS,
+            ),
+            Setting(
+                "student_init",
+                "teacher",
+                "student starts from the teacher's weights, or from scratch",
+                choices=STUDENT_INIT,
+            ),
         ),
         from_paper=(
             "Auxiliary images are made by transferring the style of training images onto others, to balance the "
@@ -83,8 +136,8 @@ class StyleKD(Method):
             "auxiliary image, with T² scaling.",
             "Teacher and student share the architecture; the teacher is trained in the same run for teacher_share of "
             "the epochs (CE with class-balanced sampling by default: a head-biased teacher would undo the balancing "
-            "through the distillation term, as a first HAM10000 trial showed), or taken from a finished run with init_from (its teacher "
-            "stage is then skipped; teacher_share=0 gives the student every epoch).",
+            "through the distillation term, as a first HAM10000 trial showed), or taken from a finished run with "
+            "init_from (its teacher stage is then skipped; teacher_share=0 gives the student every epoch).",
             "Each step adds ceil(N_aux / steps) auxiliary images to the real batch, so an epoch sees every real and "
             "every auxiliary image once: real + auxiliary is class-balanced, and CE is one mean over both (a separate "
             "mean per part would weigh the head-heavy real batch as much as all auxiliary images).",
@@ -129,8 +182,11 @@ class StyleKD(Method):
         if name == "fourier":
             return create_style_tool(name, beta=self.settings["beta"])
         if name == "adain":
-            return create_style_tool(name, model=load_style_model(self.settings["style_model"], device),
-                                     keep_detail=self.settings["keep_detail"])
+            return create_style_tool(
+                name,
+                model=load_style_model(self.settings["style_model"], device),
+                keep_detail=self.settings["keep_detail"],
+            )
         return create_style_tool(name)
 
     def on_epoch_start(self, model: Classifier, epoch: int, stage: Stage) -> None:
@@ -148,8 +204,13 @@ class StyleKD(Method):
                         module.reset_parameters()
         # The global generator was seeded for this epoch by the engine, so pairs are reproducible.
         generator = torch.Generator(device=self.info.device).manual_seed(int(torch.randint(2**62, (1,))))
-        pairs = auxiliary_pairs(self.info.train_labels, self.info.num_classes, self.settings["policy"], generator,
-                                self.settings["aux_fraction"])
+        pairs = auxiliary_pairs(
+            self.info.train_labels,
+            self.info.num_classes,
+            self.settings["policy"],
+            generator,
+            self.settings["aux_fraction"],
+        )
         self.pairs = pairs.subset(torch.randperm(len(pairs), generator=generator, device=self.info.device))
         self.per_step = math.ceil(len(self.pairs) / self.info.steps_per_epoch)
         self.pool = None
@@ -158,10 +219,11 @@ class StyleKD(Method):
 
     def _stylise(self, pairs: AuxiliaryPairs) -> torch.Tensor:
         """uint8 auxiliary images; gathered chunk by chunk so only the result is held in full."""
-        images, out = self.info.train_images, []
+        images, tool, out = self.info.train_images, self.tool, []
+        assert images is not None and tool is not None, "the student stage has started: training images and a tool"
         for start in range(0, len(pairs), CHUNK):
             part = pairs.subset(slice(start, start + CHUNK))
-            out.append(stylise_uint8(self.tool, images[part.content], images[part.reference], self.settings["strength"]))
+            out.append(stylise_uint8(tool, images[part.content], images[part.reference], self.settings["strength"]))
         return torch.cat(out) if out else images[:0]
 
     def loss(self, model: Classifier, batch: Batch) -> torch.Tensor:
@@ -169,6 +231,7 @@ class StyleKD(Method):
             return F.cross_entropy(model(batch.x), batch.y)
         step = batch.step % self.info.steps_per_epoch
         part = slice(step * self.per_step, (step + 1) * self.per_step)
+        assert self.pairs is not None and self.info.train_images is not None, "on_epoch_start made this epoch's pairs"
         pairs = self.pairs.subset(part)
         if not len(pairs):  # balanced data, or the epoch's auxiliary images are used up
             return F.cross_entropy(model(batch.x), batch.y)
@@ -182,22 +245,30 @@ class StyleKD(Method):
 
         features = model.features(torch.cat([batch.x, x_aux]))
         logits = model.head(features)
-        aux_logits = logits[len(batch.y):]
+        aux_logits = logits[len(batch.y) :]
         # One mean over real + auxiliary images (auxiliary ones weighted w_aux): at w_aux = 1 every image
         # counts the same, so the step's loss is class-balanced like the images are.
         per_image = F.cross_entropy(logits, torch.cat([batch.y, pairs.labels]), reduction="none")
-        weights = torch.cat([torch.ones_like(batch.y, dtype=per_image.dtype),
-                             torch.full_like(pairs.labels, self.settings["aux_weight"], dtype=per_image.dtype)])
+        weights = torch.cat(
+            [
+                torch.ones_like(batch.y, dtype=per_image.dtype),
+                torch.full_like(pairs.labels, self.settings["aux_weight"], dtype=per_image.dtype),
+            ]
+        )
         loss = (per_image * weights).sum() / weights.sum()
         with torch.no_grad():
             teacher_logits = self.aux["teacher"](x_content)
         t = self.settings["temperature"]
-        kd = F.kl_div(F.log_softmax(aux_logits.float() / t, 1), F.log_softmax(teacher_logits.float() / t, 1),
-                      reduction="batchmean", log_target=True)
+        kd = F.kl_div(
+            F.log_softmax(aux_logits.float() / t, 1),
+            F.log_softmax(teacher_logits.float() / t, 1),
+            reduction="batchmean",
+            log_target=True,
+        )
         loss = loss + self.settings["kd_weight"] * t * t * kd
         if self.settings["feature_weight"] > 0:
             with torch.no_grad():
                 content_features = model.features(x_content)
-            similarity = F.cosine_similarity(features[len(batch.y):].float(), content_features.float(), dim=1)
+            similarity = F.cosine_similarity(features[len(batch.y) :].float(), content_features.float(), dim=1)
             loss = loss + self.settings["feature_weight"] * (1 - similarity).mean()
         return loss

@@ -3,6 +3,7 @@
 Methods work through one small interface: `forward_features(x)` (the last feature map, the
 Grad-CAM layer), `features(x)` (pooled embedding of size `embed_dim`), `head(f)` (logits).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -80,7 +81,9 @@ def _adapt_to_size(net: nn.Module, backbone: str, in_chans: int, image_size: int
                 net.eval()
                 fmap = net.forward_features(torch.zeros(1, in_chans, image_size, image_size))
                 net.train()
-            problem = None if fmap.ndim == 4 and min(fmap.shape[2:]) >= MIN_FEATURE_SIZE else f"a {tuple(fmap.shape[1:])} map"
+            problem = (
+                None if fmap.ndim == 4 and min(fmap.shape[2:]) >= MIN_FEATURE_SIZE else f"a {tuple(fmap.shape[1:])} map"
+            )
         except RuntimeError as err:  # e.g. a pooling kernel larger than the shrunken input
             problem = str(err)
         if problem is None:

@@ -6,14 +6,15 @@ WAL mode lets readers work while a run writes, and a busy timeout serialises wri
 A running run records its owner (host and process id) and a heartbeat. A "running" run whose
 owner has ended (killed, crashed) reads back as "interrupted", so it never looks like a live one.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
 import socket
 import sqlite3
-import shutil
 import time
 import uuid
 from contextlib import closing
@@ -23,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import RunError
-from ..utils import lab_home, write_json
+from ..utils import atomic_path, lab_home, write_json
 
 STATUSES = ("queued", "running", "stopped", "failed", "finished")
 INTERRUPTED = "interrupted"  # read-only status: "running" in the table, but its owner process has ended
@@ -91,16 +92,30 @@ class RunStore:
                 time.sleep(0.2 * 2**attempt)
 
     # ---- runs -------------------------------------------------------------------------------
-    def create_run(self, config: dict[str, Any], tag: str = "") -> str:
-        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{config['method']}-{uuid.uuid4().hex[:6]}"
+    def create_run(self, config: dict[str, Any], tag: str = "", run_id: str | None = None) -> str:
+        """A new queued run; `run_id` keeps an id made elsewhere (a remote worker's copy of a driver's run)."""
+        run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{config['method']}-{uuid.uuid4().hex[:6]}"
         self.run_dir(run_id).mkdir(parents=True)
         write_json(self.run_dir(run_id) / "config.json", config)
         now = time.time()
         self._write(
             "INSERT INTO runs (run_id, created, updated, status, method, data, ratio, seed, backbone, image_size, "
             "epochs, tag, config) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (run_id, now, now, "queued", config["method"], config["data"], config.get("ratio"), config["seed"],
-             config["backbone"], config["image_size"], config["epochs"], tag, json.dumps(config)),
+            (
+                run_id,
+                now,
+                now,
+                "queued",
+                config["method"],
+                config["data"],
+                config.get("ratio"),
+                config["seed"],
+                config["backbone"],
+                config["image_size"],
+                config["epochs"],
+                tag,
+                json.dumps(config),
+            ),
         )
         return run_id
 
@@ -113,13 +128,18 @@ class RunStore:
             raise ValueError(f"status must be one of {STATUSES}")
         now = time.time()
         owner = (socket.gethostname(), os.getpid()) if status == "running" else (None, None)
-        self._write("UPDATE runs SET status=?, error=?, updated=?, duration_s=COALESCE(?, duration_s), owner_host=?, "
-                    "owner_pid=?, heartbeat=? WHERE run_id=?", (status, error, now, duration_s, *owner, now, run_id))
+        self._write(
+            "UPDATE runs SET status=?, error=?, updated=?, duration_s=COALESCE(?, duration_s), owner_host=?, "
+            "owner_pid=?, heartbeat=? WHERE run_id=?",
+            (status, error, now, duration_s, *owner, now, run_id),
+        )
 
     def set_progress(self, run_id: str, progress: dict[str, Any]) -> None:
         now = time.time()
-        self._write("UPDATE runs SET progress=?, updated=?, heartbeat=? WHERE run_id=?",
-                    (json.dumps(progress), now, now, run_id))
+        self._write(
+            "UPDATE runs SET progress=?, updated=?, heartbeat=? WHERE run_id=?",
+            (json.dumps(progress), now, now, run_id),
+        )
 
     def heartbeat(self, run_id: str) -> None:
         """The owner is alive (other hosts judge a run by this)."""
@@ -133,6 +153,58 @@ class RunStore:
             conn.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
             conn.execute("DELETE FROM runs WHERE run_id=?", (run_id,))
         shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    def find_runs(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        """Runs whose whole config equals `config` (every TrainConfig field, as stored), oldest first, each as
+        `get_run` reads it (a "running" run whose owner has ended is "interrupted")."""
+        wanted = json.loads(json.dumps(config))  # the stored form: tuples as lists
+        with closing(self._connect()) as conn:
+            rows = conn.execute(
+                "SELECT run_id, config FROM runs WHERE method=? AND seed=? ORDER BY created",
+                (config["method"], config["seed"]),
+            ).fetchall()
+        return [self.get_run(row["run_id"]) for row in rows if row["config"] and json.loads(row["config"]) == wanted]
+
+    def export_run(self, run_id: str) -> dict[str, Any]:
+        """A run as data, for `import_run` into another store: its row, its metric rows and its folder's files."""
+        with closing(self._connect()) as conn:
+            row = conn.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            metrics = conn.execute("SELECT * FROM metrics WHERE run_id=?", (run_id,)).fetchall()
+        if row is None:
+            raise RunError(f"no run {run_id!r} in {self.root}")
+        folder = self.run_dir(run_id)
+        files = {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+        return {"run": dict(row), "metrics": [tuple(m) for m in metrics], "files": files}
+
+    def import_run(self, exported: dict[str, Any], keep: tuple[str, ...] = ("created", "tag")) -> None:
+        """Write a run exported from another store (`export_run`) into this one: its files first, then its row and
+        metrics in one transaction. A run of the same id here is updated; its columns in `keep` stay as they are.
+        The run has no owner here (a remote worker trained it)."""
+        run = dict(exported["run"])
+        run_id = run["run_id"]
+        folder = self.run_dir(run_id)
+        for name, data in exported["files"].items():
+            with atomic_path(folder / name) as tmp:
+                tmp.write_bytes(data)
+        run.update(owner_host=None, owner_pid=None, updated=time.time())
+        with closing(self._connect()) as conn, conn:
+            existing = conn.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            if existing is not None:
+                run.update({key: existing[key] for key in keep})
+                conn.execute("DELETE FROM runs WHERE run_id=?", (run_id,))
+            columns = [c for c in run if c in _run_columns(conn)]
+            conn.execute(
+                f"INSERT INTO runs ({','.join(columns)}) VALUES ({','.join('?' * len(columns))})",
+                [run[c] for c in columns],
+            )
+            conn.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
+            conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?)", [tuple(m) for m in exported["metrics"]])
+
+    def state(self) -> tuple[tuple[int, int], ...]:
+        """(mtime_ns, size) of the database and its write-ahead log: changes with every write, so a cache keyed
+        on it is never stale (a time-to-live would hide a run that finished a moment ago)."""
+        files = (self.db_path, self.db_path.with_name(self.db_path.name + "-wal"))
+        return tuple((f.stat().st_mtime_ns, f.stat().st_size) if f.exists() else (0, 0) for f in files)
 
     def has_run(self, run_id: str) -> bool:
         with closing(self._connect()) as conn:
@@ -177,16 +249,20 @@ class RunStore:
             conn.execute("DELETE FROM metrics WHERE run_id=? AND eval=?", (run_id, eval_name))
             conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?)", rows)
             if eval_name == "test":
-                conn.execute("UPDATE runs SET summary=?, updated=? WHERE run_id=?",
-                             (json.dumps(metrics["summary"]), time.time(), run_id))
+                conn.execute(
+                    "UPDATE runs SET summary=?, updated=? WHERE run_id=?",
+                    (json.dumps(metrics["summary"]), time.time(), run_id),
+                )
 
     def tidy(self, run_ids: list[str] | None = None, per_class: bool = True) -> pd.DataFrame:
         """One row per (run, eval, class, metric): columns run, method, seed, ratio, data, eval, class, metric, value.
 
         `class` is empty for whole-set metrics.
         """
-        sql = ("SELECT m.run_id AS run, r.method, r.seed, r.ratio, r.data, r.backbone, r.tag, m.eval, "
-               "m.class, m.metric, m.value FROM metrics m JOIN runs r USING (run_id)")
+        sql = (
+            "SELECT m.run_id AS run, r.method, r.seed, r.ratio, r.data, r.backbone, r.tag, m.eval, "
+            "m.class, m.metric, m.value FROM metrics m JOIN runs r USING (run_id)"
+        )
         clauses, params = [], []
         if run_ids is not None:
             clauses.append(f"m.run_id IN ({','.join('?' * len(run_ids))})")
@@ -199,7 +275,6 @@ class RunStore:
             return pd.read_sql_query(sql + " ORDER BY r.created, m.eval, m.metric", conn, params=params)
 
 
-
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
     """Stores made before a column existed gain it (empty for old rows)."""
     have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
@@ -210,6 +285,10 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
             except sqlite3.OperationalError as err:  # another process added it first
                 if "duplicate column" not in str(err):
                     raise
+
+
+def _run_columns(conn: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
 
 
 def _owner_ended(run: Any) -> bool:
@@ -231,8 +310,10 @@ def _owner_ended(run: Any) -> bool:
 
 
 def _interrupted_message(run: Any) -> str:
-    return (f"its process ({run['owner_host']}, pid {run['owner_pid']}) ended while it trained (killed or crashed); "
-            f"resume it with `python -m imbal_core train --resume {run['run_id']}`")
+    return (
+        f"its process ({run['owner_host']}, pid {run['owner_pid']}) ended while it trained (killed or crashed); "
+        f"resume it with `python -m imbal_core train --resume {run['run_id']}`"
+    )
 
 
 def _where(filters: dict[str, Any]) -> tuple[str, list]:

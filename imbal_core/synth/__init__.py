@@ -2,4 +2,5 @@
 
 Both kinds of generator share one store and one training lifecycle (`generators.py`).
 """
+
 from . import diffusion, style_models  # noqa: F401 - registers the generator kinds

@@ -11,6 +11,7 @@
   `strength` of the schedule, then denoised from there (cheaper and closer to the data).
 - bf16 autocast on CUDA; float32 on CPU. Batched on the model's device.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,7 +19,7 @@ import json
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import torch
 import torch.nn.functional as F
@@ -26,8 +27,16 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from torch import nn
 
 from ..errors import ConfigError, RunError, require_all
-from .generators import (GENERATOR_KINDS, GeneratorConfig, GeneratorTrainer, ProgressFn, TrainingSplit,
-                         read_generator, read_metadata, resolve_generator)
+from .generators import (
+    GENERATOR_KINDS,
+    GeneratorConfig,
+    GeneratorTrainer,
+    ProgressFn,
+    TrainingSplit,
+    read_generator,
+    read_metadata,
+    resolve_generator,
+)
 
 BETA_SCHEDULES = ("squaredcos_cap_v2", "linear")
 # v-prediction by default: with epsilon prediction, x0 = (x_t - sqrt(1 - a) eps) / sqrt(a) multiplies
@@ -54,22 +63,43 @@ class DiffusionTrainConfig(GeneratorConfig):
     prediction: str = "v_prediction"
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "DiffusionTrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> Self:
         # Files made before `prediction` was a setting were all trained to predict the noise.
         return super().from_dict({"prediction": "epsilon", **values})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         checks = [
-            (self.image_size % 4 == 0 and self.image_size <= 128, "image_size",
-             "a multiple of 4 up to 128 (the UNet halves it twice), e.g. 28, 32 or 64", self.image_size),
-            (isinstance(self.width, int) and 8 <= self.width <= 256 and self.width % 8 == 0, "width",
-             "a multiple of 8 in [8, 256]", self.width),
-            (isinstance(self.layers_per_block, int) and 1 <= self.layers_per_block <= 4, "layers_per_block",
-             "an integer in [1, 4]", self.layers_per_block),
-            (isinstance(self.timesteps, int) and 10 <= self.timesteps <= 4000, "timesteps", "an integer in [10, 4000]",
-             self.timesteps),
-            (self.beta_schedule in BETA_SCHEDULES, "beta_schedule", f"one of {list(BETA_SCHEDULES)}", self.beta_schedule),
+            (
+                self.image_size % 4 == 0 and self.image_size <= 128,
+                "image_size",
+                "a multiple of 4 up to 128 (the UNet halves it twice), e.g. 28, 32 or 64",
+                self.image_size,
+            ),
+            (
+                isinstance(self.width, int) and 8 <= self.width <= 256 and self.width % 8 == 0,
+                "width",
+                "a multiple of 8 in [8, 256]",
+                self.width,
+            ),
+            (
+                isinstance(self.layers_per_block, int) and 1 <= self.layers_per_block <= 4,
+                "layers_per_block",
+                "an integer in [1, 4]",
+                self.layers_per_block,
+            ),
+            (
+                isinstance(self.timesteps, int) and 10 <= self.timesteps <= 4000,
+                "timesteps",
+                "an integer in [10, 4000]",
+                self.timesteps,
+            ),
+            (
+                self.beta_schedule in BETA_SCHEDULES,
+                "beta_schedule",
+                f"one of {list(BETA_SCHEDULES)}",
+                self.beta_schedule,
+            ),
             (0.0 <= self.label_dropout < 1.0, "label_dropout", "in [0, 1)", self.label_dropout),
             (0.0 <= self.ema_decay < 1.0, "ema_decay", "in [0, 1)", self.ema_decay),
             (self.prediction in PREDICTIONS, "prediction", f"one of {list(PREDICTIONS)}", self.prediction),
@@ -80,27 +110,42 @@ class DiffusionTrainConfig(GeneratorConfig):
 def build_unet(in_chans: int, num_classes: int, image_size: int, width: int, layers_per_block: int) -> UNet2DModel:
     """The class-conditional UNet; class index `num_classes` is the null (unconditional) label."""
     return UNet2DModel(
-        sample_size=image_size, in_channels=in_chans, out_channels=in_chans, layers_per_block=layers_per_block,
+        sample_size=image_size,
+        in_channels=in_chans,
+        out_channels=in_chans,
+        layers_per_block=layers_per_block,
         block_out_channels=(width, 2 * width, 2 * width),
         down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
         up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-        num_class_embeds=num_classes + 1, norm_num_groups=8,
+        num_class_embeds=num_classes + 1,
+        norm_num_groups=8,
     )
 
 
 class DiffusionModel(nn.Module):
     """A trained UNet with its noise schedule: `sample(labels, ...)` returns uint8 images."""
 
-    def __init__(self, in_chans: int, num_classes: int, image_size: int, width: int, layers_per_block: int,
-                 timesteps: int, beta_schedule: str, class_names: list[str] | None = None,
-                 label_dropout: float = 0.1, prediction: str = "v_prediction") -> None:
+    def __init__(
+        self,
+        in_chans: int,
+        num_classes: int,
+        image_size: int,
+        width: int,
+        layers_per_block: int,
+        timesteps: int,
+        beta_schedule: str,
+        class_names: list[str] | None = None,
+        label_dropout: float = 0.1,
+        prediction: str = "v_prediction",
+    ) -> None:
         super().__init__()
         self.in_chans, self.num_classes, self.image_size = in_chans, num_classes, image_size
         self.label_dropout = label_dropout  # 0: the null label was never trained, so no guidance
         self.class_names = class_names or [str(c) for c in range(num_classes)]
         self.unet = build_unet(in_chans, num_classes, image_size, width, layers_per_block)
-        self.train_scheduler = DDPMScheduler(num_train_timesteps=timesteps, beta_schedule=beta_schedule,
-                                             clip_sample=False, prediction_type=prediction)
+        self.train_scheduler = DDPMScheduler(
+            num_train_timesteps=timesteps, beta_schedule=beta_schedule, clip_sample=False, prediction_type=prediction
+        )
 
     def ddim_scheduler(self, steps: int) -> DDIMScheduler:
         """DDIM over `steps` of the training schedule, x0 predictions clipped to the data range.
@@ -108,8 +153,9 @@ class DiffusionModel(nn.Module):
         "trailing" spacing: the first step is T - 1, where pure noise is the right start (the default
         "leading" starts at e.g. 960 of 1000, or 800 with 5 steps, where the image still carries signal).
         """
-        scheduler = DDIMScheduler.from_config(self.train_scheduler.config, clip_sample=True,
-                                              timestep_spacing="trailing")
+        scheduler = DDIMScheduler.from_config(
+            self.train_scheduler.config, clip_sample=True, timestep_spacing="trailing"
+        )
         scheduler.set_timesteps(steps)
         return scheduler
 
@@ -123,9 +169,16 @@ class DiffusionModel(nn.Module):
             return self.unet(noisy, timesteps, class_labels=labels).sample.float()
 
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, steps: int = 25, guidance: float = 2.0, generator: torch.Generator | None = None,
-               init_images: torch.Tensor | None = None, strength: float = 1.0, trajectory_at: tuple[int, ...] = ()
-               ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    def sample(
+        self,
+        labels: torch.Tensor,
+        steps: int = 25,
+        guidance: float = 2.0,
+        generator: torch.Generator | None = None,
+        init_images: torch.Tensor | None = None,
+        strength: float = 1.0,
+        trajectory_at: tuple[int, ...] = (),
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """Generate one image per label (uint8, (N, C, H, W), on the model's device).
 
         `init_images` (uint8, one per label) with `strength` < 1 is SDEdit: start from them noised
@@ -134,28 +187,44 @@ class DiffusionModel(nn.Module):
         """
         _check_sampling(steps, guidance, strength, init_images is not None)
         if steps > self.train_scheduler.config.num_train_timesteps:
-            raise ConfigError(f"DDIM steps ({steps}) cannot exceed the model's {self.train_scheduler.config.num_train_timesteps} "
-                              "training timesteps")
+            raise ConfigError(
+                f"DDIM steps ({steps}) cannot exceed the model's {self.train_scheduler.config.num_train_timesteps} "
+                "training timesteps"
+            )
         if guidance != 1.0 and self.label_dropout == 0:
-            raise ConfigError("this model was trained without label dropout, so it has no unconditional mode: use "
-                              "guidance 1 (none), or train one with --label-dropout > 0")
+            raise ConfigError(
+                "this model was trained without label dropout, so it has no unconditional mode: use "
+                "guidance 1 (none), or train one with --label-dropout > 0"
+            )
         device = next(self.unet.parameters()).device
-        images, trajectory = [], {}
+        images: list[torch.Tensor] = []
+        trajectory: dict[int, list[torch.Tensor]] = {}
         for start in range(0, len(labels), SAMPLE_CHUNK):
             part = slice(start, start + SAMPLE_CHUNK)
             init = None if init_images is None else init_images[part].to(device)
-            made, strip = self._sample_chunk(labels[part].to(device), steps, guidance, generator, init, strength,
-                                             trajectory_at)
+            made, strip = self._sample_chunk(
+                labels[part].to(device), steps, guidance, generator, init, strength, trajectory_at
+            )
             images.append(made)
             for step, x in strip.items():
                 trajectory.setdefault(step, []).append(x)
-        out = torch.cat(images) if images else torch.zeros(0, self.in_chans, self.image_size, self.image_size,
-                                                           dtype=torch.uint8, device=device)
+        out = (
+            torch.cat(images)
+            if images
+            else torch.zeros(0, self.in_chans, self.image_size, self.image_size, dtype=torch.uint8, device=device)
+        )
         return out, {step: torch.cat(xs) for step, xs in trajectory.items()}
 
-    def _sample_chunk(self, labels: torch.Tensor, steps: int, guidance: float, generator: torch.Generator | None,
-                      init: torch.Tensor | None, strength: float, trajectory_at: tuple[int, ...]
-                      ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    def _sample_chunk(
+        self,
+        labels: torch.Tensor,
+        steps: int,
+        guidance: float,
+        generator: torch.Generator | None,
+        init: torch.Tensor | None,
+        strength: float,
+        trajectory_at: tuple[int, ...],
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         scheduler = self.ddim_scheduler(steps)
         timesteps = scheduler.timesteps
         device = labels.device
@@ -163,7 +232,7 @@ class DiffusionModel(nn.Module):
         noise = torch.randn(shape, generator=generator, device=device if generator is None else generator.device)
         noise = noise.to(device)
         if init is not None and strength < 1.0:  # SDEdit: skip the first (1 - strength) of the steps
-            timesteps = timesteps[steps - max(1, round(steps * strength)):]
+            timesteps = timesteps[steps - max(1, round(steps * strength)) :]
             x = scheduler.add_noise(to_model_range(init), noise, timesteps[:1].repeat(len(labels)))
         else:
             x = noise * scheduler.init_noise_sigma
@@ -174,8 +243,9 @@ class DiffusionModel(nn.Module):
             if guidance == 1.0:
                 out = self.predict(x, t_batch, labels)
             else:  # guidance is linear, so it is the same in v or in noise
-                out_class, out_null = self.predict(torch.cat([x, x]), t_batch.repeat(2),
-                                                   torch.cat([labels, null])).chunk(2)
+                out_class, out_null = self.predict(
+                    torch.cat([x, x]), t_batch.repeat(2), torch.cat([labels, null])
+                ).chunk(2)
                 out = out_null + guidance * (out_class - out_null)
             x = scheduler.step(out, t, x, eta=0.0).prev_sample
             if i in trajectory_at:
@@ -183,8 +253,9 @@ class DiffusionModel(nn.Module):
         return to_uint8(x), strip
 
 
-def sdedit_starts(images: torch.Tensor, labels: torch.Tensor, wanted: torch.Tensor,
-                  generator: torch.Generator) -> torch.Tensor:
+def sdedit_starts(
+    images: torch.Tensor, labels: torch.Tensor, wanted: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
     """One random real image (uint8) of each wanted label's class, as SDEdit's starting points."""
     labels_cpu, wanted_cpu = labels.cpu(), wanted.cpu()
     picks = torch.empty(len(wanted_cpu), dtype=torch.long)
@@ -223,15 +294,25 @@ def _check_sampling(steps: int, guidance: float, strength: float, has_init: bool
 
 # ---- Training ---------------------------------------------------------------------------------
 
+
 @GENERATOR_KINDS.register("diffusion")
 class DiffusionTrainer(GeneratorTrainer):
     config_class = DiffusionTrainConfig
 
     def __init__(self, config: DiffusionTrainConfig, split: TrainingSplit, device: torch.device) -> None:
         self.config, self.images, self.labels, self.device = config, split.images, split.labels, device
-        self.model = DiffusionModel(split.images.shape[1], split.num_classes, config.image_size, config.width,
-                                    config.layers_per_block, config.timesteps, config.beta_schedule,
-                                    split.class_names, config.label_dropout, config.prediction).to(device)
+        self.model = DiffusionModel(
+            split.images.shape[1],
+            split.num_classes,
+            config.image_size,
+            config.width,
+            config.layers_per_block,
+            config.timesteps,
+            config.beta_schedule,
+            split.class_names,
+            config.label_dropout,
+            config.prediction,
+        ).to(device)
         self.ema = copy.deepcopy(self.model.unet).requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.model.unet.parameters(), lr=config.lr, weight_decay=0.0)
         self.steps = max(1, len(split.images) // config.batch_size)
@@ -256,8 +337,17 @@ class DiffusionTrainer(GeneratorTrainer):
             self._update_ema(global_step)
             loss_sum += loss.item()
             if step % 10 == 0 or step == self.steps - 1:
-                progress({"event": "step", "epoch": epoch, "epochs": config.epochs, "step": step + 1,
-                          "steps": self.steps, "phase": "denoising", "loss": loss.item()})
+                progress(
+                    {
+                        "event": "step",
+                        "epoch": epoch,
+                        "epochs": config.epochs,
+                        "step": step + 1,
+                        "steps": self.steps,
+                        "phase": "denoising",
+                        "loss": loss.item(),
+                    }
+                )
         return {"loss": loss_sum / self.steps}
 
     def _loss(self, generator: torch.Generator) -> torch.Tensor:
@@ -300,8 +390,11 @@ class DiffusionTrainer(GeneratorTrainer):
 
     def metadata(self) -> dict[str, str]:
         model = self.model
-        return {"in_chans": str(model.in_chans), "num_classes": str(model.num_classes),
-                "class_names": "\n".join(model.class_names)}
+        return {
+            "in_chans": str(model.in_chans),
+            "num_classes": str(model.num_classes),
+            "class_names": "\n".join(model.class_names),
+        }
 
 
 def _lr_factor(step: int, total: int) -> float:
@@ -313,14 +406,24 @@ def _lr_factor(step: int, total: int) -> float:
 
 # ---- Loading ----------------------------------------------------------------------------------
 
+
 def load_diffusion_model(reference: str, device: torch.device | str = "cpu") -> DiffusionModel:
     """A diffusion model by name (yours first, then pretrained/) or .safetensors path, in eval mode (EMA weights)."""
     path = resolve_generator(reference, "diffusion")
     metadata = read_metadata(path, "diffusion")
     config = DiffusionTrainConfig.from_dict(json.loads(metadata["config"]))
-    model = DiffusionModel(int(metadata["in_chans"]), int(metadata["num_classes"]), config.image_size, config.width,
-                           config.layers_per_block, config.timesteps, config.beta_schedule,
-                           metadata["class_names"].split("\n"), config.label_dropout, config.prediction)
+    model = DiffusionModel(
+        int(metadata["in_chans"]),
+        int(metadata["num_classes"]),
+        config.image_size,
+        config.width,
+        config.layers_per_block,
+        config.timesteps,
+        config.beta_schedule,
+        metadata["class_names"].split("\n"),
+        config.label_dropout,
+        config.prediction,
+    )
     try:
         model.unet.load_state_dict(read_generator(path)[0])
     except RuntimeError as err:

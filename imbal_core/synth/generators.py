@@ -10,28 +10,30 @@ Files live in $IMBAL_LAB_HOME/generators/ (yours) and pretrained/generators/ (sh
 `train_generator` runs the lifecycle for any `GeneratorTrainer`: load the data, resume,
 train epoch by epoch, save after every epoch, honour a stop event.
 """
+
 from __future__ import annotations
 
 import json
 import re
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ..data import load_dataset
 from ..checkpoint import flatten_state, read_weights, unflatten_state, write_weights
+from ..data import load_dataset
 from ..errors import ConfigError, RunError, require_all
 from ..imbalance import kept_indices
 from ..registry import Registry
-from ..utils import REPO_ROOT, lab_home, seed_everything, select_device
+from ..utils import PRETRAINED_DIR, lab_home, seed_everything, select_device
 
-PRETRAINED_GENERATOR_DIR = REPO_ROOT / "pretrained" / "generators"
+PRETRAINED_GENERATOR_DIR = PRETRAINED_DIR / "generators"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 TRAINING_PREFIX = "__training__"
 INDEX_KEY = "__train_index__"  # which training-split images the generator learnt from
@@ -74,14 +76,31 @@ class GeneratorConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (isinstance(self.epochs, int) and 1 <= self.epochs <= 10_000, "epochs", "an integer in [1, 10000]", self.epochs),
-            (isinstance(self.batch_size, int) and 2 <= self.batch_size <= 4096, "batch_size", "an integer in [2, 4096]",
-             self.batch_size),
+            (
+                isinstance(self.epochs, int) and 1 <= self.epochs <= 10_000,
+                "epochs",
+                "an integer in [1, 10000]",
+                self.epochs,
+            ),
+            (
+                isinstance(self.batch_size, int) and 2 <= self.batch_size <= 4096,
+                "batch_size",
+                "an integer in [2, 4096]",
+                self.batch_size,
+            ),
             (isinstance(self.lr, (int, float)) and self.lr > 0, "lr", "a positive number", self.lr),
-            (isinstance(self.image_size, int) and 16 <= self.image_size <= 512, "image_size", "an integer in [16, 512]",
-             self.image_size),
-            (self.ratio is None or (isinstance(self.ratio, (int, float)) and self.ratio >= 1), "ratio",
-             "a number >= 1, or None for the natural counts", self.ratio),
+            (
+                isinstance(self.image_size, int) and 16 <= self.image_size <= 512,
+                "image_size",
+                "an integer in [16, 512]",
+                self.image_size,
+            ),
+            (
+                self.ratio is None or (isinstance(self.ratio, (int, float)) and self.ratio >= 1),
+                "ratio",
+                "a number >= 1, or None for the natural counts",
+                self.ratio,
+            ),
         ]
         require_all(checks)
 
@@ -93,7 +112,7 @@ class GeneratorConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "GeneratorConfig":
+    def from_dict(cls, values: dict[str, Any]) -> Self:
         """Older files lack newer keys: those take their defaults."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
@@ -111,14 +130,31 @@ class TrainingSplit:
 
 
 def training_split(config: GeneratorConfig, device: torch.device | str = "cpu") -> TrainingSplit:
-    dataset = load_dataset(config.data, path=config.data_path, image_size=config.image_size,
-                           split_seed=config.split_seed, **(config.data_options or {}))
-    index = kept_indices(dataset.train.labels, config.ratio, config.profile, config.head_order, config.fit,
-                         config.seed, dataset.class_names)
+    dataset = load_dataset(
+        config.data,
+        path=config.data_path,
+        image_size=config.image_size,
+        split_seed=config.split_seed,
+        **(config.data_options or {}),
+    )
+    index = kept_indices(
+        dataset.train.labels,
+        config.ratio,
+        config.profile,
+        config.head_order,
+        config.fit,
+        config.seed,
+        dataset.class_names,
+    )
     split = dataset.train.subset(index)
     images = torch.from_numpy(split.images).permute(0, 3, 1, 2).contiguous().to(device)
-    return TrainingSplit(images, torch.from_numpy(split.labels).long().to(device), np.asarray(index),
-                         dataset.num_classes, list(dataset.class_names))
+    return TrainingSplit(
+        images,
+        torch.from_numpy(split.labels).long().to(device),
+        np.asarray(index),
+        dataset.num_classes,
+        list(dataset.class_names),
+    )
 
 
 class GeneratorTrainer(ABC):
@@ -165,9 +201,14 @@ class GeneratorInfo:
     metadata: dict[str, str]
 
 
-def train_generator(config: GeneratorConfig, name: str | None = None, out_dir: Path | str | None = None,
-                    progress: ProgressFn | None = None, stop_event: threading.Event | None = None,
-                    resume: bool = False) -> Path:
+def train_generator(
+    config: GeneratorConfig,
+    name: str | None = None,
+    out_dir: Path | str | None = None,
+    progress: ProgressFn | None = None,
+    stop_event: threading.Event | None = None,
+    resume: bool = False,
+) -> Path:
     """Train the generator `config.kind` on the training split; save it after every epoch; return its path.
 
     A stopped training leaves the last completed epoch's generator (status "partial", usable);
@@ -190,8 +231,10 @@ def train_generator(config: GeneratorConfig, name: str | None = None, out_dir: P
         saved = load_generator_info(path)
         # The device is where it trains, not what it learns: a training may move between CPU and GPU.
         if saved.kind != config.kind or _recipe(type(config).from_dict(saved.config)) != _recipe(config):
-            raise ConfigError(f"generator {name!r} was trained with another recipe; resume it with the same options "
-                              "or choose a new name")
+            raise ConfigError(
+                f"generator {name!r} was trained with another recipe; resume it with the same options "
+                "or choose a new name"
+            )
         if saved.status == "finished":
             progress({"event": "finished", "path": str(path)})
             return path
@@ -216,18 +259,25 @@ def _recipe(config: GeneratorConfig) -> dict[str, Any]:
 
 # ---- Files ------------------------------------------------------------------------------------
 
+
 def check_name(name: str) -> None:
     if not NAME_PATTERN.match(name):
         raise ConfigError(f"generator name {name!r} may only use letters, digits, '_', '-' and '.' (1-80 characters)")
 
 
-def save_generator(path: Path, trainer: GeneratorTrainer, config: GeneratorConfig, history: list[dict],
-                   train_index: np.ndarray) -> None:
+def save_generator(
+    path: Path, trainer: GeneratorTrainer, config: GeneratorConfig, history: list[dict], train_index: np.ndarray
+) -> None:
     finished = len(history) == config.epochs
     tensors = {key: value.detach().cpu().contiguous() for key, value in trainer.weights().items()}
     tensors[INDEX_KEY] = torch.from_numpy(np.asarray(train_index, dtype=np.int64))
-    metadata = {**trainer.metadata(), "kind": config.kind, "config": json.dumps(config.to_dict()),
-                "history": json.dumps(history), "status": "finished" if finished else "partial"}
+    metadata = {
+        **trainer.metadata(),
+        "kind": config.kind,
+        "config": json.dumps(config.to_dict()),
+        "history": json.dumps(history),
+        "status": "finished" if finished else "partial",
+    }
     if not finished:
         metadata["training"] = json.dumps(flatten_state(trainer.training_state(), TRAINING_PREFIX, tensors))
     write_weights(path, tensors, metadata)
@@ -258,15 +308,24 @@ def read_generator(path: Path, device: torch.device | str = "cpu") -> tuple[dict
 def generator_train_index(path: Path) -> np.ndarray | None:
     """The training-split indices the generator learnt from (None for files made before this was kept)."""
     with safe_open(str(path), framework="np") as handle:
-        return handle.get_tensor(INDEX_KEY) if INDEX_KEY in handle.keys() else None
+        # safe_open has keys() but no __contains__
+        return handle.get_tensor(INDEX_KEY) if INDEX_KEY in handle.keys() else None  # noqa: SIM118
 
 
 def load_generator_info(path: Path | str) -> GeneratorInfo:
     path = Path(path)
     metadata = read_metadata(path)
     source = "pretrained" if path.resolve().parent == PRETRAINED_GENERATOR_DIR.resolve() else "yours"
-    return GeneratorInfo(path.stem, metadata["kind"], path, source, json.loads(metadata["config"]),
-                         json.loads(metadata["history"]), metadata["status"], metadata)
+    return GeneratorInfo(
+        path.stem,
+        metadata["kind"],
+        path,
+        source,
+        json.loads(metadata["config"]),
+        json.loads(metadata["history"]),
+        metadata["status"],
+        metadata,
+    )
 
 
 def list_generators(kind: str | None = None) -> list[GeneratorInfo]:
@@ -287,8 +346,10 @@ def resolve_generator(reference: str, kind: str) -> Path:
     """A generator name (yours first, then pretrained/) or a path to a .safetensors file, of this kind."""
     train_command = {"adain": "style-train", "diffusion": "diffusion-train"}.get(kind, "...")
     if not reference:
-        raise ConfigError(f"no {kind} generator given: name one (see `python -m imbal_core generators`) or train one "
-                          f"with `python -m imbal_core {train_command}`")
+        raise ConfigError(
+            f"no {kind} generator given: name one (see `python -m imbal_core generators`) or train one "
+            f"with `python -m imbal_core {train_command}`"
+        )
     candidates = [Path(reference).expanduser()] if reference.endswith(".safetensors") else []
     candidates += [folder / f"{reference}.safetensors" for folder in (*_user_folders(), PRETRAINED_GENERATOR_DIR)]
     for path in candidates:
@@ -296,14 +357,19 @@ def resolve_generator(reference: str, kind: str) -> Path:
             read_metadata(path, kind)
             return path
     known = sorted({info.name for info in list_generators(kind)})
-    raise ConfigError(f"{kind} generator {reference!r} not found; known ones: {known or 'none'}. Train one with "
-                      f"`python -m imbal_core {train_command} --data ...`")
+    raise ConfigError(
+        f"{kind} generator {reference!r} not found; known ones: {known or 'none'}. Train one with "
+        f"`python -m imbal_core {train_command} --data ...`"
+    )
 
 
 def generators_for(kind: str, data: str, image_size: int) -> list[GeneratorInfo]:
     """The generators of a kind trained on this data source at this size (any path or split)."""
-    return [info for info in list_generators(kind)
-            if info.config.get("data") == data and info.config.get("image_size") == image_size]
+    return [
+        info
+        for info in list_generators(kind)
+        if info.config.get("data") == data and info.config.get("image_size") == image_size
+    ]
 
 
 # Generators have no task and learn from the images as they are: their task and colour_constancy read as None.
@@ -322,7 +388,9 @@ def data_mismatch(generator_config: dict[str, Any], data_recipe: dict[str, Any])
         if theirs != ours:
             return f"{key} {theirs!r} vs {ours!r}"
     theirs, ours = generator_config.get("data_path"), data_recipe.get("data_path")
-    if bool(theirs) != bool(ours) or theirs and Path(theirs).expanduser().resolve() != Path(ours).expanduser().resolve():
+    if bool(theirs) != bool(ours) or (
+        theirs and ours and Path(theirs).expanduser().resolve() != Path(ours).expanduser().resolve()
+    ):
         return f"data_path {theirs!r} vs {ours!r}"
     return None
 

@@ -15,11 +15,12 @@
 - diversity: mean pairwise feature distance among synthetic images of c over the same among
   real training images of c (1 = as varied as the real class).
 """
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,7 @@ def nearest_neighbours(queries: np.ndarray, references: np.ndarray) -> tuple[np.
     refs = torch.from_numpy(references.reshape(len(references), -1)).float() / 255
     index, distance = [], []
     for start in range(0, len(queries), NEAREST_CHUNK):
-        q = torch.from_numpy(queries[start:start + NEAREST_CHUNK].reshape(-1, refs.shape[1])).float() / 255
+        q = torch.from_numpy(queries[start : start + NEAREST_CHUNK].reshape(-1, refs.shape[1])).float() / 255
         d = torch.cdist(q, refs)
         best = d.min(dim=1)
         index.append(best.indices.numpy())
@@ -78,9 +79,19 @@ def mean_pairwise_distance(features: np.ndarray) -> float:
     return float(d.sum() / (len(features) * (len(features) - 1)))
 
 
-def generator_quality(generator: DiffusionModel, classifier: Classifier, train_images: np.ndarray,
-                      train_labels: np.ndarray, val_images: np.ndarray, val_labels: np.ndarray, per_class: int = 64,
-                      steps: int = 25, guidance: float = 2.0, strength: float = 1.0, seed: int = 0) -> QualityReport:
+def generator_quality(
+    generator: DiffusionModel,
+    classifier: Classifier,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    val_images: np.ndarray,
+    val_labels: np.ndarray,
+    per_class: int = 64,
+    steps: int = 25,
+    guidance: float = 2.0,
+    strength: float = 1.0,
+    seed: int = 0,
+) -> QualityReport:
     """Sample `per_class` images of every class and measure them (images are uint8 (N, H, W, C)).
 
     `train_images` are the images the generator learnt from; with `strength` < 1 (SDEdit) they are
@@ -92,10 +103,12 @@ def generator_quality(generator: DiffusionModel, classifier: Classifier, train_i
     generator_rng = torch.Generator().manual_seed(seed)
     init = None
     if strength < 1.0:
-        init = sdedit_starts(torch.from_numpy(train_images).permute(0, 3, 1, 2), torch.from_numpy(train_labels),
-                             labels, generator_rng)
-    made, _ = generator.sample(labels, steps=steps, guidance=guidance, generator=generator_rng, init_images=init,
-                               strength=strength)
+        init = sdedit_starts(
+            torch.from_numpy(train_images).permute(0, 3, 1, 2), torch.from_numpy(train_labels), labels, generator_rng
+        )
+    made, _ = generator.sample(
+        labels, steps=steps, guidance=guidance, generator=generator_rng, init_images=init, strength=strength
+    )
     synthetic = made.permute(0, 2, 3, 1).cpu().numpy()
     labels_np = labels.numpy()
 
@@ -111,20 +124,28 @@ def generator_quality(generator: DiffusionModel, classifier: Classifier, train_i
     for c in range(num_classes):
         s, t, v = labels_np == c, train_labels == c, val_labels == c
         n = min(int(s.sum()), int(v.sum()))  # the same count on both sides of the reference comparison
-        rows.append({
-            "class": generator.class_names[c], "train_images": int(t.sum()), "synthetic": int(s.sum()),
-            "label_fidelity": float((syn_logits[s].argmax(1).numpy() == c).mean()),
-            "real_val_recall": float((val_logits[v].argmax(1).numpy() == c).mean()) if v.any() else float("nan"),
-            "fd_synthetic": frechet_distance(train_f[t], syn_f[s][:n]),
-            "fd_real_val": frechet_distance(train_f[t], val_f[v][:n]),
-            "nn_distance_synthetic": float(np.median(nearest_distance[s])),
-            "nn_distance_real_val": float(np.median(val_nearest_distance[v])) if v.any() else float("nan"),
-            "diversity": mean_pairwise_distance(syn_features[s].numpy()) / mean_pairwise_distance(
-                train_features[t][:1000].numpy()),
-        })
+        rows.append(
+            {
+                "class": generator.class_names[c],
+                "train_images": int(t.sum()),
+                "synthetic": int(s.sum()),
+                "label_fidelity": float((syn_logits[s].argmax(1).numpy() == c).mean()),
+                "real_val_recall": float((val_logits[v].argmax(1).numpy() == c).mean()) if v.any() else float("nan"),
+                "fd_synthetic": frechet_distance(train_f[t], syn_f[s][:n]),
+                "fd_real_val": frechet_distance(train_f[t], val_f[v][:n]),
+                "nn_distance_synthetic": float(np.median(nearest_distance[s])),
+                "nn_distance_real_val": float(np.median(val_nearest_distance[v])) if v.any() else float("nan"),
+                "diversity": mean_pairwise_distance(syn_features[s].numpy())
+                / mean_pairwise_distance(train_features[t][:1000].numpy()),
+            }
+        )
     table = pd.DataFrame(rows)
-    table.loc[len(table)] = {"class": "all", "train_images": int(len(train_labels)), "synthetic": int(len(labels_np)),
-                             **table.drop(columns=["class", "train_images", "synthetic"]).mean().to_dict()}
+    table.loc[len(table)] = {
+        "class": "all",
+        "train_images": int(len(train_labels)),
+        "synthetic": int(len(labels_np)),
+        **table.drop(columns=["class", "train_images", "synthetic"]).mean().to_dict(),
+    }
     return QualityReport(table, synthetic, labels_np, nearest, nearest_distance)
 
 
@@ -132,12 +153,21 @@ def _pca(reference: np.ndarray, dimensions: int) -> Callable[[np.ndarray], np.nd
     """Projection onto the top `dimensions` principal components of the reference features."""
     mean = reference.mean(0)
     _, _, vt = np.linalg.svd(reference - mean, full_matrices=False)
-    basis = vt[:max(1, min(dimensions, len(vt)))].T
+    basis = vt[: max(1, min(dimensions, len(vt)))].T
     return lambda features: (features - mean) @ basis
 
 
-def measure_generator(generator: str, run_id: str, store: RunStore, per_class: int = 64, steps: int = 25, guidance: float = 2.0,
-                      strength: float = 1.0, seed: int = 0, device: str = "auto") -> QualityReport:
+def measure_generator(
+    generator: str,
+    run_id: str,
+    store: RunStore,
+    per_class: int = 64,
+    steps: int = 25,
+    guidance: float = 2.0,
+    strength: float = 1.0,
+    seed: int = 0,
+    device: str = "auto",
+) -> QualityReport:
     """`generator_quality` for a generator name and a finished run (looked up in `store`, then pretrained/).
 
     The run must be on the generator's data (same source, size and split) so its classifier and
@@ -160,13 +190,30 @@ def measure_generator(generator: str, run_id: str, store: RunStore, per_class: i
     classifier, run_config, metrics = load_run_model(owner, run_id, target)
     mismatch = data_mismatch(config.to_dict(), run_config.to_dict())
     if mismatch:
-        raise ConfigError(f"run {run_id} is on other data than the generator ({mismatch}); pick a run on the "
-                          "generator's data")
+        raise ConfigError(
+            f"run {run_id} is on other data than the generator ({mismatch}); pick a run on the generator's data"
+        )
     model = load_diffusion_model(str(path), target)
     if metrics["class_names"] != model.class_names:
         raise ConfigError(f"run {run_id} has classes {metrics['class_names']}, the generator {model.class_names}")
     split = training_split(config)
-    dataset = load_dataset(config.data, path=config.data_path, image_size=config.image_size,
-                           split_seed=config.split_seed, **(config.data_options or {}))
-    return generator_quality(model, classifier, split.images.permute(0, 2, 3, 1).numpy(), split.labels.numpy(),
-                             dataset.val.images, dataset.val.labels, per_class, steps, guidance, strength, seed)
+    dataset = load_dataset(
+        config.data,
+        path=config.data_path,
+        image_size=config.image_size,
+        split_seed=config.split_seed,
+        **(config.data_options or {}),
+    )
+    return generator_quality(
+        model,
+        classifier,
+        split.images.permute(0, 2, 3, 1).numpy(),
+        split.labels.numpy(),
+        dataset.val.images,
+        dataset.val.labels,
+        per_class,
+        steps,
+        guidance,
+        strength,
+        seed,
+    )

@@ -5,6 +5,7 @@ Every tool maps content images and style references of the same shape — float 
 full transfer (1). `auxiliary_pairs` decides which content meets which reference when Style-KD
 balances a training set.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,6 +25,7 @@ CHUNK = 1024  # images stylised per call when a whole pool is made at once
 
 # ---- Fourier domain adaptation (Yang & Soatto, CVPR 2020) -------------------------------------
 
+
 def low_frequency_mask(height: int, width: int, beta: float, device: torch.device | str = "cpu") -> torch.Tensor:
     """(H, W) bool: the frequencies with |f_y|, |f_x| <= floor(beta * min(H, W)) in FFT order.
 
@@ -35,8 +37,9 @@ def low_frequency_mask(height: int, width: int, beta: float, device: torch.devic
     return (fy[:, None] <= half) & (fx[None, :] <= half)
 
 
-def fourier_amplitude_swap(content: torch.Tensor, style: torch.Tensor, beta: float = 0.1,
-                           strength: float = 1.0) -> torch.Tensor:
+def fourier_amplitude_swap(
+    content: torch.Tensor, style: torch.Tensor, beta: float = 0.1, strength: float = 1.0
+) -> torch.Tensor:
     """Content phase everywhere; the style's amplitude (mixed by `strength`) in the low band.
 
     Low-frequency amplitude carries colour, illumination and texture statistics ("style"), the
@@ -44,12 +47,14 @@ def fourier_amplitude_swap(content: torch.Tensor, style: torch.Tensor, beta: flo
     """
     spectrum_c = torch.fft.fft2(content.float())
     amplitude_s = torch.fft.fft2(style.float()).abs()
-    band = low_frequency_mask(*content.shape[-2:], beta, content.device) * strength
+    height, width = content.shape[-2:]
+    band = low_frequency_mask(height, width, beta, content.device) * strength
     amplitude = spectrum_c.abs() * (1 - band) + amplitude_s * band
     return torch.fft.ifft2(torch.polar(amplitude, spectrum_c.angle())).real
 
 
 # ---- Histogram matching -----------------------------------------------------------------------
+
 
 def histogram_match(content: torch.Tensor, style: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
     """Per image and channel, give the content the style's values in the content's rank order.
@@ -58,8 +63,10 @@ def histogram_match(content: torch.Tensor, style: torch.Tensor, strength: float 
     strength 1 each channel's CDF is the style's. Ties keep their spatial order.
     """
     if content.shape != style.shape:
-        raise ConfigError(f"histogram matching needs content and style of one shape; got {tuple(content.shape)} "
-                          f"and {tuple(style.shape)}")
+        raise ConfigError(
+            f"histogram matching needs content and style of one shape; got {tuple(content.shape)} "
+            f"and {tuple(style.shape)}"
+        )
     flat = content.float().flatten(2)
     ranks = flat.argsort(dim=-1, stable=True).argsort(dim=-1)
     matched = style.float().flatten(2).sort(dim=-1).values.gather(-1, ranks)
@@ -67,6 +74,7 @@ def histogram_match(content: torch.Tensor, style: torch.Tensor, strength: float 
 
 
 # ---- AdaIN (Huang & Belongie, ICCV 2017) with a small encoder/decoder trained on the data -----
+
 
 def channel_stats(features: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image, per-channel mean and standard deviation, shaped (B, C, 1, 1)."""
@@ -96,11 +104,13 @@ class StyleEncoder(nn.Module):
 
     def __init__(self, in_chans: int, width: int) -> None:
         super().__init__()
-        self.stages = nn.ModuleList([
-            nn.Sequential(_conv(in_chans, width), _conv(width, width)),
-            nn.Sequential(nn.AvgPool2d(2), _conv(width, 2 * width), _conv(2 * width, 2 * width)),
-            nn.Sequential(_conv(2 * width, 4 * width)),
-        ])
+        self.stages = nn.ModuleList(
+            [
+                nn.Sequential(_conv(in_chans, width), _conv(width, width)),
+                nn.Sequential(nn.AvgPool2d(2), _conv(width, 2 * width), _conv(2 * width, 2 * width)),
+                nn.Sequential(_conv(2 * width, 4 * width)),
+            ]
+        )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         outputs = []
@@ -117,9 +127,13 @@ class StyleDecoder(nn.Module):
     def __init__(self, out_chans: int, width: int) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            _conv(4 * width, 2 * width), _conv(2 * width, 2 * width), _conv(2 * width, width),
+            _conv(4 * width, 2 * width),
+            _conv(2 * width, 2 * width),
+            _conv(2 * width, width),
             nn.Upsample(scale_factor=2, mode="nearest"),
-            _conv(width, width), nn.ReflectionPad2d(1), nn.Conv2d(width, out_chans, 3),
+            _conv(width, width),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(width, out_chans, 3),
         )
 
     def forward(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -138,8 +152,9 @@ class AdaINModel(nn.Module):
         self.encoder = StyleEncoder(in_chans, width)
         self.decoder = StyleDecoder(in_chans, width)
 
-    def forward(self, content: torch.Tensor, style: torch.Tensor, strength: float = 1.0,
-                keep_detail: bool = False) -> torch.Tensor:
+    def forward(
+        self, content: torch.Tensor, style: torch.Tensor, strength: float = 1.0, keep_detail: bool = False
+    ) -> torch.Tensor:
         """The decoded AdaIN image; with `keep_detail`, the content image plus only the change the style
         makes (decoded target minus decoded content), so the decoder's blur never reaches the output."""
         content_features = self.encoder(content)[-1]
@@ -151,6 +166,7 @@ class AdaINModel(nn.Module):
 
 
 # ---- Tools behind one interface ---------------------------------------------------------------
+
 
 @dataclass
 class StyleTool:
@@ -164,8 +180,9 @@ class StyleTool:
     @torch.no_grad()
     def __call__(self, content: torch.Tensor, style: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
         if content.shape != style.shape:
-            raise ConfigError(f"content and style batches must have one shape; got {tuple(content.shape)} and "
-                              f"{tuple(style.shape)}")
+            raise ConfigError(
+                f"content and style batches must have one shape; got {tuple(content.shape)} and {tuple(style.shape)}"
+            )
         if not 0.0 <= strength <= 1.0:
             raise ConfigError(f"strength must be in [0, 1]; got {strength}")
         # Full precision even inside a mixed-precision training step: FFTs and ranks need it.
@@ -178,6 +195,7 @@ STYLE_TOOLS: Registry[type[StyleTool]] = Registry("style tool")
 
 register_style_tool = STYLE_TOOLS.register_named
 
+
 @register_style_tool("fourier")
 @dataclass
 class FourierTool(StyleTool):
@@ -185,7 +203,9 @@ class FourierTool(StyleTool):
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.beta <= 0.5:
-            raise ConfigError(f"beta (the low-frequency band, a share of the image side) must be in [0, 0.5]; got {self.beta}")
+            raise ConfigError(
+                f"beta (the low-frequency band, a share of the image side) must be in [0, 0.5]; got {self.beta}"
+            )
 
     def transfer(self, content: torch.Tensor, style: torch.Tensor, strength: float) -> torch.Tensor:
         return fourier_amplitude_swap(content, style, self.beta, strength)
@@ -208,16 +228,21 @@ class AdaINTool(StyleTool):
 
     def __post_init__(self) -> None:
         if self.model is None:
-            raise ConfigError("the adain tool needs a trained model: train one with `python -m imbal_core style-train` "
-                              "(or on the Synthesis page) and pass its name as style_model")
+            raise ConfigError(
+                "the adain tool needs a trained model: train one with `python -m imbal_core style-train` "
+                "(or on the Synthesis page) and pass its name as style_model"
+            )
         self.model.eval()
 
     def transfer(self, content: torch.Tensor, style: torch.Tensor, strength: float) -> torch.Tensor:
-        if content.shape[1] != self.model.in_chans:
-            raise ConfigError(f"the AdaIN model was trained on {self.model.in_chans}-channel images; these have "
-                              f"{content.shape[1]}")
-        self.model.to(content.device)
-        return self.model(content, style, strength, self.keep_detail)
+        model = self.model
+        assert model is not None, "__post_init__ refuses a tool without a model"
+        if content.shape[1] != model.in_chans:
+            raise ConfigError(
+                f"the AdaIN model was trained on {model.in_chans}-channel images; these have {content.shape[1]}"
+            )
+        model.to(content.device)
+        return model(content, style, strength, self.keep_detail)
 
 
 def create_style_tool(name: str, **options) -> StyleTool:
@@ -237,6 +262,7 @@ def stylise_uint8(tool: StyleTool, content: torch.Tensor, style: torch.Tensor, s
 
 # ---- Which content meets which reference ------------------------------------------------------
 
+
 @dataclass
 class AuxiliaryPairs:
     """Auxiliary images of one epoch: content index, reference index and label (= content's class)."""
@@ -248,7 +274,7 @@ class AuxiliaryPairs:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, index: torch.Tensor) -> "AuxiliaryPairs":
+    def subset(self, index: torch.Tensor | slice) -> AuxiliaryPairs:
         return AuxiliaryPairs(self.content[index], self.reference[index], self.labels[index])
 
 
@@ -270,8 +296,9 @@ def style_grid(tool: StyleTool, contents: torch.Tensor, references: torch.Tensor
     return out.view(n, m, *contents.shape[1:])
 
 
-def auxiliary_pairs(labels: torch.Tensor, num_classes: int, policy: str, generator: torch.Generator,
-                    fraction: float = 1.0) -> AuxiliaryPairs:
+def auxiliary_pairs(
+    labels: torch.Tensor, num_classes: int, policy: str, generator: torch.Generator, fraction: float = 1.0
+) -> AuxiliaryPairs:
     """For each class c, round(fraction * (n_max - n_c)) pairs whose content is a class-c image.
 
     Contents cycle through a shuffled list of the class's images, so each is used about equally.

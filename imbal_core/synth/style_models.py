@@ -10,6 +10,7 @@ Training has two phases, both on the training split only:
 
 Files, listing and the training lifecycle are shared with diffusion models (`generators.py`).
 """
+
 from __future__ import annotations
 
 import threading
@@ -19,9 +20,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, RunError, require_all
-from .generators import (GENERATOR_KINDS, GeneratorConfig, GeneratorTrainer, ProgressFn, TrainingSplit,
-                         read_generator, read_metadata, resolve_generator)
+from ..errors import RunError, require_all
+from .generators import (
+    GENERATOR_KINDS,
+    GeneratorConfig,
+    GeneratorTrainer,
+    ProgressFn,
+    TrainingSplit,
+    read_generator,
+    read_metadata,
+    resolve_generator,
+)
 from .style import AdaINModel, adain, channel_stats
 
 
@@ -38,15 +47,25 @@ class StyleTrainConfig(GeneratorConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         checks = [
-            (isinstance(self.autoencoder_epochs, int) and 0 <= self.autoencoder_epochs < self.epochs,
-             "autoencoder_epochs", f"an integer in [0, epochs - 1 = {self.epochs - 1}]", self.autoencoder_epochs),
+            (
+                isinstance(self.autoencoder_epochs, int) and 0 <= self.autoencoder_epochs < self.epochs,
+                "autoencoder_epochs",
+                f"an integer in [0, epochs - 1 = {self.epochs - 1}]",
+                self.autoencoder_epochs,
+            ),
             (isinstance(self.width, int) and 4 <= self.width <= 128, "width", "an integer in [4, 128]", self.width),
-            (self.style_weight >= 0 and self.reconstruction_weight >= 0, "loss weights", "weights >= 0",
-             (self.style_weight, self.reconstruction_weight)),
+            (
+                self.style_weight >= 0 and self.reconstruction_weight >= 0,
+                "loss weights",
+                "weights >= 0",
+                (self.style_weight, self.reconstruction_weight),
+            ),
         ]
         require_all(checks)
 
+
 # ---- Losses -----------------------------------------------------------------------------------
+
 
 def style_loss(generated: list[torch.Tensor], style: list[torch.Tensor]) -> torch.Tensor:
     """Sum over encoder stages of the squared distance of channel means and of stds."""
@@ -58,8 +77,9 @@ def style_loss(generated: list[torch.Tensor], style: list[torch.Tensor]) -> torc
     return total
 
 
-def adain_losses(model: AdaINModel, content: torch.Tensor, style: torch.Tensor, config: StyleTrainConfig
-                 ) -> dict[str, torch.Tensor]:
+def adain_losses(
+    model: AdaINModel, content: torch.Tensor, style: torch.Tensor, config: StyleTrainConfig
+) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         content_features = model.encoder(content)
         style_features = model.encoder(style)
@@ -72,12 +92,16 @@ def adain_losses(model: AdaINModel, content: torch.Tensor, style: torch.Tensor, 
         "style": style_loss(generated_features, style_features),
         "reconstruction": F.mse_loss(model.decoder(content_features[-1], size), content),
     }
-    losses["total"] = (losses["content"] + config.style_weight * losses["style"]
-                       + config.reconstruction_weight * losses["reconstruction"])
+    losses["total"] = (
+        losses["content"]
+        + config.style_weight * losses["style"]
+        + config.reconstruction_weight * losses["reconstruction"]
+    )
     return losses
 
 
 # ---- Training ---------------------------------------------------------------------------------
+
 
 @GENERATOR_KINDS.register("adain")
 class AdaINTrainer(GeneratorTrainer):
@@ -94,6 +118,12 @@ class AdaINTrainer(GeneratorTrainer):
         self.model.encoder.requires_grad_(autoencoder_phase)
         trained = self.model.parameters() if autoencoder_phase else self.model.decoder.parameters()
         self.optimizer = torch.optim.Adam([p for p in trained if p.requires_grad], lr=self.config.lr)
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        """The current phase's optimiser (train_epoch and load start a phase)."""
+        if self.optimizer is None:
+            raise RuntimeError("no training phase started yet: call train_epoch (or load) first")
+        return self.optimizer
 
     def train_epoch(self, epoch: int, stop_event: threading.Event, progress: ProgressFn) -> dict[str, Any] | None:
         config, model = self.config, self.model
@@ -114,14 +144,24 @@ class AdaINTrainer(GeneratorTrainer):
                 losses["total"] = losses["reconstruction"]
             else:
                 losses = adain_losses(model, content, _batch(self.images, config.batch_size, generator), config)
-            self.optimizer.zero_grad(set_to_none=True)
+            optimizer = self._optimizer()
+            optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
-            self.optimizer.step()
+            optimizer.step()
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + value.item()
             if step % 10 == 0 or step == self.steps - 1:
-                progress({"event": "step", "epoch": epoch, "epochs": config.epochs, "step": step + 1,
-                          "steps": self.steps, "phase": phase, "loss": losses["total"].item()})
+                progress(
+                    {
+                        "event": "step",
+                        "epoch": epoch,
+                        "epochs": config.epochs,
+                        "step": step + 1,
+                        "steps": self.steps,
+                        "phase": phase,
+                        "loss": losses["total"].item(),
+                    }
+                )
         self.last_epoch = epoch
         return {"phase": phase, **{key: value / self.steps for key, value in sums.items()}}
 
@@ -129,14 +169,14 @@ class AdaINTrainer(GeneratorTrainer):
         return self.model.state_dict()
 
     def training_state(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "epoch": self.last_epoch}
+        return {"optimizer": self._optimizer().state_dict(), "epoch": self.last_epoch}
 
     def load(self, weights: dict[str, torch.Tensor], training_state: dict[str, Any]) -> None:
         self.model.load_state_dict(weights)
         next_epoch = training_state["epoch"] + 1
         if next_epoch != self.config.autoencoder_epochs:  # same phase: the optimiser's moments carry on
             self._start_phase(next_epoch < self.config.autoencoder_epochs)
-            self.optimizer.load_state_dict(training_state["optimizer"])
+            self._optimizer().load_state_dict(training_state["optimizer"])
 
     def metadata(self) -> dict[str, str]:
         return {"in_chans": str(self.model.in_chans), "width": str(self.model.width)}
@@ -148,6 +188,7 @@ def _batch(images: torch.Tensor, size: int, generator: torch.Generator) -> torch
 
 
 # ---- Loading ----------------------------------------------------------------------------------
+
 
 def load_style_model(reference: str, device: torch.device | str = "cpu") -> AdaINModel:
     """An AdaIN model by name (yours first, then pretrained/) or .safetensors path, in eval mode."""

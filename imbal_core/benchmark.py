@@ -1,0 +1,633 @@
+"""Run a benchmark protocol (`protocol.py`) and write its results file.
+
+Planning matches every run the protocol asks for against the run store by its whole TrainConfig: a finished run is
+never trained again (a changed setting makes another config, so a new run); a stopped, interrupted or failed run is
+resumed from its last completed epoch; a run another process is training is left to it. Only the missing runs go to
+the executor (local or Ray). The results file (`results/<name>.md` and `.csv`) is written from the finished runs with
+the statistics of `stats.py` (the same as the app's Compare page): per data set and ratio, mean ± sd over seeds with n
+and 95 % t intervals, differences paired by seed against the reference method with 95 % intervals, few / medium /
+many accuracy, per-class recall and its paired change; plus the exact command, code version and wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .compare import finished_runs, load_results, per_class_table
+from .engine.trainer import RESUMABLE
+from .errors import ConfigError, ImbalLabError
+from .executors import Job, LocalExecutor, Outcome
+from .imbalance import kept_indices
+from .methods import create_method
+from .metrics import BINARY_METRICS, SUMMARY_METRICS
+from .protocol import PlannedRun, Protocol
+from .runs import RunStore
+from .stats import (
+    CONFIDENCE,
+    MIN_SEEDS_FOR_INTERVAL,
+    format_spread,
+    leaderboard,
+    paired_class_differences,
+    paired_differences,
+)
+from .utils import atomic_path, check_device, code_version
+
+TAG_PREFIX = "benchmark:"
+TRAINED_STATES = ("new", "start", "resume")  # steps the executor trains
+# Shown in the Markdown tables (the CSV has every metric).
+SHOWN = ["many_acc", "medium_acc", "few_acc", "balanced_acc", "macro_f1", "acc"]
+SHOWN_BINARY = ["auroc", "auprc", "sens_at_95_spec", "balanced_acc", "sensitivity", "specificity"]
+PAIRED_SHOWN = ["balanced_acc", "macro_f1", "few_acc", "medium_acc", "many_acc"]
+PAIRED_SHOWN_BINARY = ["auroc", "auprc", "sens_at_95_spec", "balanced_acc"]
+ALL_METRICS = list(SUMMARY_METRICS)
+ALL_BINARY = list(SUMMARY_METRICS) + [m for m in BINARY_METRICS if m != "threshold"]
+# What the plan does with each run (`benchmark --plan` prints these).
+STATE_TEXT = {
+    "reuse": "finished before (reused)",
+    "new": "to train",
+    "start": "to train",
+    "resume": "to resume",
+    "skip": "skipped",
+    "blocked": "not run: blocked",
+    "elsewhere": "not run: busy",
+}
+DONE_TEXT = {"new": "trained now", "start": "trained now", "resume": "resumed now"}  # ... once the executor ran it
+
+
+@dataclass
+class Step:
+    """One planned run and what the benchmark does about it."""
+
+    run: PlannedRun
+    state: str  # reuse, new, start (a queued run of an earlier benchmark), resume, skip, blocked, elsewhere
+    run_id: str | None = None
+    note: str = ""
+    outcome: Outcome | None = field(default=None, repr=False)
+    final_status: str | None = None  # the run's status when the results were written
+
+
+@dataclass
+class BenchmarkResult:
+    steps: list[Step]
+    markdown: Path
+    csv: Path
+    wall_seconds: float
+
+    def incomplete(self) -> list[Step]:
+        """Runs the protocol asks for that have no finished run (skipped methods do not count)."""
+        return [s for s in self.steps if s.state != "skip" and s.final_status != "finished"]
+
+
+def plan(protocol: Protocol, store: RunStore, local: bool = True) -> list[Step]:
+    """Check the protocol against its data (loads, every ratio reachable; the device when training here) and match
+    each run against the store. Raises ConfigError / DataError before anything is trained."""
+    runs = protocol.plan()
+    _check_data(protocol, runs, local)
+    return [_step(run, store) for run in runs]
+
+
+def run_benchmark(
+    protocol: Protocol,
+    store: RunStore,
+    executor: Any | None = None,
+    out_dir: Path | str = "results",
+    command: str = "",
+    log: Callable[[str], None] = print,
+) -> BenchmarkResult:
+    """Train what is missing, then write the results; an interrupt (Ctrl-C) still writes what is finished."""
+    started = time.time()
+    executor = executor or LocalExecutor()
+    steps = plan(protocol, store, local=executor.name == "local")
+    todo = [s for s in steps if s.state in TRAINED_STATES]
+    counts = {state: sum(s.state == state for s in steps) for state in STATE_TEXT}
+    log(
+        f"benchmark {protocol.name}: {len(steps)} runs planned — {counts['reuse']} finished before, "
+        f"{counts['new'] + counts['start']} to train, {counts['resume']} to resume, {counts['skip']} skipped, "
+        f"{counts['blocked']} blocked, {counts['elsewhere']} busy elsewhere"
+    )
+    for s in steps:
+        if s.state in ("blocked", "elsewhere"):
+            log(f"  {STATE_TEXT[s.state]}: {s.run.describe()}: {s.note}")
+    by_job: dict[int, Step] = {}
+    jobs = []
+    for s in todo:
+        job = Job(s.run.config, s.run_id, resume=s.state == "resume")  # type: ignore[arg-type]
+        by_job[id(job)] = s
+        jobs.append(job)
+    done = 0
+
+    def on_done(outcome: Outcome) -> None:
+        nonlocal done
+        done += 1
+        step = by_job[id(outcome.job)]
+        step.run_id, step.outcome = outcome.run_id, outcome
+        retried = f" after {outcome.attempts} attempts" if outcome.attempts > 1 else ""
+        error = f": {outcome.error}" if outcome.error else ""
+        log(f"[{done}/{len(jobs)}] {step.run.describe()}: {outcome.run_id} {outcome.status}{retried}{error}")
+
+    try:
+        executor.run(jobs, store, tag=TAG_PREFIX + protocol.name, on_done=on_done)
+    finally:  # also after Ctrl-C: the results file shows what is finished
+        result = write_results(
+            protocol,
+            store,
+            steps,
+            out_dir,
+            command,
+            executor.description,
+            time.time() - started,
+        )
+    return result
+
+
+def _check_data(protocol: Protocol, runs: list[PlannedRun], local: bool) -> None:
+    seen: set[str] = set()
+    for run in runs:
+        config = run.config
+        if config is None:
+            continue
+        if local:
+            try:
+                check_device(config.device)
+            except ConfigError as err:
+                raise ConfigError(f"{protocol.file}: {err}") from None
+        key = json.dumps(config.data_recipe(), sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        task = f" with task {config.task!r}" if config.task else ""
+        try:
+            dataset = config.load_data()
+            for other in runs:  # every ratio and seed of this data reachable
+                c = other.config
+                if c is not None and json.dumps(c.data_recipe(), sort_keys=True, default=str) == key:
+                    kept_indices(
+                        dataset.train.labels, c.ratio, c.profile, c.head_order, c.fit, c.seed, dataset.class_names
+                    )
+        except ImbalLabError as err:
+            hint = (
+                f" (the path comes from the protocol's data table or from --path {run.data.name}=DIR)"
+                if run.data.path
+                else ""
+            )
+            raise ConfigError(f"{protocol.file}: data set {run.data.name!r}{task}: {err}{hint}") from None
+
+
+def _step(run: PlannedRun, store: RunStore) -> Step:
+    if run.config is None:
+        return Step(run, "skip", note=run.method.skip or "")
+    existing = store.find_runs(run.config.to_dict())
+    for r in existing:
+        if r["status"] == "finished":
+            return Step(run, "reuse", r["run_id"])
+    for r in existing:
+        if r["status"] == "running":
+            return Step(
+                run,
+                "elsewhere",
+                r["run_id"],
+                f"run {r['run_id']} is training in another process "
+                f"({r['owner_host']}, pid {r['owner_pid']}); run the command again when it has ended",
+            )
+        if r["status"] == "queued" and not str(r["tag"] or "").startswith(TAG_PREFIX):
+            return Step(
+                run,
+                "elsewhere",
+                r["run_id"],
+                f"run {r['run_id']} is queued in the app's job queue; it "
+                "trains there (or stop it there), then run the command again",
+            )
+    try:  # what the settings name exists (a generator); cheap, no data loaded
+        create_method(run.config.method, **run.config.method_settings).check_ready()
+    except ImbalLabError as err:
+        return Step(run, "blocked", note=str(err))
+    resumable = [r for r in existing if r["status"] in RESUMABLE]
+    if resumable:
+        best = max(resumable, key=lambda r: ((r["progress"] or {}).get("epoch", 0), r["created"]))
+        return Step(run, "resume", best["run_id"])
+    queued = [r for r in existing if r["status"] == "queued"]
+    if queued:  # made by an earlier benchmark that ended before it started the run
+        return Step(run, "start", queued[0]["run_id"])
+    return Step(run, "new")
+
+
+# ---- results ------------------------------------------------------------------------------------------------------
+
+
+def write_results(
+    protocol: Protocol,
+    store: RunStore,
+    steps: list[Step],
+    out_dir: Path | str,
+    command: str,
+    executor: str,
+    wall_seconds: float,
+) -> BenchmarkResult:
+    out_dir = Path(out_dir)
+    records = {s.run_id: store.get_run(s.run_id) for s in steps if s.run_id and store.has_run(s.run_id)}
+    for s in steps:
+        s.final_status = records[s.run_id]["status"] if s.run_id in records else None
+    finished_ids = [s.run_id for s in steps if s.final_status == "finished"]
+    runs = finished_runs([store])
+    runs = runs[runs["run_id"].isin(finished_ids)].copy()
+    # The reference first (also where the benchmark added it on a one-class method's task), then the protocol's order.
+    order = {
+        m.key(): (m.method != protocol.reference or bool(m.settings), i) for i, m in enumerate(protocol.all_methods())
+    }
+    rank = {s.run_id: order[s.run.method.key()] for s in steps if s.run_id}
+    runs["_rank"] = runs["run_id"].map(rank)
+    runs = runs.sort_values(["_rank", "seed"], kind="stable")
+    if runs.empty:  # nothing finished yet (finished_runs' empty frame has no group or ratio_label)
+        reference_group, results, sections = None, [], []
+    else:
+        reference_group = _reference_group(protocol, steps, runs)
+        results = load_results(runs)
+        sections = _sections(steps, runs)
+
+    lines = _header(protocol, steps, records, command, executor, wall_seconds, reference_group)
+    tidy: list[dict[str, Any]] = []
+    for data, ratio in sections:
+        part = runs[(runs["data"] == data) & (runs["ratio_label"] == ratio)]
+        lines += _section(
+            part,
+            [r for r in results if r.run_id in set(part["run_id"])],
+            data,
+            ratio,
+            reference_group,
+            protocol.reference,
+            tidy,
+        )
+    lines += _not_in_tables(steps)
+    lines += _runs_table(steps, records)
+    lines += [
+        "## Protocol file",
+        "",
+        f"`{_shown_path(protocol.file)}` (sha256 {protocol.sha256[:16]}):",
+        "",
+        "```toml",
+        protocol.text.rstrip(),
+        "```",
+        "",
+    ]
+    markdown = out_dir / f"{protocol.name}.md"
+    csv = out_dir / f"{protocol.name}.csv"
+    with atomic_path(markdown) as tmp:
+        tmp.write_text("\n".join(lines))
+    columns = [
+        "table",
+        "data",
+        "ratio",
+        "method",
+        "group",
+        "metric",
+        "class",
+        "train_count",
+        "n",
+        "mean",
+        "sd",
+        "low",
+        "high",
+    ]
+    with atomic_path(csv) as tmp:
+        pd.DataFrame(tidy, columns=columns).to_csv(tmp, index=False)
+    return BenchmarkResult(steps, markdown, csv, wall_seconds)
+
+
+def _reference_group(protocol: Protocol, steps: list[Step], runs: pd.DataFrame) -> str | None:
+    groups = runs.set_index("run_id")["group"]
+    for s in steps:
+        if s.run.method.method == protocol.reference and not s.run.method.settings and s.run_id in groups.index:
+            return str(groups[s.run_id])
+    return None
+
+
+def _sections(steps: list[Step], runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """(data label, ratio label) of the finished runs, in the protocol's order."""
+    where = runs.set_index("run_id")[["data", "ratio_label"]]
+    keys = [
+        (str(where.loc[s.run_id, "data"]), str(where.loc[s.run_id, "ratio_label"]))
+        for s in steps
+        if s.run_id in where.index
+    ]
+    return list(dict.fromkeys(keys))
+
+
+def _header(
+    protocol: Protocol,
+    steps: list[Step],
+    records: dict[str, dict],
+    command: str,
+    executor: str,
+    wall_seconds: float,
+    reference_group: str | None,
+) -> list[str]:
+    counted = {state: sum(s.state == state for s in steps) for state in STATE_TEXT}
+    finished = sum(s.final_status == "finished" for s in steps)
+    trained_seconds = sum(
+        float(records[s.run_id]["duration_s"] or 0)
+        for s in steps
+        if s.final_status == "finished" and s.run_id in records
+    )
+    training = ", ".join(f"{k} {v}" for k, v in protocol.training.items())
+    one_class = [m for m in protocol.all_methods() if m.task and m.task != protocol.task]
+    lines = [f"# Benchmark `{protocol.name}`", ""]
+    if protocol.description:
+        lines += [protocol.description.strip(), ""]
+    lines += [
+        f"- Command: `{command or '(called from Python)'}` (run in `{Path.cwd()}`)",
+        f"- Code version: `{code_version()}`; executor: {executor}; written {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
+        f"- Wall time of this command: {_duration(wall_seconds)}; training time of the {finished} runs in the tables: "
+        f"{_duration(trained_seconds)} (each run's last training call, summed; runs reused from earlier commands "
+        "count too)",
+        f"- Runs planned: {len(steps)} — finished before and reused {counted['reuse']}, to train "
+        f"{counted['new'] + counted['start']}, to resume {counted['resume']}, skipped {counted['skip']}, "
+        f"blocked {counted['blocked']}, busy elsewhere {counted['elsewhere']}; finished now: {finished}",
+        f"- Protocol: seeds {protocol.seeds}, ratios {[_ratio_label(r) for r in protocol.ratios]}, "
+        f"{training or 'TrainConfig defaults'}" + (f", task {protocol.task!r}" if protocol.task else ""),
+        f"- Statistics (`imbal_core/stats.py`, as on Compare): replicates are seeds; mean ± sd over seeds, with a "
+        f"{CONFIDENCE * 100:.0f} % t interval in brackets from {MIN_SEEDS_FOR_INTERVAL} seeds on; differences "
+        f"against `{protocol.reference}` are paired by seed (same data, ratio and seed), with a "
+        f"{CONFIDENCE * 100:.0f} % t interval from {MIN_SEEDS_FOR_INTERVAL} pairs on. Many / medium / few = classes "
+        "in the top / middle / bottom tercile of training counts (`metrics.shot_groups`); their accuracy is the "
+        "mean recall of those classes.",
+    ]
+    if reference_group is None:
+        lines.append(f"- No finished `{protocol.reference}` run: no paired differences.")
+    if one_class:
+        tasks = sorted({m.task for m in one_class if m.task})
+        methods = sorted({m.label for m in one_class if not m.added})
+        lines.append(
+            f"- Methods on their own binary task ({', '.join(methods)}): one-class methods need a binary "
+            f"task, so the protocol gives them one ({', '.join(map(repr, tasks))}); `{protocol.reference}` "
+            "is run on that task too, so they have a reference to be paired with. Their results are in the "
+            "sections of the task's data set (marked [task])."
+        )
+    return lines + [""]
+
+
+def _section(
+    runs: pd.DataFrame,
+    results: list,
+    data: str,
+    ratio: str,
+    reference_group: str | None,
+    reference: str,
+    tidy: list[dict[str, Any]],
+) -> list[str]:
+    binary = runs["auroc"].notna().any() if "auroc" in runs else False
+    shown, every = (SHOWN_BINARY, ALL_BINARY) if binary else (SHOWN, ALL_METRICS)
+    paired_shown = PAIRED_SHOWN_BINARY if binary else PAIRED_SHOWN
+    lines = [f"## {data} · ratio {ratio}", ""]
+    board = leaderboard(runs, every)
+    where = {"data": data, "ratio": ratio}
+    for row in board.itertuples(index=False):
+        row = row._asdict()
+        for metric in every:
+            tidy.append(
+                {
+                    "table": "summary",
+                    **where,
+                    "method": _method(row["group"]),
+                    "group": row["group"],
+                    "metric": metric,
+                    "n": row["n_seeds"],
+                    "mean": row[metric],
+                    "sd": row[f"{metric}_sd"],
+                    "low": row[f"{metric}_low"],
+                    "high": row[f"{metric}_high"],
+                }
+            )
+    header = ["method", "n (seeds)"] + [_metric_name(m) for m in shown]
+    rows = [
+        [_method(r.group), str(r.n_seeds)]
+        + [
+            format_spread(
+                getattr(r, m), getattr(r, f"{m}_sd"), r.n_seeds, getattr(r, f"{m}_low"), getattr(r, f"{m}_high")
+            )
+            for m in shown
+        ]
+        for r in board.itertuples(index=False)
+    ]
+    repeats = [f"{_method(g)}: {text}" for g, text in zip(board["group"], board["repeats"]) if text]
+    lines += ["Test metrics, mean ± sd over seeds [95 % interval]:", "", *_md_table(header, rows)]
+    if repeats:
+        lines += ["", f"Seeds run more than once (averaged, counted once): {'; '.join(repeats)}"]
+    lines.append("")
+
+    if reference_group is not None and reference_group in set(runs["group"]):
+        diffs = paired_differences(runs, reference_group, every)
+        for row in diffs.itertuples(index=False):
+            tidy.append(
+                {
+                    "table": "paired_difference",
+                    **where,
+                    "method": _method(row.group),
+                    "group": row.group,
+                    "metric": row.metric,
+                    "n": row.n_pairs,
+                    "mean": row.mean_diff,
+                    "low": row.low,
+                    "high": row.high,
+                }
+            )
+        cells = {(r.group, r.metric): _diff(r.mean_diff, r.low, r.high, r.n_pairs) for r in diffs.itertuples()}
+        groups = list(dict.fromkeys(diffs["group"]))
+        if groups:
+            lines += [
+                f"Paired differences vs `{reference}` (method − {reference}, paired by seed; "
+                "mean [95 % interval], n pairs):",
+                "",
+                *_md_table(
+                    ["method", "n pairs"] + [_metric_name(m) for m in paired_shown],
+                    [
+                        [_method(g), str(int(diffs[diffs["group"] == g]["n_pairs"].max()))]
+                        + [cells.get((g, m), "—") for m in paired_shown]
+                        for g in groups
+                    ],
+                ),
+                "",
+            ]
+    else:
+        lines += [f"No finished `{reference}` runs here: no paired differences.", ""]
+
+    per_class = per_class_table(results, "recall") if results else pd.DataFrame()
+    if not per_class.empty:
+        classes = (
+            per_class.groupby("class", sort=False)["train_count"].mean().sort_values(ascending=False, kind="stable")
+        )
+        labels = [f"{name} ({count:.0f})" for name, count in classes.items()]
+        for r in per_class.itertuples(index=False):
+            tidy.append(
+                {
+                    "table": "per_class_recall",
+                    **where,
+                    "method": _method(r.method),
+                    "group": r.method,
+                    "metric": "recall",
+                    "class": r[1],
+                    "train_count": r.train_count,
+                    "n": r.runs,
+                    "mean": r.mean,
+                    "sd": r.sd,
+                }
+            )
+        cell = {
+            (r.method, r[1]): format_spread(r.mean, r.sd if r.runs > 1 else float("nan"), r.runs)
+            for r in per_class.itertuples(index=False)
+        }
+        groups = list(dict.fromkeys(per_class["method"]))
+        lines += [
+            "Per-class test recall, mean ± sd over seeds (classes by training count, shown in brackets):",
+            "",
+            *_md_table(
+                ["method"] + labels, [[_method(g)] + [cell.get((g, c), "—") for c in classes.index] for g in groups]
+            ),
+            "",
+        ]
+        if reference_group is not None and reference_group in groups and len(groups) > 1:
+            change = paired_class_differences(results, runs, reference_group)
+            for r in change.itertuples(index=False):
+                tidy.append(
+                    {
+                        "table": "per_class_recall_difference",
+                        **where,
+                        "method": _method(r.group),
+                        "group": r.group,
+                        "metric": "recall",
+                        "class": r[1],
+                        "train_count": r.train_count,
+                        "n": r.n_pairs,
+                        "mean": r.mean_diff,
+                        "low": r.low,
+                        "high": r.high,
+                    }
+                )
+            if not change.empty:
+                cells = {
+                    (r.group, r[1]): _diff(r.mean_diff, r.low, r.high, r.n_pairs)
+                    for r in change.itertuples(index=False)
+                }
+                others = list(dict.fromkeys(change["group"]))
+                lines += [
+                    f"Per-class recall change vs `{reference}`, paired by seed (mean [95 % interval], n pairs):",
+                    "",
+                    *_md_table(
+                        ["method"] + labels,
+                        [[_method(g)] + [cells.get((g, c), "—") for c in classes.index] for g in others],
+                    ),
+                    "",
+                ]
+    return lines
+
+
+def _not_in_tables(steps: list[Step]) -> list[str]:
+    lines = []
+    skipped = {s.run.method.label: s.note for s in steps if s.state == "skip"}
+    if skipped:
+        lines += ["## Skipped methods (the protocol says why)", ""]
+        lines += [f"- `{label}`: {reason}" for label, reason in skipped.items()] + [""]
+    missing = [s for s in steps if s.state != "skip" and s.final_status != "finished"]
+    if missing:
+        lines += ["## Not finished (not in the tables)", ""]
+        for s in missing:
+            status = s.final_status
+            why = s.note or (s.outcome.error if s.outcome and s.outcome.error else "")
+            state = STATE_TEXT[s.state] if s.state in ("blocked", "elsewhere") else f"{status or 'not run'}"
+            lines.append(
+                f"- {s.run.describe()}: {state}" + (f" ({s.run_id})" if s.run_id else "") + (f" — {why}" if why else "")
+            )
+        lines += [
+            "",
+            "Run the same command again after fixing these: finished runs are kept, stopped, interrupted "
+            "and failed ones resume from their last completed epoch.",
+            "",
+        ]
+    return lines
+
+
+def _runs_table(steps: list[Step], records: dict[str, dict]) -> list[str]:
+    rows = []
+    for s in steps:
+        record = records.get(s.run_id or "")
+        seconds = record["duration_s"] if record and record["duration_s"] is not None else float("nan")
+        if s.state in DONE_TEXT:
+            state = DONE_TEXT[s.state] if s.outcome else "not reached (interrupted)"
+        else:
+            state = STATE_TEXT[s.state]
+        if s.outcome and s.outcome.attempts > 1:
+            state += f", {s.outcome.attempts} attempts (worker died)"
+        rows.append(
+            [
+                f"`{s.run.label}`" + (f" [{s.run.task}]" if s.run.task else ""),
+                s.run.data.name,
+                _ratio_label(s.run.ratio),
+                str(s.run.seed),
+                f"`{s.run_id}`" if s.run_id else "—",
+                (record or {}).get("status", "—"),
+                state,
+                "—" if np.isnan(seconds) else f"{seconds:.0f}",
+            ]
+        )
+    return [
+        "## Runs",
+        "",
+        *_md_table(["method", "data", "ratio", "seed", "run", "status", "this command", "train s"], rows),
+        "",
+    ]
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+        "| " + " | ".join(row) + " |" for row in rows
+    ]
+
+
+def _diff(mean: float, low: float, high: float, n: int) -> str:
+    if not np.isfinite(mean):
+        return "—"
+    interval = f" [{low:+.3f}, {high:+.3f}]" if np.isfinite(low) else ""
+    return f"{mean:+.3f}{interval} (n={n})"
+
+
+def _method(group: str) -> str:
+    return group.split(" · ")[0]
+
+
+def _metric_name(metric: str) -> str:
+    return {
+        "many_acc": "many acc",
+        "medium_acc": "medium acc",
+        "few_acc": "few acc",
+        "balanced_acc": "balanced acc",
+        "macro_f1": "macro-F1",
+        "acc": "acc",
+        "auroc": "AUROC",
+        "auprc": "AUPRC",
+        "sens_at_95_spec": "sens @ 95 % spec",
+    }.get(metric, metric)
+
+
+def _ratio_label(ratio: float | None) -> str:
+    return "natural" if ratio is None else f"{ratio:g}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = float(seconds)
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def _shown_path(path: Path) -> str:
+    """Relative to the working folder when inside it (as a command would name it), else absolute."""
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)

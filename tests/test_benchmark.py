@@ -1,0 +1,346 @@
+"""Benchmark protocols: parsing and validation errors, the shipped protocols, planning against the store, resuming a
+half-finished benchmark (stopped in-process, and a killed benchmark process), and the results file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import pytest
+
+from imbal_core.benchmark import plan, run_benchmark
+from imbal_core.cli import main
+from imbal_core.engine import train
+from imbal_core.errors import ConfigError, DataError
+from imbal_core.executors import LocalExecutor
+from imbal_core.methods import METHODS
+from imbal_core.protocol import PROTOCOL_DIR, load_protocol, protocol_names
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = Path(__file__).parent / "protocols" / "tiny.toml"
+TINY_TEXT = TINY.read_text()
+SHIPPED = {"ham10000_28": 57, "retinamnist_28": 57, "builtin_ratios": 171}  # runs planned
+ONE_CLASS = ("knowledge_one_class", "deep_svdd")
+
+
+def write(tmp_path: Path, text: str, name: str = "p.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def tiny_text(**changes: str) -> str:
+    """The tiny protocol with top-level lines replaced (key -> 'key = value' text)."""
+    lines = TINY_TEXT.splitlines()
+    for key, line in changes.items():
+        lines = [line if existing.startswith(f"{key} =") else existing for existing in lines]
+    return "\n".join(lines) + "\n"
+
+
+# ---- parsing and validation ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_protocols_cover_every_method(name: str):
+    protocol = load_protocol(name)  # a data path need not exist to read and plan a protocol
+    runs = protocol.plan()
+    assert len(runs) == SHIPPED[name]
+    assert {m.method for m in protocol.methods} == set(METHODS.names()), "a method is missing from the protocol"
+    assert protocol.seeds == [0, 1, 2] and protocol.reference == "ce"
+    for run in runs:
+        assert run.config is not None and run.config.image_size == 28 and run.config.backbone == "resnet10t_small"
+        if run.method.method in ONE_CLASS:
+            assert run.config.task is not None
+    tasks = {r.config.task for r in runs if r.method.method in ONE_CLASS}
+    # the reference runs on the one-class methods' task too, so they have something to be paired with
+    assert {r.config.task for r in runs if r.method.method == "ce"} == {None} | tasks
+
+
+def test_protocol_names_and_epoch_budgets():
+    assert set(SHIPPED) <= set(protocol_names())
+    assert load_protocol("ham10000_28").training["epochs"] == 30
+    assert load_protocol("retinamnist_28").training["epochs"] == 30
+    builtin = load_protocol("builtin_ratios")
+    assert builtin.training["epochs"] == 8 and builtin.ratios == [10.0, 50.0, 100.0]
+    assert builtin.training["profile"] == "exp" and builtin.data[0].source == "synthetic"
+    ham = load_protocol("ham10000_28")
+    assert ham.data[0].path == str((PROTOCOL_DIR / "../../../shared/data/ham10000").resolve())
+    assert load_protocol("ham10000_28", ["/elsewhere/ham"]).data[0].path == "/elsewhere/ham"
+
+
+def test_generator_placeholder_gives_the_default_generator_name():
+    from imbal_core.synth.diffusion import DiffusionTrainConfig
+
+    runs = [r for r in load_protocol("builtin_ratios").plan() if r.method.method == "iois"]
+    assert len(runs) == 9
+    for run in runs:
+        expected = DiffusionTrainConfig(data="synthetic", ratio=run.ratio, seed=run.seed).default_name()
+        assert run.config.method_settings["generator"] == expected
+    natural = [r for r in load_protocol("ham10000_28").plan() if r.method.method == "iois"]
+    assert natural[0].config.method_settings["generator"] == "diffusion_ham10000_28"
+
+
+BAD = {
+    "unknown top-level key": (
+        tiny_text(epochs="epoch = 1"),
+        r"unknown top-level key\(s\) \['epoch'\]; allowed: name, ",
+    ),
+    "unknown method": (
+        tiny_text(methods='methods = ["ce", "focall"]'),
+        r"unknown method 'focall'; choose one of: ce, ",
+    ),
+    "ratio below 1": (tiny_text(ratios="ratios = [0.5]"), r'ratios must be numbers >= 1 .* and/or "natural"'),
+    "ratio as text": (tiny_text(ratios='ratios = ["ten"]'), r"ratios must be numbers >= 1"),
+    "seeds": (tiny_text(seeds="seeds = [0, -1]"), r"seeds must be a list of different integers >= 0"),
+    "epochs": (tiny_text(epochs="epochs = 0"), r"epochs must be an integer in \[1, 10000\]"),
+    "not TOML": ("seeds = [0, 1]\nepochs = = 2\n", r"is not valid TOML \(.*line 2"),
+    "missing keys": ('methods = ["ce"]\n', r"lacks 'seeds', 'epochs', 'data'"),
+    "unknown data key": (
+        TINY_TEXT.replace("source =", 'paht = "x"\nsource ='),
+        r"data table 1: unknown key\(s\) \['paht'\]; allowed: source, path, options",
+    ),
+    "unknown source": (TINY_TEXT.replace('source = "synthetic"', 'source = "cifar"'), r"unknown data source 'cifar'"),
+    "unknown data option": (TINY_TEXT.replace("n_images", "n_imgs"), r"unknown data option\(s\) \['n_imgs'\]"),
+    "missing data path": (
+        TINY_TEXT.replace('source = "synthetic"\noptions = { n_images = 700 }', 'source = "ham10000"'),
+        r"data set 'ham10000' \(ham10000\) needs a path: set path = .* or give `--path ham10000=DIR`",
+    ),
+    "unknown method key": (
+        tiny_text(methods='methods = ["ce", { method = "focal", setting = { gamma = 1.0 } }]'),
+        r"unknown key\(s\) \['setting'\]; allowed: method, settings, task, skip",
+    ),
+    "bad setting": (
+        tiny_text(methods='methods = ["ce", { method = "focal", settings = { gamma = -1.0 } }]'),
+        r"method 'focal': .*gamma",
+    ),
+    "one-class without task": (
+        tiny_text(methods='methods = ["ce", "deep_svdd"]'),
+        r"deep_svdd is a one-class method and needs a binary task.*skip = ",
+    ),
+    "reference missing": (tiny_text(methods='methods = ["focal"]'), r"the reference method 'ce' must be among"),
+    "unknown placeholder": (
+        tiny_text(methods='methods = ["ce", { method = "iois", settings = { generator = "d_{size}" } }]'),
+        r"unknown placeholder .*\{data\}, \{image_size\}, \{ratio\}, \{seed\}, \{subset\}",
+    ),
+    "duplicate method": (tiny_text(methods='methods = ["ce", "ce"]'), r"lists \['ce'\] twice"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_protocols_name_the_problem_and_the_fix(tmp_path: Path, case: str):
+    text, message = BAD[case]
+    with pytest.raises(ConfigError, match=message):
+        load_protocol(write(tmp_path, text))
+
+
+def test_bad_protocol_files_and_paths(tmp_path: Path):
+    with pytest.raises(ConfigError, match=r"no protocol file 'nope'; .* one of the protocols in .*builtin_ratios"):
+        load_protocol("nope")
+    two = TINY_TEXT.replace("[data]", "[[data]]") + '\n[[data]]\nname = "ham"\nsource = "ham10000"\npath = "x"\n'
+    with pytest.raises(ConfigError, match=r"--path '/x' names no data set .*NAME one of \['synthetic', 'ham'\]"):
+        load_protocol(write(tmp_path, two), ["/x"])
+    assert load_protocol(write(tmp_path, two), ["ham=/y"]).data[1].path == "/y"
+
+
+def test_data_errors_are_found_before_training(tmp_path: Path, store):
+    missing = TINY_TEXT.replace(
+        'source = "synthetic"\noptions = { n_images = 700 }', 'source = "ham10000"\npath = "no_such_folder"'
+    )
+    with pytest.raises(ConfigError, match=r"data set 'ham10000': .*does not exist.*--path ham10000=DIR"):
+        plan(load_protocol(write(tmp_path, missing)), store)
+    unreachable = tiny_text(ratios="ratios = [5000]")
+    with pytest.raises(ConfigError, match=r"data set 'synthetic': .*ratio"):
+        plan(load_protocol(write(tmp_path, unreachable)), store)
+
+
+def test_cli_reports_a_bad_protocol_with_exit_code_2(tmp_path: Path, capsys):
+    path = write(tmp_path, tiny_text(epochs="epoch = 1"))
+    assert main(["--store", str(tmp_path / "store"), "benchmark", str(path), "--plan"]) == 2
+    assert "unknown top-level key(s) ['epoch']" in capsys.readouterr().err
+    assert main(["--store", str(tmp_path / "store"), "benchmark", str(TINY), "--address", "x:1"]) == 2
+    assert "add --executor ray" in capsys.readouterr().err
+
+
+# ---- planning, resuming, results --------------------------------------------------------------------------------
+
+
+def test_half_finished_benchmark_resumes_and_never_retrains(tmp_path: Path, store):
+    """Seed 0 finished, seed 1 stopped after its first epoch, seed 2 missing: the benchmark reuses the first, resumes
+    the second from epoch 2 and trains the third; a second call trains nothing; a changed setting is a new run."""
+    protocol = load_protocol(
+        write(tmp_path, tiny_text(epochs="epochs = 2", seeds="seeds = [0, 1, 2]", methods='methods = ["ce"]'))
+    )
+    steps = plan(protocol, store)
+    assert [s.state for s in steps] == ["new"] * 3
+    done = train(steps[0].run.config, store)
+    stop = threading.Event()
+    stopped = train(
+        steps[1].run.config,
+        store,
+        stop_event=stop,
+        progress=lambda e: stop.set() if e["event"] == "epoch" and e["epoch"] == 0 else None,
+    )
+    assert store.get_run(stopped)["status"] == "stopped"
+    done_updated = store.get_run(done)["updated"]
+
+    epochs_trained: dict[str, list[int]] = {}
+
+    def progress(job):
+        def record(event):
+            if event["event"] == "epoch":
+                epochs_trained.setdefault(event["run_id"], []).append(event["epoch"])
+
+        return nullcontext(record)
+
+    result = run_benchmark(
+        protocol, store, LocalExecutor(progress), tmp_path / "results", command="test", log=lambda line: None
+    )
+    assert [s.state for s in result.steps] == ["reuse", "resume", "new"]
+    assert result.steps[0].run_id == done and store.get_run(done)["updated"] == done_updated
+    assert result.steps[1].run_id == stopped and epochs_trained[stopped] == [1]  # resumed, not restarted
+    assert epochs_trained[result.steps[2].run_id] == [0, 1] and len(epochs_trained) == 2
+    assert all(s.final_status == "finished" for s in result.steps) and not result.incomplete()
+    assert len(store.runs()) == 3
+    text = result.markdown.read_text()
+    for expected in (
+        "finished before (reused)",
+        "resumed now",
+        "trained now",
+        "Code version: `",
+        "Command: `test`",
+        "Wall time of this command",
+        "| ce | 3 |",
+        "few acc",
+        "Per-class test recall",
+    ):
+        assert expected in text
+
+    again = run_benchmark(protocol, store, LocalExecutor(progress), tmp_path / "results", log=lambda line: None)
+    assert [s.state for s in again.steps] == ["reuse"] * 3 and len(store.runs()) == 3 and len(epochs_trained) == 2
+    changed = load_protocol(
+        write(
+            tmp_path,
+            tiny_text(
+                epochs="epochs = 2", seeds="seeds = [0, 1, 2]", methods='methods = ["ce"]', batch_size="batch_size = 32"
+            ),
+            "q.toml",
+        )
+    )
+    assert [s.state for s in plan(changed, store)] == ["new"] * 3
+
+
+def test_killed_benchmark_process_resumes_its_interrupted_run(tmp_path: Path, store):
+    """SIGKILL the `benchmark` command mid-run: its run reads as interrupted and the next call resumes it."""
+    path = write(tmp_path, tiny_text(epochs="epochs = 3", seeds="seeds = [0]", methods='methods = ["ce"]'))
+    command = [
+        sys.executable,
+        "-m",
+        "imbal_core",
+        "--store",
+        str(store.root),
+        "benchmark",
+        str(path),
+        "--quiet",
+        "--out-dir",
+        str(tmp_path / "results"),
+    ]
+    child = subprocess.Popen(
+        command, cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            runs = store.runs()
+            if len(runs) and (store.get_run(runs["run_id"][0])["progress"] or {}).get("epoch", 0) >= 1:
+                break
+            assert child.poll() is None, "the benchmark ended before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("the benchmark did not finish an epoch in time")
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    run_id = store.runs()["run_id"][0]
+    assert store.get_run(run_id)["status"] == "interrupted"
+    protocol = load_protocol(path)
+    assert [(s.state, s.run_id) for s in plan(protocol, store)] == [("resume", run_id)]
+    result = run_benchmark(protocol, store, LocalExecutor(), tmp_path / "results", log=lambda line: None)
+    assert result.steps[0].run_id == run_id and store.get_run(run_id)["status"] == "finished"
+    assert len(store.get_run(run_id)["progress"]["history"]) == 3 and len(store.runs()) == 1
+
+
+def test_skipped_and_blocked_methods_are_reported(tmp_path: Path, store):
+    text = tiny_text(
+        seeds="seeds = [0]",
+        methods='methods = ["ce", { method = "deep_svdd", skip = "not this time" }, '
+        '{ method = "iois", settings = { generator = "diffusion_{data}_{image_size}_nope" } }]',
+    )
+    protocol = load_protocol(write(tmp_path, text))
+    result = run_benchmark(protocol, store, LocalExecutor(), tmp_path / "results", log=lambda line: None)
+    assert [s.state for s in result.steps] == ["new", "skip", "blocked"]
+    assert [s.run.label for s in result.steps][2] == "iois[generator=diffusion_synthetic_28_nope]"
+    text = result.markdown.read_text()
+    assert "`deep_svdd`: not this time" in text
+    assert "diffusion generator 'diffusion_synthetic_28_nope' not found" in text
+    assert [s.run_id for s in result.incomplete()] == [None]
+
+
+def test_tiny_protocol_end_to_end_through_the_cli(tmp_path: Path, capsys):
+    """tests/protocols/tiny.toml: 2 methods x 2 seeds x 1 epoch; the results files and the exit code."""
+    store, out = tmp_path / "store", tmp_path / "results"
+    assert main(["--store", str(store), "benchmark", str(TINY), "--out-dir", str(out), "--quiet"]) == 0
+    markdown, csv = out / "tiny.md", out / "tiny.csv"
+    text = markdown.read_text()
+    assert f"benchmark {TINY} --out-dir {out} --quiet" in text
+    assert "| ce | 2 |" in text and "| balanced_softmax | 2 |" in text
+    import pandas as pd
+
+    table = pd.read_csv(csv)
+    assert set(table["table"]) == {"summary", "paired_difference", "per_class_recall", "per_class_recall_difference"}
+    summary = table[(table["table"] == "summary") & (table["metric"] == "balanced_acc")]
+    assert list(summary["method"]) == ["ce", "balanced_softmax"] and list(summary["n"]) == [2, 2]
+    capsys.readouterr()
+    assert main(["--store", str(store), "benchmark", str(TINY), "--out-dir", str(out), "--plan"]) == 0
+    assert capsys.readouterr().out.count("finished before (reused)") == 4
+
+
+def test_provided_datasets_load_without_files():
+    """What a Ray worker relies on: a data set handed over by the driver is returned for its load arguments, even
+    for a path that does not exist here; a task still applies."""
+    from imbal_core.data import dataset_key, load_dataset, provide_datasets
+
+    dataset = load_dataset("synthetic", image_size=28, n_images=700)
+    key = dataset_key("ham10000", "/nowhere/ham10000", 28, 0, {})
+    with provide_datasets({key: dataset}):
+        assert load_dataset("ham10000", path="/nowhere/ham10000", image_size=28) is dataset
+        binary = load_dataset("ham10000", path="/nowhere/ham10000", task="asymmetric_multicolour vs symmetric_uniform")
+        assert binary.num_classes == 2
+    with pytest.raises(DataError, match="does not exist|outside the allowed"):
+        load_dataset("ham10000", path="/nowhere/ham10000", image_size=28)
+
+
+def test_store_export_and_import_of_a_run(tmp_path: Path):
+    """The Ray driver's import: a run trained in one store arrives whole in another (row, metrics, files)."""
+    from imbal_core.runs import RunStore
+
+    source, target = RunStore(tmp_path / "worker"), RunStore(tmp_path / "driver")
+    config = load_protocol(TINY).plan()[0].config
+    run_id = target.create_run(config.to_dict(), tag="mine")
+    source.create_run(config.to_dict(), tag="theirs", run_id=run_id)
+    train(config, source, run_id=run_id)
+    target.import_run(source.export_run(run_id))
+    mine, theirs = target.get_run(run_id), source.get_run(run_id)
+    assert mine["status"] == "finished" and mine["summary"] == theirs["summary"] and mine["tag"] == "mine"
+    assert target.tidy([run_id]).drop(columns="tag").equals(source.tidy([run_id]).drop(columns="tag"))
+    assert sorted(p.name for p in target.run_dir(run_id).iterdir()) == sorted(
+        p.name for p in source.run_dir(run_id).iterdir()
+    )
+    assert [r["run_id"] for r in target.find_runs(config.to_dict())] == [run_id]
