@@ -279,10 +279,12 @@ def test_compare_defaults_keep_the_shipped_baselines_and_pair_by_seed():
 
 def test_compare_paired_differences_and_metric_vs_ratio_on_the_shipped_grid():
     app = open_page("compare")
+    grid = ["balanced_softmax", "ce", "ldam_drw"]  # 3 seeds at every ratio (other methods may have fewer)
+    app.multiselect(key="cmp_method").set_value(grid).run()
     app.selectbox(key="cmp_ratio_synthetic 28px").set_value("50").run()
     assert not app.exception, app.exception
     picked = next(m for m in app.multiselect if m.label == "Runs").value
-    assert sorted({label.split(" · ")[0] for label in picked}) == ["balanced_softmax", "ce", "ldam_drw"]
+    assert sorted({label.split(" · ")[0] for label in picked}) == grid
     board = app.dataframe[0].value
     assert set(board["n (seeds)"]) == {3} and board["balanced_acc"].str.contains(r"\[").all()  # 95% intervals
     paired = app.dataframe[1].value  # the first tab, open by default
