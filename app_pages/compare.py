@@ -62,6 +62,17 @@ BINARY_METRICS = [
     "acc",
 ]
 
+# The widgets inside Compare's tabs (their state outlives a closed tab, see below).
+TAB_WIDGETS = [
+    "cmp_heat_kind",
+    "cmp_change_kind",
+    "cmp_confusion_run",
+    "cmp_confusion_all",
+    "cmp_ratio_metric",
+    "cmp_tau_run",
+    "cmp_embedding_run",
+]
+
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _finished_runs(stores_state: tuple) -> pd.DataFrame:
@@ -245,7 +256,7 @@ def ratio_view(c: Comparison) -> None:
             "ce, balanced_softmax and ldam_drw at ratios 10, 50 and 100 (3 seeds each)."
         )
         return
-    metric = st.selectbox("Metric", c.metrics, index=c.metrics.index("balanced_acc"), key="cmp_ratio_metric")
+    metric = st.selectbox("Metric", c.metrics, key="cmp_ratio_metric")
     show(ratio_figure(c, metric), "cmp_ratio_chart")
     st.caption(
         "The picked method groups at every ratio they were run at on this data set (all seeds; natural "
@@ -323,6 +334,12 @@ def ratio_order(label: str) -> float:
 
 
 st.title("Compare")
+# Streamlit forgets the value of a widget it did not draw, and a closed tab's widgets are not drawn: re-setting their
+# values here keeps the choices made in a tab (and the report built from them) while another tab is open.
+for tab_widget in TAB_WIDGETS:
+    if tab_widget in st.session_state:
+        st.session_state[tab_widget] = st.session_state[tab_widget]
+st.session_state.setdefault("cmp_ratio_metric", "balanced_acc")
 runs = runs_table()
 if runs.empty:
     st.info("No finished runs yet: train some on the Train page.")

@@ -42,6 +42,7 @@ PRUNABLE = ("failed", "stopped", "interrupted")  # what `runs --prune` deletes: 
 ERROR_WIDTH = 160  # characters of a failed run's error shown by `runs`
 IMAGE_SIZE_HELP = "images are resized to this many pixels a side"
 SPLIT_SEED_HELP = "seed of the train/val/test split (data sets with an official split keep it)"
+RAY_DEFAULTS = {"cpus_per_run": 1.0, "gpus_per_run": 0.0, "max_retries": 3}  # options of --executor ray only
 DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N"
 
 
@@ -419,20 +420,36 @@ def _add_executor_options(p: argparse.ArgumentParser) -> None:
         "default: start a local one on this machine)",
     )
     p.add_argument(
-        "--cpus-per-run", type=float, default=1.0, help="ray: CPUs each run asks for (also its torch threads)"
+        "--cpus-per-run",
+        type=float,
+        default=RAY_DEFAULTS["cpus_per_run"],
+        help="ray: CPUs each run asks for (also its torch threads)",
     )
     p.add_argument(
         "--gpus-per-run",
         type=float,
-        default=0.0,
+        default=RAY_DEFAULTS["gpus_per_run"],
         help="ray: GPUs each run asks for (e.g. 1, or 0.5 to share one between two runs); with 0 a run trains on CPU",
     )
     p.add_argument(
         "--max-retries",
         type=_non_negative_int,
-        default=3,
+        default=RAY_DEFAULTS["max_retries"],
         help="ray: how often a run whose worker died is started again (it resumes from its last completed epoch)",
     )
+
+
+def _refuse_ray_options(args: argparse.Namespace) -> None:
+    """Ray's options with the local executor would be ignored without a word: name them instead."""
+    given = {
+        "--address": args.address is not None,
+        "--cpus-per-run": args.cpus_per_run != RAY_DEFAULTS["cpus_per_run"],
+        "--gpus-per-run": args.gpus_per_run != RAY_DEFAULTS["gpus_per_run"],
+        "--max-retries": args.max_retries != RAY_DEFAULTS["max_retries"],
+    }
+    if any(given.values()):
+        options = ", ".join(option for option, set_ in given.items() if set_)
+        raise ConfigError(f"{options} only apply to Ray runs; add --executor ray (or leave them out)")
 
 
 def _executor(args: argparse.Namespace) -> Any:
@@ -440,8 +457,7 @@ def _executor(args: argparse.Namespace) -> Any:
     from .executors import LocalExecutor, RayExecutor
 
     if args.executor == "local":
-        if args.address:
-            raise ConfigError("--address is the Ray cluster's address; add --executor ray")
+        _refuse_ray_options(args)
         return LocalExecutor(progress=lambda job: _progress_bar(args.quiet))
 
     def on_epoch(job: Any, run_id: str, info: dict) -> None:
@@ -733,6 +749,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     if args.executor == "ray":
         _sweep_on_ray(args, store, configs)
         return
+    _refuse_ray_options(args)
     for config in configs:  # bad data, device or an unreachable ratio: fail before training anything
         config.check_ready()
     failures = []

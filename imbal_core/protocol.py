@@ -170,12 +170,20 @@ class Protocol:
 
     def plan(self) -> list[PlannedRun]:
         """Every run, in order: data set, method, ratio, seed. Configs are made (and so validated) here."""
-        runs = []
+        runs, seen = [], {}
         for data in self.data:
             for method in self.all_methods():
                 for ratio in self.ratios:
                     for seed in self.seeds:
                         config = None if method.skip else self._config(data, method, ratio, seed)
+                        if config is not None:  # the same run twice would count one seed as two replicates
+                            key = json.dumps(config.to_dict(), sort_keys=True)
+                            if key in seen:
+                                raise ConfigError(
+                                    f"{self.file}: methods {seen[key]!r} and {method.label!r} give the same run "
+                                    f"(data {data.name!r}, ratio {_ratio_text(ratio)}, seed {seed}); list it once"
+                                )
+                            seen[key] = method.label
                         runs.append(PlannedRun(data, method, ratio, seed, config))
         return runs
 

@@ -55,6 +55,8 @@ def code_version() -> str:
     """The git commit of the code, "+uncommitted" when imbal_core/ has changes not committed; "unknown" outside git."""
     import subprocess
 
+    if not IN_CHECKOUT:  # an installed package may sit in some other repository: that commit is not ours
+        return "unknown"
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
         dirty = subprocess.run(

@@ -297,3 +297,18 @@ def test_compare_paired_differences_and_metric_vs_ratio_on_the_shipped_grid():
     )
     assert ratio_chart["layout"]["xaxis"]["tickvals"] == [10.0, 50.0, 100.0]  # one tick per ratio run
     assert len(ratio_chart["data"]) == 3  # one line per method group
+
+
+def test_compare_tab_choices_survive_another_tab_and_reach_the_report():
+    """Widgets in a closed tab are not drawn; their values (and the report's choices) must not be forgotten."""
+    app = open_page("compare")
+    open_tab(app, "Method × class")
+    app.radio(key="cmp_heat_kind").set_value(app.radio(key="cmp_heat_kind").options[1]).run()
+    open_tab(app, "Confusion matrix")
+    open_tab(app, "Paired differences")
+    app.button(key="cmp_build_report").click().run()
+    assert not app.exception, app.exception
+    assert app.session_state["cmp_heat_kind"].startswith("change vs")  # kept while the tab was closed
+    assert any(b.label.startswith("Download the report") for b in app.get("download_button"))
+    open_tab(app, "Method × class")
+    assert app.radio(key="cmp_heat_kind").value.startswith("change vs")

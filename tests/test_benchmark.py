@@ -129,6 +129,13 @@ BAD = {
         r"unknown placeholder .*\{data\}, \{image_size\}, \{ratio\}, \{seed\}, \{subset\}",
     ),
     "duplicate method": (tiny_text(methods='methods = ["ce", "ce"]'), r"lists \['ce'\] twice"),
+    "same run twice": (
+        tiny_text(
+            methods='task = "asymmetric_multicolour vs symmetric_uniform"\nmethods = ["ce", '
+            '{ method = "ce", task = "asymmetric_multicolour vs symmetric_uniform" }]'
+        ),
+        r"give the same run .*list it once",
+    ),
 }
 
 
@@ -165,6 +172,12 @@ def test_cli_reports_a_bad_protocol_with_exit_code_2(tmp_path: Path, capsys):
     assert "unknown top-level key(s) ['epoch']" in capsys.readouterr().err
     assert main(["--store", str(tmp_path / "store"), "benchmark", str(TINY), "--address", "x:1"]) == 2
     assert "add --executor ray" in capsys.readouterr().err
+    # Ray's options without Ray would be ignored: they are named instead, for sweep too, before any training
+    assert main(["--store", str(tmp_path / "store"), "benchmark", str(TINY), "--cpus-per-run", "2"]) == 2
+    assert "--cpus-per-run only apply to Ray runs" in capsys.readouterr().err
+    assert main(["--store", str(tmp_path / "store"), "sweep", "--methods", "ce", "--max-retries", "1"]) == 2
+    assert "--max-retries only apply to Ray runs" in capsys.readouterr().err
+    assert not (tmp_path / "store" / "runs").exists() or not any((tmp_path / "store" / "runs").iterdir())
 
 
 # ---- planning, resuming, results --------------------------------------------------------------------------------
