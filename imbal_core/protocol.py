@@ -170,7 +170,8 @@ class Protocol:
 
     def plan(self) -> list[PlannedRun]:
         """Every run, in order: data set, method, ratio, seed. Configs are made (and so validated) here."""
-        runs, seen = [], {}
+        runs: list[PlannedRun] = []
+        seen: dict[str, str] = {}  # config -> the method entry that gave it
         for data in self.data:
             for method in self.all_methods():
                 for ratio in self.ratios:
