@@ -109,6 +109,7 @@ def test_every_page_opens_without_exception(app_url: str, browser):
     for path, (title, last) in PAGES.items():
         _open(page, f"{app_url}/{path}", title, last)
         assert page.locator('[data-testid="stException"]').count() == 0, f"exception on page {path or 'home'}"
+        page.wait_for_timeout(2_000)  # elements draw after the script ends (their code loads lazily): then the shot
         page.screenshot(path=str(SHOTS / f"{path or 'home'}.png"), full_page=True)
 
 
