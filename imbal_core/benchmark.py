@@ -261,7 +261,8 @@ def write_results(
             [r for r in results if r.run_id in set(part["run_id"])],
             data,
             ratio,
-            reference_group,
+            # per section: a group label can differ between sections (e.g. the profile shows only at a ratio)
+            _reference_group(protocol, steps, part),
             protocol.reference,
             tidy,
         )

@@ -306,6 +306,16 @@ def test_skipped_and_blocked_methods_are_reported(tmp_path: Path, store):
     assert [s.run_id for s in result.incomplete()] == [None]
 
 
+def test_every_section_pairs_against_its_own_reference_group(tmp_path: Path, store):
+    """A non-default profile shows in the group label only at a ratio: each section finds its own ce group."""
+    text = tiny_text(ratios='ratios = ["natural", 10]\nprofile = "step"', seeds="seeds = [0]")
+    protocol = load_protocol(write(tmp_path, text))
+    result = run_benchmark(protocol, store, LocalExecutor(), tmp_path / "results", log=lambda line: None)
+    markdown = result.markdown.read_text()
+    assert "no paired differences" not in markdown
+    assert markdown.count("Paired differences vs `ce`") == 2, markdown
+
+
 def test_tiny_protocol_end_to_end_through_the_cli(tmp_path: Path, capsys):
     """tests/protocols/tiny.toml: 2 methods x 2 seeds x 1 epoch; the results files and the exit code."""
     store, out = tmp_path / "store", tmp_path / "results"
