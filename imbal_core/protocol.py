@@ -51,9 +51,10 @@ from .engine import TrainConfig
 from .engine.config import check_data_options
 from .errors import ConfigError, ImbalLabError
 from .methods import METHODS, create_method
-from .utils import REPO_ROOT
+from .utils import IN_CHECKOUT, PACKAGE_ROOT, REPO_ROOT
 
-PROTOCOL_DIR = REPO_ROOT / "benchmarks" / "protocols"
+# The shipped protocols: benchmarks/protocols/ in a checkout, imbal_core/protocols/ in an installed package.
+PROTOCOL_DIR = REPO_ROOT / "benchmarks" / "protocols" if IN_CHECKOUT else PACKAGE_ROOT / "protocols"
 # TrainConfig fields a protocol may set once for all its runs.
 TRAINING_KEYS = (
     "epochs",

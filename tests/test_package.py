@@ -127,6 +127,8 @@ def test_listings_and_shipped_data(installed):
     out = _run([cli, "generators"], installed["folder"], installed["env"])
     assert "diffusion_synthetic_28" in out and "pretrained" in out
     assert (installed["site"] / "imbal_core" / "pretrained" / "runs.sqlite").is_file()
+    # the shipped benchmark protocols too: `imbal-lab benchmark builtin_ratios` finds them by name
+    assert (installed["site"] / "imbal_core" / "protocols" / "builtin_ratios.toml").is_file()
 
 
 def test_train_one_epoch_from_another_folder(installed):
