@@ -38,7 +38,7 @@ from .stats import (
     paired_class_differences,
     paired_differences,
 )
-from .utils import atomic_path, check_device, code_version
+from .utils import REPO_ROOT, atomic_path, check_device, code_version
 
 TAG_PREFIX = "benchmark:"
 TRAINED_STATES = ("new", "start", "resume")  # steps the executor trains
@@ -321,6 +321,11 @@ def _sections(steps: list[Step], runs: pd.DataFrame) -> list[tuple[str, str]]:
     return list(dict.fromkeys(keys))
 
 
+def _where_run() -> str:
+    """Where the command ran, as a reader can repeat it: the repository root, or nothing (no machine paths)."""
+    return " (from the repository root)" if Path.cwd().resolve() == REPO_ROOT else ""
+
+
 def _header(
     protocol: Protocol,
     steps: list[Step],
@@ -343,7 +348,7 @@ def _header(
     if protocol.description:
         lines += [protocol.description.strip(), ""]
     lines += [
-        f"- Command: `{command or '(called from Python)'}` (run in `{Path.cwd()}`)",
+        f"- Command: `{command or '(called from Python)'}`{_where_run()}",
         f"- Code version: `{code_version()}`; executor: {executor}; written {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         f"- Wall time of this command: {_duration(wall_seconds)}; training time of the {finished} runs in the tables: "
         f"{_duration(trained_seconds)} (each run's last training call, summed; runs reused from earlier commands "
