@@ -1,7 +1,8 @@
 """Compare: runs of one data set and ratio side by side — a leaderboard (n seeds, mean ± sd, 95% intervals),
 differences paired by seed against a reference method, per-class recall, a method x class heat map,
 confusion matrices, metric vs ratio, tau-norm tuned on validation, and acquisition-shift robustness.
-Everything exports: CSV tables, PNG or SVG charts, and a one-file HTML report."""
+Everything exports: CSV tables, PNG or SVG charts, and a one-file HTML report. Below them, the shipped benchmarks'
+results files (results/) as reference tables."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import streamlit as st
 
 from app_pages.common import all_stores
 from imbal_core import charts
+from imbal_core.benchmark_results import read_results, results_names
 from imbal_core.compare import (
     RunResult,
     binary_curves,
@@ -85,7 +87,8 @@ def runs_table() -> pd.DataFrame:
 
 
 def show(fig: go.Figure, key: str, target=st) -> None:
-    """A chart whose toolbar camera downloads it in the format chosen at the top of the page."""
+    """A chart whose toolbar camera downloads it in the format chosen at the top of the page (png before that)."""
+    chart_format = st.session_state.get("cmp_chart_format", "png")
     target.plotly_chart(
         fig,
         key=key,
@@ -329,6 +332,68 @@ def shift_view(c: Comparison) -> None:
         st.code("\n".join(commands), language="bash")
 
 
+def benchmark_files_view() -> None:
+    """The benchmarks' results files as reference tables: how they were made, leaderboard, paired differences and
+    per-class recall of one section (data set and ratio), drawn as live runs are."""
+    st.header("Benchmark results files")
+    names = results_names()
+    if not names:
+        st.caption("No benchmark results files yet: `python -m imbal_core benchmark NAME` writes them to results/.")
+        return
+    left, right = st.columns(2)
+    name = left.selectbox("Results file", names, key="cmp_bench_file")
+    results = read_results(name)
+    sections = results.sections()
+    data, ratio = right.selectbox(
+        "Section", sections, format_func=lambda s: f"{s[0]} · ratio {s[1]}", key=f"cmp_bench_section_{name}"
+    )
+    with st.expander("How these numbers were made: command, code version, wall time, protocol"):
+        st.markdown(results.header)
+    board, available = results.leaderboard(data, ratio)
+    shown = [m for m in (BINARY_METRICS if "auroc" in available else LEADERBOARD_METRICS) if m in available]
+    st.dataframe(
+        formatted_leaderboard(board, shown).drop(columns=["data", "ratio", "repeats"]), hide_index=True, width="stretch"
+    )
+    reference = results.reference(data, ratio)
+    if reference is not None:
+        differences = results.paired_differences(data, ratio)
+        differences = differences[differences["metric"].isin(shown)]
+        show(
+            charts.paired_difference_chart(differences.assign(x=differences["metric"]), reference, "metric"),
+            "cmp_bench_paired",
+        )
+        change = results.recall_change(data, ratio)
+        show(charts.method_class_heatmap(change, "change", "points", diverging=True), "cmp_bench_heatmap")
+        caption = (
+            f"Paired by seed against {charts.method_of(reference)} (95% t interval from 3 pairs); the heat map is the "
+            "per-class test-recall change in percentage points, classes by training count (in brackets)."
+        )
+    else:
+        show(
+            charts.method_class_heatmap(results.per_class_recall(data, ratio), "mean", "test recall", diverging=False),
+            "cmp_bench_heatmap",
+        )
+        caption = "No reference runs in this section: per-class test recall, classes by training count (in brackets)."
+    st.caption(
+        f"From results/{name}.md and .csv as the benchmark command wrote them (not runs in a store: nothing here to "
+        f"pick or re-score). {caption}"
+    )
+    st.download_button(
+        f"{name}.csv (every number of the file)",
+        results.table.to_csv(index=False),
+        f"{name}.csv",
+        "text/csv",
+        key="cmp_bench_csv",
+    )
+
+
+def stop_page(message: str) -> None:
+    """Nothing of one's own to compare: say why, still show the benchmarks' results, and end the page."""
+    st.info(message)
+    benchmark_files_view()
+    st.stop()
+
+
 def ratio_order(label: str) -> float:
     return 0.0 if label == "natural" else float(label)
 
@@ -342,8 +407,7 @@ for tab_widget in TAB_WIDGETS:
 st.session_state.setdefault("cmp_ratio_metric", "balanced_acc")
 runs = runs_table()
 if runs.empty:
-    st.info("No finished runs yet: train some on the Train page.")
-    st.stop()
+    stop_page("No finished runs yet: train some on the Train page.")
 
 # ---- What to compare: one data set and one ratio (runs of other classes or counts are not comparable) ----------
 f1, f2, f3, f4 = st.columns([3, 1, 2, 2])
@@ -358,8 +422,7 @@ if methods:
     in_data = in_data[in_data["method"].isin(methods)]
 pool = in_data[in_data["ratio_label"] == ratio]
 if pool.empty:
-    st.info("No finished runs match these filters.")
-    st.stop()
+    stop_page("No finished runs match these filters.")
 default = default_selection(pool)
 options = default["label"].tolist() + [label for label in pool["label"] if label not in set(default["label"])]
 # Keyed by the filters, so the default selection follows them; the chosen order is kept everywhere below.
@@ -373,8 +436,7 @@ picked_labels = st.multiselect(
 )
 picked = pool.set_index("label").loc[picked_labels].reset_index()
 if picked.empty:
-    st.info("Pick at least one run.")
-    st.stop()
+    stop_page("Pick at least one run.")
 results = load_results(picked)
 binary = all(r.is_binary for r in results)
 metrics = BINARY_METRICS if binary else LEADERBOARD_METRICS
@@ -386,7 +448,7 @@ reference = top_left.selectbox(
     index=next((i for i, g in enumerate(groups) if charts.method_of(g) == "ce"), 0),
     key="cmp_reference",
 )
-chart_format = top_right.radio(
+top_right.radio(
     "Chart downloads",
     ["png", "svg"],
     horizontal=True,
@@ -512,3 +574,5 @@ if report_for == report_inputs:  # a report of other runs or choices is not offe
         "text/html",
         key="cmp_report_download",
     )
+
+benchmark_files_view()

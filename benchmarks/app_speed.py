@@ -78,6 +78,7 @@ def first_chart_seconds(repeats: int = 5) -> dict[str, list[float]]:
         "floor (bare page, one chart)": floor_url,
         "floor + a 14 x 12 st.dataframe": f"{floor_url}/?with=dataframe",
         "floor + 2 selectboxes and a 14-chip multiselect": f"{floor_url}/?with=widgets",
+        "floor + both (the stock elements above Compare's first chart)": f"{floor_url}/?with=both",
         "Compare": f"{app_url}/compare",
         "Data": f"{app_url}/data",
     }

@@ -2,7 +2,8 @@
 Compare's first chart (14 method groups x 7 classes of grouped bars), nothing of Imbalance Lab imported.
 
 `?with=dataframe` and `?with=widgets` put one of Compare's other stock elements above the chart (a 14 x 12 table;
-two filters and a run picker with 14 chips), to measure what each costs on its own."""
+two filters and a run picker with 14 chips), to measure what each costs on its own; `?with=both` puts both, the
+stock elements Compare shows above its first chart."""
 
 import numpy as np
 import pandas as pd
@@ -11,9 +12,9 @@ import streamlit as st
 
 rng = np.random.default_rng(0)
 extra = st.query_params.get("with", "")
-if extra == "dataframe":
+if extra in ("dataframe", "both"):
     st.dataframe(pd.DataFrame(rng.random((14, 12))))
-elif extra == "widgets":
+if extra in ("widgets", "both"):
     left, right = st.columns(2)
     left.selectbox("Data set", ["synthetic 28px", "ham10000 28px"])
     right.selectbox("Ratio", ["natural", "10", "50", "100"])

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .benchmark_results import RESULTS_COLUMNS
 from .compare import finished_runs, load_results, per_class_table
 from .engine.trainer import RESUMABLE
 from .errors import ConfigError, ImbalLabError
@@ -282,23 +283,8 @@ def write_results(
     csv = out_dir / f"{protocol.name}.csv"
     with atomic_path(markdown) as tmp:
         tmp.write_text("\n".join(lines))
-    columns = [
-        "table",
-        "data",
-        "ratio",
-        "method",
-        "group",
-        "metric",
-        "class",
-        "train_count",
-        "n",
-        "mean",
-        "sd",
-        "low",
-        "high",
-    ]
     with atomic_path(csv) as tmp:
-        pd.DataFrame(tidy, columns=columns).to_csv(tmp, index=False)
+        pd.DataFrame(tidy, columns=RESULTS_COLUMNS).to_csv(tmp, index=False)
     return BenchmarkResult(steps, markdown, csv, wall_seconds)
 
 

@@ -312,3 +312,29 @@ def test_compare_tab_choices_survive_another_tab_and_reach_the_report():
     assert any(b.label.startswith("Download the report") for b in app.get("download_button"))
     open_tab(app, "Method × class")
     assert app.radio(key="cmp_heat_kind").value.startswith("change vs")
+
+
+def test_compare_shows_the_benchmark_results_files_as_reference_tables():
+    """results/builtin_ratios.{md,csv} as Compare draws live runs; shown also when nothing of one's own is picked."""
+    app = open_page("compare")
+    assert "builtin_ratios" in app.selectbox(key="cmp_bench_file").options
+    app.selectbox(key="cmp_bench_file").set_value("builtin_ratios").run()
+    section = app.selectbox(key="cmp_bench_section_builtin_ratios")
+    section.set_value(("synthetic 28px", "50")).run()
+    assert not app.exception, app.exception
+    board = app.dataframe[-1].value
+    assert list(board.columns[:5]) == ["group", "n (seeds)", "few_acc", "medium_acc", "many_acc"]
+    assert board["group"].iloc[0].startswith("ce · ") and set(board["n (seeds)"]) == {3}
+    assert board["balanced_acc"].str.contains(r"\[").all()  # 95% intervals from 3 seeds
+    charts = {chart.proto.id.rsplit("-", 1)[1]: json.loads(chart.proto.spec) for chart in app.get("plotly_chart")}
+    paired = charts["cmp_bench_paired"]
+    assert "paired by seed" in paired["layout"]["yaxis"]["title"]["text"]
+    traces = [trace["name"].split(" · ")[0] for trace in paired["data"]]
+    assert "ce" not in traces and "balanced_softmax" in traces  # ce is the reference, not a trace
+    heat = charts["cmp_bench_heatmap"]["data"][0]
+    assert len(heat["y"]) == len(traces) and heat["x"][0].endswith("(1493)")  # classes by training count
+    assert any(b.label == "builtin_ratios.csv (every number of the file)" for b in app.get("download_button"))
+
+    next(m for m in app.multiselect if m.label == "Runs").set_value([]).run()
+    assert "Pick at least one run." in [i.value for i in app.info]
+    assert app.selectbox(key="cmp_bench_file").value == "builtin_ratios"  # still there, below the message

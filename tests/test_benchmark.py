@@ -12,15 +12,20 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from imbal_core.benchmark import plan, run_benchmark
+from imbal_core.benchmark_results import read_results, results_names
 from imbal_core.cli import main
+from imbal_core.compare import finished_runs
 from imbal_core.engine import train
 from imbal_core.errors import ConfigError, DataError
 from imbal_core.executors import LocalExecutor
 from imbal_core.methods import METHODS
 from imbal_core.protocol import PROTOCOL_DIR, load_protocol, protocol_names
+from imbal_core.runs import RunStore
+from imbal_core.stats import leaderboard
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Path(__file__).parent / "protocols" / "tiny.toml"
@@ -334,6 +339,26 @@ def test_tiny_protocol_end_to_end_through_the_cli(tmp_path: Path, capsys):
     assert main(["--store", str(store), "benchmark", str(TINY), "--out-dir", str(out), "--plan"]) == 0
     assert capsys.readouterr().out.count("finished before (reused)") == 4
 
+    # Read back as Compare shows it: the same numbers as the live statistics of the runs in the store.
+    assert results_names(out) == ["tiny"]
+    results = read_results("tiny", out)
+    assert "- Command: `" in results.header and "Code version" in results.header and "## " not in results.header
+    [(data, ratio)] = results.sections()
+    board, metrics = results.leaderboard(data, ratio)
+    runs = finished_runs([RunStore(store)])
+    live = leaderboard(runs, metrics).set_index("group")
+    assert sorted(board["group"]) == sorted(live.index) and board["group"].iloc[0].startswith("ce · ")  # ce first
+    live = live.loc[board["group"]]
+    for metric in ("balanced_acc", "few_acc"):
+        assert np.allclose(board[metric], live[metric]) and np.allclose(board[f"{metric}_sd"], live[f"{metric}_sd"])
+    assert results.reference(data, ratio) == board["group"].iloc[0]
+    paired = results.paired_differences(data, ratio)
+    assert set(paired["group"]) == {board["group"].iloc[1]} and set(paired["n_pairs"]) == {2}
+    change = results.recall_change(data, ratio)
+    assert change["class_label"].str.endswith(")").all() and change["change"].abs().max() <= 100
+    with pytest.raises(DataError, match="benchmark nope"):
+        read_results("nope", out)
+
 
 def test_provided_datasets_load_without_files():
     """What a Ray worker relies on: a data set handed over by the driver is returned for its load arguments, even
@@ -352,7 +377,6 @@ def test_provided_datasets_load_without_files():
 
 def test_store_export_and_import_of_a_run(tmp_path: Path):
     """The Ray driver's import: a run trained in one store arrives whole in another (row, metrics, files)."""
-    from imbal_core.runs import RunStore
 
     source, target = RunStore(tmp_path / "worker"), RunStore(tmp_path / "driver")
     config = load_protocol(TINY).plan()[0].config

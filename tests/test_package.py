@@ -129,6 +129,9 @@ def test_listings_and_shipped_data(installed):
     assert (installed["site"] / "imbal_core" / "pretrained" / "runs.sqlite").is_file()
     # the shipped benchmark protocols too: `imbal-lab benchmark builtin_ratios` finds them by name
     assert (installed["site"] / "imbal_core" / "protocols" / "builtin_ratios.toml").is_file()
+    # and the benchmarks' results files, Compare's reference tables (not the git-ignored result stores)
+    shipped_results = installed["site"] / "imbal_core" / "results"
+    assert (shipped_results / "builtin_ratios.csv").is_file() and not list(shipped_results.glob("*_store"))
 
 
 def test_train_one_epoch_from_another_folder(installed):
