@@ -95,6 +95,8 @@ def test_diffusion_training_stop_resume_equals_uninterrupted_and_sampling_is_see
     )
     partial = load_generator_info(path)
     assert partial.status == "partial" and len(partial.history) == 1
+    with pytest.raises(ConfigError, match="is not finished .1 of 3 epochs"):  # iois runs wait for a finished one
+        create_method("iois", generator=str(path)).check_ready()
     assert read_generator(path)[1]["optimizer"]["state"]  # the training state travels with a partial file
     train_generator(config, "stopped", tmp_path, resume=True)
     straight = train_generator(config, "straight", tmp_path)

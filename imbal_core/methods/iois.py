@@ -163,8 +163,17 @@ class IOIS(Method):
     )
 
     def check_ready(self) -> None:
-        if self.settings["ois"]:
-            resolve_generator(self.settings["generator"], "diffusion")
+        if not self.settings["ois"]:
+            return
+        info = load_generator_info(resolve_generator(self.settings["generator"], "diffusion"))
+        # A run names its generator, not a version of it: one still training (or stopped early) would be replaced
+        # under the run's name by its finished file later, and the run could not be told apart.
+        if info.status != "finished":
+            raise ConfigError(
+                f"diffusion generator {info.name!r} is not finished ({len(info.history)} of {info.config['epochs']} "
+                "epochs, still training or stopped); let it finish (`python -m imbal_core diffusion-train ... "
+                f"--name {info.name} --resume`) or name a finished one"
+            )
 
     def stages(self, epochs: int) -> list[Stage]:
         warmup = min(epochs - 1, max(1, round(self.settings["warmup_share"] * epochs))) if epochs > 1 else 0
