@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -351,6 +352,16 @@ def _header(
         "in the top / middle / bottom tercile of training counts (`metrics.shot_groups`); their accuracy is the "
         "mean recall of those classes.",
     ]
+    versions = Counter(
+        _short_version(records[s.run_id].get("code_version"))
+        for s in steps
+        if s.final_status == "finished" and s.run_id in records
+    )
+    if versions:
+        lines.append(
+            "- Code that trained the runs in the tables (a run is reused when its whole config matches, whatever "
+            "code trained it): " + ", ".join(f"{v} ({n} runs)" for v, n in versions.most_common())
+        )
     if reference_group is None:
         lines.append(f"- No finished `{protocol.reference}` run: no paired differences.")
     if one_class:
@@ -566,14 +577,24 @@ def _runs_table(steps: list[Step], records: dict[str, dict]) -> list[str]:
                 (record or {}).get("status", "—"),
                 state,
                 "—" if np.isnan(seconds) else f"{seconds:.0f}",
+                _short_version((record or {}).get("code_version")),
             ]
         )
     return [
         "## Runs",
         "",
-        *_md_table(["method", "data", "ratio", "seed", "run", "status", "this command", "train s"], rows),
+        *_md_table(["method", "data", "ratio", "seed", "run", "status", "this command", "train s", "code"], rows),
         "",
     ]
+
+
+def _short_version(version: str | None) -> str:
+    """A run's code versions, commits shortened ("unrecorded" for runs trained before runs recorded theirs)."""
+    if not version:
+        return "unrecorded"
+    return " then ".join(
+        v[:7] + ("+uncommitted" if v.endswith("+uncommitted") else "") for v in version.split(" then ")
+    )
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:

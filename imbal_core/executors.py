@@ -30,7 +30,7 @@ from .engine import RunInterrupted, TrainConfig, train
 from .engine.trainer import ProgressFn
 from .errors import ConfigError
 from .runs import RunStore
-from .utils import DATA_ROOTS_VARIABLE, PACKAGE_ROOT
+from .utils import DATA_ROOTS_VARIABLE, PACKAGE_ROOT, code_version
 
 EXECUTORS = ("local", "ray")
 TAKEN_BACK = ("config.json",)  # files a worker does not send back per epoch (the driver has them)
@@ -195,10 +195,12 @@ class RayExecutor:
                 .remote()
             )
             datasets = self._put_datasets(ray, jobs)
+            version = code_version()
             task = ray.remote(train_in_worker)
             for job in jobs:
                 run_id = job.run_id if job.run_id is not None else store.create_run(job.config.to_dict(), tag=tag)
                 store.set_status(run_id, "running")  # owned by this driver while the cluster trains it
+                store.record_code_version(run_id, version)  # the driver's, which plans and stores the run
                 # A resumed run continues from its folder's checkpoint (in the object store, which can spill to disk).
                 files = _checkpoint_files(store.run_dir(run_id))
                 ref = task.options(

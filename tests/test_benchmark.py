@@ -26,6 +26,7 @@ from imbal_core.methods import METHODS
 from imbal_core.protocol import PROTOCOL_DIR, load_protocol, protocol_names
 from imbal_core.runs import RunStore
 from imbal_core.stats import leaderboard
+from imbal_core.utils import code_version
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Path(__file__).parent / "protocols" / "tiny.toml"
@@ -225,6 +226,8 @@ def test_half_finished_benchmark_resumes_and_never_retrains(tmp_path: Path, stor
     assert epochs_trained[result.steps[2].run_id] == [0, 1] and len(epochs_trained) == 2
     assert all(s.final_status == "finished" for s in result.steps) and not result.incomplete()
     assert len(store.runs()) == 3
+    version = code_version()
+    assert store.get_run(done)["code_version"] == version  # each training call records the code that ran it
     text = result.markdown.read_text()
     for expected in (
         "finished before (reused)",
@@ -236,6 +239,9 @@ def test_half_finished_benchmark_resumes_and_never_retrains(tmp_path: Path, stor
         "| ce | 3 |",
         "few acc",
         "Per-class test recall",
+        "| train s | code |",
+        f"Code that trained the runs in the tables (a run is reused when its whole config matches, whatever code "
+        f"trained it): {version[:7]}",
     ):
         assert expected in text
 

@@ -103,3 +103,27 @@ def test_store_state_changes_with_every_write(store):
     after_create = store.state()
     store.set_status(run_id, "finished")
     assert before != after_create != store.state()
+
+
+def test_a_run_records_the_code_that_trained_it_in_order(tmp_path: Path):
+    store = RunStore(tmp_path)
+    run_id = store.create_run(CONFIG)
+    assert store.get_run(run_id)["code_version"] is None  # not trained yet
+    for version, expected in (("aaa", "aaa"), ("aaa", "aaa"), ("bbb", "aaa then bbb"), ("bbb", "aaa then bbb")):
+        store.record_code_version(run_id, version)  # one call per training call (start, resumes)
+        assert store.get_run(run_id)["code_version"] == expected
+    store.record_code_version(run_id, "aaa")  # resumed by the first code again
+    assert store.get_run(run_id)["code_version"] == "aaa then bbb then aaa"
+
+
+def test_a_store_made_before_code_versions_gains_the_column(tmp_path: Path):
+    import sqlite3
+
+    store = RunStore(tmp_path)
+    run_id = store.create_run(CONFIG)
+    with sqlite3.connect(store.db_path) as conn:
+        conn.execute("ALTER TABLE runs DROP COLUMN code_version")
+    reopened = RunStore(tmp_path)
+    assert reopened.get_run(run_id)["code_version"] is None
+    reopened.record_code_version(run_id, "ccc")
+    assert reopened.get_run(run_id)["code_version"] == "ccc"

@@ -32,7 +32,7 @@ from ..methods import Batch, Method, Stage, TrainInfo, create_method
 from ..metrics import choose_threshold, score_predictions
 from ..models import Classifier, create_model
 from ..runs import HEARTBEAT_SECONDS, INTERRUPTED, MODEL_FILE, RunStore
-from ..utils import atomic_path, seed_everything, select_device, write_json
+from ..utils import atomic_path, code_version, seed_everything, select_device, write_json
 from .augment import NO_AUGMENT, AugmentConfig, augment, to_float
 from .config import TrainConfig
 
@@ -80,6 +80,7 @@ def train(
         config.check_ready()
         run_id = store.create_run(config.to_dict())
     store.set_status(run_id, "running")
+    store.record_code_version(run_id, code_version())
     started = time.time()
     try:
         finished = _run(

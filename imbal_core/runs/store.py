@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, created REAL, updated REAL, status TEXT, method TEXT, data TEXT,
     ratio REAL, seed INTEGER, backbone TEXT, image_size INTEGER, epochs INTEGER, tag TEXT,
     config TEXT, summary TEXT, progress TEXT, error TEXT, duration_s REAL,
-    owner_host TEXT, owner_pid INTEGER, heartbeat REAL
+    owner_host TEXT, owner_pid INTEGER, heartbeat REAL, code_version TEXT
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT, eval TEXT, class TEXT, metric TEXT, value REAL,
@@ -134,6 +134,16 @@ class RunStore:
             (status, error, now, duration_s, *owner, now, run_id),
         )
 
+    def record_code_version(self, run_id: str, version: str) -> None:
+        """The code (`utils.code_version()`) that trains the run now. A run continued by other code keeps both, in
+        order ("a then b"), so a benchmark can say which code made each number it reuses."""
+        self._write(
+            "UPDATE runs SET code_version = CASE WHEN COALESCE(code_version, '') = '' THEN ? "
+            "WHEN code_version = ? OR code_version LIKE '% then ' || ? THEN code_version "
+            "ELSE code_version || ' then ' || ? END WHERE run_id=?",
+            (version, version, version, version, run_id),
+        )
+
     def set_progress(self, run_id: str, progress: dict[str, Any]) -> None:
         now = time.time()
         self._write(
@@ -176,7 +186,7 @@ class RunStore:
         files = {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
         return {"run": dict(row), "metrics": [tuple(m) for m in metrics], "files": files}
 
-    def import_run(self, exported: dict[str, Any], keep: tuple[str, ...] = ("created", "tag")) -> None:
+    def import_run(self, exported: dict[str, Any], keep: tuple[str, ...] = ("created", "tag", "code_version")) -> None:
         """Write a run exported from another store (`export_run`) into this one: its files first, then its row and
         metrics in one transaction. A run of the same id here is updated; its columns in `keep` stay as they are.
         The run has no owner here (a remote worker trained it)."""
@@ -278,7 +288,12 @@ class RunStore:
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
     """Stores made before a column existed gain it (empty for old rows)."""
     have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-    for name, kind in (("owner_host", "TEXT"), ("owner_pid", "INTEGER"), ("heartbeat", "REAL")):
+    for name, kind in (
+        ("owner_host", "TEXT"),
+        ("owner_pid", "INTEGER"),
+        ("heartbeat", "REAL"),
+        ("code_version", "TEXT"),
+    ):
         if name not in have:
             try:
                 conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
