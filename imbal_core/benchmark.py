@@ -137,7 +137,9 @@ def run_benchmark(
 
     try:
         executor.run(jobs, store, tag=TAG_PREFIX + protocol.name, on_done=on_done)
-    finally:  # also after Ctrl-C: the results file shows what is finished
+    finally:  # also after Ctrl-C: the results file shows what is finished, and names the run it stopped
+        for step, job in zip(todo, jobs):
+            step.run_id = step.run_id or job.run_id
         result = write_results(
             protocol,
             store,
@@ -562,7 +564,12 @@ def _runs_table(steps: list[Step], records: dict[str, dict]) -> list[str]:
         record = records.get(s.run_id or "")
         seconds = record["duration_s"] if record and record["duration_s"] is not None else float("nan")
         if s.state in DONE_TEXT:
-            state = DONE_TEXT[s.state] if s.outcome else "not reached (interrupted)"
+            if s.outcome:
+                state = DONE_TEXT[s.state]
+            elif record:  # started, then the command was interrupted: the next one resumes it
+                state = "interrupted (resumes next time)"
+            else:
+                state = "not reached (interrupted)"
         else:
             state = STATE_TEXT[s.state]
         if s.outcome and s.outcome.attempts > 1:

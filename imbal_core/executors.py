@@ -70,7 +70,9 @@ class LocalExecutor:
     def run(self, jobs: list[Job], store: RunStore, tag: str = "", on_done: DoneFn | None = None) -> list[Outcome]:
         outcomes = []
         for job in jobs:
-            run_id = job.run_id if job.run_id is not None else store.create_run(job.config.to_dict(), tag=tag)
+            if job.run_id is None:  # the job names its run from now on (an interrupted benchmark still lists it)
+                job.run_id = store.create_run(job.config.to_dict(), tag=tag)
+            run_id = job.run_id
             error = None
             with self.progress(job) as progress:
                 try:
@@ -198,7 +200,9 @@ class RayExecutor:
             version = code_version()
             task = ray.remote(train_in_worker)
             for job in jobs:
-                run_id = job.run_id if job.run_id is not None else store.create_run(job.config.to_dict(), tag=tag)
+                if job.run_id is None:  # as in LocalExecutor: the job names its run from now on
+                    job.run_id = store.create_run(job.config.to_dict(), tag=tag)
+                run_id = job.run_id
                 store.set_status(run_id, "running")  # owned by this driver while the cluster trains it
                 store.record_code_version(run_id, version)  # the driver's, which plans and stores the run
                 # A resumed run continues from its folder's checkpoint (in the object store, which can spill to disk).

@@ -20,6 +20,7 @@ from imbal_core.benchmark_results import read_results, results_names
 from imbal_core.cli import main
 from imbal_core.compare import finished_runs
 from imbal_core.engine import train
+from imbal_core.engine.trainer import RunInterrupted
 from imbal_core.errors import ConfigError, DataError
 from imbal_core.executors import LocalExecutor
 from imbal_core.methods import METHODS
@@ -397,3 +398,26 @@ def test_store_export_and_import_of_a_run(tmp_path: Path):
         p.name for p in source.run_dir(run_id).iterdir()
     )
     assert [r["run_id"] for r in target.find_runs(config.to_dict())] == [run_id]
+
+
+def test_interrupted_benchmark_names_the_run_it_stopped(tmp_path: Path, store):
+    """Ctrl-C during a new run: the results file lists that run (stopped, resumable) by id, and the next call
+    resumes it instead of starting another."""
+    protocol = load_protocol(
+        write(tmp_path, tiny_text(epochs="epochs = 2", seeds="seeds = [0, 1]", methods='methods = ["ce"]'))
+    )
+
+    def interrupt_second_run(job):
+        def progress(event):
+            if event["event"] == "epoch" and job.config.seed == 1:
+                raise KeyboardInterrupt
+
+        return nullcontext(progress)
+
+    with pytest.raises(RunInterrupted):
+        run_benchmark(protocol, store, LocalExecutor(interrupt_second_run), tmp_path / "results", log=lambda line: None)
+    [stopped] = [r for r in store.runs().itertuples() if r.status == "stopped"]
+    text = (tmp_path / "results" / f"{protocol.name}.md").read_text()
+    assert f"`{stopped.run_id}` | stopped | interrupted (resumes next time)" in text
+    again = plan(protocol, store)
+    assert [s.state for s in again] == ["reuse", "resume"] and again[1].run_id == stopped.run_id
