@@ -104,7 +104,22 @@ def run_benchmark(
     command: str = "",
     log: Callable[[str], None] = print,
 ) -> BenchmarkResult:
-    """Train what is missing, then write the results; an interrupt (Ctrl-C) still writes what is finished."""
+    """Train what is missing, then write the results; an interrupt (Ctrl-C) still writes what is finished.
+
+    One benchmark at a time per store: two would plan the same missing run and both train it.
+    """
+    with store.exclusive("benchmark"):
+        return _run_benchmark(protocol, store, executor, out_dir, command, log)
+
+
+def _run_benchmark(
+    protocol: Protocol,
+    store: RunStore,
+    executor: Any | None,
+    out_dir: Path | str,
+    command: str,
+    log: Callable[[str], None],
+) -> BenchmarkResult:
     started = time.time()
     executor = executor or LocalExecutor()
     steps = plan(protocol, store, local=executor.name == "local")

@@ -21,7 +21,7 @@ from imbal_core.cli import main
 from imbal_core.compare import finished_runs
 from imbal_core.engine import train
 from imbal_core.engine.trainer import RunInterrupted
-from imbal_core.errors import ConfigError, DataError
+from imbal_core.errors import ConfigError, DataError, RunError
 from imbal_core.executors import LocalExecutor
 from imbal_core.methods import METHODS
 from imbal_core.protocol import PROTOCOL_DIR, load_protocol, protocol_names
@@ -421,3 +421,16 @@ def test_interrupted_benchmark_names_the_run_it_stopped(tmp_path: Path, store):
     assert f"`{stopped.run_id}` | stopped | interrupted (resumes next time)" in text
     again = plan(protocol, store)
     assert [s.state for s in again] == ["reuse", "resume"] and again[1].run_id == stopped.run_id
+
+
+def test_one_benchmark_at_a_time_on_a_store(tmp_path: Path, store):
+    """Two benchmarks on one store would both train a missing run: the second is refused before it plans anything."""
+    protocol = load_protocol(write(tmp_path, tiny_text(seeds="seeds = [0]", methods='methods = ["ce"]')))
+    with (
+        store.exclusive("benchmark"),
+        pytest.raises(RunError, match=rf"benchmark is already running .*pid {os.getpid()}"),
+    ):
+        run_benchmark(protocol, store, LocalExecutor(), tmp_path / "results", log=lambda line: None)
+    assert store.runs().empty and not (tmp_path / "results").exists()
+    result = run_benchmark(protocol, store, LocalExecutor(), tmp_path / "results", log=lambda line: None)
+    assert [s.final_status for s in result.steps] == ["finished"]  # the lock ended with the first holder

@@ -9,6 +9,7 @@ owner has ended (killed, crashed) reads back as "interrupted", so it never looks
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -17,7 +18,8 @@ import socket
 import sqlite3
 import time
 import uuid
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +211,28 @@ class RunStore:
             )
             conn.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
             conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?)", [tuple(m) for m in exported["metrics"]])
+
+    @contextmanager
+    def exclusive(self, what: str) -> Iterator[None]:
+        """Only one `what` (e.g. "benchmark") at a time on this store: a second one, in any process on this machine,
+        gets a RunError at once. The lock is the operating system's, so it ends with its process, even a killed one."""
+        with open(self.root / f"{what}.lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise RunError(
+                    f"a {what} is already running on the store {self.root} ({holder}); wait for it to end, or "
+                    "use another store (--store)"
+                ) from None
+            handle.truncate(0)
+            handle.write(f"{socket.gethostname()}, pid {os.getpid()}")
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def state(self) -> tuple[tuple[int, int], ...]:
         """(mtime_ns, size) of the database and its write-ahead log: changes with every write, so a cache keyed
