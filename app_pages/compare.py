@@ -7,6 +7,7 @@ results files (results/) as reference tables."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,11 +16,12 @@ import streamlit as st
 
 from app_pages.common import all_stores
 from imbal_core import charts
-from imbal_core.benchmark_results import read_results, results_names
+from imbal_core.benchmark_results import BenchmarkResults, read_results, results_dir, results_files
 from imbal_core.compare import (
     RunResult,
     binary_curves,
     change_vs_baseline,
+    class_labels,
     default_selection,
     embedding_projection,
     finished_runs,
@@ -38,7 +40,13 @@ from imbal_core.errors import ImbalLabError
 from imbal_core.report import Section, html_report
 from imbal_core.runs import RunStore
 from imbal_core.shifts import SHIFTS
-from imbal_core.stats import formatted_leaderboard, leaderboard, paired_class_differences, paired_differences
+from imbal_core.stats import (
+    MIN_SEEDS_FOR_INTERVAL,
+    formatted_leaderboard,
+    leaderboard,
+    paired_class_differences,
+    paired_differences,
+)
 
 # The numbers imbalance is about first: accuracy of the rare, medium and common classes.
 LEADERBOARD_METRICS = [
@@ -171,9 +179,7 @@ def paired_view(c: Comparison) -> None:
         column_config={col: st.column_config.NumberColumn(format="%+.3f") for col in ("mean_diff", "low", "high")},
     )
     class_differences = paired_class_differences(c.results, c.picked, c.reference)
-    class_differences["x"] = (
-        class_differences["class"] + " (" + class_differences["train_count"].round().astype(int).astype(str) + ")"
-    )
+    class_differences["x"] = class_labels(class_differences["class"], class_differences["train_count"])
     show(charts.paired_difference_chart(class_differences, c.reference, "test recall"), "cmp_paired_classes")
     st.caption(
         f"Each method minus {charts.method_of(c.reference)}, paired by seed on the same data, split and ratio "
@@ -332,25 +338,36 @@ def shift_view(c: Comparison) -> None:
         st.code("\n".join(commands), language="bash")
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_results(name: str, csv: str, modified_ns: int) -> BenchmarkResults:
+    """A results file, read again when it changes (a running benchmark rewrites it when it ends)."""
+    return read_results(name, [Path(csv).parent])
+
+
 def benchmark_files_view() -> None:
     """The benchmarks' results files as reference tables: how they were made, leaderboard, paired differences and
     per-class recall of one section (data set and ratio), drawn as live runs are."""
     st.header("Benchmark results files")
-    names = results_names()
-    if not names:
-        st.caption("No benchmark results files yet: `python -m imbal_core benchmark NAME` writes them to results/.")
+    files = results_files()
+    if not files:
+        st.caption(
+            f"No benchmark results files yet: `python -m imbal_core benchmark NAME` writes them to {results_dir()}."
+        )
         return
     left, right = st.columns(2)
-    name = left.selectbox("Results file", names, key="cmp_bench_file")
-    results = read_results(name)
+    name = left.selectbox("Results file", list(files), key="cmp_bench_file")
+    results = cached_results(name, str(files[name]), files[name].stat().st_mtime_ns)
+    with st.expander("How these numbers were made: command, code version, wall time, protocol"):
+        st.markdown(results.header)
     sections = results.sections()
+    if not sections:
+        st.info(f"{name} has no finished runs yet (see how it was made above); its command resumes it.")
+        return
     data, ratio = right.selectbox(
         "Section", sections, format_func=lambda s: f"{s[0]} · ratio {s[1]}", key=f"cmp_bench_section_{name}"
     )
-    with st.expander("How these numbers were made: command, code version, wall time, protocol"):
-        st.markdown(results.header)
     board, available = results.leaderboard(data, ratio)
-    shown = [m for m in (BINARY_METRICS if "auroc" in available else LEADERBOARD_METRICS) if m in available]
+    shown = [m for m in (BINARY_METRICS if results.is_binary(data, ratio) else LEADERBOARD_METRICS) if m in available]
     st.dataframe(
         formatted_leaderboard(board, shown).drop(columns=["data", "ratio", "repeats"]), hide_index=True, width="stretch"
     )
@@ -365,8 +382,9 @@ def benchmark_files_view() -> None:
         change = results.recall_change(data, ratio)
         show(charts.method_class_heatmap(change, "change", "points", diverging=True), "cmp_bench_heatmap")
         caption = (
-            f"Paired by seed against {charts.method_of(reference)} (95% t interval from 3 pairs); the heat map is the "
-            "per-class test-recall change in percentage points, classes by training count (in brackets)."
+            f"Paired by seed against {charts.method_of(reference)} (95% t interval from {MIN_SEEDS_FOR_INTERVAL} "
+            "pairs); the heat map is the per-class test-recall change in percentage points, classes by training "
+            "count (in brackets)."
         )
     else:
         show(
@@ -375,8 +393,8 @@ def benchmark_files_view() -> None:
         )
         caption = "No reference runs in this section: per-class test recall, classes by training count (in brackets)."
     st.caption(
-        f"From results/{name}.md and .csv as the benchmark command wrote them (not runs in a store: nothing here to "
-        f"pick or re-score). {caption}"
+        f"From {results.csv.with_suffix('.md').name} and {results.csv.name} in `{results.csv.parent}`, as the "
+        f"benchmark command wrote them (not runs in a store: nothing here to pick or re-score). {caption}"
     )
     st.download_button(
         f"{name}.csv (every number of the file)",

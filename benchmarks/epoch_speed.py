@@ -23,6 +23,7 @@ import random
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -77,11 +78,12 @@ def reference_epoch(images, labels, config: TrainConfig, transform, device: torc
     return time.perf_counter() - start
 
 
-def engine_step_seconds(config: TrainConfig, store: RunStore) -> tuple[float, float]:
+def engine_step_seconds(config: TrainConfig, store: RunStore, full_steps: int) -> tuple[float, float]:
     """(seconds per step of the engine's last epoch, that epoch's seconds with validation).
 
-    Step times come from the engine's own progress events, from the end of the epoch's first step to the end of
-    its last, so validation, checkpoints and the first step's warm-up are outside them.
+    Step times come from the engine's own progress events (sent every few steps), from the end of the epoch's first
+    step to the last event within its `full_steps` full batches: validation, checkpoints, the first step's warm-up
+    and a partial last batch are outside them.
     """
     stamps: dict[int, float] = {}
 
@@ -90,32 +92,33 @@ def engine_step_seconds(config: TrainConfig, store: RunStore) -> tuple[float, fl
             stamps[event["step"]] = time.perf_counter()
 
     run_id = train(config, store, progress=progress)
-    first, last = min(stamps), max(stamps)
+    first, last = min(stamps), max(step for step in stamps if step <= full_steps)
     return (stamps[last] - stamps[first]) / (last - first), store.get_run(run_id)["progress"]["history"][-1]["seconds"]
 
 
 def model_step_seconds(images: np.ndarray, labels: np.ndarray, config: TrainConfig, device: torch.device) -> float:
-    """Seconds per step of the model alone: the same batches as an epoch, already normalised and in memory.
+    """Seconds per step of the model alone on the epoch's full batches, already normalised and in memory.
 
-    Two passes; the second is timed, all its steps (the first step of a warm pass costs what the others do).
+    As in the engine: the model and inputs in channels-last memory format, bf16 autocast on CUDA when `config.amp`.
+    Two passes; the second is timed.
     """
     torch.manual_seed(0)
-    model = build_model(config, int(labels.max()) + 1, images.shape[-1]).to(device)
+    model = build_model(config, int(labels.max()) + 1, images.shape[-1]).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     x_all = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.5).to(device)
     y_all = torch.from_numpy(labels).long().to(device)
+    size = config.batch_size
     batches = [
-        (
-            x_all[i : i + config.batch_size].contiguous(memory_format=torch.channels_last),
-            y_all[i : i + config.batch_size],
-        )
-        for i in range(0, len(labels), config.batch_size)
+        (x_all[i : i + size].contiguous(memory_format=torch.channels_last), y_all[i : i + size])
+        for i in range(0, len(labels) - size + 1, size)
     ]
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and config.amp else nullcontext()
     model.train()
 
     def one_pass() -> None:
         for x, y in batches:
-            loss = F.cross_entropy(model(x), y)
+            with autocast:
+                loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -155,7 +158,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(tmp)
         for _ in range(args.repeats):
-            step, epoch = engine_step_seconds(config, store)
+            step, epoch = engine_step_seconds(config, store, len(labels) // config.batch_size)
             engine_steps.append(step)
             engine_epochs.append(epoch)
             model_steps.append(model_step_seconds(images, labels, config, device))

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .benchmark_results import RESULTS_COLUMNS
+from .benchmark_results import RESULTS_COLUMNS, results_dir
 from .compare import finished_runs, load_results, per_class_table
 from .engine.trainer import RESUMABLE
 from .errors import ConfigError, ImbalLabError
@@ -74,6 +74,7 @@ class Step:
     note: str = ""
     outcome: Outcome | None = field(default=None, repr=False)
     final_status: str | None = None  # the run's status when the results were written
+    started: bool = False  # the executor began the run (for Ray: submitted it)
 
 
 @dataclass
@@ -100,7 +101,7 @@ def run_benchmark(
     protocol: Protocol,
     store: RunStore,
     executor: Any | None = None,
-    out_dir: Path | str = "results",
+    out_dir: Path | str | None = None,
     command: str = "",
     log: Callable[[str], None] = print,
 ) -> BenchmarkResult:
@@ -109,7 +110,7 @@ def run_benchmark(
     One benchmark at a time per store: two would plan the same missing run and both train it.
     """
     with store.exclusive("benchmark"):
-        return _run_benchmark(protocol, store, executor, out_dir, command, log)
+        return _run_benchmark(protocol, store, executor, out_dir or results_dir(), command, log)
 
 
 def _run_benchmark(
@@ -154,7 +155,7 @@ def _run_benchmark(
         executor.run(jobs, store, tag=TAG_PREFIX + protocol.name, on_done=on_done)
     finally:  # also after Ctrl-C: the results file shows what is finished, and names the run it stopped
         for step, job in zip(todo, jobs):
-            step.run_id = step.run_id or job.run_id
+            step.run_id, step.started = step.run_id or job.run_id, job.started
         result = write_results(
             protocol,
             store,
@@ -443,6 +444,7 @@ def _section(
     lines.append("")
 
     if reference_group is not None and reference_group in set(runs["group"]):
+        tidy.append({"table": "reference", **where, "method": _method(reference_group), "group": reference_group})
         diffs = paired_differences(runs, reference_group, every)
         for row in diffs.itertuples(index=False):
             tidy.append(
@@ -581,7 +583,7 @@ def _runs_table(steps: list[Step], records: dict[str, dict]) -> list[str]:
         if s.state in DONE_TEXT:
             if s.outcome:
                 state = DONE_TEXT[s.state]
-            elif record:  # started, then the command was interrupted: the next one resumes it
+            elif s.started:  # the command was interrupted while training it: the next one resumes it
                 state = "interrupted (resumes next time)"
             else:
                 state = "not reached (interrupted)"

@@ -1,24 +1,29 @@
 """Read the results files that `benchmark` writes (`results/<name>.md` and `.csv`): Compare's reference tables.
 
 The CSV is tidy, one row per number: `table` says which table of the markdown it belongs to (summary,
-paired_difference, per_class_recall, per_class_recall_difference), `data` and `ratio` which section. The readers here
+paired_difference, per_class_recall, per_class_recall_difference; `reference` names the group a section's differences
+are paired against), `data` and `ratio` which section. The readers here
 turn a section back into the frames Compare draws live runs with, so a shipped benchmark looks like a comparison of
 one's own runs; the markdown's header (command, code version, wall time, protocol) says how it was made.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from .compare import class_labels
 from .errors import DataError
 from .stats import COMPARABLE
-from .utils import IN_CHECKOUT, PACKAGE_ROOT, REPO_ROOT
+from .utils import IN_CHECKOUT, PACKAGE_ROOT, REPO_ROOT, lab_home
 
 # The shipped results files: results/ in a checkout, imbal_core/results/ in an installed package.
-RESULTS_DIR = REPO_ROOT / "results" if IN_CHECKOUT else PACKAGE_ROOT / "results"
+SHIPPED_RESULTS_DIR = REPO_ROOT / "results" if IN_CHECKOUT else PACKAGE_ROOT / "results"
+TEXT_COLUMNS = ["table", "data", "ratio", "method", "group", "metric", "class"]
 RESULTS_COLUMNS = [
     "table",
     "data",
@@ -36,11 +41,23 @@ RESULTS_COLUMNS = [
 ]
 
 
+def results_dir() -> Path:
+    """Where `benchmark` writes its results files by default: results/ in a checkout, <lab home>/results when
+    installed (the package's own folder may not be writable)."""
+    return SHIPPED_RESULTS_DIR if IN_CHECKOUT else lab_home() / "results"
+
+
+def results_folders() -> list[Path]:
+    """The folders Compare reads results files from: the default output folder, then the shipped one."""
+    return list(dict.fromkeys([results_dir(), SHIPPED_RESULTS_DIR]))
+
+
 @dataclass(frozen=True)
 class BenchmarkResults:
     """One benchmark's results file: its markdown header and its tidy table."""
 
     name: str
+    csv: Path  # the .md beside it is the human-readable file
     header: str  # the markdown before the first section: description, command, code version, wall time
     table: pd.DataFrame
 
@@ -53,6 +70,10 @@ class BenchmarkResults:
             (self.table["data"] == data) & (self.table["ratio"] == ratio) & (self.table["table"] == table)
         ]
         return rows.reset_index(drop=True)
+
+    def is_binary(self, data: str, ratio: str) -> bool:
+        """A section of a binary task (its metrics are AUROC and the like)."""
+        return bool((self.section(data, ratio, "summary")["metric"] == "auroc").any())
 
     def leaderboard(self, data: str, ratio: str) -> tuple[pd.DataFrame, list[str]]:
         """(the section's leaderboard in `stats.leaderboard`'s columns, its metrics in the file's order)."""
@@ -72,7 +93,11 @@ class BenchmarkResults:
         return board, metrics
 
     def reference(self, data: str, ratio: str) -> str | None:
-        """The group the section's differences are paired against (listed first, unpaired); None without any."""
+        """The group the section's differences are paired against; None when it has none."""
+        named = self.section(data, ratio, "reference")["group"]
+        if not named.empty:
+            return str(named.iloc[0])
+        # Files written before the reference was named: it is the first group (listed first) with no paired rows.
         paired = set(self.section(data, ratio, "paired_difference")["group"])
         unpaired = [g for g in dict.fromkeys(self.section(data, ratio, "summary")["group"]) if g not in paired]
         return unpaired[0] if paired and unpaired else None
@@ -98,30 +123,41 @@ class BenchmarkResults:
 
     @staticmethod
     def _classes(rows: pd.DataFrame) -> pd.DataFrame:
-        counts = rows["train_count"].round().astype("Int64").astype(str)
-        return rows.assign(method=rows["group"], class_label=rows["class"] + " (" + counts + ")", runs=rows["n"])
-
-
-def results_names(folder: Path | str = RESULTS_DIR) -> list[str]:
-    """Names of the benchmark results files in `folder` (a .csv in the benchmark's columns beside its .md)."""
-    folder = Path(folder)
-    names = []
-    for csv in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
-        with open(csv, encoding="utf-8") as handle:
-            if handle.readline().strip().split(",") == RESULTS_COLUMNS and csv.with_suffix(".md").is_file():
-                names.append(csv.stem)
-    return names
-
-
-def read_results(name: str, folder: Path | str = RESULTS_DIR) -> BenchmarkResults:
-    """One benchmark's results; a clear error when it is missing or is not a benchmark's results file."""
-    folder = Path(folder)
-    if name not in results_names(folder):
-        raise DataError(
-            f"no benchmark results file {name!r} in {folder}; known ones: {results_names(folder) or 'none'}. "
-            f"`python -m imbal_core benchmark {name}` writes it"
+        return rows.assign(
+            method=rows["group"], class_label=class_labels(rows["class"], rows["train_count"]), runs=rows["n"]
         )
-    table = pd.read_csv(folder / f"{name}.csv", dtype={"data": str, "ratio": str, "class": str})
-    markdown = (folder / f"{name}.md").read_text(encoding="utf-8")
-    header = markdown.split("\n## ", 1)[0]
-    return BenchmarkResults(name, header.split("\n", 1)[1].strip() if "\n" in header else "", table)
+
+
+def results_names(folders: Sequence[Path | str] | None = None) -> list[str]:
+    """Names of the benchmark results files in `folders` (default `results_folders()`): a .csv in the benchmark's
+    columns beside its .md. A name in two folders is listed once (the first folder's file is read)."""
+    return list(results_files(folders))
+
+
+def read_results(name: str, folders: Sequence[Path | str] | None = None) -> BenchmarkResults:
+    """One benchmark's results; a clear error when it is missing or is not a benchmark's results file."""
+    files = results_files(folders)
+    if name not in files:
+        searched = ", ".join(str(f) for f in (folders or results_folders()))
+        raise DataError(
+            f"no benchmark results file {name!r} in {searched}; known ones: {sorted(files) or 'none'}. "
+            f"`python -m imbal_core benchmark {name}` writes it (to {results_dir()} unless given --out-dir)"
+        )
+    csv = files[name]
+    # Text columns as written (a class named "NA" or "None" stays a name); empty numbers are missing values.
+    table = pd.read_csv(csv, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False)
+    for column in set(RESULTS_COLUMNS) - set(TEXT_COLUMNS):
+        table[column] = pd.to_numeric(table[column].replace("", np.nan))
+    header = csv.with_suffix(".md").read_text(encoding="utf-8").split("\n## ", 1)[0]
+    return BenchmarkResults(name, csv, header.split("\n", 1)[1].strip() if "\n" in header else "", table)
+
+
+def results_files(folders: Sequence[Path | str] | None = None) -> dict[str, Path]:
+    """{name: its .csv} of the benchmark results files in `folders` (default `results_folders()`)."""
+    found: dict[str, Path] = {}
+    for folder in map(Path, folders or results_folders()):
+        for csv in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
+            with open(csv, encoding="utf-8") as handle:
+                if handle.readline().strip().split(",") == RESULTS_COLUMNS and csv.with_suffix(".md").is_file():
+                    found.setdefault(csv.stem, csv)
+    return found

@@ -196,7 +196,13 @@ def build_parser(prog: str = "python -m imbal_core") -> argparse.ArgumentParser:
         metavar="[NAME=]DIR",
         help="data path of the protocol's data set NAME (just DIR when it has one), replacing the file's",
     )
-    p.add_argument("--out-dir", default="results", help="folder of the results files <name>.md and <name>.csv")
+    p.add_argument(
+        "--out-dir",
+        type=Path,
+        default=None,
+        help="folder of the results files <name>.md and <name>.csv (default: results/ in a checkout, "
+        "<lab home>/results when installed: where Compare reads them)",
+    )
     p.add_argument(
         "--plan", action="store_true", help="only check the protocol and print what would be trained, resumed or reused"
     )
@@ -789,6 +795,7 @@ def _sweep_on_ray(args: argparse.Namespace, store: RunStore, configs: list[Train
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from .benchmark import STATE_TEXT, plan, run_benchmark
+    from .benchmark_results import results_dir
     from .protocol import load_protocol
 
     protocol = load_protocol(args.protocol, args.path)
@@ -801,7 +808,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         return 0
     executor = _executor(args)
     try:
-        result = run_benchmark(protocol, store, executor, args.out_dir, args.command_line)
+        result = run_benchmark(protocol, store, executor, args.out_dir or results_dir(), args.command_line)
     except KeyboardInterrupt:
         print(
             f"stopped; finished runs are kept and the results file shows them. Run `{args.command_line}` again "

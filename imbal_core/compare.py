@@ -221,8 +221,13 @@ def per_class_table(results: list[RunResult], metric: str = "recall") -> pd.Data
         .reset_index()
         .sort_values("train_count", ascending=False, kind="stable")
     )
-    table["class_label"] = table["class"] + " (" + table["train_count"].round().astype(int).astype(str) + ")"
+    table["class_label"] = class_labels(table["class"], table["train_count"])
     return table
+
+
+def class_labels(classes: pd.Series, train_counts: pd.Series) -> pd.Series:
+    """ "name (training images)": how every per-class chart and table labels a class."""
+    return classes + " (" + train_counts.round().astype(int).astype(str) + ")"
 
 
 def change_vs_baseline(results: list[RunResult], baseline: str, relative: bool = False) -> pd.DataFrame:

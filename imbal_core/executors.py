@@ -41,8 +41,11 @@ class Job:
     """One run to train: a new one (run_id None), or a run of the driver's store to start or continue."""
 
     config: TrainConfig
-    run_id: str | None = None
+    run_id: str | None = None  # set by the executor when it creates the run
     resume: bool = False  # continue a stopped, interrupted or failed run (from its last completed epoch)
+    started: bool = (
+        False  # set by the executor when it begins (Ray: submits) the run; an interrupt may leave it unfinished
+    )
 
 
 @dataclass
@@ -73,6 +76,7 @@ class LocalExecutor:
             if job.run_id is None:  # the job names its run from now on (an interrupted benchmark still lists it)
                 job.run_id = store.create_run(job.config.to_dict(), tag=tag)
             run_id = job.run_id
+            job.started = True
             error = None
             with self.progress(job) as progress:
                 try:
@@ -203,6 +207,7 @@ class RayExecutor:
                 if job.run_id is None:  # as in LocalExecutor: the job names its run from now on
                     job.run_id = store.create_run(job.config.to_dict(), tag=tag)
                 run_id = job.run_id
+                job.started = True
                 store.set_status(run_id, "running")  # owned by this driver while the cluster trains it
                 store.record_code_version(run_id, version)  # the driver's, which plans and stores the run
                 # A resumed run continues from its folder's checkpoint (in the object store, which can spill to disk).

@@ -338,3 +338,23 @@ def test_compare_shows_the_benchmark_results_files_as_reference_tables():
     next(m for m in app.multiselect if m.label == "Runs").set_value([]).run()
     assert "Pick at least one run." in [i.value for i in app.info]
     assert app.selectbox(key="cmp_bench_file").value == "builtin_ratios"  # still there, below the message
+
+
+def test_compare_with_a_results_file_of_no_finished_runs(tmp_path, monkeypatch):
+    """A benchmark interrupted before any run finished writes a header-only CSV: Compare says so, no exception."""
+    import shutil
+
+    import imbal_core.benchmark_results as benchmark_results
+
+    for suffix in (".md", ".csv"):
+        shutil.copy(ROOT / "results" / f"builtin_ratios{suffix}", tmp_path)
+    (tmp_path / "aaa_empty.csv").write_text(",".join(benchmark_results.RESULTS_COLUMNS) + "\n")
+    (tmp_path / "aaa_empty.md").write_text("# Benchmark `aaa_empty`\n\n- Command: `x`\n")
+    monkeypatch.setattr(benchmark_results, "SHIPPED_RESULTS_DIR", tmp_path)
+    app = open_page("compare")
+    assert app.selectbox(key="cmp_bench_file").options == ["aaa_empty", "builtin_ratios"]
+    assert app.selectbox(key="cmp_bench_file").value == "aaa_empty"
+    assert any("has no finished runs yet" in i.value for i in app.info)
+    app.selectbox(key="cmp_bench_file").set_value("builtin_ratios").run()
+    assert not app.exception, app.exception
+    assert app.selectbox(key="cmp_bench_section_builtin_ratios").value == ("synthetic 28px", "10")

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -339,7 +340,8 @@ def test_tiny_protocol_end_to_end_through_the_cli(tmp_path: Path, capsys):
     import pandas as pd
 
     table = pd.read_csv(csv)
-    assert set(table["table"]) == {"summary", "paired_difference", "per_class_recall", "per_class_recall_difference"}
+    tables = {"summary", "reference", "paired_difference", "per_class_recall", "per_class_recall_difference"}
+    assert set(table["table"]) == tables
     summary = table[(table["table"] == "summary") & (table["metric"] == "balanced_acc")]
     assert list(summary["method"]) == ["ce", "balanced_softmax"] and list(summary["n"]) == [2, 2]
     capsys.readouterr()
@@ -347,8 +349,8 @@ def test_tiny_protocol_end_to_end_through_the_cli(tmp_path: Path, capsys):
     assert capsys.readouterr().out.count("finished before (reused)") == 4
 
     # Read back as Compare shows it: the same numbers as the live statistics of the runs in the store.
-    assert results_names(out) == ["tiny"]
-    results = read_results("tiny", out)
+    assert results_names([out]) == ["tiny"]
+    results = read_results("tiny", [out])
     assert "- Command: `" in results.header and "Code version" in results.header and "## " not in results.header
     [(data, ratio)] = results.sections()
     board, metrics = results.leaderboard(data, ratio)
@@ -358,13 +360,15 @@ def test_tiny_protocol_end_to_end_through_the_cli(tmp_path: Path, capsys):
     live = live.loc[board["group"]]
     for metric in ("balanced_acc", "few_acc"):
         assert np.allclose(board[metric], live[metric]) and np.allclose(board[f"{metric}_sd"], live[f"{metric}_sd"])
-    assert results.reference(data, ratio) == board["group"].iloc[0]
+    assert results.reference(data, ratio) == board["group"].iloc[0]  # named in the file
+    old_file = results.table[results.table["table"] != "reference"]  # written before the reference was named
+    assert replace(results, table=old_file).reference(data, ratio) == board["group"].iloc[0]
     paired = results.paired_differences(data, ratio)
     assert set(paired["group"]) == {board["group"].iloc[1]} and set(paired["n_pairs"]) == {2}
     change = results.recall_change(data, ratio)
     assert change["class_label"].str.endswith(")").all() and change["change"].abs().max() <= 100
     with pytest.raises(DataError, match="benchmark nope"):
-        read_results("nope", out)
+        read_results("nope", [out])
 
 
 def test_provided_datasets_load_without_files():
@@ -401,10 +405,10 @@ def test_store_export_and_import_of_a_run(tmp_path: Path):
 
 
 def test_interrupted_benchmark_names_the_run_it_stopped(tmp_path: Path, store):
-    """Ctrl-C during a new run: the results file lists that run (stopped, resumable) by id, and the next call
-    resumes it instead of starting another."""
+    """Ctrl-C during a new run: the results file lists that run (stopped, resumable) by id and the next one as not
+    reached, and the next call resumes the stopped run instead of starting another."""
     protocol = load_protocol(
-        write(tmp_path, tiny_text(epochs="epochs = 2", seeds="seeds = [0, 1]", methods='methods = ["ce"]'))
+        write(tmp_path, tiny_text(epochs="epochs = 2", seeds="seeds = [0, 1, 2]", methods='methods = ["ce"]'))
     )
 
     def interrupt_second_run(job):
@@ -419,8 +423,9 @@ def test_interrupted_benchmark_names_the_run_it_stopped(tmp_path: Path, store):
     [stopped] = [r for r in store.runs().itertuples() if r.status == "stopped"]
     text = (tmp_path / "results" / f"{protocol.name}.md").read_text()
     assert f"`{stopped.run_id}` | stopped | interrupted (resumes next time)" in text
+    assert "| 2 | — | — | not reached (interrupted) |" in text  # seed 2 was never started
     again = plan(protocol, store)
-    assert [s.state for s in again] == ["reuse", "resume"] and again[1].run_id == stopped.run_id
+    assert [s.state for s in again] == ["reuse", "resume", "new"] and again[1].run_id == stopped.run_id
 
 
 def test_one_benchmark_at_a_time_on_a_store(tmp_path: Path, store):

@@ -169,10 +169,12 @@ class IOIS(Method):
         # A run names its generator, not a version of it: one still training (or stopped early) would be replaced
         # under the run's name by its finished file later, and the run could not be told apart.
         if info.status != "finished":
+            recipe = ", ".join(f"{k} {info.config.get(k)}" for k in ("data", "image_size", "ratio", "seed", "epochs"))
             raise ConfigError(
                 f"diffusion generator {info.name!r} is not finished ({len(info.history)} of {info.config['epochs']} "
-                "epochs, still training or stopped); let it finish (`python -m imbal_core diffusion-train ... "
-                f"--name {info.name} --resume`) or name a finished one"
+                f"epochs; {recipe}): if its training is still running, wait for it to end; if it was stopped, run "
+                "the `diffusion-train` command that made it again with `--resume` (its whole recipe: "
+                "`python -m imbal_core generators`); or name a finished generator"
             )
 
     def stages(self, epochs: int) -> list[Stage]:

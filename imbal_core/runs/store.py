@@ -9,7 +9,6 @@ owner has ended (killed, crashed) reads back as "interrupted", so it never looks
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -216,6 +215,8 @@ class RunStore:
     def exclusive(self, what: str) -> Iterator[None]:
         """Only one `what` (e.g. "benchmark") at a time on this store: a second one, in any process on this machine,
         gets a RunError at once. The lock is the operating system's, so it ends with its process, even a killed one."""
+        import fcntl  # POSIX only; imported here so the store itself imports everywhere
+
         with open(self.root / f"{what}.lock", "a+") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
