@@ -586,7 +586,7 @@ def _runs_table(steps: list[Step], records: dict[str, dict]) -> list[str]:
             elif s.started:  # the command was interrupted while training it: the next one resumes it
                 state = "interrupted (resumes next time)"
             else:
-                state = "not reached (interrupted)"
+                state = "not reached (the command ended first; the next call trains it)"
         else:
             state = STATE_TEXT[s.state]
         if s.outcome and s.outcome.attempts > 1:

@@ -207,6 +207,13 @@ def build_parser(prog: str = "python -m imbal_core") -> argparse.ArgumentParser:
         "--plan", action="store_true", help="only check the protocol and print what would be trained, resumed or reused"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--stop-after",
+        type=float,
+        metavar="MINUTES",
+        help="local executor: start no run after this many minutes (the one under way finishes), then write the "
+        "results file as usual; the next call trains the rest",
+    )
     _add_executor_options(p)
     p.set_defaults(func=cmd_benchmark)
 
@@ -462,9 +469,18 @@ def _executor(args: argparse.Namespace) -> Any:
     """The executor the options ask for; Ray options without --executor ray are a mistake worth naming."""
     from .executors import LocalExecutor, RayExecutor
 
+    stop_after = getattr(args, "stop_after", None)  # benchmark only
     if args.executor == "local":
         _refuse_ray_options(args)
-        return LocalExecutor(progress=lambda job: _progress_bar(args.quiet))
+        return LocalExecutor(
+            progress=lambda job: _progress_bar(args.quiet),
+            stop_after_seconds=None if stop_after is None else stop_after * 60,
+        )
+    if stop_after is not None:
+        raise ConfigError(
+            "--stop-after works with --executor local (Ray starts every run at once); drop it, or stop the "
+            "command with Ctrl-C: finished runs are kept and the rest resume"
+        )
 
     def on_epoch(job: Any, run_id: str, info: dict) -> None:
         if args.quiet or not info.get("history"):
@@ -820,9 +836,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     missing = result.incomplete()
     if missing:
         raise ConfigError(
-            f"{len(missing)} of the protocol's runs have not finished (blocked, failed or busy "
-            f"elsewhere; see 'Not finished' in {result.markdown}); fix them and run the same command "
-            "again: finished runs are kept and the others resume"
+            f"{len(missing)} of the protocol's runs have not finished (not reached in the time given, blocked, "
+            f"failed or busy elsewhere; see the runs and 'Not finished' in {result.markdown}); run the same command "
+            "again (after fixing what blocks them): finished runs are kept and the others resume"
         )
     return 0
 

@@ -67,12 +67,22 @@ class LocalExecutor:
 
     name = description = "local"
 
-    def __init__(self, progress: Callable[[Job], AbstractContextManager[ProgressFn | None]] | None = None) -> None:
+    def __init__(
+        self,
+        progress: Callable[[Job], AbstractContextManager[ProgressFn | None]] | None = None,
+        stop_after_seconds: float | None = None,
+    ) -> None:
+        if stop_after_seconds is not None and stop_after_seconds <= 0:
+            raise ConfigError(f"stop_after_seconds must be > 0 (a time budget), got {stop_after_seconds}")
         self.progress = progress or (lambda job: nullcontext(None))
+        self.stop_after_seconds = stop_after_seconds  # start no job after this (the one under way finishes)
 
     def run(self, jobs: list[Job], store: RunStore, tag: str = "", on_done: DoneFn | None = None) -> list[Outcome]:
         outcomes = []
+        deadline = time.time() + self.stop_after_seconds if self.stop_after_seconds is not None else None
         for job in jobs:
+            if deadline is not None and time.time() > deadline:
+                break  # the jobs left are not started: the next call runs them
             if job.run_id is None:  # the job names its run from now on (an interrupted benchmark still lists it)
                 job.run_id = store.create_run(job.config.to_dict(), tag=tag)
             run_id = job.run_id

@@ -423,7 +423,7 @@ def test_interrupted_benchmark_names_the_run_it_stopped(tmp_path: Path, store):
     [stopped] = [r for r in store.runs().itertuples() if r.status == "stopped"]
     text = (tmp_path / "results" / f"{protocol.name}.md").read_text()
     assert f"`{stopped.run_id}` | stopped | interrupted (resumes next time)" in text
-    assert "| 2 | — | — | not reached (interrupted) |" in text  # seed 2 was never started
+    assert "| 2 | — | — | not reached (the command ended first; the next call trains it) |" in text  # not started
     again = plan(protocol, store)
     assert [s.state for s in again] == ["reuse", "resume", "new"] and again[1].run_id == stopped.run_id
 
@@ -439,3 +439,20 @@ def test_one_benchmark_at_a_time_on_a_store(tmp_path: Path, store):
     assert store.runs().empty and not (tmp_path / "results").exists()
     result = run_benchmark(protocol, store, LocalExecutor(), tmp_path / "results", log=lambda line: None)
     assert [s.final_status for s in result.steps] == ["finished"]  # the lock ended with the first holder
+
+
+def test_stop_after_starts_no_run_after_the_time_budget(tmp_path: Path, store, capsys):
+    """--stop-after: the run under way finishes, no other starts, the results file is written and says what is left."""
+    protocol = write(tmp_path, tiny_text(seeds="seeds = [0, 1]", methods='methods = ["ce"]'))
+    out = tmp_path / "results"
+    args = ["--store", str(store.root), "benchmark", str(protocol), "--out-dir", str(out), "--quiet"]
+    assert main([*args, "--stop-after", "0.0001"]) == 2
+    assert "1 of the protocol's runs have not finished (not reached in the time given" in capsys.readouterr().err
+    assert list(store.runs()["status"]) == ["finished"]
+    assert "not reached (the command ended first; the next call trains it)" in (out / "p.md").read_text()
+    assert main(args) == 0 and len(store.runs()) == 2  # the next call trains the rest
+    capsys.readouterr()
+    assert main([*args, "--stop-after", "5", "--executor", "ray"]) == 2
+    assert "--stop-after works with --executor local" in capsys.readouterr().err
+    assert main([*args, "--stop-after", "0"]) == 2
+    assert "must be > 0" in capsys.readouterr().err
