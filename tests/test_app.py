@@ -35,7 +35,8 @@ def open_page(page: str, **state) -> AppTest:
 
 
 def chart_specs(app: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+    """The page's charts, without Compare's benchmark results files section (it draws from files, not runs)."""
+    return [json.loads(chart.proto.spec) for chart in app.get("plotly_chart") if "-cmp_bench_" not in chart.proto.id]
 
 
 def test_home_page_renders_method_cards():
