@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -51,8 +52,12 @@ def data_roots() -> list[Path]:
     return [folder.resolve() for folder in defaults]
 
 
+@functools.cache  # the code this process runs: a commit made while it runs (a long benchmark) is not its code
 def code_version() -> str:
-    """The git commit of the code, "+uncommitted" when imbal_core/ has changes not committed; "unknown" outside git."""
+    """The git commit of the code, "+uncommitted" when imbal_core/ has changes not committed; "unknown" outside git.
+
+    Read once per process, at the first call (a run's training, a benchmark's start).
+    """
     import subprocess
 
     if not IN_CHECKOUT:  # an installed package may sit in some other repository: that commit is not ours
