@@ -60,6 +60,18 @@ GENERATORS: list[tuple[GeneratorConfig, str]] = [
         "OMP_NUM_THREADS=1 python -m imbal_core diffusion-train --data synthetic --epochs 60 --width 16 "
         "--out pretrained/generators --device cpu",
     ),
+] + [
+    # iois in the builtin_ratios benchmark: one diffusion model per ratio and seed, learnt only from the images
+    # that run keeps (the same recipe as the natural-count model).
+    (
+        DiffusionTrainConfig(
+            data="synthetic", image_size=28, ratio=ratio, seed=seed, epochs=60, width=16, device="cpu"
+        ),
+        f"OMP_NUM_THREADS=1 python -m imbal_core diffusion-train --data synthetic --ratio {ratio:g} --seed {seed} "
+        "--epochs 60 --width 16 --out pretrained/generators --device cpu",
+    )
+    for ratio in (10.0, 50.0, 100.0)
+    for seed in (0, 1, 2)
 ]
 # Settings a shipped run needs beyond the method's defaults.
 RUN_SETTINGS = {"iois": {"generator": "diffusion_synthetic_28"}}
@@ -98,6 +110,11 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "pretrained"))
     parser.add_argument(
         "--generators", action="store_true", help="train (if missing) and record the AdaIN and diffusion models"
+    )
+    parser.add_argument(
+        "--record-only",
+        action="store_true",
+        help="with --generators: train none, record those whose file is finished (made by their command)",
     )
     parser.add_argument(
         "--shrink",
@@ -196,7 +213,9 @@ def main() -> None:
         manifest["runs"] = entries
         previous = {entry["name"]: entry for entry in manifest.get("generators", [])}
         generators = [
-            generator_entry(Path(args.out), recipe, command, version, previous) for recipe, command in GENERATORS
+            generator_entry(Path(args.out), recipe, command, version, previous)
+            for recipe, command in GENERATORS
+            if not args.record_only or finished_generator(Path(args.out), recipe)
         ]
         write_json(
             manifest_path, {**{k: v for k, v in manifest.items() if k != "style_models"}, "generators": generators}
@@ -270,6 +289,14 @@ def shrink_store(store: RunStore) -> None:
                 np.savez_compressed(handle, **arrays)
     after = sum(f.stat().st_size for f in store.root.rglob("*") if f.is_file())
     print(f"{store.root}: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB")
+
+
+def finished_generator(out: Path, recipe: GeneratorConfig) -> bool:
+    path = out / "generators" / f"{recipe.default_name()}.safetensors"
+    if not (path.exists() and load_generator_info(path).status == "finished"):
+        print(f"not recorded (not finished yet): {recipe.default_name()}")
+        return False
+    return True
 
 
 def generator_entry(out: Path, recipe: GeneratorConfig, command: str, version: str, previous: dict[str, dict]) -> dict:
