@@ -811,7 +811,6 @@ def _sweep_on_ray(args: argparse.Namespace, store: RunStore, configs: list[Train
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from .benchmark import STATE_TEXT, plan, run_benchmark
-    from .benchmark_results import results_dir
     from .protocol import load_protocol
 
     protocol = load_protocol(args.protocol, args.path)
@@ -824,7 +823,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         return 0
     executor = _executor(args)
     try:
-        result = run_benchmark(protocol, store, executor, args.out_dir or results_dir(), args.command_line)
+        result = run_benchmark(protocol, store, executor, args.out_dir, args.command_line)
     except KeyboardInterrupt:
         print(
             f"stopped; finished runs are kept and the results file shows them. Run `{args.command_line}` again "
