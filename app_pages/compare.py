@@ -1,7 +1,7 @@
 """Compare: runs of one data set and ratio side by side — a leaderboard (n seeds, mean ± sd, 95% intervals),
 differences paired by seed against a reference method, per-class recall, a method x class heat map,
 confusion matrices, metric vs ratio, tau-norm tuned on validation, and acquisition-shift robustness.
-Everything exports: CSV tables, PNG or SVG charts, and a one-file HTML report. Below them, the shipped benchmarks'
+Everything exports: CSV tables, PNG or SVG charts, and a one-file HTML report. A second view shows the benchmarks'
 results files (results/) as reference tables."""
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ BINARY_METRICS = [
     "balanced_acc",
     "acc",
 ]
+
+RUNS_VIEW, FILES_VIEW = "Runs", "Benchmark results files"
 
 # The widgets inside Compare's tabs (their state outlives a closed tab, see below).
 TAB_WIDGETS = [
@@ -406,9 +408,8 @@ def benchmark_files_view() -> None:
 
 
 def stop_page(message: str) -> None:
-    """Nothing of one's own to compare: say why, still show the benchmarks' results, and end the page."""
+    """Nothing to compare: say why and end the page."""
     st.info(message)
-    benchmark_files_view()
     st.stop()
 
 
@@ -424,8 +425,22 @@ for tab_widget in TAB_WIDGETS:
         st.session_state[tab_widget] = st.session_state[tab_widget]
 st.session_state.setdefault("cmp_ratio_metric", "balanced_acc")
 runs = runs_table()
+# Two views, only the chosen one drawn: the results files' tables and charts would otherwise be drawn below the
+# comparison on every visit and delay its first chart (benchmarks/app_speed.py).
+view = st.segmented_control(
+    "Show",
+    [RUNS_VIEW, FILES_VIEW],
+    default=FILES_VIEW if runs.empty else RUNS_VIEW,
+    required=True,
+    key="cmp_page_view",
+    help="Runs: the shipped runs and yours, picked and compared here. Benchmark results files: the tables the "
+    "`benchmark` command wrote (results/), as reference tables.",
+)
+if view == FILES_VIEW:
+    benchmark_files_view()
+    st.stop()
 if runs.empty:
-    stop_page("No finished runs yet: train some on the Train page.")
+    stop_page("No finished runs yet: train some on the Train page (or see the benchmark results files above).")
 
 # ---- What to compare: one data set and one ratio (runs of other classes or counts are not comparable) ----------
 f1, f2, f3, f4 = st.columns([3, 1, 2, 2])
@@ -540,9 +555,11 @@ st.caption(
 comparison = Comparison(picked, results, reference, metrics, ratio_runs=in_data[in_data["group"].isin(groups)])
 
 # Only the open tab's work runs (stateful tabs): each tab computes its own tables and charts.
+# The first (open) tab is the one-chart overview: the paired view's two charts and table would delay the page's
+# first chart by about 0.6 s on 2 CPU cores (benchmarks/app_speed.py).
 views = {
-    "Paired differences": paired_view,
     "Method × class": heatmap_view,
+    "Paired differences": paired_view,
     "Change vs reference": change_view,
     "Confusion matrix": confusion_view,
     "Metric vs ratio": ratio_view,
@@ -592,5 +609,3 @@ if report_for == report_inputs:  # a report of other runs or choices is not offe
         "text/html",
         key="cmp_report_download",
     )
-
-benchmark_files_view()

@@ -264,8 +264,9 @@ def test_compare_defaults_keep_the_shipped_baselines_and_pair_by_seed():
     assert app.selectbox(key="cmp_reference").value.startswith("ce · 8 ep")
     board = app.dataframe[0].value
     assert list(board.columns[:5]) == ["group", "n (seeds)", "few_acc", "medium_acc", "many_acc"]
-    assert not any(spec["data"][0]["type"] == "heatmap" for spec in chart_specs(app))  # closed tabs do no work
-    open_tab(app, "Method × class")
+    paired_title = "paired by seed"
+    titles = [str(spec["layout"].get("yaxis", {}).get("title", {}).get("text")) for spec in chart_specs(app)]
+    assert not any(paired_title in title for title in titles)  # closed tabs do no work
     heat = next(
         spec
         for spec in chart_specs(app)
@@ -288,7 +289,8 @@ def test_compare_paired_differences_and_metric_vs_ratio_on_the_shipped_grid():
     assert sorted({label.split(" · ")[0] for label in picked}) == grid
     board = app.dataframe[0].value
     assert set(board["n (seeds)"]) == {3} and board["balanced_acc"].str.contains(r"\[").all()  # 95% intervals
-    paired = app.dataframe[1].value  # the first tab, open by default
+    open_tab(app, "Paired differences")
+    paired = app.dataframe[1].value
     assert set(paired["n_pairs"]) == {3} and paired["low"].notna().all()
     open_tab(app, "Metric vs ratio")
     ratio_chart = next(
@@ -316,8 +318,11 @@ def test_compare_tab_choices_survive_another_tab_and_reach_the_report():
 
 
 def test_compare_shows_the_benchmark_results_files_as_reference_tables():
-    """results/builtin_ratios.{md,csv} as Compare draws live runs; shown also when nothing of one's own is picked."""
+    """results/builtin_ratios.{md,csv} as Compare draws live runs, in a view of their own (not drawn with the runs)."""
     app = open_page("compare")
+    assert app.segmented_control(key="cmp_page_view").value == "Runs"
+    assert not [s for s in app.selectbox if s.key == "cmp_bench_file"]  # the other view is not drawn
+    app.segmented_control(key="cmp_page_view").set_value("Benchmark results files").run()
     assert "builtin_ratios" in app.selectbox(key="cmp_bench_file").options
     app.selectbox(key="cmp_bench_file").set_value("builtin_ratios").run()
     section = app.selectbox(key="cmp_bench_section_builtin_ratios")
@@ -337,9 +342,11 @@ def test_compare_shows_the_benchmark_results_files_as_reference_tables():
     assert len(heat["y"]) == len(traces) and heat["x"][0].endswith("(1493)")  # classes by training count
     assert any(b.label == "builtin_ratios.csv (every number of the file)" for b in app.get("download_button"))
 
+    app.segmented_control(key="cmp_page_view").set_value("Runs").run()
     next(m for m in app.multiselect if m.label == "Runs").set_value([]).run()
     assert "Pick at least one run." in [i.value for i in app.info]
-    assert app.selectbox(key="cmp_bench_file").value == "builtin_ratios"  # still there, below the message
+    app.segmented_control(key="cmp_page_view").set_value("Benchmark results files").run()
+    assert app.selectbox(key="cmp_bench_file").value == "builtin_ratios"  # the choice outlived the other view
 
 
 def test_compare_with_a_results_file_of_no_finished_runs(tmp_path, monkeypatch):
@@ -354,6 +361,7 @@ def test_compare_with_a_results_file_of_no_finished_runs(tmp_path, monkeypatch):
     (tmp_path / "aaa_empty.md").write_text("# Benchmark `aaa_empty`\n\n- Command: `x`\n")
     monkeypatch.setattr(benchmark_results, "SHIPPED_RESULTS_DIR", tmp_path)
     app = open_page("compare")
+    app.segmented_control(key="cmp_page_view").set_value("Benchmark results files").run()
     assert app.selectbox(key="cmp_bench_file").options == ["aaa_empty", "builtin_ratios"]
     assert app.selectbox(key="cmp_bench_file").value == "aaa_empty"
     assert any("has no finished runs yet" in i.value for i in app.info)
