@@ -376,7 +376,8 @@ def benchmark_files_view() -> None:
     reference = results.reference(data, ratio)
     if reference is not None:
         differences = results.paired_differences(data, ratio)
-        differences = differences[differences["metric"].isin(shown)]
+        differences = differences[differences["metric"].isin(shown)]  # in the leaderboard's order
+        differences = differences.sort_values("metric", key=lambda m: m.map(shown.index), kind="stable")
         show(
             charts.paired_difference_chart(differences.assign(x=differences["metric"]), reference, "metric"),
             "cmp_bench_paired",

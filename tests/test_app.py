@@ -336,6 +336,7 @@ def test_compare_shows_the_benchmark_results_files_as_reference_tables():
     charts = {chart.proto.id.rsplit("-", 1)[1]: json.loads(chart.proto.spec) for chart in app.get("plotly_chart")}
     paired = charts["cmp_bench_paired"]
     assert "paired by seed" in paired["layout"]["yaxis"]["title"]["text"]
+    assert paired["data"][0]["x"][:3] == ["few_acc", "medium_acc", "many_acc"]  # the leaderboard's order
     traces = [trace["name"].split(" · ")[0] for trace in paired["data"]]
     assert "ce" not in traces and "balanced_softmax" in traces  # ce is the reference, not a trace
     heat = charts["cmp_bench_heatmap"]["data"][0]
