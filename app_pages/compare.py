@@ -395,6 +395,13 @@ def benchmark_files_view() -> None:
             "cmp_bench_heatmap",
         )
         caption = "No reference runs in this section: per-class test recall, classes by training count (in brackets)."
+    curves = results.validation_curves(data, ratio)
+    if not curves.empty:
+        show(charts.validation_curves(curves), "cmp_bench_curves")
+        caption += (
+            " The curves are each method's validation score by epoch (mean over seeds; the score its runs pick "
+            "their best epoch by): one still rising at the last epoch had not converged in the budget."
+        )
     st.caption(
         f"From {results.csv.with_suffix('.md').name} and {results.csv.name} in `{results.csv.parent}`, as the "
         f"benchmark command wrote them (not runs in a store: nothing here to pick or re-score). {caption}"

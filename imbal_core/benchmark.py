@@ -39,6 +39,7 @@ from .stats import (
     leaderboard,
     paired_class_differences,
     paired_differences,
+    validation_curves,
 )
 from .utils import REPO_ROOT, atomic_path, check_device, code_version
 
@@ -272,6 +273,7 @@ def write_results(
         results = load_results(runs)
         sections = _sections(steps, runs)
 
+    histories = {run_id: (record.get("progress") or {}).get("history") or [] for run_id, record in records.items()}
     lines = _header(protocol, steps, records, command, executor, wall_seconds, reference_group)
     tidy: list[dict[str, Any]] = []
     for data, ratio in sections:
@@ -284,6 +286,7 @@ def write_results(
             # per section: a group label can differ between sections (e.g. the profile shows only at a ratio)
             _reference_group(protocol, steps, part),
             protocol.reference,
+            histories,
             tidy,
         )
     lines += _not_in_tables(steps)
@@ -401,6 +404,7 @@ def _section(
     ratio: str,
     reference_group: str | None,
     reference: str,
+    histories: dict[str, list[dict]],
     tidy: list[dict[str, Any]],
 ) -> list[str]:
     binary = runs["auroc"].notna().any() if "auroc" in runs else False
@@ -547,7 +551,46 @@ def _section(
                     ),
                     "",
                 ]
-    return lines
+    return lines + _validation_curves(validation_curves(runs, histories), where, tidy)
+
+
+def _validation_curves(curves: pd.DataFrame, where: dict[str, str], tidy: list[dict[str, Any]]) -> list[str]:
+    """The validation score by epoch (every epoch in the CSV; a few in the markdown): did the budget suffice?"""
+    if curves.empty:
+        return []
+    for r in curves.itertuples(index=False):
+        tidy.append(
+            {
+                "table": "validation_curve",
+                **where,
+                "method": _method(r.group),
+                "group": r.group,
+                "metric": r.metric,
+                "epoch": r.epoch,
+                "n": r.n,
+                "mean": r.mean,
+                "sd": r.sd,
+            }
+        )
+    last = int(curves["epoch"].max())
+    shown = sorted({max(1, round(last * f)) for f in (0.25, 0.5, 0.75)} - {last})
+    rows = []
+    for group, curve in curves.groupby("group", sort=False):
+        mean = dict(zip(curve["epoch"], curve["mean"]))
+        best = curve.loc[curve["mean"].idxmax()]
+        rows.append(
+            [_method(group), str(int(curve["n"].max()))]
+            + [f"{mean[e]:.3f}" if e in mean else "—" for e in [*shown, last]]
+            + [f"{best['mean']:.3f} (epoch {int(best['epoch'])})"]
+        )
+    metric = str(curves["metric"].iloc[0]).removeprefix("val_")
+    return [
+        f"Validation {metric} by epoch, mean over seeds (the score each run picks its best epoch by; a method still "
+        "rising at the last epoch had not converged; every epoch is in the CSV):",
+        "",
+        *_md_table(["method", "n (seeds)"] + [f"epoch {e}" for e in shown] + [f"epoch {last} (last)", "best"], rows),
+        "",
+    ]
 
 
 def _not_in_tables(steps: list[Step]) -> list[str]:

@@ -38,7 +38,10 @@ RESULTS_COLUMNS = [
     "sd",
     "low",
     "high",
+    "epoch",
 ]
+# Files written before validation curves were added lack the last column.
+EARLIER_COLUMNS = RESULTS_COLUMNS[:-1]
 
 
 def results_dir() -> Path:
@@ -121,6 +124,11 @@ class BenchmarkResults:
         rows[["change", "low", "high"]] = 100 * rows[["mean", "low", "high"]]
         return rows[["method", "class", "class_label", "train_count", "change", "low", "high", "runs"]]
 
+    def validation_curves(self, data: str, ratio: str) -> pd.DataFrame:
+        """Rows (group, metric, epoch, n, mean, sd), as `stats.validation_curves` gives them; empty for files
+        written before the curves were recorded."""
+        return self.section(data, ratio, "validation_curve")[["group", "metric", "epoch", "n", "mean", "sd"]]
+
     @staticmethod
     def _classes(rows: pd.DataFrame) -> pd.DataFrame:
         return rows.assign(
@@ -146,6 +154,7 @@ def read_results(name: str, folders: Sequence[Path | str] | None = None) -> Benc
     csv = files[name]
     # Text columns as written (a class named "NA" or "None" stays a name); empty numbers are missing values.
     table = pd.read_csv(csv, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False)
+    table = table.reindex(columns=RESULTS_COLUMNS, fill_value="")
     for column in set(RESULTS_COLUMNS) - set(TEXT_COLUMNS):
         table[column] = pd.to_numeric(table[column].replace("", np.nan))
     header = csv.with_suffix(".md").read_text(encoding="utf-8").split("\n## ", 1)[0]
@@ -158,6 +167,7 @@ def results_files(folders: Sequence[Path | str] | None = None) -> dict[str, Path
     for folder in map(Path, folders or results_folders()):
         for csv in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
             with open(csv, encoding="utf-8") as handle:
-                if handle.readline().strip().split(",") == RESULTS_COLUMNS and csv.with_suffix(".md").is_file():
+                columns = handle.readline().strip().split(",")
+                if columns in (RESULTS_COLUMNS, EARLIER_COLUMNS) and csv.with_suffix(".md").is_file():
                     found.setdefault(csv.stem, csv)
     return found

@@ -248,6 +248,33 @@ def metric_vs_ratio(runs: pd.DataFrame, metric: str) -> go.Figure:
     return fig
 
 
+def validation_curves(curves: pd.DataFrame) -> go.Figure:
+    """Mean validation score per epoch over seeds, one line per group (`stats.validation_curves`' rows)."""
+    styles = group_styles(curves["group"])
+    metric = str(curves["metric"].iloc[0]).removeprefix("val_") if len(curves) else "score"
+    fig = go.Figure()
+    for group, rows in curves.groupby("group", sort=False):
+        colour, pattern = styles[group]
+        fig.add_scatter(
+            x=rows["epoch"],
+            y=rows["mean"],
+            name=group,
+            mode="lines",
+            line=dict(color=colour, dash="dash" if pattern else "solid"),
+            customdata=np.stack([rows["sd"].fillna(0), rows["n"]], axis=-1),
+            hovertemplate="epoch %{x}<br>%{y:.3f} ± %{customdata[0]:.3f} (seeds: %{customdata[1]})<extra>"
+            + group
+            + "</extra>",
+        )
+    fig.update_layout(
+        xaxis_title="epoch",
+        yaxis_title=f"validation {metric} (mean over seeds)",
+        legend=LEGEND_ABOVE,
+        margin=dict(t=40),
+    )
+    return fig
+
+
 def training_curve(history: list[dict]) -> go.Figure:
     """Validation score per epoch (AUROC for binary runs, which pick their epoch by it) and training loss."""
     frame = pd.DataFrame(history)

@@ -341,6 +341,9 @@ def test_compare_shows_the_benchmark_results_files_as_reference_tables():
     assert "ce" not in traces and "balanced_softmax" in traces  # ce is the reference, not a trace
     heat = charts["cmp_bench_heatmap"]["data"][0]
     assert len(heat["y"]) == len(traces) and heat["x"][0].endswith("(1493)")  # classes by training count
+    curves = charts["cmp_bench_curves"]  # did 8 epochs suffice: validation score by epoch, one line per method
+    assert curves["data"][0]["name"].startswith("ce · ") and curves["data"][0]["x"] == list(range(1, 9))
+    assert curves["layout"]["yaxis"]["title"]["text"] == "validation balanced_acc (mean over seeds)"
     assert any(b.label == "builtin_ratios.csv (every number of the file)" for b in app.get("download_button"))
 
     app.segmented_control(key="cmp_page_view").set_value("Runs").run()

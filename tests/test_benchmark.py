@@ -3,6 +3,7 @@ half-finished benchmark (stopped in-process, and a killed benchmark process), an
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -341,6 +342,7 @@ def test_tiny_protocol_end_to_end_through_the_cli(tmp_path: Path, capsys):
 
     table = pd.read_csv(csv)
     tables = {"summary", "reference", "paired_difference", "per_class_recall", "per_class_recall_difference"}
+    tables |= {"validation_curve"}
     assert set(table["table"]) == tables
     summary = table[(table["table"] == "summary") & (table["metric"] == "balanced_acc")]
     assert list(summary["method"]) == ["ce", "balanced_softmax"] and list(summary["n"]) == [2, 2]
@@ -367,6 +369,23 @@ def test_tiny_protocol_end_to_end_through_the_cli(tmp_path: Path, capsys):
     assert set(paired["group"]) == {board["group"].iloc[1]} and set(paired["n_pairs"]) == {2}
     change = results.recall_change(data, ratio)
     assert change["class_label"].str.endswith(")").all() and change["change"].abs().max() <= 100
+    curves = results.validation_curves(data, ratio)
+    store_runs = RunStore(store).runs(status="finished")
+    first_epoch = [
+        json.loads(p)["history"][0]["val_balanced_acc"] for p in store_runs[store_runs["method"] == "ce"]["progress"]
+    ]
+    ce_curve = curves[curves["group"] == board["group"].iloc[0]]
+    assert list(ce_curve["epoch"]) == [1] and list(ce_curve["n"]) == [2]  # tiny.toml: 1 epoch, 2 seeds
+    assert np.isclose(ce_curve["mean"].iloc[0], np.mean(first_epoch))
+    assert "Validation balanced_acc by epoch" in text and "epoch 1 (last)" in text
+
+    # A file written before the curves were recorded (no epoch column) is still listed and read.
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / "tiny.md").write_text(markdown.read_text())
+    pd.read_csv(csv).drop(columns="epoch").query("table != 'validation_curve'").to_csv(older / "tiny.csv", index=False)
+    assert results_names([older]) == ["tiny"]
+    assert read_results("tiny", [older]).validation_curves(data, ratio).empty
     with pytest.raises(DataError, match="benchmark nope"):
         read_results("nope", [out])
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from imbal_core.stats import formatted_leaderboard, leaderboard, paired_differences, t_interval
+from imbal_core.stats import formatted_leaderboard, leaderboard, paired_differences, t_interval, validation_curves
 
 
 def _runs(rows):
@@ -95,3 +95,31 @@ def test_per_class_differences_pair_by_seed_and_order_classes_by_training_count(
     assert table.loc[("bs", "common"), "mean_diff"] == pytest.approx(-0.1)
     assert table.loc[("focal", "rare"), "n_pairs"] == 0 and np.isnan(table.loc[("focal", "rare"), "mean_diff"])
     assert paired_class_differences(results[:2], runs, "ce").empty  # only the reference: nothing to pair
+
+
+def test_validation_curves_average_repeats_then_seeds_per_epoch():
+    """Epochs count from 1; a repeated seed is averaged first (one replicate); a run without history is left out."""
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a", "b", "c", "d", "e"],
+            "group": ["ce · 2 ep", "ce · 2 ep", "ce · 2 ep", "focal · 2 ep", "focal · 2 ep"],
+            "seed": [0, 0, 1, 0, 1],
+        }
+    )
+
+    def history(*scores: float) -> list[dict]:
+        return [{"epoch": e, "loss": 1.0, "val_balanced_acc": v, "val_acc": 0.9} for e, v in enumerate(scores)]
+
+    histories = {"a": history(0.2, 0.4), "b": history(0.4, 0.6), "c": history(0.5, 0.8), "d": history(0.1, 0.3)}
+    curves = validation_curves(runs, histories).set_index(["group", "epoch"])
+    assert set(curves["metric"]) == {"val_balanced_acc"}
+    ce = curves.loc["ce · 2 ep"]
+    assert list(ce.index) == [1, 2] and list(ce["n"]) == [2, 2]  # seeds 0 (two runs, averaged) and 1
+    assert np.allclose(ce["mean"], [(0.3 + 0.5) / 2, (0.5 + 0.8) / 2])
+    assert np.isclose(ce["sd"].iloc[1], np.std([0.5, 0.8], ddof=1))
+    focal = curves.loc["focal · 2 ep"]  # run e has no history
+    assert list(focal["n"]) == [1, 1] and focal["sd"].isna().all()
+
+    binary = {"a": [{"epoch": 0, "val_balanced_acc": 0.5, "val_auroc": 0.7}]}
+    assert set(validation_curves(runs, binary)["metric"]) == {"val_auroc"}  # the score binary runs pick epochs by
+    assert validation_curves(runs, {}).empty
