@@ -256,8 +256,8 @@ def validation_curves(curves: pd.DataFrame) -> go.Figure:
     for group, rows in curves.groupby("group", sort=False):
         colour, pattern = styles[group]
         fig.add_scatter(
-            x=rows["epoch"],
-            y=rows["mean"],
+            x=rows["epoch"].astype(int).tolist(),
+            y=rows["mean"].tolist(),
             name=group,
             mode="lines",
             line=dict(color=colour, dash="dash" if pattern else "solid"),
