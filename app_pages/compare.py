@@ -347,8 +347,9 @@ def cached_results(name: str, csv: str, modified_ns: int) -> BenchmarkResults:
 
 
 def benchmark_files_view() -> None:
-    """The benchmarks' results files as reference tables: how they were made, leaderboard, paired differences and
-    per-class recall of one section (data set and ratio), drawn as live runs are."""
+    """The benchmarks' results files as reference tables: how they were made, leaderboard, paired differences (against
+    the reference or another one the protocol names), per-class recall change and validation curves of one section
+    (data set and ratio), drawn as live runs are."""
     st.header("Benchmark results files")
     files = results_files()
     if not files:
@@ -357,7 +358,8 @@ def benchmark_files_view() -> None:
         )
         return
     left, right = st.columns(2)
-    name = left.selectbox("Results file", list(files), key="cmp_bench_file")
+    # persist_state: the picks outlive a visit to the Runs view, where these widgets are not drawn.
+    name = left.selectbox("Results file", list(files), key="cmp_bench_file", persist_state="page")
     results = cached_results(name, str(files[name]), files[name].stat().st_mtime_ns)
     with st.expander("How these numbers were made: command, code version, wall time, protocol"):
         st.markdown(results.header)
@@ -366,7 +368,11 @@ def benchmark_files_view() -> None:
         st.info(f"{name} has no finished runs yet (see how it was made above); its command resumes it.")
         return
     data, ratio = right.selectbox(
-        "Section", sections, format_func=lambda s: f"{s[0]} · ratio {s[1]}", key=f"cmp_bench_section_{name}"
+        "Section",
+        sections,
+        format_func=lambda s: f"{s[0]} · ratio {s[1]}",
+        key=f"cmp_bench_section_{name}",
+        persist_state="page",
     )
     board, available = results.leaderboard(data, ratio)
     shown = [m for m in (BINARY_METRICS if results.is_binary(data, ratio) else LEADERBOARD_METRICS) if m in available]
@@ -375,19 +381,32 @@ def benchmark_files_view() -> None:
     )
     reference = results.reference(data, ratio)
     if reference is not None:
-        differences = results.paired_differences(data, ratio)
+        references = results.references(data, ratio)
+        against = (
+            st.selectbox(
+                "Paired differences against",
+                references,
+                format_func=charts.method_of,
+                key=f"cmp_bench_against_{name}",
+                persist_state="page",
+                help="the protocol's reference, then its other_references",
+            )
+            if len(references) > 1
+            else reference
+        )
+        differences = results.paired_differences(data, ratio, against)
         differences = differences[differences["metric"].isin(shown)]  # in the leaderboard's order
         differences = differences.sort_values("metric", key=lambda m: m.map(shown.index), kind="stable")
         show(
-            charts.paired_difference_chart(differences.assign(x=differences["metric"]), reference, "metric"),
+            charts.paired_difference_chart(differences.assign(x=differences["metric"]), against, "metric"),
             "cmp_bench_paired",
         )
         change = results.recall_change(data, ratio)
         show(charts.method_class_heatmap(change, "change", "points", diverging=True), "cmp_bench_heatmap")
         caption = (
-            f"Paired by seed against {charts.method_of(reference)} (95% t interval from {MIN_SEEDS_FOR_INTERVAL} "
-            "pairs); the heat map is the per-class test-recall change in percentage points, classes by training "
-            "count (in brackets)."
+            f"Paired by seed against {charts.method_of(against)} (95% t interval from {MIN_SEEDS_FOR_INTERVAL} "
+            f"pairs); the heat map is the per-class test-recall change against {charts.method_of(reference)} in "
+            "percentage points, classes by training count (in brackets)."
         )
     else:
         show(
@@ -400,7 +419,8 @@ def benchmark_files_view() -> None:
         show(charts.validation_curves(curves), "cmp_bench_curves")
         caption += (
             " The curves are each method's validation score by epoch (mean over seeds; the score its runs pick "
-            "their best epoch by): one still rising at the last epoch had not converged in the budget."
+            "their best epoch by): one still rising at its last epoch had not converged in the budget. A two-stage "
+            "method resets its head at the second stage, so its curve restarts there (the stage is in the hover)."
         )
     st.caption(
         f"From {results.csv.with_suffix('.md').name} and {results.csv.name} in `{results.csv.parent}`, as the "
@@ -448,7 +468,7 @@ if view == FILES_VIEW:
     benchmark_files_view()
     st.stop()
 if runs.empty:
-    stop_page("No finished runs yet: train some on the Train page (or see the benchmark results files above).")
+    stop_page("No finished runs yet: train some on the Train page (or switch to the benchmark results files).")
 
 # ---- What to compare: one data set and one ratio (runs of other classes or counts are not comparable) ----------
 f1, f2, f3, f4 = st.columns([3, 1, 2, 2])

@@ -269,7 +269,7 @@ def write_results(
     if runs.empty:  # nothing finished yet (finished_runs' empty frame has no group or ratio_label)
         reference_group, results, sections = None, [], []
     else:
-        reference_group = _reference_group(protocol, steps, runs)
+        reference_group = _reference_group(protocol.reference, steps, runs)
         results = load_results(runs)
         sections = _sections(steps, runs)
 
@@ -284,8 +284,9 @@ def write_results(
             data,
             ratio,
             # per section: a group label can differ between sections (e.g. the profile shows only at a ratio)
-            _reference_group(protocol, steps, part),
+            _reference_group(protocol.reference, steps, part),
             protocol.reference,
+            [g for m in protocol.other_references if (g := _reference_group(m, steps, part)) is not None],
             histories,
             tidy,
         )
@@ -306,14 +307,15 @@ def write_results(
     with atomic_path(markdown) as tmp:
         tmp.write_text("\n".join(lines))
     with atomic_path(csv) as tmp:
-        pd.DataFrame(tidy, columns=RESULTS_COLUMNS).to_csv(tmp, index=False)
+        pd.DataFrame(tidy, columns=RESULTS_COLUMNS).astype({"n": "Int64", "epoch": "Int64"}).to_csv(tmp, index=False)
     return BenchmarkResult(steps, markdown, csv, wall_seconds)
 
 
-def _reference_group(protocol: Protocol, steps: list[Step], runs: pd.DataFrame) -> str | None:
+def _reference_group(method: str, steps: list[Step], runs: pd.DataFrame) -> str | None:
+    """The group of `method`'s runs with its default settings among `runs`; None when it has none there."""
     groups = runs.set_index("run_id")["group"]
     for s in steps:
-        if s.run.method.method == protocol.reference and not s.run.method.settings and s.run_id in groups.index:
+        if s.run.method.method == method and not s.run.method.settings and s.run_id in groups.index:
             return str(groups[s.run_id])
     return None
 
@@ -368,7 +370,8 @@ def _header(
         f"{training or 'TrainConfig defaults'}" + (f", task {protocol.task!r}" if protocol.task else ""),
         f"- Statistics (`imbal_core/stats.py`, as on Compare): replicates are seeds; mean ± sd over seeds, with a "
         f"{CONFIDENCE * 100:.0f} % t interval in brackets from {MIN_SEEDS_FOR_INTERVAL} seeds on; differences "
-        f"against `{protocol.reference}` are paired by seed (same data, ratio and seed), with a "
+        f"against `{protocol.reference}`{''.join(f' and `{m}`' for m in protocol.other_references)} are paired by "
+        "seed (same data, ratio and seed), with a "
         f"{CONFIDENCE * 100:.0f} % t interval from {MIN_SEEDS_FOR_INTERVAL} pairs on. Many / medium / few = classes "
         "in the top / middle / bottom tercile of training counts (`metrics.shot_groups`); their accuracy is the "
         "mean recall of those classes.",
@@ -404,6 +407,7 @@ def _section(
     ratio: str,
     reference_group: str | None,
     reference: str,
+    other_reference_groups: list[str],
     histories: dict[str, list[dict]],
     tidy: list[dict[str, Any]],
 ) -> list[str]:
@@ -449,40 +453,11 @@ def _section(
 
     if reference_group is not None and reference_group in set(runs["group"]):
         tidy.append({"table": "reference", **where, "method": _method(reference_group), "group": reference_group})
-        diffs = paired_differences(runs, reference_group, every)
-        for row in diffs.itertuples(index=False):
-            tidy.append(
-                {
-                    "table": "paired_difference",
-                    **where,
-                    "method": _method(row.group),
-                    "group": row.group,
-                    "metric": row.metric,
-                    "n": row.n_pairs,
-                    "mean": row.mean_diff,
-                    "low": row.low,
-                    "high": row.high,
-                }
-            )
-        cells = {(r.group, r.metric): _diff(r.mean_diff, r.low, r.high, r.n_pairs) for r in diffs.itertuples()}
-        groups = list(dict.fromkeys(diffs["group"]))
-        if groups:
-            lines += [
-                f"Paired differences vs `{reference}` (method − {reference}, paired by seed; "
-                "mean [95 % interval], n pairs):",
-                "",
-                *_md_table(
-                    ["method", "n pairs"] + [_metric_name(m) for m in paired_shown],
-                    [
-                        [_method(g), str(int(diffs[diffs["group"] == g]["n_pairs"].max()))]
-                        + [cells.get((g, m), "—") for m in paired_shown]
-                        for g in groups
-                    ],
-                ),
-                "",
-            ]
+        lines += _paired_table(runs, reference_group, every, paired_shown, where, tidy)
     else:
         lines += [f"No finished `{reference}` runs here: no paired differences.", ""]
+    for other in other_reference_groups:
+        lines += _paired_table(runs, other, every, paired_shown, where, tidy)
 
     per_class = per_class_table(results, "recall") if results else pd.DataFrame()
     if not per_class.empty:
@@ -534,6 +509,7 @@ def _section(
                         "mean": r.mean_diff,
                         "low": r.low,
                         "high": r.high,
+                        "reference": reference_group,
                     }
                 )
             if not change.empty:
@@ -554,8 +530,54 @@ def _section(
     return lines + _validation_curves(validation_curves(runs, histories), where, tidy)
 
 
+def _paired_table(
+    runs: pd.DataFrame,
+    reference_group: str,
+    every: list[str],
+    shown: list[str],
+    where: dict[str, str],
+    tidy: list[dict[str, Any]],
+) -> list[str]:
+    """Every other group minus `reference_group`, paired by seed: all metrics in the CSV, `shown` in the markdown."""
+    diffs = paired_differences(runs, reference_group, every)
+    for row in diffs.itertuples(index=False):
+        tidy.append(
+            {
+                "table": "paired_difference",
+                **where,
+                "method": _method(row.group),
+                "group": row.group,
+                "metric": row.metric,
+                "n": row.n_pairs,
+                "mean": row.mean_diff,
+                "low": row.low,
+                "high": row.high,
+                "reference": reference_group,
+            }
+        )
+    groups = list(dict.fromkeys(diffs["group"]))
+    if not groups:
+        return []
+    cells = {(r.group, r.metric): _diff(r.mean_diff, r.low, r.high, r.n_pairs) for r in diffs.itertuples()}
+    reference = _method(reference_group)
+    return [
+        f"Paired differences vs `{reference}` (method − {reference}, paired by seed; mean [95 % interval], n pairs):",
+        "",
+        *_md_table(
+            ["method", "n pairs"] + [_metric_name(m) for m in shown],
+            [
+                [_method(g), str(int(diffs[diffs["group"] == g]["n_pairs"].max()))]
+                + [cells.get((g, m), "—") for m in shown]
+                for g in groups
+            ],
+        ),
+        "",
+    ]
+
+
 def _validation_curves(curves: pd.DataFrame, where: dict[str, str], tidy: list[dict[str, Any]]) -> list[str]:
-    """The validation score by epoch (every epoch in the CSV; a few in the markdown): did the budget suffice?"""
+    """The validation score by epoch (every epoch in the CSV; a few per method in the markdown): did the budget
+    suffice? Each method's own budget: two-stage methods train more epochs, and pick their best in the last stage."""
     if curves.empty:
         return []
     for r in curves.itertuples(index=False):
@@ -567,28 +589,37 @@ def _validation_curves(curves: pd.DataFrame, where: dict[str, str], tidy: list[d
                 "group": r.group,
                 "metric": r.metric,
                 "epoch": r.epoch,
+                "stage": r.stage,
                 "n": r.n,
                 "mean": r.mean,
                 "sd": r.sd,
             }
         )
-    last = int(curves["epoch"].max())
-    shown = sorted({max(1, round(last * f)) for f in (0.25, 0.5, 0.75)} - {last})
     rows = []
     for group, curve in curves.groupby("group", sort=False):
         mean = dict(zip(curve["epoch"], curve["mean"]))
-        best = curve.loc[curve["mean"].idxmax()]
+        last = int(curve["epoch"].max())
+        at = [max(1, round(last * f)) for f in (0.25, 0.5, 0.75)] + [last]
+        final_stage = curve[curve["stage"] == curve["stage"].iloc[-1]].dropna(subset=["mean"])
+        best = final_stage.loc[final_stage["mean"].idxmax()] if len(final_stage) else None
+        stages = list(dict.fromkeys(curve["stage"]))
         rows.append(
-            [_method(group), str(int(curve["n"].max()))]
-            + [f"{mean[e]:.3f}" if e in mean else "—" for e in [*shown, last]]
-            + [f"{best['mean']:.3f} (epoch {int(best['epoch'])})"]
+            [
+                _method(group),
+                str(int(curve["n"].max())),
+                str(last) + (f" ({' + '.join(stages)})" if len(stages) > 1 else ""),
+            ]
+            + [f"{mean[e]:.3f} ({e})" if np.isfinite(mean.get(e, np.nan)) else "—" for e in at]
+            + [f"{best['mean']:.3f} ({int(best['epoch'])})" if best is not None else "—"]
         )
     metric = str(curves["metric"].iloc[0]).removeprefix("val_")
     return [
-        f"Validation {metric} by epoch, mean over seeds (the score each run picks its best epoch by; a method still "
-        "rising at the last epoch had not converged; every epoch is in the CSV):",
+        f"Validation {metric} by epoch (epoch in brackets), mean over seeds: the score each run picks its best epoch "
+        "by, at a quarter, half, three quarters and all of each method's epochs, and its best epoch (in the last "
+        "stage: a two-stage method resets its head and restarts its curve at the second stage). A method still "
+        "rising at its last epoch had not converged. Every epoch is in the CSV.",
         "",
-        *_md_table(["method", "n (seeds)"] + [f"epoch {e}" for e in shown] + [f"epoch {last} (last)", "best"], rows),
+        *_md_table(["method", "n (seeds)", "epochs", "¼", "½", "¾", "last", "best"], rows),
         "",
     ]
 

@@ -1,8 +1,9 @@
 """Read the results files that `benchmark` writes (`results/<name>.md` and `.csv`): Compare's reference tables.
 
 The CSV is tidy, one row per number: `table` says which table of the markdown it belongs to (summary,
-paired_difference, per_class_recall, per_class_recall_difference; `reference` names the group a section's differences
-are paired against), `data` and `ratio` which section. The readers here
+paired_difference, per_class_recall, per_class_recall_difference, validation_curve; a `reference` row names the group
+a section's differences are paired against first, the `reference` column the group of each difference), `data` and
+`ratio` which section. The readers here
 turn a section back into the frames Compare draws live runs with, so a shipped benchmark looks like a comparison of
 one's own runs; the markdown's header (command, code version, wall time, protocol) says how it was made.
 """
@@ -23,7 +24,7 @@ from .utils import IN_CHECKOUT, PACKAGE_ROOT, REPO_ROOT, lab_home
 
 # The shipped results files: results/ in a checkout, imbal_core/results/ in an installed package.
 SHIPPED_RESULTS_DIR = REPO_ROOT / "results" if IN_CHECKOUT else PACKAGE_ROOT / "results"
-TEXT_COLUMNS = ["table", "data", "ratio", "method", "group", "metric", "class"]
+TEXT_COLUMNS = ["table", "data", "ratio", "method", "group", "metric", "class", "stage", "reference"]
 RESULTS_COLUMNS = [
     "table",
     "data",
@@ -38,10 +39,12 @@ RESULTS_COLUMNS = [
     "sd",
     "low",
     "high",
-    "epoch",
+    "epoch",  # of a validation curve row
+    "stage",  # of a validation curve row: the training stage of that epoch
+    "reference",  # the group a paired difference is taken against (a protocol may have other_references)
 ]
-# Files written before validation curves were added lack the last column.
-EARLIER_COLUMNS = RESULTS_COLUMNS[:-1]
+# Files written before validation curves and other references were added lack the last three columns.
+EARLIER_COLUMNS = RESULTS_COLUMNS[:-3]
 
 
 def results_dir() -> Path:
@@ -105,9 +108,19 @@ class BenchmarkResults:
         unpaired = [g for g in dict.fromkeys(self.section(data, ratio, "summary")["group"]) if g not in paired]
         return unpaired[0] if paired and unpaired else None
 
-    def paired_differences(self, data: str, ratio: str) -> pd.DataFrame:
-        """Rows (group, metric, n_pairs, mean_diff, low, high), as `stats.paired_differences` gives them."""
+    def references(self, data: str, ratio: str) -> list[str]:
+        """The groups the section's differences are paired against: the reference first, then the others."""
+        first = self.reference(data, ratio)
+        named = self.section(data, ratio, "paired_difference")["reference"]
+        return list(dict.fromkeys([first, *named[named != ""]])) if first is not None else []
+
+    def paired_differences(self, data: str, ratio: str, reference: str | None = None) -> pd.DataFrame:
+        """Rows (group, metric, n_pairs, mean_diff, low, high), as `stats.paired_differences` gives them, against
+        `reference` (one of `references()`; default the section's reference)."""
         rows = self.section(data, ratio, "paired_difference")
+        first = self.reference(data, ratio)
+        against = rows["reference"].where(rows["reference"] != "", first)  # older files: the reference only
+        rows = rows[against == (reference or first)]
         return rows.rename(columns={"n": "n_pairs", "mean": "mean_diff"})[
             ["group", "metric", "n_pairs", "mean_diff", "low", "high"]
         ]
@@ -125,9 +138,9 @@ class BenchmarkResults:
         return rows[["method", "class", "class_label", "train_count", "change", "low", "high", "runs"]]
 
     def validation_curves(self, data: str, ratio: str) -> pd.DataFrame:
-        """Rows (group, metric, epoch, n, mean, sd), as `stats.validation_curves` gives them; empty for files
+        """Rows (group, metric, epoch, stage, n, mean, sd), as `stats.validation_curves` gives them; empty for files
         written before the curves were recorded."""
-        return self.section(data, ratio, "validation_curve")[["group", "metric", "epoch", "n", "mean", "sd"]]
+        return self.section(data, ratio, "validation_curve")[["group", "metric", "epoch", "stage", "n", "mean", "sd"]]
 
     @staticmethod
     def _classes(rows: pd.DataFrame) -> pd.DataFrame:
@@ -168,6 +181,7 @@ def results_files(folders: Sequence[Path | str] | None = None) -> dict[str, Path
         for csv in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
             with open(csv, encoding="utf-8") as handle:
                 columns = handle.readline().strip().split(",")
-                if columns in (RESULTS_COLUMNS, EARLIER_COLUMNS) and csv.with_suffix(".md").is_file():
+                known = columns == RESULTS_COLUMNS[: len(columns)] and len(columns) >= len(EARLIER_COLUMNS)
+                if known and csv.with_suffix(".md").is_file():
                     found.setdefault(csv.stem, csv)
     return found

@@ -261,10 +261,11 @@ def validation_curves(curves: pd.DataFrame) -> go.Figure:
             name=group,
             mode="lines",
             line=dict(color=colour, dash="dash" if pattern else "solid"),
-            customdata=np.stack([rows["sd"].fillna(0), rows["n"]], axis=-1),
-            hovertemplate="epoch %{x}<br>%{y:.3f} ± %{customdata[0]:.3f} (seeds: %{customdata[1]})<extra>"
-            + group
-            + "</extra>",
+            customdata=np.stack(
+                [rows["sd"].map(lambda sd: f"{sd:.3f}" if np.isfinite(sd) else "—"), rows["n"], rows["stage"]], axis=-1
+            ),
+            hovertemplate="epoch %{x} (%{customdata[2]})<br>%{y:.3f} ± %{customdata[0]} (seeds: %{customdata[1]})"
+            "<extra>" + group + "</extra>",
         )
     fig.update_layout(
         xaxis_title="epoch",

@@ -14,6 +14,7 @@ The format (README, "Benchmarks as protocols"):
     profile = "exp"                   # exp, step or a table {class = count}
     task = "mel vs nv"                # optional: a binary task for every method
     reference = "ce"                  # the method paired differences are taken against (default ce)
+    other_references = ["balanced_softmax"]   # optional: methods every other one is also paired against
     methods = [
         "ce", "focal",                                                  # a method with its default settings
         { method = "focal", settings = { gamma = 1.0 } },               # settings
@@ -71,7 +72,17 @@ TRAINING_KEYS = (
     "amp",
     "device",
 )
-TOP_KEYS = ("name", "description", "seeds", "ratios", "task", "reference", "methods", "data") + TRAINING_KEYS
+TOP_KEYS = (
+    "name",
+    "description",
+    "seeds",
+    "ratios",
+    "task",
+    "reference",
+    "other_references",
+    "methods",
+    "data",
+) + TRAINING_KEYS
 REQUIRED_KEYS = ("seeds", "epochs", "methods", "data")
 DATA_KEYS = ("source", "path", "options", "split_seed", "colour_constancy", "name")
 METHOD_KEYS = ("method", "settings", "task", "skip")
@@ -147,6 +158,8 @@ class Protocol:
     training: dict[str, Any]
     data: list[DataSpec]
     methods: list[MethodSpec]
+    # Further methods every method is also paired against (e.g. the strongest baseline), on the reference's tasks.
+    other_references: list[str] = field(default_factory=list)
 
     @property
     def sha256(self) -> str:
@@ -280,14 +293,37 @@ def load_protocol(reference: str | Path, paths: list[str] | None = None) -> Prot
     reference = raw.get("reference", "ce")
     data = _data_specs(raw["data"], file, paths or [])
     methods = _method_specs(raw["methods"], file)
-    if reference not in {m.method for m in methods if not m.skip and not m.settings}:
+    runnable = {m.method for m in methods if not m.skip and not m.settings}
+    if reference not in runnable:
         raise ConfigError(
             f"{file}: the reference method {reference!r} must be among the methods (with its default "
             f'settings, not skipped): paired differences are taken against it; add "{reference}" to '
             "methods or set reference to one of them"
         )
+    others = raw.get("other_references", [])
+    if (
+        not isinstance(others, list)
+        or not all(isinstance(m, str) and m in runnable and m != reference for m in others)
+        or len(set(others)) != len(others)
+    ):
+        raise ConfigError(
+            f"{file}: other_references must be different methods of the protocol (with their default settings, "
+            f"not skipped), other than the reference {reference!r}, e.g. other_references = "
+            f'["balanced_softmax"]; got {others!r}'
+        )
     protocol = Protocol(
-        name, file, text, raw.get("description", ""), list(seeds), ratios, task, reference, training, data, methods
+        name,
+        file,
+        text,
+        raw.get("description", ""),
+        list(seeds),
+        ratios,
+        task,
+        reference,
+        training,
+        data,
+        methods,
+        [str(m) for m in others],
     )
     try:
         TrainConfig(**training)  # e.g. epochs = 0: said once, not once per run

@@ -154,20 +154,25 @@ def validation_curves(runs: pd.DataFrame, histories: dict[str, list[dict]]) -> p
     """Each group's validation score per epoch, mean and sd over seeds: did the epoch budget suffice?
 
     `runs` are rows of `compare.finished_runs` (run_id, group, seed); `histories` maps a run id to its training
-    history (the store's `progress["history"]`: one record per epoch with `val_*` scores). The score is the one
-    runs pick their best epoch by: AUROC for binary runs, balanced accuracy otherwise. Repeats of a seed are
-    averaged first. Rows (group, metric, epoch (from 1), n, mean, sd); runs without a history are left out.
+    history (the store's `progress["history"]`: one record per epoch with its stage and `val_*` scores). The score
+    is the one runs pick their best epoch by: AUROC for binary runs, balanced accuracy otherwise. Repeats of a seed
+    are averaged first. Rows (group, metric, epoch (from 1), stage, n, mean, sd); runs without a history are left
+    out. A two-stage method's curve restarts at its second stage (the head is reset there).
     """
     records = [
         {**record, "group": group, "seed": seed, "epoch": record["epoch"] + 1}
         for run_id, group, seed in zip(runs["run_id"], runs["group"], runs["seed"])
         for record in histories.get(run_id) or []
     ]
-    columns = ["group", "metric", "epoch", "n", "mean", "sd"]
+    columns = ["group", "metric", "epoch", "stage", "n", "mean", "sd"]
     if not records:
         return pd.DataFrame(columns=columns)
     table = pd.DataFrame(records)
+    if "stage" not in table:
+        table["stage"] = "train"
     metric = "val_auroc" if "val_auroc" in table and table["val_auroc"].notna().any() else "val_balanced_acc"
-    seeds = table.groupby(["group", "seed", "epoch"], sort=False)[metric].mean().reset_index()
-    curves = seeds.groupby(["group", "epoch"], sort=False)[metric].agg(n="count", mean="mean", sd="std").reset_index()
-    return curves.assign(metric=metric)[columns]
+    seeds = table.groupby(["group", "seed", "epoch"], sort=False).agg(value=(metric, "mean"), stage=("stage", "first"))
+    curves = seeds.groupby(["group", "epoch"], sort=False).agg(
+        stage=("stage", "first"), n=("value", "count"), mean=("value", "mean"), sd=("value", "std")
+    )
+    return curves.reset_index().assign(metric=metric)[columns]

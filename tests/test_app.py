@@ -346,11 +346,26 @@ def test_compare_shows_the_benchmark_results_files_as_reference_tables():
     assert curves["layout"]["yaxis"]["title"]["text"] == "validation balanced_acc (mean over seeds)"
     assert any(b.label == "builtin_ratios.csv (every number of the file)" for b in app.get("download_button"))
 
+    # The protocol's other reference: every method paired against balanced_softmax too.
+    against = app.selectbox(key="cmp_bench_against_builtin_ratios")
+    assert [label.split(" · ")[0] for label in against.options] == ["ce", "balanced_softmax"]
+    against.set_value(against.options[1]).run()
+    paired = {c.proto.id.rsplit("-", 1)[1]: json.loads(c.proto.spec) for c in app.get("plotly_chart")}[
+        "cmp_bench_paired"
+    ]
+    traces = [trace["name"].split(" · ")[0] for trace in paired["data"]]
+    assert "ce" in traces and "balanced_softmax" not in traces
+
+    # The picks outlive the Runs view (drawn in full in between, with its default picks).
+    app.segmented_control(key="cmp_page_view").set_value("Runs").run()
+    assert not app.exception and app.get("plotly_chart")
+    app.segmented_control(key="cmp_page_view").set_value("Benchmark results files").run()
+    assert app.selectbox(key="cmp_bench_section_builtin_ratios").value == ("synthetic 28px", "50")
+    assert app.selectbox(key="cmp_bench_against_builtin_ratios").value.startswith("balanced_softmax")
+
     app.segmented_control(key="cmp_page_view").set_value("Runs").run()
     next(m for m in app.multiselect if m.label == "Runs").set_value([]).run()
     assert "Pick at least one run." in [i.value for i in app.info]
-    app.segmented_control(key="cmp_page_view").set_value("Benchmark results files").run()
-    assert app.selectbox(key="cmp_bench_file").value == "builtin_ratios"  # the choice outlived the other view
 
 
 def test_compare_with_a_results_file_of_no_finished_runs(tmp_path, monkeypatch):

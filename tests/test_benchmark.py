@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from imbal_core.benchmark import plan, run_benchmark
@@ -45,11 +46,14 @@ def write(tmp_path: Path, text: str, name: str = "p.toml") -> Path:
 
 
 def tiny_text(**changes: str) -> str:
-    """The tiny protocol with top-level lines replaced (key -> 'key = value' text)."""
+    """The tiny protocol with top-level lines replaced (key -> 'key = value' text; "" drops the line). Other methods
+    drop its other_references line (it names one of its methods) unless that is replaced too."""
+    if "methods" in changes:
+        changes.setdefault("other_references", "")
     lines = TINY_TEXT.splitlines()
     for key, line in changes.items():
         lines = [line if existing.startswith(f"{key} =") else existing for existing in lines]
-    return "\n".join(lines) + "\n"
+    return "\n".join(line for line in lines if line) + "\n"
 
 
 # ---- parsing and validation ------------------------------------------------------------------------------------
@@ -133,6 +137,18 @@ BAD = {
         r"deep_svdd is a one-class method and needs a binary task.*skip = ",
     ),
     "reference missing": (tiny_text(methods='methods = ["focal"]'), r"the reference method 'ce' must be among"),
+    "other reference not a method": (
+        tiny_text(other_references='other_references = ["focal"]'),
+        r"other_references must be different methods of the protocol .*got \['focal'\]",
+    ),
+    "other reference is the reference": (
+        tiny_text(other_references='other_references = ["ce"]'),
+        r"other than the reference 'ce'",
+    ),
+    "other references not a list": (
+        tiny_text(other_references='other_references = "balanced_softmax"'),
+        r'e.g. other_references = \["balanced_softmax"\]',
+    ),
     "unknown placeholder": (
         tiny_text(methods='methods = ["ce", { method = "iois", settings = { generator = "d_{size}" } }]'),
         r"unknown placeholder .*\{data\}, \{image_size\}, \{ratio\}, \{seed\}, \{subset\}",
@@ -363,10 +379,23 @@ def test_tiny_protocol_end_to_end_through_the_cli(tmp_path: Path, capsys):
     for metric in ("balanced_acc", "few_acc"):
         assert np.allclose(board[metric], live[metric]) and np.allclose(board[f"{metric}_sd"], live[f"{metric}_sd"])
     assert results.reference(data, ratio) == board["group"].iloc[0]  # named in the file
-    old_file = results.table[results.table["table"] != "reference"]  # written before the reference was named
+    # written before the reference was named (and before other references): no reference rows or column
+    table = results.table
+    old_file = table[(table["table"] != "reference") & table["reference"].isin(["", board["group"].iloc[0]])]
+    old_file = old_file.assign(reference="")
     assert replace(results, table=old_file).reference(data, ratio) == board["group"].iloc[0]
+    assert len(replace(results, table=old_file).paired_differences(data, ratio)) == len(
+        results.paired_differences(data, ratio)
+    )
     paired = results.paired_differences(data, ratio)
     assert set(paired["group"]) == {board["group"].iloc[1]} and set(paired["n_pairs"]) == {2}
+    # other_references: every method is also paired against balanced_softmax (ce − bs is −(bs − ce))
+    assert results.references(data, ratio) == list(board["group"].iloc[:2])
+    reverse = results.paired_differences(data, ratio, board["group"].iloc[1])
+    assert set(reverse["group"]) == {board["group"].iloc[0]} and set(reverse["n_pairs"]) == {2}
+    both = paired.set_index("metric")["mean_diff"].dropna()
+    assert np.allclose(reverse.set_index("metric")["mean_diff"][both.index], -both)
+    assert "Paired differences vs `balanced_softmax`" in text and "`ce` and `balanced_softmax` are paired" in text
     change = results.recall_change(data, ratio)
     assert change["class_label"].str.endswith(")").all() and change["change"].abs().max() <= 100
     curves = results.validation_curves(data, ratio)
@@ -377,13 +406,15 @@ def test_tiny_protocol_end_to_end_through_the_cli(tmp_path: Path, capsys):
     ce_curve = curves[curves["group"] == board["group"].iloc[0]]
     assert list(ce_curve["epoch"]) == [1] and list(ce_curve["n"]) == [2]  # tiny.toml: 1 epoch, 2 seeds
     assert np.isclose(ce_curve["mean"].iloc[0], np.mean(first_epoch))
-    assert "Validation balanced_acc by epoch" in text and "epoch 1 (last)" in text
+    assert "Validation balanced_acc by epoch" in text and "| ce | 2 | 1 | " in text
 
     # A file written before the curves were recorded (no epoch column) is still listed and read.
     older = tmp_path / "older"
     older.mkdir()
     (older / "tiny.md").write_text(markdown.read_text())
-    pd.read_csv(csv).drop(columns="epoch").query("table != 'validation_curve'").to_csv(older / "tiny.csv", index=False)
+    written = pd.read_csv(csv, keep_default_na=False)
+    first_columns = written.query("table != 'validation_curve' and reference in ['', @board.group.iloc[0]]")
+    first_columns.drop(columns=["epoch", "stage", "reference"]).to_csv(older / "tiny.csv", index=False)
     assert results_names([older]) == ["tiny"]
     assert read_results("tiny", [older]).validation_curves(data, ratio).empty
     with pytest.raises(DataError, match="benchmark nope"):
@@ -475,3 +506,27 @@ def test_stop_after_starts_no_run_after_the_time_budget(tmp_path: Path, store, c
     assert "--stop-after works with --executor local" in capsys.readouterr().err
     assert main([*args, "--stop-after", "0"]) == 2
     assert "must be > 0" in capsys.readouterr().err
+
+
+def test_validation_curve_table_uses_each_methods_own_budget_and_last_stage():
+    """A two-stage method trains more epochs: its columns are its own, its best epoch is in its last stage."""
+    from imbal_core.benchmark import _validation_curves
+
+    def curve(group: str, stages: list[str], means: list[float]) -> pd.DataFrame:
+        epochs = range(1, len(means) + 1)
+        return pd.DataFrame(
+            {"group": group, "metric": "val_balanced_acc", "epoch": epochs, "stage": stages, "n": 3, "mean": means}
+        ).assign(sd=0.01)
+
+    one = curve("ce · 8 ep", ["train"] * 8, [0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.62])
+    two = curve(
+        "crt · 8 ep", ["representation"] * 8 + ["classifier"] * 2, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.65, 0.4, 0.45]
+    )
+    tidy: list[dict] = []
+    lines = _validation_curves(pd.concat([one, two]), {"data": "d", "ratio": "10"}, tidy)
+    rows = {line.split(" | ")[0].strip("| "): line for line in lines if line.startswith(("| ce ", "| crt "))}
+    assert rows["ce"] == "| ce | 3 | 8 | 0.200 (2) | 0.400 (4) | 0.550 (6) | 0.620 (8) | 0.620 (8) |"
+    # crt: 10 epochs; best 0.450 at epoch 10 in its last stage, not the first stage's 0.700 at epoch 7
+    crt = "| crt | 3 | 10 (representation + classifier) | 0.200 (2) | 0.500 (5) | 0.650 (8) | 0.450 (10) | 0.450 (10) |"
+    assert rows["crt"] == crt
+    assert len(tidy) == 18 and {row["stage"] for row in tidy} == {"train", "representation", "classifier"}

@@ -120,6 +120,8 @@ def test_validation_curves_average_repeats_then_seeds_per_epoch():
     focal = curves.loc["focal · 2 ep"]  # run e has no history
     assert list(focal["n"]) == [1, 1] and focal["sd"].isna().all()
 
+    assert set(curves["stage"]) == {"train"}  # histories without stages (older runs): one stage
+
     binary = {"a": [{"epoch": 0, "val_balanced_acc": 0.5, "val_auroc": 0.7}]}
     assert set(validation_curves(runs, binary)["metric"]) == {"val_auroc"}  # the score binary runs pick epochs by
     assert validation_curves(runs, {}).empty
