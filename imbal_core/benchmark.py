@@ -105,13 +105,15 @@ def run_benchmark(
     out_dir: Path | str | None = None,
     command: str = "",
     log: Callable[[str], None] = print,
+    train: bool = True,
 ) -> BenchmarkResult:
-    """Train what is missing, then write the results; an interrupt (Ctrl-C) still writes what is finished.
+    """Train what is missing (nothing when `train` is False), then write the results; an interrupt (Ctrl-C) still
+    writes what is finished.
 
     One benchmark at a time per store: two would plan the same missing run and both train it.
     """
     with store.exclusive("benchmark"):
-        return _run_benchmark(protocol, store, executor, out_dir or results_dir(), command, log)
+        return _run_benchmark(protocol, store, executor, out_dir or results_dir(), command, log, train)
 
 
 def _run_benchmark(
@@ -121,11 +123,12 @@ def _run_benchmark(
     out_dir: Path | str,
     command: str,
     log: Callable[[str], None],
+    train: bool,
 ) -> BenchmarkResult:
     started = time.time()
     executor = executor or LocalExecutor()
     steps = plan(protocol, store, local=executor.name == "local")
-    todo = [s for s in steps if s.state in TRAINED_STATES]
+    todo = [s for s in steps if s.state in TRAINED_STATES] if train else []
     counts = {state: sum(s.state == state for s in steps) for state in STATE_TEXT}
     log(
         f"benchmark {protocol.name}: {len(steps)} runs planned — {counts['reuse']} finished before, "

@@ -206,6 +206,11 @@ def build_parser(prog: str = "python -m imbal_core") -> argparse.ArgumentParser:
     p.add_argument(
         "--plan", action="store_true", help="only check the protocol and print what would be trained, resumed or reused"
     )
+    p.add_argument(
+        "--results-only",
+        action="store_true",
+        help="train nothing: write the results files from the runs finished so far (e.g. after a change to them)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
         "--stop-after",
@@ -823,7 +828,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         return 0
     executor = _executor(args)
     try:
-        result = run_benchmark(protocol, store, executor, args.out_dir, args.command_line)
+        result = run_benchmark(protocol, store, executor, args.out_dir, args.command_line, train=not args.results_only)
     except KeyboardInterrupt:
         print(
             f"stopped; finished runs are kept and the results file shows them. Run `{args.command_line}` again "
@@ -833,7 +838,12 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         return 130
     print(f"wrote {result.markdown} and {result.csv}")
     missing = result.incomplete()
-    if missing:
+    if missing and args.results_only:
+        print(
+            f"{len(missing)} of the protocol's runs have not finished; the same command without --results-only "
+            "trains them"
+        )
+    elif missing:
         raise ConfigError(
             f"{len(missing)} of the protocol's runs have not finished (not reached in the time given, blocked, "
             f"failed or busy elsewhere; see the runs and 'Not finished' in {result.markdown}); run the same command "

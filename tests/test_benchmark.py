@@ -500,6 +500,12 @@ def test_stop_after_starts_no_run_after_the_time_budget(tmp_path: Path, store, c
     assert "1 of the protocol's runs have not finished (not reached in the time given" in capsys.readouterr().err
     assert list(store.runs()["status"]) == ["finished"]
     assert "not reached (the command ended first; the next call trains it)" in (out / "p.md").read_text()
+    capsys.readouterr()
+    assert main([*args, "--results-only"]) == 0 and len(store.runs()) == 1  # trains nothing, writes the file
+    assert "1 of the protocol's runs have not finished; the same command without --results-only" in (
+        capsys.readouterr().out
+    )
+    assert "--results-only`" in (out / "p.md").read_text() and "not reached" in (out / "p.md").read_text()
     assert main(args) == 0 and len(store.runs()) == 2  # the next call trains the rest
     capsys.readouterr()
     assert main([*args, "--stop-after", "5", "--executor", "ray"]) == 2
