@@ -116,7 +116,15 @@ def _group_label(config_json: str) -> str:
     from .engine import TrainConfig
 
     config = json.loads(config_json)
-    settings = ",".join(f"{k}={v}" for k, v in sorted(config["method_settings"].items()))
+    # A generator trained for this run's own ratio and seed (`diffusion-train --ratio R --seed S` names it
+    # <name>_r<R>_s<S>, a protocol writes <name>{subset}) belongs to the seed's replicate: the seeds stay one group.
+    subset = "" if config.get("ratio") is None else f"_r{config['ratio']:g}_s{config['seed']}"
+    settings = ",".join(
+        f"{k}={v.removesuffix(subset)}{{subset}}"
+        if subset and isinstance(v, str) and v.endswith(subset)
+        else f"{k}={v}"
+        for k, v in sorted(config["method_settings"].items())
+    )
     method = f"{config['method']}[{settings}]" if settings else config["method"]
     defaults = TrainConfig.__dataclass_fields__
     options = [

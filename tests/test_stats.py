@@ -125,3 +125,20 @@ def test_validation_curves_average_repeats_then_seeds_per_epoch():
     binary = {"a": [{"epoch": 0, "val_balanced_acc": 0.5, "val_auroc": 0.7}]}
     assert set(validation_curves(runs, binary)["metric"]) == {"val_auroc"}  # the score binary runs pick epochs by
     assert validation_curves(runs, {}).empty
+
+
+def test_a_generator_per_ratio_and_seed_keeps_the_seeds_one_group():
+    """iois with its own diffusion model per ratio and seed (<name>_r<R>_s<S>): its seeds are replicates of one group,
+    paired with ce by seed; a generator of another subset is a different setting."""
+    import json
+
+    from imbal_core.compare import _group_label
+
+    def label(seed: int, generator: str, ratio: float | None = 100.0) -> str:
+        config = {"method": "iois", "method_settings": {"generator": generator}, "ratio": ratio, "seed": seed}
+        return _group_label(json.dumps({**config, "epochs": 8, "backbone": "resnet10t_small"}))
+
+    labels = {label(seed, f"diffusion_synthetic_28_r100_s{seed}") for seed in (0, 1, 2)}
+    assert labels == {"iois[generator=diffusion_synthetic_28{subset}] · 8 ep · resnet10t_small"}
+    assert label(1, "diffusion_synthetic_28_r100_s0").startswith("iois[generator=diffusion_synthetic_28_r100_s0]")
+    assert label(0, "diffusion_synthetic_28", ratio=None).startswith("iois[generator=diffusion_synthetic_28]")
