@@ -499,21 +499,9 @@ def _section(
         if reference_group is not None and reference_group in groups and len(groups) > 1:
             change = paired_class_differences(results, runs, reference_group)
             for r in change.itertuples(index=False):
+                per_class_cells = {"metric": "recall", "class": r[1], "train_count": r.train_count}
                 tidy.append(
-                    {
-                        "table": "per_class_recall_difference",
-                        **where,
-                        "method": _method(r.group),
-                        "group": r.group,
-                        "metric": "recall",
-                        "class": r[1],
-                        "train_count": r.train_count,
-                        "n": r.n_pairs,
-                        "mean": r.mean_diff,
-                        "low": r.low,
-                        "high": r.high,
-                        "reference": reference_group,
-                    }
+                    _difference_row("per_class_recall_difference", where, r, reference_group, **per_class_cells)
                 )
             if not change.empty:
                 cells = {
@@ -544,20 +532,7 @@ def _paired_table(
     """Every other group minus `reference_group`, paired by seed: all metrics in the CSV, `shown` in the markdown."""
     diffs = paired_differences(runs, reference_group, every)
     for row in diffs.itertuples(index=False):
-        tidy.append(
-            {
-                "table": "paired_difference",
-                **where,
-                "method": _method(row.group),
-                "group": row.group,
-                "metric": row.metric,
-                "n": row.n_pairs,
-                "mean": row.mean_diff,
-                "low": row.low,
-                "high": row.high,
-                "reference": reference_group,
-            }
-        )
+        tidy.append(_difference_row("paired_difference", where, row, reference_group, metric=row.metric))
     groups = list(dict.fromkeys(diffs["group"]))
     if not groups:
         return []
@@ -576,6 +551,22 @@ def _paired_table(
         ),
         "",
     ]
+
+
+def _difference_row(table: str, where: dict[str, str], row: Any, reference_group: str, **cells: Any) -> dict[str, Any]:
+    """A CSV row of one paired difference (`row` has group, n_pairs, mean_diff, low, high) against `reference_group`."""
+    return {
+        "table": table,
+        **where,
+        "method": _method(row.group),
+        "group": row.group,
+        "n": row.n_pairs,
+        "mean": row.mean_diff,
+        "low": row.low,
+        "high": row.high,
+        "reference": reference_group,
+        **cells,
+    }
 
 
 def _validation_curves(curves: pd.DataFrame, where: dict[str, str], tidy: list[dict[str, Any]]) -> list[str]:

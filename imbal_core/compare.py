@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .engine.robustness import drop_table, load_report
+from .imbalance import subset_suffix
 from .methods.decoupled import best_tau, tau_curve, tau_normalise
 from .metrics import BINARY_METRICS, SUMMARY_METRICS, compute_metrics
 from .runs import MODEL_FILE, RunStore
@@ -118,7 +119,7 @@ def _group_label(config_json: str) -> str:
     config = json.loads(config_json)
     # A generator trained for this run's own ratio and seed (`diffusion-train --ratio R --seed S` names it
     # <name>_r<R>_s<S>, a protocol writes <name>{subset}) belongs to the seed's replicate: the seeds stay one group.
-    subset = "" if config.get("ratio") is None else f"_r{config['ratio']:g}_s{config['seed']}"
+    subset = subset_suffix(config.get("ratio"), config["seed"])
     settings = ",".join(
         f"{k}={v.removesuffix(subset)}{{subset}}"
         if subset and isinstance(v, str) and v.endswith(subset)

@@ -169,6 +169,12 @@ def _head_order(available: np.ndarray, head_order, class_names: list[str]) -> li
     return order
 
 
+def subset_suffix(ratio: float | None, seed: int) -> str:
+    """The name suffix of the training subset a ratio and seed keep ("_r100_s2"; "" at natural counts): what a
+    generator trained only on that subset is named by (`diffusion-train --ratio R --seed S`)."""
+    return "" if ratio is None else f"_r{ratio:g}_s{seed}"
+
+
 def kept_indices(
     labels: np.ndarray,
     ratio: float | None,

@@ -51,6 +51,7 @@ from .data import DATA_SOURCES
 from .engine import TrainConfig
 from .engine.config import check_data_options
 from .errors import ConfigError, ImbalLabError
+from .imbalance import subset_suffix
 from .methods import METHODS, create_method
 from .utils import IN_CHECKOUT, PACKAGE_ROOT, REPO_ROOT
 
@@ -205,13 +206,12 @@ class Protocol:
     def _config(self, data: DataSpec, method: MethodSpec, ratio: float | None, seed: int) -> TrainConfig:
         where = f"{self.file}: method {method.label!r} (data {data.name!r}, ratio {_ratio_text(ratio)}, seed {seed})"
         image_size = self.training.get("image_size", TrainConfig.__dataclass_fields__["image_size"].default)
-        subset = "" if ratio is None else f"_r{ratio:g}_s{seed}"  # as GeneratorConfig.default_name
         values = {
             "data": data.source,
             "image_size": image_size,
             "ratio": _ratio_text(ratio),
             "seed": seed,
-            "subset": subset,
+            "subset": subset_suffix(ratio, seed),
         }
         settings = {key: _fill(value, values, where, key) for key, value in method.settings.items()}
         task = method.task or self.task

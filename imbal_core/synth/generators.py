@@ -29,7 +29,7 @@ from safetensors import SafetensorError, safe_open
 from ..checkpoint import flatten_state, read_weights, unflatten_state, write_weights
 from ..data import load_dataset
 from ..errors import ConfigError, RunError, require_all
-from ..imbalance import kept_indices
+from ..imbalance import kept_indices, subset_suffix
 from ..registry import Registry
 from ..utils import PRETRAINED_DIR, lab_home, seed_everything, select_device
 
@@ -105,8 +105,7 @@ class GeneratorConfig:
         require_all(checks)
 
     def default_name(self) -> str:
-        subset = "" if self.ratio is None else f"_r{self.ratio:g}_s{self.seed}"  # the seed picks the subset
-        return f"{self.kind}_{self.data}_{self.image_size}{subset}"
+        return f"{self.kind}_{self.data}_{self.image_size}{subset_suffix(self.ratio, self.seed)}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
