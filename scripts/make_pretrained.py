@@ -46,33 +46,55 @@ from imbal_core.synth.generators import GeneratorConfig, load_generator_info, tr
 from imbal_core.synth.style_models import StyleTrainConfig  # noqa: E402
 from imbal_core.utils import atomic_path, code_version, read_json, write_json  # noqa: E402
 
-# The shipped generators (recipe, the CLI command that makes the same file). The AdaIN model is wider and
-# longer than the CLI defaults; the diffusion model is trained longer (a CPU budget: about 40 min on one
-# thread, the thread count it was made with: CPU float sums may differ in the last bit across thread counts).
-GENERATORS: list[tuple[GeneratorConfig, str]] = [
-    (
-        StyleTrainConfig(data="synthetic", image_size=28, epochs=20, autoencoder_epochs=8, width=32, device="cpu"),
-        "python -m imbal_core style-train --data synthetic --epochs 20 --autoencoder-epochs 8 --width 32 "
-        "--out pretrained/generators --device cpu",
-    ),
-    (
-        DiffusionTrainConfig(data="synthetic", image_size=28, epochs=60, width=16, device="cpu"),
-        "OMP_NUM_THREADS=1 python -m imbal_core diffusion-train --data synthetic --epochs 60 --width 16 "
-        "--out pretrained/generators --device cpu",
-    ),
-] + [
-    # iois in the builtin_ratios benchmark: one diffusion model per ratio and seed, learnt only from the images
-    # that run keeps (the same recipe as the natural-count model).
-    (
-        DiffusionTrainConfig(
-            data="synthetic", image_size=28, ratio=ratio, seed=seed, epochs=60, width=16, device="cpu"
+# The shipped generators (recipe, the CLI command that makes the same file, and a name where it is not the recipe's
+# default). The AdaIN model is wider and longer than the CLI defaults; the diffusion model is trained longer (a CPU
+# budget: about 40 min on one thread, the thread count it was made with: CPU float sums may differ in the last bit
+# across thread counts).
+GENERATORS: list[tuple[GeneratorConfig, str] | tuple[GeneratorConfig, str, str]] = (
+    [
+        (
+            StyleTrainConfig(data="synthetic", image_size=28, epochs=20, autoencoder_epochs=8, width=32, device="cpu"),
+            "python -m imbal_core style-train --data synthetic --epochs 20 --autoencoder-epochs 8 --width 32 "
+            "--out pretrained/generators --device cpu",
         ),
-        f"OMP_NUM_THREADS=1 python -m imbal_core diffusion-train --data synthetic --ratio {ratio:g} --seed {seed} "
-        "--epochs 60 --width 16 --out pretrained/generators --device cpu",
-    )
-    for ratio in (10.0, 50.0, 100.0)
-    for seed in (0, 1, 2)
-]
+        (
+            DiffusionTrainConfig(data="synthetic", image_size=28, epochs=60, width=16, device="cpu"),
+            "OMP_NUM_THREADS=1 python -m imbal_core diffusion-train --data synthetic --epochs 60 --width 16 "
+            "--out pretrained/generators --device cpu",
+        ),
+    ]
+    + [
+        # iois in the builtin_ratios benchmark: one diffusion model per ratio and seed, learnt only from the images
+        # that run keeps (the same recipe as the natural-count model).
+        (
+            DiffusionTrainConfig(
+                data="synthetic", image_size=28, ratio=ratio, seed=seed, epochs=60, width=16, device="cpu"
+            ),
+            f"OMP_NUM_THREADS=1 python -m imbal_core diffusion-train --data synthetic --ratio {ratio:g} --seed {seed} "
+            "--epochs 60 --width 16 --out pretrained/generators --device cpu",
+        )
+        for ratio in (10.0, 50.0, 100.0)
+        for seed in (0, 1, 2)
+    ]
+    + [
+        # iois in the retinamnist_28 benchmark (natural counts: one model for every seed). 1,080 training images:
+        # 160 epochs are about 1,400 steps, as many as the ratio-100 models' 60 epochs.
+        (
+            DiffusionTrainConfig(
+                data="medmnist",
+                data_path="../shared/data/medmnist/retinamnist.npz",
+                image_size=28,
+                epochs=160,
+                width=16,
+                device="cpu",
+            ),
+            "OMP_NUM_THREADS=1 python -m imbal_core diffusion-train --data medmnist --path "
+            "../shared/data/medmnist/retinamnist.npz --epochs 160 --width 16 --name diffusion_retinamnist_28 "
+            "--out pretrained/generators --device cpu",
+            "diffusion_retinamnist_28",
+        ),
+    ]
+)
 # Settings a shipped run needs beyond the method's defaults.
 RUN_SETTINGS = {"iois": {"generator": "diffusion_synthetic_28"}}
 # Methods whose shipped runs keep their weights (Explain's default picks, the generator-quality judges, the
@@ -122,10 +144,18 @@ def main() -> None:
         help="train nothing: apply the shipping rules (see shrink_store) to every finished run in the store, "
         "e.g. after `benchmark builtin_ratios --store pretrained`, and print the sizes",
     )
+    parser.add_argument(
+        "--no-weights",
+        action="store_true",
+        help="with --shrink: keep no model at all and slim every predictions file (a benchmark's store committed "
+        "between sessions, e.g. --out results/retinamnist_28_store: its results files need metrics and predictions)",
+    )
     args = parser.parse_args()
+    if args.no_weights and not args.shrink:
+        parser.error("--no-weights goes with --shrink (it changes what shrinking keeps)")
     store = RunStore(args.out)
     if args.shrink:
-        shrink_store(store)
+        shrink_store(store, keep_models=not args.no_weights)
         return
     version = code_version()  # the code this process imported, whatever changes while it runs
     manifest_path = Path(args.out) / "manifest.json"
@@ -213,9 +243,9 @@ def main() -> None:
         manifest["runs"] = entries
         previous = {entry["name"]: entry for entry in manifest.get("generators", [])}
         generators = [
-            generator_entry(Path(args.out), recipe, command, version, previous)
-            for recipe, command in GENERATORS
-            if not args.record_only or finished_generator(Path(args.out), recipe)
+            generator_entry(Path(args.out), recipe, command, version, previous, *name)
+            for recipe, command, *name in GENERATORS
+            if not args.record_only or finished_generator(Path(args.out), recipe, *name)
         ]
         write_json(
             manifest_path, {**{k: v for k, v in manifest.items() if k != "style_models"}, "generators": generators}
@@ -268,19 +298,21 @@ def half_weights(path: Path) -> None:
     save_checkpoint(path, state)
 
 
-def shrink_store(store: RunStore) -> None:
+def shrink_store(store: RunStore, keep_models: bool = True) -> None:
     """Apply the shipping rules to every finished run in the store, whichever command made it (e.g. `benchmark
     builtin_ratios --store pretrained`): no resume checkpoints; weights only for KEEP_WEIGHTS methods at natural
-    counts (in float16); runs at a ratio or on a task keep slim predictions; every predictions file compressed."""
+    counts (in float16); runs at a ratio or on a task keep slim predictions; every predictions file compressed.
+    Without `keep_models`: no weights at all and slim predictions everywhere (a store kept for its results only).
+    Runs that are not finished are left whole (a stopped run resumes from its checkpoint)."""
     before = sum(f.stat().st_size for f in store.root.rglob("*") if f.is_file())
     for run_id in store.runs(status="finished")["run_id"]:
         run_dir, config = store.run_dir(run_id), store.get_run(run_id)["config"]
-        keep_weights = keeps_weights(config["method"], config.get("task"), config.get("ratio"))
+        keep_weights = keep_models and keeps_weights(config["method"], config.get("task"), config.get("ratio"))
         for name in DROPPED + (() if keep_weights else (MODEL_FILE,)):
             (run_dir / name).unlink(missing_ok=True)
         if keep_weights:
             half_weights(run_dir / MODEL_FILE)
-        if config.get("ratio") or config.get("task"):
+        if not keep_models or config.get("ratio") or config.get("task"):
             slim_predictions(run_dir / "predictions.npz")
         else:
             with np.load(run_dir / "predictions.npz", allow_pickle=False) as archive:
@@ -291,26 +323,32 @@ def shrink_store(store: RunStore) -> None:
     print(f"{store.root}: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB")
 
 
-def finished_generator(out: Path, recipe: GeneratorConfig) -> bool:
-    path = out / "generators" / f"{recipe.default_name()}.safetensors"
+def finished_generator(out: Path, recipe: GeneratorConfig, name: str | None = None) -> bool:
+    path = generator_file(out, recipe, name)
     if not (path.exists() and load_generator_info(path).status == "finished"):
-        print(f"not recorded (not finished yet): {recipe.default_name()}")
+        print(f"not recorded (not finished yet): {path.stem}")
         return False
     return True
 
 
-def generator_entry(out: Path, recipe: GeneratorConfig, command: str, version: str, previous: dict[str, dict]) -> dict:
+def generator_file(out: Path, recipe: GeneratorConfig, name: str | None = None) -> Path:
+    return out / "generators" / f"{name or recipe.default_name()}.safetensors"
+
+
+def generator_entry(
+    out: Path, recipe: GeneratorConfig, command: str, version: str, previous: dict[str, dict], name: str | None = None
+) -> dict:
     """Train a shipped generator unless it exists and is recorded already; return its manifest entry.
 
     A finished file that is not recorded yet (e.g. trained by its CLI command) is checked to have this
     recipe and recorded without its training time.
     """
-    path = out / "generators" / f"{recipe.default_name()}.safetensors"
+    path = generator_file(out, recipe, name)
     if path.exists() and previous.get(path.stem, {}).get("recipe") == load_generator_info(path).config:
         return previous[path.stem]  # recorded already (a re-trained file has a new recipe and is recorded anew)
     trained_here = not path.exists() or load_generator_info(path).status != "finished"
     started = time.time()
-    train_generator(recipe, out_dir=path.parent, resume=True)  # an interrupted build continues
+    train_generator(recipe, name=path.stem, out_dir=path.parent, resume=True)  # an interrupted build continues
     info = load_generator_info(path)
     return {
         "name": info.name,

@@ -536,3 +536,27 @@ def test_validation_curve_table_uses_each_methods_own_budget_and_last_stage():
     crt = "| crt | 3 | 10 (representation + classifier) | 0.200 (2) | 0.500 (5) | 0.650 (8) | 0.450 (10) | 0.450 (10) |"
     assert rows["crt"] == crt
     assert len(tidy) == 18 and {row["stage"] for row in tidy} == {"train", "representation", "classifier"}
+
+
+def test_a_store_shrunk_without_weights_still_gives_the_same_results_files(tmp_path: Path, store, monkeypatch):
+    """`make_pretrained.py --shrink --no-weights` (a benchmark's store committed between sessions): no model files
+    are left, and the results files written from what is left are the same as before."""
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # the script imports its neighbour compare_methods
+    spec = importlib.util.spec_from_file_location("make_pretrained", ROOT / "scripts" / "make_pretrained.py")
+    assert spec is not None and spec.loader is not None
+    make_pretrained = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_pretrained)
+
+    protocol = write(tmp_path, tiny_text(methods='methods = ["ce"]'))
+    args = ["--store", str(store.root), "benchmark", str(protocol), "--quiet"]
+    assert main([*args, "--out-dir", str(tmp_path / "before")]) == 0
+    assert list(store.root.rglob("*.safetensors")), "a finished run here has its weights before shrinking"
+    make_pretrained.shrink_store(store, keep_models=False)
+    assert not list(store.root.rglob("*.safetensors"))
+    for predictions in store.root.rglob("predictions.npz"):
+        with np.load(predictions) as archive:
+            assert archive["embeddings"].size == 0
+    assert main([*args, "--results-only", "--out-dir", str(tmp_path / "after")]) == 0
+    assert (tmp_path / "after" / "p.csv").read_text() == (tmp_path / "before" / "p.csv").read_text()
