@@ -147,8 +147,8 @@ def main() -> None:
     parser.add_argument(
         "--no-weights",
         action="store_true",
-        help="with --shrink: keep no model at all and slim every predictions file (a benchmark's store committed "
-        "between sessions, e.g. --out results/retinamnist_28_store: its results files need metrics and predictions)",
+        help="with --shrink: keep no model at all and slim every predictions file (a benchmark's own store kept "
+        "for its results, e.g. --out results/retinamnist_28_store: the results files need metrics and predictions)",
     )
     args = parser.parse_args()
     if args.no_weights and not args.shrink:

@@ -539,7 +539,7 @@ def test_validation_curve_table_uses_each_methods_own_budget_and_last_stage():
 
 
 def test_a_store_shrunk_without_weights_still_gives_the_same_results_files(tmp_path: Path, store, monkeypatch):
-    """`make_pretrained.py --shrink --no-weights` (a benchmark's store committed between sessions): no model files
+    """`make_pretrained.py --shrink --no-weights` (a benchmark's store kept for its results): no model files
     are left, and the results files written from what is left are the same as before."""
     import importlib.util
 
