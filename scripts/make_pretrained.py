@@ -300,10 +300,19 @@ def half_weights(path: Path) -> None:
     save_checkpoint(path, state)
 
 
+def narrow_indices(path: Path) -> None:
+    """Store a run's kept training indices as int32 (runs made before the trainer did so wrote int64)."""
+    kept = np.load(path)
+    if kept.dtype != np.int32:
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, kept.astype(np.int32))
+
+
 def shrink_store(store: RunStore, keep_models: bool = True) -> None:
     """Apply the shipping rules to every finished run in the store, whichever command made it (e.g. `benchmark
     builtin_ratios --store pretrained`): no resume checkpoints; weights only for KEEP_WEIGHTS methods at natural
-    counts (in float16); runs at a ratio or on a task keep slim predictions; every predictions file compressed.
+    counts (in float16); runs at a ratio or on a task keep slim predictions; every predictions file compressed;
+    kept training indices as int32.
     Without `keep_models`: no weights at all and slim predictions everywhere (a store kept for its results only).
     Runs that are not finished are left whole (a stopped run resumes from its checkpoint)."""
     before = sum(f.stat().st_size for f in store.root.rglob("*") if f.is_file())
@@ -314,6 +323,7 @@ def shrink_store(store: RunStore, keep_models: bool = True) -> None:
             (run_dir / name).unlink(missing_ok=True)
         if keep_weights:
             half_weights(run_dir / MODEL_FILE)
+        narrow_indices(run_dir / "kept_indices.npy")
         if not keep_models or config.get("ratio") or config.get("task"):
             slim_predictions(run_dir / "predictions.npz")
         else:

@@ -540,7 +540,7 @@ def test_validation_curve_table_uses_each_methods_own_budget_and_last_stage():
 
 def test_a_store_shrunk_without_weights_still_gives_the_same_results_files(tmp_path: Path, store, monkeypatch):
     """`make_pretrained.py --shrink --no-weights` (a benchmark's store kept for its results): no model files
-    are left, and the results files written from what is left are the same as before."""
+    are left, kept indices are int32, and the results files written from what is left are the same as before."""
     import importlib.util
 
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # the script imports its neighbour compare_methods
@@ -553,8 +553,12 @@ def test_a_store_shrunk_without_weights_still_gives_the_same_results_files(tmp_p
     args = ["--store", str(store.root), "benchmark", str(protocol), "--quiet"]
     assert main([*args, "--out-dir", str(tmp_path / "before")]) == 0
     assert list(store.root.rglob("*.safetensors")), "a finished run here has its weights before shrinking"
+    kept_file = next(store.root.rglob("kept_indices.npy"))
+    kept = np.load(kept_file)
+    np.save(kept_file, kept.astype(np.int64))  # as runs made before the trainer wrote int32
     make_pretrained.shrink_store(store, keep_models=False)
     assert not list(store.root.rglob("*.safetensors"))
+    assert np.load(kept_file).dtype == np.int32 and np.array_equal(np.load(kept_file), kept)
     for predictions in store.root.rglob("predictions.npz"):
         with np.load(predictions) as archive:
             assert archive["embeddings"].size == 0

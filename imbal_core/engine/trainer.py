@@ -218,7 +218,7 @@ def _setup_run(config: TrainConfig, store: RunStore, run_id: str) -> RunState:
     device = select_device(config.device)
     seed_everything(config.seed)
     data = prepare_data(config, device)
-    np.save(run_dir / "kept_indices.npy", data.kept)
+    np.save(run_dir / "kept_indices.npy", data.kept.astype(np.int32))  # half of int64's bytes, for shipped runs
     model = build_model(config, data.dataset.num_classes, data.train_images.shape[1])
     method = create_method(config.method, **config.method_settings)
     stages = method.stages(config.epochs)
