@@ -72,6 +72,9 @@ BINARY_METRICS = [
     "acc",
 ]
 
+# A narrow, pinned method column leaves room for the metrics at 1400 px (the group label wraps in its tooltip).
+LEADERBOARD_COLUMNS = {"group": st.column_config.TextColumn(width="medium", pinned=True)}
+
 RUNS_VIEW, FILES_VIEW = "Runs", "Benchmark results files"
 
 # The widgets inside Compare's tabs (their state outlives a closed tab, see below).
@@ -377,7 +380,10 @@ def benchmark_files_view() -> None:
     board, available = results.leaderboard(data, ratio)
     shown = [m for m in (BINARY_METRICS if results.is_binary(data, ratio) else LEADERBOARD_METRICS) if m in available]
     st.dataframe(
-        formatted_leaderboard(board, shown).drop(columns=["data", "ratio", "repeats"]), hide_index=True, width="stretch"
+        formatted_leaderboard(board, shown).drop(columns=["data", "ratio", "repeats"]),
+        hide_index=True,
+        width="stretch",
+        column_config=LEADERBOARD_COLUMNS,
     )
     reference = results.reference(data, ratio)
     if reference is not None:
@@ -523,7 +529,7 @@ board = leaderboard(picked, metrics)
 table = formatted_leaderboard(board, metrics).drop(columns=["data", "ratio"])
 if not table["repeats"].str.len().any():
     table = table.drop(columns="repeats")
-st.dataframe(table, hide_index=True, width="stretch")
+st.dataframe(table, hide_index=True, width="stretch", column_config=LEADERBOARD_COLUMNS)
 st.caption(
     "One row per method group; test-set metrics as mean ± sd over **seeds** [95% t interval, from 3 seeds]. "
     "Only different seeds are replicates: repeated runs of one seed are averaged and flagged in *repeats*; "
