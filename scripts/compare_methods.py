@@ -19,7 +19,7 @@ fidelity means something for the rare ones):
 
     .venv/bin/python scripts/compare_methods.py --data ham10000 --path ../shared/data/ham10000 \
         --methods "ce,balanced_softmax,style_kd,iois,iois[allocation=inverse_frequency],iois[ois=false]" \
-        --seeds 0,1,2 --epochs 4 --generator diffusion_ham10000_28 --generator-epochs 25 --out results/ham10000_iois
+        --seeds 0,1,2 --epochs 4 --generator diffusion_ham10000_28_e25 --generator-epochs 25 --out results/ham10000_iois
 
 The Markdown file records the exact command, the budget, the machine and the code version, and
 reports ACC, balanced ACC, macro-F1 and per-class recall as mean ± sd over seeds.

@@ -93,6 +93,15 @@ GENERATORS: list[tuple[GeneratorConfig, str] | tuple[GeneratorConfig, str, str]]
             "--out pretrained/generators --device cpu",
             "diffusion_retinamnist_28",
         ),
+        # iois in the ham10000_28 benchmark: about 7,000 training images, so 40 epochs are about 2,200 steps.
+        (
+            DiffusionTrainConfig(
+                data="ham10000", data_path="../shared/data/ham10000", image_size=28, epochs=40, width=16, device="cpu"
+            ),
+            "OMP_NUM_THREADS=1 python -m imbal_core diffusion-train --data ham10000 --path ../shared/data/ham10000 "
+            "--epochs 40 --width 16 --name diffusion_ham10000_28 --out pretrained/generators --device cpu",
+            "diffusion_ham10000_28",
+        ),
     ]
 )
 # Settings a shipped run needs beyond the method's defaults.

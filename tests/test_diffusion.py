@@ -83,6 +83,14 @@ def test_diffusion_config_is_validated():
     assert DiffusionTrainConfig.from_dict({"prediction": "v_prediction"}).prediction == "v_prediction"
 
 
+def test_a_new_generator_may_not_take_a_shipped_generators_name(tmp_path):
+    """Runs name their generator, and yours are looked up first: a copy under a shipped name would silently stand
+    in for it in every run that names it."""
+    with pytest.raises(ConfigError, match="name of a shipped generator"):
+        train_generator(tiny_diffusion_config(epochs=1), "diffusion_synthetic_28", tmp_path)
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
 def test_diffusion_training_stop_resume_equals_uninterrupted_and_sampling_is_seeded(tmp_path):
     config = tiny_diffusion_config(epochs=3)
     stop = threading.Event()

@@ -217,6 +217,13 @@ def train_generator(
     name = name or config.default_name()
     check_name(name)
     path = Path(out_dir or user_generator_dir()) / f"{name}.safetensors"
+    shipped = PRETRAINED_GENERATOR_DIR / f"{name}.safetensors"
+    if shipped.exists() and path.resolve() != shipped.resolve():
+        # Runs name their generator; one of yours with a shipped name would silently stand in for it.
+        raise ConfigError(
+            f"{name!r} is the name of a shipped generator (pretrained/generators); runs that name it would use "
+            f"yours instead: choose another name, e.g. {name + '_mine'!r}"
+        )
     if path.exists() and not resume:
         raise ConfigError(f"a generator named {name!r} exists at {path}; choose another name, or resume it")
     progress = progress or (lambda event: None)
