@@ -11,6 +11,7 @@ import shlex
 import signal
 import sqlite3
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -671,10 +672,25 @@ def _achieved_ratio(store: RunStore, run: dict[str, Any]) -> str:
     return f"; training counts: achieved ratio {max(counts) / min(counts):.4g} (asked {run['ratio']:g})"
 
 
+def _store_root(args: argparse.Namespace) -> Path:
+    return Path(args.store) if args.store else lab_home() / "store"
+
+
+@contextmanager
+def _store_to_read(args: argparse.Namespace) -> Iterator[RunStore]:
+    """The run store of --store for a command that only reads (a plan): one that does not exist yet is not created,
+    an empty one stands in for it."""
+    if _store_root(args).exists():
+        yield _open_store(args)
+        return
+    with tempfile.TemporaryDirectory(prefix="imbal-empty-store-") as empty:
+        yield RunStore(empty)
+
+
 def _open_store(args: argparse.Namespace) -> RunStore:
     """The run store of --store (default $IMBAL_LAB_HOME/store), with a message instead of a traceback when its
     folder cannot hold one: opening a store writes (its tables, its journal), so even listing needs a writable one."""
-    root = Path(args.store) if args.store else lab_home() / "store"
+    root = _store_root(args)
     if root.exists() and not root.is_dir():
         raise ConfigError(
             f"the run store {root} is a file; give --store a folder (created when missing), e.g. --store lab_data/store"
@@ -819,13 +835,14 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from .protocol import load_protocol
 
     protocol = load_protocol(args.protocol, args.path)
-    store = _open_store(args)
     if args.plan:
-        steps = plan(protocol, store, local=args.executor == "local")
+        with _store_to_read(args) as store:
+            steps = plan(protocol, store, local=args.executor == "local")
         for step in steps:
             run = f" {step.run_id}" if step.run_id else ""
             print(f"{STATE_TEXT[step.state]}:{run} {step.run.describe()}" + (f" — {step.note}" if step.note else ""))
         return 0
+    store = _open_store(args)
     executor = _executor(args)
     try:
         result = run_benchmark(protocol, store, executor, args.out_dir, args.command_line, train=not args.results_only)

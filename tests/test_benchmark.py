@@ -191,6 +191,13 @@ def test_data_errors_are_found_before_training(tmp_path: Path, store):
         plan(load_protocol(write(tmp_path, unreachable)), store)
 
 
+def test_a_plan_does_not_create_the_store_it_reads(tmp_path: Path, capsys):
+    new_store = tmp_path / "not_yet"
+    assert main(["--store", str(new_store), "benchmark", str(TINY), "--plan"]) == 0
+    assert "to train:" in capsys.readouterr().out
+    assert not new_store.exists()
+
+
 def test_cli_reports_a_bad_protocol_with_exit_code_2(tmp_path: Path, capsys):
     path = write(tmp_path, tiny_text(epochs="epoch = 1"))
     assert main(["--store", str(tmp_path / "store"), "benchmark", str(path), "--plan"]) == 2
