@@ -21,6 +21,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -379,7 +380,7 @@ def train_in_worker(
 
     from .data import provide_datasets
 
-    attempt, kept = ray.get(keeper.start.remote(run_id))
+    attempt, kept = _get_holding_cpus(ray, keeper.start.remote(run_id))
     files = {**start_files, **kept}  # what a dead attempt sent replaces what it started from
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
@@ -402,7 +403,7 @@ def train_in_worker(
                 if sent.get(name) != signature and name not in TAKEN_BACK
             }
             info = {"attempt": attempt, "pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
-            ray.get(keeper.save.remote(run_id, changed, store.get_run(run_id)["progress"], info))
+            _get_holding_cpus(ray, keeper.save.remote(run_id, changed, store.get_run(run_id)["progress"], info))
             sent = now
             if hook is not None:
                 hook(event, attempt)
@@ -415,6 +416,15 @@ def train_in_worker(
         exported = store.export_run(run_id)
     exported["attempt"] = attempt
     return exported
+
+
+def _get_holding_cpus(ray: Any, ref: Any) -> Any:
+    """`ray.get` in a task that keeps the task's CPUs while it waits. Ray lends the CPUs of a task whose main thread
+    blocks in `ray.get` to other tasks (so that nested tasks cannot deadlock) and takes them back after, over the limit:
+    each wait for the keeper would start one more run than the cluster has CPUs. A wait in another thread lends
+    nothing (Ray's WorkerContext::ShouldReleaseResourcesOnBlockingCalls)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(ray.get, ref).result()
 
 
 def generator_files(config: TrainConfig) -> dict[str, bytes]:

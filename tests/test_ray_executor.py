@@ -112,6 +112,29 @@ def test_ray_runs_come_back_to_the_driver_store(ray_cluster, tmp_path: Path):
     same_results(store, by_seed[0], local, local_reference(configs[0], local))
 
 
+def test_no_more_runs_train_at_once_than_the_cluster_has_cpus(ray_cluster, tmp_path: Path):
+    """Three 1-CPU runs on 2 CPUs: the third starts only after one has finished. (A task that waits in `ray.get` lends
+    its CPU to the next task; the workers' waits for the checkpoint keeper must not, or all three train at once.)"""
+    epoch_times = tmp_path / "epochs"
+    epoch_times.mkdir()
+
+    def note_epoch(event, attempt):  # in the worker; the sleep keeps each run long enough to meet a late starter
+        task = ray.get_runtime_context().get_task_id()
+        (epoch_times / f"{task}-{event['epoch']}").write_text(str(time.time()))
+        time.sleep(5 if event["epoch"] < 2 else 0)
+
+    configs = [tiny_config(epochs=3, seed=s) for s in (0, 1, 2)]
+    outcomes = RayExecutor(worker_hook=note_epoch).run([Job(c) for c in configs], RunStore(tmp_path / "driver"))
+    assert [o.status for o in outcomes] == ["finished"] * 3
+    spans: dict[str, list[float]] = {}  # Ray task -> times of its epochs
+    for note in epoch_times.iterdir():
+        spans.setdefault(note.name.split("-")[0], []).append(float(note.read_text()))
+    assert len(spans) == 3 and all(len(times) == 3 for times in spans.values())
+    for times in spans.values():  # the runs between two of their epochs while this one was
+        during = [task for task, t in spans.items() if min(t) <= max(times) and min(times) <= max(t)]
+        assert len(during) <= 2, f"the runs of Ray tasks {during} trained at the same time on 2 CPUs"
+
+
 def test_killed_worker_is_retried_and_resumes_from_its_checkpoint(ray_cluster, tmp_path: Path):
     """The worker is SIGKILLed after its first epoch's checkpoint reached the driver's node; Ray retries the task,
     which restores that checkpoint and trains epochs 2 and 3 only: the same final metrics and predictions as an
