@@ -879,8 +879,10 @@ def cmd_runs(args: argparse.Namespace) -> None:
     if runs.empty:
         print("no runs yet; start one with `python -m imbal_core train`")
         return
-    # runs without a summary read back as None or NaN
+    # runs without a summary or progress read back as None or NaN
     runs["balanced_acc"] = runs["summary"].map(lambda s: json.loads(s)["balanced_acc"] if isinstance(s, str) else None)
+    done = runs["progress"].map(lambda p: json.loads(p)["epoch"] if isinstance(p, str) else 0)
+    runs["epochs"] = [f"{d}/{total}" for d, total in zip(done, runs["epochs"])]  # e.g. a queued run: 0/30
     print(
         runs[["run_id", "status", "method", "data", "ratio", "seed", "epochs", "balanced_acc"]].to_string(index=False)
     )

@@ -16,13 +16,15 @@ def test_train_then_export(tmp_path: Path, capsys):
     out = capsys.readouterr()
     assert "finished" in out.out and "epoch" in out.err  # tqdm draws on stderr
     assert main(store + ["runs"]) == 0
-    assert "focal" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "focal" in listed and " 1/1 " in listed  # epochs done / epochs
     from imbal_core.engine import TrainConfig
     from imbal_core.runs import RunStore
 
     RunStore(tmp_path / "store").create_run(TrainConfig(method="ce").to_dict())
-    assert main(store + ["runs"]) == 0  # a finished run beside one without a summary yet
-    assert "queued" in capsys.readouterr().out
+    assert main(store + ["runs"]) == 0  # a finished run beside one without a summary or progress yet
+    listed = capsys.readouterr().out
+    assert "queued" in listed and f" 0/{TrainConfig(method='ce').epochs} " in listed
     assert main(store + ["export", "--out", str(tmp_path / "tidy.csv")]) == 0
     with open(tmp_path / "tidy.csv") as f:
         rows = list(csv.DictReader(f))
