@@ -30,7 +30,7 @@ from .executors import Job, LocalExecutor, Outcome
 from .imbalance import kept_indices
 from .methods import create_method
 from .metrics import BINARY_METRICS, SUMMARY_METRICS
-from .protocol import PlannedRun, Protocol
+from .protocol import MethodSpec, PlannedRun, Protocol
 from .runs import RunStore
 from .stats import (
     CONFIDENCE,
@@ -129,6 +129,8 @@ def _run_benchmark(
     executor = executor or LocalExecutor()
     steps = plan(protocol, store, local=executor.name == "local")
     todo = [s for s in steps if s.state in TRAINED_STATES] if train else []
+    # The references train first, so a benchmark stopped part-way pairs every method it finished with them.
+    todo.sort(key=lambda s: not _is_reference(s.run.method, protocol))
     counts = {state: sum(s.state == state for s in steps) for state in STATE_TEXT}
     log(
         f"benchmark {protocol.name}: {len(steps)} runs planned — {counts['reuse']} finished before, "
@@ -170,6 +172,11 @@ def _run_benchmark(
             time.time() - started,
         )
     return result
+
+
+def _is_reference(method: MethodSpec, protocol: Protocol) -> bool:
+    """The reference or another reference method, with its default settings (on any task)."""
+    return method.method in (protocol.reference, *protocol.other_references) and not method.settings
 
 
 def _check_data(protocol: Protocol, runs: list[PlannedRun], local: bool) -> None:

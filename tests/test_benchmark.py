@@ -521,6 +521,25 @@ def test_stop_after_starts_no_run_after_the_time_budget(tmp_path: Path, store, c
     assert "must be > 0" in capsys.readouterr().err
 
 
+def test_the_references_train_first(tmp_path: Path, store):
+    """A benchmark stopped part-way can pair what it finished: `ce` and the other references go before the rest,
+    which keep the protocol's order."""
+
+    class Recorder:  # an executor that trains nothing and notes the order it was given
+        name, description = "local", "recorder"
+        methods: list[str] = []
+
+        def run(self, jobs, store, tag="", on_done=None):
+            self.methods = [job.config.method for job in jobs]
+            return []
+
+    methods = 'methods = ["focal", "balanced_softmax", "weighted_ce", "ce"]'
+    text = tiny_text(seeds="seeds = [0]", methods=methods, other_references='other_references = ["balanced_softmax"]')
+    recorder = Recorder()
+    run_benchmark(load_protocol(write(tmp_path, text)), store, executor=recorder, out_dir=tmp_path / "results")
+    assert recorder.methods == ["balanced_softmax", "ce", "focal", "weighted_ce"]
+
+
 def test_validation_curve_table_uses_each_methods_own_budget_and_last_stage():
     """A two-stage method trains more epochs: its columns are its own, its best epoch is in its last stage."""
     from imbal_core.benchmark import _validation_curves
