@@ -17,8 +17,10 @@ Ray is optional: importing this module does not import it.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -146,6 +148,7 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None) -> bool
     if ray.is_initialized():
         return False
     runtime_env = {"py_modules": [str(PACKAGE_ROOT)], "excludes": ["__pycache__", "*.pyc"]}
+    sigterm_handler = signal.getsignal(signal.SIGTERM)
     try:
         if address:
             ray.init(address=address, runtime_env=runtime_env, logging_level="WARNING")
@@ -157,6 +160,11 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None) -> bool
             "the head machine and give the address it prints (host:6379), or leave out --address for "
             "a local one"
         ) from None
+    finally:
+        # ray.init makes SIGTERM exit at once; the caller's handler (the CLI's: stop like Ctrl-C, so the runs under
+        # way are marked stopped and resume) is kept.
+        if sigterm_handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, sigterm_handler)
     return True
 
 

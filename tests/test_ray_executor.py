@@ -135,6 +135,22 @@ def test_no_more_runs_train_at_once_than_the_cluster_has_cpus(ray_cluster, tmp_p
         assert len(during) <= 2, f"the runs of Ray tasks {during} trained at the same time on 2 CPUs"
 
 
+def test_connecting_keeps_the_callers_sigterm_handler(ray_cluster):
+    """ray.init makes SIGTERM exit the driver at once; the CLI's handler (stop like Ctrl-C: runs under way are marked
+    stopped, the results file is written) must survive connecting."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        ray.shutdown()
+        assert connect_ray(num_cpus=2)
+        assert signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_killed_worker_is_retried_and_resumes_from_its_checkpoint(ray_cluster, tmp_path: Path):
     """The worker is SIGKILLed after its first epoch's checkpoint reached the driver's node; Ray retries the task,
     which restores that checkpoint and trains epochs 2 and 3 only: the same final metrics and predictions as an
