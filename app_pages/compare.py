@@ -72,8 +72,17 @@ BINARY_METRICS = [
     "acc",
 ]
 
-# A narrow, pinned method column leaves room for the metrics at 1400 px (the group label wraps in its tooltip).
-LEADERBOARD_COLUMNS = {"group": st.column_config.TextColumn(width="medium", pinned=True)}
+
+def leaderboard_columns(table: pd.DataFrame) -> dict[str, st.column_config.Column]:
+    """A narrow, pinned method column (the group label wraps in its tooltip), and each metric column as wide as its
+    longest "mean ± sd [low, high]" cell: sized by its content, a grid keeps the widths of its first table, so a
+    one-seed table ("± —") would cut the intervals of a three-seed one drawn in its place."""
+    columns = {"group": st.column_config.TextColumn(width="medium", pinned=True)}
+    for name in table.columns.drop("group"):
+        longest = max(len(str(name)), *(len(str(cell)) for cell in table[name]))
+        columns[name] = st.column_config.Column(width=int(7.5 * longest) + 24)
+    return columns
+
 
 RUNS_VIEW, FILES_VIEW = "Runs", "Benchmark results files"
 
@@ -286,8 +295,15 @@ def tau_view(c: Comparison) -> None:
         if r.has_linear_head() and not r.is_binary and "tau" not in (r.metrics.get("posthoc") or {})
     ]
     if not linear:
+        without_weights = sum(not has_model for has_model in c.picked["has_model"])
         st.caption(
-            "None of the picked runs is a multi-class run with a plain linear head that was not tau-normalised already."
+            "None of the picked runs is a multi-class run with a plain linear head that was not tau-normalised already"
+            + (
+                f"; {without_weights} of them keep no model weights (the shipped ratio grid keeps metrics and "
+                "predictions only), so their heads cannot be re-scored."
+                if without_weights
+                else "."
+            )
         )
         return
     target = st.selectbox("Run", [r.label for r in linear], key="cmp_tau_run")
@@ -373,18 +389,14 @@ def benchmark_files_view() -> None:
     data, ratio = right.selectbox(
         "Section",
         sections,
-        format_func=lambda s: f"{s[0]} · ratio {s[1]}",
+        format_func=lambda s: f"ratio {s[1]} · {s[0]}",  # the ratio first: a long data label is cut at the end
         key=f"cmp_bench_section_{name}",
         persist_state="page",
     )
     board, available = results.leaderboard(data, ratio)
     shown = [m for m in (BINARY_METRICS if results.is_binary(data, ratio) else LEADERBOARD_METRICS) if m in available]
-    st.dataframe(
-        formatted_leaderboard(board, shown).drop(columns=["data", "ratio", "repeats"]),
-        hide_index=True,
-        width="stretch",
-        column_config=LEADERBOARD_COLUMNS,
-    )
+    table = formatted_leaderboard(board, shown).drop(columns=["data", "ratio", "repeats"])
+    st.dataframe(table, hide_index=True, width="stretch", column_config=leaderboard_columns(table))
     reference = results.reference(data, ratio)
     if reference is not None:
         references = results.references(data, ratio)
@@ -407,11 +419,21 @@ def benchmark_files_view() -> None:
             charts.paired_difference_chart(differences.assign(x=differences["metric"]), against, "metric"),
             "cmp_bench_paired",
         )
-        change = results.recall_change(data, ratio)
-        show(charts.method_class_heatmap(change, "change", "points", diverging=True), "cmp_bench_heatmap")
+        change = results.recall_change(data, ratio, against)
+        if change.empty:  # a file written before the per-class changes were kept against every reference
+            st.caption(
+                f"This file has per-class changes against {charts.method_of(reference)} only; its command with "
+                "`--results-only` writes them against every reference."
+            )
+        else:
+            heatmap = charts.method_class_heatmap(change, "change", "points", diverging=True)
+            heatmap.update_layout(
+                title=f"Per-class test recall change vs {charts.method_of(against)} (points)", margin=dict(t=60)
+            )
+            show(heatmap, "cmp_bench_heatmap")
         caption = (
             f"Paired by seed against {charts.method_of(against)} (95% t interval from {MIN_SEEDS_FOR_INTERVAL} "
-            f"pairs); the heat map is the per-class test-recall change against {charts.method_of(reference)} in "
+            f"pairs); the heat map is the per-class test-recall change against {charts.method_of(against)} in "
             "percentage points, classes by training count (in brackets)."
         )
     else:
@@ -479,12 +501,27 @@ if runs.empty:
 # ---- What to compare: one data set and one ratio (runs of other classes or counts are not comparable) ----------
 f1, f2, f3, f4 = st.columns([3, 1, 2, 2])
 data_sets = runs["data"].value_counts().index.tolist()  # the data set with the most runs first
-data = f1.selectbox("Data set", data_sets, key="cmp_data")
-sources = f4.multiselect("Source", ["pretrained", "yours"], default=["pretrained", "yours"], key="cmp_source")
+# persist_state: the picks outlive a visit to the results files' view, where these widgets are not drawn.
+data = f1.selectbox("Data set", data_sets, key="cmp_data", persist_state="page")
+sources = f4.multiselect(
+    "Source", ["pretrained", "yours"], default=["pretrained", "yours"], key="cmp_source", persist_state="page"
+)
 in_data = runs[(runs["data"] == data) & runs["source"].isin(sources)]
 ratio_labels = sorted(in_data["ratio_label"].unique(), key=ratio_order)
-ratio = f2.selectbox("Ratio", ratio_labels, key=f"cmp_ratio_{data}") if ratio_labels else None
-methods = f3.multiselect("Method", sorted(in_data["method"].unique()), key="cmp_method", placeholder="all")
+ratio = (
+    f2.selectbox(
+        "Ratio",
+        ratio_labels,
+        key=f"cmp_ratio_{data}",
+        persist_state="page",
+        help="imbalance ratio of the training split (most / fewest images per class); natural: the data set's own",
+    )
+    if ratio_labels
+    else None
+)
+methods = f3.multiselect(
+    "Method", sorted(in_data["method"].unique()), key="cmp_method", placeholder="all", persist_state="page"
+)
 if methods:
     in_data = in_data[in_data["method"].isin(methods)]
 pool = in_data[in_data["ratio_label"] == ratio]
@@ -498,12 +535,21 @@ picked_labels = st.multiselect(
     options,
     default=default["label"].tolist(),
     key="cmp_runs_" + "|".join(map(str, (data, ratio, methods, sources))),
+    persist_state="page",
     help="By default one group of runs per method (the one with the most seeds, then the "
     "longest training, shipped first), with ce as the reference.",
 )
 picked = pool.set_index("label").loc[picked_labels].reset_index()
 if picked.empty:
     stop_page("Pick at least one run.")
+seeds_here = picked.groupby("group")["seed"].nunique().max()
+seeded = in_data.groupby(["ratio_label", "group"])["seed"].nunique().loc[lambda n: n >= MIN_SEEDS_FOR_INTERVAL]
+if seeds_here < MIN_SEEDS_FOR_INTERVAL and not seeded.empty:
+    elsewhere = sorted(seeded.index.get_level_values("ratio_label").unique(), key=ratio_order)
+    st.info(
+        f"Every picked method has fewer than {MIN_SEEDS_FOR_INTERVAL} seeds at ratio {ratio}, so no spreads or "
+        f"intervals: pick ratio {', '.join(elsewhere)} for methods with {MIN_SEEDS_FOR_INTERVAL} seeds or more."
+    )
 results = load_results(picked)
 binary = all(r.is_binary for r in results)
 metrics = BINARY_METRICS if binary else LEADERBOARD_METRICS
@@ -514,6 +560,7 @@ reference = top_left.selectbox(
     groups,
     index=next((i for i, g in enumerate(groups) if charts.method_of(g) == "ce"), 0),
     key="cmp_reference",
+    persist_state="page",
 )
 top_right.radio(
     "Chart downloads",
@@ -529,11 +576,12 @@ board = leaderboard(picked, metrics)
 table = formatted_leaderboard(board, metrics).drop(columns=["data", "ratio"])
 if not table["repeats"].str.len().any():
     table = table.drop(columns="repeats")
-st.dataframe(table, hide_index=True, width="stretch", column_config=LEADERBOARD_COLUMNS)
+st.dataframe(table, hide_index=True, width="stretch", column_config=leaderboard_columns(table))
 st.caption(
     "One row per method group; test-set metrics as mean ± sd over **seeds** [95% t interval, from 3 seeds]. "
     "Only different seeds are replicates: repeated runs of one seed are averaged and flagged in *repeats*; "
-    "a single seed has no spread (± —). Click a column to sort. "
+    "a single seed has no spread (± —). With 3 seeds an interval is wide and can pass a metric's range (0 to 1): "
+    "it says the seeds do not pin the mean down. Click a column to sort. "
     + (
         "AUROC, AUPRC and sensitivity at 90/95 % specificity come from the test ROC curve; the rest are at each "
         "run's threshold, chosen on validation."

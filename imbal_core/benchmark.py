@@ -503,29 +503,40 @@ def _section(
             ),
             "",
         ]
+        # Against every reference in the CSV (Compare's heat map follows its pick of reference); in the markdown,
+        # against the first.
+        change = pd.DataFrame()
         if reference_group is not None and reference_group in groups and len(groups) > 1:
-            change = paired_class_differences(results, runs, reference_group)
-            for r in change.itertuples(index=False):
-                per_class_cells = {"metric": "recall", "class": r[1], "train_count": r.train_count}
-                tidy.append(
-                    _difference_row("per_class_recall_difference", where, r, reference_group, **per_class_cells)
-                )
-            if not change.empty:
-                cells = {
-                    (r.group, r[1]): _diff(r.mean_diff, r.low, r.high, r.n_pairs)
-                    for r in change.itertuples(index=False)
-                }
-                others = list(dict.fromkeys(change["group"]))
-                lines += [
-                    f"Per-class recall change vs `{reference}`, paired by seed (mean [95 % interval], n pairs):",
-                    "",
-                    *_md_table(
-                        ["method"] + labels,
-                        [[_method(g)] + [cells.get((g, c), "—") for c in classes.index] for g in others],
-                    ),
-                    "",
-                ]
+            change = _class_differences(results, runs, reference_group, where, tidy)
+        for against in other_reference_groups:
+            if against in groups:
+                _class_differences(results, runs, against, where, tidy)
+        if not change.empty:
+            cells = {
+                (r.group, r[1]): _diff(r.mean_diff, r.low, r.high, r.n_pairs) for r in change.itertuples(index=False)
+            }
+            others = list(dict.fromkeys(change["group"]))
+            lines += [
+                f"Per-class recall change vs `{reference}`, paired by seed (mean [95 % interval], n pairs):",
+                "",
+                *_md_table(
+                    ["method"] + labels,
+                    [[_method(g)] + [cells.get((g, c), "—") for c in classes.index] for g in others],
+                ),
+                "",
+            ]
     return lines + _validation_curves(validation_curves(runs, histories), where, tidy)
+
+
+def _class_differences(
+    results: list, runs: pd.DataFrame, reference_group: str, where: dict[str, str], tidy: list[dict[str, Any]]
+) -> pd.DataFrame:
+    """Per-class test recall of every other group minus `reference_group`'s, paired by seed, added to the CSV rows."""
+    change = paired_class_differences(results, runs, reference_group)
+    for r in change.itertuples(index=False):
+        cells = {"metric": "recall", "class": r[1], "train_count": r.train_count}
+        tidy.append(_difference_row("per_class_recall_difference", where, r, reference_group, **cells))
+    return change
 
 
 def _paired_table(

@@ -117,10 +117,7 @@ class BenchmarkResults:
     def paired_differences(self, data: str, ratio: str, reference: str | None = None) -> pd.DataFrame:
         """Rows (group, metric, n_pairs, mean_diff, low, high), as `stats.paired_differences` gives them, against
         `reference` (one of `references()`; default the section's reference)."""
-        rows = self.section(data, ratio, "paired_difference")
-        first = self.reference(data, ratio)
-        against = rows["reference"].where(rows["reference"] != "", first)  # older files: the reference only
-        rows = rows[against == (reference or first)]
+        rows = self._against(self.section(data, ratio, "paired_difference"), data, ratio, reference)
         return rows.rename(columns={"n": "n_pairs", "mean": "mean_diff"})[
             ["group", "metric", "n_pairs", "mean_diff", "low", "high"]
         ]
@@ -130,10 +127,12 @@ class BenchmarkResults:
         rows = self._classes(self.section(data, ratio, "per_class_recall"))
         return rows[["method", "class", "class_label", "train_count", "mean", "sd", "runs"]]
 
-    def recall_change(self, data: str, ratio: str) -> pd.DataFrame:
-        """Per-class recall change vs the reference, paired by seed, in percentage points (`change`, `low`, `high`),
-        in `compare.change_vs_baseline`'s columns."""
-        rows = self._classes(self.section(data, ratio, "per_class_recall_difference"))
+    def recall_change(self, data: str, ratio: str, reference: str | None = None) -> pd.DataFrame:
+        """Per-class recall change vs `reference` (one of `references()`; default the section's reference), paired by
+        seed, in percentage points (`change`, `low`, `high`), in `compare.change_vs_baseline`'s columns. Empty for
+        another reference in files written before these were recorded against every reference."""
+        rows = self._against(self.section(data, ratio, "per_class_recall_difference"), data, ratio, reference)
+        rows = self._classes(rows)
         rows[["change", "low", "high"]] = 100 * rows[["mean", "low", "high"]]
         return rows[["method", "class", "class_label", "train_count", "change", "low", "high", "runs"]]
 
@@ -141,6 +140,12 @@ class BenchmarkResults:
         """Rows (group, metric, epoch, stage, n, mean, sd), as `stats.validation_curves` gives them; empty for files
         written before the curves were recorded."""
         return self.section(data, ratio, "validation_curve")[["group", "metric", "epoch", "stage", "n", "mean", "sd"]]
+
+    def _against(self, rows: pd.DataFrame, data: str, ratio: str, reference: str | None) -> pd.DataFrame:
+        """The difference rows against `reference` (default: the section's reference)."""
+        first = self.reference(data, ratio)
+        against = rows["reference"].where(rows["reference"] != "", first)  # older files: the reference only
+        return rows[against == (reference or first)]
 
     @staticmethod
     def _classes(rows: pd.DataFrame) -> pd.DataFrame:

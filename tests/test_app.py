@@ -262,6 +262,8 @@ def test_compare_defaults_keep_the_shipped_baselines_and_pair_by_seed():
     methods = [label.split(" · ")[0] for label in picked]
     assert len(methods) == len(set(methods)) >= 12  # one group per method, every shipped baseline
     assert app.selectbox(key="cmp_reference").value.startswith("ce · 8 ep")
+    hint = "fewer than 3 seeds at ratio natural, so no spreads or intervals: pick ratio 10, 50, 100"
+    assert any(hint in i.value for i in app.info)  # one seed per method here; the grid has 3
     board = app.dataframe[0].value
     assert list(board.columns[:5]) == ["group", "n (seeds)", "few_acc", "medium_acc", "many_acc"]
     paired_title = "paired by seed"
@@ -355,6 +357,10 @@ def test_compare_shows_the_benchmark_results_files_as_reference_tables():
     ]
     traces = [trace["name"].split(" · ")[0] for trace in paired["data"]]
     assert "ce" in traces and "balanced_softmax" not in traces
+    heat = next(json.loads(c.proto.spec) for c in app.get("plotly_chart") if c.proto.id.endswith("-cmp_bench_heatmap"))
+    assert "vs balanced_softmax" in heat["layout"]["title"]["text"]  # the heat map follows the pick too
+    rows = [label.split(" · ")[0] for label in heat["data"][0]["y"]]
+    assert "ce" in rows and "balanced_softmax" not in rows
 
     # The picks outlive the Runs view (drawn in full in between, with its default picks).
     app.segmented_control(key="cmp_page_view").set_value("Runs").run()
@@ -363,7 +369,12 @@ def test_compare_shows_the_benchmark_results_files_as_reference_tables():
     assert app.selectbox(key="cmp_bench_section_builtin_ratios").value == ("synthetic 28px", "50")
     assert app.selectbox(key="cmp_bench_against_builtin_ratios").value.startswith("balanced_softmax")
 
+    # ... and the Runs view's picks outlive the results files' view.
     app.segmented_control(key="cmp_page_view").set_value("Runs").run()
+    app.selectbox(key="cmp_ratio_synthetic 28px").set_value("50").run()
+    app.segmented_control(key="cmp_page_view").set_value("Benchmark results files").run()
+    app.segmented_control(key="cmp_page_view").set_value("Runs").run()
+    assert app.selectbox(key="cmp_ratio_synthetic 28px").value == "50"
     next(m for m in app.multiselect if m.label == "Runs").set_value([]).run()
     assert "Pick at least one run." in [i.value for i in app.info]
 

@@ -405,6 +405,12 @@ def test_tiny_protocol_end_to_end_through_the_cli(tmp_path: Path, capsys):
     assert "Paired differences vs `balanced_softmax`" in text and "`ce` and `balanced_softmax` are paired" in text
     change = results.recall_change(data, ratio)
     assert change["class_label"].str.endswith(")").all() and change["change"].abs().max() <= 100
+    assert set(change["method"]) == {board["group"].iloc[1]}
+    # ... and against the other reference: ce − balanced_softmax, class by class
+    reverse = results.recall_change(data, ratio, board["group"].iloc[1]).set_index("class")
+    assert set(reverse["method"]) == {board["group"].iloc[0]}
+    assert np.allclose(reverse.loc[change["class"], "change"], -change["change"].to_numpy())
+    assert replace(results, table=old_file).recall_change(data, ratio, board["group"].iloc[1]).empty
     curves = results.validation_curves(data, ratio)
     store_runs = RunStore(store).runs(status="finished")
     first_epoch = [
