@@ -59,11 +59,13 @@ data = st.selectbox("Data set", sorted(runs["data"].unique()), key="exp_data")
 pool = runs[runs["data"] == data]
 without_weights = without_weights[without_weights["data"] == data]
 if not without_weights.empty:
+    ratios = sorted(
+        set(without_weights["ratio_label"]), key=lambda r: (r != "natural", float(r) if r != "natural" else 0)
+    )
     st.caption(
-        f"{len(without_weights)} shipped run(s) of this data set keep only their results, not their weights, "
-        "to keep the repository small ("
-        + ", ".join(sorted(set(without_weights["method"] + " · ratio " + without_weights["ratio_label"])))
-        + "): they are on Compare, not here. Their commands in pretrained/manifest.json re-make them."
+        f"{len(without_weights)} shipped run(s) of this data set ({without_weights['method'].nunique()} methods at "
+        f"ratio {', '.join(ratios)}) keep only their results, not their weights, to keep the repository small: "
+        "they are on Compare, not here. Their commands in pretrained/manifest.json re-make them."
     )
 if one_class.any():
     st.caption(
@@ -88,7 +90,7 @@ first = picked.iloc[0]
 run_config = RunStore(first["store"]).get_run(first["run_id"])["config"]
 class_names = config["class_names"]
 
-source = st.radio("Image", ["test set", "upload"], horizontal=True, key="exp_source")
+source = st.radio("Image source", ["test set", "upload"], horizontal=True, key="exp_source")
 if source == "upload":
     upload = st.file_uploader("An image (PNG or JPEG, up to 10 MB)", type=["png", "jpg", "jpeg"], key="exp_upload")
     if upload is None:
@@ -130,7 +132,11 @@ else:
     if len(candidates) == 0:
         st.info("No test image matches these filters.")
         st.stop()
-    position = st.slider("Image", 1, len(candidates), 1, key="exp_position") - 1 if len(candidates) > 1 else 0
+    position = (
+        st.slider(f"Image (of {len(candidates)} matching)", 1, len(candidates), 1, key="exp_position") - 1
+        if len(candidates) > 1
+        else 0
+    )
     index = int(candidates[position])
     image, true_label = test.images[index], int(test.labels[index])
     st.caption(f"Test image `{test.ids[index]}`, true class **{class_names[true_label]}**")
@@ -148,11 +154,12 @@ for column, result, row in zip(columns[1:], results, picked.itertuples()):
     if target is None and predicted != int(probs[0].argmax()):  # a binary run decides at its threshold
         heat, probs = grad_cam(model, image[None], predicted)
     mark = "" if true_label is None else (" ✓" if predicted == true_label else " ✗")
+    explained = "" if target is None or target == predicted else f"; p({class_names[target]}) = {probs[0, target]:.2f}"
     column.image(
         overlay(image, heat[0]),
         width="stretch",
         caption=f"{result.method} · {row.epochs} ep · {row.source} · seed {row.seed} — predicts "
-        f"{class_names[predicted]} ({probs[0, predicted]:.2f}){mark}",
+        f"{class_names[predicted]} ({probs[0, predicted]:.2f}){mark}{explained}",
     )
     if heat[0].max() <= 0:
         flat.append(result.method)
