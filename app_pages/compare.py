@@ -80,7 +80,7 @@ def leaderboard_columns(table: pd.DataFrame) -> dict[str, st.column_config.Colum
     columns = {"group": st.column_config.TextColumn(width="medium", pinned=True)}
     for name in table.columns.drop("group"):
         longest = max(len(str(name)), *(len(str(cell)) for cell in table[name]))
-        columns[name] = st.column_config.Column(width=int(7.5 * longest) + 24)
+        columns[name] = st.column_config.Column(width=int(6.8 * longest) + 24)
     return columns
 
 
@@ -546,9 +546,10 @@ seeds_here = picked.groupby("group")["seed"].nunique().max()
 seeded = in_data.groupby(["ratio_label", "group"])["seed"].nunique().loc[lambda n: n >= MIN_SEEDS_FOR_INTERVAL]
 if seeds_here < MIN_SEEDS_FOR_INTERVAL and not seeded.empty:
     elsewhere = sorted(seeded.index.get_level_values("ratio_label").unique(), key=ratio_order)
+    choices = " or ".join([", ".join(elsewhere[:-1]), elsewhere[-1]] if len(elsewhere) > 1 else elsewhere)
     st.info(
         f"Every picked method has fewer than {MIN_SEEDS_FOR_INTERVAL} seeds at ratio {ratio}, so no spreads or "
-        f"intervals: pick ratio {', '.join(elsewhere)} for methods with {MIN_SEEDS_FOR_INTERVAL} seeds or more."
+        f"intervals: pick ratio {choices} for methods with {MIN_SEEDS_FOR_INTERVAL} seeds or more."
     )
 results = load_results(picked)
 binary = all(r.is_binary for r in results)

@@ -262,7 +262,7 @@ def test_compare_defaults_keep_the_shipped_baselines_and_pair_by_seed():
     methods = [label.split(" · ")[0] for label in picked]
     assert len(methods) == len(set(methods)) >= 12  # one group per method, every shipped baseline
     assert app.selectbox(key="cmp_reference").value.startswith("ce · 8 ep")
-    hint = "fewer than 3 seeds at ratio natural, so no spreads or intervals: pick ratio 10, 50, 100"
+    hint = "fewer than 3 seeds at ratio natural, so no spreads or intervals: pick ratio 10, 50 or 100"
     assert any(hint in i.value for i in app.info)  # one seed per method here; the grid has 3
     board = app.dataframe[0].value
     assert list(board.columns[:5]) == ["group", "n (seeds)", "few_acc", "medium_acc", "many_acc"]
