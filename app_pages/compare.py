@@ -133,10 +133,12 @@ def tau_norm_view(result: RunResult) -> None:
     cols = st.columns(4)
     cols[0].metric("tau chosen on validation", f"{tau:g}")
     for col, key in zip(cols[1:], ("balanced_acc", "few_acc", "acc")):
+        change = tuned["summary"][key] - result.metrics["summary"][key]
         col.metric(
             f"test {key}",
             f"{tuned['summary'][key]:.3f}",
-            f"{tuned['summary'][key] - result.metrics['summary'][key]:+.3f} vs as trained (with bias)",
+            f"{change:+.3f} vs as trained (with bias)",
+            delta_color="normal" if round(change, 3) else "off",  # no green arrow for +0.000
         )
     show(
         go.Figure(go.Scatter(x=curve["tau"], y=curve["val_balanced_acc"], mode="lines+markers"))
