@@ -592,6 +592,11 @@ st.caption(
         else "few / medium / many: accuracy of the classes in the lowest, middle and top third of training counts."
     )
 )
+if table["group"].str.contains("{subset}", regex=False).any():
+    st.caption(
+        "`{subset}` in a group: each seed's run used a generator trained on that run's own training subset "
+        "(named `<name>_r<ratio>_s<seed>`), so the seeds are one group, as replicates of the whole recipe."
+    )
 left, right = st.columns(2)
 left.download_button("Leaderboard (CSV)", board.to_csv(index=False), "leaderboard.csv", "text/csv", key="cmp_board_csv")
 right.download_button(
