@@ -73,6 +73,14 @@ BINARY_METRICS = [
 ]
 
 
+def subset_note(table: pd.DataFrame) -> None:
+    if table["group"].str.contains("{subset}", regex=False).any():
+        st.caption(
+            "`{subset}` in a group: each seed's run used a generator trained on that run's own training subset "
+            "(named `<name>_r<ratio>_s<seed>`), so the seeds are one group, as replicates of the whole recipe."
+        )
+
+
 def leaderboard_columns(table: pd.DataFrame) -> dict[str, st.column_config.Column]:
     """A narrow, pinned method column (the group label wraps in its tooltip), and each metric column as wide as its
     longest "mean ± sd [low, high]" cell: sized by its content, a grid keeps the widths of its first table, so a
@@ -399,6 +407,7 @@ def benchmark_files_view() -> None:
     shown = [m for m in (BINARY_METRICS if results.is_binary(data, ratio) else LEADERBOARD_METRICS) if m in available]
     table = formatted_leaderboard(board, shown).drop(columns=["data", "ratio", "repeats"])
     st.dataframe(table, hide_index=True, width="stretch", column_config=leaderboard_columns(table))
+    subset_note(table)
     reference = results.reference(data, ratio)
     if reference is not None:
         references = results.references(data, ratio)
@@ -592,11 +601,7 @@ st.caption(
         else "few / medium / many: accuracy of the classes in the lowest, middle and top third of training counts."
     )
 )
-if table["group"].str.contains("{subset}", regex=False).any():
-    st.caption(
-        "`{subset}` in a group: each seed's run used a generator trained on that run's own training subset "
-        "(named `<name>_r<ratio>_s<seed>`), so the seeds are one group, as replicates of the whole recipe."
-    )
+subset_note(table)
 left, right = st.columns(2)
 left.download_button("Leaderboard (CSV)", board.to_csv(index=False), "leaderboard.csv", "text/csv", key="cmp_board_csv")
 right.download_button(
