@@ -881,8 +881,9 @@ def cmd_runs(args: argparse.Namespace) -> None:
         return
     # runs without a summary or progress read back as None or NaN
     runs["balanced_acc"] = runs["summary"].map(lambda s: json.loads(s)["balanced_acc"] if isinstance(s, str) else None)
-    done = runs["progress"].map(lambda p: json.loads(p)["epoch"] if isinstance(p, str) else 0)
-    runs["epochs"] = [f"{d}/{total}" for d, total in zip(done, runs["epochs"])]  # e.g. a queued run: 0/30
+    # epochs done / planned (a two-stage method plans its second stage too); e.g. a run not started yet: 0/30
+    progress = runs["progress"].map(lambda p: json.loads(p) if isinstance(p, str) else {})
+    runs["epochs"] = [f"{p.get('epoch', 0)}/{p.get('epochs', total)}" for p, total in zip(progress, runs["epochs"])]
     print(
         runs[["run_id", "status", "method", "data", "ratio", "seed", "epochs", "balanced_acc"]].to_string(index=False)
     )
