@@ -278,7 +278,7 @@ def confusion_view(c: Comparison) -> None:
 def ratio_figure(c: Comparison, metric: str) -> go.Figure:
     runs = c.ratio_runs.assign(
         ratio=c.ratio_runs["ratio_label"].map(lambda label: np.nan if label == "natural" else float(label))
-    )
+    ).sort_values("group", key=lambda group: group.map(c.groups.index), kind="stable")  # the legend in picked order
     return charts.metric_vs_ratio(runs, metric)
 
 

@@ -221,7 +221,8 @@ def metric_vs_ratio(runs: pd.DataFrame, metric: str) -> go.Figure:
     grouped = numeric.groupby(["group", "ratio"])[metric].agg(["mean", "std", "size"]).reset_index()
     styles = group_styles(grouped["group"])
     fig = go.Figure()
-    for group, rows in grouped.groupby("group", sort=False):
+    for group in dict.fromkeys(numeric["group"]):  # in the runs' order (as every chart), not alphabetical
+        rows = grouped[grouped["group"] == group]
         colour, pattern = styles[group]
         fig.add_scatter(
             x=rows["ratio"],

@@ -302,6 +302,8 @@ def test_compare_paired_differences_and_metric_vs_ratio_on_the_shipped_grid():
     )
     assert ratio_chart["layout"]["xaxis"]["tickvals"] == [10.0, 50.0, 100.0]  # one tick per ratio run
     assert len(ratio_chart["data"]) == 3  # one line per method group
+    in_picked_order = list(dict.fromkeys(label.split(" · ")[0] for label in picked))  # ce first, not alphabetical
+    assert [trace["name"].split(" · ")[0] for trace in ratio_chart["data"]] == in_picked_order
 
 
 def test_compare_tab_choices_survive_another_tab_and_reach_the_report():
