@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import all_stores
+from app_pages.common import all_stores, ratio_order
 from imbal_core import charts
 from imbal_core.benchmark_results import BenchmarkResults, read_results, results_dir, results_files
 from imbal_core.compare import (
@@ -305,7 +305,7 @@ def tau_view(c: Comparison) -> None:
         if r.has_linear_head() and not r.is_binary and "tau" not in (r.metrics.get("posthoc") or {})
     ]
     if not linear:
-        without_weights = sum(not has_model for has_model in c.picked["has_model"])
+        without_weights = int((~c.picked["has_model"]).sum())
         st.caption(
             "None of the picked runs is a multi-class run with a plain linear head that was not tau-normalised already"
             + (
@@ -478,10 +478,6 @@ def stop_page(message: str) -> None:
     """Nothing to compare: say why and end the page."""
     st.info(message)
     st.stop()
-
-
-def ratio_order(label: str) -> float:
-    return 0.0 if label == "natural" else float(label)
 
 
 st.title("Compare")

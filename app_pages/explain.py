@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app_pages.common import all_stores
+from app_pages.common import all_stores, ratio_order
 from imbal_core.compare import RunResult, default_selection, finished_runs, load_results
 from imbal_core.data import ImageDataset, load_dataset
 from imbal_core.data.colour import correct_images
@@ -59,9 +59,7 @@ data = st.selectbox("Data set", sorted(runs["data"].unique()), key="exp_data")
 pool = runs[runs["data"] == data]
 without_weights = without_weights[without_weights["data"] == data]
 if not without_weights.empty:
-    ratios = sorted(
-        set(without_weights["ratio_label"]), key=lambda r: (r != "natural", float(r) if r != "natural" else 0)
-    )
+    ratios = sorted(set(without_weights["ratio_label"]), key=ratio_order)
     st.caption(
         f"{len(without_weights)} shipped run(s) of this data set ({without_weights['method'].nunique()} methods at "
         f"ratio {', '.join(ratios)}) keep only their results, not their weights, to keep the repository small: "
