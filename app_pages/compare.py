@@ -285,8 +285,8 @@ def ratio_figure(c: Comparison, metric: str) -> go.Figure:
 def ratio_view(c: Comparison) -> None:
     if c.ratio_runs["ratio_label"].nunique() < 2:
         st.caption(
-            "The picked method groups were run at one ratio only on this data set; the shipped grid covers "
-            "ce, balanced_softmax and ldam_drw at ratios 10, 50 and 100 (3 seeds each)."
+            "The picked method groups were run at one ratio only on this data set; the shipped runs of the built-in "
+            "data (the builtin_ratios benchmark) cover every method at ratios 10, 50 and 100 (3 seeds each)."
         )
         return
     metric = st.selectbox("Metric", c.metrics, key="cmp_ratio_metric")

@@ -46,7 +46,7 @@ from .utils import REPO_ROOT, atomic_path, check_device, code_version
 TAG_PREFIX = "benchmark:"
 TRAINED_STATES = ("new", "start", "resume")  # steps the executor trains
 # Shown in the Markdown tables (the CSV has every metric).
-SHOWN = ["many_acc", "medium_acc", "few_acc", "balanced_acc", "macro_f1", "acc"]
+SHOWN = ["few_acc", "medium_acc", "many_acc", "balanced_acc", "macro_f1", "acc"]  # Compare's order
 SHOWN_BINARY = ["auroc", "auprc", "sens_at_95_spec", "balanced_acc", "sensitivity", "specificity"]
 PAIRED_SHOWN = ["balanced_acc", "macro_f1", "few_acc", "medium_acc", "many_acc"]
 PAIRED_SHOWN_BINARY = ["auroc", "auprc", "sens_at_95_spec", "balanced_acc"]
@@ -382,8 +382,8 @@ def _header(
         f"{CONFIDENCE * 100:.0f} % t interval in brackets from {MIN_SEEDS_FOR_INTERVAL} seeds on; differences "
         f"against `{protocol.reference}`{''.join(f' and `{m}`' for m in protocol.other_references)} are paired by "
         "seed (same data, ratio and seed), with a "
-        f"{CONFIDENCE * 100:.0f} % t interval from {MIN_SEEDS_FOR_INTERVAL} pairs on. Many / medium / few = classes "
-        "in the top / middle / bottom tercile of training counts (`metrics.shot_groups`); their accuracy is the "
+        f"{CONFIDENCE * 100:.0f} % t interval from {MIN_SEEDS_FOR_INTERVAL} pairs on. Few / medium / many = classes "
+        "in the bottom / middle / top tercile of training counts (`metrics.shot_groups`); their accuracy is the "
         "mean recall of those classes.",
     ]
     versions = Counter(

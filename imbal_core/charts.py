@@ -161,6 +161,10 @@ def confusion_heatmap(matrix: np.ndarray, class_names: Sequence[str], title: str
         margin=dict(t=50, l=10, r=10, b=10),
         coloraxis_showscale=not small,
     )
+    if small:  # plotly's automatic ticks skip every other class on a small chart
+        names = list(class_names)
+        fig.update_xaxes(tickmode="array", tickvals=names, tickangle=-45, tickfont_size=9)
+        fig.update_yaxes(tickmode="array", tickvals=names, tickfont_size=9)
     return fig
 
 
