@@ -155,8 +155,8 @@ def _run_benchmark(
         step.run_id, step.outcome = outcome.run_id, outcome
         retried = f" after {outcome.attempts} attempts" if outcome.attempts > 1 else ""
         error = f": {outcome.error}" if outcome.error else ""
-        elapsed = f"{(time.time() - started) / 60:.0f} min since start"
-        log(f"[{done}/{len(jobs)}] {step.run.describe()}: {outcome.run_id} {outcome.status}{retried}{error} ({elapsed})")
+        elapsed = f" ({(time.time() - started) / 60:.0f} min since start)"
+        log(f"[{done}/{len(jobs)}] {step.run.describe()}: {outcome.run_id} {outcome.status}{retried}{error}{elapsed}")
 
     try:
         executor.run(jobs, store, tag=TAG_PREFIX + protocol.name, on_done=on_done)
