@@ -220,7 +220,6 @@ class RayExecutor:
                 .remote()
             )
             datasets = self._put_datasets(ray, jobs)
-            version = code_version()
             task = ray.remote(train_in_worker)
             for job in jobs:
                 if job.run_id is None:  # as in LocalExecutor: the job names its run from now on
@@ -228,7 +227,6 @@ class RayExecutor:
                 run_id = job.run_id
                 job.started = True
                 store.set_status(run_id, "running")  # owned by this driver while the cluster trains it
-                store.record_code_version(run_id, version)  # the driver's, which plans and stores the run
                 # A resumed run continues from its folder's checkpoint (in the object store, which can spill to disk).
                 files = _checkpoint_files(store.run_dir(run_id))
                 ref = task.options(
@@ -312,6 +310,9 @@ class RayExecutor:
             _write_files(folder, update["files"])
             if update["progress"]:
                 store.set_progress(run_id, update["progress"])
+            # The code of the worker that trained an epoch; recorded here, not at submission, because a submitted
+            # run may wait in the queue past this driver's end and never train under it.
+            store.record_code_version(run_id, update["info"]["code_version"])
             if self.on_epoch is not None and run_id in jobs:
                 self.on_epoch(jobs[run_id], run_id, {**(update["progress"] or {}), **update["info"]})
 
@@ -399,6 +400,7 @@ def train_in_worker(
         folder = store.run_dir(run_id)
         _write_files(folder, files)
         sent = _signatures(folder)
+        version = code_version()
 
         def progress(event: dict[str, Any]) -> None:
             nonlocal sent
@@ -410,7 +412,13 @@ def train_in_worker(
                 for name, signature in now.items()
                 if sent.get(name) != signature and name not in TAKEN_BACK
             }
-            info = {"attempt": attempt, "pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+            info = {
+                "attempt": attempt,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "time": time.time(),
+                "code_version": version,
+            }
             _get_holding_cpus(ray, keeper.save.remote(run_id, changed, store.get_run(run_id)["progress"], info))
             sent = now
             if hook is not None:

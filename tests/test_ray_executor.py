@@ -18,6 +18,7 @@ ray = pytest.importorskip("ray", reason="the Ray executor needs the ray package 
 
 from imbal_core.executors import Job, LocalExecutor, RayExecutor, connect_ray  # noqa: E402
 from imbal_core.runs import MODEL_FILE, RunStore  # noqa: E402
+from imbal_core.utils import code_version  # noqa: E402
 from tests.conftest import tiny_config  # noqa: E402
 
 
@@ -100,6 +101,7 @@ def test_ray_runs_come_back_to_the_driver_store(ray_cluster, tmp_path: Path):
     for outcome in outcomes:
         run = store.get_run(outcome.run_id)
         assert run["status"] == "finished" and run["tag"] == "ray-test" and run["owner_pid"] is None
+        assert run["code_version"] == code_version()  # the worker's, sent with its epochs (same checkout here)
         folder_files = {p.name for p in store.run_dir(outcome.run_id).iterdir()}
         assert {MODEL_FILE, "predictions.npz", "metrics.json", "last.safetensors"} <= folder_files
         assert len(store.tidy([outcome.run_id])) > 10  # metric rows, per class too
