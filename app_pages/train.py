@@ -146,6 +146,8 @@ def jobs_panel() -> None:
                         f"test balanced acc {s['balanced_acc']:.3f} · acc {s['acc']:.3f} · macro-F1 "
                         f"{s['macro_f1']:.3f} — see Compare"
                     )
+            elif status == "running" and progress.get("waiting"):
+                st.caption(f"{done}/{total} epochs · waiting for a free Ray worker (submitted by a sweep or benchmark)")
             else:
                 st.caption(f"{done}/{total} epochs")
             if progress.get("history"):

@@ -883,7 +883,11 @@ def cmd_runs(args: argparse.Namespace) -> None:
     runs["balanced_acc"] = runs["summary"].map(lambda s: json.loads(s)["balanced_acc"] if isinstance(s, str) else None)
     # epochs done / planned (a two-stage method plans its second stage too); e.g. a run not started yet: 0/30
     progress = runs["progress"].map(lambda p: json.loads(p) if isinstance(p, str) else {})
-    runs["epochs"] = [f"{p.get('epoch', 0)}/{p.get('epochs', total)}" for p, total in zip(progress, runs["epochs"])]
+    runs["epochs"] = [
+        f"{p.get('epoch', 0)}/{p.get('epochs', total)}"
+        + (" waiting" if status == "running" and p.get("waiting") else "")
+        for p, total, status in zip(progress, runs["epochs"], runs["status"])
+    ]
     print(
         runs[["run_id", "status", "method", "data", "ratio", "seed", "epochs", "balanced_acc"]].to_string(index=False)
     )
@@ -893,6 +897,8 @@ def cmd_runs(args: argparse.Namespace) -> None:
             notes.append(f"{run.run_id}: {textwrap.shorten(run.error, ERROR_WIDTH, placeholder=' ...')}")
         elif run.status in RESUMABLE:
             notes.append(f"{run.run_id}: {run.status}; resume with `{_resume_command(run.run_id, args.store)}`")
+    if any(runs["epochs"].str.endswith(" waiting")):
+        notes.append("waiting: submitted to Ray, which has no free worker for it yet")
     if notes:
         print("\n" + "\n".join(notes))
 

@@ -227,6 +227,7 @@ class RayExecutor:
                 run_id = job.run_id
                 job.started = True
                 store.set_status(run_id, "running")  # owned by this driver while the cluster trains it
+                _set_waiting(store, run_id, True)  # until a worker starts it: the cluster may have fewer CPUs than runs
                 # A resumed run continues from its folder's checkpoint (in the object store, which can spill to disk).
                 files = _checkpoint_files(store.run_dir(run_id))
                 ref = task.options(
@@ -261,12 +262,14 @@ class RayExecutor:
             if keeper is not None:
                 self._drain(ray, keeper, store, pending)
             for _, run_id in pending.values():
-                store.set_status(
-                    run_id,
-                    "stopped",
-                    error="interrupted (Ctrl-C) while it trained on Ray; run the same "
-                    "command again to resume it from its last completed epoch",
-                )
+                if _set_waiting(store, run_id, False):
+                    error = "stopped (Ctrl-C) before a Ray worker started it; run the same command again to train it"
+                else:
+                    error = (
+                        "interrupted (Ctrl-C) while it trained on Ray; run the same command again to resume it "
+                        "from its last completed epoch"
+                    )
+                store.set_status(run_id, "stopped", error=error)
             raise
         finally:
             if keeper is not None:
@@ -308,12 +311,14 @@ class RayExecutor:
         for run_id, update in ray.get(keeper.drain.remote()).items():
             folder = store.run_dir(run_id)
             _write_files(folder, update["files"])
-            if update["progress"]:
+            if update["progress"]:  # the worker's progress, which has no "waiting"
                 store.set_progress(run_id, update["progress"])
-            # The code of the worker that trained an epoch; recorded here, not at submission, because a submitted
-            # run may wait in the queue past this driver's end and never train under it.
+            else:  # a worker has just started the run
+                _set_waiting(store, run_id, False)
+            # The code of the worker that started or trained the run; recorded here, not at submission, because a
+            # submitted run may wait in the queue past this driver's end and never train under it.
             store.record_code_version(run_id, update["info"]["code_version"])
-            if self.on_epoch is not None and run_id in jobs:
+            if self.on_epoch is not None and run_id in jobs and update["progress"]:
                 self.on_epoch(jobs[run_id], run_id, {**(update["progress"] or {}), **update["info"]})
 
     @staticmethod
@@ -343,9 +348,12 @@ class CheckpointKeeper:
         self.info: dict[str, dict[str, Any]] = {}
         self.attempts: dict[str, int] = {}
 
-    def start(self, run_id: str) -> tuple[int, dict[str, bytes]]:
-        """A task (or its retry) starts: its attempt number and the latest files a worker sent (none yet: {})."""
+    def start(self, run_id: str, info: dict[str, Any]) -> tuple[int, dict[str, bytes]]:
+        """A task (or its retry) starts, on the worker `info` names: its attempt number and the latest files a worker
+        sent (none yet: {}). The next `drain` reports the start."""
         self.attempts[run_id] = self.attempts.get(run_id, 0) + 1
+        self.changed.setdefault(run_id, set())
+        self.info[run_id] = {**info, "attempt": self.attempts[run_id]}
         return self.attempts[run_id], dict(self.files.get(run_id, {}))
 
     def save(self, run_id: str, files: dict[str, bytes], progress: Any, info: dict[str, Any]) -> None:
@@ -389,7 +397,8 @@ def train_in_worker(
 
     from .data import provide_datasets
 
-    attempt, kept = _get_holding_cpus(ray, keeper.start.remote(run_id))
+    worker = {"pid": os.getpid(), "host": socket.gethostname(), "code_version": code_version(), "time": time.time()}
+    attempt, kept = _get_holding_cpus(ray, keeper.start.remote(run_id, worker))
     files = {**start_files, **kept}  # what a dead attempt sent replaces what it started from
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
@@ -400,7 +409,6 @@ def train_in_worker(
         folder = store.run_dir(run_id)
         _write_files(folder, files)
         sent = _signatures(folder)
-        version = code_version()
 
         def progress(event: dict[str, Any]) -> None:
             nonlocal sent
@@ -412,13 +420,7 @@ def train_in_worker(
                 for name, signature in now.items()
                 if sent.get(name) != signature and name not in TAKEN_BACK
             }
-            info = {
-                "attempt": attempt,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "time": time.time(),
-                "code_version": version,
-            }
+            info = {**worker, "attempt": attempt, "time": time.time()}
             _get_holding_cpus(ray, keeper.save.remote(run_id, changed, store.get_run(run_id)["progress"], info))
             sent = now
             if hook is not None:
@@ -432,6 +434,16 @@ def train_in_worker(
         exported = store.export_run(run_id)
     exported["attempt"] = attempt
     return exported
+
+
+def _set_waiting(store: RunStore, run_id: str, waiting: bool) -> bool:
+    """Mark a submitted run as waiting for a Ray worker (its progress says so), or clear the mark; whether it was
+    marked before."""
+    progress = dict(store.get_run(run_id)["progress"] or {})
+    was = bool(progress.pop("waiting", False))
+    if waiting or was:
+        store.set_progress(run_id, {**progress, "waiting": True} if waiting else progress)
+    return was
 
 
 def _get_holding_cpus(ray: Any, ref: Any) -> Any:

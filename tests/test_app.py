@@ -114,6 +114,22 @@ def grid_images(app: AppTest) -> list:
     return [image for image in app.get("image")]
 
 
+def test_jobs_panel_says_when_a_ray_run_waits_for_a_worker():
+    """A run a Ray sweep submitted to a full cluster is "running" (its driver owns it) but has not started."""
+    from app_pages.common import user_store
+    from imbal_core.engine import TrainConfig
+
+    app = open_page("train")  # first: the app's job runner takes runs this process owned before it as ended
+    store = user_store()
+    run_id = store.create_run(TrainConfig(epochs=3, device="cpu").to_dict(), tag="benchmark:demo")
+    store.set_status(run_id, "running")
+    store.set_progress(run_id, {"waiting": True})
+    app.run()
+    caption = next(c.value for c in app.caption if c.value.startswith("0/3 epochs"))
+    assert "waiting for a free Ray worker" in caption
+    store.delete_run(run_id)  # not left "running" for the other tests of this process
+
+
 def test_synthesis_page_style_grid_strength_and_counts():
     app = open_page("synthesis", data_choice=TINY_CHOICE)
     # content x style grid (4 references + 4 rows of content + 4 outputs each), then real and auxiliary rows

@@ -226,10 +226,13 @@ def test_runs_lists_errors_resume_commands_and_rejects_unknown_status(tmp_path: 
     store = RunStore(tmp_path / "store")
     failed = _fake_run(store, "failed", error="DataError: " + "the image folder is gone " * 20)
     stopped = _fake_run(store, "stopped")
+    waiting = _fake_run(store, "running")  # submitted to Ray, no worker free yet
+    store.set_progress(waiting, {"waiting": True})
     assert cli(tmp_path, "runs") == 0
     out = capsys.readouterr().out
     assert f"{failed}: DataError: the image folder is gone" in out and out.count("the image folder is gone") < 10
     assert f"train --resume {stopped}" in out
+    assert "0/1 waiting" in next(line for line in out.splitlines() if waiting in line) and "no free worker" in out
     assert cli(tmp_path, "runs", "--status", "bogus") == 2
     assert "finished" in error_of(capsys)
 

@@ -115,22 +115,31 @@ def test_ray_runs_come_back_to_the_driver_store(ray_cluster, tmp_path: Path):
 
 
 def test_no_more_runs_train_at_once_than_the_cluster_has_cpus(ray_cluster, tmp_path: Path):
-    """Three 1-CPU runs on 2 CPUs: the third starts only after one has finished. (A task that waits in `ray.get` lends
-    its CPU to the next task; the workers' waits for the checkpoint keeper must not, or all three train at once.)"""
+    """Three 1-CPU runs on 2 CPUs: the third starts only after one has finished, and the driver's store says it is
+    waiting meanwhile. (A task that waits in `ray.get` lends its CPU to the next task; the workers' waits for the
+    checkpoint keeper must not, or all three train at once.)"""
     epoch_times = tmp_path / "epochs"
     epoch_times.mkdir()
+    driver = RunStore(tmp_path / "driver")
 
     def note_epoch(event, attempt):  # in the worker; the sleep keeps each run long enough to meet a late starter
         task = ray.get_runtime_context().get_task_id()
-        (epoch_times / f"{task}-{event['epoch']}").write_text(str(time.time()))
+        waiting = [
+            run_id for run_id in driver.runs()["run_id"] if (driver.get_run(run_id)["progress"] or {}).get("waiting")
+        ]
+        (epoch_times / f"{task}-{event['epoch']}").write_text(json.dumps([time.time(), waiting]))
         time.sleep(5 if event["epoch"] < 2 else 0)
 
     configs = [tiny_config(epochs=3, seed=s) for s in (0, 1, 2)]
-    outcomes = RayExecutor(worker_hook=note_epoch).run([Job(c) for c in configs], RunStore(tmp_path / "driver"))
+    outcomes = RayExecutor(worker_hook=note_epoch).run([Job(c) for c in configs], driver)
     assert [o.status for o in outcomes] == ["finished"] * 3
+    assert not any("waiting" in driver.get_run(o.run_id)["progress"] for o in outcomes)
+    waiting_seen = {run_id for note in epoch_times.iterdir() for run_id in json.loads(note.read_text())[1]}
+    # (The run a worker has just started may still read as waiting for the second the driver takes to hear of it.)
+    assert waiting_seen, "the store never said a run was waiting for a free CPU while two trained"
     spans: dict[str, list[float]] = {}  # Ray task -> times of its epochs
     for note in epoch_times.iterdir():
-        spans.setdefault(note.name.split("-")[0], []).append(float(note.read_text()))
+        spans.setdefault(note.name.split("-")[0], []).append(json.loads(note.read_text())[0])
     assert len(spans) == 3 and all(len(times) == 3 for times in spans.values())
     for times in spans.values():  # the runs between two of their epochs while this one was
         during = [task for task, t in spans.items() if min(t) <= max(times) and min(times) <= max(t)]
