@@ -136,8 +136,8 @@ def ray_available() -> bool:
 
 def connect_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Connect to the Ray cluster at `address`, or start a local one (`num_cpus`, default all cores). Workers get this
-    code through Ray (the imbal_core package is shipped as a py_module), so cluster nodes need the Python packages
-    of requirements.txt, not a checkout. Returns whether this call connected (False: already connected)."""
+    process's code through Ray (the imbal_core package is shipped as a py_module), so cluster nodes need the Python
+    packages of requirements.txt, not a checkout. Returns whether this call connected (False: already connected)."""
     try:
         import ray
     except ImportError:
@@ -147,8 +147,29 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None) -> bool
         ) from None
     if ray.is_initialized():
         return False
-    runtime_env = {"py_modules": [str(PACKAGE_ROOT)], "excludes": ["__pycache__", "*.pyc"]}
+    now = code_version.__wrapped__()  # the package as it is on disk, which Ray ships
+    if now != code_version():
+        raise ConfigError(
+            f"imbal_core changed on disk since this command started (it runs {code_version()}, the files are now "
+            f"{now}); Ray would send the workers other code than the one this process records: run the command again"
+        )
     sigterm_handler = signal.getsignal(signal.SIGTERM)
+    # The empty working_dir keeps the driver's current folder off the workers' sys.path, where Ray puts it otherwise:
+    # a driver started in the checkout had its workers import the checkout as it was when each worker started (a
+    # commit during a benchmark reached the runs that started after it), not the package shipped here.
+    with tempfile.TemporaryDirectory(prefix="imbal-ray-") as empty:
+        runtime_env = {"py_modules": [str(PACKAGE_ROOT)], "working_dir": empty, "excludes": ["__pycache__", "*.pyc"]}
+        try:
+            _init_ray(ray, address, num_cpus, runtime_env)
+        finally:
+            # ray.init makes SIGTERM exit at once; the caller's handler (the CLI's: stop like Ctrl-C, so the runs
+            # under way are marked stopped and resume) is kept.
+            if sigterm_handler is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, sigterm_handler)
+    return True
+
+
+def _init_ray(ray: Any, address: str | None, num_cpus: int | None, runtime_env: dict[str, Any]) -> None:
     try:
         if address:
             ray.init(address=address, runtime_env=runtime_env, logging_level="WARNING")
@@ -160,12 +181,6 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None) -> bool
             "the head machine and give the address it prints (host:6379), or leave out --address for "
             "a local one"
         ) from None
-    finally:
-        # ray.init makes SIGTERM exit at once; the caller's handler (the CLI's: stop like Ctrl-C, so the runs under
-        # way are marked stopped and resume) is kept.
-        if sigterm_handler is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, sigterm_handler)
-    return True
 
 
 class RayExecutor:
@@ -315,9 +330,9 @@ class RayExecutor:
                 store.set_progress(run_id, update["progress"])
             else:  # a worker has just started the run
                 _set_waiting(store, run_id, False)
-            # The code of the worker that started or trained the run; recorded here, not at submission, because a
-            # submitted run may wait in the queue past this driver's end and never train under it.
-            store.record_code_version(run_id, update["info"]["code_version"])
+            # The code this driver shipped (connect_ray), once a worker started or trained the run with it; not at
+            # submission, because a submitted run may wait in the queue past this driver's end and never train under it.
+            store.record_code_version(run_id, code_version())
             if self.on_epoch is not None and run_id in jobs and update["progress"]:
                 self.on_epoch(jobs[run_id], run_id, {**(update["progress"] or {}), **update["info"]})
 
@@ -397,7 +412,7 @@ def train_in_worker(
 
     from .data import provide_datasets
 
-    worker = {"pid": os.getpid(), "host": socket.gethostname(), "code_version": code_version(), "time": time.time()}
+    worker = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
     attempt, kept = _get_holding_cpus(ray, keeper.start.remote(run_id, worker))
     files = {**start_files, **kept}  # what a dead attempt sent replaces what it started from
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)

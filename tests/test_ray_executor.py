@@ -21,6 +21,8 @@ from imbal_core.runs import MODEL_FILE, RunStore  # noqa: E402
 from imbal_core.utils import code_version  # noqa: E402
 from tests.conftest import tiny_config  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture(scope="module")
 def ray_cluster():
@@ -80,14 +82,16 @@ def test_ray_runs_come_back_to_the_driver_store(ray_cluster, tmp_path: Path):
     probe = tmp_path / "worker_probe.json"
 
     def probe_worker(event, attempt):  # in the worker: may it read the data folder? (32 px: not the data set it got)
+        import imbal_core
         from imbal_core.data import load_dataset
         from imbal_core.errors import DataError
 
         try:
             load_dataset("folder", path=str(folder), image_size=32, use_cache=False)
-            probe.write_text(json.dumps({"readable": True}))
+            found = {"readable": True}
         except DataError as err:
-            probe.write_text(json.dumps({"readable": False, "error": str(err)}))
+            found = {"readable": False, "error": str(err)}
+        probe.write_text(json.dumps({**found, "code": imbal_core.__file__}))
 
     store = RunStore(tmp_path / "driver")
     epochs_seen = []
@@ -108,6 +112,8 @@ def test_ray_runs_come_back_to_the_driver_store(ray_cluster, tmp_path: Path):
         assert (outcome.run_id, 2) in epochs_seen  # progress reached the driver while training
     assert json.loads(probe.read_text())["readable"] is False
     assert "outside the allowed data folders" in json.loads(probe.read_text())["error"]
+    # The package the driver shipped, not this checkout (which pytest runs in, and Ray would put on the workers' path)
+    assert not Path(json.loads(probe.read_text())["code"]).is_relative_to(ROOT)
 
     local = RunStore(tmp_path / "local")
     by_seed = {o.job.config.seed: o.run_id for o in outcomes}
@@ -160,6 +166,25 @@ def test_connecting_keeps_the_callers_sigterm_handler(ray_cluster):
         assert signal.getsignal(signal.SIGTERM) is handler
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_connecting_refuses_code_changed_on_disk_since_the_command_started(ray_cluster, monkeypatch):
+    """Ray ships the package as it is on disk when it connects: after a commit or an edit since the command started,
+    its workers would run other code than the code version its runs record."""
+    import functools
+
+    from imbal_core.errors import ConfigError
+
+    started_with = functools.cache(lambda: "a" * 40)
+    started_with()
+    started_with.__wrapped__ = lambda: "b" * 40  # what git says now
+    monkeypatch.setattr("imbal_core.executors.code_version", started_with)
+    ray.shutdown()
+    with pytest.raises(ConfigError, match="changed on disk since this command started"):
+        connect_ray(num_cpus=2)
+    assert not ray.is_initialized()
+    monkeypatch.undo()
+    assert connect_ray(num_cpus=2)  # for the tests after this one
 
 
 def test_killed_worker_is_retried_and_resumes_from_its_checkpoint(ray_cluster, tmp_path: Path):
