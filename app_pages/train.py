@@ -10,6 +10,7 @@ from imbal_core import charts
 from imbal_core.engine import TrainConfig
 from imbal_core.engine.trainer import RESUMABLE
 from imbal_core.errors import ImbalLabError
+from imbal_core.executors import waits_for_a_worker
 from imbal_core.methods import METHODS
 from imbal_core.models import DEFAULT_BACKBONE, PRESETS
 from imbal_core.runs import INTERRUPTED
@@ -146,7 +147,7 @@ def jobs_panel() -> None:
                         f"test balanced acc {s['balanced_acc']:.3f} · acc {s['acc']:.3f} · macro-F1 "
                         f"{s['macro_f1']:.3f} — see Compare"
                     )
-            elif status == "running" and progress.get("waiting"):
+            elif waits_for_a_worker(status, progress, run["owner_pid"]):
                 st.caption(f"{done}/{total} epochs · waiting for a free Ray worker (submitted by a sweep or benchmark)")
             else:
                 st.caption(f"{done}/{total} epochs")

@@ -26,6 +26,7 @@ from .engine.evaluate import EVAL_SPLITS, OVERLAP_RULES, evaluate_run
 from .engine.robustness import DEFAULT_STRENGTHS, drop_table, evaluate_shifts
 from .engine.trainer import RESUMABLE
 from .errors import ConfigError, ImbalLabError
+from .executors import Job, LocalExecutor, RayExecutor, check_ready_on_cluster, waits_for_a_worker
 from .methods import METHODS
 from .models import DEFAULT_BACKBONE
 from .runs import LISTED_STATUSES, RunStore
@@ -473,8 +474,6 @@ def _refuse_ray_options(args: argparse.Namespace) -> None:
 
 def _executor(args: argparse.Namespace) -> Any:
     """The executor the options ask for; Ray options without --executor ray are a mistake worth naming."""
-    from .executors import LocalExecutor, RayExecutor
-
     stop_after = getattr(args, "stop_after", None)  # benchmark only
     if args.executor == "local":
         _refuse_ray_options(args)
@@ -809,8 +808,6 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def _sweep_on_ray(args: argparse.Namespace, store: RunStore, configs: list[TrainConfig]) -> None:
-    from .executors import Job, check_ready_on_cluster
-
     for config in configs:  # as for a local sweep, but the device is the workers' (checked there)
         check_ready_on_cluster(config)
     executor = _executor(args)
@@ -884,9 +881,8 @@ def cmd_runs(args: argparse.Namespace) -> None:
     # epochs done / planned (a two-stage method plans its second stage too); e.g. a run not started yet: 0/30
     progress = runs["progress"].map(lambda p: json.loads(p) if isinstance(p, str) else {})
     runs["epochs"] = [
-        f"{p.get('epoch', 0)}/{p.get('epochs', total)}"
-        + (" waiting" if status == "running" and p.get("waiting") else "")
-        for p, total, status in zip(progress, runs["epochs"], runs["status"])
+        f"{p.get('epoch', 0)}/{p.get('epochs', total)}" + (" waiting" if waits_for_a_worker(status, p, owner) else "")
+        for p, total, status, owner in zip(progress, runs["epochs"], runs["status"], runs["owner_pid"])
     ]
     print(
         runs[["run_id", "status", "method", "data", "ratio", "seed", "epochs", "balanced_acc"]].to_string(index=False)

@@ -147,12 +147,7 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None) -> bool
         ) from None
     if ray.is_initialized():
         return False
-    now = code_version.__wrapped__()  # the package as it is on disk, which Ray ships
-    if now != code_version():
-        raise ConfigError(
-            f"imbal_core changed on disk since this command started (it runs {code_version()}, the files are now "
-            f"{now}); Ray would send the workers other code than the one this process records: run the command again"
-        )
+    code_version()  # read (once per process) as Ray copies the package: the version the runs on Ray record
     sigterm_handler = signal.getsignal(signal.SIGTERM)
     # The empty working_dir keeps the driver's current folder off the workers' sys.path, where Ray puts it otherwise:
     # a driver started in the checkout had its workers import the checkout as it was when each worker started (a
@@ -274,8 +269,8 @@ class RayExecutor:
         except KeyboardInterrupt:
             for ref in pending:
                 ray.cancel(ref, force=True)
-            if keeper is not None:
-                self._drain(ray, keeper, store, pending)
+            if keeper is not None:  # all the keeper holds: a Ctrl-C inside a drain loses what that drain took
+                self._drain(ray, keeper, store, pending, everything=True)
             for _, run_id in pending.values():
                 if _set_waiting(store, run_id, False):
                     error = "stopped (Ctrl-C) before a Ray worker started it; run the same command again to train it"
@@ -320,21 +315,28 @@ class RayExecutor:
                 )
         return refs
 
-    def _drain(self, ray: Any, keeper: Any, store: RunStore, pending: dict[Any, tuple[Job, str]]) -> None:
-        """Copy the checkpoints workers sent since the last call into the driver's run folders, with progress."""
+    def _drain(
+        self, ray: Any, keeper: Any, store: RunStore, pending: dict[Any, tuple[Job, str]], everything: bool = False
+    ) -> None:
+        """Copy the checkpoints workers sent since the last call (`everything`: all the keeper holds) into the driver's
+        run folders, with progress; then tell `on_epoch` (not for `everything`), so the store is written first."""
         jobs = {run_id: job for job, run_id in pending.values()}
-        for run_id, update in ray.get(keeper.drain.remote()).items():
-            folder = store.run_dir(run_id)
-            _write_files(folder, update["files"])
-            if update["progress"]:  # the worker's progress, which has no "waiting"
-                store.set_progress(run_id, update["progress"])
-            else:  # a worker has just started the run
+        epochs = []
+        for run_id, update in ray.get(keeper.drain.remote(everything)).items():
+            _write_files(store.run_dir(run_id), update["files"])
+            if update["started"]:
                 _set_waiting(store, run_id, False)
+            if update["progress"]:
+                store.set_progress(run_id, update["progress"])
+                epochs.append((run_id, update))
             # The code this driver shipped (connect_ray), once a worker started or trained the run with it; not at
             # submission, because a submitted run may wait in the queue past this driver's end and never train under it.
             store.record_code_version(run_id, code_version())
-            if self.on_epoch is not None and run_id in jobs and update["progress"]:
-                self.on_epoch(jobs[run_id], run_id, {**(update["progress"] or {}), **update["info"]})
+        if self.on_epoch is None or everything:
+            return
+        for run_id, update in epochs:
+            if run_id in jobs:
+                self.on_epoch(jobs[run_id], run_id, {**update["progress"], **update["info"]})
 
     @staticmethod
     def _collect(ray: Any, ref: Any, job: Job, run_id: str, store: RunStore) -> Outcome:
@@ -358,16 +360,17 @@ class CheckpointKeeper:
 
     def __init__(self) -> None:
         self.files: dict[str, dict[str, bytes]] = {}
-        self.changed: dict[str, set[str]] = {}
+        self.changed: dict[str, set[str]] = {}  # runs with an epoch saved since the last drain: their new files
+        self.started: set[str] = set()  # runs a worker started (or retried) since the last drain
         self.progress: dict[str, Any] = {}
         self.info: dict[str, dict[str, Any]] = {}
         self.attempts: dict[str, int] = {}
 
     def start(self, run_id: str, info: dict[str, Any]) -> tuple[int, dict[str, bytes]]:
         """A task (or its retry) starts, on the worker `info` names: its attempt number and the latest files a worker
-        sent (none yet: {}). The next `drain` reports the start."""
+        sent (none yet: {})."""
         self.attempts[run_id] = self.attempts.get(run_id, 0) + 1
-        self.changed.setdefault(run_id, set())
+        self.started.add(run_id)
         self.info[run_id] = {**info, "attempt": self.attempts[run_id]}
         return self.attempts[run_id], dict(self.files.get(run_id, {}))
 
@@ -376,21 +379,31 @@ class CheckpointKeeper:
         self.changed.setdefault(run_id, set()).update(files)
         self.progress[run_id], self.info[run_id] = progress, info
 
-    def drain(self) -> dict[str, dict[str, Any]]:
+    def drain(self, everything: bool = False) -> dict[str, dict[str, Any]]:
+        """Per run: the files, progress (None: no epoch saved) and start since the last drain; or, with `everything`,
+        the latest of all of them for every run started so far."""
+
+        def files(run_id: str) -> dict[str, bytes]:
+            names = self.files.get(run_id, {}) if everything else self.changed.get(run_id, ())
+            return {name: self.files[run_id][name] for name in names}
+
+        runs = set(self.attempts) if everything else set(self.changed) | self.started
         out = {
             run_id: {
-                "files": {name: self.files[run_id][name] for name in names},
-                "progress": self.progress.get(run_id),
+                "files": files(run_id),
+                "progress": self.progress.get(run_id) if everything or run_id in self.changed else None,
                 "info": self.info.get(run_id, {}),
+                "started": everything or run_id in self.started,
             }
-            for run_id, names in self.changed.items()
+            for run_id in runs
         }
-        self.changed = {}
+        self.changed, self.started = {}, set()
         return out
 
     def forget(self, run_id: str) -> None:
-        for table in (self.files, self.changed, self.progress, self.info):
+        for table in (self.files, self.changed, self.progress, self.info, self.attempts):
             table.pop(run_id, None)
+        self.started.discard(run_id)
 
 
 def train_in_worker(
@@ -452,13 +465,20 @@ def train_in_worker(
 
 
 def _set_waiting(store: RunStore, run_id: str, waiting: bool) -> bool:
-    """Mark a submitted run as waiting for a Ray worker (its progress says so), or clear the mark; whether it was
-    marked before."""
+    """Mark a submitted run as waiting for a Ray worker, or clear the mark; whether it was marked before. The mark
+    is this driver's process id, so a run the driver no longer owns (it ended; the run was resumed elsewhere) never
+    reads as waiting (`waits_for_a_worker`)."""
     progress = dict(store.get_run(run_id)["progress"] or {})
-    was = bool(progress.pop("waiting", False))
+    was = "waiting" in progress
+    progress.pop("waiting", None)
     if waiting or was:
-        store.set_progress(run_id, {**progress, "waiting": True} if waiting else progress)
+        store.set_progress(run_id, {**progress, "waiting": os.getpid()} if waiting else progress)
     return was
+
+
+def waits_for_a_worker(status: str, progress: dict[str, Any] | None, owner_pid: Any) -> bool:
+    """Whether a run is submitted to Ray by the driver that owns it and no worker has started it yet."""
+    return status == "running" and (progress or {}).get("waiting") == owner_pid
 
 
 def _get_holding_cpus(ray: Any, ref: Any) -> Any:

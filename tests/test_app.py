@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from imbal_core.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120
@@ -114,20 +117,26 @@ def grid_images(app: AppTest) -> list:
     return [image for image in app.get("image")]
 
 
-def test_jobs_panel_says_when_a_ray_run_waits_for_a_worker():
-    """A run a Ray sweep submitted to a full cluster is "running" (its driver owns it) but has not started."""
+def test_jobs_panel_says_when_a_ray_run_waits_for_a_worker(tmp_path):
+    """A run a Ray sweep submitted to a full cluster is "running" (its driver, here this process, owns it) but has
+    not started."""
     from app_pages.common import user_store
     from imbal_core.engine import TrainConfig
 
     app = open_page("train")  # first: the app's job runner takes runs this process owned before it as ended
+    # Made running elsewhere and imported, so the app's queue never sees it queued (and trains it).
+    elsewhere = RunStore(tmp_path / "driver")
+    run_id = elsewhere.create_run(TrainConfig(epochs=3, device="cpu").to_dict(), tag="benchmark:demo")
+    elsewhere.set_status(run_id, "running")
+    elsewhere.set_progress(run_id, {"waiting": os.getpid()})
     store = user_store()
-    run_id = store.create_run(TrainConfig(epochs=3, device="cpu").to_dict(), tag="benchmark:demo")
-    store.set_status(run_id, "running")
-    store.set_progress(run_id, {"waiting": True})
-    app.run()
-    caption = next(c.value for c in app.caption if c.value.startswith("0/3 epochs"))
-    assert "waiting for a free Ray worker" in caption
-    store.delete_run(run_id)  # not left "running" for the other tests of this process
+    store.import_run(elsewhere.export_run(run_id))
+    try:
+        store.set_status(run_id, "running")  # owned by this process, the driver that marked it
+        app.run()
+        assert any("0/3 epochs · waiting for a free Ray worker" in c.value for c in app.caption)
+    finally:
+        store.delete_run(run_id)  # not left "running" for the other tests of this process
 
 
 def test_synthesis_page_style_grid_strength_and_counts():

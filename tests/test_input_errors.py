@@ -226,13 +226,16 @@ def test_runs_lists_errors_resume_commands_and_rejects_unknown_status(tmp_path: 
     store = RunStore(tmp_path / "store")
     failed = _fake_run(store, "failed", error="DataError: " + "the image folder is gone " * 20)
     stopped = _fake_run(store, "stopped")
-    waiting = _fake_run(store, "running")  # submitted to Ray, no worker free yet
-    store.set_progress(waiting, {"waiting": True})
+    waiting = _fake_run(store, "running")  # submitted to Ray by this process (its owner), no worker free yet
+    store.set_progress(waiting, {"waiting": os.getpid()})
+    resumed = _fake_run(store, "running")  # marked by a Ray driver that has ended, then resumed here
+    store.set_progress(resumed, {"waiting": os.getpid() + 1})
     assert cli(tmp_path, "runs") == 0
     out = capsys.readouterr().out
     assert f"{failed}: DataError: the image folder is gone" in out and out.count("the image folder is gone") < 10
     assert f"train --resume {stopped}" in out
-    assert "0/1 waiting" in next(line for line in out.splitlines() if waiting in line) and "no free worker" in out
+    line_of = {run_id: next(line for line in out.splitlines() if run_id in line) for run_id in (waiting, resumed)}
+    assert "0/1 waiting" in line_of[waiting] and "waiting" not in line_of[resumed] and "no free worker" in out
     assert cli(tmp_path, "runs", "--status", "bogus") == 2
     assert "finished" in error_of(capsys)
 

@@ -16,7 +16,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the Ray executor needs the ray package (requirements.txt)")
 
-from imbal_core.executors import Job, LocalExecutor, RayExecutor, connect_ray  # noqa: E402
+from imbal_core.executors import Job, LocalExecutor, RayExecutor, connect_ray, waits_for_a_worker  # noqa: E402
 from imbal_core.runs import MODEL_FILE, RunStore  # noqa: E402
 from imbal_core.utils import code_version  # noqa: E402
 from tests.conftest import tiny_config  # noqa: E402
@@ -26,10 +26,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    started = connect_ray(num_cpus=2)
+    """A local cluster of 2 CPUs, connected from the checkout (as `python -m imbal_core` in it is): Ray would put the
+    driver's current folder on the workers' path."""
+    here = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        started = connect_ray(num_cpus=2)
+    finally:
+        os.chdir(here)
     yield
     if started:
         ray.shutdown()
+
+
+def _json(text):
+    return json.loads(text) if isinstance(text, str) else None
 
 
 @contextmanager
@@ -124,29 +135,32 @@ def test_no_more_runs_train_at_once_than_the_cluster_has_cpus(ray_cluster, tmp_p
     """Three 1-CPU runs on 2 CPUs: the third starts only after one has finished, and the driver's store says it is
     waiting meanwhile. (A task that waits in `ray.get` lends its CPU to the next task; the workers' waits for the
     checkpoint keeper must not, or all three train at once.)"""
-    epoch_times = tmp_path / "epochs"
-    epoch_times.mkdir()
+    notes = tmp_path / "epochs"
+    notes.mkdir()
     driver = RunStore(tmp_path / "driver")
 
     def note_epoch(event, attempt):  # in the worker; the sleep keeps each run long enough to meet a late starter
-        task = ray.get_runtime_context().get_task_id()
-        waiting = [
-            run_id for run_id in driver.runs()["run_id"] if (driver.get_run(run_id)["progress"] or {}).get("waiting")
-        ]
-        (epoch_times / f"{task}-{event['epoch']}").write_text(json.dumps([time.time(), waiting]))
+        runs = [driver.get_run(run_id) for run_id in driver.runs()["run_id"]]
+        waiting = [r["run_id"] for r in runs if waits_for_a_worker(r["status"], r["progress"], r["owner_pid"])]
+        (notes / f"{event['run_id']}@{event['epoch']}").write_text(json.dumps([time.time(), waiting]))
         time.sleep(5 if event["epoch"] < 2 else 0)
 
     configs = [tiny_config(epochs=3, seed=s) for s in (0, 1, 2)]
     outcomes = RayExecutor(worker_hook=note_epoch).run([Job(c) for c in configs], driver)
     assert [o.status for o in outcomes] == ["finished"] * 3
-    assert not any("waiting" in driver.get_run(o.run_id)["progress"] for o in outcomes)
-    waiting_seen = {run_id for note in epoch_times.iterdir() for run_id in json.loads(note.read_text())[1]}
-    # (The run a worker has just started may still read as waiting for the second the driver takes to hear of it.)
-    assert waiting_seen, "the store never said a run was waiting for a free CPU while two trained"
-    spans: dict[str, list[float]] = {}  # Ray task -> times of its epochs
-    for note in epoch_times.iterdir():
-        spans.setdefault(note.name.split("-")[0], []).append(json.loads(note.read_text())[0])
+    spans: dict[str, list[float]] = {}  # run -> times of its epochs
+    waiting_seen = []  # (run noting, its epoch, the runs waiting then)
+    for note in notes.iterdir():
+        run_id, epoch = note.name.split("@")
+        noted_at, waiting = json.loads(note.read_text())
+        spans.setdefault(run_id, []).append(noted_at)
+        waiting_seen.append((run_id, int(epoch), waiting))
     assert len(spans) == 3 and all(len(times) == 3 for times in spans.values())
+    last = max(spans, key=lambda run_id: min(spans[run_id]))  # the run that started after one had finished
+    assert any(waiting == [last] for _, _, waiting in waiting_seen), waiting_seen
+    # A started run no longer waits (from its second epoch on: its start has surely reached the driver by then).
+    assert not any(run_id in waiting for run_id, epoch, waiting in waiting_seen if epoch >= 1), waiting_seen
+    assert not any("waiting" in driver.get_run(o.run_id)["progress"] for o in outcomes)
     for times in spans.values():  # the runs between two of their epochs while this one was
         during = [task for task, t in spans.items() if min(t) <= max(times) and min(times) <= max(t)]
         assert len(during) <= 2, f"the runs of Ray tasks {during} trained at the same time on 2 CPUs"
@@ -168,23 +182,29 @@ def test_connecting_keeps_the_callers_sigterm_handler(ray_cluster):
         signal.signal(signal.SIGTERM, previous)
 
 
-def test_connecting_refuses_code_changed_on_disk_since_the_command_started(ray_cluster, monkeypatch):
-    """Ray ships the package as it is on disk when it connects: after a commit or an edit since the command started,
-    its workers would run other code than the code version its runs record."""
-    import functools
+def test_ctrl_c_stops_the_runs_under_way_and_the_waiting_ones(ray_cluster, tmp_path: Path):
+    """Ctrl-C (here: raised by the driver's epoch callback) with two runs training and one waiting on 2 CPUs: each
+    is marked stopped, saying whether it had started; none is left marked waiting; the started ones resume."""
+    store = RunStore(tmp_path / "driver")
 
-    from imbal_core.errors import ConfigError
+    def interrupt(job, run_id, info):  # once both training runs have an epoch in the store
+        if sum(bool(p) and p.get("epoch", 0) >= 1 for p in store.runs()["progress"].map(_json)) == 2:
+            raise KeyboardInterrupt
 
-    started_with = functools.cache(lambda: "a" * 40)
-    started_with()
-    started_with.__wrapped__ = lambda: "b" * 40  # what git says now
-    monkeypatch.setattr("imbal_core.executors.code_version", started_with)
-    ray.shutdown()
-    with pytest.raises(ConfigError, match="changed on disk since this command started"):
-        connect_ray(num_cpus=2)
-    assert not ray.is_initialized()
-    monkeypatch.undo()
-    assert connect_ray(num_cpus=2)  # for the tests after this one
+    def slow_down(event, attempt):  # in the worker: the runs stay in flight until the interrupt
+        time.sleep(5)
+
+    configs = [tiny_config(epochs=3, seed=s) for s in (0, 1, 2)]
+    with pytest.raises(KeyboardInterrupt):
+        RayExecutor(on_epoch=interrupt, worker_hook=slow_down).run([Job(c) for c in configs], store)
+    runs = [store.get_run(run_id) for run_id in store.runs()["run_id"]]
+    assert [r["status"] for r in runs] == ["stopped"] * 3
+    never_started = [r for r in runs if "before a Ray worker started it" in r["error"]]
+    assert len(never_started) == 1 and not never_started[0]["progress"]
+    assert not any("waiting" in (r["progress"] or {}) for r in runs)
+    trained = [r for r in runs if r not in never_started]
+    assert all("resume it from its last completed epoch" in r["error"] for r in trained)
+    assert all(r["progress"]["epoch"] >= 1 for r in trained)  # the drained epochs are kept
 
 
 def test_killed_worker_is_retried_and_resumes_from_its_checkpoint(ray_cluster, tmp_path: Path):
@@ -219,8 +239,8 @@ def test_killed_worker_is_retried_and_resumes_from_its_checkpoint(ray_cluster, t
     killer.join(1)
     assert pid_file.exists(), "the worker never reached its first checkpoint"
     assert outcome.status == "finished" and outcome.attempts == 2
-    assert attempts_by_epoch[0] == (1, 1) and attempts_by_epoch[-1] == (3, 2)
-    assert (2, 1) not in attempts_by_epoch  # the first attempt died after epoch 1
+    # The first attempt died after epoch 1; the retry's start reports no epoch it did not train.
+    assert attempts_by_epoch == [(1, 1), (2, 2), (3, 2)]
     assert len(store.get_run(outcome.run_id)["progress"]["history"]) == 3
 
     local = RunStore(tmp_path / "local")
