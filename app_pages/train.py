@@ -118,7 +118,11 @@ def jobs_panel() -> None:
                 f"**{row.method}** · seed {row.seed} · `{row.run_id}` — **{status}**  \n"
                 f"on {describe_data(run['config'])}"
             )
-            if status in ACTIVE and top[1].button("Stop", key=f"stop_{row.run_id}"):
+            if status in ACTIVE and not runner.can_stop(row.run_id):
+                top[1].caption(
+                    f"trained by another process ({run['owner_host']}, pid {run['owner_pid']}): stop it there"
+                )
+            elif status in ACTIVE and top[1].button("Stop", key=f"stop_{row.run_id}"):
                 runner.stop(row.run_id)
             if status in RESUMABLE and top[1].button("Resume", key=f"resume_{row.run_id}"):
                 runner.resume(row.run_id)

@@ -58,6 +58,14 @@ class JobRunner:
         self.store.set_status(run_id, "queued")
         self._wake.set()
 
+    def can_stop(self, run_id: str) -> bool:
+        """Whether `stop` reaches the run: one this runner trains or has queued, not one another process trains (a
+        command-line run or sweep on the same store)."""
+        with self._lock:
+            if run_id in self._stops:
+                return True
+        return self.store.get_run(run_id)["status"] == "queued"
+
     def stop(self, run_id: str) -> None:
         with self._lock:
             event = self._stops.get(run_id)

@@ -135,6 +135,9 @@ def test_jobs_panel_says_when_a_ray_run_waits_for_a_worker(tmp_path):
         store.set_status(run_id, "running")  # owned by this process, the driver that marked it
         app.run()
         assert any("0/3 epochs · waiting for a free Ray worker" in c.value for c in app.caption)
+        # The app cannot stop a run another process trains: no Stop button that does nothing, but where to stop it.
+        assert not any(b.key == f"stop_{run_id}" for b in app.button)
+        assert any("trained by another process" in c.value and "stop it there" in c.value for c in app.caption)
     finally:
         store.delete_run(run_id)  # not left "running" for the other tests of this process
 
