@@ -358,10 +358,8 @@ def _header(
 ) -> list[str]:
     counted = {state: sum(s.state == state for s in steps) for state in STATE_TEXT}
     finished = sum(s.final_status == "finished" for s in steps)
-    trained_seconds = sum(
-        float(records[s.run_id]["duration_s"] or 0)
-        for s in steps
-        if s.final_status == "finished" and s.run_id in records
+    trained_seconds = np.nansum(
+        [_training_seconds(records[s.run_id]) for s in steps if s.final_status == "finished" and s.run_id in records]
     )
     training = ", ".join(f"{k} {v}" for k, v in protocol.training.items())
     one_class = [m for m in protocol.all_methods() if m.task and m.task != protocol.task]
@@ -372,8 +370,8 @@ def _header(
         f"- Command: `{command or '(called from Python)'}`{_where_run()}",
         f"- Code version: `{code_version()}`; executor: {executor}; written {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         f"- Wall time of this command: {_duration(wall_seconds)}; training time of the {finished} runs in the tables: "
-        f"{_duration(trained_seconds)} (each run's last training call, summed; runs reused from earlier commands "
-        "count too)",
+        f"{_duration(trained_seconds)} (summed over runs, reused ones too; a run's time is the longer of its last "
+        "training call and the sum of its epochs' times, so the parts of a resumed run before it count)",
         f"- Runs planned: {len(steps)} — finished before and reused {counted['reuse']}, to train "
         f"{counted['new'] + counted['start']}, to resume {counted['resume']}, skipped {counted['skip']}, "
         f"blocked {counted['blocked']}, busy elsewhere {counted['elsewhere']}; finished now: {finished}",
@@ -666,7 +664,7 @@ def _runs_table(steps: list[Step], records: dict[str, dict]) -> list[str]:
     rows = []
     for s in steps:
         record = records.get(s.run_id or "")
-        seconds = record["duration_s"] if record and record["duration_s"] is not None else float("nan")
+        seconds = _training_seconds(record) if record else float("nan")
         if s.state in DONE_TEXT:
             if s.outcome:
                 state = DONE_TEXT[s.state]
@@ -741,6 +739,15 @@ def _metric_name(metric: str) -> str:
 
 def _ratio_label(ratio: float | None) -> str:
     return "natural" if ratio is None else f"{ratio:g}"
+
+
+def _training_seconds(record: dict[str, Any]) -> float:
+    """A run's training time: its last training call (data, epochs, test) or, when resumed, the sum of its epochs'
+    times over every call, whichever is longer (the store keeps only the last call's duration)."""
+    history = (record.get("progress") or {}).get("history") or []
+    epochs = sum(float(epoch.get("seconds", 0.0)) for epoch in history)
+    last_call = record["duration_s"]
+    return max(epochs, float(last_call)) if last_call is not None else (epochs or float("nan"))
 
 
 def _duration(seconds: float) -> str:

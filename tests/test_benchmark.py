@@ -285,6 +285,18 @@ def test_half_finished_benchmark_resumes_and_never_retrains(tmp_path: Path, stor
     assert [s.state for s in plan(changed, store)] == ["new"] * 3
 
 
+def test_a_resumed_runs_training_time_counts_its_earlier_calls():
+    """The store keeps a run's last training call's duration; a run resumed after 20 min of epochs counts them."""
+    from imbal_core.benchmark import _training_seconds
+
+    history = [{"seconds": 600.0}, {"seconds": 600.0}, {"seconds": 610.0}]
+    resumed = {"duration_s": 640.0, "progress": {"history": history}}  # the last call trained one epoch, then tested
+    assert _training_seconds(resumed) == 1810.0
+    one_call = {"duration_s": 1850.0, "progress": {"history": history}}  # data loading and the test count too
+    assert _training_seconds(one_call) == 1850.0
+    assert _training_seconds({"duration_s": 12.0, "progress": None}) == 12.0
+
+
 def test_killed_benchmark_process_resumes_its_interrupted_run(tmp_path: Path, store):
     """SIGKILL the `benchmark` command mid-run: its run reads as interrupted and the next call resumes it."""
     path = write(tmp_path, tiny_text(epochs="epochs = 3", seeds="seeds = [0]", methods='methods = ["ce"]'))
