@@ -423,7 +423,7 @@ def _section(
     binary = runs["auroc"].notna().any() if "auroc" in runs else False
     shown, every = (SHOWN_BINARY, ALL_BINARY) if binary else (SHOWN, ALL_METRICS)
     paired_shown = PAIRED_SHOWN_BINARY if binary else PAIRED_SHOWN
-    lines = [f"## {data} · ratio {ratio}", ""]
+    lines = [f"## {data} · ratio {ratio}", "", *_test_split(results)]
     board = leaderboard(runs, every)
     where = {"data": data, "ratio": ratio}
     for row in board.itertuples(index=False):
@@ -468,6 +468,7 @@ def _section(
     for other in other_reference_groups:
         lines += _paired_table(runs, other, every, paired_shown, where, tidy)
 
+    lines += _posthoc_choices(results, runs)
     per_class = per_class_table(results, "recall") if results else pd.DataFrame()
     if not per_class.empty:
         classes = (
@@ -525,6 +526,45 @@ def _section(
                 "",
             ]
     return lines + _validation_curves(validation_curves(runs, histories), where, tidy)
+
+
+def _test_split(results: list) -> list[str]:
+    """The test images behind the section's numbers, per class; a warning when its runs were not tested alike."""
+    splits = {
+        tuple(zip(r.class_names, r.metrics["per_class"]["support"], strict=True))
+        for r in results
+        if "support" in r.metrics.get("per_class", {})
+    }
+    if not splits:
+        return []
+    if len(splits) > 1:
+        seen = "; ".join(", ".join(f"{name} {count:,}" for name, count in split) for split in sorted(splits))
+        return [
+            f"**Warning: these runs were not tested on the same images** ({len(splits)} different test splits: "
+            f"{seen}); their differences mix methods with test sets. Re-run them on one split.",
+            "",
+        ]
+    (split,) = splits
+    total = sum(count for _, count in split)
+    return [f"Test split: {total:,} images ({', '.join(f'{name} {count:,}' for name, count in split)}).", ""]
+
+
+def _posthoc_choices(results: list, runs: pd.DataFrame) -> list[str]:
+    """What methods chose on validation after training (e.g. tau-norm's tau), per seed."""
+    seeds = runs.set_index("run_id")["seed"]
+    chosen: dict[str, list[str]] = {}
+    for r in results:
+        for name, value in (r.metrics.get("posthoc") or {}).items():
+            shown = f"{value:g}" if isinstance(value, (int, float)) else str(value)
+            chosen.setdefault(f"`{_method(r.group)}` {name}", []).append(f"{shown} (seed {seeds[r.run_id]})")
+    if not chosen:
+        return []
+    return [
+        "Chosen on the validation split after training: "
+        + "; ".join(f"{what}: {', '.join(values)}" for what, values in chosen.items())
+        + ".",
+        "",
+    ]
 
 
 def _class_differences(
@@ -665,6 +705,8 @@ def _runs_table(steps: list[Step], records: dict[str, dict]) -> list[str]:
     for s in steps:
         record = records.get(s.run_id or "")
         seconds = _training_seconds(record) if record else float("nan")
+        history = ((record or {}).get("progress") or {}).get("history") or []
+        epoch_seconds = [float(e["seconds"]) for e in history if e.get("seconds") is not None]
         if s.state in DONE_TEXT:
             if s.outcome:
                 state = DONE_TEXT[s.state]
@@ -686,13 +728,17 @@ def _runs_table(steps: list[Step], records: dict[str, dict]) -> list[str]:
                 (record or {}).get("status", "—"),
                 state,
                 "—" if np.isnan(seconds) else f"{seconds:.0f}",
+                f"{np.median(epoch_seconds):.0f}" if epoch_seconds else "—",
                 _short_version((record or {}).get("code_version")),
             ]
         )
     return [
         "## Runs",
         "",
-        *_md_table(["method", "data", "ratio", "seed", "run", "status", "this command", "train s", "code"], rows),
+        *_md_table(
+            ["method", "data", "ratio", "seed", "run", "status", "this command", "train s", "median s / epoch", "code"],
+            rows,
+        ),
         "",
     ]
 

@@ -265,7 +265,8 @@ def test_half_finished_benchmark_resumes_and_never_retrains(tmp_path: Path, stor
         "| ce | 3 |",
         "few acc",
         "Per-class test recall",
-        "| train s | code |",
+        "| train s | median s / epoch | code |",
+        "Test split: ",
         f"Code that trained the runs in the tables (a run is reused when its whole config matches, whatever code "
         f"trained it): {version[:7]}",
     ):
@@ -608,3 +609,27 @@ def test_a_store_shrunk_without_weights_still_gives_the_same_results_files(tmp_p
             assert archive["embeddings"].size == 0
     assert main([*args, "--results-only", "--out-dir", str(tmp_path / "after")]) == 0
     assert (tmp_path / "after" / "p.csv").read_text() == (tmp_path / "before" / "p.csv").read_text()
+
+
+def test_results_name_the_test_split_and_warn_when_runs_were_tested_on_different_images():
+    """A section whose runs saw different test images would compare test sets, not methods: the file says so."""
+    from types import SimpleNamespace
+
+    from imbal_core.benchmark import _posthoc_choices, _test_split
+
+    def result(run_id, support, posthoc=None):
+        metrics = {"per_class": {"support": support}, "posthoc": posthoc}
+        return SimpleNamespace(run_id=run_id, group="tau_norm · 30 ep", class_names=["a", "b"], metrics=metrics)
+
+    same = [result("r0", [1200, 30], {"tau": 0.9}), result("r1", [1200, 30], {"tau": 0.0})]
+    assert _test_split(same) == ["Test split: 1,230 images (a 1,200, b 30).", ""]
+    runs = pd.DataFrame({"run_id": ["r0", "r1"], "seed": [0, 1]})
+    assert _posthoc_choices(same, runs) == [
+        "Chosen on the validation split after training: `tau_norm` tau: 0.9 (seed 0), 0 (seed 1).",
+        "",
+    ]
+    resplit = [result("r0", [1200, 30]), result("r1", [1190, 40])]
+    (warning, _) = _test_split(resplit)
+    assert warning.startswith("**Warning: these runs were not tested on the same images** (2 different test splits")
+    assert "a 1,190, b 40" in warning and "a 1,200, b 30" in warning
+    assert _posthoc_choices(resplit, runs) == []
