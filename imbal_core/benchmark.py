@@ -284,7 +284,7 @@ def write_results(
         results = load_results(runs)
         sections = _sections(steps, runs)
 
-    histories = {run_id: (record.get("progress") or {}).get("history") or [] for run_id, record in records.items()}
+    histories = {run_id: _history(record) for run_id, record in records.items()}
     lines = _header(protocol, steps, records, command, executor, wall_seconds, reference_group)
     tidy: list[dict[str, Any]] = []
     for data, ratio in sections:
@@ -705,8 +705,7 @@ def _runs_table(steps: list[Step], records: dict[str, dict]) -> list[str]:
     for s in steps:
         record = records.get(s.run_id or "")
         seconds = _training_seconds(record) if record else float("nan")
-        history = ((record or {}).get("progress") or {}).get("history") or []
-        epoch_seconds = [float(e["seconds"]) for e in history if e.get("seconds") is not None]
+        epoch_seconds = _epoch_seconds(record) if record else []
         if s.state in DONE_TEXT:
             if s.outcome:
                 state = DONE_TEXT[s.state]
@@ -790,10 +789,18 @@ def _ratio_label(ratio: float | None) -> str:
 def _training_seconds(record: dict[str, Any]) -> float:
     """A run's training time: its last training call (data, epochs, test) or, when resumed, the sum of its epochs'
     times over every call, whichever is longer (the store keeps only the last call's duration)."""
-    history = (record.get("progress") or {}).get("history") or []
-    epochs = sum(float(epoch.get("seconds", 0.0)) for epoch in history)
+    epochs = sum(_epoch_seconds(record))
     last_call = record["duration_s"]
     return max(epochs, float(last_call)) if last_call is not None else (epochs or float("nan"))
+
+
+def _history(record: dict[str, Any]) -> list[dict]:
+    """A run's per-epoch records (losses, validation scores, seconds) over all its training calls."""
+    return (record.get("progress") or {}).get("history") or []
+
+
+def _epoch_seconds(record: dict[str, Any]) -> list[float]:
+    return [float(epoch["seconds"]) for epoch in _history(record) if epoch.get("seconds") is not None]
 
 
 def _duration(seconds: float) -> str:
