@@ -550,18 +550,24 @@ def _test_split(results: list) -> list[str]:
 
 
 def _posthoc_choices(results: list, runs: pd.DataFrame) -> list[str]:
-    """What methods chose on validation after training (e.g. tau-norm's tau), per seed."""
+    """What each method's `finalize` recorded after training (e.g. tau-norm's tau, chosen on validation), per seed."""
     seeds = runs.set_index("run_id")["seed"]
-    chosen: dict[str, list[str]] = {}
+    chosen: dict[str, dict[int, str]] = {}
     for r in results:
         for name, value in (r.metrics.get("posthoc") or {}).items():
             shown = f"{value:g}" if isinstance(value, (int, float)) else str(value)
-            chosen.setdefault(f"`{_method(r.group)}` {name}", []).append(f"{shown} (seed {seeds[r.run_id]})")
+            chosen.setdefault(f"`{_method(r.group)}` {name}", {})[int(seeds[r.run_id])] = shown
     if not chosen:
         return []
+
+    def by_seed(values: dict[int, str]) -> str:
+        if len(values) > 1 and len(set(values.values())) == 1:
+            return f"{next(iter(values.values()))} (every seed)"
+        return ", ".join(f"{value} (seed {seed})" for seed, value in values.items())
+
     return [
-        "Chosen on the validation split after training: "
-        + "; ".join(f"{what}: {', '.join(values)}" for what, values in chosen.items())
+        "Set after training (each method's `finalize`; `tau_norm` chooses its tau on the validation split): "
+        + "; ".join(f"{what}: {by_seed(values)}" for what, values in chosen.items())
         + ".",
         "",
     ]

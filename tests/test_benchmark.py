@@ -625,7 +625,8 @@ def test_results_name_the_test_split_and_warn_when_runs_were_tested_on_different
     assert _test_split(same) == ["Test split: 1,230 images (a 1,200, b 30).", ""]
     runs = pd.DataFrame({"run_id": ["r0", "r1"], "seed": [0, 1]})
     assert _posthoc_choices(same, runs) == [
-        "Chosen on the validation split after training: `tau_norm` tau: 0.9 (seed 0), 0 (seed 1).",
+        "Set after training (each method's `finalize`; `tau_norm` chooses its tau on the validation split): "
+        "`tau_norm` tau: 0.9 (seed 0), 0 (seed 1).",
         "",
     ]
     resplit = [result("r0", [1200, 30]), result("r1", [1190, 40])]
@@ -633,3 +634,5 @@ def test_results_name_the_test_split_and_warn_when_runs_were_tested_on_different
     assert warning.startswith("**Warning: these runs were not tested on the same images** (2 different test splits")
     assert "a 1,190, b 40" in warning and "a 1,200, b 30" in warning
     assert _posthoc_choices(resplit, runs) == []
+    same_recipe = [result("r0", [1200, 30], {"recipe": "builtin"}), result("r1", [1200, 30], {"recipe": "builtin"})]
+    assert _posthoc_choices(same_recipe, runs)[0].endswith("`tau_norm` recipe: builtin (every seed).")
