@@ -7,6 +7,8 @@ the executor (local or Ray). The results file (`results/<name>.md` and `.csv`) i
 the statistics of `stats.py` (the same as the app's Compare page): per data set and ratio, mean ± sd over seeds with n
 and 95 % t intervals, differences paired by seed against the reference method with 95 % intervals, few / medium /
 many accuracy, per-class recall and its paired change; plus the exact command, code version and wall time.
+With a run archive (`runs/archive.py`), finished runs also outlive the store's machine: they are copied there as they
+finish and restored from there when the benchmark starts.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .imbalance import kept_indices
 from .methods import create_method
 from .metrics import BINARY_METRICS, SUMMARY_METRICS
 from .protocol import MethodSpec, PlannedRun, Protocol
-from .runs import RunStore
+from .runs import RunArchive, RunStore
 from .stats import (
     CONFIDENCE,
     MIN_SEEDS_FOR_INTERVAL,
@@ -62,6 +64,7 @@ STATE_TEXT = {
     "blocked": "not run: blocked",
     "elsewhere": "not run: busy",
 }
+ARCHIVED_NOTE = "restored from the archive"
 DONE_TEXT = {"new": "trained now", "start": "trained now", "resume": "resumed now"}  # ... once the executor ran it
 
 
@@ -90,12 +93,20 @@ class BenchmarkResult:
         return [s for s in self.steps if s.state != "skip" and s.final_status != "finished"]
 
 
-def plan(protocol: Protocol, store: RunStore, local: bool = True) -> list[Step]:
+def plan(protocol: Protocol, store: RunStore, local: bool = True, archive: RunArchive | None = None) -> list[Step]:
     """Check the protocol against its data (loads, every ratio reachable; the device when training here) and match
-    each run against the store. Raises ConfigError / DataError before anything is trained."""
+    each run against the store, then against `archive` (a run found only there is reused: the benchmark restores it
+    into the store before it plans). Raises ConfigError / DataError before anything is trained."""
     runs = protocol.plan()
     _check_data(protocol, runs, local)
-    return [_step(run, store) for run in runs]
+    steps = [_step(run, store) for run in runs]
+    for s in steps:
+        archived = None
+        if archive is not None and s.state in TRAINED_STATES and s.run.config is not None:
+            archived = archive.find(s.run.config.to_dict())
+        if archived is not None:
+            s.state, s.run_id, s.note = "reuse", archived, ARCHIVED_NOTE
+    return steps
 
 
 def run_benchmark(
@@ -106,14 +117,16 @@ def run_benchmark(
     command: str = "",
     log: Callable[[str], None] = print,
     train: bool = True,
+    archive: RunArchive | None = None,
 ) -> BenchmarkResult:
     """Train what is missing (nothing when `train` is False), then write the results; an interrupt (Ctrl-C) still
-    writes what is finished.
+    writes what is finished. With an `archive`, its runs that the store lacks are restored first (so they are
+    reused, not trained), and every finished run of the protocol is copied into it.
 
     One benchmark at a time per store: two would plan the same missing run and both train it.
     """
     with store.exclusive("benchmark"):
-        return _run_benchmark(protocol, store, executor, out_dir or results_dir(), command, log, train)
+        return _run_benchmark(protocol, store, executor, out_dir or results_dir(), command, log, train, archive)
 
 
 def _run_benchmark(
@@ -124,10 +137,19 @@ def _run_benchmark(
     command: str,
     log: Callable[[str], None],
     train: bool,
+    archive: RunArchive | None,
 ) -> BenchmarkResult:
     started = time.time()
     executor = executor or LocalExecutor()
+    restored: list[str] = []
+    if archive is not None:
+        restored = archive.restore(store)
+        if restored:
+            log(f"restored {len(restored)} finished runs from the archive {archive.root}")
     steps = plan(protocol, store, local=executor.name == "local")
+    for s in steps:
+        if s.run_id in restored:
+            s.note = ARCHIVED_NOTE
     todo = [s for s in steps if s.state in TRAINED_STATES] if train else []
     # The references train first, so a benchmark stopped part-way pairs every method it finished with them.
     todo.sort(key=lambda s: not _is_reference(s.run.method, protocol))
@@ -157,12 +179,18 @@ def _run_benchmark(
         error = f": {outcome.error}" if outcome.error else ""
         elapsed = f" ({(time.time() - started) / 60:.0f} min since start)"
         log(f"[{done}/{len(jobs)}] {step.run.describe()}: {outcome.run_id} {outcome.status}{retried}{error}{elapsed}")
+        if archive is not None and outcome.status == "finished":
+            archive.save(store, outcome.run_id)
 
     try:
         executor.run(jobs, store, tag=TAG_PREFIX + protocol.name, on_done=on_done)
     finally:  # also after Ctrl-C: the results file shows what is finished, and names the run it stopped
         for step, job in zip(todo, jobs):
             step.run_id, step.started = step.run_id or job.run_id, job.started
+        if archive is not None:  # also the runs finished before this command (an archive begun part-way)
+            for s in steps:
+                if s.run_id and store.has_run(s.run_id) and store.get_run(s.run_id)["status"] == "finished":
+                    archive.save(store, s.run_id)
         result = write_results(
             protocol,
             store,
@@ -720,7 +748,7 @@ def _runs_table(steps: list[Step], records: dict[str, dict]) -> list[str]:
             else:
                 state = "not reached (the command ended first; the next call trains it)"
         else:
-            state = STATE_TEXT[s.state]
+            state = STATE_TEXT[s.state] + (f", {s.note}" if s.state == "reuse" and s.note else "")
         if s.outcome and s.outcome.attempts > 1:
             state += f", {s.outcome.attempts} attempts (worker died)"
         rows.append(

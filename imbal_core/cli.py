@@ -29,7 +29,7 @@ from .errors import ConfigError, ImbalLabError
 from .executors import Job, LocalExecutor, RayExecutor, check_ready_on_cluster, waits_for_a_worker
 from .methods import METHODS
 from .models import DEFAULT_BACKBONE
-from .runs import LISTED_STATUSES, RunStore
+from .runs import LISTED_STATUSES, RunArchive, RunStore
 from .shifts import MAX_STRENGTH, SHIFTS
 from .synth.diffusion import PREDICTIONS, DiffusionTrainConfig
 from .synth.generators import GeneratorConfig, list_generators, train_generator, training_summary
@@ -204,6 +204,15 @@ def build_parser(prog: str = "python -m imbal_core") -> argparse.ArgumentParser:
         default=None,
         help="folder of the results files <name>.md and <name>.csv (default: results/ in a checkout, "
         "<lab home>/results when installed: where Compare reads them)",
+    )
+    p.add_argument(
+        "--archive",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep a copy of every finished run, without weights, in DIR (e.g. results/<name>_runs, committed with "
+        "the results) and restore the runs the store lacks from it first: a fresh clone reuses them instead of "
+        "training them again",
     )
     p.add_argument(
         "--plan", action="store_true", help="only check the protocol and print what would be trained, resumed or reused"
@@ -832,9 +841,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from .protocol import load_protocol
 
     protocol = load_protocol(args.protocol, args.path)
+    archive = RunArchive(args.archive) if args.archive else None
     if args.plan:
         with _store_to_read(args) as store:
-            steps = plan(protocol, store, local=args.executor == "local")
+            steps = plan(protocol, store, local=args.executor == "local", archive=archive)
         for step in steps:
             run = f" {step.run_id}" if step.run_id else ""
             print(f"{STATE_TEXT[step.state]}:{run} {step.run.describe()}" + (f" — {step.note}" if step.note else ""))
@@ -842,7 +852,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     store = _open_store(args)
     executor = _executor(args)
     try:
-        result = run_benchmark(protocol, store, executor, args.out_dir, args.command_line, train=not args.results_only)
+        result = run_benchmark(
+            protocol, store, executor, args.out_dir, args.command_line, train=not args.results_only, archive=archive
+        )
     except KeyboardInterrupt:
         print(
             f"stopped; finished runs are kept and the results file shows them. Run `{args.command_line}` again "

@@ -41,6 +41,7 @@ from compare_methods import parse_methods  # noqa: E402
 from imbal_core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from imbal_core.engine import TrainConfig, train  # noqa: E402
 from imbal_core.runs import MODEL_FILE, RunStore  # noqa: E402
+from imbal_core.runs.archive import slim_predictions  # noqa: E402
 from imbal_core.synth.diffusion import DiffusionTrainConfig  # noqa: E402
 from imbal_core.synth.generators import GeneratorConfig, load_generator_info, train_generator  # noqa: E402
 from imbal_core.synth.style_models import StyleTrainConfig  # noqa: E402
@@ -279,17 +280,6 @@ def manifest_key(entry: dict) -> tuple:
         entry.get("ratio"),
         entry["seed"],
     )
-
-
-def slim_predictions(path: Path) -> None:
-    """Drop the embeddings and head weights (most of a run's size); probabilities and scores stay."""
-    with np.load(path, allow_pickle=False) as archive:
-        arrays = {key: archive[key] for key in archive.files}
-    arrays.update(
-        embeddings=np.zeros((0, 0), np.float16), val_embeddings=np.zeros((0, 0), np.float16), head_weight=np.zeros(0)
-    )
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
 
 
 def keeps_weights(method: str, task: str | None, ratio: float | None) -> bool:

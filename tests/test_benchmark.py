@@ -611,6 +611,48 @@ def test_a_store_shrunk_without_weights_still_gives_the_same_results_files(tmp_p
     assert (tmp_path / "after" / "p.csv").read_text() == (tmp_path / "before" / "p.csv").read_text()
 
 
+def test_a_run_archive_outlives_its_store(tmp_path: Path, capsys):
+    """`--archive DIR`: every finished run is copied there without weights; on a new machine (an empty store) the
+    plan counts the archived runs as reused, the benchmark restores them instead of training them again, and the
+    results files are the same. A copy that was cut short (its temporary folder) is never restored."""
+    archive = tmp_path / "tiny_runs"
+    first, second = tmp_path / "store", tmp_path / "new_machine"
+
+    def benchmark(store: Path, out: str, *extra: str) -> int:
+        return main(
+            [
+                "--store",
+                str(store),
+                "benchmark",
+                str(TINY),
+                "--archive",
+                str(archive),
+                "--quiet",
+                *extra,
+                "--out-dir",
+                str(tmp_path / out),
+            ]
+        )
+
+    assert benchmark(first, "first") == 0
+    trained = set(RunStore(first).runs()["run_id"])
+    assert sorted(p.name for p in archive.iterdir()) == sorted(trained)  # 2 methods x 2 seeds
+    assert list(first.rglob("*.safetensors")) and not list(archive.rglob("*.safetensors"))
+    for predictions in archive.rglob("predictions.npz"):
+        with np.load(predictions) as saved:
+            assert saved["embeddings"].size == 0 and saved["probs"].shape[0] > 0
+    (archive / ".half-copied.tmp").mkdir()  # what a copy killed before its rename leaves
+
+    capsys.readouterr()
+    assert main(["--store", str(second), "benchmark", str(TINY), "--archive", str(archive), "--plan"]) == 0
+    assert capsys.readouterr().out.count("finished before (reused)") == 4 and not second.exists()
+    assert benchmark(second, "second") == 0
+    restored = RunStore(second).runs()
+    assert set(restored["run_id"]) == trained and set(restored["status"]) == {"finished"}  # none trained again
+    assert (tmp_path / "second" / "tiny.csv").read_text() == (tmp_path / "first" / "tiny.csv").read_text()
+    assert "finished before (reused), restored from the archive" in (tmp_path / "second" / "tiny.md").read_text()
+
+
 def test_results_name_the_test_split_and_warn_when_runs_were_tested_on_different_images():
     """A section whose runs saw different test images would compare test sets, not methods: the file says so."""
     from types import SimpleNamespace

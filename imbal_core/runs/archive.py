@@ -1,0 +1,107 @@
+"""A run archive: slim copies of finished runs in plain files, in a folder meant for version control.
+
+A benchmark's store holds weights and resume checkpoints (hundreds of MB) and lives on one machine; when that
+machine goes, its finished runs go with it and a long benchmark would train them all again. With
+`benchmark --archive DIR` every finished run is also copied into DIR without its weights (its row and metric rows,
+config, metrics, history, test and validation probabilities), and a benchmark that starts restores the archived runs
+its store lacks. Commit DIR, and a fresh clone reuses those runs (and rewrites the results file from them) instead
+of training them again.
+
+One folder per run, named by its run id, written to a temporary folder and renamed: a folder is there whole or not
+at all, so a copy interrupted half-way is never restored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import RunError
+from ..utils import atomic_path
+from .store import RunStore
+
+ROW_FILE = "run.json"  # the run's row and metric rows; the other files are the run folder's own
+WEIGHTS_SUFFIX = ".safetensors"  # final, resume and stage-1 weights: never archived (Explain needs a store's run)
+PREDICTIONS_FILE = "predictions.npz"
+
+
+class RunArchive:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def run_ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / ROW_FILE).is_file())
+
+    def save(self, store: RunStore, run_id: str) -> bool:
+        """Copy a finished run of `store` here (without weights); False when it is here already."""
+        if (self.root / run_id / ROW_FILE).is_file():
+            return False
+        status = store.get_run(run_id)["status"]
+        if status != "finished":
+            raise RunError(f"run {run_id} is {status}: only finished runs are archived")
+        exported = store.export_run(run_id)
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{run_id}.", suffix=".tmp"))
+        try:
+            for name, data in exported["files"].items():
+                if name.endswith(WEIGHTS_SUFFIX):
+                    continue
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / name).write_bytes(data)
+                if name == PREDICTIONS_FILE:
+                    slim_predictions(tmp / name)
+            row = {"run": exported["run"], "metrics": [list(m) for m in exported["metrics"]]}
+            (tmp / ROW_FILE).write_text(json.dumps(row, indent=1))
+            os.replace(tmp, self.root / run_id)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return True
+
+    def load(self, run_id: str) -> dict[str, Any]:
+        """An archived run in `RunStore.export_run`'s form."""
+        folder = self.root / run_id
+        row = json.loads((folder / ROW_FILE).read_text())
+        files = {
+            str(f.relative_to(folder)): f.read_bytes()
+            for f in sorted(folder.rglob("*"))
+            if f.is_file() and f.name != ROW_FILE
+        }
+        return {"run": row["run"], "metrics": [tuple(m) for m in row["metrics"]], "files": files}
+
+    def restore(self, store: RunStore) -> list[str]:
+        """Import every archived run that `store` lacks; returns their ids. A run the store has is left as it is."""
+        restored = []
+        for run_id in self.run_ids():
+            if not store.has_run(run_id):
+                store.import_run(self.load(run_id))
+                restored.append(run_id)
+        return restored
+
+    def find(self, config: dict[str, Any]) -> str | None:
+        """The id of an archived run whose whole config equals `config` (as `RunStore.find_runs` matches)."""
+        wanted = json.loads(json.dumps(config))
+        for run_id in self.run_ids():
+            run = json.loads((self.root / run_id / ROW_FILE).read_text())["run"]
+            if json.loads(run["config"]) == wanted:
+                return run_id
+        return None
+
+
+def slim_predictions(path: Path) -> None:
+    """Drop the embeddings and head weights (most of a run's size); probabilities and scores stay, so Compare's
+    charts and statistics still work (its embedding map and its re-scoring of a post-hoc rule do not)."""
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    arrays.update(
+        embeddings=np.zeros((0, 0), np.float16), val_embeddings=np.zeros((0, 0), np.float16), head_weight=np.zeros(0)
+    )
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
