@@ -653,6 +653,16 @@ def test_a_run_archive_outlives_its_store(tmp_path: Path, capsys):
     assert "finished before (reused), restored from the archive" in (tmp_path / "second" / "tiny.md").read_text()
 
 
+def test_an_archived_data_path_beside_the_checkout_is_written_relative_to_it():
+    """So a clone in another folder, with the data beside it as CI has it, matches the archived runs."""
+    from imbal_core.runs.archive import _local, _portable
+
+    beside = {"method": "ce", "data_path": str(ROOT.parent / "shared" / "data" / "ham10000")}
+    assert _portable(beside) == {"method": "ce", "data_path": "<checkout>/../shared/data/ham10000"}
+    assert _local(_portable(beside)) == beside
+    assert _portable({"data_path": None}) == {"data_path": None}
+
+
 def test_results_name_the_test_split_and_warn_when_runs_were_tested_on_different_images():
     """A section whose runs saw different test images would compare test sets, not methods: the file says so."""
     from types import SimpleNamespace

@@ -8,7 +8,9 @@ its store lacks. Commit DIR, and a fresh clone reuses those runs (and rewrites t
 of training them again.
 
 One folder per run, named by its run id, written to a temporary folder and renamed: a folder is there whole or not
-at all, so a copy interrupted half-way is never restored.
+at all, so a copy interrupted half-way is never restored. A run is matched by its whole config, data path included;
+the archive writes a data path in or beside the checkout (`../shared/data/...`) relative to the checkout, so a clone
+in another folder restores it as its own path and the run still matches the protocol there.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import RunError
-from ..utils import atomic_path
+from ..utils import REPO_ROOT, atomic_path
 from .store import RunStore
 
 ROW_FILE = "run.json"  # the run's row and metric rows; the other files are the run folder's own
 WEIGHTS_SUFFIX = ".safetensors"  # final, resume and stage-1 weights: never archived (Explain needs a store's run)
 PREDICTIONS_FILE = "predictions.npz"
+CONFIG_FILE = "config.json"
+CHECKOUT = "<checkout>"  # stands for the checkout's root in an archived data path
 
 
 class RunArchive:
@@ -51,11 +55,13 @@ class RunArchive:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{run_id}.", suffix=".tmp"))
         try:
+            exported["run"]["config"] = json.dumps(_portable(json.loads(exported["run"]["config"])))
+            exported["files"][CONFIG_FILE] = json.dumps(_portable(json.loads(exported["files"][CONFIG_FILE])), indent=2)
             for name, data in exported["files"].items():
                 if name.endswith(WEIGHTS_SUFFIX):
                     continue
                 (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-                (tmp / name).write_bytes(data)
+                (tmp / name).write_bytes(data.encode() if isinstance(data, str) else data)
                 if name == PREDICTIONS_FILE:
                     slim_predictions(tmp / name)
             row = {"run": exported["run"], "metrics": [list(m) for m in exported["metrics"]]}
@@ -74,6 +80,8 @@ class RunArchive:
             for f in sorted(folder.rglob("*"))
             if f.is_file() and f.name != ROW_FILE
         }
+        row["run"]["config"] = json.dumps(_local(json.loads(row["run"]["config"])))
+        files[CONFIG_FILE] = json.dumps(_local(json.loads(files[CONFIG_FILE])), indent=2).encode()
         return {"run": row["run"], "metrics": [tuple(m) for m in row["metrics"]], "files": files}
 
     def restore(self, store: RunStore) -> list[str]:
@@ -90,9 +98,25 @@ class RunArchive:
         wanted = json.loads(json.dumps(config))
         for run_id in self.run_ids():
             run = json.loads((self.root / run_id / ROW_FILE).read_text())["run"]
-            if json.loads(run["config"]) == wanted:
+            if _local(json.loads(run["config"])) == wanted:
                 return run_id
         return None
+
+
+def _portable(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with its data path written relative to the checkout, when the path is in or beside it."""
+    path = config.get("data_path")
+    if path and Path(path).is_absolute() and Path(path).is_relative_to(REPO_ROOT.parent):
+        return {**config, "data_path": f"{CHECKOUT}/{os.path.relpath(path, REPO_ROOT)}"}
+    return config
+
+
+def _local(config: dict[str, Any]) -> dict[str, Any]:
+    """`_portable` undone in this checkout: the path as a protocol here resolves it."""
+    path = config.get("data_path")
+    if path and path.startswith(f"{CHECKOUT}/"):
+        return {**config, "data_path": str((REPO_ROOT / path.removeprefix(f"{CHECKOUT}/")).resolve())}
+    return config
 
 
 def slim_predictions(path: Path) -> None:
