@@ -105,7 +105,11 @@ def plan(protocol: Protocol, store: RunStore, local: bool = True, archive: RunAr
         if archive is not None and s.state in TRAINED_STATES and s.run.config is not None:
             archived = archive.find(s.run.config.to_dict())
         if archived is not None:
-            s.state, s.run_id, s.note = "reuse", archived, ARCHIVED_NOTE
+            s.state, s.run_id, s.note = (
+                "reuse",
+                archived,
+                "in the archive: restored into the store when the benchmark runs",
+            )
     return steps
 
 
