@@ -26,7 +26,7 @@ import pandas as pd
 
 from .benchmark_results import RESULTS_COLUMNS, results_dir
 from .compare import finished_runs, load_results, per_class_table
-from .engine.trainer import RESUMABLE
+from .engine.trainer import RESUMABLE, run_environments
 from .errors import ConfigError, ImbalLabError
 from .executors import Job, LocalExecutor, Outcome
 from .imbalance import kept_indices
@@ -297,6 +297,8 @@ def write_results(
 ) -> BenchmarkResult:
     out_dir = Path(out_dir)
     records = {s.run_id: store.get_run(s.run_id) for s in steps if s.run_id and store.has_run(s.run_id)}
+    for run_id, record in records.items():
+        record["environments"] = run_environments(store.run_dir(run_id))
     for s in steps:
         s.final_status = records[s.run_id]["status"] if s.run_id in records else None
     finished_ids = [s.run_id for s in steps if s.final_status == "finished"]
@@ -426,6 +428,16 @@ def _header(
         lines.append(
             "- Code that trained the runs in the tables (a run is reused when its whole config matches, whatever "
             "code trained it): " + ", ".join(f"{v} ({n} runs)" for v, n in versions.most_common())
+        )
+    environments = Counter(
+        " then ".join(records[s.run_id]["environments"]) or "not recorded"
+        for s in steps
+        if s.final_status == "finished" and s.run_id in records
+    )
+    if environments:
+        lines.append(
+            "- Environment that trained them (the same seed gives the same numbers only in the same environment): "
+            + "; ".join(f"{e} ({n} runs)" for e, n in environments.most_common())
         )
     if reference_group is None:
         lines.append(f"- No finished `{protocol.reference}` run: no paired differences.")

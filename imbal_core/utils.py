@@ -52,6 +52,25 @@ def data_roots() -> list[Path]:
     return [folder.resolve() for folder in defaults]
 
 
+def software_environment(device: torch.device) -> str:
+    """What besides config and code moves a run's numbers: the libraries' versions and the CPU's vector instructions
+    (or the GPU). The same seed gives the same numbers in the same environment; elsewhere, float sums round apart
+    from the first epoch and the final metrics differ in their second or third decimal."""
+    import platform
+
+    import numpy
+    import PIL
+    import timm
+
+    hardware = f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}"
+    if device.type == "cuda":
+        hardware += f", {torch.cuda.get_device_name(device)}"
+    return (
+        f"torch {torch.__version__}, numpy {numpy.__version__}, pillow {PIL.__version__}, timm {timm.__version__}, "
+        f"{hardware}"
+    )
+
+
 @functools.cache  # the code this process runs: a commit made while it runs (a long benchmark) is not its code
 def code_version() -> str:
     """The git commit of the code, "+uncommitted" when imbal_core/ has changes not committed; "unknown" outside git.

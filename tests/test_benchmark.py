@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from imbal_core.benchmark import plan, run_benchmark
 from imbal_core.benchmark_results import read_results, results_names
@@ -30,7 +31,7 @@ from imbal_core.methods import METHODS
 from imbal_core.protocol import PROTOCOL_DIR, load_protocol, protocol_names
 from imbal_core.runs import RunStore
 from imbal_core.stats import leaderboard
-from imbal_core.utils import code_version
+from imbal_core.utils import code_version, software_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Path(__file__).parent / "protocols" / "tiny.toml"
@@ -267,6 +268,8 @@ def test_half_finished_benchmark_resumes_and_never_retrains(tmp_path: Path, stor
         "Per-class test recall",
         "| train s | median s / epoch | code |",
         "Test split: ",
+        f"the same seed gives the same numbers only in the same environment): "
+        f"{software_environment(torch.device('cpu'))} (3 runs)",
         f"Code that trained the runs in the tables (a run is reused when its whole config matches, whatever code "
         f"trained it): {version[:7]}",
     ):

@@ -74,6 +74,25 @@ def test_resume_equals_uninterrupted(store):
     assert_resume_matches_uninterrupted(store, tiny_config(method="cb_resample", epochs=3))
 
 
+def test_a_run_records_the_environment_of_each_training_call(store, monkeypatch):
+    """A run resumed in the same environment lists it once; resumed in another (a newer torch, another CPU), both."""
+    import threading
+
+    from imbal_core.engine import trainer
+    from imbal_core.utils import software_environment
+
+    stop = threading.Event()
+    run_id = train(
+        tiny_config(epochs=2), store, stop_event=stop, progress=lambda e: stop.set() if e["event"] == "epoch" else None
+    )
+    here = software_environment(torch.device("cpu"))
+    assert here.startswith(f"torch {torch.__version__}, numpy {np.__version__}")
+    assert trainer.run_environments(store.run_dir(run_id)) == [here]
+    monkeypatch.setattr(trainer, "software_environment", lambda device: "elsewhere")
+    train(tiny_config(epochs=2), store, resume=run_id)
+    assert trainer.run_environments(store.run_dir(run_id)) == [here, "elsewhere"]
+
+
 def test_crt_second_stage_keeps_backbone(store):
     first = train(tiny_config(method="ce"), store)
     second = train(tiny_config(method="crt", init_from=first, method_settings={"stage2_epochs": 1}), store)

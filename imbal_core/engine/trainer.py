@@ -32,7 +32,15 @@ from ..methods import Batch, Method, Stage, TrainInfo, create_method
 from ..metrics import choose_threshold, score_predictions
 from ..models import Classifier, create_model
 from ..runs import HEARTBEAT_SECONDS, INTERRUPTED, MODEL_FILE, RunStore
-from ..utils import atomic_path, code_version, seed_everything, select_device, write_json
+from ..utils import (
+    atomic_path,
+    code_version,
+    read_json,
+    seed_everything,
+    select_device,
+    software_environment,
+    write_json,
+)
 from .augment import NO_AUGMENT, AugmentConfig, augment, to_float
 from .config import TrainConfig
 
@@ -43,6 +51,7 @@ RESUMABLE = ("stopped", INTERRUPTED, "failed")
 # Checkpoints in the run folder: after every epoch, of the best epoch so far, and at the end of representation learning.
 LAST_CHECKPOINT, BEST_CHECKPOINT = "last.safetensors", "best.safetensors"
 REPRESENTATION_CHECKPOINT = "representation.safetensors"
+ENVIRONMENT_FILE = "environment.json"  # the environment of each training call of a run (`run_environments`)
 
 
 @dataclass
@@ -216,6 +225,7 @@ def _setup_run(config: TrainConfig, store: RunStore, run_id: str) -> RunState:
     """Data, model and method on the device, and the run's plan of epochs."""
     run_dir = store.run_dir(run_id)
     device = select_device(config.device)
+    _record_environment(run_dir, device)
     seed_everything(config.seed)
     data = prepare_data(config, device)
     np.save(run_dir / "kept_indices.npy", data.kept.astype(np.int32))  # half of int64's bytes, for shipped runs
@@ -246,6 +256,22 @@ def _setup_run(config: TrainConfig, store: RunStore, run_id: str) -> RunState:
     model.to(device, memory_format=torch.channels_last)
     method.aux.to(device)
     return RunState(config, run_id, run_dir, device, data, model, method, plan, steps_per_epoch)
+
+
+def _record_environment(run_dir: Path, device: torch.device) -> None:
+    """Add this training call's environment to the run's list, unless it is the last one there (a run resumed in
+    another environment lists both, in order). In the run folder, so it travels with the run's files (Ray, archive)."""
+    environments = run_environments(run_dir)
+    here = software_environment(device)
+    if environments[-1:] != [here]:
+        write_json(run_dir / ENVIRONMENT_FILE, environments + [here])
+
+
+def run_environments(run_dir: Path) -> list[str]:
+    """The environments (`utils.software_environment`) that trained a run, in order; [] for runs made before they
+    were recorded."""
+    path = run_dir / ENVIRONMENT_FILE
+    return list(read_json(path)) if path.is_file() else []
 
 
 def restore_checkpoint(run: RunState) -> tuple[int, dict[str, Any] | None]:
