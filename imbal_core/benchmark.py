@@ -64,7 +64,8 @@ STATE_TEXT = {
     "blocked": "not run: blocked",
     "elsewhere": "not run: busy",
 }
-ARCHIVED_NOTE = "restored from the archive"
+ARCHIVED_NOTE = "restored from the archive"  # a reused run that this benchmark restored from its archive
+IN_ARCHIVE_NOTE = "in the archive: restored into the store when the benchmark runs"  # ... as --plan says it
 DONE_TEXT = {"new": "trained now", "start": "trained now", "resume": "resumed now"}  # ... once the executor ran it
 
 
@@ -105,11 +106,7 @@ def plan(protocol: Protocol, store: RunStore, local: bool = True, archive: RunAr
         if archive is not None and s.state in TRAINED_STATES and s.run.config is not None:
             archived = archive.find(s.run.config.to_dict())
         if archived is not None:
-            s.state, s.run_id, s.note = (
-                "reuse",
-                archived,
-                "in the archive: restored into the store when the benchmark runs",
-            )
+            s.state, s.run_id, s.note = "reuse", archived, IN_ARCHIVE_NOTE
     return steps
 
 

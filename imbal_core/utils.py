@@ -53,20 +53,20 @@ def data_roots() -> list[Path]:
 
 
 def software_environment(device: torch.device) -> str:
-    """What besides config and code moves a run's numbers: the libraries' versions and the CPU's vector instructions
-    (or the GPU). The same seed gives the same numbers in the same environment; elsewhere, float sums round apart
-    from the first epoch and the final metrics differ in their second or third decimal."""
+    """What besides config and code moves a run's numbers: the libraries' versions, the CPU's vector instructions
+    and torch's thread count (they decide how float sums are split and rounded), or the GPU. The same seed gives the
+    same numbers in the same environment; elsewhere the numbers part from the first epoch, and the final metrics
+    differ in their second or third decimal."""
     import platform
 
-    import numpy
     import PIL
     import timm
 
-    hardware = f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}"
+    hardware = f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads"
     if device.type == "cuda":
         hardware += f", {torch.cuda.get_device_name(device)}"
     return (
-        f"torch {torch.__version__}, numpy {numpy.__version__}, pillow {PIL.__version__}, timm {timm.__version__}, "
+        f"torch {torch.__version__}, numpy {np.__version__}, pillow {PIL.__version__}, timm {timm.__version__}, "
         f"{hardware}"
     )
 
