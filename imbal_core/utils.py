@@ -62,7 +62,7 @@ def software_environment(device: torch.device) -> str:
     import PIL
     import timm
 
-    hardware = f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads"
+    hardware = f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}, threads {torch.get_num_threads()}"
     if device.type == "cuda":
         hardware += f", {torch.cuda.get_device_name(device)}"
     return (
