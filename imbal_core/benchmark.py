@@ -101,12 +101,13 @@ def plan(protocol: Protocol, store: RunStore, local: bool = True, archive: RunAr
     runs = protocol.plan()
     _check_data(protocol, runs, local)
     steps = [_step(run, store) for run in runs]
+    archived = archive.configs() if archive is not None else {}
     for s in steps:
-        archived = None
-        if archive is not None and s.state in TRAINED_STATES and s.run.config is not None:
-            archived = archive.find(s.run.config.to_dict())
-        if archived is not None:
-            s.state, s.run_id, s.note = "reuse", archived, IN_ARCHIVE_NOTE
+        if s.state in TRAINED_STATES and s.run.config is not None:
+            wanted = json.loads(json.dumps(s.run.config.to_dict()))  # the stored form: tuples as lists
+            found = [run_id for run_id, config in archived.items() if config == wanted]
+            if found:
+                s.state, s.run_id, s.note = "reuse", found[0], IN_ARCHIVE_NOTE
     return steps
 
 
@@ -188,10 +189,6 @@ def _run_benchmark(
     finally:  # also after Ctrl-C: the results file shows what is finished, and names the run it stopped
         for step, job in zip(todo, jobs):
             step.run_id, step.started = step.run_id or job.run_id, job.started
-        if archive is not None:  # also the runs finished before this command (an archive begun part-way)
-            for s in steps:
-                if s.run_id and store.has_run(s.run_id) and store.get_run(s.run_id)["status"] == "finished":
-                    archive.save(store, s.run_id)
         result = write_results(
             protocol,
             store,
@@ -201,6 +198,10 @@ def _run_benchmark(
             executor.description,
             time.time() - started,
         )
+        if archive is not None:  # also the runs finished before this command (an archive begun part-way)
+            for s in result.steps:
+                if s.final_status == "finished" and s.run_id:
+                    archive.save(store, s.run_id)
     return result
 
 

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,17 +52,15 @@ class RunArchive:
         status = store.get_run(run_id)["status"]
         if status != "finished":
             raise RunError(f"run {run_id} is {status}: only finished runs are archived")
-        exported = store.export_run(run_id)
+        exported = _with_config(store.export_run(run_id), _portable)
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{run_id}.", suffix=".tmp"))
         try:
-            exported["run"]["config"] = json.dumps(_portable(json.loads(exported["run"]["config"])))
-            exported["files"][CONFIG_FILE] = json.dumps(_portable(json.loads(exported["files"][CONFIG_FILE])), indent=2)
             for name, data in exported["files"].items():
                 if name.endswith(WEIGHTS_SUFFIX):
                     continue
                 (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-                (tmp / name).write_bytes(data.encode() if isinstance(data, str) else data)
+                (tmp / name).write_bytes(data)
                 if name == PREDICTIONS_FILE:
                     slim_predictions(tmp / name)
             row = {"run": exported["run"], "metrics": [list(m) for m in exported["metrics"]]}
@@ -80,9 +79,7 @@ class RunArchive:
             for f in sorted(folder.rglob("*"))
             if f.is_file() and f.name != ROW_FILE
         }
-        row["run"]["config"] = json.dumps(_local(json.loads(row["run"]["config"])))
-        files[CONFIG_FILE] = json.dumps(_local(json.loads(files[CONFIG_FILE])), indent=2).encode()
-        return {"run": row["run"], "metrics": [tuple(m) for m in row["metrics"]], "files": files}
+        return _with_config({"run": row["run"], "metrics": [tuple(m) for m in row["metrics"]], "files": files}, _local)
 
     def restore(self, store: RunStore) -> list[str]:
         """Import every archived run that `store` lacks; returns their ids. A run the store has is left as it is."""
@@ -93,14 +90,19 @@ class RunArchive:
                 restored.append(run_id)
         return restored
 
-    def find(self, config: dict[str, Any]) -> str | None:
-        """The id of an archived run whose whole config equals `config` (as `RunStore.find_runs` matches)."""
-        wanted = json.loads(json.dumps(config))
-        for run_id in self.run_ids():
-            run = json.loads((self.root / run_id / ROW_FILE).read_text())["run"]
-            if _local(json.loads(run["config"])) == wanted:
-                return run_id
-        return None
+    def configs(self) -> dict[str, dict[str, Any]]:
+        """Each archived run's config as this checkout reads it (`RunStore.find_runs` matches a whole config)."""
+        return {
+            run_id: _local(json.loads(json.loads((self.root / run_id / ROW_FILE).read_text())["run"]["config"]))
+            for run_id in self.run_ids()
+        }
+
+
+def _with_config(exported: dict[str, Any], change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """An exported run with `change` applied to its config, in its row and in its config.json alike."""
+    run = {**exported["run"], "config": json.dumps(change(json.loads(exported["run"]["config"])))}
+    config_file = json.dumps(change(json.loads(exported["files"][CONFIG_FILE])), indent=2).encode()
+    return {**exported, "run": run, "files": {**exported["files"], CONFIG_FILE: config_file}}
 
 
 def _portable(config: dict[str, Any]) -> dict[str, Any]:
