@@ -660,7 +660,8 @@ def test_an_archived_data_path_beside_the_checkout_is_written_relative_to_it():
     """So a clone in another folder, with the data beside it as CI has it, matches the archived runs."""
     from imbal_core.runs.archive import _local, _portable
 
-    beside = {"method": "ce", "data_path": str(ROOT.parent / "shared" / "data" / "ham10000")}
+    # resolved, as a protocol resolves it (`../shared` may be a link to elsewhere)
+    beside = {"method": "ce", "data_path": str((ROOT.parent / "shared" / "data" / "ham10000").resolve())}
     assert _portable(beside) == {"method": "ce", "data_path": "<checkout>/../shared/data/ham10000"}
     assert _local(_portable(beside)) == beside
     assert _portable({"data_path": None}) == {"data_path": None}

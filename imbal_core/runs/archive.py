@@ -106,10 +106,18 @@ def _with_config(exported: dict[str, Any], change: Callable[[dict[str, Any]], di
 
 
 def _portable(config: dict[str, Any]) -> dict[str, Any]:
-    """The config with its data path written relative to the checkout, when the path is in or beside it."""
+    """The config with its data path written relative to the checkout, when the path is in or beside it. A protocol's
+    path is resolved, so a folder beside the checkout that is a link (`../shared` -> elsewhere) is matched resolved."""
     path = config.get("data_path")
-    if path and Path(path).is_absolute() and Path(path).is_relative_to(REPO_ROOT.parent):
-        return {**config, "data_path": f"{CHECKOUT}/{os.path.relpath(path, REPO_ROOT)}"}
+    if not path or not Path(path).is_absolute():
+        return config
+    for beside in [REPO_ROOT.parent, *sorted(REPO_ROOT.parent.iterdir())]:  # as written, then through a link
+        if Path(path).is_relative_to(beside.resolve()):
+            inside = Path(path).relative_to(beside.resolve())
+            return {
+                **config,
+                "data_path": f"{CHECKOUT}/{os.path.relpath(beside / inside, REPO_ROOT)}",
+            }
     return config
 
 
