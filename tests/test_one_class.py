@@ -141,9 +141,16 @@ def test_middle_class_counts_and_strengths(synthetic):
     assert level_strengths(4) == [0.2, 0.4, 0.6, 0.8]
 
 
-def test_unknown_operation_weight_is_an_error():
-    with pytest.raises(ConfigError, match="no operation"):
-        RECIPES.get("fundus").check_weights({"streaks": 1.0})
+@pytest.mark.parametrize("recipe", RECIPES.names())
+def test_every_recipe_rejects_a_strength_or_weight_out_of_range(recipe, synthetic):
+    images = synthetic.train.images[:2]
+    with pytest.raises(ConfigError, match=r"strength must be in \[0, 1\]; got 1.5"):
+        RECIPES.get(recipe).middle_class(images, 1.5, seed=0, task_classes=SIDES)
+    with pytest.raises(ConfigError, match="has no operation"):
+        RECIPES.get(recipe).middle_class(images, 0.5, seed=0, weights={"no_such_operation": 1.0}, task_classes=SIDES)
+    first = RECIPES.get(recipe).operations[0].name
+    with pytest.raises(ConfigError, match=f"weight of operation '{first}' must be in"):
+        RECIPES.get(recipe).middle_class(images, 0.5, seed=0, weights={first: -0.1}, task_classes=SIDES)
 
 
 def test_builtin_interpolated_factors_lie_between_the_two_classes():

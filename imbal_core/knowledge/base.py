@@ -79,6 +79,19 @@ class Recipe:
         task_classes: Sequence[Sequence[str]] = (),
     ) -> np.ndarray:
         """Images (N, H, W, C) uint8 of the normal class -> the same images at `strength` toward abnormal."""
+        if not 0.0 <= strength <= 1.0:
+            raise ConfigError(f"strength must be in [0, 1]; got {strength!r}")
+        return self.render(images, strength, seed, self.check_weights(weights), task_classes)
+
+    def render(
+        self,
+        images: np.ndarray,
+        strength: float,
+        seed: int,
+        weights: Mapping[str, float],
+        task_classes: Sequence[Sequence[str]],
+    ) -> np.ndarray:
+        """`middle_class` after its arguments are checked; each recipe family implements it."""
         raise NotImplementedError
 
 
@@ -90,17 +103,14 @@ class ImageRecipe(Recipe):
         h, w = image.shape[:2]
         return Region(np.ones((h, w), dtype=np.float32), ((h - 1) / 2, (w - 1) / 2), min(h, w) / 2)
 
-    def middle_class(
+    def render(
         self,
         images: np.ndarray,
         strength: float,
         seed: int,
-        weights: Mapping[str, float] | None = None,
-        task_classes: Sequence[Sequence[str]] = (),
+        weights: Mapping[str, float],
+        task_classes: Sequence[Sequence[str]],
     ) -> np.ndarray:
-        if not 0.0 <= strength <= 1.0:
-            raise ConfigError(f"strength must be in [0, 1]; got {strength!r}")
-        weights = self.check_weights(weights)
         out = np.empty_like(images)
         for i, rng in enumerate(np.random.default_rng(seed).spawn(len(images))):
             out[i] = self.apply_one(images[i], strength, rng, weights)

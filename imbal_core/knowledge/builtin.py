@@ -34,18 +34,16 @@ class Builtin(Recipe):
     operations = tuple(Operation(group, GROUP_TEXT[group]) for group in FACTOR_GROUPS)
     needs_task_classes = True
 
-    def middle_class(
+    def render(
         self,
         images: np.ndarray,
         strength: float,
         seed: int,
-        weights: Mapping[str, float] | None = None,
-        task_classes: Sequence[Sequence[str]] = (),
+        weights: Mapping[str, float],
+        task_classes: Sequence[Sequence[str]],
     ) -> np.ndarray:
-        if not 0.0 <= strength <= 1.0:
-            raise ConfigError(f"strength must be in [0, 1]; got {strength!r}")
         positive, negative = self._sides(task_classes)
-        amounts = {group: strength * w for group, w in self.check_weights(weights).items()}
+        amounts = {group: strength * w for group, w in weights.items()}
         rng = np.random.default_rng(seed)
         specs = [
             interpolate_spec(CLASSES[self._draw(negative, rng)], CLASSES[self._draw(positive, rng)], amounts)
