@@ -111,13 +111,11 @@ def _portable(config: dict[str, Any]) -> dict[str, Any]:
     path = config.get("data_path")
     if not path or not Path(path).is_absolute():
         return config
-    for beside in [REPO_ROOT.parent, *sorted(REPO_ROOT.parent.iterdir())]:  # as written, then through a link
+    links = [p for p in sorted(REPO_ROOT.parent.iterdir()) if p.is_symlink()]
+    for beside in [REPO_ROOT.parent, *links]:  # as written, then through a linked folder beside the checkout
         if Path(path).is_relative_to(beside.resolve()):
             inside = Path(path).relative_to(beside.resolve())
-            return {
-                **config,
-                "data_path": f"{CHECKOUT}/{os.path.relpath(beside / inside, REPO_ROOT)}",
-            }
+            return {**config, "data_path": f"{CHECKOUT}/{os.path.relpath(beside / inside, REPO_ROOT)}"}
     return config
 
 
