@@ -231,9 +231,7 @@ def _check_data(protocol: Protocol, runs: list[PlannedRun], local: bool) -> None
             for other in runs:  # every ratio and seed of this data reachable
                 c = other.config
                 if c is not None and json.dumps(c.data_recipe(), sort_keys=True, default=str) == key:
-                    kept_indices(
-                        dataset.train.labels, c.ratio, c.profile, c.head_order, c.fit, c.seed, dataset.class_names
-                    )
+                    kept_indices(c, dataset)
         except ImbalLabError as err:
             hint = (
                 f" (the path comes from the protocol's data table or from --path {run.data.name}=DIR)"

@@ -26,7 +26,7 @@ from .engine.evaluate import EVAL_SPLITS, OVERLAP_RULES, evaluate_run
 from .engine.robustness import DEFAULT_STRENGTHS, drop_table, evaluate_shifts
 from .engine.trainer import RESUMABLE
 from .errors import ConfigError, ImbalLabError
-from .executors import Job, LocalExecutor, RayExecutor, check_ready_on_cluster, waits_for_a_worker
+from .executors import Job, LocalExecutor, RayExecutor, waits_for_a_worker
 from .methods import METHODS
 from .models import DEFAULT_BACKBONE
 from .runs import LISTED_STATUSES, RunArchive, RunStore
@@ -818,7 +818,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 def _sweep_on_ray(args: argparse.Namespace, store: RunStore, configs: list[TrainConfig]) -> None:
     for config in configs:  # as for a local sweep, but the device is the workers' (checked there)
-        check_ready_on_cluster(config)
+        config.check_ready(device_here=False)
     executor = _executor(args)
     outcomes = executor.run(
         [Job(config) for config in configs],

@@ -108,24 +108,6 @@ class LocalExecutor:
         return outcomes
 
 
-def check_ready_on_cluster(config: TrainConfig) -> None:
-    """`TrainConfig.check_ready` but for the device, which is the workers' (a GPU cluster's driver may have none)."""
-    from .imbalance import kept_indices
-    from .methods import create_method
-
-    dataset = config.load_data()
-    kept_indices(
-        dataset.train.labels,
-        config.ratio,
-        config.profile,
-        config.head_order,
-        config.fit,
-        config.seed,
-        dataset.class_names,
-    )
-    create_method(config.method, **config.method_settings).check_ready()
-
-
 def ray_available() -> bool:
     try:
         import ray  # noqa: F401

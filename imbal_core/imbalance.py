@@ -9,10 +9,14 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .data import ImageDataset
 
 PROFILES = ("exp", "step")
 FITS = ("scale", "cap")
@@ -175,21 +179,31 @@ def subset_suffix(ratio: float | None, seed: int) -> str:
     return "" if ratio is None else f"_r{ratio:g}_s{seed}"
 
 
-def kept_indices(
-    labels: np.ndarray,
-    ratio: float | None,
-    profile: str | Mapping[str, int] = "exp",
-    head_order: str | Sequence[int] = "natural",
-    fit: str = "scale",
-    seed: int = 0,
-    class_names: Sequence[str] | None = None,
-) -> np.ndarray:
+class Subsample(Protocol):
+    """The fields that choose a training subset: a run's `TrainConfig` and a generator's config both have them."""
+
+    ratio: float | None
+    profile: str | dict[str, int]
+    head_order: str | list[int]
+    fit: str
+    seed: int
+
+
+def kept_indices(subsample: Subsample, dataset: ImageDataset) -> np.ndarray:
     """The training images a run keeps: all of them for natural counts, else `make_imbalanced`'s subset.
 
     Runs and generators both call this, so a generator learns from exactly the images of the runs it serves.
+    Raises `ConfigError` for a ratio the data cannot reach.
     """
-    if ratio is None and not isinstance(profile, Mapping):
+    labels = dataset.train.labels
+    if subsample.ratio is None and not isinstance(subsample.profile, Mapping):
         return np.arange(len(labels))
     return make_imbalanced(
-        labels, ratio or 1.0, profile, head_order, seed=seed, class_names=class_names, fit=fit
+        labels,
+        subsample.ratio or 1.0,
+        subsample.profile,
+        subsample.head_order,
+        seed=subsample.seed,
+        class_names=dataset.class_names,
+        fit=subsample.fit,
     ).indices

@@ -106,14 +106,16 @@ class TrainConfig:
             )
             _require(ok, "ratio", "a finite number >= 1, or None for the natural counts", self.ratio)
 
-    def check_ready(self) -> None:
+    def check_ready(self, *, device_here: bool = True) -> None:
         """Before a new run, so that bad input creates none: the device is there, the data loads and suits a classifier
-        (the task's classes exist), the ratio is reachable, and what the method's settings name exists (a generator)."""
-        check_device(self.device)
+        (the task's classes exist), the ratio is reachable, and what the method's settings name exists (a generator).
+
+        `device_here=False` for a run that a cluster's worker trains: the device is the worker's, checked there
+        (a GPU cluster's driver may have none)."""
+        if device_here:
+            check_device(self.device)
         dataset = self.load_data()
-        kept_indices(
-            dataset.train.labels, self.ratio, self.profile, self.head_order, self.fit, self.seed, dataset.class_names
-        )  # raises for a ratio out of reach
+        kept_indices(self, dataset)  # raises for a ratio out of reach
         create_method(self.method, **self.method_settings).check_ready()
 
     def data_recipe(self) -> dict[str, Any]:

@@ -131,15 +131,7 @@ def _with_heartbeat(store: RunStore, run_id: str, progress: ProgressFn | None) -
 
 def prepare_data(config: TrainConfig, device: torch.device) -> RunData:
     dataset = config.load_data()
-    kept = kept_indices(
-        dataset.train.labels,
-        config.ratio,
-        config.profile,
-        config.head_order,
-        config.fit,
-        config.seed,
-        dataset.class_names,
-    )
+    kept = kept_indices(config, dataset)
     train_split = dataset.train.subset(kept)
     counts = np.bincount(train_split.labels, minlength=dataset.num_classes)
     return RunData(

@@ -136,15 +136,7 @@ def training_split(config: GeneratorConfig, device: torch.device | str = "cpu") 
         split_seed=config.split_seed,
         **(config.data_options or {}),
     )
-    index = kept_indices(
-        dataset.train.labels,
-        config.ratio,
-        config.profile,
-        config.head_order,
-        config.fit,
-        config.seed,
-        dataset.class_names,
-    )
+    index = kept_indices(config, dataset)
     split = dataset.train.subset(index)
     images = torch.from_numpy(split.images).permute(0, 3, 1, 2).contiguous().to(device)
     return TrainingSplit(
