@@ -99,15 +99,23 @@ def plan(protocol: Protocol, store: RunStore, local: bool = True, archive: RunAr
     each run against the store, then against `archive` (a run found only there is reused: the benchmark restores it
     into the store before it plans). Raises ConfigError / DataError before anything is trained."""
     runs = protocol.plan()
-    _check_data(protocol, runs, local)
+    train_indices = _check_data(protocol, runs, local)
     steps = [_step(run, store) for run in runs]
     archived = archive.configs() if archive is not None else {}
-    for s in steps:
+    for i, s in enumerate(steps):
         if s.state in TRAINED_STATES and s.run.config is not None:
             wanted = json.loads(json.dumps(s.run.config.to_dict()))  # the stored form: tuples as lists
             found = [run_id for run_id, config in archived.items() if config == wanted]
             if found:
                 s.state, s.run_id, s.note = "reuse", found[0], IN_ARCHIVE_NOTE
+        if s.state in TRAINED_STATES and s.run.config is not None:
+            config = s.run.config
+            try:  # here, not on a worker: e.g. a generator's relative data path means what it says only here
+                create_method(config.method, **config.method_settings).check_training_set(
+                    config.data_recipe(), train_indices[i]
+                )
+            except ImbalLabError as err:
+                s.state, s.note = "blocked", str(err)
     return steps
 
 
@@ -210,7 +218,10 @@ def _is_reference(method: MethodSpec, protocol: Protocol) -> bool:
     return method.method in (protocol.reference, *protocol.other_references) and not method.settings
 
 
-def _check_data(protocol: Protocol, runs: list[PlannedRun], local: bool) -> None:
+def _check_data(protocol: Protocol, runs: list[PlannedRun], local: bool) -> dict[int, np.ndarray]:
+    """Raise ConfigError for data that does not load or a ratio out of reach; return each run's training images
+    (indices in the train split) by its position in `runs`."""
+    train_indices: dict[int, np.ndarray] = {}
     seen: set[str] = set()
     for run in runs:
         config = run.config
@@ -228,10 +239,10 @@ def _check_data(protocol: Protocol, runs: list[PlannedRun], local: bool) -> None
         task = f" with task {config.task!r}" if config.task else ""
         try:
             dataset = config.load_data()
-            for other in runs:  # every ratio and seed of this data reachable
+            for i, other in enumerate(runs):  # every ratio and seed of this data reachable
                 c = other.config
                 if c is not None and json.dumps(c.data_recipe(), sort_keys=True, default=str) == key:
-                    kept_indices(c, dataset)
+                    train_indices[i] = kept_indices(c, dataset)
         except ImbalLabError as err:
             hint = (
                 f" (the path comes from the protocol's data table or from --path {run.data.name}=DIR)"
@@ -239,6 +250,7 @@ def _check_data(protocol: Protocol, runs: list[PlannedRun], local: bool) -> None
                 else ""
             )
             raise ConfigError(f"{protocol.file}: data set {run.data.name!r}{task}: {err}{hint}") from None
+    return train_indices
 
 
 def _step(run: PlannedRun, store: RunStore) -> Step:

@@ -14,7 +14,7 @@ from imbal_core.errors import ConfigError
 from imbal_core.methods import create_method
 from imbal_core.methods.iois import aas_allocation, inverse_frequency_allocation, split_budget
 from imbal_core.synth.diffusion import DiffusionModel, DiffusionTrainConfig, load_diffusion_model, to_model_range
-from imbal_core.synth.generators import load_generator_info, read_generator, train_generator
+from imbal_core.synth.generators import load_generator_info, read_generator, resolve_generator, train_generator
 from imbal_core.synth.quality import frechet_distance, generator_quality, nearest_neighbours
 
 from .conftest import TINY, assert_resume_matches_uninterrupted, tiny_config
@@ -218,6 +218,38 @@ def test_iois_refuses_a_generator_that_learnt_from_images_the_run_leaves_out(sto
             tiny_config(method="iois", data_options={"n_images": 800}, method_settings={"generator": tiny_generator}),
             store,
         )
+    assert store.runs().empty  # refused before a run was created
+
+
+def test_a_generators_relative_data_path_is_judged_where_the_run_is_planned(tmp_path, store, monkeypatch):
+    """A generator keeps its data path as given, relative to where it was trained. A Ray worker runs in a folder of
+    its own, where that path means something else: the check is made before the run is created, not in the worker
+    (`ham10000_28`'s iois runs failed on Ray with "trained on other data" for the same folder)."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "data").mkdir()
+    arrays = {}
+    for split, n in (("train", 60), ("val", 15), ("test", 15)):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 28, 28, 3), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 3)[:, None]
+    np.savez(tmp_path / "data" / "tiny.npz", **arrays)
+    monkeypatch.chdir(tmp_path)
+    train_generator(tiny_diffusion_config(data="medmnist", data_path="data/tiny.npz", data_options={}), "tiny_npz")
+    assert load_generator_info(resolve_generator("tiny_npz", "diffusion")).config["data_path"] == "data/tiny.npz"
+    config = tiny_config(
+        method="iois",
+        data="medmnist",
+        data_path=str(tmp_path / "data" / "tiny.npz"),
+        data_options={},
+        epochs=2,
+        method_settings={"generator": "tiny_npz", "steps": 2, "pool_per_class": 4},
+    )
+    config.check_ready()  # the same file, judged from the folder the generator was trained in
+    run_id = store.create_run(config.to_dict())
+    worker_folder = tmp_path / "worker"
+    worker_folder.mkdir()
+    monkeypatch.chdir(worker_folder)  # where "data/tiny.npz" is another (missing) file
+    assert train(config, store, run_id=run_id) == run_id
+    assert store.get_run(run_id)["status"] == "finished"
 
 
 def test_quality_measures_on_known_cases(store, tiny_generator):
@@ -303,3 +335,19 @@ def test_cli_diffusion_train_list_and_quality(tmp_path, store, capsys, tiny_gene
     assert "label_fidelity" in printed and "not Inception-FID" in printed and "| all |" in out.read_text()
     assert f"Command: `python -m imbal_core --store {store.root} generator-quality" in out.read_text()
     assert main(["generator-quality", tiny_generator, "--run", "no_such_run"]) == 2
+
+
+def test_a_benchmark_blocks_an_iois_run_whose_generator_learnt_from_other_data(tmp_path, store, tiny_generator):
+    from imbal_core.benchmark import plan
+    from imbal_core.protocol import load_protocol
+
+    protocol = tmp_path / "p.toml"
+    protocol.write_text(
+        'description = "iois against a generator of other data"\nseeds = [0]\nepochs = 1\nimage_size = 28\n'
+        f'device = "cpu"\nmethods = ["ce", {{ method = "iois", settings = {{ generator = "{tiny_generator}" }} }}]\n'
+        '[data]\nsource = "synthetic"\noptions = { n_images = 800 }\n'
+    )
+    steps = plan(load_protocol(protocol), store)
+    assert [s.state for s in steps] == ["new", "blocked"]
+    assert "was trained on other data than this run (data_options" in steps[1].note
+    assert store.runs().empty

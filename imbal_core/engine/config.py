@@ -108,15 +108,17 @@ class TrainConfig:
 
     def check_ready(self, *, device_here: bool = True) -> None:
         """Before a new run, so that bad input creates none: the device is there, the data loads and suits a classifier
-        (the task's classes exist), the ratio is reachable, and what the method's settings name exists (a generator).
+        (the task's classes exist), the ratio is reachable, and what the method's settings name exists and suits the
+        training images (a generator).
 
         `device_here=False` for a run that a cluster's worker trains: the device is the worker's, checked there
         (a GPU cluster's driver may have none)."""
         if device_here:
             check_device(self.device)
-        dataset = self.load_data()
-        kept_indices(self, dataset)  # raises for a ratio out of reach
-        create_method(self.method, **self.method_settings).check_ready()
+        method = create_method(self.method, **self.method_settings)
+        method.check_ready()
+        kept = kept_indices(self, self.load_data())  # raises for a ratio out of reach
+        method.check_training_set(self.data_recipe(), kept)
 
     def data_recipe(self) -> dict[str, Any]:
         """Everything that decides which images a run sees (generators are checked against it)."""

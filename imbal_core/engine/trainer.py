@@ -241,7 +241,6 @@ def _setup_run(config: TrainConfig, store: RunStore, run_id: str) -> RunState:
         device,
         data.train_images,
         config.init_from,
-        train_index=data.kept,
         data_recipe=config.data_recipe(),
     )
     method.setup(model, info)

@@ -2,7 +2,10 @@
 
 When a config is made, `check_data(data_recipe)` checks settings that depend on the data (e.g. a
 recipe's operation names). Before a run is created, `check_ready()` checks what the settings name
-outside the config (e.g. a generator file), so a missing one is an error, not a failed run. The engine then calls,
+outside the config (e.g. a generator file), so a missing one is an error, not a failed run, and, with the data
+loaded, `check_training_set(data_recipe, train_index)` checks that it suits the run's training images (e.g. a
+generator that learnt from other data). Both run where the run is planned, not on a cluster's worker, whose working
+folder and files differ. The engine then calls,
 in order:
     setup(model, info)            once: may replace the head, create teachers, heads, banks (self.aux)
     stages(epochs)                the training stages (one for most methods, two for decoupled ones)
@@ -174,7 +177,6 @@ class TrainInfo:
     device: torch.device
     train_images: torch.Tensor | None = None  # (N, C, H, W) uint8 on the device; None outside training
     init_from: str | None = None  # the finished run whose weights started this one
-    train_index: np.ndarray | None = None  # the training images' indices in the data set's train split
     data_recipe: dict[str, Any] | None = None  # data, data_path, data_options, image_size, split_seed, task
 
     @property
@@ -233,6 +235,11 @@ class Method:
 
     def check_ready(self) -> None:
         """Raise ConfigError when something the settings name is missing (not called for finished runs)."""
+
+    def check_training_set(self, data_recipe: dict[str, Any], train_index: np.ndarray) -> None:
+        """Raise ConfigError when what the settings name does not suit the run's training images: `data_recipe` is
+        `TrainConfig.data_recipe()`, `train_index` the images' indices in the train split (not called for finished
+        runs)."""
 
     def setup(self, model: Classifier, info: TrainInfo) -> None:
         self.info = info

@@ -177,6 +177,27 @@ class IOIS(Method):
                 "`python -m imbal_core generators`); or name a finished generator"
             )
 
+    def check_training_set(self, data_recipe: dict[str, Any], train_index: np.ndarray) -> None:
+        """Refuse a generator that learnt from other data, or from images this run may not train on."""
+        if not self.settings["ois"]:
+            return
+        path = resolve_generator(self.settings["generator"], "diffusion")
+        mismatch = data_mismatch(load_generator_info(path).config, data_recipe)
+        if mismatch:
+            raise ConfigError(
+                f"generator {path.stem!r} was trained on other data than this run ({mismatch}); train "
+                "one on this run's data with `diffusion-train`"
+            )
+        learnt = generator_train_index(path)
+        if learnt is not None:
+            unseen = np.setdiff1d(learnt, train_index).size
+            if unseen:
+                raise ConfigError(
+                    f"generator {path.stem!r} learnt from {unseen} training images this run leaves out by its "
+                    f"imbalance profile (it would leak them through synthetic images); train one with the run's "
+                    f"--ratio, --profile and --seed: `diffusion-train --ratio ... --seed ...`"
+                )
+
     def stages(self, epochs: int) -> list[Stage]:
         warmup = min(epochs - 1, max(1, round(self.settings["warmup_share"] * epochs))) if epochs > 1 else 0
         synthesis = Stage("synthesis", epochs - warmup, representation=False)
@@ -194,27 +215,6 @@ class IOIS(Method):
         self.pool: tuple[torch.Tensor, torch.Tensor] | None = None
         self.pool_seed: int | None = None
         self.generator_model: DiffusionModel | None = None
-        if info.train_images is not None and self.settings["ois"]:  # training (not re-building a finished run)
-            self._check_generator(info)
-
-    def _check_generator(self, info: TrainInfo) -> None:
-        """Refuse a generator that learnt from other data, or from images this run may not train on."""
-        path = resolve_generator(self.settings["generator"], "diffusion")
-        mismatch = data_mismatch(load_generator_info(path).config, info.data_recipe or {})
-        if mismatch:
-            raise ConfigError(
-                f"generator {path.stem!r} was trained on other data than this run ({mismatch}); train "
-                "one on this run's data with `diffusion-train`"
-            )
-        learnt = generator_train_index(path)
-        if learnt is not None and info.train_index is not None:
-            unseen = np.setdiff1d(learnt, info.train_index).size
-            if unseen:
-                raise ConfigError(
-                    f"generator {path.stem!r} learnt from {unseen} training images this run leaves out by its "
-                    f"imbalance profile (it would leak them through synthetic images); train one with the run's "
-                    f"--ratio, --profile and --seed: `diffusion-train --ratio ... --seed ...`"
-                )
 
     # ---- the loop's hooks --------------------------------------------------------------------
 
