@@ -97,25 +97,27 @@ class BenchmarkResult:
 def plan(protocol: Protocol, store: RunStore, local: bool = True, archive: RunArchive | None = None) -> list[Step]:
     """Check the protocol against its data (loads, every ratio reachable; the device when training here) and match
     each run against the store, then against `archive` (a run found only there is reused: the benchmark restores it
-    into the store before it plans). Raises ConfigError / DataError before anything is trained."""
+    into the store before it plans). A run to train whose generator is missing or does not suit its training images
+    is blocked. Raises ConfigError / DataError before anything is trained."""
     runs = protocol.plan()
     train_indices = _check_data(protocol, runs, local)
     steps = [_step(run, store) for run in runs]
     archived = archive.configs() if archive is not None else {}
     for i, s in enumerate(steps):
-        if s.state in TRAINED_STATES and s.run.config is not None:
-            wanted = json.loads(json.dumps(s.run.config.to_dict()))  # the stored form: tuples as lists
-            found = [run_id for run_id, config in archived.items() if config == wanted]
-            if found:
-                s.state, s.run_id, s.note = "reuse", found[0], IN_ARCHIVE_NOTE
-        if s.state in TRAINED_STATES and s.run.config is not None:
-            config = s.run.config
-            try:  # here, not on a worker: e.g. a generator's relative data path means what it says only here
-                create_method(config.method, **config.method_settings).check_training_set(
-                    config.data_recipe(), train_indices[i]
-                )
-            except ImbalLabError as err:
-                s.state, s.note = "blocked", str(err)
+        config = s.run.config
+        if s.state not in TRAINED_STATES or config is None:
+            continue
+        wanted = json.loads(json.dumps(config.to_dict()))  # the stored form: tuples as lists
+        found = [run_id for run_id, archived_config in archived.items() if archived_config == wanted]
+        if found:
+            s.state, s.run_id, s.note = "reuse", found[0], IN_ARCHIVE_NOTE
+            continue
+        try:  # here, not on a worker: e.g. a generator's relative data path means what it says only here
+            create_method(config.method, **config.method_settings).check_training_set(
+                config.data_recipe(), train_indices[i]
+            )
+        except ImbalLabError as err:
+            s.state, s.note = "blocked", str(err)
     return steps
 
 
