@@ -98,7 +98,8 @@ def plan(protocol: Protocol, store: RunStore, local: bool = True, archive: RunAr
     """Check the protocol against its data (loads, every ratio reachable; the device when training here) and match
     each run against the store, then against `archive` (a run found only there is reused: the benchmark restores it
     into the store before it plans). A run to train whose generator is missing or does not suit its training images
-    is blocked. Raises ConfigError / DataError before anything is trained."""
+    is blocked (an archived one is reused whatever its generator). Raises ConfigError / DataError before anything is
+    trained."""
     runs = protocol.plan()
     train_indices = _check_data(protocol, runs, local)
     steps = [_step(run, store) for run in runs]
@@ -112,12 +113,14 @@ def plan(protocol: Protocol, store: RunStore, local: bool = True, archive: RunAr
         if found:
             s.state, s.run_id, s.note = "reuse", found[0], IN_ARCHIVE_NOTE
             continue
-        try:  # here, not on a worker: e.g. a generator's relative data path means what it says only here
-            create_method(config.method, **config.method_settings).check_training_set(
-                config.data_recipe(), train_indices[i]
-            )
+        # What the settings name exists (a generator) and suits the run's training images: checked here, not on a
+        # worker, where a generator's relative data path means something else.
+        method = create_method(config.method, **config.method_settings)
+        try:
+            method.check_ready()
+            method.check_training_set(config.data_recipe(), train_indices[i])
         except ImbalLabError as err:
-            s.state, s.note = "blocked", str(err)
+            s.state, s.run_id, s.note = "blocked", None, str(err)
     return steps
 
 
@@ -279,10 +282,6 @@ def _step(run: PlannedRun, store: RunStore) -> Step:
                 f"run {r['run_id']} is queued in the app's job queue; it "
                 "trains there (or stop it there), then run the command again",
             )
-    try:  # what the settings name exists (a generator); cheap, no data loaded
-        create_method(run.config.method, **run.config.method_settings).check_ready()
-    except ImbalLabError as err:
-        return Step(run, "blocked", note=str(err))
     resumable = [r for r in existing if r["status"] in RESUMABLE]
     if resumable:
         best = max(resumable, key=lambda r: ((r["progress"] or {}).get("epoch", 0), r["created"]))
