@@ -80,6 +80,7 @@ class Step:
     outcome: Outcome | None = field(default=None, repr=False)
     final_status: str | None = None  # the run's status when the results were written
     started: bool = False  # the executor began the run (for Ray: submitted it)
+    archived_for: str | None = None  # an archived run has this run's settings for the data at this other path
 
 
 @dataclass
@@ -113,6 +114,10 @@ def plan(protocol: Protocol, store: RunStore, local: bool = True, archive: RunAr
         if found:
             s.state, s.run_id, s.note = "reuse", found[0], IN_ARCHIVE_NOTE
             continue
+        s.archived_for = next(
+            (c["data_path"] for c in archived.values() if {**c, "data_path": None} == {**wanted, "data_path": None}),
+            None,
+        )
         # What the settings name exists (a generator) and suits the run's training images: checked here, not on a
         # worker, where a generator's relative data path means something else.
         method = create_method(config.method, **config.method_settings)
@@ -122,6 +127,20 @@ def plan(protocol: Protocol, store: RunStore, local: bool = True, archive: RunAr
         except ImbalLabError as err:
             s.state, s.run_id, s.note = "blocked", None, str(err)
     return steps
+
+
+def other_data_hint(steps: list[Step]) -> str | None:
+    """Why archived runs are not reused when they differ from planned ones only in their data folder (a clone whose
+    data is elsewhere, named with --path), and how to reuse them; None when there are none."""
+    again = [s for s in steps if s.archived_for and s.state in TRAINED_STATES]
+    if not again:
+        return None
+    folders = sorted({f"--path {s.run.data.name}={s.archived_for}" for s in again})
+    return (
+        f"the archive has {len(again)} of the runs to train with the same settings but data from another folder; a "
+        "run is reused only for its own data folder, so they train again. If that folder holds the same files, run "
+        f"with {' '.join(folders)} to reuse them"
+    )
 
 
 def run_benchmark(
@@ -161,7 +180,7 @@ def _run_benchmark(
         restored = archive.restore(store)
         if restored:
             log(f"restored {len(restored)} finished runs from the archive {archive.root}")
-    steps = plan(protocol, store, local=executor.name == "local")
+    steps = plan(protocol, store, local=executor.name == "local", archive=archive)
     for s in steps:
         if s.run_id in restored:
             s.note = ARCHIVED_NOTE
@@ -177,6 +196,9 @@ def _run_benchmark(
     for s in steps:
         if s.state in ("blocked", "elsewhere"):
             log(f"  {STATE_TEXT[s.state]}: {s.run.describe()}: {s.note}")
+    hint = other_data_hint(steps)
+    if hint:
+        log(hint)
     by_job: dict[int, Step] = {}
     jobs = []
     for s in todo:

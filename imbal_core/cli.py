@@ -837,7 +837,7 @@ def _sweep_on_ray(args: argparse.Namespace, store: RunStore, configs: list[Train
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from .benchmark import STATE_TEXT, plan, run_benchmark
+    from .benchmark import STATE_TEXT, other_data_hint, plan, run_benchmark
     from .protocol import load_protocol
 
     protocol = load_protocol(args.protocol, args.path)
@@ -848,6 +848,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         for step in steps:
             run = f" {step.run_id}" if step.run_id else ""
             print(f"{STATE_TEXT[step.state]}:{run} {step.run.describe()}" + (f" — {step.note}" if step.note else ""))
+        hint = other_data_hint(steps)
+        if hint:
+            print(hint)
         return 0
     store = _open_store(args)
     executor = _executor(args)

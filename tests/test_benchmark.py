@@ -656,6 +656,37 @@ def test_a_run_archive_outlives_its_store(tmp_path: Path, capsys):
     assert "finished before (reused), restored from the archive" in (tmp_path / "second" / "tiny.md").read_text()
 
 
+def test_a_plan_says_why_archived_runs_for_another_data_folder_train_again(tmp_path: Path, capsys):
+    """A run matches only its own data folder (another folder may hold other files), so a clone whose data is
+    elsewhere trains the archived runs again: `--plan` says so and names the --path that would reuse them."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 90), ("val", 30), ("test", 30)):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 28, 28, 3), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 3)[:, None]
+    for folder in ("here", "there"):
+        (tmp_path / folder).mkdir()
+        np.savez(tmp_path / folder / "tiny.npz", **arrays)
+    text = tiny_text(methods='methods = ["ce"]', seeds="seeds = [0]").replace(
+        'source = "synthetic"\noptions = { n_images = 700 }', 'source = "medmnist"\npath = "here/tiny.npz"'
+    )
+    protocol, archive = write(tmp_path, text), tmp_path / "runs"
+    args = ["benchmark", str(protocol), "--archive", str(archive), "--quiet"]
+    assert main(["--store", str(tmp_path / "store"), *args, "--out-dir", str(tmp_path / "out")]) == 0
+    assert len(list(archive.iterdir())) == 1
+
+    capsys.readouterr()
+    new_machine = ["--store", str(tmp_path / "new_machine"), *args]
+    assert main([*new_machine, "--path", f"medmnist={tmp_path / 'there' / 'tiny.npz'}", "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "to train: ce" in out and "finished before" not in out
+    assert "the archive has 1 of the runs to train with the same settings but data from another folder" in out
+    assert f"--path medmnist={tmp_path / 'here' / 'tiny.npz'} to reuse them" in out
+    assert main([*new_machine, "--path", f"medmnist={tmp_path / 'here' / 'tiny.npz'}", "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "finished before (reused)" in out and "data from another folder" not in out
+
+
 def test_an_archived_data_path_beside_the_checkout_is_written_relative_to_it():
     """So a clone in another folder, with the data beside it as CI has it, matches the archived runs."""
     from imbal_core.runs.archive import _local, _portable

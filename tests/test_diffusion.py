@@ -351,3 +351,30 @@ def test_a_benchmark_blocks_an_iois_run_whose_generator_learnt_from_other_data(t
     assert [s.state for s in steps] == ["new", "blocked"]
     assert "was trained on other data than this run (data_options" in steps[1].note
     assert store.runs().empty
+
+
+def test_an_archived_iois_run_is_reused_on_a_machine_without_its_generator(tmp_path, tiny_generator, monkeypatch):
+    """The archive keeps finished runs, not generators: a new machine that lacks the generator reuses the archived
+    run (only a run still to train needs its generator)."""
+    from imbal_core.benchmark import plan
+    from imbal_core.protocol import load_protocol
+    from imbal_core.runs import RunStore
+    from imbal_core.runs.archive import RunArchive
+
+    protocol = tmp_path / "p.toml"
+    settings = f'generator = "{tiny_generator}", steps = 2, pool_per_class = 4'
+    protocol.write_text(
+        'description = "iois from an archive"\nseeds = [0]\nepochs = 1\nimage_size = 28\ndevice = "cpu"\n'
+        f'methods = ["ce", {{ method = "iois", settings = {{ {settings} }} }}]\n'
+        f'[data]\nsource = "synthetic"\noptions = {{ n_images = {TINY["n_images"]} }}\n'
+    )
+    archive = tmp_path / "runs"
+    args = ["benchmark", str(protocol), "--archive", str(archive), "--quiet", "--out-dir", str(tmp_path / "out")]
+    assert main(["--store", str(tmp_path / "store"), *args]) == 0
+    monkeypatch.setenv("IMBAL_LAB_HOME", str(tmp_path / "new_machine"))  # where the generator is not
+    with pytest.raises(ConfigError, match="not found"):
+        resolve_generator(tiny_generator, "diffusion")
+    steps = plan(load_protocol(protocol), RunStore(tmp_path / "new_store"), archive=RunArchive(archive))
+    assert [s.state for s in steps] == ["reuse", "reuse"] and steps[1].run_id in RunArchive(archive).run_ids()
+    without_archive = plan(load_protocol(protocol), RunStore(tmp_path / "new_store"))
+    assert [s.state for s in without_archive] == ["new", "blocked"]
