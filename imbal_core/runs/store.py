@@ -238,8 +238,7 @@ class RunStore:
     def state(self) -> tuple[tuple[int, int], ...]:
         """(mtime_ns, size) of the database and its write-ahead log: changes with every write, so a cache keyed
         on it is never stale (a time-to-live would hide a run that finished a moment ago)."""
-        files = (self.db_path, self.db_path.with_name(self.db_path.name + "-wal"))
-        return tuple((f.stat().st_mtime_ns, f.stat().st_size) if f.exists() else (0, 0) for f in files)
+        return tuple(_mtime_and_size(f) for f in (self.db_path, self.db_path.with_name(self.db_path.name + "-wal")))
 
     def has_run(self, run_id: str) -> bool:
         with closing(self._connect()) as conn:
@@ -374,3 +373,13 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
 
 def _nan_to_none(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def _mtime_and_size(path: Path) -> tuple[int, int]:
+    """(0, 0) for a missing file. One stat, not exists() then stat(): SQLite deletes the write-ahead log when its last
+    connection closes, which can fall between the two (a training job's did, under the Compare page)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return (0, 0)
+    return (stat.st_mtime_ns, stat.st_size)
