@@ -93,6 +93,19 @@ def leaderboard_columns(table: pd.DataFrame) -> dict[str, st.column_config.Colum
 
 
 RUNS_VIEW, FILES_VIEW = "Runs", "Benchmark results files"
+# What the paired-difference charts show unless the user picks others: the scores imbalance moves, on one scale.
+# g_mean, kappa and ECE have other ranges, and a seed that never predicts a class has a g_mean of 0, whose interval
+# stretches the axis until differences of a few points in the rest cannot be seen.
+PAIRED_CHART_METRICS = [
+    "auroc",
+    "auprc",
+    "sens_at_95_spec",
+    "balanced_acc",
+    "macro_f1",
+    "few_acc",
+    "medium_acc",
+    "many_acc",
+]
 
 # The widgets inside Compare's tabs (their state outlives a closed tab, see below).
 TAB_WIDGETS = [
@@ -189,13 +202,32 @@ class Comparison:
         return list(dict.fromkeys(self.picked["group"]))
 
 
+def paired_metrics_chart(differences: pd.DataFrame, reference: str, metrics: list[str], key: str) -> None:
+    """The paired differences of the metrics the user picks (PAIRED_CHART_METRICS at first), in `metrics`' order."""
+    picked = st.multiselect(
+        "Metrics in the chart",
+        metrics,
+        default=[m for m in PAIRED_CHART_METRICS if m in metrics],
+        key=f"{key}_picked",
+        persist_state="page",
+        help="g_mean, kappa and ECE are left out at first: their ranges differ, and a g_mean of 0 (a class never "
+        "predicted) stretches the axis. The table has every metric.",
+    )
+    if not picked:
+        st.caption("Pick a metric to chart.")
+        return
+    rows = differences[differences["metric"].isin(picked)]
+    rows = rows.sort_values("metric", key=lambda m: m.map(metrics.index), kind="stable")
+    show(charts.paired_difference_chart(rows.assign(x=rows["metric"]), reference, "metric"), key)
+
+
 def paired_view(c: Comparison) -> None:
     differences = paired_differences(c.picked, c.reference, c.metrics)
     if differences.empty:
         st.caption("Pick runs of the reference and of at least one other method.")
         return
     shown = differences.drop(columns=["data", "ratio_label"])
-    show(charts.paired_difference_chart(shown.assign(x=shown["metric"]), c.reference, "metric"), "cmp_paired_metrics")
+    paired_metrics_chart(shown, c.reference, c.metrics, "cmp_paired_metrics")
     st.dataframe(
         shown,
         hide_index=True,
@@ -424,12 +456,7 @@ def benchmark_files_view() -> None:
             else reference
         )
         differences = results.paired_differences(data, ratio, against)
-        differences = differences[differences["metric"].isin(shown)]  # in the leaderboard's order
-        differences = differences.sort_values("metric", key=lambda m: m.map(shown.index), kind="stable")
-        show(
-            charts.paired_difference_chart(differences.assign(x=differences["metric"]), against, "metric"),
-            "cmp_bench_paired",
-        )
+        paired_metrics_chart(differences, against, shown, "cmp_bench_paired")  # in the leaderboard's order
         change = results.recall_change(data, ratio, against)
         if change.empty:  # a file written before the per-class changes were kept against every reference
             st.caption(

@@ -368,7 +368,8 @@ def test_compare_shows_the_benchmark_results_files_as_reference_tables():
     charts = {chart.proto.id.rsplit("-", 1)[1]: json.loads(chart.proto.spec) for chart in app.get("plotly_chart")}
     paired = charts["cmp_bench_paired"]
     assert "paired by seed" in paired["layout"]["yaxis"]["title"]["text"]
-    assert paired["data"][0]["x"][:3] == ["few_acc", "medium_acc", "many_acc"]  # the leaderboard's order
+    # the leaderboard's order; g_mean, kappa and ECE (other ranges) only when picked
+    assert paired["data"][0]["x"] == ["few_acc", "medium_acc", "many_acc", "balanced_acc", "macro_f1"]
     traces = [trace["name"].split(" · ")[0] for trace in paired["data"]]
     assert "ce" not in traces and "balanced_softmax" in traces  # ce is the reference, not a trace
     heat = charts["cmp_bench_heatmap"]["data"][0]
@@ -377,6 +378,12 @@ def test_compare_shows_the_benchmark_results_files_as_reference_tables():
     assert curves["data"][0]["name"].startswith("ce · ") and curves["data"][0]["x"] == list(range(1, 9))
     assert curves["layout"]["yaxis"]["title"]["text"] == "validation balanced_acc (mean over seeds)"
     assert any(b.label == "builtin_ratios.csv (every number of the file)" for b in app.get("download_button"))
+    picker = app.multiselect(key="cmp_bench_paired_picked")
+    picker.set_value(["g_mean", *picker.value]).run()
+    paired = {c.proto.id.rsplit("-", 1)[1]: json.loads(c.proto.spec) for c in app.get("plotly_chart")}[
+        "cmp_bench_paired"
+    ]
+    assert paired["data"][0]["x"][-1] == "g_mean"  # picked: drawn, still in the leaderboard's order
 
     # The protocol's other reference: every method paired against balanced_softmax too.
     against = app.selectbox(key="cmp_bench_against_builtin_ratios")
