@@ -208,7 +208,7 @@ def paired_metrics_chart(differences: pd.DataFrame, reference: str, metrics: lis
         "Metrics in the chart",
         metrics,
         default=[m for m in PAIRED_CHART_METRICS if m in metrics],
-        key=f"{key}_picked",
+        key=f"{key}_picked_{'binary' if 'auroc' in metrics else 'classes'}",  # a pick per kind of task
         persist_state="page",
         help="g_mean, kappa and ECE are left out at first: their ranges differ, and a g_mean of 0 (a class never "
         "predicted) stretches the axis. The table has every metric.",

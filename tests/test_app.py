@@ -378,7 +378,7 @@ def test_compare_shows_the_benchmark_results_files_as_reference_tables():
     assert curves["data"][0]["name"].startswith("ce · ") and curves["data"][0]["x"] == list(range(1, 9))
     assert curves["layout"]["yaxis"]["title"]["text"] == "validation balanced_acc (mean over seeds)"
     assert any(b.label == "builtin_ratios.csv (every number of the file)" for b in app.get("download_button"))
-    picker = app.multiselect(key="cmp_bench_paired_picked")
+    picker = app.multiselect(key="cmp_bench_paired_picked_classes")
     picker.set_value(["g_mean", *picker.value]).run()
     paired = {c.proto.id.rsplit("-", 1)[1]: json.loads(c.proto.spec) for c in app.get("plotly_chart")}[
         "cmp_bench_paired"
@@ -414,6 +414,21 @@ def test_compare_shows_the_benchmark_results_files_as_reference_tables():
     assert app.selectbox(key="cmp_ratio_synthetic 28px").value == "50"
     next(m for m in app.multiselect if m.label == "Runs").set_value([]).run()
     assert "Pick at least one run." in [i.value for i in app.info]
+
+    # A binary section (ham10000_28's one-class methods) keeps a pick of its own: its scores, not the classes'.
+    app.segmented_control(key="cmp_page_view").set_value("Benchmark results files").run()
+    app.selectbox(key="cmp_bench_file").set_value("ham10000_28").run()
+    section = app.selectbox(key="cmp_bench_section_ham10000_28")
+    label = next(option for option in section.options if "[mel vs nv]" in option)  # "ratio natural · DATA"
+    ratio, data = label.removeprefix("ratio ").split(" · ", 1)
+    section.set_value((data, ratio)).run()
+    assert not app.exception, app.exception
+    assert app.multiselect(key="cmp_bench_paired_picked_binary").value == [
+        "auroc",
+        "auprc",
+        "sens_at_95_spec",
+        "balanced_acc",
+    ]
 
 
 def test_compare_with_a_results_file_of_no_finished_runs(tmp_path, monkeypatch):
