@@ -93,6 +93,10 @@ def leaderboard_columns(table: pd.DataFrame) -> dict[str, st.column_config.Colum
 
 
 RUNS_VIEW, FILES_VIEW = "Runs", "Benchmark results files"
+SPREAD_NOTE = (
+    "Test-set metrics as mean ± sd over **seeds** [95% t interval, from 3 seeds]. With 3 seeds an interval is wide "
+    "and can pass a metric's range (0 to 1): it says the seeds do not pin the mean down."
+)
 # What the paired-difference charts show unless the user picks others: the scores imbalance moves, on one scale.
 # g_mean, kappa and ECE have other ranges, and a seed that never predicts a class has a g_mean of 0, whose interval
 # stretches the axis until differences of a few points in the rest cannot be seen.
@@ -202,8 +206,9 @@ class Comparison:
         return list(dict.fromkeys(self.picked["group"]))
 
 
-def paired_metrics_chart(differences: pd.DataFrame, reference: str, metrics: list[str], key: str) -> None:
-    """The paired differences of the metrics the user picks (PAIRED_CHART_METRICS at first), in `metrics`' order."""
+def paired_metrics_view(differences: pd.DataFrame, reference: str, metrics: list[str], key: str) -> None:
+    """The paired differences of the metrics the user picks (PAIRED_CHART_METRICS at first) as a chart, and of every
+    metric as a table, in `metrics`' order."""
     picked = st.multiselect(
         "Metrics in the chart",
         metrics,
@@ -211,14 +216,22 @@ def paired_metrics_chart(differences: pd.DataFrame, reference: str, metrics: lis
         key=f"{key}_picked_{'binary' if 'auroc' in metrics else 'classes'}",  # a pick per kind of task
         persist_state="page",
         help="g_mean, kappa and ECE are left out at first: their ranges differ, and a g_mean of 0 (a class never "
-        "predicted) stretches the axis. The table has every metric.",
+        "predicted) stretches the axis. For ECE lower is better, so a difference above 0 is worse. The table has "
+        "every metric.",
     )
-    if not picked:
+    ordered = differences[differences["metric"].isin(metrics)]
+    ordered = ordered.sort_values("metric", key=lambda m: m.map(metrics.index), kind="stable")
+    if picked:
+        rows = ordered[ordered["metric"].isin(picked)]
+        show(charts.paired_difference_chart(rows.assign(x=rows["metric"]), reference, "metric"), key)
+    else:
         st.caption("Pick a metric to chart.")
-        return
-    rows = differences[differences["metric"].isin(picked)]
-    rows = rows.sort_values("metric", key=lambda m: m.map(metrics.index), kind="stable")
-    show(charts.paired_difference_chart(rows.assign(x=rows["metric"]), reference, "metric"), key)
+    st.dataframe(
+        ordered,
+        hide_index=True,
+        width="stretch",
+        column_config={col: st.column_config.NumberColumn(format="%+.3f") for col in ("mean_diff", "low", "high")},
+    )
 
 
 def paired_view(c: Comparison) -> None:
@@ -226,14 +239,7 @@ def paired_view(c: Comparison) -> None:
     if differences.empty:
         st.caption("Pick runs of the reference and of at least one other method.")
         return
-    shown = differences.drop(columns=["data", "ratio_label"])
-    paired_metrics_chart(shown, c.reference, c.metrics, "cmp_paired_metrics")
-    st.dataframe(
-        shown,
-        hide_index=True,
-        width="stretch",
-        column_config={col: st.column_config.NumberColumn(format="%+.3f") for col in ("mean_diff", "low", "high")},
-    )
+    paired_metrics_view(differences.drop(columns=["data", "ratio_label"]), c.reference, c.metrics, "cmp_paired_metrics")
     class_differences = paired_class_differences(c.results, c.picked, c.reference)
     class_differences["x"] = class_labels(class_differences["class"], class_differences["train_count"])
     show(charts.paired_difference_chart(class_differences, c.reference, "test recall"), "cmp_paired_classes")
@@ -439,6 +445,7 @@ def benchmark_files_view() -> None:
     shown = [m for m in (BINARY_METRICS if results.is_binary(data, ratio) else LEADERBOARD_METRICS) if m in available]
     table = formatted_leaderboard(board, shown).drop(columns=["data", "ratio", "repeats"])
     st.dataframe(table, hide_index=True, width="stretch", column_config=leaderboard_columns(table))
+    st.caption(f"{SPREAD_NOTE} Scroll the table sideways for every metric; click a column to sort.")
     subset_note(table)
     reference = results.reference(data, ratio)
     if reference is not None:
@@ -456,7 +463,7 @@ def benchmark_files_view() -> None:
             else reference
         )
         differences = results.paired_differences(data, ratio, against)
-        paired_metrics_chart(differences, against, shown, "cmp_bench_paired")  # in the leaderboard's order
+        paired_metrics_view(differences, against, shown, "cmp_bench_paired")  # in the leaderboard's order
         change = results.recall_change(data, ratio, against)
         if change.empty:  # a file written before the per-class changes were kept against every reference
             st.caption(
@@ -485,8 +492,10 @@ def benchmark_files_view() -> None:
         show(charts.validation_curves(curves), "cmp_bench_curves")
         caption += (
             " The curves are each method's validation score by epoch (mean over seeds; the score its runs pick "
-            "their best epoch by): one still rising at its last epoch had not converged in the budget. A two-stage "
-            "method resets its head at the second stage, so its curve restarts there (the stage is in the hover)."
+            "their best epoch by), a diamond at the mean curve's best epoch: one still rising at its last epoch had "
+            "not converged in the budget, one whose best is early and that falls after it trained past its best "
+            "model (the runs keep their best epoch's model). A two-stage method resets its head at the second "
+            "stage, so its curve breaks and starts again there (the stage is in the hover)."
         )
     st.caption(
         f"From {results.csv.with_suffix('.md').name} and {results.csv.name} in `{results.csv.parent}`, as the "
@@ -613,10 +622,8 @@ if not table["repeats"].str.len().any():
     table = table.drop(columns="repeats")
 st.dataframe(table, hide_index=True, width="stretch", column_config=leaderboard_columns(table))
 st.caption(
-    "One row per method group; test-set metrics as mean ± sd over **seeds** [95% t interval, from 3 seeds]. "
-    "Only different seeds are replicates: repeated runs of one seed are averaged and flagged in *repeats*; "
-    "a single seed has no spread (± —). With 3 seeds an interval is wide and can pass a metric's range (0 to 1): "
-    "it says the seeds do not pin the mean down. Click a column to sort. "
+    f"One row per method group. {SPREAD_NOTE} Only different seeds are replicates: repeated runs of one seed are "
+    "averaged and flagged in *repeats*; a single seed has no spread (± —). Click a column to sort. "
     + (
         "AUROC, AUPRC and sensitivity at 90/95 % specificity come from the test ROC curve; the rest are at each "
         "run's threshold, chosen on validation."

@@ -206,8 +206,8 @@ def paired_difference_chart(table: pd.DataFrame, reference: str, what: str) -> g
                 array=(rows["high"] - rows["mean_diff"]).fillna(0),
                 arrayminus=(rows["mean_diff"] - rows["low"]).fillna(0),
             ),
-            customdata=rows["n_pairs"],
-            hovertemplate="%{x}<br>%{y:+.3f} (pairs: %{customdata})<extra>" + group + "</extra>",
+            customdata=np.stack([_interval_text(rows["low"], rows["high"]), rows["n_pairs"]], axis=-1),
+            hovertemplate="%{x}<br>%{y:+.3f} %{customdata[0]} (pairs: %{customdata[1]})<extra>" + group + "</extra>",
         )
     fig.add_hline(y=0, line_color="#555")
     fig.update_layout(
@@ -217,6 +217,11 @@ def paired_difference_chart(table: pd.DataFrame, reference: str, what: str) -> g
         scattermode="group",
     )
     return fig
+
+
+def _interval_text(low: pd.Series, high: pd.Series) -> list[str]:
+    """ "[low, high]" per row, "(no interval)" where there are too few pairs for one."""
+    return [f"[{lo:+.3f}, {hi:+.3f}]" if pd.notna(lo) else "(no interval)" for lo, hi in zip(low, high)]
 
 
 def metric_vs_ratio(runs: pd.DataFrame, metric: str) -> go.Figure:
@@ -260,17 +265,36 @@ def validation_curves(curves: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for group, rows in curves.groupby("group", sort=False):
         colour, pattern = styles[group]
+        rows = rows.sort_values("epoch")
+        # A gap where a stage begins: a two-stage method's head is new there, its curve starts again.
+        new_stage = rows["stage"].ne(rows["stage"].shift()) & (rows.index != rows.index[0])
+        gaps = rows[new_stage].assign(epoch=rows.loc[new_stage, "epoch"] - 0.5, mean=np.nan)
+        drawn = pd.concat([rows, gaps]).sort_values("epoch")
         fig.add_scatter(
-            x=rows["epoch"].astype(int).tolist(),
-            y=rows["mean"].tolist(),
+            x=drawn["epoch"].tolist(),
+            y=drawn["mean"].tolist(),
             name=group,
+            legendgroup=group,
             mode="lines",
             line=dict(color=colour, dash="dash" if pattern else "solid"),
             customdata=np.stack(
-                [rows["sd"].map(lambda sd: f"{sd:.3f}" if np.isfinite(sd) else "—"), rows["n"], rows["stage"]], axis=-1
+                [drawn["sd"].map(lambda sd: f"{sd:.3f}" if np.isfinite(sd) else "—"), drawn["n"], drawn["stage"]],
+                axis=-1,
             ),
             hovertemplate="epoch %{x} (%{customdata[2]})<br>%{y:.3f} ± %{customdata[0]} (seeds: %{customdata[1]})"
             "<extra>" + group + "</extra>",
+        )
+        last_stage = rows[rows["stage"] == rows["stage"].iloc[-1]]
+        best = last_stage.loc[last_stage["mean"].idxmax()]
+        where = " in its last stage" if len(last_stage) < len(rows) else ""
+        fig.add_scatter(
+            x=[int(best["epoch"])],
+            y=[best["mean"]],
+            legendgroup=group,
+            showlegend=False,
+            mode="markers",
+            marker=dict(color=colour, size=9, symbol="diamond"),
+            hovertemplate=f"best epoch of the mean curve{where}: " + "%{x}<br>%{y:.3f}<extra>" + group + "</extra>",
         )
     fig.update_layout(
         xaxis_title="epoch",

@@ -360,7 +360,9 @@ def test_compare_shows_the_benchmark_results_files_as_reference_tables():
     section = app.selectbox(key="cmp_bench_section_builtin_ratios")
     section.set_value(("synthetic 28px", "50")).run()
     assert not app.exception, app.exception
-    board = app.dataframe[-1].value
+    board = app.dataframe[0].value  # the leaderboard; the paired differences' table follows
+    differences = app.dataframe[1].value  # every metric, with its interval, whatever the chart shows
+    assert {"mean_diff", "low", "high"} <= set(differences.columns) and "g_mean" in set(differences["metric"])
     assert list(board.columns[:5]) == ["group", "n (seeds)", "few_acc", "medium_acc", "many_acc"]
     assert board["group"].iloc[0].startswith("ce · ") and board["n (seeds)"].iloc[0] == 3
     full = board[board["n (seeds)"] >= 3]  # (a benchmark still under way may have fewer seeds of a method)

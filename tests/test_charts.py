@@ -16,3 +16,38 @@ def test_confusion_heatmap_names_every_class(small: bool):
         assert list(fig.layout.xaxis.tickvals) == names
         assert list(fig.layout.yaxis.tickvals) == names
     assert list(fig.data[0].x) == names and list(fig.data[0].y) == names
+
+
+def test_validation_curves_break_at_a_new_stage_and_mark_the_last_stages_best_epoch():
+    """A two-stage method's head starts again at its second stage: the line breaks there, and the best epoch marked
+    is the last stage's (its runs pick their final model there), not a higher first-stage epoch."""
+    import pandas as pd
+
+    from imbal_core.charts import validation_curves
+
+    curves = pd.DataFrame(
+        {
+            "group": "crt",
+            "metric": "val_balanced_acc",
+            "epoch": [1, 2, 3, 4],
+            "stage": ["representation", "representation", "classifier", "classifier"],
+            "n": 3,
+            "mean": [0.5, 0.7, 0.4, 0.6],
+            "sd": 0.01,
+        }
+    )
+    line, best = validation_curves(curves).data
+    assert list(line.x) == [1, 2, 2.5, 3, 4] and np.isnan(line.y[2])  # the gap before the classifier stage
+    assert (best.x[0], best.y[0]) == (4, 0.6) and "last stage" in best.hovertemplate
+
+
+def test_paired_difference_hover_gives_the_interval():
+    import pandas as pd
+
+    from imbal_core.charts import paired_difference_chart
+
+    table = pd.DataFrame(
+        {"group": "cb_loss", "x": ["balanced_acc", "macro_f1"], "mean_diff": [0.043, -0.084], "n_pairs": [3, 2]}
+    ).assign(low=[0.015, np.nan], high=[0.071, np.nan])
+    trace = paired_difference_chart(table, "ce · 30 ep", "metric").data[0]
+    assert [row[0] for row in trace.customdata] == ["[+0.015, +0.071]", "(no interval)"]
