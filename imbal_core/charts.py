@@ -265,36 +265,35 @@ def validation_curves(curves: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for group, rows in curves.groupby("group", sort=False):
         colour, pattern = styles[group]
-        rows = rows.sort_values("epoch")
+        rows = rows.sort_values("epoch").reset_index(drop=True)
+        # The best epoch of the mean curve in its last stage (where the runs pick their final model): a diamond.
+        last_stage = rows[rows["stage"] == rows["stage"].iloc[-1]]
+        best_note = " · best epoch of the mean curve" + (" in its last stage" if len(last_stage) < len(rows) else "")
+        rows["note"] = ""
+        rows.loc[last_stage["mean"].idxmax(), "note"] = best_note
         # A gap where a stage begins: a two-stage method's head is new there, its curve starts again.
-        new_stage = rows["stage"].ne(rows["stage"].shift()) & (rows.index != rows.index[0])
-        gaps = rows[new_stage].assign(epoch=rows.loc[new_stage, "epoch"] - 0.5, mean=np.nan)
+        new_stage = rows["stage"].ne(rows["stage"].shift()) & (rows.index > 0)
+        gaps = rows[new_stage].assign(epoch=rows.loc[new_stage, "epoch"] - 0.5, mean=np.nan, note="")
         drawn = pd.concat([rows, gaps]).sort_values("epoch")
+        best = drawn["note"] != ""
         fig.add_scatter(
             x=drawn["epoch"].tolist(),
             y=drawn["mean"].tolist(),
             name=group,
-            legendgroup=group,
-            mode="lines",
+            mode="lines+markers",
             line=dict(color=colour, dash="dash" if pattern else "solid"),
+            marker=dict(symbol="diamond", size=np.where(best, 10, 0).tolist(), color=colour),
             customdata=np.stack(
-                [drawn["sd"].map(lambda sd: f"{sd:.3f}" if np.isfinite(sd) else "—"), drawn["n"], drawn["stage"]],
+                [
+                    drawn["sd"].map(lambda sd: f"{sd:.3f}" if np.isfinite(sd) else "—"),
+                    drawn["n"],
+                    drawn["stage"],
+                    drawn["note"],
+                ],
                 axis=-1,
             ),
-            hovertemplate="epoch %{x} (%{customdata[2]})<br>%{y:.3f} ± %{customdata[0]} (seeds: %{customdata[1]})"
-            "<extra>" + group + "</extra>",
-        )
-        last_stage = rows[rows["stage"] == rows["stage"].iloc[-1]]
-        best = last_stage.loc[last_stage["mean"].idxmax()]
-        where = " in its last stage" if len(last_stage) < len(rows) else ""
-        fig.add_scatter(
-            x=[int(best["epoch"])],
-            y=[best["mean"]],
-            legendgroup=group,
-            showlegend=False,
-            mode="markers",
-            marker=dict(color=colour, size=9, symbol="diamond"),
-            hovertemplate=f"best epoch of the mean curve{where}: " + "%{x}<br>%{y:.3f}<extra>" + group + "</extra>",
+            hovertemplate="epoch %{x} (%{customdata[2]})%{customdata[3]}<br>%{y:.3f} ± %{customdata[0]} "
+            "(seeds: %{customdata[1]})<extra>" + group + "</extra>",
         )
     fig.update_layout(
         xaxis_title="epoch",

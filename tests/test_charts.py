@@ -36,9 +36,10 @@ def test_validation_curves_break_at_a_new_stage_and_mark_the_last_stages_best_ep
             "sd": 0.01,
         }
     )
-    line, best = validation_curves(curves).data
+    (line,) = validation_curves(curves).data  # one trace a method: its legend entry hides the marker too
     assert list(line.x) == [1, 2, 2.5, 3, 4] and np.isnan(line.y[2])  # the gap before the classifier stage
-    assert (best.x[0], best.y[0]) == (4, 0.6) and "last stage" in best.hovertemplate
+    assert list(line.marker.size) == [0, 0, 0, 0, 10]  # the diamond: epoch 4 (0.6), not epoch 2 (0.7)
+    assert line.customdata[4][3] == " · best epoch of the mean curve in its last stage"
 
 
 def test_paired_difference_hover_gives_the_interval():
