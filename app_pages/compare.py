@@ -336,11 +336,16 @@ def ratio_view(c: Comparison) -> None:
 
 
 def tau_view(c: Comparison) -> None:
-    # Runs that were tau-normalised already (tau_norm, metric_two_stage with it) would be normalised twice.
+    # Runs that were tau-normalised already (tau_norm, metric_two_stage with it) would be normalised twice. Tuning
+    # needs the validation features: kept in the run's predictions, or computed with its weights.
+    with_weights = set(c.picked.loc[c.picked["has_model"], "run_id"])
     linear = [
         r
         for r in c.results
-        if r.has_linear_head() and not r.is_binary and "tau" not in (r.metrics.get("posthoc") or {})
+        if r.has_linear_head()
+        and not r.is_binary
+        and "tau" not in (r.metrics.get("posthoc") or {})
+        and (r.run_id in with_weights or r.has_validation_features())
     ]
     if not linear:
         without_weights = int((~c.picked["has_model"]).sum())
@@ -354,7 +359,13 @@ def tau_view(c: Comparison) -> None:
             )
         )
         return
-    target = st.selectbox("Run", [r.label for r in linear], key="cmp_tau_run")
+    target = st.selectbox(
+        "Run",
+        [r.label for r in linear],
+        key="cmp_tau_run",
+        help="the picked runs with a plain linear head, not tau-normalised already, whose validation features are "
+        "kept or can be computed with their weights",
+    )
     try:
         tau_norm_view(next(r for r in linear if r.label == target))
     except ImbalLabError as err:

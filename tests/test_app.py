@@ -309,6 +309,18 @@ def test_compare_defaults_keep_the_shipped_baselines_and_pair_by_seed():
     assert any(b.label.startswith("Download the report") for b in app.get("download_button"))
 
 
+def test_compare_tau_tab_lists_only_runs_it_can_tune():
+    """Shipped runs at the natural ratio keep their heads but mostly no weights and no validation features: tau
+    cannot be tuned for those, so they are not offered (picking one used to end in "keeps no model weights")."""
+    app = open_page("compare")
+    open_tab(app, "tau-norm (tuned on validation)")
+    offered = [label.split(" · ")[0] for label in app.selectbox(key="cmp_tau_run").options]
+    assert "ce" in offered and "weighted_ce" not in offered and "focal" not in offered
+    for label in app.selectbox(key="cmp_tau_run").options[:2]:
+        app.selectbox(key="cmp_tau_run").set_value(label).run()
+        assert not [i for i in app.info if "cannot be tuned" in i.value] and not app.exception
+
+
 def test_compare_paired_differences_and_metric_vs_ratio_on_the_shipped_grid():
     app = open_page("compare")
     grid = ["balanced_softmax", "ce", "ldam_drw"]  # 3 seeds at every ratio (other methods may have fewer)
@@ -322,6 +334,9 @@ def test_compare_paired_differences_and_metric_vs_ratio_on_the_shipped_grid():
     open_tab(app, "Paired differences")
     paired = app.dataframe[1].value
     assert set(paired["n_pairs"]) == {3} and paired["low"].notna().all()
+    open_tab(app, "tau-norm (tuned on validation)")  # the ratio grid keeps no weights: no head to re-scale
+    assert not [s for s in app.selectbox if s.key == "cmp_tau_run"]
+    assert any("keep no model weights" in c.value for c in app.caption)
     open_tab(app, "Metric vs ratio")
     ratio_chart = next(
         spec
