@@ -455,7 +455,7 @@ def benchmark_files_view() -> None:
     board, available = results.leaderboard(data, ratio)
     shown = [m for m in (BINARY_METRICS if results.is_binary(data, ratio) else LEADERBOARD_METRICS) if m in available]
     table = formatted_leaderboard(board, shown).drop(columns=["data", "ratio", "repeats"])
-    st.dataframe(table, hide_index=True, width="stretch", column_config=leaderboard_columns(table))
+    st.dataframe(table, hide_index=True, width="stretch", height="content", column_config=leaderboard_columns(table))
     st.caption(f"{SPREAD_NOTE} Scroll the table sideways for every metric; click a column to sort.")
     subset_note(table)
     reference = results.reference(data, ratio)
@@ -514,7 +514,7 @@ def benchmark_files_view() -> None:
     )
     st.download_button(
         f"{name}.csv (every number of the file)",
-        results.table.to_csv(index=False),
+        results.csv.read_bytes(),  # the file as the benchmark wrote it
         f"{name}.csv",
         "text/csv",
         key="cmp_bench_csv",
@@ -631,7 +631,7 @@ board = leaderboard(picked, metrics)
 table = formatted_leaderboard(board, metrics).drop(columns=["data", "ratio"])
 if not table["repeats"].str.len().any():
     table = table.drop(columns="repeats")
-st.dataframe(table, hide_index=True, width="stretch", column_config=leaderboard_columns(table))
+st.dataframe(table, hide_index=True, width="stretch", height="content", column_config=leaderboard_columns(table))
 st.caption(
     f"One row per method group. {SPREAD_NOTE} Only different seeds are replicates: repeated runs of one seed are "
     "averaged and flagged in *repeats*; a single seed has no spread (± —). Click a column to sort. "
