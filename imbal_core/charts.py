@@ -183,6 +183,13 @@ def method_class_heatmap(table: pd.DataFrame, value: str, title: str, diverging:
         labels=dict(x="class (training images)", y="", color=title),
     )
     fig.update_layout(height=max(260, 34 * len(grid) + 120), margin=dict(t=30, l=10, r=10, b=10), font_size=13)
+    if {"low", "high"} <= set(table.columns):  # a paired change: its 95% interval in the hover
+        intervals = table.assign(interval=_interval_text(table["low"], table["high"], decimals=1))
+        text = intervals.pivot_table(index="method", columns="class_label", values="interval", aggfunc="first")
+        fig.update_traces(
+            customdata=text.reindex(index=grid.index, columns=grid.columns).fillna("").to_numpy(),
+            hovertemplate="%{y}<br>%{x}: %{z:+.1f} %{customdata}<extra></extra>",
+        )
     return fig
 
 
@@ -219,9 +226,11 @@ def paired_difference_chart(table: pd.DataFrame, reference: str, what: str) -> g
     return fig
 
 
-def _interval_text(low: pd.Series, high: pd.Series) -> list[str]:
-    """ "[low, high]" per row, "(no interval)" where there are too few pairs for one."""
-    return [f"[{lo:+.3f}, {hi:+.3f}]" if pd.notna(lo) else "(no interval)" for lo, hi in zip(low, high)]
+def _interval_text(low: pd.Series, high: pd.Series, decimals: int = 3) -> list[str]:
+    """Each row's 95% interval as "[low, high]"; "(no interval)" where there are too few pairs for one."""
+    return [
+        f"[{lo:+.{decimals}f}, {hi:+.{decimals}f}]" if pd.notna(lo) else "(no interval)" for lo, hi in zip(low, high)
+    ]
 
 
 def metric_vs_ratio(runs: pd.DataFrame, metric: str) -> go.Figure:

@@ -52,3 +52,21 @@ def test_paired_difference_hover_gives_the_interval():
     ).assign(low=[0.015, np.nan], high=[0.071, np.nan])
     trace = paired_difference_chart(table, "ce · 30 ep", "metric").data[0]
     assert [row[0] for row in trace.customdata] == ["[+0.015, +0.071]", "(no interval)"]
+
+
+def test_a_recall_change_heat_map_gives_each_cells_interval_in_its_hover():
+    import pandas as pd
+
+    from imbal_core.charts import method_class_heatmap
+
+    table = pd.DataFrame(
+        {
+            "method": ["crt", "crt", "lws", "lws"],
+            "class_label": ["nv (4705)", "df (80)"] * 2,
+            "change": [-23.3, 18.1, -14.6, 0.0],
+            "low": [-31.3, 6.1, -21.7, np.nan],
+            "high": [-15.2, 30.0, -7.4, np.nan],
+        }
+    )
+    cells = method_class_heatmap(table, "change", "points", diverging=True).data[0].customdata
+    assert cells.tolist() == [["[-31.3, -15.2]", "[+6.1, +30.0]"], ["[-21.7, -7.4]", "(no interval)"]]
