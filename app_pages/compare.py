@@ -35,7 +35,7 @@ from imbal_core.compare import (
     tau_on_validation,
     tau_rescore,
 )
-from imbal_core.engine.evaluate import validation_embeddings
+from imbal_core.engine.evaluate import has_validation_embeddings, validation_embeddings
 from imbal_core.errors import ImbalLabError
 from imbal_core.report import Section, html_report
 from imbal_core.runs import RunStore
@@ -336,16 +336,15 @@ def ratio_view(c: Comparison) -> None:
 
 
 def tau_view(c: Comparison) -> None:
-    # Runs that were tau-normalised already (tau_norm, metric_two_stage with it) would be normalised twice. Tuning
-    # needs the validation features: kept in the run's predictions, or computed with its weights.
-    with_weights = set(c.picked.loc[c.picked["has_model"], "run_id"])
+    # Runs that were tau-normalised already (tau_norm, metric_two_stage with it) would be normalised twice; tau is
+    # tuned on the validation features, which a run keeps or its weights compute.
     linear = [
         r
         for r in c.results
         if r.has_linear_head()
         and not r.is_binary
         and "tau" not in (r.metrics.get("posthoc") or {})
-        and (r.run_id in with_weights or r.has_validation_features())
+        and has_validation_embeddings(r.run_dir)
     ]
     if not linear:
         without_weights = int((~c.picked["has_model"]).sum())

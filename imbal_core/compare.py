@@ -184,12 +184,6 @@ class RunResult:
             weight = archive["head_weight"]  # reads only this member of the archive
         return weight.ndim == 2 and len(weight) == len(self.class_names)
 
-    def has_validation_features(self) -> bool:
-        """Whether the run kept its validation split's features: a post-hoc rule (tau-norm) is tuned on them without
-        the model's weights."""
-        with np.load(self.run_dir / "predictions.npz", allow_pickle=False) as archive:
-            return "val_embeddings" in archive.files and archive["val_embeddings"].size > 0
-
     @property
     def is_binary(self) -> bool:
         return "auroc" in self.metrics["summary"]

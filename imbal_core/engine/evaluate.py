@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -58,13 +59,26 @@ def validation_embeddings(store: RunStore, run_id: str, device: str = "auto") ->
     """(pooled features, labels) of a run's validation split: saved with runs made since they are kept, else
     computed with the run's final model (for post-hoc rules such as tau-norm, tuned on validation)."""
     with np.load(store.run_dir(run_id) / "predictions.npz", allow_pickle=False) as saved:
-        if "val_embeddings" in saved.files and saved["val_embeddings"].size:
+        if _kept_validation_embeddings(saved):
             return saved["val_embeddings"].astype(np.float32), saved["val_labels"]
     target = select_device(device)
     model, config, _ = load_run_model(store, run_id, target)
     val = config.load_data().val
     _, features = predict(model, val.images, target, config.amp)
     return features.numpy(), val.labels
+
+
+def has_validation_embeddings(run_dir: Path) -> bool:
+    """Whether `validation_embeddings` can give the features of the run in `run_dir`: kept with its predictions, or
+    its weights are there to compute them (shipped runs of some methods keep neither)."""
+    if (run_dir / MODEL_FILE).is_file():
+        return True
+    with np.load(run_dir / "predictions.npz", allow_pickle=False) as saved:
+        return _kept_validation_embeddings(saved)
+
+
+def _kept_validation_embeddings(saved: np.lib.npyio.NpzFile) -> bool:
+    return "val_embeddings" in saved.files and saved["val_embeddings"].size > 0
 
 
 OVERLAP_RULES = ("refuse", "exclude")
