@@ -28,7 +28,7 @@ from .engine.trainer import RESUMABLE
 from .errors import ConfigError, ImbalLabError
 from .executors import Job, LocalExecutor, RayExecutor, waits_for_a_worker
 from .methods import METHODS
-from .models import DEFAULT_BACKBONE
+from .models import DEFAULT_BACKBONE, default_backbone
 from .runs import LISTED_STATUSES, RunArchive, RunStore
 from .shifts import MAX_STRENGTH, SHIFTS
 from .synth.diffusion import PREDICTIONS, DiffusionTrainConfig
@@ -42,7 +42,15 @@ if TYPE_CHECKING:
 
 PRUNABLE = ("failed", "stopped", "interrupted")  # what `runs --prune` deletes: runs that will not finish by themselves
 ERROR_WIDTH = 160  # characters of a failed run's error shown by `runs`
-IMAGE_SIZE_HELP = "images are resized to this many pixels a side"
+IMAGE_SIZE_HELP = (
+    "images are resized to this many pixels a side (16-512; below 112 the backbone's first strides are removed "
+    "so the last map stays >= 4x4; from 112 up the published architecture is kept)"
+)
+PRETRAINED_HELP = (
+    "start from pretrained weights: a timm tag such as resnet18.a1_in1k (sets the backbone; read from the Hugging "
+    "Face cache, downloaded when online: HF_HUB_OFFLINE=1 uses the cache only) or a local .safetensors / .pth file "
+    "for the architecture --backbone names"
+)
 SPLIT_SEED_HELP = "seed of the train/val/test split (data sets with an official split keep it)"
 RAY_DEFAULTS = {"cpus_per_run": 1.0, "gpus_per_run": 0.0, "max_retries": 3}  # options of --executor ray only
 DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N"
@@ -213,6 +221,12 @@ def build_parser(prog: str = "python -m imbal_core") -> argparse.ArgumentParser:
         help="keep a copy of every finished run, without weights, in DIR (e.g. results/<name>_runs, committed with "
         "the results) and restore the runs the store lacks from it first: a fresh clone reuses them instead of "
         "training them again",
+    )
+    p.add_argument(
+        "--pretrained",
+        metavar="TAG_OR_FILE",
+        help="start every run from these weights instead of the protocol's (a tag sets the backbone too); the "
+        "results files are named <protocol>_<tag or file name>",
     )
     p.add_argument(
         "--plan", action="store_true", help="only check the protocol and print what would be trained, resumed or reused"
@@ -414,7 +428,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="scale: exact ratio, fewer images (a ratio out of reach is an error); cap: classes short of "
         "their target keep all their images, at least one (the achieved ratio is printed)",
     )
-    p.add_argument("--backbone", default=DEFAULT_BACKBONE, help="timm backbone, adapted to small images")
+    p.add_argument(
+        "--backbone",
+        default=None,
+        help=f"timm backbone, adapted to small images (default: the --pretrained tag's architecture, else "
+        f"{DEFAULT_BACKBONE})",
+    )
+    p.add_argument("--pretrained", metavar="TAG_OR_FILE", help=PRETRAINED_HELP)
     p.add_argument("--epochs", type=int, default=10, help="training epochs")
     p.add_argument("--batch-size", type=int, default=128, help="images per step")
     p.add_argument("--optimizer", default="adamw", choices=("adamw", "sgd"), help="optimiser")
@@ -603,7 +623,8 @@ def _config(args: argparse.Namespace, method: str, ratio: float | None, seed: in
         ratio=ratio,
         profile=profile,
         fit=args.fit,
-        backbone=args.backbone,
+        backbone=args.backbone or default_backbone(args.pretrained),
+        pretrained=args.pretrained,
         epochs=args.epochs,
         batch_size=args.batch_size,
         optimizer=args.optimizer,
@@ -840,7 +861,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from .benchmark import STATE_TEXT, other_data_hint, plan, run_benchmark
     from .protocol import load_protocol
 
-    protocol = load_protocol(args.protocol, args.path)
+    protocol = load_protocol(args.protocol, args.path, pretrained=args.pretrained)
     archive = RunArchive(args.archive) if args.archive else None
     if args.plan:
         with _store_to_read(args) as store:

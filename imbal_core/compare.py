@@ -50,7 +50,7 @@ def finished_runs(all_stores: list[RunStore]) -> pd.DataFrame:
     # Runs are comparable when they share the data set, its options, image size and split.
     runs["data"] = runs["config"].map(_data_label)
     # Runs that differ only in their seed form one group (one bar colour, mean ± sd).
-    runs["group"] = runs["config"].map(_group_label)
+    runs["group"] = runs["config"].map(group_label)
     runs["label"] = (
         runs["method"]
         + " · "
@@ -111,10 +111,12 @@ TRAINING_OPTIONS = (
 )
 
 
-def _group_label(config_json: str) -> str:
-    """Method with its non-default settings, epochs, backbone and other non-default training options, e.g.
-    "crckd[ablation=mt] · 6 ep · resnet10t_small" or "ce · 8 ep · resnet10t_small · lr=0.01"."""
+def group_label(config_json: str) -> str:
+    """Method with its non-default settings, epochs, backbone, starting weights and other non-default training
+    options, e.g. "crckd[ablation=mt] · 6 ep · resnet10t_small", "ce · 8 ep · resnet10t_small · lr=0.01" or
+    "ce · 8 ep · resnet18 · ImageNet (a1_in1k)"."""
     from .engine import TrainConfig
+    from .models import weights_label
 
     config = json.loads(config_json)
     # A generator trained for this run's own ratio and seed (`diffusion-train --ratio R --seed S` names it
@@ -135,7 +137,8 @@ def _group_label(config_json: str) -> str:
         and config[key] != defaults[key].default
         and not (key == "profile" and config.get("ratio") is None)
     ]  # a profile means nothing at natural counts
-    return " · ".join([method, f"{config['epochs']} ep", config["backbone"], *options])
+    weights = weights_label(config.get("pretrained"))
+    return " · ".join([method, f"{config['epochs']} ep", config["backbone"], *filter(None, [weights]), *options])
 
 
 def embedding_projection(result: RunResult, max_points: int = 2000) -> pd.DataFrame:

@@ -9,6 +9,7 @@ The format (README, "Benchmarks as protocols"):
     seeds = [0, 1, 2]
     epochs = 8
     backbone = "resnet10t_small"      # optional, like every training key below (TrainConfig's defaults)
+    pretrained = "resnet18.a1_in1k"   # optional: a timm tag, or a weights file relative to this file
     image_size = 28
     ratios = [10, 50, 100]            # numbers >= 1 and/or "natural"; default ["natural"]
     profile = "exp"                   # exp, step or a table {class = count}
@@ -53,6 +54,7 @@ from .engine.config import check_data_options
 from .errors import ConfigError, ImbalLabError
 from .imbalance import subset_suffix
 from .methods import METHODS, create_method
+from .models import default_backbone, is_weights_file
 from .utils import IN_CHECKOUT, PACKAGE_ROOT, REPO_ROOT
 
 # The shipped protocols: benchmarks/protocols/ in a checkout, imbal_core/protocols/ in an installed package.
@@ -61,6 +63,7 @@ PROTOCOL_DIR = REPO_ROOT / "benchmarks" / "protocols" if IN_CHECKOUT else PACKAG
 TRAINING_KEYS = (
     "epochs",
     "backbone",
+    "pretrained",
     "image_size",
     "profile",
     "fit",
@@ -257,9 +260,10 @@ def find_protocol(reference: str | Path) -> Path:
     )
 
 
-def load_protocol(reference: str | Path, paths: list[str] | None = None) -> Protocol:
+def load_protocol(reference: str | Path, paths: list[str] | None = None, pretrained: str | None = None) -> Protocol:
     """Read and check a protocol file; `paths` are command-line data paths ("NAME=DIR", or "DIR" for the only data
-    set), which replace the file's. Every error names the file, the key and what is allowed."""
+    set), which replace the file's; `pretrained` replaces the file's starting weights (a tag sets the backbone too)
+    and names the results `<name>_<tag or file name>`. Every error names the file, the key and what is allowed."""
     file = find_protocol(reference)
     text = file.read_text()
     try:
@@ -290,6 +294,14 @@ def load_protocol(reference: str | Path, paths: list[str] | None = None) -> Prot
     if task is not None and not isinstance(task, str):
         raise ConfigError(f'{file}: task must be a string like "mel vs nv"; got {task!r}')
     training = {key: raw[key] for key in TRAINING_KEYS if key in raw}
+    if isinstance(training.get("pretrained"), str) and is_weights_file(training["pretrained"]):
+        training["pretrained"] = str((file.parent / training["pretrained"]).resolve())  # like data paths
+    if pretrained is not None:
+        training["pretrained"] = str(Path(pretrained).resolve()) if is_weights_file(pretrained) else pretrained
+        if not is_weights_file(pretrained):
+            training["backbone"] = default_backbone(pretrained)
+        weights_name = Path(pretrained).stem if is_weights_file(pretrained) else pretrained
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{name}_{weights_name}")[:80]
     reference = raw.get("reference", "ce")
     data = _data_specs(raw["data"], file, paths or [])
     methods = _method_specs(raw["methods"], file)

@@ -132,11 +132,11 @@ def test_a_generator_per_ratio_and_seed_keeps_the_seeds_one_group():
     paired with ce by seed; a generator of another subset is a different setting."""
     import json
 
-    from imbal_core.compare import _group_label
+    from imbal_core.compare import group_label
 
     def label(seed: int, generator: str, ratio: float | None = 100.0) -> str:
         config = {"method": "iois", "method_settings": {"generator": generator}, "ratio": ratio, "seed": seed}
-        return _group_label(json.dumps({**config, "epochs": 8, "backbone": "resnet10t_small"}))
+        return group_label(json.dumps({**config, "epochs": 8, "backbone": "resnet10t_small"}))
 
     labels = {label(seed, f"diffusion_synthetic_28_r100_s{seed}") for seed in (0, 1, 2)}
     assert labels == {"iois[generator=diffusion_synthetic_28{subset}] · 8 ep · resnet10t_small"}

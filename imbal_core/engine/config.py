@@ -14,7 +14,7 @@ from ..data.colour import check_colour_constancy
 from ..errors import ConfigError, DataError
 from ..imbalance import kept_indices
 from ..methods import create_method
-from ..models import DEFAULT_BACKBONE
+from ..models import DEFAULT_BACKBONE, check_backbone, create_model
 from ..utils import check_device
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -36,6 +36,9 @@ class TrainConfig:
     head_order: str | list[int] = "natural"
     fit: str = "scale"  # "scale": exact ratio (fewer images); "cap": keep short classes whole
     backbone: str = DEFAULT_BACKBONE
+    # Starting weights: a timm tag (e.g. "resnet18.a1_in1k", for backbone resnet18) or a local weights file for the
+    # backbone's architecture; None trains from random weights.
+    pretrained: str | None = None
     epochs: int = 10
     batch_size: int = 128
     optimizer: str = "adamw"
@@ -86,6 +89,13 @@ class TrainConfig:
             "an integer in [16, 512]",
             self.image_size,
         )
+        _require(
+            self.pretrained is None or isinstance(self.pretrained, str) and self.pretrained.strip() != "",
+            "pretrained",
+            "a timm tag such as resnet18.a1_in1k, a weights file, or None",
+            self.pretrained,
+        )
+        check_backbone(self.backbone, self.pretrained)
         check_data_options(self.data, self.data_options)  # unknown source names raise, listing the choices
         method = create_method(self.method, **self.method_settings)  # unknown or out-of-range settings raise
         if self.task is not None:
@@ -108,13 +118,15 @@ class TrainConfig:
 
     def check_ready(self, *, device_here: bool = True) -> None:
         """Before a new run, so that bad input creates none: the device is there, the data loads and suits a classifier
-        (the task's classes exist), the ratio is reachable, and what the method's settings name exists and suits the
-        training images (a generator).
+        (the task's classes exist), the ratio is reachable, pretrained weights load, and what the method's settings
+        name exists and suits the training images (a generator).
 
         `device_here=False` for a run that a cluster's worker trains: the device is the worker's, checked there
         (a GPU cluster's driver may have none)."""
         if device_here:
             check_device(self.device)
+        if self.pretrained is not None:  # the weights are there and fit (one model is built to load them)
+            create_model(self.backbone, image_size=self.image_size, pretrained=self.pretrained)
         method = create_method(self.method, **self.method_settings)
         method.check_ready()
         kept = kept_indices(self, self.load_data())  # raises for a ratio out of reach

@@ -30,7 +30,7 @@ def load_run_model(
     config = TrainConfig.from_dict(run["config"])
     run_dir = store.run_dir(run_id)
     metrics = read_json(run_dir / "metrics.json")
-    model = build_model(config, len(metrics["class_names"]), in_chans=3)
+    model = build_model(config, len(metrics["class_names"]), in_chans=3, load_weights=False)
     # The method may have replaced the head (cosine, scaled); rebuild it the same way.
     method = create_method(config.method, **config.method_settings)
     counts = torch.tensor(metrics["train_counts"])

@@ -51,6 +51,7 @@ RESUMABLE = ("stopped", INTERRUPTED, "failed")
 # Checkpoints in the run folder: after every epoch, of the best epoch so far, and at the end of representation learning.
 LAST_CHECKPOINT, BEST_CHECKPOINT = "last.safetensors", "best.safetensors"
 REPRESENTATION_CHECKPOINT = "representation.safetensors"
+WEIGHTS_FILE = "weights.json"  # a pretrained run's starting weights: tag or file, source, SHA-256, normalisation
 ENVIRONMENT_FILE = "environment.json"  # the environment of each training call of a run (`run_environments`)
 
 
@@ -147,8 +148,16 @@ def _to_device(split: Split, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(split.images).permute(0, 3, 1, 2).contiguous().to(device)
 
 
-def build_model(config: TrainConfig, num_classes: int, in_chans: int) -> Classifier:
-    return create_model(config.backbone, num_classes=num_classes, in_chans=in_chans, image_size=config.image_size)
+def build_model(config: TrainConfig, num_classes: int, in_chans: int, load_weights: bool = True) -> Classifier:
+    """The run's model; `load_weights=False` skips reading pretrained weights (a checkpoint of the run follows)."""
+    return create_model(
+        config.backbone,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        image_size=config.image_size,
+        pretrained=config.pretrained,
+        load_weights=load_weights,
+    )
 
 
 @dataclass
@@ -221,7 +230,10 @@ def _setup_run(config: TrainConfig, store: RunStore, run_id: str) -> RunState:
     seed_everything(config.seed)
     data = prepare_data(config, device)
     np.save(run_dir / "kept_indices.npy", data.kept.astype(np.int32))  # half of int64's bytes, for shipped runs
-    model = build_model(config, data.dataset.num_classes, data.train_images.shape[1])
+    resuming = (run_dir / LAST_CHECKPOINT).exists()
+    model = build_model(config, data.dataset.num_classes, data.train_images.shape[1], load_weights=not resuming)
+    if model.weights is not None:  # where the starting weights came from, and their digest
+        write_json(run_dir / WEIGHTS_FILE, model.weights.to_dict())
     method = create_method(config.method, **config.method_settings)
     stages = method.stages(config.epochs)
     if config.init_from:  # weights from a finished run stand in for the representation stages
