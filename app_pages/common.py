@@ -86,7 +86,8 @@ def describe_data(choice: dict) -> str:
 
 @st.cache_resource(show_spinner="Preparing the training split…", max_entries=4)
 def _training_data(choice_json: str) -> RunData:
-    return prepare_data(TrainConfig(**json.loads(choice_json)), torch.device("cpu"))
+    # held in memory: the pages show and compare the training images themselves
+    return prepare_data(TrainConfig(**json.loads(choice_json), data_placement="device"), torch.device("cpu"))
 
 
 def training_data(choice: dict) -> RunData:

@@ -53,7 +53,7 @@ except ImbalLabError as err:
     st.stop()
 names = data.dataset.class_names
 counts = data.class_counts.numpy()
-images, labels = data.train_images, data.train_labels
+images, labels = data.train_images[:], data.train_labels  # [:]: a tensor, however the images are held
 order = list(np.argsort(counts))  # rarest first: the classes synthesis tops up
 ratio = "natural counts" if choice["ratio"] is None else f"ratio {choice['ratio']:g}"
 st.caption(

@@ -2,20 +2,46 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
 from app_pages.common import data_choice, describe_data, job_runner, user_store
 from imbal_core import charts
+from imbal_core.data import check_inside_data_roots
 from imbal_core.engine import TrainConfig
 from imbal_core.engine.trainer import RESUMABLE
 from imbal_core.errors import ImbalLabError
 from imbal_core.executors import waits_for_a_worker
 from imbal_core.methods import METHODS
-from imbal_core.models import DEFAULT_BACKBONE, PRESETS
+from imbal_core.models import DEFAULT_BACKBONE, PRESETS, default_tag
 from imbal_core.runs import INTERRUPTED
 
 ACTIVE = ("queued", "running")
+FULL_WIDTH_BACKBONES = ("resnet18", "resnet50", "densenet121", "efficientnet_b0", "convnext_nano")
+STARTING_WEIGHTS = {"random": "Random (from scratch)", "tag": "timm tag (ImageNet)", "file": "Local file"}
+STARTING_WEIGHTS_HELP = (
+    "Random: the network learns from the data alone. A timm tag or a local file starts from pretrained weights; the "
+    "images are then normalised as those weights expect. Missing weights are an error, never a random start."
+)
+
+
+def starting_weights(kind: str, text: str, backbone: str) -> str | None:
+    """The run's `pretrained` value for the Starting weights choice (a tag, a file inside the data folders)."""
+    if kind == STARTING_WEIGHTS["random"]:
+        return None
+    if kind == STARTING_WEIGHTS["tag"]:
+        tag = text or default_tag(backbone)
+        if tag is None:
+            raise ImbalLabError(f"{backbone} has no published weights; pick a full-width backbone such as resnet18")
+        return tag
+    if not text:
+        raise ImbalLabError("give the path of a .safetensors or .pth file of the backbone's weights")
+    check_inside_data_roots(Path(text).expanduser())
+    return str(Path(text).expanduser())
+
+
 runner = job_runner()
 store = user_store()
 
@@ -36,11 +62,26 @@ with st.form("train_form"):
     )
     a, b, c, d = st.columns(4)
     backbone = a.selectbox(
-        "Backbone", [DEFAULT_BACKBONE, *[p for p in PRESETS if p != DEFAULT_BACKBONE], "resnet18"], key="train_backbone"
+        "Backbone",
+        [DEFAULT_BACKBONE, *[p for p in PRESETS if p != DEFAULT_BACKBONE], *FULL_WIDTH_BACKBONES],
+        key="train_backbone",
+        help="The reduced-width presets train fast on a CPU from random weights; the full-width timm networks "
+        "can start from ImageNet weights.",
     )
     epochs = b.number_input("Epochs", 1, 500, 5, key="train_epochs")
     seeds_text = c.text_input("Seeds (comma-separated)", "0", key="train_seeds")
     lr = d.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.5f", key="train_lr")
+    w1, w2 = st.columns([1, 3])
+    weights_kind = w1.selectbox(
+        "Starting weights", list(STARTING_WEIGHTS.values()), key="train_weights_kind", help=STARTING_WEIGHTS_HELP
+    )
+    weights_text = w2.text_input(
+        "timm tag or weights file",
+        key="train_weights",
+        placeholder="e.g. resnet18.a1_in1k (empty: the backbone's default tag), or /path/to/weights.safetensors",
+        help="A tag is read from the Hugging Face cache (downloaded once when online); a file is a .safetensors or "
+        "torch state dict of the backbone's architecture, inside the allowed data folders.",
+    )
     settings: dict[str, dict] = {}
     for name in methods:
         card = METHODS.get(name).card
@@ -80,11 +121,13 @@ if submitted:
         seeds = [int(s) for s in seed_items]
         if not methods or not seeds:
             raise ImbalLabError("choose at least one method and one seed")
+        pretrained = starting_weights(weights_kind, weights_text.strip(), backbone)
         configs = [
             TrainConfig(
                 method=m,
                 method_settings=settings.get(m, {}),
                 backbone=backbone,
+                pretrained=pretrained,
                 epochs=int(epochs),
                 lr=float(lr),
                 seed=seed,

@@ -445,6 +445,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-augment", action="store_true", help="train on the images as they are (no flips, rotations, colour jitter)"
     )
+    p.add_argument(
+        "--augment",
+        default="basic",
+        choices=("basic", "crop"),
+        help="basic: flips, quarter turns, small rotation, scale and shift, colour jitter; crop: a random resized crop "
+        "(35-100 %% of the area), flips, rotation, colour jitter, as the seed papers use at 128-224 px",
+    )
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="method setting, e.g. gamma=1.5")
     p.add_argument(
@@ -630,11 +637,20 @@ def _config(args: argparse.Namespace, method: str, ratio: float | None, seed: in
         optimizer=args.optimizer,
         lr=args.lr,
         weight_decay=args.weight_decay,
-        augment=not args.no_augment,
+        augment=_augment_setting(args),
         seed=seed,
         device=args.device,
         init_from=args.init_from,
     )
+
+
+def _augment_setting(args: argparse.Namespace) -> bool | str:
+    """TrainConfig.augment from --augment / --no-augment ("basic" is stored as True, as runs always had it)."""
+    if args.no_augment:
+        if args.augment != "basic":
+            raise ConfigError(f"--no-augment and --augment {args.augment} contradict each other; give one")
+        return False
+    return True if args.augment == "basic" else args.augment
 
 
 @contextmanager

@@ -173,3 +173,16 @@ def test_a_pretrained_run_trains_resumes_and_reloads_without_reading_the_weights
     assert model.rescales_input and model.weights is None
     record = json.loads((store.run_dir(run_id) / "weights.json").read_text())
     assert record["weights"] == str(file) and record["source"] == "file"
+
+
+def test_configs_of_runs_made_before_pretrained_weights_round_trip_unchanged():
+    """The store and the archives match whole configs: a run without starting weights must keep the config it was
+    archived with, or every archived run would be trained again."""
+    from imbal_core.engine import TrainConfig
+
+    archived = sorted((ROOT / "results" / "ham10000_28_runs").glob("*/config.json"))
+    assert archived, "results/ham10000_28_runs ships with the repository"
+    config = json.loads(archived[0].read_text())
+    assert "pretrained" not in config
+    assert TrainConfig.from_dict(config).to_dict() == config
+    assert TrainConfig(pretrained="resnet18.a1_in1k", backbone="resnet18").to_dict()["pretrained"] == "resnet18.a1_in1k"

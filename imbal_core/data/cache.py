@@ -1,9 +1,17 @@
-"""On-disk cache of resized data sets, keyed by source, path, size, split seed and options."""
+"""On-disk cache of resized data sets, keyed by source, path, size, split seed and options.
+
+One folder per data set and size: each split's images as a `.npy` file that is opened memory-mapped (nothing is read
+until a batch needs it, so a set larger than the machine's memory can still be trained on), its labels and ids as
+`.npy` files, and a JSON header with the class names and each split's metadata. The folder is written under a
+temporary name and renamed when complete, so a half-written cache is never read.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -11,10 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..utils import atomic_path
 from .base import SPLITS, ImageDataset, Split
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: a folder of .npy files opened memory-mapped (1: one .npz read whole)
+HEADER = "header.json"
 
 
 def cache_key(source: str, fingerprint: Any, image_size: int, split_seed: int, options: dict) -> str:
@@ -25,34 +33,45 @@ def cache_key(source: str, fingerprint: Any, image_size: int, split_seed: int, o
 
 
 def save(dataset: ImageDataset, cache_dir: Path, key: str) -> None:
-    arrays: dict[str, np.ndarray] = {}
-    for name in SPLITS:
-        split = dataset.splits[name]
-        arrays[f"{name}_images"] = split.images
-        arrays[f"{name}_labels"] = split.labels
-        arrays[f"{name}_ids"] = split.ids.astype(str)
-        arrays[f"{name}_metadata"] = np.array(split.metadata.to_json(orient="split"))
-    arrays["header"] = np.array(
-        json.dumps({"name": dataset.name, "class_names": dataset.class_names, "description": dataset.description})
-    )
-    with atomic_path(cache_dir / f"{key}.npz") as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub: a key might be savez's allow_pickle
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    folder = cache_dir / key
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache_dir))
+    try:
+        header: dict[str, Any] = {
+            "name": dataset.name,
+            "class_names": dataset.class_names,
+            "description": dataset.description,
+            "metadata": {},
+        }
+        for name in SPLITS:
+            split = dataset.splits[name]
+            np.save(tmp / f"{name}_images.npy", np.ascontiguousarray(split.images))
+            np.save(tmp / f"{name}_labels.npy", split.labels)
+            np.save(tmp / f"{name}_ids.npy", split.ids.astype(str))
+            header["metadata"][name] = split.metadata.to_json(orient="split")
+        (tmp / HEADER).write_text(json.dumps(header))  # written last: its presence marks a complete folder
+        shutil.rmtree(folder, ignore_errors=True)  # a damaged folder of an earlier try
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load(cache_dir: Path, key: str) -> ImageDataset | None:
-    path = cache_dir / f"{key}.npz"
-    if not path.exists():
+    folder = cache_dir / key
+    if not (folder / HEADER).is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            header = json.loads(str(archive["header"]))
-            splits = {}
-            for name in SPLITS:
-                metadata = pd.read_json(StringIO(str(archive[f"{name}_metadata"])), orient="split")
-                splits[name] = Split(
-                    archive[f"{name}_images"], archive[f"{name}_labels"], archive[f"{name}_ids"], metadata
-                )
+        header = json.loads((folder / HEADER).read_text())
+        splits = {}
+        for name in SPLITS:
+            metadata = pd.read_json(StringIO(header["metadata"][name]), orient="split")
+            splits[name] = Split(
+                np.load(folder / f"{name}_images.npy", mmap_mode="r", allow_pickle=False),
+                np.load(folder / f"{name}_labels.npy", allow_pickle=False),
+                np.load(folder / f"{name}_ids.npy", allow_pickle=False),
+                metadata,
+            )
     except (OSError, ValueError, KeyError):
-        path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt from the source
+        shutil.rmtree(folder, ignore_errors=True)  # a damaged cache entry is rebuilt from the source
         return None
     return ImageDataset(header["name"], header["class_names"], splits, header["description"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
     from .base import ImageDataset
 
+logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
@@ -87,10 +89,17 @@ def resize_array(images: np.ndarray, size: int) -> np.ndarray:
         return images
     out = []
     for start in range(0, len(images), 1024):
-        chunk = torch.from_numpy(images[start : start + 1024]).permute(0, 3, 1, 2).float()
-        chunk = F.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out.append(chunk.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
+        chunk = torch.from_numpy(images[start : start + 1024]).permute(0, 3, 1, 2)
+        out.append(resize_tensor(chunk, size).permute(0, 2, 3, 1).numpy())
     return np.concatenate(out) if out else np.zeros((0, size, size, images.shape[3]), np.uint8)
+
+
+def resize_tensor(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize uint8 (N, C, H, W) images on their device with antialiased bilinear interpolation."""
+    if images.shape[-2:] == (size, size):
+        return images
+    resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return resized.round().clamp(0, 255).to(torch.uint8)
 
 
 def dataset_from_files(
@@ -108,15 +117,58 @@ def dataset_from_files(
     from .base import ImageDataset, Split
     from .splitting import stratified_split
 
-    images = read_images(paths, image_size)
+    check_memory(name, len(paths), image_size)
     ids = np.array([Path(p).stem for p in paths])
     labels = np.asarray(labels, dtype=np.int64)
     parts = stratified_split(labels, split_seed, groups=groups)
-    splits = {
-        split: Split(images[idx], labels[idx], ids[idx], metadata.iloc[idx].reset_index(drop=True))
+    splits = {  # each split decoded on its own: the images are held once, not once whole and once split
+        split: Split(
+            read_images([paths[i] for i in idx], image_size),
+            labels[idx],
+            ids[idx],
+            metadata.iloc[idx].reset_index(drop=True),
+        )
         for split, idx in parts.items()
     }
     return ImageDataset(name, class_names, splits, description)
+
+
+def available_memory() -> int:
+    """Bytes of memory the machine can give without swapping (Linux's MemAvailable; else the free pages)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+MEMORY_SHARE = 0.8  # of the available memory a data set may take while its cache is built
+
+
+def check_memory(name: str, n_images: int, image_size: int, channels: int = 3) -> int:
+    """Say how much memory decoding `n_images` at `image_size` px takes, and raise DataError when the machine lacks
+    it (once cached, a set is read memory-mapped, so only building the cache needs it). Returns the bytes."""
+    need = n_images * image_size * image_size * channels
+    have = available_memory()
+    logger.info(
+        "%s: %d images at %d px take %.2f GB in memory (%.1f GB available)",
+        name,
+        n_images,
+        image_size,
+        need / 1e9,
+        have / 1e9,
+    )
+    if need > MEMORY_SHARE * have:
+        raise DataError(
+            f"{name} at {image_size} px takes {need / 1e9:.1f} GB in memory ({n_images} images of {image_size}x"
+            f"{image_size}x{channels} bytes) while its cache is built, and this machine has {have / 1e9:.1f} GB "
+            f"available: choose a smaller --image-size (memory grows with its square), or build the cache once on a "
+            "machine with more memory and copy the lab home's cache/ folder here (training reads it memory-mapped)"
+        )
+    return need
 
 
 def read_table(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:

@@ -341,11 +341,14 @@ def generate(n_images: int = 10_000, image_size: int = 28, seed: int = 0) -> tup
     return _render_all(labels, CLASSES, image_size, rng), labels
 
 
+MIN_SIZE, MAX_SIZE = 28, 512  # drawn in continuous coordinates: any size in between shows the same lesions
+
+
 def _render_all(
     labels: np.ndarray, classes: Sequence[ClassSpec], image_size: int, rng: np.random.Generator
 ) -> np.ndarray:
-    if not 28 <= image_size <= 128:
-        raise ValueError(f"image_size must be between 28 and 128 pixels; got {image_size}")
+    if not MIN_SIZE <= image_size <= MAX_SIZE:
+        raise ValueError(f"image_size must be between {MIN_SIZE} and {MAX_SIZE} pixels; got {image_size}")
     # float32 halves the rendering time; the factors themselves are drawn in float64.
     factors = {
         k: v.astype(np.float32) if v.dtype == np.float64 else v
@@ -377,9 +380,9 @@ def load_synthetic(path: str | None, image_size: int, split_seed: int, n_images:
             f"option n_images must be an integer >= {len(CLASSES)} (one image per class); got "
             f"{n_images!r}. E.g. n_images=3000 (--data-option n_images=3000 in the CLI)"
         )
-    if not 28 <= image_size <= 128:
+    if not MIN_SIZE <= image_size <= MAX_SIZE:
         raise DataError(
-            f"the built-in images are drawn at 28 to 128 pixels a side; got image size {image_size}. "
+            f"the built-in images are drawn at {MIN_SIZE} to {MAX_SIZE} pixels a side; got image size {image_size}. "
             "Choose a size in that range (--image-size in the CLI)"
         )
     # The generator seed is fixed so that every user sees the same images; split_seed only

@@ -16,8 +16,13 @@ from ..imbalance import kept_indices
 from ..methods import create_method
 from ..models import DEFAULT_BACKBONE, check_backbone, create_model
 from ..utils import check_device
+from .augment import POLICIES
+from .streaming import PLACEMENTS
 
 OPTIMIZERS = ("adamw", "sgd")
+# Fields added after runs were archived and shipped: stored only when set, so a run that does not use them keeps the
+# config it always had, and the store and archives (which match whole configs) still find the runs made before them.
+LATER_FIELDS = {"pretrained": None, "data_placement": "auto"}
 
 
 @dataclass
@@ -44,10 +49,13 @@ class TrainConfig:
     optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 5e-4
-    augment: bool = True
+    augment: bool | str = True  # True = "basic", False = none, or a policy of engine/augment.py ("crop")
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    # Training images held whole on the device ("device"), streamed from the disk cache ("stream"), or "auto": held
+    # when they take at most half the free memory there. The numbers do not depend on it.
+    data_placement: str = "auto"
     init_from: str | None = None  # a finished run whose weights start this one
 
     def __post_init__(self) -> None:
@@ -96,6 +104,13 @@ class TrainConfig:
             self.pretrained,
         )
         check_backbone(self.backbone, self.pretrained)
+        _require(
+            isinstance(self.augment, bool) or isinstance(self.augment, str) and self.augment in POLICIES,
+            "augment",
+            f"true, false or one of {list(POLICIES)}",
+            self.augment,
+        )
+        _require(self.data_placement in PLACEMENTS, "data_placement", f"one of {PLACEMENTS}", self.data_placement)
         check_data_options(self.data, self.data_options)  # unknown source names raise, listing the choices
         method = create_method(self.method, **self.method_settings)  # unknown or out-of-range settings raise
         if self.task is not None:
@@ -154,7 +169,8 @@ class TrainConfig:
         return dataset
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        return {k: v for k, v in values.items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

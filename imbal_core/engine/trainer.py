@@ -25,7 +25,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..data import ImageDataset, Split
+from ..data import ImageDataset
 from ..errors import ConfigError, RunError
 from ..imbalance import kept_indices
 from ..methods import Batch, Method, Stage, TrainInfo, create_method
@@ -41,8 +41,9 @@ from ..utils import (
     software_environment,
     write_json,
 )
-from .augment import NO_AUGMENT, AugmentConfig, augment, to_float
+from .augment import augment, augment_policy, to_float
 from .config import TrainConfig
+from .streaming import StreamedImages, place_train_images, read_range
 
 ProgressFn = Callable[[dict[str, Any]], None]
 EVAL_BATCH = 512
@@ -57,11 +58,12 @@ ENVIRONMENT_FILE = "environment.json"  # the environment of each training call o
 
 @dataclass
 class RunData:
-    """Tensors of one run on its device; `train` is the imbalanced subset."""
+    """One run's data: the imbalanced training subset's images (held on the device, or streamed from the disk
+    cache: `streaming.place_train_images`), its labels and class counts on the device."""
 
     dataset: ImageDataset
     kept: np.ndarray
-    train_images: torch.Tensor
+    train_images: torch.Tensor | StreamedImages
     train_labels: torch.Tensor
     class_counts: torch.Tensor
 
@@ -133,19 +135,15 @@ def _with_heartbeat(store: RunStore, run_id: str, progress: ProgressFn | None) -
 def prepare_data(config: TrainConfig, device: torch.device) -> RunData:
     dataset = config.load_data()
     kept = kept_indices(config, dataset)
-    train_split = dataset.train.subset(kept)
-    counts = np.bincount(train_split.labels, minlength=dataset.num_classes)
+    labels = dataset.train.labels[kept]
+    counts = np.bincount(labels, minlength=dataset.num_classes)
     return RunData(
         dataset,
         kept,
-        _to_device(train_split, device),
-        torch.from_numpy(train_split.labels).to(device),
+        place_train_images(dataset.train.images, kept, device, config.data_placement),
+        torch.from_numpy(labels).to(device),
         torch.from_numpy(counts).to(device),
     )
-
-
-def _to_device(split: Split, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(split.images).permute(0, 3, 1, 2).contiguous().to(device)
 
 
 def build_model(config: TrainConfig, num_classes: int, in_chans: int, load_weights: bool = True) -> Classifier:
@@ -226,6 +224,8 @@ def _setup_run(config: TrainConfig, store: RunStore, run_id: str) -> RunState:
     """Data, model and method on the device, and the run's plan of epochs."""
     run_dir = store.run_dir(run_id)
     device = select_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels once
     _record_environment(run_dir, device)
     seed_everything(config.seed)
     data = prepare_data(config, device)
@@ -318,12 +318,17 @@ def train_one_epoch(
     steps, device = run.steps_per_epoch, run.device
     generator = torch.Generator(device=device).manual_seed(seed)  # augmentation and the method's own draws
     order = _sample_order(data.train_labels.cpu(), stage.sampler, torch.Generator().manual_seed(seed))
-    augment_cfg = AugmentConfig() if config.augment else NO_AUGMENT
+    augment_cfg = augment_policy(config.augment)
 
     def view(images: torch.Tensor) -> torch.Tensor:
         return augment(images, generator, augment_cfg).contiguous(memory_format=torch.channels_last)
 
-    losses: list[float] = []
+    # Step losses stay on the device until a progress report reads them, so a GPU step never waits for the host.
+    losses = torch.zeros(steps, device=device)
+    reported = 0  # steps whose losses have been read (and checked to be finite)
+    if device.type == "cuda":
+        order = order.pin_memory()  # each step's indices then go to the GPU without waiting
+    streamed = isinstance(data.train_images, StreamedImages)  # read on the host: it takes host indices
     method.on_epoch_start(model, epoch, stage)  # e.g. synthesis; it counts in the epoch's seconds
     model.train()
     if stage.trainable == "head":
@@ -332,22 +337,23 @@ def train_one_epoch(
         if stop.is_set():
             progress({"event": "stopped", "run_id": run.run_id, "epoch": epoch})
             return None
-        index = order[step * config.batch_size : (step + 1) * config.batch_size].to(device)
-        raw = data.train_images[index]
+        host_index = order[step * config.batch_size : (step + 1) * config.batch_size]
+        index = host_index.to(device, non_blocking=True)
+        raw = data.train_images[host_index if streamed else index]
         batch = Batch(
             raw, view(raw), data.train_labels[index], index, epoch, epoch * steps + step, stage, generator, view
         )
         _set_lr(optimizer, stage.lr or config.lr, epoch_in_stage * steps + step, stage.epochs * steps)
         with _autocast(device, config.amp):
             loss = method.loss(model, batch)
-        if not torch.isfinite(loss):
-            raise RunError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; lower the learning rate")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         method.after_step(model)
-        losses.append(loss.item())
+        losses[step] = loss.detach()
         if step % PROGRESS_EVERY == 0 or step == steps - 1:
+            recent = _checked_losses(losses, reported, step + 1, epoch)
+            reported = step + 1
             progress(
                 {
                     "event": "step",
@@ -357,10 +363,21 @@ def train_one_epoch(
                     "epochs": len(run.plan),
                     "step": step + 1,
                     "steps": steps,
-                    "loss": float(np.mean(losses[-PROGRESS_EVERY:])),
+                    "loss": float(np.mean(recent[-PROGRESS_EVERY:].astype(np.float64))),
                 }
             )
-    return float(np.mean(losses))
+    return float(np.mean(losses.cpu().numpy().astype(np.float64)))
+
+
+def _checked_losses(losses: torch.Tensor, start: int, stop: int, epoch: int) -> np.ndarray:
+    """The losses of steps start..stop-1, read from the device; RunError names the first step whose loss was not
+    finite (the steps after it ran on, but the run fails)."""
+    window = losses[start:stop].cpu().numpy()
+    bad = np.flatnonzero(~np.isfinite(window))
+    if len(bad):
+        step = start + int(bad[0])
+        raise RunError(f"loss became {window[bad[0]]} at epoch {epoch + 1}, step {step + 1}; lower the learning rate")
+    return window
 
 
 def validate(run: RunState) -> dict[str, float]:
@@ -473,7 +490,7 @@ def predict(
     model.eval()
     logits, features = [], []
     for start in range(0, len(images), EVAL_BATCH):
-        raw = torch.from_numpy(images[start : start + EVAL_BATCH]).permute(0, 3, 1, 2).to(device)
+        raw = torch.from_numpy(read_range(images, start, start + EVAL_BATCH)).permute(0, 3, 1, 2).to(device)
         with _autocast(device, amp):
             f = model.features(to_float(raw).contiguous(memory_format=torch.channels_last))
         z = model.head(f.float())  # the head in float32: scores must not be rounded to bfloat16

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.images import resize_tensor
 from ..engine.augment import to_float
 from ..errors import ConfigError
 from ..models import Classifier
@@ -159,6 +160,9 @@ class IOIS(Method):
             "fresh images every epoch.",
             "Synthetic images get the same random augmentation as real ones and count in one CE mean with them.",
             "The generator must have learnt only from this run's training images (checked before training).",
+            "A generator made at another image size than the run's (e.g. the shipped 28 px one for a 128 px run) is "
+            "used with its samples resized to the run's size (antialiased bilinear; SDEdit's starting images are "
+            "resized to the generator's size first); each epoch's history says so (`synthetic_resized`).",
         ),
     )
 
@@ -182,7 +186,8 @@ class IOIS(Method):
         if not self.settings["ois"]:
             return
         path = resolve_generator(self.settings["generator"], "diffusion")
-        mismatch = data_mismatch(load_generator_info(path).config, data_recipe)
+        # The same images at another size are the same data: the samples are resized to the run's size.
+        mismatch = data_mismatch(load_generator_info(path).config, data_recipe, ignore=("image_size",))
         if mismatch:
             raise ConfigError(
                 f"generator {path.stem!r} was trained on other data than this run ({mismatch}); train "
@@ -274,8 +279,10 @@ class IOIS(Method):
         device = self.info.device
         labels = torch.repeat_interleave(torch.arange(len(per_class)), per_class).to(device)
         init = None
+        generator_size = self._generator().image_size
         if self.settings["sdedit_strength"] < 1.0:
             init = sdedit_starts(self.info.train_images, self.info.train_labels, labels, generator)
+            init = resize_tensor(init, generator_size)
         images, _ = self._generator().sample(
             labels,
             steps=self.settings["steps"],
@@ -284,7 +291,7 @@ class IOIS(Method):
             init_images=init,
             strength=self.settings["sdedit_strength"],
         )
-        return images, labels
+        return resize_tensor(images, self.info.train_images.shape[-1]), labels
 
     def _select(
         self,
@@ -359,6 +366,9 @@ class IOIS(Method):
         }
         if self.class_weights is not None:  # the OIS-off ablation: the allocation became class weights
             log["class_weights"] = [round(float(w), 4) for w in self.class_weights]
+        size = self.info.train_images.shape[-1] if self.info.train_images is not None else None
+        if made and self.generator_model is not None and self.generator_model.image_size != size:
+            log["synthetic_resized"] = f"{self.generator_model.image_size} px -> {size} px"
         return log
 
     def extra_state(self) -> dict:

@@ -34,6 +34,7 @@ __all__ = [
     "check_backbone",
     "create_model",
     "default_backbone",
+    "default_tag",
     "is_weights_file",
     "timm_architecture",
     "weights_label",
@@ -102,6 +103,17 @@ def default_backbone(pretrained: str | None) -> str:
     if pretrained is not None and not is_weights_file(pretrained) and "." in pretrained:
         return pretrained.split(".", 1)[0]
     return DEFAULT_BACKBONE
+
+
+def default_tag(backbone: str) -> str | None:
+    """timm's default pretrained tag of a backbone (e.g. resnet18 -> resnet18.a1_in1k); None for the presets."""
+    if backbone in PRESETS:
+        return None
+    try:
+        cfg = timm.models.get_pretrained_cfg(backbone)
+    except RuntimeError:
+        return None
+    return f"{backbone}.{cfg.tag}" if cfg is not None and cfg.tag else None
 
 
 def check_backbone(backbone: str, pretrained: str | None) -> None:

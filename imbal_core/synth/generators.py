@@ -374,12 +374,17 @@ def generators_for(kind: str, data: str, image_size: int) -> list[GeneratorInfo]
 DATA_KEYS = ("data", "data_options", "image_size", "split_seed", "task", "colour_constancy")
 
 
-def data_mismatch(generator_config: dict[str, Any], data_recipe: dict[str, Any]) -> str | None:
+def data_mismatch(
+    generator_config: dict[str, Any], data_recipe: dict[str, Any], ignore: tuple[str, ...] = ()
+) -> str | None:
     """How a generator's data differs from a run's ("key: theirs vs ours"), or None when they are the same.
 
-    Both are config dicts; a missing data_path (built-in data) only matches a missing one.
+    Both are config dicts; a missing data_path (built-in data) only matches a missing one. Keys in `ignore` are not
+    compared (IOIS resizes a generator's samples, so the image size may differ).
     """
     for key in DATA_KEYS:
+        if key in ignore:
+            continue
         theirs, ours = generator_config.get(key), data_recipe.get(key)
         if key == "data_options":
             theirs, ours = theirs or {}, ours or {}
