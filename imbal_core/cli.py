@@ -24,6 +24,7 @@ from .engine import RunInterrupted, TrainConfig, train
 from .engine.config import check_data_options
 from .engine.evaluate import EVAL_SPLITS, OVERLAP_RULES, evaluate_run
 from .engine.robustness import DEFAULT_STRENGTHS, drop_table, evaluate_shifts
+from .engine.streaming import PLACEMENTS
 from .engine.trainer import RESUMABLE
 from .errors import ConfigError, ImbalLabError
 from .executors import Job, LocalExecutor, RayExecutor, waits_for_a_worker
@@ -453,6 +454,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "(35-100 %% of the area), flips, rotation, colour jitter, as the seed papers use at 128-224 px",
     )
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument(
+        "--data-placement",
+        default="auto",
+        choices=PLACEMENTS,
+        help="device: hold the training images whole on the device; stream: read each batch from the disk cache "
+        "(for sets larger than the memory); auto: hold them when they take at most half the free memory. The "
+        "numbers are the same",
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="method setting, e.g. gamma=1.5")
     p.add_argument(
         "--init-from", metavar="RUN_ID", help="start from a finished run's weights (decoupled methods skip stage 1)"
@@ -640,6 +649,7 @@ def _config(args: argparse.Namespace, method: str, ratio: float | None, seed: in
         augment=_augment_setting(args),
         seed=seed,
         device=args.device,
+        data_placement=args.data_placement,
         init_from=args.init_from,
     )
 

@@ -75,6 +75,7 @@ TRAINING_KEYS = (
     "augment",
     "amp",
     "device",
+    "data_placement",
 )
 TOP_KEYS = (
     "name",

@@ -291,6 +291,7 @@ class IOIS(Method):
             init_images=init,
             strength=self.settings["sdedit_strength"],
         )
+        assert self.info.train_images is not None, "synthesis runs in training, which has the training images"
         return resize_tensor(images, self.info.train_images.shape[-1]), labels
 
     def _select(
