@@ -195,7 +195,8 @@ def main() -> None:
 
     print(
         f"\nOne epoch: {len(labels)} images of {args.image_size} px from {args.data}, batch {args.batch_size}, "
-        f"backbone {config.backbone}" + (f" from {config.pretrained}" if config.pretrained else "")
+        f"backbone {config.backbone}"
+        + (f" from {config.pretrained}" if config.pretrained else "")
         + f", device {device} ({device_name(device)}, {torch.get_num_threads()} threads)\n"
     )
     print("| loop | seconds | images/s | ours is faster by |")

@@ -57,7 +57,8 @@ def main() -> None:
                 device=args.device,
             )
             images, labels = np.asarray(dataset.train.images), dataset.train.labels
-            engine_step, _ = engine_step_seconds(config, RunStore(Path(tmp) / str(size)), len(labels) // args.batch_size)
+            store = RunStore(Path(tmp) / str(size))
+            engine_step, _ = engine_step_seconds(config, store, len(labels) // args.batch_size)
             model_step = model_step_seconds(images, labels, config, device)
             model = create_model(args.backbone, image_size=size)
             final = model.forward_features(torch.zeros(1, 3, size, size)).shape[-1]
@@ -68,13 +69,17 @@ def main() -> None:
         f"\nOne training image, {args.backbone}, batch {args.batch_size}, device {device} ({device_name(device)}), "
         f"{args.threads} torch thread(s); built-in data, {args.n_images} images per size\n"
     )
-    print("| size | engine ms / image | model-only ms / image | engine / model | vs first size | last map | strides removed |")
+    print(
+        "| size | engine ms / image | model-only ms / image | engine / model | vs first size | last map "
+        "| strides removed |"
+    )
     print("|---|---|---|---|---|---|---|")
     for size, engine_step, model_step, final, adapted, _ in rows:
         per_image = engine_step / args.batch_size
         print(
             f"| {size} px | {per_image * 1000:.2f} | {model_step / args.batch_size * 1000:.2f} | "
-            f"{engine_step / model_step:.2f} | {per_image / base:.1f}x | {final}x{final} | {', '.join(adapted) or 'none'} |"
+            f"{engine_step / model_step:.2f} | {per_image / base:.1f}x | {final}x{final} | "
+            f"{', '.join(adapted) or 'none'} |"
         )
     drawing = ", ".join(f"{size} px {drawn:.1f} s" for size, *_, drawn in rows)
     print(f"\nDrawing (or reading from the cache) the built-in data: {drawing}")

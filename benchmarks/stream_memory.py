@@ -99,10 +99,16 @@ def main() -> None:
         f"d = load_dataset({args.data!r}, path={args.path!r}, image_size={args.image_size}); "
         "print(sum(s.images.nbytes for s in d.splits.values()), d.train.images.nbytes)"
     )
-    total, train_bytes = map(int, subprocess.run([sys.executable, "-c", build], env=env, check=True,
-                                                  capture_output=True, text=True).stdout.split())
-    print(f"data cache ready in {time.perf_counter() - started:.0f} s: {total / 1e9:.2f} GB in all, "
-          f"training split {train_bytes / 1e9:.2f} GB")
+    total, train_bytes = map(
+        int,
+        subprocess.run(
+            [sys.executable, "-c", build], env=env, check=True, capture_output=True, text=True
+        ).stdout.split(),
+    )
+    print(
+        f"data cache ready in {time.perf_counter() - started:.0f} s: {total / 1e9:.2f} GB in all, "
+        f"training split {train_bytes / 1e9:.2f} GB"
+    )
     results = []
     for placement in args.placements.split(","):
         child = [sys.executable, __file__, *sys.argv[1:], "--placement", placement]

@@ -106,6 +106,39 @@ def test_train_then_compare_and_explain():
     assert len(images) >= 2  # the image and one Grad-CAM overlay per run
 
 
+def test_train_page_starting_weights_a_file_is_queued_and_a_missing_one_is_named(tmp_path):
+    """Starting weights on the Train page: a missing file is refused with its name and nothing is queued; a file of
+    the backbone's weights (inside the allowed data folders) queues a run that records it."""
+    import timm
+    from safetensors.torch import save_file
+
+    from app_pages.common import user_store
+
+    app = open_page("train", data_choice=TINY_CHOICE)
+    app.multiselect(key="train_methods").set_value(["ce"])
+    app.selectbox(key="train_weights_kind").set_value("Local file")
+    app.text_input(key="train_weights").set_value(str(tmp_path / "missing.safetensors"))
+    before = len(user_store().runs())
+    app.button[0].click().run()
+    assert "missing.safetensors does not exist" in app.error[0].value
+    assert len(user_store().runs()) == before
+
+    file = tmp_path / "small.safetensors"
+    save_file(timm.create_model("resnet10t", channels=(32, 64, 128, 256), stem_width=16).state_dict(), str(file))
+    app.text_input(key="train_weights").set_value(str(file))
+    app.number_input(key="train_epochs").set_value(1)
+    app.button[0].click().run()
+    assert "Queued 1 run" in app.success[0].value, [e.value for e in app.error]
+    store = user_store()
+    run_id = store.runs().iloc[0]["run_id"]
+    assert store.get_run(run_id)["config"]["pretrained"] == str(file)
+    deadline = time.time() + TIMEOUT  # the app's worker trains it (and must be done before the test process ends)
+    while time.time() < deadline and store.get_run(run_id)["status"] in ("queued", "running"):
+        time.sleep(1)
+    assert store.get_run(run_id)["status"] == "finished", store.get_run(run_id)["error"]
+    assert json.loads((store.run_dir(run_id) / "weights.json").read_text())["sha256"]
+
+
 def open_tab(app: AppTest, label: str) -> None:
     """Compare runs only the open tab's work; this opens one as a click on it would."""
     app.session_state["cmp_view"] = label

@@ -106,3 +106,17 @@ def test_random_resized_crop_zooms_in_and_is_seeded():
     assert (spans < 1.95).all()  # every crop shows less than the whole ramp
     assert (spans > 2 * 0.5 * 0.35**0.5).all()  # ... and at least the narrowest crop's share of it
     assert len(set(spans.round(decimals=3).tolist())) > 4  # crops differ between images
+
+
+def test_style_kd_with_the_shipped_28_px_adain_model_stylises_at_128_px(store, backbone_file, small_generator):
+    """The AdaIN tool is fully convolutional: a model trained at 28 px makes auxiliary images at the run's size."""
+    from imbal_core.synth.style import create_style_tool, stylise_uint8
+    from imbal_core.synth.style_models import load_style_model
+
+    tool = create_style_tool("adain", model=load_style_model("adain_synthetic_28", torch.device("cpu")))
+    content = torch.randint(0, 256, (2, 3, 128, 128), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert stylise_uint8(tool, content, content.flip(0), 1.0).shape == (2, 3, 128, 128)
+    settings = {"tool": "adain", "style_model": "adain_synthetic_28"}
+    config = _config("style_kd", 128, backbone_file, small_generator, epochs=2, method_settings=settings)
+    run = store.get_run(train(config, store))
+    assert run["status"] == "finished", run["error"]
