@@ -144,9 +144,10 @@ target = None if target_name == "predicted class" else class_names.index(target_
 # Five equal columns at most (the image and 4 runs): each picture fills its column and never overlaps the next.
 columns = st.columns(len(results) + 1)
 columns[0].image(image, caption="image", width="stretch")
-flat = []
+flat, models = [], []
 for column, result, row in zip(columns[1:], results, picked.itertuples()):
     model = cached_model(row.store, row.run_id)
+    models.append(model)
     heat, probs = grad_cam(model, image[None], target)
     predicted = int(result.decide(probs)[0])
     if target is None and predicted != int(probs[0].argmax()):  # a binary run decides at its threshold
@@ -161,7 +162,12 @@ for column, result, row in zip(columns[1:], results, picked.itertuples()):
     )
     if heat[0].max() <= 0:
         flat.append(result.method)
-st.caption("Grad-CAM (captum LayerGradCam) on the last feature map, ReLU on, bilinear upsampling; red = most evidence.")
+layers = sorted({f"{m.cam_module} ({m.cam_cells}x{m.cam_cells} cells)" for m in models})
+st.caption(
+    f"Grad-CAM (captum LayerGradCam) on {', '.join(layers)}, ReLU on, bilinear upsampling to {image.shape[0]} px; "
+    "red = most evidence. Below 112 px it reads the last feature map; from 112 px the deepest one with at least 7x7 "
+    "cells."
+)
 if flat:
     st.info(
         f"Flat heat map ({', '.join(flat)}): no location raises the score of the explained class — every "

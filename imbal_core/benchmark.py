@@ -26,12 +26,13 @@ import pandas as pd
 
 from .benchmark_results import RESULTS_COLUMNS, results_dir
 from .compare import finished_runs, load_results, per_class_table
-from .engine.trainer import RESUMABLE, run_environments
+from .engine.trainer import RESUMABLE, WEIGHTS_FILE, run_environments
 from .errors import ConfigError, ImbalLabError
 from .executors import Job, LocalExecutor, Outcome
 from .imbalance import kept_indices
 from .methods import create_method
 from .metrics import BINARY_METRICS, SUMMARY_METRICS
+from .models import weights_label
 from .protocol import MethodSpec, PlannedRun, Protocol
 from .runs import RunArchive, RunStore
 from .stats import (
@@ -330,6 +331,8 @@ def write_results(
     records = {s.run_id: store.get_run(s.run_id) for s in steps if s.run_id and store.has_run(s.run_id)}
     for run_id, record in records.items():
         record["environments"] = run_environments(store.run_dir(run_id))
+        weights = store.run_dir(run_id) / WEIGHTS_FILE
+        record["weights_sha256"] = json.loads(weights.read_text())["sha256"] if weights.is_file() else None
     for s in steps:
         s.final_status = records[s.run_id]["status"] if s.run_id in records else None
     finished_ids = [s.run_id for s in steps if s.final_status == "finished"]
@@ -442,6 +445,8 @@ def _header(
         f"blocked {counted['blocked']}, busy elsewhere {counted['elsewhere']}; finished now: {finished}",
         f"- Protocol: seeds {protocol.seeds}, ratios {[_ratio_label(r) for r in protocol.ratios]}, "
         f"{training or 'TrainConfig defaults'}" + (f", task {protocol.task!r}" if protocol.task else ""),
+        f"- Starting weights: {weights_label(protocol.training.get('pretrained')) or 'random (from scratch)'}"
+        + _weights_digests(steps, records),
         f"- Statistics (`imbal_core/stats.py`, as on Compare): replicates are seeds; mean ± sd over seeds, with a "
         f"{CONFIDENCE * 100:.0f} % t interval in brackets from {MIN_SEEDS_FOR_INTERVAL} seeds on; differences "
         f"against `{protocol.reference}`{''.join(f' and `{m}`' for m in protocol.other_references)} are paired by "
@@ -865,6 +870,13 @@ def _metric_name(metric: str) -> str:
 
 def _ratio_label(ratio: float | None) -> str:
     return "natural" if ratio is None else f"{ratio:g}"
+
+
+def _weights_digests(steps: list[Step], records: dict[str, dict[str, Any]]) -> str:
+    """ " (SHA-256 abc...)" of the starting weights the finished runs recorded in weights.json, when pretrained."""
+    recorded = (records[s.run_id]["weights_sha256"] for s in steps if s.run_id in records)
+    digests = sorted({digest[:16] for digest in recorded if digest})
+    return f" (SHA-256 {', '.join(digests)}..., from each run's weights.json)" if digests else ""
 
 
 def _training_seconds(record: dict[str, Any]) -> float:

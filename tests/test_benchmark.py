@@ -723,3 +723,25 @@ def test_results_name_the_test_split_and_warn_when_runs_were_tested_on_different
     assert _posthoc_choices(resplit, runs) == []
     same_recipe = [result("r0", [1200, 30], {"recipe": "builtin"}), result("r1", [1200, 30], {"recipe": "builtin"})]
     assert _posthoc_choices(same_recipe, runs)[0].endswith("`tau_norm` recipe: builtin (every seed).")
+
+
+def test_benchmark_with_pretrained_weights_is_named_apart_and_records_them(tmp_path: Path, capsys):
+    """`benchmark --pretrained FILE`: the from-scratch results are not overwritten; the results say which weights
+    (and their digest) started the runs; a protocol's own relative weights path is read beside the file."""
+    import hashlib
+
+    import timm
+    from safetensors.torch import save_file
+
+    file = tmp_path / "small.safetensors"
+    save_file(timm.create_model("resnet10t", channels=(32, 64, 128, 256), stem_width=16).state_dict(), str(file))
+    store, out = tmp_path / "store", tmp_path / "results"
+    command = ["--store", str(store), "benchmark", str(TINY), "--out-dir", str(out), "--quiet", "--pretrained"]
+    assert main([*command, str(file)]) == 0
+    text = (out / "tiny_small.md").read_text()
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()[:16]
+    assert f"- Starting weights: weights small.safetensors (SHA-256 {digest}..." in text
+    assert not (out / "tiny.md").exists()
+
+    protocol = write(tmp_path, TINY_TEXT.replace("image_size = 28", 'image_size = 28\npretrained = "small.safetensors"'))
+    assert load_protocol(protocol).training["pretrained"] == str(file)

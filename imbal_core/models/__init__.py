@@ -73,6 +73,7 @@ class Classifier(nn.Module):
         self.register_buffer("input_scale", (0.5 / std_t).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("input_shift", ((0.5 - mean_t) / std_t).view(1, -1, 1, 1), persistent=False)
         self.cam_module = backbone.feature_info[-1]["module"]
+        self.cam_cells = 0  # the side of the map Grad-CAM reads, in cells (set by create_model)
         self.adapted: list[str] = []  # the layers whose stride was removed for a small input
         self.weights: WeightsRecord | None = None  # where pretrained starting weights came from
 
@@ -158,6 +159,7 @@ def create_model(
     model = Classifier(net, stage_sizes[-1][1], num_classes, mean, std)
     model.adapted = adapted
     model.cam_module = _cam_module(stage_sizes, image_size)
+    model.cam_cells = next(side for name, _, side in stage_sizes if name == model.cam_module)
     if pretrained is not None and load_weights:
         model.weights = weights_record(timm_name, pretrained)
     return model
