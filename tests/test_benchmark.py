@@ -743,5 +743,6 @@ def test_benchmark_with_pretrained_weights_is_named_apart_and_records_them(tmp_p
     assert f"- Starting weights: weights small.safetensors (SHA-256 {digest}..." in text
     assert not (out / "tiny.md").exists()
 
-    protocol = write(tmp_path, TINY_TEXT.replace("image_size = 28", 'image_size = 28\npretrained = "small.safetensors"'))
+    with_weights = TINY_TEXT.replace("image_size = 28", 'image_size = 28\npretrained = "small.safetensors"')
+    protocol = write(tmp_path, with_weights)
     assert load_protocol(protocol).training["pretrained"] == str(file)
