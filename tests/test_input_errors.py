@@ -175,7 +175,7 @@ def test_read_only_store(tmp_path: Path, capsys):
         (["--data-option", "n_image=700"], "unknown data option(s) ['n_image']"),
         (["--data-option", "n_images=abc"], "n_images must be an integer >= 7"),
         (["--data-option", "n_images=5"], "n_images must be an integer >= 7"),
-        (["--image-size", "16"], "drawn at 28 to 128 pixels"),
+        (["--image-size", "16"], "drawn at 28 to 512 pixels"),
         (["--device", "bogus"], "device must be auto"),
         (["--split-seed", "-1"], "an integer >= 0"),
     ],

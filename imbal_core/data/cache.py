@@ -1,7 +1,8 @@
 """On-disk cache of resized data sets, keyed by source, path, size, split seed and options.
 
-One folder per data set and size: each split's images as a `.npy` file that is opened memory-mapped (nothing is read
-until a batch needs it, so a set larger than the machine's memory can still be trained on), its labels and ids as
+One folder per data set and size: each split's images as a `.npy` file that is opened memory-mapped, copy-on-write
+(nothing is read until a batch needs it, so a set larger than the machine's memory can still be trained on; a change
+made in memory never reaches the file), its labels and ids as
 `.npy` files, and a JSON header with the class names and each split's metadata. The folder is written under a
 temporary name and renamed when complete, so a half-written cache is never read.
 """
@@ -66,7 +67,7 @@ def load(cache_dir: Path, key: str) -> ImageDataset | None:
         for name in SPLITS:
             metadata = pd.read_json(StringIO(header["metadata"][name]), orient="split")
             splits[name] = Split(
-                np.load(folder / f"{name}_images.npy", mmap_mode="r", allow_pickle=False),
+                np.load(folder / f"{name}_images.npy", mmap_mode="c", allow_pickle=False),
                 np.load(folder / f"{name}_labels.npy", allow_pickle=False),
                 np.load(folder / f"{name}_ids.npy", allow_pickle=False),
                 metadata,

@@ -99,7 +99,10 @@ def input_normalisation(timm_name: str, pretrained: str | None) -> tuple[tuple[f
     architecture's default pretrained config (ImageNet for timm's CNNs); from scratch, mean 0.5 and std 0.5."""
     if pretrained is None:
         return UNTRAINED_NORMALISATION
-    cfg = timm.models.get_pretrained_cfg(timm_name if is_weights_file(pretrained) else pretrained)
+    try:
+        cfg = timm.models.get_pretrained_cfg(timm_name if is_weights_file(pretrained) else pretrained)
+    except RuntimeError:  # an architecture timm has no pretrained config for
+        cfg = None
     if cfg is None:
         return tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD)
     return tuple(cfg.mean), tuple(cfg.std)
@@ -110,8 +113,8 @@ def create_pretrained_backbone(timm_name: str, pretrained: str, in_chans: int, *
 
     With HF_HUB_OFFLINE=1, timm's hub code reads the tag's weights from the hub cache. Online, a tag already in the
     cache (or torch's hub cache) is read from there, so a machine without a network need not wait for the hub's
-    retries; otherwise timm downloads it. The weights' classifier is loaded too (so every key
-    is checked) and then dropped. timm adapts the first convolution to `in_chans` as it does for its own weights.
+    retries; otherwise timm downloads it. The weights' classifier is loaded too (so every key is checked) and then
+    dropped. timm adapts the first convolution to `in_chans` as it does for its own weights.
     """
     name, overlay, num_classes = pretrained, {}, {}
     if is_weights_file(pretrained):
