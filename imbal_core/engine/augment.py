@@ -53,21 +53,23 @@ def to_float(raw: torch.Tensor) -> torch.Tensor:
 
 
 def augment(raw: torch.Tensor, generator: torch.Generator, cfg: AugmentConfig = AugmentConfig()) -> torch.Tensor:
-    x = raw.float().div_(255.0)
-    b, device = x.shape[0], x.device
+    b, device = raw.shape[0], raw.device
 
     def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
         return torch.rand(b, *shape, generator=generator, device=device) * (high - low) + low
 
+    # Flips and quarter turns only move pixels: done on the uint8 images, and only on the images drawn for them.
+    x = raw.clone() if cfg.flips or cfg.rot90 else raw
     if cfg.flips:
         flip_h = uniform(0, 1) < 0.5
         flip_v = uniform(0, 1) < 0.5
-        x = torch.where(flip_h[:, None, None, None], x.flip(3), x)
-        x = torch.where(flip_v[:, None, None, None], x.flip(2), x)
+        x[flip_h] = x[flip_h].flip(3)
+        x[flip_v] = x[flip_v].flip(2)
     if cfg.rot90 and x.shape[2] == x.shape[3]:
         turns = torch.randint(0, 4, (b,), generator=generator, device=device)
         for k in (1, 2, 3):
-            x = torch.where((turns == k)[:, None, None, None], torch.rot90(x, k, dims=(2, 3)), x)
+            x[turns == k] = torch.rot90(x[turns == k], k, dims=(2, 3))
+    x = x.float().div_(255.0)
     if cfg.crop_area is not None:
         # The crop's half-size (w, h) in [-1, 1] image coordinates, and its centre anywhere that keeps it inside.
         area = uniform(*cfg.crop_area)
@@ -87,14 +89,15 @@ def augment(raw: torch.Tensor, generator: torch.Generator, cfg: AugmentConfig = 
         cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
         theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
         x = _resample(x, theta)
+    # x is this function's own tensor from here: the colour changes work in place (the same arithmetic, less memory)
     if cfg.brightness:
-        x = x * uniform(1 - cfg.brightness, 1 + cfg.brightness)[:, None, None, None]
+        x.mul_(uniform(1 - cfg.brightness, 1 + cfg.brightness)[:, None, None, None])
     if cfg.contrast:
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) * uniform(1 - cfg.contrast, 1 + cfg.contrast)[:, None, None, None] + mean
+        x.sub_(mean).mul_(uniform(1 - cfg.contrast, 1 + cfg.contrast)[:, None, None, None]).add_(mean)
     if cfg.saturation and x.shape[1] == 3:
         grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
-        x = (x - grey) * uniform(1 - cfg.saturation, 1 + cfg.saturation)[:, None, None, None] + grey
+        x.sub_(grey).mul_(uniform(1 - cfg.saturation, 1 + cfg.saturation)[:, None, None, None]).add_(grey)
     return x.clamp_(0, 1).mul_(2).sub_(1)
 
 
