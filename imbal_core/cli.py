@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import os
 import shlex
 import signal
@@ -69,6 +70,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m imbal_core") 
     except SystemExit as stop:  # --help or --version (code 0), or a usage error argparse has printed (code 2)
         return int(stop.code or 0)
     args.command_line = shlex.join([*prog.split(), *(sys.argv[1:] if argv is None else argv)])
+    _show_data_memory(quiet=getattr(args, "quiet", False))
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run cleanly, like Ctrl-C
     try:
         return args.func(args) or 0
@@ -85,6 +87,24 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m imbal_core") 
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class _StderrHandler(logging.Handler):
+    """Log messages as plain lines on the current sys.stderr (looked up per message, as print does)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(record.getMessage(), file=sys.stderr)
+
+
+def _show_data_memory(quiet: bool) -> None:
+    """Print what a data set takes in memory before its cache is built, and where the training images are held
+    (the data and streaming modules log it), unless --quiet."""
+    handler = _StderrHandler()
+    for name in ("imbal_core.data.images", "imbal_core.engine.streaming"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING if quiet else logging.INFO)
+        if not logger.handlers:
+            logger.addHandler(handler)
 
 
 def console_main() -> None:
