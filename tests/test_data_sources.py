@@ -202,3 +202,16 @@ def test_ham10000_shared_data():
     lesions = {name: set(split.metadata["lesion_id"]) for name, split in ds.splits.items()}
     assert not lesions["train"] & lesions["val"] and not lesions["train"] & lesions["test"]
     assert not lesions["val"] & lesions["test"]
+
+
+def test_a_set_too_large_for_the_memory_is_refused_before_decoding_with_the_numbers(tmp_path: Path, monkeypatch):
+    from imbal_core.data import images
+
+    monkeypatch.setattr(images, "available_memory", lambda: 100 * 2**20)  # 100 MiB available
+    decoded = []
+    monkeypatch.setattr(images, "read_images", lambda paths, size: decoded.append(paths))
+    with pytest.raises(DataError, match=r"ham10000 at 224 px takes 0\.\d GB in memory .* 0\.1 GB available"):
+        images.dataset_from_files(
+            "ham10000", ["a", "b"], [Path(f"{i}.jpg") for i in range(3000)], np.zeros(3000), pd.DataFrame(), 224, 0
+        )
+    assert decoded == []  # refused before any image was read

@@ -154,10 +154,10 @@ def check_memory(name: str, n_images: int, image_size: int, channels: int = 3) -
     need = n_images * image_size * image_size * channels
     have = available_memory()
     logger.info(
-        "%s: %d images at %d px take %.2f GB in memory (%.1f GB available)",
+        "building the data cache of %s at %d px: %d images take %.2f GB in memory (%.1f GB available)",
         name,
-        n_images,
         image_size,
+        n_images,
         need / 1e9,
         have / 1e9,
     )
