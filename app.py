@@ -35,6 +35,6 @@ with st.sidebar:
     st.caption(f"**Device:** {device}")
     st.caption(f"**Data cache:** `{lab_home() / 'cache'}`")
     st.caption(f"**Run store:** `{user_store().root}`")
-    st.caption(f"**Pretrained runs:** `{PRETRAINED_DIR}`")
+    st.caption(f"**Shipped runs:** `{PRETRAINED_DIR}`")
 
 navigation.run()

@@ -557,7 +557,7 @@ data_sets = runs["data"].value_counts().index.tolist()  # the data set with the 
 # persist_state: the picks outlive a visit to the results files' view, where these widgets are not drawn.
 data = f1.selectbox("Data set", data_sets, key="cmp_data", persist_state="page")
 sources = f4.multiselect(
-    "Source", ["pretrained", "yours"], default=["pretrained", "yours"], key="cmp_source", persist_state="page"
+    "Source", ["shipped", "yours"], default=["shipped", "yours"], key="cmp_source", persist_state="page"
 )
 in_data = runs[(runs["data"] == data) & runs["source"].isin(sources)]
 ratio_labels = sorted(in_data["ratio_label"].unique(), key=ratio_order)

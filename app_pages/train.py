@@ -15,7 +15,7 @@ from imbal_core.engine.trainer import RESUMABLE
 from imbal_core.errors import ImbalLabError
 from imbal_core.executors import waits_for_a_worker
 from imbal_core.methods import METHODS
-from imbal_core.models import DEFAULT_BACKBONE, PRESETS, default_tag
+from imbal_core.models import DEFAULT_BACKBONE, PRESETS, default_tag, weights_label
 from imbal_core.runs import INTERRUPTED
 
 ACTIVE = ("queued", "running")
@@ -25,6 +25,12 @@ STARTING_WEIGHTS_HELP = (
     "Random: the network learns from the data alone. A timm tag or a local file starts from pretrained weights; the "
     "images are then normalised as those weights expect. Missing weights are an error, never a random start."
 )
+
+
+def starting_note(config: dict) -> str:
+    """ " · resnet18 from ImageNet (a1_in1k)" for a run that starts from pretrained weights; "" from scratch."""
+    label = weights_label(config.get("pretrained"))
+    return f" · {config['backbone']} from {label}" if label else ""
 
 
 def starting_weights(kind: str, text: str, backbone: str) -> str | None:
@@ -159,7 +165,7 @@ def jobs_panel() -> None:
             top = st.columns([4, 1])
             top[0].markdown(
                 f"**{row.method}** · seed {row.seed} · `{row.run_id}` — **{status}**  \n"
-                f"on {describe_data(run['config'])}"
+                f"on {describe_data(run['config'])}" + starting_note(run["config"])
             )
             if status in ACTIVE and not runner.can_stop(row.run_id):
                 top[1].caption(

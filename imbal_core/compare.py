@@ -41,7 +41,7 @@ def finished_runs(all_stores: list[RunStore]) -> pd.DataFrame:
         runs["store"] = str(store.root)
         # Shipped runs of some methods keep only results (not weights): Explain and quality need the weights.
         runs["has_model"] = [(store.run_dir(run_id) / MODEL_FILE).is_file() for run_id in runs["run_id"]]
-        runs["source"] = "pretrained" if store.root.resolve() == PRETRAINED_DIR.resolve() else "yours"
+        runs["source"] = "shipped" if store.root.resolve() == PRETRAINED_DIR.resolve() else "yours"
         frames.append(runs)
     if not frames:
         return pd.DataFrame(columns=["run_id", "method", "data", "ratio", "seed", "source", "label", "has_model"])
@@ -83,7 +83,7 @@ def default_selection(pool: pd.DataFrame, reference: str = "ce") -> pd.DataFrame
         return pool
     epochs = pool["config"].map(lambda c: json.loads(c)["epochs"])
     ranked = (
-        pool.assign(epochs=epochs, shipped=pool["source"] == "pretrained")
+        pool.assign(epochs=epochs, shipped=pool["source"] == "shipped")
         .groupby(["method", "group"], sort=False)
         .agg(seeds=("seed", "nunique"), epochs=("epochs", "max"), shipped=("shipped", "max"))
         .reset_index()

@@ -132,7 +132,7 @@ def test_train_from_ui_then_see_it_in_compare(app_url: str, browser):
     # A quick run of one's own does not replace the shipped 8-epoch ce among the default picks (issue 12, item 2).
     assert (
         runs.get_by_role(
-            "button", name="Remove ce · synthetic 28px · ratio natural · seed 0 · pretrained · 604530"
+            "button", name="Remove ce · synthetic 28px · ratio natural · seed 0 · shipped · 604530"
         ).count()
         == 1
     )
@@ -164,7 +164,7 @@ def test_explain_columns_fit_and_say_which_run(app_url: str, browser):
     """Item 5 of issue 12: each Grad-CAM is captioned method · epochs · source · seed, and images never overlap."""
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     _open(page, f"{app_url}/explain", "Explain", "Explain the class")
-    page.get_by_text("· 8 ep · pretrained · seed 0", exact=False).first.wait_for(timeout=120_000)
+    page.get_by_text("· 8 ep · shipped · seed 0", exact=False).first.wait_for(timeout=120_000)
     images = page.locator('[data-testid="stImage"] img')
     boxes = sorted((images.nth(i).bounding_box() for i in range(images.count())), key=lambda b: b["x"])
     assert len(boxes) >= 3
