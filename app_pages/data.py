@@ -80,7 +80,15 @@ with left:
             "Folder or file", key="data_path", placeholder="/path/to/data", help=f"Expected layout: {info.layout}"
         )
         st.caption(f"Expected layout: {info.layout}")
-    image_size = st.select_slider("Image size (px)", [28, 32, 48, 64, 96, 128], key="data_image_size")
+    image_size = st.select_slider(
+        "Image size (px)",
+        [28, 32, 48, 64, 96, 128, 160, 192, 224, 256, 384, 512],
+        key="data_image_size",
+        help="Below 112 px the backbone's first strides are removed so its last map stays 4x4; from 112 px the "
+        "published architecture runs (what ImageNet weights expect). A new size builds its cache once: HAM10000 "
+        "takes 0.5 GB at 128 px, 1.5 GB at 224 px and 7.9 GB at 512 px, and the built-in data about 3 minutes to "
+        "draw at 224 px on 2 CPU cores.",
+    )
     split_seed = st.number_input("Split seed", 0, 10_000, key="data_split_seed")
     constancy = st.selectbox(
         "Colour constancy",
@@ -101,6 +109,11 @@ except ImbalLabError as err:
     st.stop()
 
 with left:
+    cached_bytes = sum(split.images.nbytes for split in dataset.splits.values())
+    st.caption(
+        f"At {image_size} px the images take {cached_bytes / 1e9:.2f} GB in the data cache (read memory-mapped; "
+        "training holds them in memory when they fit, else streams them)."
+    )
     binary = st.toggle(
         "Binary task (abnormal vs normal)",
         key="data_binary",
