@@ -120,3 +120,14 @@ def test_style_kd_with_the_shipped_28_px_adain_model_stylises_at_128_px(store, b
     config = _config("style_kd", 128, backbone_file, small_generator, epochs=2, method_settings=settings)
     run = store.get_run(train(config, store))
     assert run["status"] == "finished", run["error"]
+
+
+def test_flips_and_turns_change_only_the_images_drawn_for_them():
+    """On the CPU the augmentation changes just the chosen images; the pixels are those torch.where gives (the GPU's
+    way), so a run's views do not depend on the device's code path."""
+    from imbal_core.engine.augment import _where
+
+    x = torch.randint(0, 256, (9, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    chosen = torch.tensor([True, False, True, True, False, False, True, False, True])
+    expected = torch.where(chosen[:, None, None, None], torch.rot90(x, 1, dims=(2, 3)), x)
+    assert torch.equal(_where(chosen, lambda part: torch.rot90(part, 1, dims=(2, 3)), x.clone()), expected)

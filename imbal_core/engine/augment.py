@@ -11,7 +11,9 @@ of the area at aspect 3/4-4/3, flips, quarter turns, rotation up to 20 degrees, 
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -58,17 +60,17 @@ def augment(raw: torch.Tensor, generator: torch.Generator, cfg: AugmentConfig = 
     def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
         return torch.rand(b, *shape, generator=generator, device=device) * (high - low) + low
 
-    # Flips and quarter turns only move pixels: done on the uint8 images, and only on the images drawn for them.
+    # Flips and quarter turns only move pixels: done on the uint8 images.
     x = raw.clone() if cfg.flips or cfg.rot90 else raw
     if cfg.flips:
         flip_h = uniform(0, 1) < 0.5
         flip_v = uniform(0, 1) < 0.5
-        x[flip_h] = x[flip_h].flip(3)
-        x[flip_v] = x[flip_v].flip(2)
+        x = _where(flip_h, lambda chosen: chosen.flip(3), x)
+        x = _where(flip_v, lambda chosen: chosen.flip(2), x)
     if cfg.rot90 and x.shape[2] == x.shape[3]:
         turns = torch.randint(0, 4, (b,), generator=generator, device=device)
         for k in (1, 2, 3):
-            x[turns == k] = torch.rot90(x[turns == k], k, dims=(2, 3))
+            x = _where(turns == k, functools.partial(torch.rot90, k=k, dims=(2, 3)), x)
     x = x.float().div_(255.0)
     if cfg.crop_area is not None:
         # The crop's half-size (w, h) in [-1, 1] image coordinates, and its centre anywhere that keeps it inside.
@@ -99,6 +101,16 @@ def augment(raw: torch.Tensor, generator: torch.Generator, cfg: AugmentConfig = 
         grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
         x.sub_(grey).mul_(uniform(1 - cfg.saturation, 1 + cfg.saturation)[:, None, None, None]).add_(grey)
     return x.clamp_(0, 1).mul_(2).sub_(1)
+
+
+def _where(chosen: torch.Tensor, change: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """x with `change` applied to the images where `chosen` is True (x is the caller's own copy). On the CPU only the
+    chosen images are changed; on a GPU every image is and torch.where picks, since indexing by a mask would make the
+    GPU wait for the host (the number of chosen images decides the result's size). The same pixels either way."""
+    if x.is_cuda:
+        return torch.where(chosen[:, None, None, None], change(x), x)
+    x[chosen] = change(x[chosen])
+    return x
 
 
 def _resample(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
