@@ -451,9 +451,15 @@ with style_tab:
     )
     tool = None
     if tool_name == "adain":
-        available = generators_for("adain", choice["data"], choice["image_size"])
+        available = generators_for("adain", choice["data"], choice["image_size"], any_size=True)
         if available:
             picked = st.selectbox("AdaIN model", available, key="style_model", format_func=describe)
+            if picked.config.get("image_size") != choice["image_size"]:
+                st.caption(
+                    f"Trained at {picked.config.get('image_size')} px; the model is fully convolutional, so it "
+                    f"stylises these {choice['image_size']} px images (a model trained at this size sees more "
+                    "context: train one below)."
+                )
             keep_detail = st.checkbox(
                 "Keep the content's detail (add only the style's change; the small decoder blurs)",
                 value=True,
@@ -466,7 +472,7 @@ with style_tab:
             )
         else:
             st.info(
-                f"No AdaIN model for {choice['data']} at {choice['image_size']} px yet: train one below "
+                f"No AdaIN model for {choice['data']} yet: train one below "
                 "(or from the CLI: `python -m imbal_core style-train`)."
             )
     else:

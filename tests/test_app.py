@@ -195,6 +195,16 @@ def test_synthesis_page_style_grid_strength_and_counts():
     assert not app.exception, app.exception
 
 
+def test_synthesis_style_gallery_at_128_px_with_the_28_px_adain_model():
+    """The AdaIN model is fully convolutional: the gallery stylises 128 px images with the shipped 28 px model and
+    says it was trained at another size."""
+    app = open_page("synthesis", data_choice={**TINY_CHOICE, "image_size": 128})
+    app.selectbox(key="style_tool").set_value("adain").run()
+    assert not app.exception, app.exception
+    assert any("Trained at 28 px" in caption.value for caption in app.caption)
+    assert len(grid_images(app)) >= 4 + 4 * 5 + 2
+
+
 def image_captions(app: AppTest) -> list[str]:
     return [caption for image in app.get("image") for caption in (img.caption for img in image.proto.imgs)]
 

@@ -361,13 +361,15 @@ def resolve_generator(reference: str, kind: str) -> Path:
     )
 
 
-def generators_for(kind: str, data: str, image_size: int) -> list[GeneratorInfo]:
-    """The generators of a kind trained on this data source at this size (any path or split)."""
-    return [
+def generators_for(kind: str, data: str, image_size: int, any_size: bool = False) -> list[GeneratorInfo]:
+    """The generators of a kind trained on this data source at this size (any path or split); with `any_size`, at
+    every size, this size first (an AdaIN model is fully convolutional: it stylises images of any size)."""
+    found = [
         info
         for info in list_generators(kind)
-        if info.config.get("data") == data and info.config.get("image_size") == image_size
+        if info.config.get("data") == data and (any_size or info.config.get("image_size") == image_size)
     ]
+    return sorted(found, key=lambda info: info.config.get("image_size") != image_size)
 
 
 # Generators have no task and learn from the images as they are: their task and colour_constancy read as None.
