@@ -215,3 +215,17 @@ def test_a_set_too_large_for_the_memory_is_refused_before_decoding_with_the_numb
             "ham10000", ["a", "b"], [Path(f"{i}.jpg") for i in range(3000)], np.zeros(3000), pd.DataFrame(), 224, 0
         )
     assert decoded == []  # refused before any image was read
+
+
+def test_a_cache_built_twice_at_once_keeps_the_first_complete_folder(tmp_path: Path):
+    """Two processes building the same cache: the second finds the first's complete folder and keeps it."""
+    from imbal_core.data import cache
+
+    dataset = load_dataset("synthetic", image_size=32, n_images=100, use_cache=False)
+    cache.save(dataset, tmp_path, "k")
+    first = (tmp_path / "k" / "train_images.npy").stat().st_ino
+    cache.save(dataset, tmp_path, "k")
+    assert (tmp_path / "k" / "train_images.npy").stat().st_ino == first
+    assert [p.name for p in tmp_path.iterdir()] == ["k"]  # no temporary folder left behind
+    loaded = cache.load(tmp_path, "k")
+    assert loaded is not None and np.array_equal(loaded.train.images, dataset.train.images)

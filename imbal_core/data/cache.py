@@ -51,8 +51,14 @@ def save(dataset: ImageDataset, cache_dir: Path, key: str) -> None:
             np.save(tmp / f"{name}_ids.npy", split.ids.astype(str))
             header["metadata"][name] = split.metadata.to_json(orient="split")
         (tmp / HEADER).write_text(json.dumps(header))  # written last: its presence marks a complete folder
-        shutil.rmtree(folder, ignore_errors=True)  # a damaged folder of an earlier try
-        tmp.rename(folder)
+        if folder.exists() and not (folder / HEADER).is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # a damaged folder of an earlier try
+        try:
+            tmp.rename(folder)
+        except OSError:
+            if not (folder / HEADER).is_file():
+                raise
+            # another process built the same cache meanwhile: the same images, and it may be reading them
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
