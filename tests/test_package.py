@@ -123,9 +123,9 @@ def test_listings_and_shipped_data(installed):
     cli = str(installed["bin"] / "imbal-lab")
     out = _run([cli, "methods"], installed["folder"], installed["env"])
     assert "ldam_drw" in out and "balanced_softmax" in out
-    # the pretrained generators ship as package data, so they are found from any folder
+    # the shipped generators ship as package data, so they are found from any folder
     out = _run([cli, "generators"], installed["folder"], installed["env"])
-    assert "diffusion_synthetic_28" in out and "pretrained" in out
+    assert "diffusion_synthetic_28" in out and "shipped" in out
     assert (installed["site"] / "imbal_core" / "pretrained" / "runs.sqlite").is_file()
     # the shipped benchmark protocols too: `imbal-lab benchmark builtin_ratios` finds them by name
     assert (installed["site"] / "imbal_core" / "protocols" / "builtin_ratios.toml").is_file()

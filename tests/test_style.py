@@ -170,7 +170,7 @@ def test_damaged_or_foreign_style_model_is_refused(tmp_path):
 
 
 def test_pretrained_style_model_for_builtin_data_ships_and_loads():
-    shipped = [info for info in list_generators("adain") if info.source == "pretrained"]
+    shipped = [info for info in list_generators("adain") if info.source == "shipped"]
     assert any(info.config["data"] == "synthetic" and info.status == "finished" for info in shipped)
     model = load_style_model(shipped[0].name)
     images = random_images(8, (4, 3, 28, 28))
@@ -286,6 +286,6 @@ def test_cli_style_train_and_list(tmp_path, capsys):
     assert (tmp_path / "cli_tiny.safetensors").exists()
     assert "style_model=cli_tiny" in capsys.readouterr().out
     assert main(["generators", "--kind", "adain"]) == 0
-    assert "pretrained" in capsys.readouterr().out
+    assert "shipped" in capsys.readouterr().out
     assert main(["style-train", "--epochs", "1", "--autoencoder-epochs", "3"]) == 2  # bad recipe: clear error
     assert "autoencoder_epochs must be" in capsys.readouterr().err

@@ -185,7 +185,7 @@ class GeneratorInfo:
     name: str
     kind: str
     path: Path
-    source: str  # "yours" or "pretrained"
+    source: str  # "yours" or "shipped" (in pretrained/generators)
     config: dict[str, Any]
     history: list[dict[str, Any]]
     status: str  # "finished", or "partial" (usable, fewer epochs; resumable)
@@ -313,7 +313,7 @@ def generator_train_index(path: Path) -> np.ndarray | None:
 def load_generator_info(path: Path | str) -> GeneratorInfo:
     path = Path(path)
     metadata = read_metadata(path)
-    source = "pretrained" if path.resolve().parent == PRETRAINED_GENERATOR_DIR.resolve() else "yours"
+    source = "shipped" if path.resolve().parent == PRETRAINED_GENERATOR_DIR.resolve() else "yours"
     return GeneratorInfo(
         path.stem,
         metadata["kind"],
