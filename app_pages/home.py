@@ -14,7 +14,7 @@ st.write(
 st.markdown(
     "**Where to start**\n"
     "1. **Data** — the built-in dermoscopy-like set (or your own folder); shape the imbalance with the ratio slider.\n"
-    "2. **Compare** — the pretrained runs of every method are there already (3 seeds at ratios 10, 50 and 100): "
+    "2. **Compare** — the shipped runs of every method are there already (3 seeds at ratios 10, 50 and 100): "
     "leaderboards with spreads, paired differences, per-class recall, confusion matrices, tau-norm tuned on "
     "validation; and the benchmarks' results files (HAM10000, RetinaMNIST).\n"
     "3. **Train** — queue a few methods and seeds; they train in the background and land in Compare.\n"

@@ -97,7 +97,7 @@ def pretrained_note() -> str | None:
     if (PRETRAINED_DIR / "runs.sqlite").is_file():
         return None
     return (
-        f"note: no pretrained runs at {PRETRAINED_DIR}, so Compare and Explain start with your runs only. They "
+        f"note: no shipped runs at {PRETRAINED_DIR}, so Compare and Explain start with your runs only. They "
         "are the `pretrained/` folder of the repository (a wheel built from a clone ships them); point "
         f"{PRETRAINED_VARIABLE} at a copy of that folder to use them."
     )
