@@ -2,7 +2,7 @@
 with their settings, the seeds, the epoch budget and the backbone. `load_protocol` reads and checks the file; the
 runs it asks for are `Protocol.plan()` (one TrainConfig per data set x method x ratio x seed).
 
-The format (README, "Benchmarks as protocols"):
+The format (docs/benchmarks.md, "Benchmarks as protocols"):
 
     name = "builtin_ratios"           # optional: the results file's name (default: the file's name)
     description = "..."               # optional
@@ -93,7 +93,7 @@ DATA_KEYS = ("source", "path", "options", "split_seed", "colour_constancy", "nam
 METHOD_KEYS = ("method", "settings", "task", "skip")
 PLACEHOLDERS = ("data", "image_size", "ratio", "seed", "subset")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
-FORMAT_HINT = "see the README section 'Benchmarks as protocols' for the format"
+FORMAT_HINT = "see docs/benchmarks.md, section 'Benchmarks as protocols', for the format"
 
 
 @dataclass(frozen=True)
