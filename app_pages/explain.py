@@ -9,10 +9,11 @@ from app_pages.common import all_stores, ratio_order
 from imbal_core.compare import RunResult, default_selection, finished_runs, load_results
 from imbal_core.data import ImageDataset, load_dataset
 from imbal_core.data.colour import correct_images
-from imbal_core.data.images import decode_image_bytes
+from imbal_core.data.images import colour_share, decode_image_bytes
 from imbal_core.engine.evaluate import load_run_model
 from imbal_core.errors import ImbalLabError
 from imbal_core.explain import grad_cam, overlay
+from imbal_core.familiarity import Reference, check_image, reference_for_run
 from imbal_core.methods import METHODS
 from imbal_core.runs import RunStore
 
@@ -20,6 +21,11 @@ from imbal_core.runs import RunStore
 @st.cache_resource(show_spinner="Loading model…", max_entries=16)
 def cached_model(store_root: str, run_id: str):
     return load_run_model(RunStore(store_root), run_id)[0]
+
+
+@st.cache_resource(show_spinner="Reading the run's validation features…", max_entries=16)
+def cached_reference(store_root: str, run_id: str, colour: float | None) -> Reference:
+    return reference_for_run(RunStore(store_root), run_id, colour)
 
 
 @st.cache_resource(show_spinner="Loading the test images…", max_entries=4)
@@ -41,6 +47,50 @@ def cached_dataset(
         colour_constancy=colour_constancy,
         **dict(options),
     )
+
+
+def run_dataset(config: dict) -> ImageDataset:
+    """The data set a run was trained on, as it saw it (task, colour constancy)."""
+    return cached_dataset(
+        config["data"],
+        config["data_path"],
+        config["image_size"],
+        config["split_seed"],
+        tuple(sorted(config["data_options"].items())),
+        config.get("task"),
+        config.get("colour_constancy"),
+    )
+
+
+def colour_share_of(config: dict, result: RunResult) -> float | None:
+    """Share of the run's validation images in colour: kept with runs made since Explain checks it, else counted
+    from its data set when that can be loaded (None when it cannot)."""
+    if "val_colour_share" in result.metrics:
+        return result.metrics["val_colour_share"]
+    try:
+        return colour_share(run_dataset(config).val.images)
+    except ImbalLabError:
+        return None
+
+
+def show_familiarity(column, image: np.ndarray, model, row, result: RunResult) -> None:
+    """Beside a prediction for an uploaded image: is the image like what this run trained on?"""
+    config = RunStore(row.store).get_run(row.run_id)["config"]
+    try:
+        reference = cached_reference(row.store, row.run_id, colour_share_of(config, result))
+    except ImbalLabError as err:
+        column.caption(f"Not checked against this run's data: {err}")
+        return
+    familiarity = check_image(model, image, reference, config["data"])
+    if familiarity.warnings:
+        column.warning("**Do not trust this prediction.** " + " ".join(familiarity.warnings))
+    else:
+        unchecked = "" if reference.colour_share is not None else " Colour not checked: the run's data are not here."
+        column.caption(
+            f"Like its training data: feature distance {familiarity.distance:.3f}, above that of "
+            f"{familiarity.percentile:.0f} % of its validation images (flagged beyond 99 %: "
+            f"{familiarity.threshold:.3f}).{unchecked}"
+        )
 
 
 st.title("Explain")
@@ -102,15 +152,7 @@ if source == "upload":
     true_label = None
 else:
     try:
-        dataset = cached_dataset(
-            run_config["data"],
-            run_config["data_path"],
-            run_config["image_size"],
-            run_config["split_seed"],
-            tuple(sorted(run_config["data_options"].items())),
-            run_config.get("task"),
-            run_config.get("colour_constancy"),
-        )
+        dataset = run_dataset(run_config)
     except ImbalLabError as err:
         st.error(f"The test images of this run cannot be loaded: {err}")
         st.stop()
@@ -141,8 +183,9 @@ else:
 
 target_name = st.selectbox("Explain the class", ["predicted class", *class_names], key="exp_target")
 target = None if target_name == "predicted class" else class_names.index(target_name)
-# Five equal columns at most (the image and 4 runs): each picture fills its column and never overlaps the next.
-columns = st.columns(len(results) + 1)
+# Five equal columns at most (the image and 4 runs): each picture fills its column and never overlaps the next. At
+# least four, so that one run's picture and its notes stay above the fold.
+columns = st.columns(max(len(results) + 1, 4))
 columns[0].image(image, caption="image", width="stretch")
 flat, models = [], []
 for column, result, row in zip(columns[1:], results, picked.itertuples()):
@@ -162,6 +205,8 @@ for column, result, row in zip(columns[1:], results, picked.itertuples()):
     )
     if heat[0].max() <= 0:
         flat.append(result.method)
+    if source == "upload":
+        show_familiarity(column, image, model, row, result)
 layers = sorted({f"{m.cam_module} ({m.cam_cells}x{m.cam_cells} cells)" for m in models})
 st.caption(
     f"Grad-CAM (captum LayerGradCam) on {', '.join(layers)}, ReLU on, bilinear upsampling to {image.shape[0]} px; "

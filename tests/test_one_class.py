@@ -249,6 +249,39 @@ def test_knowledge_one_class_learns_levels_from_normal_images_only(synthetic):
     assert probs[0, 1] < 0.1 < 0.9 < probs[1, 1]
 
 
+def test_operation_mix_picks_the_operations_of_each_middle_class_image(synthetic):
+    """`all` applies every operation (and draws nothing, as before the setting existed); `one` exactly one per image;
+    `subset` a non-empty random subset; every operation is picked alone or left out somewhere."""
+    from imbal_core.methods import TrainInfo, create_method
+    from imbal_core.models import create_model
+
+    info = TrainInfo(torch.tensor([4, 2]), torch.zeros(0, dtype=torch.long), 1, 1, torch.device("cpu"))
+    masks = {}
+    for mix in ("all", "one", "subset"):
+        method = create_method("knowledge_one_class", recipe="dermoscopy", operation_mix=mix)
+        method.setup(create_model("resnet10t_small", num_classes=2, image_size=28), info)
+        generator = torch.Generator().manual_seed(0)
+        masks[mix] = method._operation_masks(500, generator)
+        if mix == "all":
+            assert torch.equal(generator.get_state(), torch.Generator().manual_seed(0).get_state())
+    assert masks["all"].shape == (500, 6) and masks["all"].all()
+    assert (masks["one"].sum(1) == 1).all() and masks["one"].any(0).all()
+    assert (masks["subset"].sum(1) >= 1).all() and masks["subset"].any(0).all() and (~masks["subset"]).any(0).all()
+
+    # With every operation on, the middle classes are exactly the recipe's (runs made before the mix existed agree).
+    method = create_method("knowledge_one_class", recipe="dermoscopy")
+    method.setup(create_model("resnet10t_small", num_classes=2, image_size=28), info)
+    raw = torch.from_numpy(synthetic.train.images[:8]).permute(0, 3, 1, 2)
+    levels = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0])
+    made = method._transform(raw, levels, 11, torch.ones(8, 6, dtype=torch.bool))
+    recipe = RECIPES.get("dermoscopy")
+    for k, strength in enumerate(level_strengths(3), start=1):
+        rows = torch.nonzero(levels == k).flatten()
+        expected = recipe.middle_class(raw[rows].permute(0, 2, 3, 1).numpy(), strength, 11 + k)
+        assert np.array_equal(made[rows].permute(0, 2, 3, 1).numpy(), expected)
+    assert torch.equal(made[levels == 0], raw[levels == 0])
+
+
 def test_deep_svdd_freezes_biases_and_fixes_a_centre(store):
     from imbal_core.engine import train
     from imbal_core.engine.evaluate import load_run_model

@@ -197,3 +197,25 @@ def locate_images(table_ids: Sequence[str], root: Path, what: str) -> list[Path]
             f"(first: {missing[:3]}); put the image files anywhere under that folder"
         )
     return [index[i] for i in table_ids]
+
+
+# A pixel is grey when its channels differ by at most this many levels; an image is grey when 99 % of its pixels are
+# (JPEG compression leaves a few off-grey pixels in a grey photograph).
+GREY_SPREAD = 8
+
+
+def is_grey(images: np.ndarray) -> np.ndarray:
+    """Per image of uint8 (N, H, W, C): True when it is grey-scale (its colour channels carry the same picture)."""
+    if images.shape[-1] == 1:
+        return np.ones(len(images), dtype=bool)
+
+    def grey(image: np.ndarray) -> bool:  # one at a time: a 512 px validation split need not fit in memory twice
+        spread = image.max(axis=-1).astype(np.int16) - image.min(axis=-1)
+        return bool(np.percentile(spread, 99) <= GREY_SPREAD)
+
+    return np.array([grey(image) for image in images], dtype=bool)
+
+
+def colour_share(images: np.ndarray) -> float:
+    """Share of uint8 (N, H, W, C) images that are in colour."""
+    return float(np.mean(~is_grey(images))) if len(images) else float("nan")

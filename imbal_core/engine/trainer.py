@@ -26,6 +26,7 @@ from sklearn.metrics import roc_auc_score
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import ImageDataset
+from ..data.images import colour_share
 from ..errors import ConfigError, RunError
 from ..imbalance import kept_indices
 from ..methods import Batch, Method, Stage, TrainInfo, create_method
@@ -459,6 +460,7 @@ def _finish(
             "train_counts": counts.tolist(),
             "posthoc": chosen,
             "task": config.task,
+            "val_colour_share": colour_share(val.images),  # an upload's colour is checked against it (Explain)
         }
     )
     # A plain linear head's weights let post-hoc rules (tau-norm) be re-scored without the model.

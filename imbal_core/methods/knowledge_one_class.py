@@ -23,6 +23,9 @@ from ..models import Classifier
 from .base import Batch, Method, MethodCard, Setting, TrainInfo, register_method
 
 SCORES = ("one_minus_normal", "expected_level")
+# Which of the chosen operations make one middle-class image: every one, a random non-empty subset (each operation
+# in with probability 1/2), or one drawn at random.
+MIXES = ("all", "subset", "one")
 AUTO = "auto"
 
 
@@ -51,6 +54,14 @@ class KnowledgeOneClass(Method):
             ),
             Setting("levels", 3, "K: number of middle classes", low=1, high=10),
             Setting("operations", "all", "which of the recipe's operations to use: all, or comma-separated names"),
+            Setting(
+                "operation_mix",
+                "all",
+                "which operations make one middle-class image: all (every chosen operation at the level's strength), "
+                "subset (a random non-empty subset per image) or one (one drawn per image), so that no single "
+                "operation suffices to tell a middle class from normal",
+                choices=MIXES,
+            ),
             Setting(
                 "score",
                 "one_minus_normal",
@@ -143,22 +154,45 @@ class KnowledgeOneClass(Method):
             0, self.settings["levels"] + 1, (len(raw),), generator=batch.generator, device=batch.generator.device
         ).to(raw.device)
         seed = int(torch.randint(2**62, (1,), generator=batch.generator, device=batch.generator.device))
-        raw = self._transform(raw, levels, seed)
+        raw = self._transform(raw, levels, seed, self._operation_masks(len(raw), batch.generator))
         x, labels = (batch.augment(raw), levels) if len(raw) else (batch.x[:0], levels)
         if self.settings["use_abnormal"]:
             x = torch.cat([x, batch.x[~normal]])
             labels = torch.cat([labels, torch.full_like(batch.y[~normal], self.num_outputs - 1)])
         return F.cross_entropy(model(x), labels)
 
-    def _transform(self, raw: torch.Tensor, levels: torch.Tensor, seed: int) -> torch.Tensor:
-        """Replace each image with level k > 0 by its middle-class version (numpy, on the CPU)."""
+    def _operation_masks(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """(n, operations) booleans on the CPU: which of the chosen operations make each image (`operation_mix`)."""
+        count = sum(w > 0 for w in self.weights.values())
+        mix = self.settings["operation_mix"]
+        if mix == "all":  # nothing drawn, so runs made before the setting existed draw the same numbers
+            return torch.ones(n, count, dtype=torch.bool)
+        if mix == "one":
+            picked = torch.randint(0, count, (n,), generator=generator, device=generator.device).cpu()
+            return F.one_hot(picked, count).bool()
+        masks = (torch.rand(n, count, generator=generator, device=generator.device) < 0.5).cpu()
+        fallback = torch.randint(0, count, (n,), generator=generator, device=generator.device).cpu()
+        empty = ~masks.any(1)
+        masks[empty, fallback[empty]] = True  # a middle class is never left unchanged
+        return masks
+
+    def _transform(self, raw: torch.Tensor, levels: torch.Tensor, seed: int, masks: torch.Tensor) -> torch.Tensor:
+        """Replace each image with level k > 0 by its middle-class version (numpy, on the CPU), made by the
+        operations its row of `masks` picks."""
         out = raw.clone()
+        chosen_names = [name for name, w in self.weights.items() if w > 0]
+        levels, all_on = levels.cpu(), (1 << len(chosen_names)) - 1
+        codes = (masks.long() << torch.arange(len(chosen_names))).sum(1)  # one integer per operation subset
         for k, strength in enumerate(level_strengths(self.settings["levels"]), start=1):
-            chosen = torch.nonzero(levels == k).flatten()
-            if len(chosen):
-                images = raw[chosen].permute(0, 2, 3, 1).cpu().numpy()
-                made = self.recipe.middle_class(images, strength, seed + k, self.weights, self.task_classes)
-                out[chosen] = torch.from_numpy(made).permute(0, 3, 1, 2).to(raw.device)
+            for code in torch.unique(codes[levels == k]).tolist():
+                rows = torch.nonzero((levels == k) & (codes == code)).flatten()
+                on = {name for bit, name in enumerate(chosen_names) if code >> bit & 1}
+                weights = {name: w if name in on else 0.0 for name, w in self.weights.items()}
+                images = raw[rows.to(raw.device)].permute(0, 2, 3, 1).cpu().numpy()
+                # Seed k for every operation (as before the mix existed); other subsets shift it by their code.
+                group_seed = seed + k + (self.settings["levels"] + 1) * (all_on - code)
+                made = self.recipe.middle_class(images, strength, group_seed, weights, self.task_classes)
+                out[rows.to(raw.device)] = torch.from_numpy(made).permute(0, 3, 1, 2).to(raw.device)
         return out
 
     def class_probs(self, logits: torch.Tensor) -> torch.Tensor:
