@@ -475,6 +475,17 @@ def _header(
             "- Environment that trained them (the same seed gives the same numbers only in the same environment): "
             + "; ".join(f"{e} ({n} runs)" for e, n in environments.most_common())
         )
+    resized = Counter(
+        f"{records[s.run_id]['method']} {size}"
+        for s in steps
+        if s.final_status == "finished" and s.run_id in records
+        for size in {(e.get("method") or {}).get("synthetic_resized") for e in _history(records[s.run_id])} - {None}
+    )
+    if resized:
+        lines.append(
+            "- Generator samples resized to the run's size (antialiased bilinear; the generator was made at another "
+            "size): " + ", ".join(f"{what} ({n} runs)" for what, n in resized.most_common())
+        )
     if reference_group is None:
         lines.append(f"- No finished `{protocol.reference}` run: no paired differences.")
     if one_class:

@@ -131,3 +131,29 @@ def test_flips_and_turns_change_only_the_images_drawn_for_them():
     chosen = torch.tensor([True, False, True, True, False, False, True, False, True])
     expected = torch.where(chosen[:, None, None, None], torch.rot90(x, 1, dims=(2, 3)), x)
     assert torch.equal(_where(chosen, lambda part: torch.rot90(part, 1, dims=(2, 3)), x.clone()), expected)
+
+
+def test_a_benchmark_says_when_generator_samples_were_resized(tmp_path, small_generator):
+    """A generator made at 28 px serves a 48 px IOIS run; the results file says the samples were resized."""
+    from imbal_core.cli import main
+
+    protocol = tmp_path / "resized.toml"
+    protocol.write_text(
+        f"""description = "IOIS with a generator of another size."
+seeds = [0]
+epochs = 1
+batch_size = 32
+device = "cpu"
+image_size = 48
+ratios = ["natural"]
+methods = ["ce", {{ method = "iois", settings = {{ generator = "{small_generator}", warmup_share = 0.0 }} }}]
+
+[data]
+source = "synthetic"
+options = {{ n_images = 200 }}
+"""
+    )
+    out = tmp_path / "results"
+    assert main(["--store", str(tmp_path / "store"), "benchmark", str(protocol), "--out-dir", str(out), "--quiet"]) == 0
+    text = (out / "resized.md").read_text()
+    assert "- Generator samples resized to the run's size" in text and "iois 28 px -> 48 px (1 runs)" in text
