@@ -83,7 +83,7 @@ def show_familiarity(column, image: np.ndarray, model, row, result: RunResult) -
         return
     familiarity = check_image(model, image, reference, config["data"])
     if familiarity.warnings:
-        column.warning("**Do not trust this prediction.** " + " ".join(familiarity.warnings))
+        column.warning("**Do not trust this prediction:**\n" + "".join(f"\n- {w}" for w in familiarity.warnings))
     else:
         unchecked = "" if reference.colour_share is not None else " Colour not checked: the run's data are not here."
         column.caption(

@@ -93,26 +93,21 @@ def check_image(model: Classifier, image: np.ndarray, reference: Reference, data
     _, features = predict(model, image[None], device)
     distance = float(_kth_distance(_normalised(features.numpy()), reference.features, reference.k, False)[0])
     percentile = float(100.0 * np.searchsorted(reference.distances, distance) / len(reference.distances))
-    warnings = []
+    warnings = []  # short phrases: the page lists them beside the prediction
     if data_source == "synthetic":
-        warnings.append(
-            "It was trained on the built-in generated images only and has never seen a photograph: its answer for "
-            "one means nothing."
-        )
+        warnings.append("trained on the built-in generated images only: it has never seen a photograph")
     if distance > reference.threshold:
         warnings.append(
-            f"The image is unlike its training data: its feature distance {distance:.3f} is beyond that of "
-            f"{PERCENTILE:.0f} % of the run's validation images ({reference.threshold:.3f})."
+            f"unlike its training data: feature distance {distance:.3f}, beyond {PERCENTILE:.0f} % of its "
+            f"validation images ({reference.threshold:.3f})"
         )
     grey = bool(is_grey(image[None])[0])
     if reference.colour_share is not None and grey and reference.colour_share >= 0.95:
         warnings.append(
-            f"The image is grey-scale, but {100 * reference.colour_share:.0f} % of the run's validation images are "
-            "in colour."
+            f"a grey-scale image; {100 * reference.colour_share:.0f} % of its validation images are in colour"
         )
     if reference.colour_share is not None and not grey and reference.colour_share <= 0.05:
         warnings.append(
-            f"The image is in colour, but {100 * (1 - reference.colour_share):.0f} % of the run's validation images "
-            "are grey-scale."
+            f"a colour image; {100 * (1 - reference.colour_share):.0f} % of its validation images are grey-scale"
         )
     return Familiarity(distance, reference.threshold, percentile, tuple(warnings))

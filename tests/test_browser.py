@@ -176,6 +176,31 @@ def test_explain_columns_fit_and_say_which_run(app_url: str, browser):
     page.screenshot(path=str(SHOTS / "explain.png"))
 
 
+def test_an_uploaded_photo_shown_to_built_in_data_runs_is_flagged(app_url: str, browser, tmp_path: Path):
+    """An upload on Explain: every shipped run of the built-in data says it never saw a photograph."""
+    import numpy as np
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"  # a skin-toned photograph-like image: smooth shading, a dark blob, sensor noise
+    rows, cols = np.mgrid[0:96, 0:96]
+    blob = np.exp(-((rows - 50) ** 2 + (cols - 45) ** 2) / 300.0)[..., None]
+    noise = np.random.default_rng(0).normal(0, 6, (96, 96, 3))
+    pixels = (1 - 0.7 * blob) * np.array([225.0, 180.0, 170.0]) + noise
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(photo)
+
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    _open(page, f"{app_url}/explain", "Explain", "Explain the class")
+    page.get_by_text("upload", exact=True).click()
+    page.locator("input[type='file']").set_input_files(str(photo))
+    warning = page.get_by_text("has never seen a photograph", exact=False)
+    warning.first.wait_for(timeout=120_000)
+    picked = page.locator('[data-testid="stImageCaption"]').count() - 1  # the first caption is the image's own
+    assert warning.count() == picked >= 1
+    assert page.locator('[data-testid="stException"]').count() == 0
+    warning.first.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "explain_upload.png"))
+
+
 def test_diffusion_tab_and_change_vs_baseline(app_url: str, browser):
     """The shipped diffusion model's samples, strip and AAS trace; Compare's per-class change against ce."""
     SHOTS.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,7 @@ def test_familiarity_flags_images_unlike_the_runs_data(store):
 
     grey = np.repeat(test.images[0].mean(axis=-1, keepdims=True).astype(np.uint8), 3, axis=-1)
     assert is_grey(grey[None])[0] and not is_grey(test.images[:1])[0]
-    assert any("grey-scale" in w for w in check_image(model, grey, reference, "ham10000").warnings)
+    assert any("grey-scale image" in w for w in check_image(model, grey, reference, "ham10000").warnings)
 
     builtin = check_image(model, test.images[0], reference, "synthetic")
     assert any("never seen a photograph" in w for w in builtin.warnings)

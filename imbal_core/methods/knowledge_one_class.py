@@ -10,11 +10,13 @@ contrast, elastic) is the knowledge-free ablation, as in the predecessor paper (
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.transforms.v2.functional import gaussian_blur
 
 from ..data import parse_task
 from ..errors import ConfigError
@@ -61,6 +63,15 @@ class KnowledgeOneClass(Method):
                 "subset (a random non-empty subset per image) or one (one drawn per image), so that no single "
                 "operation suffices to tell a middle class from normal",
                 choices=MIXES,
+            ),
+            Setting(
+                "blur",
+                0.0,
+                "largest σ of a Gaussian blur (pixels per 28 px of image side) drawn per image from U(0, blur) for "
+                "every training image, normal and middle class alike, so that the exact rendering of the recipe's "
+                "marks stops being a shortcut (0 = off)",
+                low=0.0,
+                high=3.0,
             ),
             Setting(
                 "score",
@@ -155,11 +166,26 @@ class KnowledgeOneClass(Method):
         ).to(raw.device)
         seed = int(torch.randint(2**62, (1,), generator=batch.generator, device=batch.generator.device))
         raw = self._transform(raw, levels, seed, self._operation_masks(len(raw), batch.generator))
+        if self.settings["blur"] > 0 and len(raw):
+            raw = self._blurred(raw, batch.generator)
         x, labels = (batch.augment(raw), levels) if len(raw) else (batch.x[:0], levels)
         if self.settings["use_abnormal"]:
             x = torch.cat([x, batch.x[~normal]])
             labels = torch.cat([labels, torch.full_like(batch.y[~normal], self.num_outputs - 1)])
         return F.cross_entropy(model(x), labels)
+
+    def _blurred(self, raw: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Each uint8 image blurred with its own σ ~ U(0, blur x side / 28)."""
+        side = raw.shape[-1]
+        sigmas = torch.rand(len(raw), generator=generator, device=generator.device).cpu()
+        sigmas = sigmas * self.settings["blur"] * side / 28
+        size = 2 * math.ceil(3 * float(sigmas.max())) + 1
+        out = raw.clone()
+        for i, sigma in enumerate(sigmas.tolist()):
+            if sigma > 0.05:
+                image = gaussian_blur(raw[i].float(), [size, size], [sigma, sigma])
+                out[i] = image.round().clamp(0, 255).to(raw.dtype)
+        return out
 
     def _operation_masks(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """(n, operations) booleans on the CPU: which of the chosen operations make each image (`operation_mix`)."""
