@@ -36,7 +36,7 @@ from imbal_core.utils import code_version, software_environment
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Path(__file__).parent / "protocols" / "tiny.toml"
 TINY_TEXT = TINY.read_text()
-SHIPPED = {"ham10000_28": 57, "retinamnist_28": 57, "builtin_ratios": 171}  # runs planned
+SHIPPED = {"ham10000_28": 57, "ham10000_128": 57, "retinamnist_28": 57, "builtin_ratios": 171}  # runs planned
 ONE_CLASS = ("knowledge_one_class", "deep_svdd")
 
 
@@ -68,7 +68,8 @@ def test_shipped_protocols_cover_every_method(name: str):
     assert {m.method for m in protocol.methods} == set(METHODS.names()), "a method is missing from the protocol"
     assert protocol.seeds == [0, 1, 2] and protocol.reference == "ce"
     for run in runs:
-        assert run.config is not None and run.config.image_size == 28 and run.config.backbone == "resnet10t_small"
+        assert run.config is not None and run.config.backbone == "resnet10t_small"
+        assert run.config.image_size == (128 if name.endswith("_128") else 28)
         if run.method.method in ONE_CLASS:
             assert run.config.task is not None
     tasks = {r.config.task for r in runs if r.method.method in ONE_CLASS}
@@ -86,6 +87,27 @@ def test_protocol_names_and_epoch_budgets():
     ham = load_protocol("ham10000_28")
     assert ham.data[0].path == str((PROTOCOL_DIR / "../../../shared/data/ham10000").resolve())
     assert load_protocol("ham10000_28", ["/elsewhere/ham"]).data[0].path == "/elsewhere/ham"
+
+
+def test_ham10000_128_is_ham10000_28_at_128_px():
+    """Only the size changes between the two HAM10000 benchmarks (and iois's generator, as no 128 px one exists)."""
+    small, large = load_protocol("ham10000_28"), load_protocol("ham10000_128")
+    assert {**small.training, "image_size": 128} == large.training
+    assert (small.seeds, small.ratios, small.reference, small.other_references) == (
+        large.seeds,
+        large.ratios,
+        large.reference,
+        large.other_references,
+    )
+    assert small.data[0].path == large.data[0].path
+
+    def plan(protocol):
+        return {(r.method.method, r.config.task, r.seed): r.config for r in protocol.plan()}
+
+    small_runs, large_runs = plan(small), plan(large)
+    assert small_runs.keys() == large_runs.keys()
+    for key, config in small_runs.items():
+        assert replace(config, image_size=128) == large_runs[key], key
 
 
 def test_generator_placeholder_gives_the_default_generator_name():

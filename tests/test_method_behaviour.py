@@ -123,6 +123,19 @@ def test_classifier_stage_leaves_the_backbone_unchanged(store, name):
         assert not torch.equal(before["head.scale"], after["head.scale"])
 
 
+def test_crt_representation_stage_is_ce_training(store):
+    """cRT's first stage is plain CE with instance sampling: with the same seed it is ce's run, number for number (why
+    the 128 px pilot, benchmarks/pilots/ham10000_128_pilot.toml, takes metric_two_stage as its two-stage method)."""
+    histories = {
+        name: store.get_run(train(tiny_config(method=name, epochs=2), store))["progress"]["history"]
+        for name in ("ce", "crt")
+    }
+    representation = [e for e in histories["crt"] if e["stage"] == "representation"]
+    assert [(e["loss"], e["val_balanced_acc"]) for e in representation] == [
+        (e["loss"], e["val_balanced_acc"]) for e in histories["ce"]
+    ]
+
+
 def test_lws_scales_rise_for_tail_classes_relative_to_the_head(store):
     config = tiny_config(method="lws", epochs=3, method_settings={"stage2_epochs": 2})
     run_id = train(config, store)
