@@ -110,6 +110,20 @@ def test_ham10000_128_is_ham10000_28_at_128_px():
         assert replace(config, image_size=128) == large_runs[key], key
 
 
+def test_iois_lever_ablation_reuses_the_ham10000_28_runs():
+    """The ablation moves one IOIS lever at a time; its ce and default iois runs are ham10000_28's (reused)."""
+    ablation = load_protocol(PROTOCOL_DIR.parent / "ablations" / "ham10000_iois_levers.toml")
+    runs = ablation.plan()
+    assert len(runs) == 9 * 3
+    base = {json.dumps(r.config.to_dict(), sort_keys=True) for r in load_protocol("ham10000_28").plan()}
+    shared = [r for r in runs if json.dumps(r.config.to_dict(), sort_keys=True) in base]
+    assert sorted({r.method.method for r in shared}) == ["ce", "iois"] and len(shared) == 6
+    for run in runs:
+        if run.method.method == "iois":
+            moved = {k: v for k, v in run.config.method_settings.items() if k != "generator"}
+            assert len(moved) <= 1, moved  # one lever at a time
+
+
 def test_generator_placeholder_gives_the_default_generator_name():
     from imbal_core.synth.diffusion import DiffusionTrainConfig
 
