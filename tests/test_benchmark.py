@@ -782,3 +782,53 @@ def test_benchmark_with_pretrained_weights_is_named_apart_and_records_them(tmp_p
     with_weights = TINY_TEXT.replace("image_size = 28", 'image_size = 28\npretrained = "small.safetensors"')
     protocol = write(tmp_path, with_weights)
     assert load_protocol(protocol).training["pretrained"] == str(file)
+
+
+def test_results_side_by_side_prints_each_files_numbers(tmp_path: Path, capsys):
+    """scripts/results_side_by_side.py (the README's 28 vs 128 px table): each file's own mean, sd and paired
+    differences; a method a file lacks is "—"; a single pair has no interval."""
+    import importlib.util
+
+    import pandas as pd
+
+    spec = importlib.util.spec_from_file_location("side", ROOT / "scripts" / "results_side_by_side.py")
+    side = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(side)
+    base = {"data": "ham", "ratio": "natural", "metric": "balanced_acc", "class": None}
+    small = pd.DataFrame(
+        [
+            {**base, "table": "summary", "method": "ce", "mean": 0.5, "sd": 0.01},
+            {**base, "table": "summary", "method": "x", "mean": 0.6, "sd": 0.02},
+            {
+                **base,
+                "table": "paired_difference",
+                "method": "x",
+                "mean": 0.1,
+                "low": 0.05,
+                "high": 0.15,
+                "reference": "ce · 30 ep",
+            },
+        ]
+    )
+    large = pd.DataFrame(
+        [
+            {**base, "table": "summary", "method": "ce", "mean": 0.55, "sd": float("nan")},
+            {
+                **base,
+                "table": "paired_difference",
+                "method": "y",
+                "mean": -0.2,
+                "low": float("nan"),
+                "high": float("nan"),
+                "reference": "ce · 30 ep",
+            },
+            {**base, "table": "summary", "method": "y", "mean": 0.35, "sd": float("nan")},
+        ]
+    )
+    lines = side.table({"small": small, "large": large}, "balanced_acc", binary=False)
+    assert lines[0] == "| method | small: balanced_acc | small: − ce | large: balanced_acc | large: − ce |"
+    assert lines[2:] == [
+        "| `ce` | 0.500 ± 0.010 | — | 0.550 ± — | — |",
+        "| `x` | 0.600 ± 0.020 | +0.100 [+0.050, +0.150] | — | — |",
+        "| `y` | — | — | 0.350 ± — | -0.200 |",
+    ]

@@ -1,0 +1,75 @@
+"""One markdown table of a metric from several benchmark results files, side by side (e.g. HAM10000 at 28 and 128 px).
+
+Reads the CSVs that `benchmark` writes (results/<name>.csv) and prints, per method, the metric's mean ± sd over
+seeds and its paired differences against the protocol's references (mean [95 % interval]) in each file. Only what
+the files hold is printed: a method a file lacks shows "—". Sections on a binary task (one-class methods) are
+printed as a second table with their own metric.
+
+    .venv/bin/python scripts/results_side_by_side.py results/ham10000_28.csv results/ham10000_128.csv
+    .venv/bin/python scripts/results_side_by_side.py results/ham10000_28.csv --metric macro_f1 --task-metric auroc
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+
+def cell(row: pd.Series | None, signed: bool) -> str:
+    if row is None:
+        return "—"
+    if signed:  # one pair has no interval
+        interval = "" if pd.isna(row["low"]) else f" [{row['low']:+.3f}, {row['high']:+.3f}]"
+        return f"{row['mean']:+.3f}{interval}"
+    return f"{row['mean']:.3f} ± " + ("—" if pd.isna(row["sd"]) else f"{row['sd']:.3f}")
+
+
+def table(files: dict[str, pd.DataFrame], metric: str, binary: bool) -> list[str]:
+    """Rows: methods in the first file's order (then any others); columns: per file, the metric and its differences."""
+    parts: dict[str, dict[str, pd.DataFrame]] = {}
+    for name, frame in files.items():
+        on_task = frame["data"].str.contains(r"\[", regex=True)
+        frame = frame[(on_task if binary else ~on_task) & (frame["metric"] == metric) & frame["class"].isna()]
+        parts[name] = {kind: frame[frame["table"] == kind] for kind in ("summary", "paired_difference")}
+    references = {
+        name: [ref for ref in dict.fromkeys(part["paired_difference"]["reference"]) if isinstance(ref, str)]
+        for name, part in parts.items()
+    }
+    methods = list(dict.fromkeys(m for part in parts.values() for m in part["summary"]["method"]))
+    header, rule = ["method"], ["---"]
+    for name in files:
+        header.append(f"{name}: {metric}")
+        header += [f"{name}: − {ref.split(' · ')[0]}" for ref in references[name]]
+    rule += ["---"] * (len(header) - 1)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
+    for method in methods:
+        cells = [f"`{method}`"]
+        for name, part in parts.items():
+            summary = part["summary"][part["summary"]["method"] == method]
+            cells.append(cell(summary.iloc[0] if len(summary) else None, signed=False))
+            for ref in references[name]:
+                diff = part["paired_difference"]
+                diff = diff[(diff["method"] == method) & (diff["reference"] == ref)]
+                cells.append(cell(diff.iloc[0] if len(diff) else None, signed=True))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("csv", nargs="+", type=Path, help="results files written by `benchmark` (.csv)")
+    parser.add_argument("--metric", default="balanced_acc", help="metric of the multi-class sections")
+    parser.add_argument("--task-metric", default="auroc", help="metric of the binary-task sections")
+    args = parser.parse_args()
+    files = {path.stem: pd.read_csv(path) for path in args.csv}
+    print("\n".join(table(files, args.metric, binary=False)))
+    binary = table(files, args.task_metric, binary=True)
+    if len(binary) > 2:
+        print()
+        print("\n".join(binary))
+
+
+if __name__ == "__main__":
+    main()
