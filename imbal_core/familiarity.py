@@ -63,11 +63,17 @@ def _normalised(features: np.ndarray) -> np.ndarray:
 
 
 def _kth_distance(queries: np.ndarray, reference: np.ndarray, k: int, leave_one_out: bool) -> np.ndarray:
-    """Euclidean distance of each query to its k-th nearest reference row (itself excluded when leaving one out)."""
-    squared = np.maximum((queries**2).sum(1)[:, None] + (reference**2).sum(1)[None, :] - 2 * queries @ reference.T, 0.0)
-    if leave_one_out:
-        np.fill_diagonal(squared, np.inf)
-    return np.sqrt(np.partition(squared, k - 1, axis=1)[:, k - 1])
+    """Euclidean distance of each query to its k-th nearest reference row. Leaving one out, the queries are the
+    reference itself and each row's own distance is excluded. In blocks of rows: memory stays small for any split."""
+    out = np.empty(len(queries), dtype=np.float32)
+    for start in range(0, len(queries), 1024):
+        block = queries[start : start + 1024]
+        squared = (block**2).sum(1)[:, None] + (reference**2).sum(1)[None, :] - 2 * block @ reference.T
+        squared = np.maximum(squared, 0.0)
+        if leave_one_out:
+            squared[np.arange(len(block)), start + np.arange(len(block))] = np.inf
+        out[start : start + len(block)] = np.sqrt(np.partition(squared, k - 1, axis=1)[:, k - 1])
+    return out
 
 
 def build_reference(val_features: np.ndarray, colour: float | None = None, k: int = NEIGHBOURS) -> Reference:

@@ -53,3 +53,15 @@ def test_familiarity_flags_images_unlike_the_runs_data(store):
     builtin = check_image(model, test.images[0], reference, "synthetic")
     assert any("never seen a photograph" in w for w in builtin.warnings)
     assert read_json(store.run_dir(run_id) / "metrics.json")["val_colour_share"] == 1.0
+
+
+def test_leave_one_out_neighbour_distances_match_brute_force_across_blocks():
+    import numpy as np
+
+    from imbal_core.familiarity import _kth_distance
+
+    points = np.random.default_rng(0).normal(size=(2500, 8)).astype(np.float32)  # more than one block of 1024
+    every = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))
+    np.fill_diagonal(every, np.inf)
+    assert np.allclose(_kth_distance(points, points, 3, leave_one_out=True), np.sort(every, 1)[:, 2], atol=1e-4)
+    assert np.allclose(_kth_distance(points[:5], points, 1, leave_one_out=False), 0.0, atol=1e-3)
