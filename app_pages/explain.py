@@ -9,7 +9,7 @@ from app_pages.common import all_stores, ratio_order
 from imbal_core.compare import RunResult, default_selection, finished_runs, load_results
 from imbal_core.data import ImageDataset, load_dataset
 from imbal_core.data.colour import correct_images
-from imbal_core.data.images import colour_share, decode_image_bytes
+from imbal_core.data.images import decode_image_bytes
 from imbal_core.engine.evaluate import load_run_model
 from imbal_core.errors import ImbalLabError
 from imbal_core.explain import grad_cam, overlay
@@ -24,8 +24,8 @@ def cached_model(store_root: str, run_id: str):
 
 
 @st.cache_resource(show_spinner="Reading the run's validation features…", max_entries=16)
-def cached_reference(store_root: str, run_id: str, colour: float | None) -> Reference:
-    return reference_for_run(RunStore(store_root), run_id, colour)
+def cached_reference(store_root: str, run_id: str) -> Reference:
+    return reference_for_run(RunStore(store_root), run_id)
 
 
 @st.cache_resource(show_spinner="Loading the test images…", max_entries=4)
@@ -62,26 +62,14 @@ def run_dataset(config: dict) -> ImageDataset:
     )
 
 
-def colour_share_of(config: dict, result: RunResult) -> float | None:
-    """Share of the run's validation images in colour: kept with runs made since Explain checks it, else counted
-    from its data set when that can be loaded (None when it cannot)."""
-    if "val_colour_share" in result.metrics:
-        return result.metrics["val_colour_share"]
-    try:
-        return colour_share(run_dataset(config).val.images)
-    except ImbalLabError:
-        return None
-
-
-def show_familiarity(column, image: np.ndarray, model, row, result: RunResult) -> None:
+def show_familiarity(column, image: np.ndarray, model, row) -> None:
     """Beside a prediction for an uploaded image: is the image like what this run trained on?"""
-    config = RunStore(row.store).get_run(row.run_id)["config"]
     try:
-        reference = cached_reference(row.store, row.run_id, colour_share_of(config, result))
+        reference = cached_reference(row.store, row.run_id)
     except ImbalLabError as err:
         column.caption(f"Not checked against this run's data: {err}")
         return
-    familiarity = check_image(model, image, reference, config["data"])
+    familiarity = check_image(model, image, reference)
     if familiarity.warnings:
         column.warning("**Do not trust this prediction:**\n" + "".join(f"\n- {w}" for w in familiarity.warnings))
     else:
@@ -206,7 +194,7 @@ for column, result, row in zip(columns[1:], results, picked.itertuples()):
     if heat[0].max() <= 0:
         flat.append(result.method)
     if source == "upload":
-        show_familiarity(column, image, model, row, result)
+        show_familiarity(column, image, model, row)
 layers = sorted({f"{m.cam_module} ({m.cam_cells}x{m.cam_cells} cells)" for m in models})
 st.caption(
     f"Grad-CAM (captum LayerGradCam) on {', '.join(layers)}, ReLU on, bilinear upsampling to {image.shape[0]} px; "

@@ -13,17 +13,20 @@ the evidence it used:
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .data.images import is_grey
+from .data.images import colour_share, is_grey
+from .engine.config import TrainConfig
 from .engine.evaluate import validation_embeddings
 from .engine.trainer import predict
-from .errors import DataError
+from .errors import DataError, ImbalLabError
 from .models import Classifier
 from .runs import RunStore
+from .utils import read_json
 
 NEIGHBOURS = 10
 PERCENTILE = 99.0
@@ -37,6 +40,7 @@ class Reference:
     distances: np.ndarray  # sorted leave-one-out k-th-neighbour distances of the validation images
     k: int
     colour_share: float | None  # share of the run's validation images in colour; None when unknown
+    data_source: str  # the run's data source ("synthetic": the built-in data)
 
     @property
     def threshold(self) -> float:
@@ -76,31 +80,38 @@ def _kth_distance(queries: np.ndarray, reference: np.ndarray, k: int, leave_one_
     return out
 
 
-def build_reference(val_features: np.ndarray, colour: float | None = None, k: int = NEIGHBOURS) -> Reference:
+def build_reference(val_features: np.ndarray, colour: float | None, data_source: str, k: int = NEIGHBOURS) -> Reference:
     """The yardstick from a run's validation features (N, d); `colour` is the share of them in colour."""
     features = _normalised(val_features)
     if len(features) < 2:
         raise DataError(f"the run has {len(features)} validation image(s); the check needs at least 2")
     k = max(1, min(k, len(features) - 1))
     distances = np.sort(_kth_distance(features, features, k, leave_one_out=True))
-    return Reference(features, distances, k, colour)
+    return Reference(features, distances, k, colour, data_source)
 
 
-def reference_for_run(store: RunStore, run_id: str, colour: float | None = None) -> Reference:
-    """A run's reference from its saved validation features (computed with its model when they were not kept)."""
+def reference_for_run(store: RunStore, run_id: str) -> Reference:
+    """A run's reference from its saved validation features (computed with its model when they were not kept) and
+    the share of its validation images in colour (kept in its metrics since Explain checks it; for older runs counted
+    from its data set, or None when that is not here)."""
     features, _ = validation_embeddings(store, run_id, device="cpu")
-    return build_reference(features, colour)
+    config = TrainConfig.from_dict(store.get_run(run_id)["config"])
+    colour = read_json(store.run_dir(run_id) / "metrics.json").get("val_colour_share")
+    if colour is None:
+        with suppress(ImbalLabError):
+            colour = colour_share(config.load_data().val.images)
+    return build_reference(features, colour, config.data)
 
 
 @torch.no_grad()
-def check_image(model: Classifier, image: np.ndarray, reference: Reference, data_source: str) -> Familiarity:
+def check_image(model: Classifier, image: np.ndarray, reference: Reference) -> Familiarity:
     """The checks for one uint8 (H, W, C) image, at the run's size, against the run's reference."""
     device = next(model.parameters()).device
     _, features = predict(model, image[None], device)
     distance = float(_kth_distance(_normalised(features.numpy()), reference.features, reference.k, False)[0])
     percentile = float(100.0 * np.searchsorted(reference.distances, distance) / len(reference.distances))
     warnings = []  # short phrases: the page lists them beside the prediction
-    if data_source == "synthetic":
+    if reference.data_source == "synthetic":
         warnings.append("trained on the built-in generated images only: it has never seen a photograph")
     if distance > reference.threshold:
         warnings.append(

@@ -21,13 +21,15 @@ def test_grad_cam_maps_and_overlay():
 def test_familiarity_flags_images_unlike_the_runs_data(store):
     """An uploaded image is checked against the run's validation images: the run's own test images pass, noise and a
     grey-scale copy of a colour image do not, and a built-in-data run always says it never saw a photograph."""
+    from dataclasses import replace
+
     import numpy as np
 
     from imbal_core.data.images import is_grey
     from imbal_core.engine import train
     from imbal_core.engine.evaluate import load_run_model
     from imbal_core.familiarity import check_image, reference_for_run
-    from imbal_core.utils import read_json
+    from imbal_core.utils import read_json, write_json
 
     from .conftest import tiny_config
 
@@ -35,24 +37,32 @@ def test_familiarity_flags_images_unlike_the_runs_data(store):
     run_id = train(config, store)
     model, _, metrics = load_run_model(store, run_id)
     assert metrics["val_colour_share"] == 1.0  # the built-in images are in colour
-    reference = reference_for_run(store, run_id, metrics["val_colour_share"])
+    builtin = reference_for_run(store, run_id)
+    assert (builtin.colour_share, builtin.data_source) == (1.0, "synthetic")
+    reference = replace(builtin, data_source="ham10000")  # as a real data set's run: the other checks alone
     test = config.load_data().test
 
-    checks = [check_image(model, image, reference, "ham10000") for image in test.images[:200]]
+    checks = [check_image(model, image, reference) for image in test.images[:200]]
     flagged = np.mean([not c.familiar for c in checks])
     assert flagged <= 0.05, f"{flagged:.0%} of the run's own test images were called unfamiliar"
 
     noise = np.random.default_rng(0).integers(0, 256, size=test.images[0].shape, dtype=np.uint8)
-    far = check_image(model, noise, reference, "ham10000")
+    far = check_image(model, noise, reference)
     assert far.distance > far.threshold and "unlike its training data" in " ".join(far.warnings)
 
     grey = np.repeat(test.images[0].mean(axis=-1, keepdims=True).astype(np.uint8), 3, axis=-1)
     assert is_grey(grey[None])[0] and not is_grey(test.images[:1])[0]
-    assert any("grey-scale image" in w for w in check_image(model, grey, reference, "ham10000").warnings)
+    assert any("grey-scale image" in w for w in check_image(model, grey, reference).warnings)
 
-    builtin = check_image(model, test.images[0], reference, "synthetic")
-    assert any("never seen a photograph" in w for w in builtin.warnings)
+    assert any("never seen a photograph" in w for w in check_image(model, test.images[0], builtin).warnings)
+    assert not any("never seen a photograph" in w for w in check_image(model, test.images[0], reference).warnings)
+
     assert read_json(store.run_dir(run_id) / "metrics.json")["val_colour_share"] == 1.0
+
+    # A run made before runs kept the share counts it from its data set.
+    metrics_file = store.run_dir(run_id) / "metrics.json"
+    write_json(metrics_file, {k: v for k, v in read_json(metrics_file).items() if k != "val_colour_share"})
+    assert reference_for_run(store, run_id).colour_share == 1.0
 
 
 def test_leave_one_out_neighbour_distances_match_brute_force_across_blocks():

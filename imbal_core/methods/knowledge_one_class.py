@@ -215,14 +215,14 @@ class KnowledgeOneClass(Method):
         codes = (masks.long() << torch.arange(len(chosen_names))).sum(1)  # one integer per operation subset
         for k, strength in enumerate(level_strengths(self.settings["levels"]), start=1):
             for code in torch.unique(codes[levels == k]).tolist():
-                rows = torch.nonzero((levels == k) & (codes == code)).flatten()
+                rows = torch.nonzero((levels == k) & (codes == code)).flatten().to(raw.device)
                 on = {name for bit, name in enumerate(chosen_names) if code >> bit & 1}
                 weights = {name: w if name in on else 0.0 for name, w in self.weights.items()}
-                images = raw[rows.to(raw.device)].permute(0, 2, 3, 1).cpu().numpy()
+                images = raw[rows].permute(0, 2, 3, 1).cpu().numpy()
                 # Seed k for every operation (as before the mix existed); other subsets shift it by their code.
                 group_seed = seed + k + (self.settings["levels"] + 1) * (all_on - code)
                 made = self.recipe.middle_class(images, strength, group_seed, weights, self.task_classes)
-                out[rows.to(raw.device)] = torch.from_numpy(made).permute(0, 3, 1, 2).to(raw.device)
+                out[rows] = torch.from_numpy(made).permute(0, 3, 1, 2).to(raw.device)
         return out
 
     def class_probs(self, logits: torch.Tensor) -> torch.Tensor:
