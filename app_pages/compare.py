@@ -35,7 +35,7 @@ from imbal_core.compare import (
     tau_on_validation,
     tau_rescore,
 )
-from imbal_core.engine.evaluate import has_validation_embeddings, validation_embeddings
+from imbal_core.engine.evaluate import has_split_embeddings, split_embeddings
 from imbal_core.errors import ImbalLabError
 from imbal_core.report import Section, html_report
 from imbal_core.runs import RunStore
@@ -146,10 +146,9 @@ def show(fig: go.Figure, key: str, target=st) -> None:
 @st.cache_data(show_spinner="Tuning tau on the validation split…", max_entries=16)
 def cached_tau_norm(store_root: str, run_id: str, _result: RunResult) -> tuple[pd.DataFrame, float, dict]:
     """(validation curve, chosen tau, test metrics at that tau) of one run; 41 re-scorings, so computed once."""
-    val_embeddings, val_labels = validation_embeddings(RunStore(store_root), run_id)
-    curve, tau = tau_on_validation(_result, val_embeddings, val_labels)
-    preds = _result.predictions()
-    return curve, tau, tau_rescore(_result, tau, preds["embeddings"].astype(np.float32), preds["labels"])
+    store = RunStore(store_root)
+    curve, tau = tau_on_validation(_result, *split_embeddings(store, run_id, "val"))
+    return curve, tau, tau_rescore(_result, tau, *split_embeddings(store, run_id, "test"))
 
 
 def tau_norm_view(result: RunResult) -> None:
@@ -344,7 +343,8 @@ def tau_view(c: Comparison) -> None:
         if r.has_linear_head()
         and not r.is_binary
         and "tau" not in (r.metrics.get("posthoc") or {})
-        and has_validation_embeddings(r.run_dir)
+        and has_split_embeddings(r.run_dir, "val")
+        and has_split_embeddings(r.run_dir, "test")
     ]
     if not linear:
         without_weights = int((~c.picked["has_model"]).sum())
@@ -378,10 +378,24 @@ def embedding_view(c: Comparison) -> None:
     )
     projected = st.selectbox("Run", [r.label for r in c.results], key="cmp_embedding_run")
     chosen = next(r for r in c.results if r.label == projected)
-    if chosen.predictions()["embeddings"].size == 0:
-        st.info("This shipped run keeps no embeddings (the ratio grid keeps metrics and probabilities only).")
-    else:
-        show(charts.embedding_scatter(embedding_projection(chosen), chosen.group), "cmp_embedding_chart")
+    if not has_split_embeddings(chosen.run_dir, "test"):
+        st.info(
+            "This shipped run keeps neither its test features nor its weights (to keep the repository small, only "
+            "the shipped runs Explain uses keep weights): pick another run, or train this method yourself."
+        )
+        return
+    try:
+        projection = cached_projection(str(chosen.run_dir), chosen)
+    except ImbalLabError as err:
+        st.info(f"No feature map for this run: {err}")
+        return
+    show(charts.embedding_scatter(projection, chosen.group), "cmp_embedding_chart")
+
+
+@st.cache_data(show_spinner="Computing the test features…", max_entries=8)
+def cached_projection(run_dir: str, _result: RunResult) -> pd.DataFrame:
+    """A run's feature map; a run whose features are not kept computes them with its weights, so once."""
+    return embedding_projection(_result)
 
 
 def shift_view(c: Comparison) -> None:

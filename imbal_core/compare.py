@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .engine.evaluate import split_embeddings
 from .engine.robustness import drop_table, load_report
 from .imbalance import subset_suffix
 from .methods.decoupled import best_tau, tau_curve, tau_normalise
@@ -142,14 +143,15 @@ def group_label(config_json: str) -> str:
 
 
 def embedding_projection(result: RunResult, max_points: int = 2000) -> pd.DataFrame:
-    """2-D PCA of a run's test embeddings, with each point's true class (for a scatter plot)."""
+    """2-D PCA of a run's test features (kept with its predictions, or computed with its weights), with each
+    point's true class (for a scatter plot)."""
     from sklearn.decomposition import PCA
 
-    preds = result.predictions()
-    embeddings = preds["embeddings"].astype(np.float32)[:max_points]
-    xy = PCA(n_components=2, random_state=0).fit_transform(embeddings)
-    names = np.array(result.class_names)[preds["labels"][:max_points]]
-    return pd.DataFrame({"pc1": xy[:, 0], "pc2": xy[:, 1], "class": names, "id": preds["ids"][:max_points]})
+    embeddings, labels = split_embeddings(RunStore(result.run_dir.parent.parent), result.run_id, "test")
+    ids = result.predictions()["ids"]
+    xy = PCA(n_components=2, random_state=0).fit_transform(embeddings[:max_points])
+    names = np.array(result.class_names)[labels[:max_points]]
+    return pd.DataFrame({"pc1": xy[:, 0], "pc2": xy[:, 1], "class": names, "id": ids[:max_points]})
 
 
 def _data_label(config_json: str) -> str:

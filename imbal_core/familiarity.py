@@ -21,7 +21,7 @@ import torch
 
 from .data.images import colour_share, is_grey
 from .engine.config import TrainConfig
-from .engine.evaluate import validation_embeddings
+from .engine.evaluate import split_embeddings
 from .engine.trainer import predict
 from .errors import DataError, ImbalLabError
 from .models import Classifier
@@ -94,7 +94,7 @@ def reference_for_run(store: RunStore, run_id: str) -> Reference:
     """A run's reference from its saved validation features (computed with its model when they were not kept) and
     the share of its validation images in colour (kept in its metrics since Explain checks it; for older runs counted
     from its data set, or None when that is not here)."""
-    features, _ = validation_embeddings(store, run_id, device="cpu")
+    features, _ = split_embeddings(store, run_id, "val", device="cpu")
     config = TrainConfig.from_dict(store.get_run(run_id)["config"])
     colour = read_json(store.run_dir(run_id) / "metrics.json").get("val_colour_share")
     if colour is None:

@@ -7,18 +7,21 @@
     .venv/bin/python scripts/make_pretrained.py --task "asymmetric_multicolour vs symmetric_uniform" \
         --methods "knowledge_one_class,knowledge_one_class[recipe=generic],deep_svdd,ce,weighted_ce,balanced_softmax"
     .venv/bin/python scripts/make_pretrained.py --methods ce,balanced_softmax,ldam_drw --ratios 10,50,100 \
-        --seeds 0,1,2 --slim            # the grid behind Compare's "metric vs ratio" on a fresh clone
+        --seeds 0,1,2                   # the grid behind Compare's "metric vs ratio" on a fresh clone
     .venv/bin/python -m imbal_core --store pretrained benchmark builtin_ratios   # every method at those ratios
     .venv/bin/python scripts/make_pretrained.py --shrink     # then the shipping rules for every run in the store
+    .venv/bin/python scripts/make_pretrained.py --ship-from lab_data/store --runs RUN_ID,... \
+        --command "python -m imbal_core benchmark ham10000_128 --archive results/ham10000_128_runs"
+                                        # real-data models for Explain, from a benchmark's store, with their weights
 
 Each run is trained by the engine exactly as `python -m imbal_core train` would, into the run
-store at pretrained/. Only what the app needs is kept per run (config, metrics, compressed predictions,
-final model in float16, the latter only for KEEP_WEIGHTS methods); resume checkpoints and stage-1 weights are
-deleted to keep the repository small; --slim also drops the test embeddings and head weights from predictions.npz
-(a ratio grid needs only metrics and probabilities). A re-made run's previous version (same method, settings,
-task, ratio and seed) is deleted from the store and the manifest; other entries are kept. Runs on a binary --task
-keep results only. With --generators the AdaIN and the diffusion model for the built-in data are trained into
-pretrained/generators/ (each unless it exists and is recorded) and recorded.
+store at pretrained/. Only what the app needs is kept per run (config, metrics, compressed probabilities; the
+final model in float16 with its validation features only where `keeps_weights` says); resume checkpoints,
+stage-1 weights and test features are deleted to keep the repository small (a run with weights computes its test
+features again). A re-made run's previous version (same method, settings, task, ratio, seed, data and size) is
+deleted from the store and the manifest; other entries are kept. Runs on a binary --task keep results only.
+With --generators the AdaIN and the diffusion model for the built-in data are trained into pretrained/generators/
+(each unless it exists and is recorded) and recorded.
 """
 
 from __future__ import annotations
@@ -133,7 +136,6 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--ratios", default="natural", help="comma-separated imbalance ratios, or 'natural'")
-    parser.add_argument("--slim", action="store_true", help="keep no embeddings or head weights in predictions.npz")
     parser.add_argument(
         "--task",
         help="a binary task of the built-in data, e.g. 'asymmetric_multicolour vs "
@@ -160,12 +162,26 @@ def main() -> None:
         help="with --shrink: keep no model at all and slim every predictions file (a benchmark's own store kept "
         "for its results, e.g. --out results/retinamnist_28_store: the results files need metrics and predictions)",
     )
+    parser.add_argument(
+        "--ship-from",
+        metavar="STORE",
+        help="train nothing: copy the finished runs named by --runs from STORE (e.g. a benchmark's store) into the "
+        "shipped store with their weights in float16 (real-data models for Explain), replacing the shipped run of "
+        "the same method, data, size and seed",
+    )
+    parser.add_argument("--runs", help="with --ship-from: comma-separated run ids")
+    parser.add_argument("--command", help="with --ship-from: the command that trained the runs, for the manifest")
     args = parser.parse_args()
     if args.no_weights and not args.shrink:
         parser.error("--no-weights goes with --shrink (it changes what shrinking keeps)")
+    if args.ship_from and not (args.runs and args.command):
+        parser.error("--ship-from needs --runs (which runs) and --command (what trained them, for the manifest)")
     store = RunStore(args.out)
     if args.shrink:
         shrink_store(store, keep_models=not args.no_weights)
+        return
+    if args.ship_from:
+        ship_runs(RunStore(args.ship_from), args.runs.split(","), store, args.command)
         return
     version = code_version()  # the code this process imported, whatever changes while it runs
     manifest_path = Path(args.out) / "manifest.json"
@@ -208,13 +224,12 @@ def main() -> None:
         )
         started = time.time()
         run_id = train(config, store, run_id=store.create_run(config.to_dict(), tag="pretrained"))
-        keep_weights = keeps_weights(method, args.task, config.ratio)
+        keep_weights = keeps_weights(config.to_dict())
         for name in DROPPED + (() if keep_weights else (MODEL_FILE,)):
             (store.run_dir(run_id) / name).unlink(missing_ok=True)
         if keep_weights:
             half_weights(store.run_dir(run_id) / MODEL_FILE)
-        if args.slim:
-            slim_predictions(store.run_dir(run_id) / "predictions.npz")
+        slim_predictions(store.run_dir(run_id) / "predictions.npz", keep_validation_features=keep_weights)
         summary = store.get_run(run_id)["summary"]
         binary = (
             {"test_auroc": round(summary["auroc"], 4), "test_auprc": round(summary["auprc"], 4)} if args.task else {}
@@ -262,29 +277,38 @@ def main() -> None:
         )
 
 
-def entry_key(method: str, settings: dict, task: str | None, ratio: float | None, seed: int) -> tuple:
+def entry_key(
+    method: str, settings: dict, task: str | None, ratio: float | None, seed: int, data: str, image_size: int
+) -> tuple:
     """What makes a shipped run unique: re-making it replaces the run with the same key."""
-    return method, json.dumps(settings, sort_keys=True), task, ratio, seed
+    return method, json.dumps(settings, sort_keys=True), task, ratio, seed, data, image_size
 
 
 def config_key(config: TrainConfig) -> tuple:
-    return entry_key(config.method, config.method_settings, config.task, config.ratio, config.seed)
+    return entry_key(
+        config.method, config.method_settings, config.task, config.ratio, config.seed, config.data, config.image_size
+    )
 
 
 def manifest_key(entry: dict) -> tuple:
-    # Entries written before settings were recorded used RUN_SETTINGS.
+    # Entries written before settings (and sizes) were recorded used RUN_SETTINGS (and 28 px).
     return entry_key(
         entry["method"],
         entry.get("settings", RUN_SETTINGS.get(entry["method"], {})),
         entry.get("task"),
         entry.get("ratio"),
         entry["seed"],
+        entry["data"],
+        entry.get("image_size", 28),
     )
 
 
-def keeps_weights(method: str, task: str | None, ratio: float | None) -> bool:
-    """Shipped weights: Explain's and the quality judges' models, at natural counts of the multi-class data."""
-    return method in KEEP_WEIGHTS and not task and not ratio
+def keeps_weights(config: dict) -> bool:
+    """Shipped weights: Explain's and the quality judges' models, at natural counts of the multi-class data: the
+    built-in data's KEEP_WEIGHTS methods, and every real-data run shipped (`ship_runs` picks them for Explain)."""
+    return (config["method"] in KEEP_WEIGHTS or config["data"] != "synthetic") and not (
+        config.get("task") or config.get("ratio")
+    )
 
 
 def half_weights(path: Path) -> None:
@@ -309,29 +333,74 @@ def narrow_indices(path: Path) -> None:
 
 def shrink_store(store: RunStore, keep_models: bool = True) -> None:
     """Apply the shipping rules to every finished run in the store, whichever command made it (e.g. `benchmark
-    builtin_ratios --store pretrained`): no resume checkpoints; weights only for KEEP_WEIGHTS methods at natural
-    counts (in float16); runs at a ratio or on a task keep slim predictions; every predictions file compressed;
-    kept training indices as int32.
+    builtin_ratios --store pretrained`): no resume checkpoints; weights (in float16) only as `keeps_weights` says;
+    no test features (a run with weights computes them again on its data, Compare's feature map says so for one
+    without); validation features and head weights only with weights; kept training indices as int32.
     Without `keep_models`: no weights at all and slim predictions everywhere (a store kept for its results only).
     Runs that are not finished are left whole (a stopped run resumes from its checkpoint)."""
     before = sum(f.stat().st_size for f in store.root.rglob("*") if f.is_file())
     for run_id in store.runs(status="finished")["run_id"]:
         run_dir, config = store.run_dir(run_id), store.get_run(run_id)["config"]
-        keep_weights = keep_models and keeps_weights(config["method"], config.get("task"), config.get("ratio"))
+        keep_weights = keep_models and keeps_weights(config)
         for name in DROPPED + (() if keep_weights else (MODEL_FILE,)):
             (run_dir / name).unlink(missing_ok=True)
         if keep_weights:
             half_weights(run_dir / MODEL_FILE)
         narrow_indices(run_dir / "kept_indices.npy")
-        if not keep_models or config.get("ratio") or config.get("task"):
-            slim_predictions(run_dir / "predictions.npz")
-        else:
-            with np.load(run_dir / "predictions.npz", allow_pickle=False) as archive:
-                arrays = {key: archive[key] for key in archive.files}
-            with atomic_path(run_dir / "predictions.npz") as tmp, open(tmp, "wb") as handle:
-                np.savez_compressed(handle, **arrays)
+        slim_predictions(run_dir / "predictions.npz", keep_validation_features=keep_weights)
     after = sum(f.stat().st_size for f in store.root.rglob("*") if f.is_file())
     print(f"{store.root}: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB")
+
+
+def ship_runs(source: RunStore, run_ids: list[str], store: RunStore, command: str) -> None:
+    """Copy finished runs of another store (e.g. a benchmark's) into the shipped store with their weights, and record
+    them in its manifest, replacing the shipped run of the same method, settings, data, size and seed. Weights in
+    float16; validation features kept (Explain's familiarity check needs them where the data set is not), test
+    features dropped (Compare computes them with the weights where it is)."""
+    manifest_path = store.root / "manifest.json"
+    manifest = read_json(manifest_path)
+    for run_id in run_ids:  # every run is checked before any is copied
+        run = source.get_run(run_id)
+        if run["status"] != "finished" or not (source.run_dir(run_id) / MODEL_FILE).is_file():
+            raise SystemExit(f"run {run_id} of {source.root} is {run['status']}, with no final weights: not shipped")
+    for run_id in run_ids:
+        run = source.get_run(run_id)
+        config = TrainConfig.from_dict(run["config"])
+        exported = source.export_run(run_id)
+        exported["files"] = {name: data for name, data in exported["files"].items() if name not in DROPPED}
+        store.import_run(exported)
+        run_dir = store.run_dir(run_id)
+        half_weights(run_dir / MODEL_FILE)
+        narrow_indices(run_dir / "kept_indices.npy")
+        slim_predictions(run_dir / "predictions.npz", keep_validation_features=True)
+        summary = run["summary"]
+        entry = {
+            "run_id": run_id,
+            "method": config.method,
+            "settings": config.method_settings,
+            "task": config.task,
+            "data": config.data,
+            "image_size": config.image_size,
+            "ratio": config.ratio,
+            "epochs": config.epochs,
+            "seed": config.seed,
+            "command": command,
+            "code_version": run["code_version"],
+            "train_seconds": round(run["duration_s"], 1),
+            "weights_kept": True,
+            "test_balanced_acc": round(summary["balanced_acc"], 4),
+            "test_acc": round(summary["acc"], 4),
+        }
+        replaced = [e["run_id"] for e in manifest["runs"] if manifest_key(e) == config_key(config)]
+        manifest["runs"] = [e for e in manifest["runs"] if manifest_key(e) != config_key(config)] + [entry]
+        write_json(manifest_path, manifest)
+        for old_run in replaced:  # once the new run is recorded
+            if old_run != run_id and store.has_run(old_run):
+                store.delete_run(old_run)
+        print(
+            f"shipped {run_id}: {config.method} {config.data} {config.image_size} px seed {config.seed}, "
+            f"test bal.acc {summary['balanced_acc']:.3f}"
+        )
 
 
 def finished_generator(out: Path, recipe: GeneratorConfig, name: str | None = None) -> bool:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -362,6 +364,23 @@ def test_compare_tau_tab_lists_only_runs_it_can_tune():
     for label in app.selectbox(key="cmp_tau_run").options[:2]:
         app.selectbox(key="cmp_tau_run").set_value(label).run()
         assert not [i for i in app.info if "cannot be tuned" in i.value] and not app.exception
+
+
+def test_compare_feature_map_of_shipped_runs_comes_from_their_weights():
+    """Shipped runs keep no test features (pretrained/ stays small): a run with weights computes them for the map;
+    a run without weights says why it has none instead of drawing an empty chart."""
+    app = open_page("compare")
+    open_tab(app, "Embeddings")
+    runs = app.selectbox(key="cmp_embedding_run")
+    ce = next(label for label in runs.options if label.startswith("ce · "))
+    runs.set_value(ce).run()
+    scatter = next(json.loads(c.proto.spec) for c in app.get("plotly_chart") if "cmp_embedding_chart" in c.proto.id)
+    # plotly sends numeric arrays packed: {"dtype": ..., "bdata": base64}
+    points = sum(np.frombuffer(base64.b64decode(t["x"]["bdata"]), t["x"]["dtype"]).size for t in scatter["data"])
+    assert points == 1999 and not app.exception  # the built-in test split, every image
+    focal = next(label for label in runs.options if label.startswith("focal · "))
+    app.selectbox(key="cmp_embedding_run").set_value(focal).run()
+    assert any("keeps neither its test features nor its weights" in i.value for i in app.info)
 
 
 def test_compare_paired_differences_and_metric_vs_ratio_on_the_shipped_grid():

@@ -21,6 +21,7 @@ import torch
 
 from imbal_core.benchmark import plan, run_benchmark
 from imbal_core.benchmark_results import read_results, results_names
+from imbal_core.checkpoint import load_checkpoint
 from imbal_core.cli import main
 from imbal_core.compare import finished_runs
 from imbal_core.engine import train
@@ -29,9 +30,11 @@ from imbal_core.errors import ConfigError, DataError, RunError
 from imbal_core.executors import LocalExecutor
 from imbal_core.methods import METHODS
 from imbal_core.protocol import PROTOCOL_DIR, load_protocol, protocol_names
-from imbal_core.runs import RunStore
+from imbal_core.runs import MODEL_FILE, RunStore
 from imbal_core.stats import leaderboard
-from imbal_core.utils import code_version, software_environment
+from imbal_core.utils import code_version, read_json, software_environment, write_json
+
+from .conftest import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Path(__file__).parent / "protocols" / "tiny.toml"
@@ -622,17 +625,22 @@ def test_validation_curve_table_uses_each_methods_own_budget_and_last_stage():
     assert len(tidy) == 18 and {row["stage"] for row in tidy} == {"train", "representation", "classifier"}
 
 
-def test_a_store_shrunk_without_weights_still_gives_the_same_results_files(tmp_path: Path, store, monkeypatch):
-    """`make_pretrained.py --shrink --no-weights` (a benchmark's store kept for its results): no model files
-    are left, kept indices are int32, and the results files written from what is left are the same as before."""
+@pytest.fixture
+def make_pretrained(monkeypatch):
+    """scripts/make_pretrained.py as a module."""
     import importlib.util
 
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # the script imports its neighbour compare_methods
     spec = importlib.util.spec_from_file_location("make_pretrained", ROOT / "scripts" / "make_pretrained.py")
     assert spec is not None and spec.loader is not None
-    make_pretrained = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_pretrained)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
+
+def test_a_store_shrunk_without_weights_still_gives_the_same_results_files(tmp_path: Path, store, make_pretrained):
+    """`make_pretrained.py --shrink --no-weights` (a benchmark's store kept for its results): no model files
+    are left, kept indices are int32, and the results files written from what is left are the same as before."""
     protocol = write(tmp_path, tiny_text(methods='methods = ["ce"]'))
     args = ["--store", str(store.root), "benchmark", str(protocol), "--quiet"]
     assert main([*args, "--out-dir", str(tmp_path / "before")]) == 0
@@ -648,6 +656,33 @@ def test_a_store_shrunk_without_weights_still_gives_the_same_results_files(tmp_p
             assert archive["embeddings"].size == 0
     assert main([*args, "--results-only", "--out-dir", str(tmp_path / "after")]) == 0
     assert (tmp_path / "after" / "p.csv").read_text() == (tmp_path / "before" / "p.csv").read_text()
+
+
+def test_runs_shipped_from_a_benchmark_store_keep_weights_and_validation_features(tmp_path: Path, make_pretrained):
+    """`make_pretrained.py --ship-from STORE --runs ...` (real-data models for Explain): the run arrives with float16
+    weights, validation features and head weights but no test features, and a manifest entry with its command; shipping
+    the same method, data, size and seed again replaces it, while a shipped run that differs only in size stays."""
+    from imbal_core.engine import train
+
+    source, shipped = RunStore(tmp_path / "benchmark_store"), RunStore(tmp_path / "pretrained")
+    first, second = (train(tiny_config(image_size=32, seed=0), source) for _ in range(2))
+    other_size = train(tiny_config(seed=0), shipped)
+    write_json(
+        shipped.root / "manifest.json",
+        {"runs": [{"run_id": other_size, "method": "ce", "data": "synthetic", "epochs": 1, "seed": 0, "command": "c"}]},
+    )
+    make_pretrained.ship_runs(source, [first], shipped, "benchmark command")
+    model = load_checkpoint(shipped.run_dir(first) / MODEL_FILE)["model"]
+    assert all(t.dtype == torch.float16 for t in model.values() if t.is_floating_point())
+    with np.load(shipped.run_dir(first) / "predictions.npz") as saved:
+        assert saved["embeddings"].size == 0 and saved["val_embeddings"].size > 0 and saved["head_weight"].ndim == 2
+    assert not list(shipped.run_dir(first).glob("last.safetensors"))
+
+    make_pretrained.ship_runs(source, [second], shipped, "benchmark command")
+    entries = read_json(shipped.root / "manifest.json")["runs"]
+    assert [(e["run_id"], e.get("image_size", 28)) for e in entries] == [(other_size, 28), (second, 32)]
+    assert entries[1]["command"] == "benchmark command" and entries[1]["weights_kept"]
+    assert not shipped.has_run(first) and shipped.has_run(other_size)
 
 
 def test_a_run_archive_outlives_its_store(tmp_path: Path, capsys):

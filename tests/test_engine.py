@@ -8,10 +8,11 @@ import torch
 
 from imbal_core.checkpoint import load_checkpoint, save_checkpoint
 from imbal_core.engine import train
-from imbal_core.engine.evaluate import evaluate_run, load_run_model
-from imbal_core.errors import ConfigError, RunError
+from imbal_core.engine.evaluate import evaluate_run, has_split_embeddings, load_run_model, split_embeddings
+from imbal_core.errors import ConfigError, DataError, RunError
 from imbal_core.methods import METHODS
 from imbal_core.models import create_model
+from imbal_core.runs import MODEL_FILE
 
 from .conftest import TINY, assert_resume_matches_uninterrupted, tiny_config
 
@@ -164,3 +165,31 @@ def test_a_run_without_weights_is_listed_but_not_loaded(store):
     assert not finished_runs([store]).set_index("run_id").loc[run_id, "has_model"]
     with pytest.raises(RunError, match="keeps no model weights.*manifest"):
         load_run_model(store, run_id)
+
+
+def test_features_not_kept_are_computed_with_the_weights_and_match_the_kept_ones(store):
+    """Shipped runs drop their test features when their weights can give them back (Compare's feature map, tau-norm);
+    the computed features are the kept ones, and another test set than the one scored is refused, not mixed up."""
+    from imbal_core.runs.archive import slim_predictions
+
+    run_id = train(tiny_config(), store)
+    kept_test, kept_labels = split_embeddings(store, run_id, "test")
+    kept_val, _ = split_embeddings(store, run_id, "val")
+    slim_predictions(store.run_dir(run_id) / "predictions.npz")
+    assert has_split_embeddings(store.run_dir(run_id), "test")
+    computed_test, computed_labels = split_embeddings(store, run_id, "test")
+    computed_val, _ = split_embeddings(store, run_id, "val")
+    np.testing.assert_array_equal(computed_labels, kept_labels)
+    # kept features are float16: equal to the computed float32 ones within that precision
+    np.testing.assert_allclose(computed_test, kept_test, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(computed_val, kept_val, rtol=2e-3, atol=2e-3)
+
+    predictions = store.run_dir(run_id) / "predictions.npz"
+    with np.load(predictions) as saved:
+        arrays = {key: saved[key] for key in saved.files}
+    np.savez_compressed(predictions, **{**arrays, "ids": arrays["ids"][::-1]})  # scored on other images
+    with pytest.raises(DataError, match="other test images"):
+        split_embeddings(store, run_id, "test")
+
+    (store.run_dir(run_id) / MODEL_FILE).unlink()
+    assert not has_split_embeddings(store.run_dir(run_id), "test")

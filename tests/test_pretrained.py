@@ -15,7 +15,7 @@ def test_pretrained_stays_under_the_size_limit():
     files = [f for f in PRETRAINED.rglob("*") if f.is_file() and not f.name.endswith(("-wal", "-shm"))]
     size_mb = sum(f.stat().st_size for f in files) / 1e6
     assert size_mb < LIMIT_MB, (
-        f"pretrained/ is {size_mb:.1f} MB; keep it under {LIMIT_MB} MB (make_pretrained.py --slim)"
+        f"pretrained/ is {size_mb:.1f} MB; keep it under {LIMIT_MB} MB (scripts/make_pretrained.py --shrink)"
     )
 
 

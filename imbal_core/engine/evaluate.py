@@ -55,30 +55,45 @@ def load_run_model(
     return model.to(select_device(str(device))).eval(), config, metrics
 
 
-def validation_embeddings(store: RunStore, run_id: str, device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-    """(pooled features, labels) of a run's validation split: saved with runs made since they are kept, else
-    computed with the run's final model (for post-hoc rules such as tau-norm, tuned on validation)."""
+EMBEDDING_SPLITS = {"val": ("val_embeddings", "val_labels"), "test": ("embeddings", "labels")}
+
+
+def split_embeddings(
+    store: RunStore, run_id: str, split: str = "val", device: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(pooled features, labels) of a run's validation or test split: kept with its predictions, else computed with
+    the run's final model on its data (for post-hoc rules such as tau-norm, tuned on validation, and Compare's
+    feature map; shipped runs with weights keep only what their data cannot give back)."""
+    features_key, labels_key = EMBEDDING_SPLITS[split]
     with np.load(store.run_dir(run_id) / "predictions.npz", allow_pickle=False) as saved:
-        if _kept_validation_embeddings(saved):
-            return saved["val_embeddings"].astype(np.float32), saved["val_labels"]
+        if _kept_embeddings(saved, split):
+            return saved[features_key].astype(np.float32), saved[labels_key]
+        saved_ids = saved["ids"] if split == "test" else None
     target = select_device(device)
     model, config, _ = load_run_model(store, run_id, target)
-    val = config.load_data().val
-    _, features = predict(model, val.images, target, config.amp)
-    return features.numpy(), val.labels
+    images = getattr(config.load_data(), split)
+    # The test predictions name their images; features of another test set would be a silent mismatch.
+    if saved_ids is not None and not np.array_equal(images.ids.astype(str), saved_ids.astype(str)):
+        raise DataError(
+            f"run {run_id}'s data set loads here with other test images than it was scored on ({len(images)} vs "
+            f"{len(saved_ids)}): its test features cannot be computed again; pick a run whose predictions keep them"
+        )
+    _, features = predict(model, images.images, target, config.amp)
+    return features.numpy(), images.labels
 
 
-def has_validation_embeddings(run_dir: Path) -> bool:
-    """Whether `validation_embeddings` can give the features of the run in `run_dir`: kept with its predictions, or
-    its weights are there to compute them (shipped runs of some methods keep neither)."""
+def has_split_embeddings(run_dir: Path, split: str = "val") -> bool:
+    """Whether `split_embeddings` can give the features of the run in `run_dir`: kept with its predictions, or its
+    weights are there to compute them (shipped runs of some methods keep neither)."""
     if (run_dir / MODEL_FILE).is_file():
         return True
     with np.load(run_dir / "predictions.npz", allow_pickle=False) as saved:
-        return _kept_validation_embeddings(saved)
+        return _kept_embeddings(saved, split)
 
 
-def _kept_validation_embeddings(saved: np.lib.npyio.NpzFile) -> bool:
-    return "val_embeddings" in saved.files and saved["val_embeddings"].size > 0
+def _kept_embeddings(saved: np.lib.npyio.NpzFile, split: str) -> bool:
+    key = EMBEDDING_SPLITS[split][0]
+    return key in saved.files and saved[key].size > 0
 
 
 OVERLAP_RULES = ("refuse", "exclude")

@@ -127,13 +127,15 @@ def _local(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def slim_predictions(path: Path) -> None:
+def slim_predictions(path: Path, keep_validation_features: bool = False) -> None:
     """Drop the embeddings and head weights (most of a run's size); probabilities and scores stay, so Compare's
-    charts and statistics still work (its embedding map and its re-scoring of a post-hoc rule do not)."""
+    charts and statistics still work (its embedding map and its re-scoring of a post-hoc rule do not, unless the
+    run's weights are kept to compute them). `keep_validation_features` keeps the validation features and the head
+    weights (a shipped model's familiarity check and tau-norm tuning, where its data set is not at hand)."""
     with np.load(path, allow_pickle=False) as archive:
         arrays = {key: archive[key] for key in archive.files}
-    arrays.update(
-        embeddings=np.zeros((0, 0), np.float16), val_embeddings=np.zeros((0, 0), np.float16), head_weight=np.zeros(0)
-    )
+    arrays["embeddings"] = np.zeros((0, 0), np.float16)
+    if not keep_validation_features:
+        arrays.update(val_embeddings=np.zeros((0, 0), np.float16), head_weight=np.zeros(0))
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, **arrays)
