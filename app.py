@@ -10,9 +10,17 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
-from app_pages.common import app_icon, data_choice, describe_data, job_runner, user_store
+from app_pages.common import (
+    app_icon,
+    data_choice,
+    describe_data,
+    ignored_query_values,
+    job_runner,
+    sync_address,
+    user_store,
+)
 from imbal_core.compare import PRETRAINED_DIR
-from imbal_core.utils import lab_home
+from imbal_core.utils import lab_home, restrict_data_reads
 
 # The tab icon is drawn here: emoji and material icons are fetched from a CDN by the browser (fails offline).
 st.set_page_config(page_title="Imbalance Lab", page_icon=app_icon(), layout="wide")
@@ -27,7 +35,14 @@ navigation = st.navigation(
         st.Page("app_pages/explain.py", title="Explain", icon=":material/visibility:"),
     ]
 )
+restrict_data_reads()  # a web page reads no data outside the allowed data folders (the CLI reads any path)
 job_runner()  # start the background worker with the server, so queued runs proceed
+ignored = ignored_query_values()  # the data choice of the page address (a reload, a shared link), read once
+if ignored:
+    st.warning(
+        "The page address asks for data the app cannot use; these were left at their defaults: " + "; ".join(ignored)
+    )
+sync_address()  # and written back, on every page
 
 with st.sidebar:
     device = f"GPU: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "CPU"

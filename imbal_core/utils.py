@@ -44,12 +44,19 @@ DATA_ROOTS_VARIABLE = "IMBAL_LAB_DATA_ROOTS"
 def data_roots() -> list[Path]:
     """The folders data sets may be read from (resolved): $IMBAL_LAB_DATA_ROOTS, folders separated by os.pathsep,
     when set; else the lab home, the user's home, the system's temporary folder and `shared/data` beside the
-    repository. A path typed into the app is refused outside them, so the app cannot be used to probe the machine."""
+    repository. The app reads no data path outside them (`restrict_data_reads`), so it cannot be used to probe the
+    machine."""
     configured = os.environ.get(DATA_ROOTS_VARIABLE)
     if configured:
         return [Path(folder).expanduser().resolve() for folder in configured.split(os.pathsep) if folder]
     defaults = (lab_home(), Path.home(), Path(tempfile.gettempdir()), REPO_ROOT.parent / "shared" / "data")
     return [folder.resolve() for folder in defaults]
+
+
+def restrict_data_reads() -> None:
+    """From now on, in this process, every data path must lie inside `data_roots()`. The app calls this: a web page
+    must not read the server's files. The command line reads any path its user can, unless the variable is set."""
+    os.environ.setdefault(DATA_ROOTS_VARIABLE, os.pathsep.join(str(root) for root in data_roots()))
 
 
 def software_environment(device: torch.device) -> str:

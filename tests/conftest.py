@@ -18,6 +18,13 @@ def lab_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def data_reads_unrestricted_after_each_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AppTest runs app.py in this process, and the app restricts data reads through the environment
+    (`utils.restrict_data_reads`): undone after each test, so the command-line tests read as the CLI does."""
+    monkeypatch.delenv("IMBAL_LAB_DATA_ROOTS", raising=False)
+
+
 @pytest.fixture
 def store(tmp_path: Path):
     from imbal_core.runs import RunStore

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import shared_path
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / "test-output" / "browser"
@@ -159,6 +161,48 @@ def test_data_choice_survives_going_to_train_and_back(app_url: str, browser):
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
     assert page.get_by_role("radio", name="step").is_checked()
     page.screenshot(path=str(SHOTS / "data_choice_kept.png"))
+
+
+def _idle(page) -> None:
+    page.wait_for_timeout(300)  # the rerun a click starts shows its status widget first
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=300_000)
+
+
+def test_a_students_ham10000_choice_is_what_train_trains_after_a_reload(app_url: str, browser):
+    """Issue 36: fresh session, HAM10000, its folder, profile exp: the ratio stays 10 (it fell to 1 while the page
+    waited for the folder) and the sidebar says so in the same rerun; a reload keeps the choice (it is in the page
+    address), and Train shows exactly it."""
+    ham = shared_path("ham10000")
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    _open(page, f"{app_url}/data", "Data", "Samples per class")
+    page.get_by_label("Source").first.click()
+    page.get_by_role("option", name="ham10000", exact=True).click()
+    _idle(page)
+    folder = page.get_by_role("textbox", name="Folder or file")
+    folder.fill(str(ham))
+    folder.press("Enter")
+    page.get_by_text("Samples per class", exact=True).wait_for(timeout=300_000)
+    _idle(page)
+    page.get_by_text("exp", exact=True).first.click()
+    page.get_by_text("2049 of 7023 training images kept; achieved ratio 10.0").wait_for(timeout=120_000)
+    _idle(page)
+    slider = page.locator('[data-testid="stSlider"]').filter(has_text="Ratio")
+    assert slider.get_by_role("slider").get_attribute("aria-valuetext") == "10"
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    assert sidebar.get_by_text(f"ham10000 ({ham}) · 28 px · exp ratio 10").count() == 1  # not one click behind
+    assert "ratio=10" not in page.url and "profile=exp" in page.url and "source=ham10000" in page.url
+
+    page.reload()
+    page.get_by_text("Samples per class", exact=True).wait_for(timeout=300_000)
+    _idle(page)
+    page.get_by_text("2049 of 7023 training images kept").wait_for(timeout=120_000)
+    assert page.get_by_role("radio", name="exp").is_checked()
+    page.get_by_role("link", name="Train").click()
+    page.get_by_role("heading", name="Train", exact=True).wait_for(timeout=60_000)
+    main = page.locator('[data-testid="stMain"]')
+    main.get_by_text(f"Data: ham10000 ({ham}) · 28 px · exp ratio 10").wait_for(timeout=60_000)  # what Run trains
+    _idle(page)
+    page.screenshot(path=str(SHOTS / "student_ham10000_after_reload.png"))
 
 
 def test_explain_columns_fit_and_say_which_run(app_url: str, browser):

@@ -305,6 +305,27 @@ def test_data_paths_stay_inside_the_data_roots(tmp_path: Path, monkeypatch, caps
     assert load_dataset("folder", path=data, use_cache=False).num_classes == 2
 
 
+def test_the_command_line_reads_any_path_and_the_app_only_the_data_folders(tmp_path: Path, monkeypatch, capsys):
+    """The data-folder restriction protects a web page that reads server paths: the CLI's user owns the shell, so
+    without $IMBAL_LAB_DATA_ROOTS it reads a folder outside the default data folders; the app refuses one."""
+    from streamlit.testing.v1 import AppTest
+
+    import imbal_core.utils
+
+    data = _image_folder(tmp_path / "elsewhere")
+    monkeypatch.setattr(imbal_core.utils, "data_roots", lambda: [tmp_path / "allowed"])  # as if outside the defaults
+    assert main(["datasets", "--data", "folder", "--path", str(data)]) == 0
+    assert "benign" in capsys.readouterr().out
+
+    app = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+    app.run()
+    app.switch_page("app_pages/data.py").run()
+    app.selectbox(key="data_source").set_value("folder").run()
+    app.text_input(key="data_path").set_value(str(data)).run()
+    assert not app.exception, app.exception
+    assert any("outside the allowed data folders" in e.value for e in app.error)
+
+
 def test_csv_rows_stay_inside_the_csv_folder(tmp_path: Path):
     data = _image_folder(tmp_path / "data")
     outside = tmp_path / "outside.png"

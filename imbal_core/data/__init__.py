@@ -87,7 +87,8 @@ def load_dataset(
         raise DataError(f"data source {source!r} needs a path. Expected layout: {info.layout}")
     if path is not None:
         path = Path(path).expanduser().resolve()
-        check_inside_data_roots(path)  # before anything is read, even whether the path exists
+        if os.environ.get(DATA_ROOTS_VARIABLE):  # the app, a remote worker, or a user who set it
+            check_inside_data_roots(path)  # before anything is read, even whether the path exists
         if not path.exists():
             raise DataError(f"{path} does not exist. Expected layout for {source!r}: {info.layout}")
     fingerprint = _fingerprint(path) if path is not None else None
@@ -104,7 +105,9 @@ def load_dataset(
 
 
 def check_inside_data_roots(path: Path) -> None:
-    """Raise DataError when the resolved `path` lies outside every allowed data folder (`utils.data_roots`)."""
+    """Raise DataError when the resolved `path` lies outside every allowed data folder (`utils.data_roots`).
+    `load_dataset` checks when $IMBAL_LAB_DATA_ROOTS is set: always in the app (`utils.restrict_data_reads`), never
+    on the command line unless its user sets it."""
     roots = data_roots()
     if not any(path.is_relative_to(root) for root in roots):
         raise DataError(
