@@ -142,9 +142,12 @@ if submitted:
             for m in methods
             for seed in seeds
         ]
-        for config in configs:
+        chosen = [config.with_chosen_settings() for config in configs]  # e.g. IOIS's generator, left empty
+        for config, _ in chosen:
             runner.submit(config, tag="app")
         st.success(f"Queued {len(configs)} run(s). They train one at a time in the background.")
+        for note in dict.fromkeys(note for _, note in chosen if note):
+            st.info(f"Picked for you: {note}.")
     except (ImbalLabError, ValueError) as err:
         st.error(f"Not queued: {err}")
 

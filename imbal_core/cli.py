@@ -646,7 +646,7 @@ def _config(args: argparse.Namespace, method: str, ratio: float | None, seed: in
             profile = json.loads(profile)
         except json.JSONDecodeError as err:
             raise ConfigError(f'--profile is not valid JSON ({err}); e.g. \'{{"df": 20, "vasc": 30}}\'') from None
-    return TrainConfig(
+    config = TrainConfig(
         method=method,
         method_settings=_key_values(args.set, "--set"),
         data=args.data,
@@ -672,6 +672,10 @@ def _config(args: argparse.Namespace, method: str, ratio: float | None, seed: in
         data_placement=args.data_placement,
         init_from=args.init_from,
     )
+    config, note = config.with_chosen_settings()  # e.g. IOIS's generator, when --set names none
+    if note:
+        print(f"{method} seed {seed}: {note}", file=sys.stderr)
+    return config
 
 
 def _augment_setting(args: argparse.Namespace) -> bool | str:

@@ -221,6 +221,37 @@ def test_iois_refuses_a_generator_that_learnt_from_images_the_run_leaves_out(sto
     assert store.runs().empty  # refused before a run was created
 
 
+def test_iois_without_a_named_generator_picks_the_one_trained_on_its_training_images(tiny_generator):
+    """`train --method iois` with no --set: the generator that learnt from exactly the run's training images is
+    picked and recorded in the config; at a ratio only one that learnt from no image the run leaves out fits."""
+    config, note = tiny_config(method="iois").with_chosen_settings()
+    assert config.method_settings == {"generator": tiny_generator} and "exactly this run's" in note
+    named = tiny_config(method="iois", method_settings={"generator": "diffusion_synthetic_28"})
+    assert named.with_chosen_settings() == (named, None)  # a named generator is left as it is
+    assert tiny_config().with_chosen_settings() == (tiny_config(), None)  # other methods pick nothing
+    with pytest.raises(ConfigError, match="none of synthetic at 28 px learnt only from this run's"):
+        tiny_config(method="iois", ratio=20.0).with_chosen_settings()  # the tiny generator saw every image
+
+    train_generator(tiny_diffusion_config(ratio=20.0, seed=3), "tiny_diffusion_r20_s3")
+    config, note = tiny_config(method="iois", ratio=20.0, seed=3).with_chosen_settings()
+    assert config.method_settings == {"generator": "tiny_diffusion_r20_s3"}
+    config, note = tiny_config(method="iois", seed=3).with_chosen_settings()  # natural counts: the exact one wins
+    assert config.method_settings == {"generator": tiny_generator}
+
+
+def test_cli_train_iois_on_the_built_in_data_needs_no_generator_setting(store, capsys):
+    """The shipped generator of the built-in data's natural counts is picked (it learnt from that training split)."""
+    from imbal_core.cli import _config, build_parser
+
+    args = build_parser().parse_args(["train", "--data", "synthetic", "--method", "iois", "--epochs", "1"])
+    config = _config(args, "iois", None, 0)
+    assert config.method_settings == {"generator": "diffusion_synthetic_28"}
+    assert "diffusion_synthetic_28 (shipped), trained on exactly this run's 6999 training images" in (
+        capsys.readouterr().err
+    )
+    config.check_ready()  # and it suits the run
+
+
 def test_a_generators_relative_data_path_is_judged_where_the_run_is_planned(tmp_path, store, monkeypatch):
     """A generator keeps its data path as given, relative to where it was trained. A Ray worker runs in a folder of
     its own, where that path means something else: the check is made before the run is created, not in the worker

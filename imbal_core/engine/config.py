@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -146,6 +146,13 @@ class TrainConfig:
         method.check_ready()
         kept = kept_indices(self, self.load_data())  # raises for a ratio out of reach
         method.check_training_set(self.data_recipe(), kept)
+
+    def with_chosen_settings(self) -> tuple[TrainConfig, str | None]:
+        """This config with the settings its method picks from the run's data where they were left empty (IOIS's
+        generator), and a line saying what was picked (None when nothing was)."""
+        method = create_method(self.method, **self.method_settings)
+        chosen, note = method.settings_for_data(self.data_recipe(), lambda: kept_indices(self, self.load_data()))
+        return replace(self, method_settings={**self.method_settings, **chosen}), note
 
     def data_recipe(self) -> dict[str, Any]:
         """Everything that decides which images a run sees (generators are checked against it)."""

@@ -241,6 +241,15 @@ class Method:
         `TrainConfig.data_recipe()`, `train_index` the images' indices in the train split (not called for finished
         runs)."""
 
+    def settings_for_data(
+        self, data_recipe: dict[str, Any], train_index: Callable[[], np.ndarray]
+    ) -> tuple[dict[str, Any], str | None]:
+        """Settings left empty that the method picks from the run's data (IOIS: the generator trained on exactly
+        these training images), with a line saying what it picked and why; ({}, None) when nothing is left to pick.
+        Called before the run is created, so its config records the pick. `train_index()` gives the kept images'
+        indices in the train split (loads the data)."""
+        return {}, None
+
     def setup(self, model: Classifier, info: TrainInfo) -> None:
         self.info = info
 

@@ -15,6 +15,7 @@ used as class weights in the CE).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,13 @@ from ..engine.augment import to_float
 from ..errors import ConfigError
 from ..models import Classifier
 from ..synth.diffusion import DiffusionModel, load_diffusion_model, sdedit_starts
-from ..synth.generators import data_mismatch, generator_train_index, load_generator_info, resolve_generator
+from ..synth.generators import (
+    data_mismatch,
+    generator_train_index,
+    list_generators,
+    load_generator_info,
+    resolve_generator,
+)
 from .base import Batch, Method, MethodCard, Setting, Stage, TrainInfo, register_method
 
 ALLOCATIONS = ("accuracy", "inverse_frequency")
@@ -85,8 +92,9 @@ class IOIS(Method):
             Setting(
                 "generator",
                 "",
-                "diffusion model name (see `generators`) or .safetensors path; trained on this "
-                "run's training images (`diffusion-train`)",
+                "diffusion model name (see `generators`) or .safetensors path, trained on this run's training "
+                "images (`diffusion-train`); empty: the one that learnt from exactly them, picked and recorded when "
+                "the run is made",
             ),
             Setting("warmup_share", 0.3, "share of the epochs on real images only (at least 1)", low=0.0, high=0.9),
             Setting("budget", 0.3, "B: synthetic images per epoch as a share of the training set", low=0.0, high=4.0),
@@ -180,6 +188,41 @@ class IOIS(Method):
                 "the `diffusion-train` command that made it again with `--resume` (its whole recipe: "
                 "`python -m imbal_core generators`); or name a finished generator"
             )
+
+    def settings_for_data(
+        self, data_recipe: dict[str, Any], train_index: Callable[[], np.ndarray]
+    ) -> tuple[dict[str, Any], str | None]:
+        """No generator named: the finished one of this data and size that learnt from exactly the run's training
+        images (its ratio, profile and seed), yours before shipped ones; else one that learnt from part of them
+        (no leak), the most images first."""
+        if not self.settings["ois"] or self.settings["generator"]:
+            return {}, None
+        kept = train_index()
+        fitting = []
+        for info in list_generators("diffusion"):  # yours first, then pretrained/
+            learnt = generator_train_index(info.path)
+            if info.status != "finished" or learnt is None or data_mismatch(info.config, data_recipe) is not None:
+                continue
+            if np.isin(learnt, kept).all():
+                fitting.append((len(learnt) == len(kept), len(learnt), info))
+        if not fitting:
+            raise ConfigError(
+                f"no diffusion generator named, and none of {data_recipe['data']} at {data_recipe['image_size']} px "
+                f"learnt only from this run's {len(kept)} training images: train one with `python -m imbal_core "
+                "diffusion-train` and the run's data, --ratio and --seed, or name one with --set generator=NAME "
+                "(`python -m imbal_core generators` lists them)"
+            )
+        exact, count, info = max(fitting, key=lambda fit: fit[:2])  # max keeps the first of equals: yours
+        if exact:
+            others = sum(1 for fit in fitting if fit[0]) - 1
+            note = f"generator: {info.name} ({info.source}), trained on exactly this run's {count} training images"
+            note += f" ({others} other(s) were too; yours come first, then by name)" if others else ""
+        else:
+            note = (
+                f"generator: {info.name} ({info.source}), trained on {count} of this run's {len(kept)} training "
+                "images (none was trained on exactly them; it learnt from no image this run leaves out)"
+            )
+        return {"generator": info.name}, note
 
     def check_training_set(self, data_recipe: dict[str, Any], train_index: np.ndarray) -> None:
         """Refuse a generator that learnt from other data, or from images this run may not train on."""
