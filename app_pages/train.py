@@ -14,6 +14,7 @@ from imbal_core.engine import TrainConfig
 from imbal_core.engine.trainer import RESUMABLE
 from imbal_core.errors import ImbalLabError
 from imbal_core.executors import waits_for_a_worker
+from imbal_core.jobs import progress_line
 from imbal_core.methods import METHODS
 from imbal_core.models import DEFAULT_BACKBONE, PRESETS, default_tag, weights_label
 from imbal_core.runs import INTERRUPTED
@@ -152,13 +153,15 @@ if submitted:
         st.error(f"Not queued: {err}")
 
 
-@st.fragment(run_every=2)
 def jobs_panel() -> None:
     runs = store.runs()
     if runs.empty:
         st.info("No runs yet. Choose methods above and press Run.")
         return
     active = runs[runs["status"].isin(ACTIVE)].iloc[::-1]  # oldest first: the order they will run in
+    if active.empty and st.session_state.get("train_polling"):
+        st.session_state["train_polling"] = False
+        st.rerun()  # the last job ended: the whole page again, so that this panel stops refreshing
     shown = pd.concat([active, runs[~runs["status"].isin(ACTIVE)].head(8)])
     for row in shown.itertuples():
         run = store.get_run(row.run_id)  # fresher than `row`: the worker may have moved on meanwhile
@@ -176,7 +179,12 @@ def jobs_panel() -> None:
                 )
             elif status in ACTIVE and top[1].button("Stop", key=f"stop_{row.run_id}"):
                 runner.stop(row.run_id)
-            if status in RESUMABLE and top[1].button("Resume", key=f"resume_{row.run_id}"):
+            if status in RESUMABLE and top[1].button(
+                "Resume",
+                key=f"resume_{row.run_id}",
+                help="Continues from the end of the last finished epoch: steps of an epoch cut short are trained "
+                "again, so the result is the same as a run that was never stopped.",
+            ):
                 runner.resume(row.run_id)
             if status == "failed":
                 st.error(run["error"] or "failed")
@@ -184,12 +192,16 @@ def jobs_panel() -> None:
                 st.caption(run["error"])
             step = progress.get("step")
             done = progress.get("epoch", 0)
+            if status in RESUMABLE and step and step["epoch"] >= done:  # cut short inside an epoch
+                st.caption(
+                    f"Stopped in epoch {step['epoch'] + 1} at step {step['step']}/{step['steps']}: Resume trains that "
+                    "epoch again from its start (the result is then the same as an uninterrupted run)."
+                )
             total = progress.get("epochs") or (step or {}).get("epochs") or row.epochs
             if status == "running" and step:
                 st.progress(
                     min(1.0, (step["epoch"] + step["step"] / step["steps"]) / step["epochs"]),
-                    text=f"{step['stage']}: epoch {step['epoch'] + 1}/{step['epochs']}, "
-                    f"step {step['step']}/{step['steps']}, loss {step['loss']:.3f}",
+                    text=progress_line(step, progress.get("history") or []),
                 )
             elif status == "finished" and run["summary"]:
                 s = run["summary"]
@@ -212,4 +224,7 @@ def jobs_panel() -> None:
 
 
 st.header("Jobs")
-jobs_panel()
+# Only a tab with queued or running jobs refreshes (every 2 s); the others stay quiet until used.
+polling = bool(store.runs()["status"].isin(ACTIVE).any())
+st.session_state["train_polling"] = polling
+st.fragment(jobs_panel, run_every=2 if polling else None)()

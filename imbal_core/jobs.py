@@ -15,6 +15,9 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from .engine import TrainConfig, train
 from .engine.trainer import RESUMABLE
@@ -101,7 +104,10 @@ class JobRunner:
             if event["event"] == "step" and time.time() - last_write >= STEP_PROGRESS_SECONDS:
                 try:
                     state = dict(self.store.get_run(run_id)["progress"] or {})
-                    state["step"] = {k: event[k] for k in ("stage", "epoch", "epochs", "step", "steps", "loss")}
+                    state["step"] = {
+                        k: event[k]
+                        for k in ("stage", "epoch", "epochs", "step", "steps", "loss", "seconds", "images_per_second")
+                    }
                     self.store.set_progress(run_id, state)
                 except sqlite3.OperationalError:  # a busy store skips one progress line, never the run
                     logger.warning("job %s: step progress not written (store busy)", run_id)
@@ -123,6 +129,27 @@ class JobRunner:
         finally:
             with self._lock:
                 self._stops.pop(run_id, None)
+
+
+def progress_line(step: dict[str, Any], history: list[dict[str, Any]]) -> str:
+    """A running run's progress in words: stage, epoch, step, loss, images per second and the time left, estimated
+    from this epoch's steps so far and the finished epochs' times (validation included)."""
+    done, steps, epochs = step["step"], step["steps"], step["epochs"]
+    line = f"{step['stage']}: epoch {step['epoch'] + 1}/{epochs}, step {done}/{steps}, loss {step['loss']:.3f}"
+    if "seconds" not in step:  # written by an older version of the app
+        return line
+    per_step = step["seconds"] / done
+    per_epoch = float(np.mean([h["seconds"] for h in history])) if history else per_step * steps
+    left = (steps - done) * per_step + (epochs - step["epoch"] - 1) * per_epoch
+    return f"{line} · {step['images_per_second']:,.0f} images/s · about {duration_text(left)} left"
+
+
+def duration_text(seconds: float) -> str:
+    """45 s, 3 min, 1 h 10 min."""
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
 
 class GeneratorJobs:

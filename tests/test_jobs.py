@@ -99,3 +99,17 @@ def test_generator_job_stop_resume_and_orphan(tmp_path, kind):
     status_file = tmp_path / "job_model.status.json"
     status_file.write_text(status_file.read_text().replace('"finished"', '"running"'))
     assert GeneratorJobs(tmp_path).statuses()[0]["status"] == "stopped"
+
+
+def test_progress_line_gives_speed_and_time_left():
+    """Train's progress bar: the time left is this epoch's remaining steps at its pace so far, plus the remaining
+    epochs at the finished epochs' mean time (their validation included)."""
+    from imbal_core.jobs import duration_text, progress_line
+
+    step = {"stage": "train", "epoch": 1, "epochs": 5, "step": 10, "steps": 50, "loss": 1.23456}
+    assert progress_line(step, []) == "train: epoch 2/5, step 10/50, loss 1.235"  # an older app's record
+    step.update(seconds=2.0, images_per_second=128.0)
+    line = progress_line(step, [{"seconds": 30.0}, {"seconds": 32.0}])  # 40 x 0.2 s + 3 x 31 s = 101 s
+    assert line == "train: epoch 2/5, step 10/50, loss 1.235 · 128 images/s · about 2 min left"
+    assert progress_line(step, []).endswith("about 38 s left")  # no epoch finished yet: 40 x 0.2 + 3 x 50 x 0.2 s
+    assert [duration_text(s) for s in (0.2, 44.6, 89, 3600 + 600)] == ["1 s", "45 s", "1 min", "1 h 10 min"]

@@ -330,7 +330,11 @@ def train_one_epoch(
     if device.type == "cuda":
         order = order.pin_memory()  # each step's indices then go to the GPU without waiting
     streamed = isinstance(data.train_images, StreamedImages)  # read on the host: it takes host indices
+    if stop.is_set():  # before the method's epoch work (e.g. IOIS's synthesis), which may take a while
+        progress({"event": "stopped", "run_id": run.run_id, "epoch": epoch})
+        return None
     method.on_epoch_start(model, epoch, stage)  # e.g. synthesis; it counts in the epoch's seconds
+    started = time.time()
     model.train()
     if stage.trainable == "head":
         model.backbone.eval()  # frozen features: BatchNorm statistics must not move
@@ -355,6 +359,7 @@ def train_one_epoch(
         if step % PROGRESS_EVERY == 0 or step == steps - 1:
             recent = _checked_losses(losses, reported, step + 1, epoch)
             reported = step + 1
+            seconds = max(time.time() - started, 1e-6)  # this epoch's steps so far (not the method's epoch work)
             progress(
                 {
                     "event": "step",
@@ -365,6 +370,8 @@ def train_one_epoch(
                     "step": step + 1,
                     "steps": steps,
                     "loss": float(np.mean(recent[-PROGRESS_EVERY:].astype(np.float64))),
+                    "seconds": seconds,
+                    "images_per_second": min((step + 1) * config.batch_size, len(order)) / seconds,
                 }
             )
     return float(np.mean(losses.cpu().numpy().astype(np.float64)))
