@@ -125,7 +125,11 @@ TAB_WIDGETS = [
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _finished_runs(stores_state: tuple) -> pd.DataFrame:
-    return finished_runs(all_stores())
+    runs = finished_runs(all_stores())
+    # Your runs form groups of their own, tagged in every legend: a shipped run of the same config is not yours.
+    yours = runs["source"] == "yours"
+    runs.loc[yours, "group"] = runs.loc[yours, "group"] + " · yours"
+    return runs
 
 
 def runs_table() -> pd.DataFrame:
@@ -567,7 +571,12 @@ if runs.empty:
 
 # ---- What to compare: one data set and one ratio (runs of other classes or counts are not comparable) ----------
 f1, f2, f3, f4 = st.columns([3, 1, 2, 2])
-data_sets = runs["data"].value_counts().index.tolist()  # the data set with the most runs first
+# Your newest finished run is on screen first: its data set, its ratio and its group among the picks.
+newest = runs[runs["source"] == "yours"].sort_values("created").tail(1)
+data_sets = runs["data"].value_counts().index.tolist()  # else the data set with the most runs first
+if not newest.empty:
+    data_sets.remove(newest["data"].iloc[0])
+    data_sets.insert(0, newest["data"].iloc[0])
 # persist_state: the picks outlive a visit to the results files' view, where these widgets are not drawn.
 data = f1.selectbox("Data set", data_sets, key="cmp_data", persist_state="page")
 sources = f4.multiselect(
@@ -575,10 +584,12 @@ sources = f4.multiselect(
 )
 in_data = runs[(runs["data"] == data) & runs["source"].isin(sources)]
 ratio_labels = sorted(in_data["ratio_label"].unique(), key=ratio_order)
+newest_here = newest[(newest["data"] == data) & newest["ratio_label"].isin(ratio_labels)]
 ratio = (
     f2.selectbox(
         "Ratio",
         ratio_labels,
+        index=ratio_labels.index(newest_here["ratio_label"].iloc[0]) if not newest_here.empty else 0,
         key=f"cmp_ratio_{data}",
         persist_state="page",
         help="imbalance ratio of the training split (most / fewest images per class); natural: the data set's own",
@@ -595,6 +606,9 @@ pool = in_data[in_data["ratio_label"] == ratio]
 if pool.empty:
     stop_page("No finished runs match these filters.")
 default = default_selection(pool)
+yours_newest = pool[pool["run_id"].isin(newest["run_id"])]
+if not yours_newest.empty and not yours_newest["group"].isin(default["group"]).all():
+    default = pd.concat([pool[pool["group"] == yours_newest["group"].iloc[0]], default])
 options = default["label"].tolist() + [label for label in pool["label"] if label not in set(default["label"])]
 # Keyed by the filters, so the default selection follows them; the chosen order is kept everywhere below.
 picked_labels = st.multiselect(
@@ -604,7 +618,7 @@ picked_labels = st.multiselect(
     key="cmp_runs_" + "|".join(map(str, (data, ratio, methods, sources))),
     persist_state="page",
     help="By default one group of runs per method (the one with the most seeds, then the "
-    "longest training, shipped first), with ce as the reference.",
+    "longest training, shipped first), with ce as the reference, and the group of your newest run ('yours').",
 )
 picked = pool.set_index("label").loc[picked_labels].reset_index()
 if picked.empty:
@@ -626,7 +640,12 @@ top_left, top_right = st.columns([3, 1])
 reference = top_left.selectbox(
     "Reference method (paired differences, per-class change)",
     groups,
-    index=next((i for i, g in enumerate(groups) if charts.method_of(g) == "ce"), 0),
+    # ce, the shipped group before yours (a quick run of one's own is compared against it)
+    index=min(
+        (i for i, g in enumerate(groups) if charts.method_of(g) == "ce"),
+        key=lambda i: (groups[i].endswith(" · yours"), i),
+        default=0,
+    ),
     key="cmp_reference",
     persist_state="page",
 )
