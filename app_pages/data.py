@@ -161,7 +161,9 @@ with controls:
         PROFILES,
         PROFILES.index(form["profile"]),
         horizontal=True,
-        help="exp: n_i = n_max · ratio^(-i/(C-1)); step: half the classes at n_max, half at n_max/ratio",
+        help="How many training images each class keeps. n_max: the largest class's count, C: the number of "
+        "classes. exp: class i keeps n_max · ratio^(-i/(C-1)); step: half the classes keep n_max, half n_max/ratio; "
+        "custom: type each class's count.",
         **bound("profile"),
     )
     ratio = st.select_slider(
@@ -177,7 +179,9 @@ with controls:
         ["scale", "cap"],
         ["scale", "cap"].index(form["fit"]),
         horizontal=True,
-        help="scale: the ratio is exact (n_max is lowered); cap: classes short of their target keep all",
+        help="How the profile meets classes with too few images. scale: every target is lowered together, so the "
+        "ratio is exact (fewer images overall); cap: a class short of its target keeps all it has, so the achieved "
+        "ratio may be lower.",
         **bound("fit"),
     )
     # In a binary task the abnormal side is the one made rare, whichever side has more images.

@@ -8,6 +8,8 @@ diffusion) with background training, the middle classes of knowledge-guided one-
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -20,6 +22,7 @@ from imbal_core.compare import finished_runs, load_results, run_history
 from imbal_core.data import ImageDataset, apply_task, parse_task
 from imbal_core.engine.augment import AugmentConfig, augment
 from imbal_core.errors import ImbalLabError
+from imbal_core.jobs import duration_text
 from imbal_core.knowledge import RECIPES, level_strengths, middle_classes, recipe_for_data
 from imbal_core.synth.diffusion import DiffusionTrainConfig, load_diffusion_model, sdedit_starts
 from imbal_core.synth.generators import GeneratorInfo, data_mismatch, generators_for, training_summary
@@ -172,13 +175,40 @@ def diffusion_samples(
     return made.numpy(), {step: x[0].numpy() for step, x in strip.items()}
 
 
-@st.cache_data(max_entries=8, show_spinner="Sampling and measuring every class…")
+@st.cache_data(max_entries=8, show_spinner=False)
 def quality_table(
-    path: str, modified: float, run_id: str, per_class: int, steps: int, guidance: float, strength: float
+    path: str,
+    modified: float,
+    run_id: str,
+    per_class: int,
+    steps: int,
+    guidance: float,
+    strength: float,
+    _progress: Callable[[float], None],
 ) -> pd.DataFrame:
     return measure_generator(
-        path, run_id, user_store(), per_class=per_class, steps=steps, guidance=guidance, strength=strength, device="cpu"
+        path,
+        run_id,
+        user_store(),
+        per_class=per_class,
+        steps=steps,
+        guidance=guidance,
+        strength=strength,
+        device="cpu",
+        progress=_progress,
     ).table
+
+
+def progress_bar(what: str) -> Callable[[float], None]:
+    """A progress bar with the time left, estimated from the pace so far; the callback takes the share done."""
+    bar, started = st.progress(0.0, text=what), time.time()
+
+    def update(share: float) -> None:
+        elapsed = time.time() - started
+        left = f" · about {duration_text(elapsed / share - elapsed)} left" if share > 0.02 else ""
+        bar.progress(min(share, 1.0), text=f"{what} {share:.0%}{left}")
+
+    return update
 
 
 def diffusion_tab_body() -> None:
@@ -197,12 +227,26 @@ def diffusion_tab_body() -> None:
     target = controls[0].selectbox(
         "Class", order, format_func=lambda c: f"{names[c]} ({counts[c]} images)", key="diffusion_class"
     )
-    steps = controls[1].select_slider("DDIM steps", [5, 10, 25, 50, 100], value=25, key="diffusion_steps")
+    steps = controls[1].select_slider(
+        "DDIM steps",
+        [5, 10, 25, 50, 100],
+        value=25,
+        key="diffusion_steps",
+        help="DDIM: a sampler that denoises in a few large steps instead of the 1000 small ones the model was trained "
+        "with; fewer steps are faster and a little less detailed.",
+    )
     seed = controls[2].number_input("Seed", 0, 10_000, 0, key="diffusion_seed")
     controls[3].caption(f"Trained {training_summary(picked)}")
     sliders = st.columns(2)
     guidance = sliders[0].slider(
-        "Guidance scale (1 = none; higher = more typical of the class)", 0.0, 6.0, 2.0, 0.5, key="diffusion_guidance"
+        "Guidance scale (1 = none; higher = more typical of the class)",
+        0.0,
+        6.0,
+        2.0,
+        0.5,
+        key="diffusion_guidance",
+        help="Classifier-free guidance (CFG): each step moves the image away from the model's class-free guess and "
+        "towards its guess for the class, by this factor. Higher: more typical of the class, less varied.",
     )
     strength = sliders[1].slider(
         "SDEdit strength (1 = from pure noise; lower = closer to a real image)",
@@ -211,6 +255,8 @@ def diffusion_tab_body() -> None:
         1.0,
         0.05,
         key="diffusion_strength",
+        help="SDEdit: start from a real training image of the class with noise added, and denoise only that share "
+        "of the steps: the result keeps the real image's layout.",
     )
     made, strip = diffusion_samples(
         path, modified, json.dumps(choice, sort_keys=True), int(target), guidance, strength, int(steps), int(seed)
@@ -241,8 +287,8 @@ def diffusion_tab_body() -> None:
         caption=[f"step {step}/{steps if strength == 1.0 else max(1, round(steps * strength))}" for step in strip],
     )
     st.caption(
-        "x_t of the first sample: from noise (or, with SDEdit, a noised real image) to the image; DDIM, "
-        f"guidance {guidance:g}."
+        "x_t (the image at denoising step t) of the first sample: from noise (or, with SDEdit, a noised real image) "
+        f"to the image; DDIM, guidance {guidance:g}."
     )
 
     st.subheader("Generator quality, per class")
@@ -253,11 +299,21 @@ def diffusion_tab_body() -> None:
     if same_data.empty:
         st.caption("Quality is judged by a finished run on the same data (its classifier and features): train one.")
     else:
-        # A class-balanced judge first: `ce` often never predicts the rarest classes, so their fidelity says nothing.
-        judges = same_data.sort_values(
-            "method", key=lambda m: m.map({"balanced_softmax": 0, "ce": 1}).fillna(2), kind="stable"
+        # The judge learnt from the generator's own training images (same ratio), for the longest; then a
+        # class-balanced one: `ce` often never predicts the rarest classes, so their fidelity says nothing.
+        configs = same_data["config"].map(json.loads)
+        judges = same_data.assign(
+            _other_ratio=configs.map(lambda c: c.get("ratio") != picked.config.get("ratio")),
+            _epochs=-configs.map(lambda c: c["epochs"]),
+            _method=same_data["method"].map({"balanced_softmax": 0, "ce": 1}).fillna(2),
+        ).sort_values(["_other_ratio", "_epochs", "_method"], kind="stable")
+        judge = st.selectbox(
+            "Judged by the classifier and features of",
+            judges["label"].tolist(),
+            key="quality_run",
+            help="A finished run on the generator's data; the one trained on its training images for the longest "
+            "comes first (a short run of one's own recognises rare classes too poorly to judge them).",
         )
-        judge = st.selectbox("Judged by the classifier and features of", judges["label"].tolist(), key="quality_run")
         per_class = st.select_slider("Images per class", [16, 32, 64], value=32, key="quality_n")
         if st.button("Measure quality", key="quality_go"):
             run_id = str(judges.set_index("label").loc[judge, "run_id"])
@@ -266,7 +322,16 @@ def diffusion_tab_body() -> None:
                     picked.name,
                     judge,
                     per_class,
-                    quality_table(path, modified, run_id, per_class, int(steps), guidance, strength),
+                    quality_table(
+                        path,
+                        modified,
+                        run_id,
+                        per_class,
+                        int(steps),
+                        guidance,
+                        strength,
+                        progress_bar(f"Sampling {per_class} images of every class"),
+                    ),
                 )
             except ImbalLabError as err:
                 st.error(str(err))
@@ -281,9 +346,10 @@ def diffusion_tab_body() -> None:
             st.caption(
                 f"Judged by {result[1]}, {result[2]} images per class. label_fidelity: share classified as "
                 "their class (real_val_recall: the same classifier on real validation images). fd: Fréchet "
-                "distance to the real training features in a 32-d PCA of that run's features — not "
-                "Inception-FID. nn_distance: median distance to the nearest training image. diversity: "
-                "pairwise feature spread relative to the real class (1 = as varied)."
+                "distance (FD: how far apart two clouds of features are, by their means and spreads; 0 = alike) to "
+                "the real training features in a 32-d PCA of that run's features — not Inception-FID. nn_distance: "
+                "median distance to the nearest training image. diversity: pairwise feature spread relative to the "
+                "real class (1 = as varied)."
             )
 
     aas_trace_section()
@@ -294,7 +360,11 @@ def diffusion_tab_body() -> None:
 
 def aas_trace_section() -> None:
     """Per epoch of an IOIS run: each class's training accuracy and the synthetic images it was given."""
-    st.subheader("AAS trace of an IOIS run")
+    st.subheader(
+        "AAS trace of an IOIS run",
+        help="AAS (accuracy-adaptive sampling): each epoch IOIS gives more synthetic images to the classes the "
+        "classifier gets wrong most often on its training images.",
+    )
     runs = finished_runs(all_stores())
     iois = runs[runs["method"] == "iois"]
     if iois.empty:

@@ -18,6 +18,7 @@ import copy
 import json
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -178,12 +179,14 @@ class DiffusionModel(nn.Module):
         init_images: torch.Tensor | None = None,
         strength: float = 1.0,
         trajectory_at: tuple[int, ...] = (),
+        progress: Callable[[float], None] | None = None,
     ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """Generate one image per label (uint8, (N, C, H, W), on the model's device).
 
         `init_images` (uint8, one per label) with `strength` < 1 is SDEdit: start from them noised
         to that share of the schedule. `trajectory_at` lists step numbers (0 = the starting noise)
         whose x_t are returned as uint8, for the denoising strip. Guidance 1 needs no null pass.
+        `progress` is called with the share of the work done (0-1) after each denoising step.
         """
         _check_sampling(steps, guidance, strength, init_images is not None)
         if steps > self.train_scheduler.config.num_train_timesteps:
@@ -202,8 +205,13 @@ class DiffusionModel(nn.Module):
         for start in range(0, len(labels), SAMPLE_CHUNK):
             part = slice(start, start + SAMPLE_CHUNK)
             init = None if init_images is None else init_images[part].to(device)
+
+            def chunk_progress(share: float, done: int = start, size: int = len(labels[part])) -> None:
+                if progress is not None:
+                    progress((done + share * size) / len(labels))
+
             made, strip = self._sample_chunk(
-                labels[part].to(device), steps, guidance, generator, init, strength, trajectory_at
+                labels[part].to(device), steps, guidance, generator, init, strength, trajectory_at, chunk_progress
             )
             images.append(made)
             for step, x in strip.items():
@@ -224,6 +232,7 @@ class DiffusionModel(nn.Module):
         init: torch.Tensor | None,
         strength: float,
         trajectory_at: tuple[int, ...],
+        progress: Callable[[float], None],
     ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         scheduler = self.ddim_scheduler(steps)
         timesteps = scheduler.timesteps
@@ -250,6 +259,7 @@ class DiffusionModel(nn.Module):
             x = scheduler.step(out, t, x, eta=0.0).prev_sample
             if i in trajectory_at:
                 strip[i] = to_uint8(x)
+            progress(i / len(timesteps))
         return to_uint8(x), strip
 
 

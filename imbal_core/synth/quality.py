@@ -91,11 +91,12 @@ def generator_quality(
     guidance: float = 2.0,
     strength: float = 1.0,
     seed: int = 0,
+    progress: Callable[[float], None] | None = None,
 ) -> QualityReport:
     """Sample `per_class` images of every class and measure them (images are uint8 (N, H, W, C)).
 
     `train_images` are the images the generator learnt from; with `strength` < 1 (SDEdit) they are
-    also the starting points.
+    also the starting points. `progress` gets the share of the sampling done (most of the time).
     """
     device = next(classifier.parameters()).device
     num_classes = generator.num_classes
@@ -107,7 +108,13 @@ def generator_quality(
             torch.from_numpy(train_images).permute(0, 3, 1, 2), torch.from_numpy(train_labels), labels, generator_rng
         )
     made, _ = generator.sample(
-        labels, steps=steps, guidance=guidance, generator=generator_rng, init_images=init, strength=strength
+        labels,
+        steps=steps,
+        guidance=guidance,
+        generator=generator_rng,
+        init_images=init,
+        strength=strength,
+        progress=progress,
     )
     synthetic = made.permute(0, 2, 3, 1).cpu().numpy()
     labels_np = labels.numpy()
@@ -167,6 +174,7 @@ def measure_generator(
     strength: float = 1.0,
     seed: int = 0,
     device: str = "auto",
+    progress: Callable[[float], None] | None = None,
 ) -> QualityReport:
     """`generator_quality` for a generator name and a finished run (looked up in `store`, then pretrained/).
 
@@ -216,4 +224,5 @@ def measure_generator(
         guidance,
         strength,
         seed,
+        progress,
     )
