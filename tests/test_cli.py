@@ -73,3 +73,48 @@ def test_bad_input_exits_2_with_message(tmp_path: Path, capsys):
     assert "no setting(s) ['gama']" in capsys.readouterr().err
     assert main(store + ["train", "--data", "ham10000", "--path", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """(file, command line) for every `python -m imbal_core ...` or `imbal-lab ...` in the README and docs/."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        text = re.sub(r"\\\n\s*", " ", doc.read_text())  # shell lines continued with a backslash
+        text = re.sub(r"\s#\s.*", "", text)  # comments after a command
+        for match in re.finditer(r"(?:-m imbal_core|imbal-lab)\s+([^`\n|]*)", text):
+            found.append((doc.name, match.group(1).strip()))
+    return found
+
+
+def test_every_command_in_the_readme_and_docs_exists_in_the_cli():
+    """A newcomer copies these lines: each names a real subcommand, and every --option it uses is one of that
+    subcommand's (or a global one, before it)."""
+    import argparse
+    import shlex
+
+    from imbal_core.cli import build_parser
+
+    parser = build_parser()
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    global_options = {o for a in parser._actions for o in a.option_strings}
+    commands = documented_commands()
+    assert len(commands) > 40  # the README's command section and the docs' protocols
+    problems = []
+    for doc, line in commands:
+        words = shlex.split(line.replace("~", "HOME"))
+        while words and words[0] in global_options:  # --store DIR, --help
+            words = words[2:] if words[0] == "--store" else words[1:]
+        if not words or words[0] == "...":  # "python -m imbal_core ..." stands for any command
+            continue
+        name, options = words[0], [w.split("=")[0] for w in words[1:] if w.startswith("--")]
+        if name not in subcommands:
+            problems.append(f"{doc}: {line!r}: no subcommand {name!r}")
+            continue
+        if name == "app":  # Streamlit's own options follow it
+            continue
+        known = {o for a in subcommands[name]._actions for o in a.option_strings}
+        problems += [f"{doc}: {line!r}: {name} has no {option}" for option in options if option not in known]
+    assert not problems, "\n".join(problems)
