@@ -116,23 +116,27 @@ def test_every_page_opens_without_exception(app_url: str, browser):
         page.screenshot(path=str(SHOTS / f"{path or 'home'}.png"), full_page=True)
 
 
-def test_train_from_ui_then_see_it_in_compare(app_url: str, browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    _open(page, f"{app_url}/train", "Train")
-    # keep only "ce": remove the other default method's chip
+def _train_one_ce_epoch(page) -> None:
+    """On Train: keep only ce (remove the other default method's chip), 1 epoch, Run, and wait for its result."""
     page.get_by_role("button", name="Remove balanced_softmax").last.click()
     epochs = page.get_by_label("Epochs")
     epochs.fill("1")
     epochs.press("Tab")
     page.get_by_role("button", name="Run").click()
     page.get_by_text("Queued 1 run(s)").wait_for(timeout=30_000)
-    page.get_by_text("test balanced acc").first.wait_for(timeout=240_000)
+    page.get_by_text("test balanced acc").first.wait_for(timeout=300_000)
+
+
+def test_train_from_ui_then_see_it_in_compare(app_url: str, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    _open(page, f"{app_url}/train", "Train")
+    _train_one_ce_epoch(page)
     page.screenshot(path=str(SHOTS / "train_finished.png"), full_page=True)
 
     _open(page, f"{app_url}/compare", "Compare", "Per-class recall")
     page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
     runs = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Runs")
-    # A quick run of one's own does not replace the shipped 8-epoch ce among the default picks (issue 12, item 2).
+    # A quick run of one's own is picked, tagged "yours", and does not replace the shipped 8-epoch ce (issues 12, 36).
     assert (
         runs.get_by_role(
             "button", name="Remove ce · synthetic 28px · ratio natural · seed 0 · shipped · 604530"
@@ -140,7 +144,7 @@ def test_train_from_ui_then_see_it_in_compare(app_url: str, browser):
         == 1
     )
     assert runs.get_by_role("button", name="Remove balanced_softmax · synthetic 28px").count() == 1
-    assert runs.get_by_text("· yours ·").count() == 0  # offered in the list, not picked over the shipped ce
+    assert runs.get_by_text("ce · synthetic 28px · ratio natural · seed 0 · yours ·").count() == 1
     # The leaderboard (its cells are drawn on a canvas: the values are checked in tests/test_app.py).
     page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=60_000)
     assert page.locator('[data-testid="stException"]').count() == 0
@@ -203,6 +207,15 @@ def test_a_students_ham10000_choice_is_what_train_trains_after_a_reload(app_url:
     main.get_by_text(f"Data: ham10000 ({ham}) · 28 px · exp ratio 10").wait_for(timeout=60_000)  # what Run trains
     _idle(page)
     page.screenshot(path=str(SHOTS / "student_ham10000_after_reload.png"))
+
+    _train_one_ce_epoch(page)
+    page.get_by_role("link", name="Compare").click()
+    page.get_by_text("Per-class recall", exact=True).wait_for(timeout=120_000)
+    _idle(page)
+    runs = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Runs")
+    assert runs.get_by_text("ce · ham10000 28px · ratio 10 · seed 0 · yours ·").count() == 1  # opened on it
+    page.get_by_text("ce · 1 ep · resnet10t_small · profile=exp · yours").first.wait_for(timeout=60_000)  # legend
+    page.screenshot(path=str(SHOTS / "student_ham10000_compare.png"))
 
 
 def test_explain_columns_fit_and_say_which_run(app_url: str, browser):
