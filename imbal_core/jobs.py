@@ -138,6 +138,8 @@ def progress_line(step: dict[str, Any], history: list[dict[str, Any]]) -> str:
     line = f"{step['stage']}: epoch {step['epoch'] + 1}/{epochs}, step {done}/{steps}, loss {step['loss']:.3f}"
     if "seconds" not in step:  # written by an older version of the app
         return line
+    if done == 1 and not history:  # the first step carries the start-up cost: no pace to go by yet
+        return f"{line} · timing the first steps"
     per_step = step["seconds"] / done
     per_epoch = float(np.mean([h["seconds"] for h in history])) if history else per_step * steps
     left = (steps - done) * per_step + (epochs - step["epoch"] - 1) * per_epoch

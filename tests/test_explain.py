@@ -75,3 +75,41 @@ def test_leave_one_out_neighbour_distances_match_brute_force_across_blocks():
     np.fill_diagonal(every, np.inf)
     assert np.allclose(_kth_distance(points, points, 3, leave_one_out=True), np.sort(every, 1)[:, 2], atol=1e-4)
     assert np.allclose(_kth_distance(points[:5], points, 1, leave_one_out=False), 0.0, atol=1e-3)
+
+
+def test_shipped_ham10000_models_check_an_upload_without_their_data_set():
+    """The real-data models shipped for Explain keep their validation features and colour share, so an upload is
+    checked on a machine without HAM10000: a dermoscopy photo reads as like their data, a grey X-ray does not."""
+    import numpy as np
+
+    from imbal_core.data.images import decode_image_bytes
+    from imbal_core.engine.evaluate import load_run_model
+    from imbal_core.familiarity import check_image, reference_for_run
+    from imbal_core.runs import RunStore
+    from imbal_core.utils import PRETRAINED_DIR, read_json
+
+    from .conftest import shared_path
+
+    shipped = [e for e in read_json(PRETRAINED_DIR / "manifest.json")["runs"] if e["data"] == "ham10000"]
+    assert {e["method"] for e in shipped} >= {"ce", "balanced_softmax"} and {e["image_size"] for e in shipped} == {128}
+    photo_file = shared_path("ham10000", "images", "ISIC_0025964.jpg")  # a melanoma of the test split
+    xray = np.load(shared_path("medmnist", "pneumoniamnist.npz"))["test_images"][0]
+    store = RunStore(PRETRAINED_DIR)
+    for entry in shipped:
+        model, config, _ = load_run_model(store, entry["run_id"])
+        reference = reference_for_run(store, entry["run_id"])
+        assert reference.data_source == "ham10000" and reference.colour_share is not None
+        photo = decode_image_bytes(photo_file.read_bytes(), config.image_size, photo_file.name)
+        assert check_image(model, photo, reference).familiar, entry["method"]
+        grey = decode_image_bytes(_png(xray), config.image_size, "xray.png")
+        assert any("grey-scale image" in w for w in check_image(model, grey, reference).warnings)
+
+
+def _png(image) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -113,3 +113,5 @@ def test_progress_line_gives_speed_and_time_left():
     assert line == "train: epoch 2/5, step 10/50, loss 1.235 · 128 images/s · about 2 min left"
     assert progress_line(step, []).endswith("about 38 s left")  # no epoch finished yet: 40 x 0.2 + 3 x 50 x 0.2 s
     assert [duration_text(s) for s in (0.2, 44.6, 89, 3600 + 600)] == ["1 s", "45 s", "1 min", "1 h 10 min"]
+    first = {**step, "epoch": 0, "step": 1, "seconds": 3.0}  # start-up cost in it: no estimate from it alone
+    assert progress_line(first, []).endswith("· timing the first steps")
