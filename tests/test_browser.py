@@ -215,7 +215,8 @@ def test_a_students_ham10000_choice_is_what_train_trains_after_a_reload(app_url:
     page.get_by_text("Per-class recall", exact=True).wait_for(timeout=120_000)
     _idle(page)
     runs = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Runs")
-    assert runs.get_by_text(re.compile(r"^ce · ham10000 .*28px · ratio 10 · seed 0 · yours · ")).count() == 1
+    yours = runs.get_by_text(re.compile(r"^ce · ham10000 .*28px · ratio 10 · seed 0 · yours · "))
+    expect(yours).to_have_count(1, timeout=60_000)  # Compare opened on it
     reference = page.locator('[data-testid="stSelectbox"]').filter(has_text="Reference method")
     # the only group here, named as the legends name it
     expect(reference.get_by_role("combobox")).to_have_value("ce · 1 ep · resnet10t_small · yours", timeout=60_000)

@@ -221,9 +221,12 @@ def test_iois_refuses_a_generator_that_learnt_from_images_the_run_leaves_out(sto
     assert store.runs().empty  # refused before a run was created
 
 
-def test_iois_without_a_named_generator_picks_the_one_trained_on_its_training_images(tiny_generator):
+def test_iois_without_a_named_generator_picks_the_one_trained_on_its_training_images(tmp_path, monkeypatch):
     """`train --method iois` with no --set: the generator that learnt from exactly the run's training images is
     picked and recorded in the config; at a ratio only one that learnt from no image the run leaves out fits."""
+    monkeypatch.setenv("IMBAL_LAB_HOME", str(tmp_path))  # only this test's generators (and the shipped ones)
+    tiny_generator = "tiny_diffusion"
+    train_generator(tiny_diffusion_config(), tiny_generator)
     config, note = tiny_config(method="iois").with_chosen_settings()
     assert config.method_settings == {"generator": tiny_generator} and "exactly this run's" in note
     named = tiny_config(method="iois", method_settings={"generator": "diffusion_synthetic_28"})
