@@ -533,3 +533,43 @@ def test_compare_with_a_results_file_of_no_finished_runs(tmp_path, monkeypatch):
     app.selectbox(key="cmp_bench_file").set_value("builtin_ratios").run()
     assert not app.exception, app.exception
     assert app.selectbox(key="cmp_bench_section_builtin_ratios").value == ("synthetic 28px", "10")
+
+
+def test_the_data_choice_goes_through_the_page_address_and_back():
+    """What the Data page writes into the address reads back as the same choice; a parameter that cannot be used
+    (a hand-typed link, an unknown class count, a path outside the data folders) keeps its default and is named."""
+    from app_pages.common import DATA_FORM_DEFAULTS, choice_from_form, form_from_query, query_from_form
+
+    form = {
+        **DATA_FORM_DEFAULTS,
+        "source": "ham10000",
+        "path": str(Path.home() / "data" / "ham10000"),
+        "image_size": 128,
+        "binary": True,
+        "task_positive": ["mel", "bcc"],
+        "profile": "exp",
+        "ratio": 1.5,
+    }
+    query = query_from_form(form)
+    assert query == {
+        "source": "ham10000",
+        "path": form["path"],
+        "image_size": "128",
+        "binary": "1",
+        "task_positive": "mel,bcc",
+        "profile": "exp",
+        "ratio": "1.5",
+    }
+    assert form_from_query(query) == (form, [])
+    choice = choice_from_form(form)
+    assert (choice["task"], choice["ratio"], choice["profile"], choice["head_order"]) == (
+        "mel,bcc vs rest",
+        1.5,
+        "exp",
+        "index",
+    )
+
+    read, ignored = form_from_query({"ratio": "11", "image_size": "abc", "path": "/etc", "profile": "exp", "page": "x"})
+    assert read == {**DATA_FORM_DEFAULTS, "profile": "exp"}
+    assert [note.split("=")[0] for note in ignored] == ["ratio", "image_size", "path"]
+    assert "outside the allowed data folders" in ignored[2]
