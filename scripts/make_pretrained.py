@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -44,7 +45,7 @@ from compare_methods import parse_methods  # noqa: E402
 from imbal_core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from imbal_core.engine import TrainConfig, train  # noqa: E402
 from imbal_core.runs import MODEL_FILE, RunStore  # noqa: E402
-from imbal_core.runs.archive import slim_predictions  # noqa: E402
+from imbal_core.runs.archive import _with_config, slim_predictions  # noqa: E402
 from imbal_core.synth.diffusion import DiffusionTrainConfig  # noqa: E402
 from imbal_core.synth.generators import GeneratorConfig, load_generator_info, train_generator  # noqa: E402
 from imbal_core.synth.style_models import StyleTrainConfig  # noqa: E402
@@ -366,7 +367,9 @@ def ship_runs(source: RunStore, run_ids: list[str], store: RunStore, command: st
     for run_id in run_ids:
         run = source.get_run(run_id)
         config = TrainConfig.from_dict(run["config"])
-        exported = source.export_run(run_id)
+        # A data path in or beside the checkout is kept relative to it (as the generators' recipes are), not as this
+        # machine's absolute path.
+        exported = _with_config(source.export_run(run_id), _relative_data_path)
         exported["files"] = {name: data for name, data in exported["files"].items() if name not in DROPPED}
         store.import_run(exported)
         run_dir = store.run_dir(run_id)
@@ -401,6 +404,13 @@ def ship_runs(source: RunStore, run_ids: list[str], store: RunStore, command: st
             f"shipped {run_id}: {config.method} {config.data} {config.image_size} px seed {config.seed}, "
             f"test bal.acc {summary['balanced_acc']:.3f}"
         )
+
+
+def _relative_data_path(config: dict[str, Any]) -> dict[str, Any]:
+    path = config.get("data_path")
+    if path and Path(path).is_absolute() and Path(path).is_relative_to(ROOT.parent):
+        return {**config, "data_path": os.path.relpath(path, ROOT)}
+    return config
 
 
 def finished_generator(out: Path, recipe: GeneratorConfig, name: str | None = None) -> bool:
