@@ -122,9 +122,13 @@ def _train_one_ce_epoch(page) -> None:
     epochs = page.get_by_label("Epochs")
     epochs.fill("1")
     epochs.press("Tab")
+    from playwright.sync_api import expect
+
+    finished = page.get_by_text("test balanced acc")
+    finished_before = finished.count()  # an earlier test's run may be listed finished already
     page.get_by_role("button", name="Run").click()
     page.get_by_text("Queued 1 run(s)").wait_for(timeout=30_000)
-    page.get_by_text("test balanced acc").first.wait_for(timeout=300_000)
+    expect(finished).to_have_count(finished_before + 1, timeout=300_000)
 
 
 def test_train_from_ui_then_see_it_in_compare(app_url: str, browser):
@@ -170,6 +174,12 @@ def test_data_choice_survives_going_to_train_and_back(app_url: str, browser):
 def _idle(page) -> None:
     page.wait_for_timeout(300)  # the rerun a click starts shows its status widget first
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=300_000)
+
+
+def _pick_option(page, label: str, option: str) -> None:
+    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).get_by_role("combobox").click()
+    page.get_by_role("option", name=option, exact=True).click()
+    _idle(page)
 
 
 def test_a_students_ham10000_choice_is_what_train_trains_after_a_reload(app_url: str, browser):
@@ -283,6 +293,7 @@ def test_diffusion_tab_and_change_vs_baseline(app_url: str, browser):
         page.screenshot(path=str(SHOTS / f"synthesis_diffusion_{number}.png"))
 
     _open(page, f"{app_url}/compare", "Compare", "Per-class recall")
+    _pick_option(page, "Data set", "synthetic 28px")  # Compare opens on one's newest run: an earlier test's may be HAM
     page.get_by_role("tab", name="Change vs reference").click()  # only the open tab's work runs: a rerun draws it
     caption = page.get_by_text("minus the reference").first
     caption.wait_for(timeout=120_000)
