@@ -25,8 +25,9 @@ from imbal_core.errors import ImbalLabError
 from imbal_core.jobs import duration_text
 from imbal_core.knowledge import RECIPES, level_strengths, middle_classes, recipe_for_data
 from imbal_core.synth.diffusion import DiffusionTrainConfig, load_diffusion_model, sdedit_starts
+from imbal_core.synth.figure import SheetRow, image_sheet
 from imbal_core.synth.generators import GeneratorInfo, data_mismatch, generators_for, training_summary
-from imbal_core.synth.quality import measure_generator, nearest_neighbours
+from imbal_core.synth.quality import limits_sentence, measure_generator, nearest_neighbours, shipped_quality
 from imbal_core.synth.style import (
     POLICIES,
     STYLE_TOOLS,
@@ -45,7 +46,9 @@ POLICY_HELP = {
 }
 GRID = 4  # contents x references shown in the grid
 TILE = 88  # px per image on screen
-SAMPLES = 8  # diffusion samples shown per class
+SAMPLES = 16  # diffusion samples shown per class
+PER_ROW = 8  # samples per row, each above its nearest training image
+LATENT_FROM = 64  # px: from this size a new diffusion model learns in latent space by default
 
 st.title("Synthesis")
 choice = data_choice()
@@ -101,6 +104,14 @@ def generator_panel(kind: str) -> None:
         name = a.text_input("Name", f"{default.default_name()}_mine", key=f"{kind}_train_name")
         epochs = b.number_input("Epochs", 2, 500, default.epochs, key=f"{kind}_train_epochs")
         width = c.select_slider("Width", WIDTHS[kind], value=default.width, key=f"{kind}_train_width")
+        latent_possible = kind == "diffusion" and choice["image_size"] % 16 == 0
+        latent = latent_possible and st.checkbox(
+            "Latent space (an autoencoder first, then the UNet on its latents, 4x smaller a side)",
+            value=choice["image_size"] >= LATENT_FROM,
+            key="diffusion_train_latent",
+            help="About 20x cheaper a step at 64 px than denoising pixels (benchmarks/generator_cost.py); the "
+            "first eighth of the epochs train the autoencoder.",
+        )
         if st.form_submit_button("Train"):
             try:
                 options = dict(
@@ -117,6 +128,8 @@ def generator_panel(kind: str) -> None:
                 )
                 if kind == "adain":
                     options["autoencoder_epochs"] = max(1, int(epochs) * 2 // 5)
+                if latent:
+                    options.update(latent_channels=4, autoencoder_epochs=max(1, int(epochs) // 8))
                 jobs.start(recipe(**options), name)
                 st.success(f"Training {name!r} in the background; it appears in the model list when done.")
             except ImbalLabError as err:
@@ -211,6 +224,74 @@ def progress_bar(what: str) -> Callable[[float], None]:
     return update
 
 
+def figure_scale(size: int) -> int:
+    """Whole-pixel enlargement for a slide: images of about 128 px or more."""
+    return min(8, max(2, round(128 / size)))
+
+
+def samples_beside_real(
+    picked: GeneratorInfo, target: int, made: np.ndarray, guidance: float, steps: int, strength: float, seed: int
+) -> None:
+    """The demo view: real images of the class, then each synthetic image above its nearest training image (any
+    class), the model's limits and quality verdict for the class, and the same as a captioned PNG for slides."""
+    size = int(picked.config["image_size"])
+    shown = size if size >= LATENT_FROM else TILE  # native size; smaller images are enlarged to stay visible
+    st.subheader(f"{names[target]}: synthetic images beside real ones")
+    members = torch.nonzero(labels == target).flatten()
+    real = tiles(images[members[:PER_ROW]])
+    st.image(real, width=shown, caption=["real"] * len(real))
+    synthetic = list(made.transpose(0, 2, 3, 1))
+    train_nhwc = images.permute(0, 2, 3, 1).numpy()
+    nearest, distance = nearest_neighbours(made.transpose(0, 2, 3, 1), train_nhwc)
+    nearest_captions = [f"nearest: {names[int(labels[i])]} · d={d:.3f}" for i, d in zip(nearest, distance)]
+    for start in range(0, len(synthetic), PER_ROW):
+        for column, k in zip(st.columns(PER_ROW), range(start, min(start + PER_ROW, len(synthetic)))):
+            column.image(synthetic[k], width=shown, caption="synthetic")
+            column.image(train_nhwc[nearest[k]], width=shown, caption=nearest_captions[k])
+    _, real_distance = nearest_neighbours(data.dataset.val.images[:256], train_nhwc)
+    distance_note = (
+        f"d: RMS pixel distance (0-1 scale) to the nearest training image of any class; real validation images "
+        f"(never trained on) lie at a median d = {np.median(real_distance):.3f}: synthetic images much closer than "
+        "that are near-copies of a training image (memorisation)."
+    )
+    st.caption(distance_note + ("" if size >= LATENT_FROM else f" Shown enlarged from {size} px."))
+    limits = limits_sentence(picked.config, picked.history, names[target], int(counts[target]))
+    st.info(f"**Limits.** {limits}")
+    verdict = ""
+    quality = shipped_quality(picked.name) if picked.source == "shipped" else None
+    row = None if quality is None else quality[quality["class"] == names[target]]
+    if row is not None and not row.empty:
+        misses = str(row["misses"].iloc[0])
+        where = f"results/{picked.name}_quality.md"
+        if misses:
+            verdict = f"Quality targets for {names[target]}: {misses} ({where})."
+            st.warning(verdict)
+        else:
+            verdict = f"{names[target]} meets the quality targets ({where})."
+            st.success(verdict)
+    title = (
+        f"{picked.name} · class {names[target]} ({int(counts[target])} training images) · guidance {guidance:g} · "
+        f"{steps} DDIM steps · SDEdit strength {strength:g} · seed {seed}"
+    )
+    rows = [SheetRow("real", real)]
+    for start in range(0, len(synthetic), PER_ROW):
+        part = slice(start, start + PER_ROW)
+        rows += [
+            SheetRow("synthetic", synthetic[part]),
+            SheetRow("nearest training image", list(train_nhwc[nearest[part]]), nearest_captions[part]),
+        ]
+    st.download_button(
+        "Download figure",
+        image_sheet(
+            title, rows, notes=" ".join(filter(None, [limits, verdict, distance_note])), scale=figure_scale(size)
+        ),
+        file_name=f"{picked.name}_{names[target]}_guidance{guidance:g}_steps{steps}_seed{seed}.png",
+        mime="image/png",
+        key="diffusion_figure",
+        help="A captioned PNG of these images (enlarged pixel for pixel) for a slide.",
+    )
+
+
 def diffusion_tab_body() -> None:
     available = generators_for("diffusion", choice["data"], choice["image_size"])
     if not available:
@@ -223,6 +304,17 @@ def diffusion_tab_body() -> None:
         return
     picked = st.selectbox("Diffusion model", available, key="diffusion_model", format_func=describe)
     path, modified = str(picked.path), picked.path.stat().st_mtime
+    rarest = next(c for c in order if counts[c] > 0)
+    # Before the widgets below exist in this rerun, so their values may still be set.
+    if st.button(
+        f"Demo: {SAMPLES} samples of the rarest class ({names[rarest]})",
+        key="diffusion_demo",
+        help="Sets the class to the rarest one and the sampler to its defaults (25 DDIM steps, guidance 2, from "
+        "pure noise, seed 0).",
+    ):
+        st.session_state.update(
+            diffusion_class=rarest, diffusion_steps=25, diffusion_guidance=2.0, diffusion_strength=1.0, diffusion_seed=0
+        )
     controls = st.columns(4)
     target = controls[0].selectbox(
         "Class", order, format_func=lambda c: f"{names[c]} ({counts[c]} images)", key="diffusion_class"
@@ -262,23 +354,7 @@ def diffusion_tab_body() -> None:
         path, modified, json.dumps(choice, sort_keys=True), int(target), guidance, strength, int(steps), int(seed)
     )
 
-    st.subheader("Real, synthetic, and each synthetic image's nearest training image")
-    members = torch.nonzero(labels == target).flatten()
-    st.image(tiles(images[members[:SAMPLES]]), width=TILE, caption=["real"] * min(SAMPLES, len(members)))
-    st.image(list(made.transpose(0, 2, 3, 1)), width=TILE, caption=["synthetic"] * len(made))
-    train_nhwc = images.permute(0, 2, 3, 1).numpy()
-    nearest, distance = nearest_neighbours(made.transpose(0, 2, 3, 1), train_nhwc)
-    st.image(
-        list(train_nhwc[nearest]),
-        width=TILE,
-        caption=[f"{names[int(labels[i])]} · d={d:.3f}" for i, d in zip(nearest, distance)],
-    )
-    _, real_distance = nearest_neighbours(data.dataset.val.images[:256], train_nhwc)
-    st.caption(
-        f"d: RMS pixel distance (0-1 scale) to the nearest training image of any class. For scale, real "
-        f"validation images (never trained on) lie at a median d = {np.median(real_distance):.3f}; synthetic "
-        "images much closer than that are near-copies of a training image (memorisation)."
-    )
+    samples_beside_real(picked, int(target), made, guidance, int(steps), strength, int(seed))
 
     st.subheader("Denoising, step by step")
     st.image(
@@ -569,6 +645,34 @@ with style_tab:
             row[0].image(tiles(images[[content]])[0], width=TILE, caption=names[target])
             for j in range(len(references)):
                 row[j + 1].image(tiles(grid[i, j : j + 1])[0], width=TILE)
+        sheet_rows = [
+            SheetRow(
+                "style (columns)",
+                [None, *tiles(images[references])],
+                ["", *(names[int(labels[r])] for r in references.tolist())],
+            )
+        ]
+        for i, content in enumerate(contents.tolist()):
+            sheet_rows.append(
+                SheetRow(
+                    "content (rows)" if i == 0 else "", [tiles(images[[content]])[0], *tiles(grid[i])], [names[target]]
+                )
+            )
+        st.download_button(
+            "Download figure",
+            image_sheet(
+                f"Style transfer ({tool_name}) · class {names[target]} · reference policy {policy} · strength "
+                f"{strength:g} · seed {int(seed)}",
+                sheet_rows,
+                notes="Each cell keeps its row's content image and takes its column's style; its label stays the "
+                "row's class.",
+                scale=figure_scale(choice["image_size"]),
+            ),
+            file_name=f"style_{tool_name}_{names[target]}_strength{strength:g}_seed{int(seed)}.png",
+            mime="image/png",
+            key="style_figure",
+            help="A captioned PNG of this grid (enlarged pixel for pixel) for a slide.",
+        )
 
         pairs = auxiliary_pairs(labels, len(names), policy, generator)
         own = torch.nonzero(pairs.labels == target).flatten()[:8]

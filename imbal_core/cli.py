@@ -365,6 +365,35 @@ def build_parser(prog: str = "python -m imbal_core") -> argparse.ArgumentParser:
         default=diffusion_defaults.prediction,
         help="what the UNet predicts: v (well conditioned at few sampling steps) or the noise",
     )
+    p.add_argument(
+        "--latent-channels",
+        type=int,
+        default=diffusion_defaults.latent_channels,
+        help="0: denoise pixels; e.g. 4: denoise the latents of an autoencoder trained first, 4x smaller a side "
+        "(64 px -> 16x16x4; about 20x cheaper a step, for 64 px and up)",
+    )
+    p.add_argument(
+        "--autoencoder-epochs",
+        type=int,
+        default=diffusion_defaults.autoencoder_epochs,
+        help="latent space: the first epochs train the autoencoder, the rest the UNet",
+    )
+    p.add_argument(
+        "--autoencoder-width",
+        type=int,
+        default=diffusion_defaults.autoencoder_width,
+        help="latent space: autoencoder channels of the first level (x2, x4 below)",
+    )
+    p.add_argument(
+        "--autoencoder-batch-size", type=int, default=diffusion_defaults.autoencoder_batch_size, help="latent space"
+    )
+    p.add_argument("--autoencoder-lr", type=float, default=diffusion_defaults.autoencoder_lr, help="latent space")
+    p.add_argument(
+        "--kl-weight",
+        type=float,
+        default=diffusion_defaults.kl_weight,
+        help="latent space: weight of the latents' KL to N(0, 1) against the L1 reconstruction",
+    )
     p.set_defaults(func=cmd_diffusion_train)
 
     p = sub.add_parser("generators", help="list the generators (AdaIN and diffusion; yours and pretrained/)")
@@ -1065,6 +1094,12 @@ def cmd_diffusion_train(args: argparse.Namespace) -> None:
         label_dropout=args.label_dropout,
         ema_decay=args.ema_decay,
         prediction=args.prediction,
+        latent_channels=args.latent_channels,
+        autoencoder_epochs=args.autoencoder_epochs,
+        autoencoder_width=args.autoencoder_width,
+        autoencoder_batch_size=args.autoencoder_batch_size,
+        autoencoder_lr=args.autoencoder_lr,
+        kl_weight=args.kl_weight,
     )
     path = _train_generator_printing(config, args)
     print(f"saved {path}; use it with: train --method iois --set generator={path.stem}")
@@ -1088,7 +1123,7 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def cmd_generator_quality(args: argparse.Namespace) -> None:
-    from .synth.quality import measure_generator
+    from .synth.quality import TARGETS_TEXT, measure_generator, targets_table
 
     report = measure_generator(
         args.generator,
@@ -1106,21 +1141,27 @@ def cmd_generator_quality(args: argparse.Namespace) -> None:
         f"{args.per_class} images per class, {args.steps} DDIM steps, guidance {args.guidance:g}, "
         f"strength {args.strength:g}, seed {args.seed}"
     )
+    targets = targets_table(report.table)
     print(heading)
     print(report.table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(targets.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.out:
         from .utils import atomic_path
 
         out = Path(args.out)
-        with atomic_path(out) as tmp:
-            if out.suffix == ".md":  # a results file says how it was made
+        # One frame, two writers: the Markdown for readers, the CSV (same name) for the Synthesis page.
+        table = report.table.merge(targets[["class", "misses"]], on="class", how="left").fillna({"misses": ""})
+        if out.suffix == ".md":  # a results file says how it was made
+            with atomic_path(out) as tmp:
                 tmp.write_text(
                     f"{heading[0].upper()}{heading[1:]}.\n\nCommand: `{args.command_line}`\n\n"
                     + markdown_table(report.table)
+                    + f"\n\n{TARGETS_TEXT}\n\n"
+                    + markdown_table(targets)
                 )
-            else:
-                report.table.to_csv(tmp, index=False)
-        print(f"wrote {out}")
+        with atomic_path(out.with_suffix(".csv")) as tmp:
+            table.to_csv(tmp, index=False)
+        print(f"wrote {out}" + (f" and {out.with_suffix('.csv')}" if out.suffix != ".csv" else ""))
 
 
 def cmd_robustness(args: argparse.Namespace) -> None:

@@ -229,10 +229,17 @@ def test_synthesis_diffusion_tab_samples_strip_nearest_quality_and_compare_chang
         train(TrainConfig(data_options={"n_images": 700}, epochs=1, device="cpu"), user_store())  # the judge
     app = open_page("synthesis", data_choice=TINY_CHOICE)
     assert app.selectbox(key="diffusion_model").value.name == "app_diffusion"
+    app.selectbox(key="diffusion_class").set_value(0).run()  # the largest class
+    app.button(key="diffusion_demo").click().run()  # one click: the rarest class, default sampler
+    assert not app.exception, app.exception
+    assert app.selectbox(key="diffusion_class").value == 6  # central_white_patch, the rarest
     captions = image_captions(app)
-    assert captions.count("synthetic") == 8 and captions.count("real") >= 8
-    assert sum(" · d=" in c for c in captions) == 8  # each synthetic image's nearest training image
+    assert captions.count("synthetic") == 16 and captions.count("real") >= 8
+    # each synthetic image above its nearest training image, with that image's class and distance
+    assert sum(c.startswith("nearest: ") and " · d=" in c for c in captions) == 16
     assert sum(c.startswith("step ") for c in captions) >= 4  # the denoising strip
+    assert any("learnt central_white_patch from" in info.value for info in app.info)  # its limits, one sentence
+    assert app.get("download_button")  # the captioned figure for slides
     synthetic = [img.url for image in app.get("image") for img in image.proto.imgs if img.caption == "synthetic"]
     app.slider(key="diffusion_guidance").set_value(4.0).run()
     assert not app.exception, app.exception
@@ -268,6 +275,13 @@ def test_docs_method_cards_are_current():
 
     # `print` adds the final newline when `make docs` writes the file
     assert (ROOT / "docs" / "methods.md").read_text() == methods_markdown() + "\n", "run `make docs`"
+
+
+def test_synthesis_offers_latent_space_for_a_new_64_px_diffusion_model():
+    app = open_page("synthesis", data_choice={**TINY_CHOICE, "image_size": 64})
+    assert app.checkbox(key="diffusion_train_latent").value is True
+    small = open_page("synthesis", data_choice=TINY_CHOICE)
+    assert not [box for box in small.checkbox if box.key == "diffusion_train_latent" and box.value]
 
 
 def test_synthesis_middle_classes_tab_rows_and_sliders():

@@ -13,8 +13,14 @@ from imbal_core.engine import TrainConfig, train
 from imbal_core.errors import ConfigError
 from imbal_core.methods import create_method
 from imbal_core.methods.iois import aas_allocation, inverse_frequency_allocation, split_budget
-from imbal_core.synth.diffusion import DiffusionModel, DiffusionTrainConfig, load_diffusion_model, to_model_range
-from imbal_core.synth.generators import load_generator_info, read_generator, resolve_generator, train_generator
+from imbal_core.synth.diffusion import DiffusionModel, DiffusionTrainConfig, load_diffusion_model
+from imbal_core.synth.generators import (
+    load_generator_info,
+    read_generator,
+    resolve_generator,
+    train_generator,
+    training_split,
+)
 from imbal_core.synth.quality import frechet_distance, generator_quality, nearest_neighbours
 
 from .conftest import TINY, assert_resume_matches_uninterrupted, tiny_config
@@ -33,12 +39,18 @@ def tiny_generator() -> str:
     return "tiny_diffusion"
 
 
-@pytest.mark.parametrize("prediction", ["v_prediction", "epsilon"])
-def test_ddim_round_trip_recovers_a_known_image_with_an_oracle_predictor(prediction):
-    """Noise a known image, then denoise it with the true v (or noise): DDIM (eta 0) must land on the image."""
-    model = DiffusionModel(3, 2, 16, 8, 1, 1000, "squaredcos_cap_v2", prediction=prediction)
+@pytest.mark.parametrize(("prediction", "latent_channels"), [("v_prediction", 0), ("epsilon", 0), ("v_prediction", 4)])
+def test_ddim_round_trip_recovers_a_known_image_with_an_oracle_predictor(prediction, latent_channels):
+    """Noise a known image, then denoise it with the true v (or noise): DDIM (eta 0) must land on the image (in
+    latent space: on the decoded latent of the image, as no autoencoder is lossless)."""
+    model = DiffusionModel(
+        3, 2, 16, 8, 1, 1000, "squaredcos_cap_v2", prediction=prediction, latent_channels=latent_channels
+    ).eval()
     known = torch.randint(0, 256, (2, 3, 16, 16), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-    x0 = to_model_range(known)
+    with torch.no_grad():
+        x0 = model.encode(known)
+        expected = model.decode(x0)
+    assert torch.equal(expected, known) if not latent_channels else x0.shape == (2, 4, 4, 4)
     alphas = model.train_scheduler.alphas_cumprod
 
     def oracle(noisy, timesteps, labels):  # the noise that takes x0 to `noisy` at step t, or its v
@@ -59,8 +71,8 @@ def test_ddim_round_trip_recovers_a_known_image_with_an_oracle_predictor(predict
             strength=strength,
             trajectory_at=(0, 5),
         )
-        assert (out.int() - known.int()).abs().max() <= 1  # uint8 rounding
-        assert not torch.equal(strip[0], known)  # it did start from noise
+        assert (out.int() - expected.int()).abs().max() <= 1  # uint8 rounding
+        assert not torch.equal(strip[0], expected)  # it did start from noise
     for steps in (1, 5, 25):  # sampling from pure noise starts at the last training step
         assert int(model.ddim_scheduler(steps).timesteps[0]) == 999
     with pytest.raises(ConfigError, match="needs init_images"):
@@ -78,6 +90,12 @@ def test_diffusion_config_is_validated():
         DiffusionTrainConfig(width=12)
     with pytest.raises(ConfigError, match="prediction"):
         DiffusionTrainConfig(prediction="x0")
+    with pytest.raises(ConfigError, match="multiple of 16 up to 256 in latent space"):
+        DiffusionTrainConfig(latent_channels=4, autoencoder_epochs=2, image_size=56)
+    with pytest.raises(ConfigError, match=r"autoencoder_epochs.*\[1, epochs - 1 = 9\] in latent space"):
+        DiffusionTrainConfig(latent_channels=4, autoencoder_epochs=10, epochs=10, image_size=64)
+    with pytest.raises(ConfigError, match="autoencoder_epochs.*0 in pixel space"):
+        DiffusionTrainConfig(autoencoder_epochs=2)
     # A file made before `prediction` was recorded was trained on the noise, whatever today's default is.
     assert DiffusionTrainConfig.from_dict({"epochs": 3}).prediction == "epsilon"
     assert DiffusionTrainConfig.from_dict({"prediction": "v_prediction"}).prediction == "v_prediction"
@@ -120,6 +138,54 @@ def test_diffusion_training_stop_resume_equals_uninterrupted_and_sampling_is_see
     again, _ = model.sample(labels, steps=4, generator=torch.Generator().manual_seed(5))
     assert first.shape == (3, 3, 28, 28) and first.dtype == torch.uint8 and torch.equal(first, again)
     assert model.class_names[0] == "symmetric_uniform"
+
+
+def test_latent_diffusion_trains_its_autoencoder_first_resumes_exactly_and_samples_at_full_size(tmp_path):
+    """Latent space: an autoencoder epoch, then the UNet on scaled latents. A file that has trained only its
+    autoencoder cannot sample; stopped in the UNet phase and resumed, it ends where an uninterrupted training does."""
+    config = tiny_diffusion_config(
+        data_options={"n_images": 240},
+        epochs=3,
+        image_size=32,
+        latent_channels=4,
+        autoencoder_epochs=1,
+        autoencoder_width=8,
+        autoencoder_batch_size=32,
+    )
+    stop = threading.Event()
+    stop_after = {"epoch": 0}
+
+    def stop_at_epoch_end(event):
+        if event["event"] == "epoch" and event["epoch"] == stop_after["epoch"]:
+            stop.set()
+
+    path = train_generator(config, "latent", tmp_path, stop_event=stop, progress=stop_at_epoch_end)
+    history = load_generator_info(path).history
+    assert list(history[0]) == ["epoch", "autoencoder_loss", "autoencoder_reconstruction", "autoencoder_kl"]
+    with pytest.raises(ConfigError, match="trained only its autoencoder so far .1 of 1 epochs"):
+        load_diffusion_model(str(path))
+    stop.clear()
+    stop_after["epoch"] = 1
+    train_generator(config, "latent", tmp_path, stop_event=stop, progress=stop_at_epoch_end, resume=True)
+    assert load_generator_info(path).history[1]["loss"] > 0  # the UNet's first epoch
+    train_generator(config, "latent", tmp_path, resume=True)
+    straight = train_generator(config, "straight", tmp_path)
+    resumed_weights, _ = read_generator(path)
+    straight_weights, _ = read_generator(straight)
+    assert any(k.startswith("codec.") for k in straight_weights)  # the file holds its autoencoder
+    assert all(torch.equal(resumed_weights[k], straight_weights[k]) for k in straight_weights)
+
+    model = load_diffusion_model(str(path))
+    assert model.space == (4, 8)
+    images = training_split(config).images
+    with torch.no_grad():
+        latents = model.encode(images)
+    assert 0.7 < float(latents.std()) < 1.3  # scaled to unit variance for the noise schedule (on all four flips)
+    first, strip = model.sample(
+        torch.tensor([0, 6]), steps=3, generator=torch.Generator().manual_seed(2), trajectory_at=(0,)
+    )
+    again, _ = model.sample(torch.tensor([0, 6]), steps=3, generator=torch.Generator().manual_seed(2))
+    assert first.shape == strip[0].shape == (2, 3, 32, 32) and torch.equal(first, again)
 
 
 def test_split_budget_sums_to_the_budget_and_respects_the_floor():
@@ -316,6 +382,30 @@ def test_quality_measures_on_known_cases(store, tiny_generator):
     assert report.synthetic.shape == (28, 28, 28, 3) and report.nearest.max() < len(dataset.train.images)
 
 
+def test_targets_name_each_miss_and_by_how_much_and_skip_rare_classes():
+    import pandas as pd
+
+    from imbal_core.synth.quality import targets_table
+
+    columns = ["class", "train_images", "label_fidelity", "real_val_recall", "fd_synthetic", "fd_real_val"]
+    rows = [
+        ["good", 400, 0.85, 0.9, 20.0, 10.0],  # 0.85 >= 0.72, 20 <= 30
+        ["off_label", 400, 0.5, 0.9, 20.0, 10.0],  # 0.5 < 0.72
+        ["far", 400, 0.9, 0.9, 31.0, 10.0],  # 31 > 30
+        ["rare", 49, 0.0, 0.5, 99.0, 1.0],  # fewer than 50 training images: reported, not judged
+        ["all", 1249, 0.56, 0.8, 42.5, 7.75],
+    ]
+    table = pd.DataFrame(rows, columns=columns).assign(nn_distance_synthetic=0.06, nn_distance_real_val=0.06)
+    table.loc[table["class"] == "good", "nn_distance_synthetic"] = 0.05  # nearer than real: memorised
+    targets = targets_table(table).set_index("class")
+    assert list(targets.index) == ["good", "off_label", "far", "rare"]
+    assert targets.loc["good", "misses"] == "nearer its training images (0.050) than real validation images (0.060)"
+    assert targets.loc["off_label", "misses"] == "label fidelity 0.50 < 0.72 (0.8 x real recall 0.90)"
+    assert targets.loc["far", "misses"] == "Fréchet distance 31.0 > 30.0 (3 x real 10.0)"
+    assert targets.loc["rare", "misses"] == "not judged: 49 training images (< 50)"
+    assert targets.loc["far", "fd_vs_real"] == pytest.approx(3.1)
+
+
 def test_cli_diffusion_train_list_and_quality(tmp_path, store, capsys, tiny_generator):
     code = main(
         [
@@ -368,6 +458,11 @@ def test_cli_diffusion_train_list_and_quality(tmp_path, store, capsys, tiny_gene
     printed = capsys.readouterr().out
     assert "label_fidelity" in printed and "not Inception-FID" in printed and "| all |" in out.read_text()
     assert f"Command: `python -m imbal_core --store {store.root} generator-quality" in out.read_text()
+    assert "| class | train_images | fidelity_vs_real |" in out.read_text()  # the targets, class by class
+    import pandas as pd
+
+    beside = pd.read_csv(out.with_suffix(".csv"), keep_default_na=False)  # what the Synthesis page reads
+    assert list(beside["class"])[-1] == "all" and "misses" in beside.columns
     assert main(["generator-quality", tiny_generator, "--run", "no_such_run"]) == 2
 
 

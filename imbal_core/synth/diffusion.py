@@ -6,6 +6,11 @@
 - Training: DDPM noise schedule (cosine by default), v-prediction (the UNet predicts
   v = sqrt(a) eps - sqrt(1 - a) x0; epsilon prediction is a setting), labels replaced by the null
   label with probability `label_dropout`, random flips, EMA of the weights (sampling uses it).
+- Latent space (`latent_channels` > 0, for 64 px and up): a small KL autoencoder (diffusers
+  `AutoencoderKL` from a config) first learns to map images to latents 4x smaller a side
+  (64 px -> 16x16x4) for `autoencoder_epochs`; the UNet then learns on those latents, scaled to
+  unit variance. A denoising step on 16x16 latents costs about a twentieth of one on 64 px pixels
+  (benchmarks/generator_cost.py), which is what makes 64 px trainable on a CPU.
 - Sampling: DDIM (`steps`, 25 by default, deterministic: eta = 0) with guidance
   out = out_null + s (out_class - out_null); or SDEdit: a real image of the class, noised to
   `strength` of the schedule, then denoised from there (cheaper and closer to the data).
@@ -24,7 +29,7 @@ from typing import Any, Self
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DModel
 from torch import nn
 
 from ..errors import ConfigError, RunError, require_all
@@ -45,6 +50,9 @@ BETA_SCHEDULES = ("squaredcos_cap_v2", "linear")
 # came out with saturated colour casts (benchmarks/diffusion_prediction.py measures both kinds).
 PREDICTIONS = ("v_prediction", "epsilon")
 SAMPLE_CHUNK = 256  # images denoised at once
+LATENT_FACTOR = 4  # the autoencoder halves the image twice
+ENCODE_CHUNK = 256
+CODEC_PREFIX = "codec."  # the autoencoder's weights in a latent model's file
 
 
 @dataclass
@@ -62,6 +70,12 @@ class DiffusionTrainConfig(GeneratorConfig):
     label_dropout: float = 0.1
     ema_decay: float = 0.995
     prediction: str = "v_prediction"
+    latent_channels: int = 0  # 0: the UNet denoises pixels; > 0: the latents of an autoencoder trained first
+    autoencoder_epochs: int = 0  # of `epochs` (latent space only); the rest train the UNet
+    autoencoder_width: int = 16  # channels of the autoencoder's first level (x2, x4 below)
+    autoencoder_batch_size: int = 32
+    autoencoder_lr: float = 1e-3
+    kl_weight: float = 1e-6  # small, as in latent diffusion: latents stay informative, their scale is fixed later
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Self:
@@ -70,12 +84,57 @@ class DiffusionTrainConfig(GeneratorConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        latent = isinstance(self.latent_channels, int) and self.latent_channels > 0
         checks = [
             (
-                self.image_size % 4 == 0 and self.image_size <= 128,
+                isinstance(self.latent_channels, int) and 0 <= self.latent_channels <= 16,
+                "latent_channels",
+                "an integer in [0, 16] (0: pixel space)",
+                self.latent_channels,
+            ),
+            (
+                self.image_size % 16 == 0 and self.image_size <= 256
+                if latent
+                else self.image_size % 4 == 0 and self.image_size <= 128,
                 "image_size",
-                "a multiple of 4 up to 128 (the UNet halves it twice), e.g. 28, 32 or 64",
+                "a multiple of 16 up to 256 in latent space (the autoencoder and the UNet each halve it twice), "
+                "e.g. 64 or 128"
+                if latent
+                else "a multiple of 4 up to 128 (the UNet halves it twice), e.g. 28, 32 or 64",
                 self.image_size,
+            ),
+            (
+                isinstance(self.autoencoder_epochs, int)
+                and (1 <= self.autoencoder_epochs < self.epochs if latent else self.autoencoder_epochs == 0),
+                "autoencoder_epochs",
+                f"an integer in [1, epochs - 1 = {self.epochs - 1}] in latent space, 0 in pixel space",
+                self.autoencoder_epochs,
+            ),
+            (
+                isinstance(self.autoencoder_width, int)
+                and 8 <= self.autoencoder_width <= 128
+                and self.autoencoder_width % 8 == 0,
+                "autoencoder_width",
+                "a multiple of 8 in [8, 128]",
+                self.autoencoder_width,
+            ),
+            (
+                isinstance(self.autoencoder_batch_size, int) and 2 <= self.autoencoder_batch_size <= 4096,
+                "autoencoder_batch_size",
+                "an integer in [2, 4096]",
+                self.autoencoder_batch_size,
+            ),
+            (
+                isinstance(self.autoencoder_lr, (int, float)) and 0 < self.autoencoder_lr < 1,
+                "autoencoder_lr",
+                "a number in (0, 1)",
+                self.autoencoder_lr,
+            ),
+            (
+                isinstance(self.kl_weight, (int, float)) and 0 <= self.kl_weight <= 1,
+                "kl_weight",
+                "a number in [0, 1]",
+                self.kl_weight,
             ),
             (
                 isinstance(self.width, int) and 8 <= self.width <= 256 and self.width % 8 == 0,
@@ -123,8 +182,47 @@ def build_unet(in_chans: int, num_classes: int, image_size: int, width: int, lay
     )
 
 
+class LatentCodec(nn.Module):
+    """Images <-> latents `LATENT_FACTOR` times smaller a side: a KL autoencoder built from a config (nothing
+    downloaded). Latents are multiplied by `scale` (1 / their standard deviation on the training images, set when
+    the UNet's training starts) so that the noise schedule meets unit-variance data, as in latent diffusion."""
+
+    def __init__(self, in_chans: int, image_size: int, latent_channels: int, width: int) -> None:
+        super().__init__()
+        self.latent_channels = latent_channels
+        self.autoencoder = AutoencoderKL(
+            in_channels=in_chans,
+            out_channels=in_chans,
+            down_block_types=("DownEncoderBlock2D",) * 3,
+            up_block_types=("UpDecoderBlock2D",) * 3,
+            block_out_channels=(width, 2 * width, 4 * width),
+            layers_per_block=1,
+            latent_channels=latent_channels,
+            norm_num_groups=8,
+            sample_size=image_size,
+            mid_block_add_attention=False,  # at 16x16 convolutions see enough; attention would cost CPU time
+        )
+        self.register_buffer("scale", torch.ones(()))
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> scaled latents (the posterior's mean: deterministic)."""
+        return self.autoencoder.encode(to_model_range(images)).latent_dist.mode() * self.scale
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents -> uint8 images."""
+        return to_uint8(self.autoencoder.decode(latents / self.scale).sample)
+
+    def loss(self, x0: torch.Tensor, generator: torch.Generator, kl_weight: float) -> dict[str, torch.Tensor]:
+        """L1 reconstruction of images in [-1, 1] through a sampled latent, plus the weighted KL to N(0, 1)."""
+        posterior = self.autoencoder.encode(x0).latent_dist
+        reconstruction = F.l1_loss(self.autoencoder.decode(posterior.sample(generator)).sample, x0)
+        kl = posterior.kl().mean() / x0[0].numel()  # per pixel value, as the L1 term
+        return {"loss": reconstruction + kl_weight * kl, "reconstruction": reconstruction, "kl": kl}
+
+
 class DiffusionModel(nn.Module):
-    """A trained UNet with its noise schedule: `sample(labels, ...)` returns uint8 images."""
+    """A trained UNet with its noise schedule (and, in latent space, its autoencoder): `sample(labels, ...)` returns
+    uint8 images."""
 
     def __init__(
         self,
@@ -138,12 +236,17 @@ class DiffusionModel(nn.Module):
         class_names: list[str] | None = None,
         label_dropout: float = 0.1,
         prediction: str = "v_prediction",
+        latent_channels: int = 0,
+        autoencoder_width: int = 16,
     ) -> None:
         super().__init__()
         self.in_chans, self.num_classes, self.image_size = in_chans, num_classes, image_size
         self.label_dropout = label_dropout  # 0: the null label was never trained, so no guidance
         self.class_names = class_names or [str(c) for c in range(num_classes)]
-        self.unet = build_unet(in_chans, num_classes, image_size, width, layers_per_block)
+        self.codec = LatentCodec(in_chans, image_size, latent_channels, autoencoder_width) if latent_channels else None
+        # (channels, size) of what the UNet denoises: pixels, or latents
+        self.space = (latent_channels, image_size // LATENT_FACTOR) if latent_channels else (in_chans, image_size)
+        self.unet = build_unet(self.space[0], num_classes, self.space[1], width, layers_per_block)
         self.train_scheduler = DDPMScheduler(
             num_train_timesteps=timesteps, beta_schedule=beta_schedule, clip_sample=False, prediction_type=prediction
         )
@@ -155,7 +258,10 @@ class DiffusionModel(nn.Module):
         "leading" starts at e.g. 960 of 1000, or 800 with 5 steps, where the image still carries signal).
         """
         scheduler = DDIMScheduler.from_config(
-            self.train_scheduler.config, clip_sample=True, timestep_spacing="trailing"
+            # latents have no fixed range: only pixels are clipped
+            self.train_scheduler.config,
+            clip_sample=self.codec is None,
+            timestep_spacing="trailing",
         )
         scheduler.set_timesteps(steps)
         return scheduler
@@ -163,6 +269,14 @@ class DiffusionModel(nn.Module):
     @property
     def null_label(self) -> int:
         return self.num_classes
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> what the UNet denoises (pixels in [-1, 1], or scaled latents)."""
+        return to_model_range(images) if self.codec is None else self.codec.encode(images)
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """What the UNet denoises -> uint8 images."""
+        return to_uint8(x) if self.codec is None else self.codec.decode(x)
 
     def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The UNet's output: v or the noise, as the schedule's `prediction_type` says."""
@@ -237,15 +351,15 @@ class DiffusionModel(nn.Module):
         scheduler = self.ddim_scheduler(steps)
         timesteps = scheduler.timesteps
         device = labels.device
-        shape = (len(labels), self.in_chans, self.image_size, self.image_size)
+        shape = (len(labels), self.space[0], self.space[1], self.space[1])
         noise = torch.randn(shape, generator=generator, device=device if generator is None else generator.device)
         noise = noise.to(device)
         if init is not None and strength < 1.0:  # SDEdit: skip the first (1 - strength) of the steps
             timesteps = timesteps[steps - max(1, round(steps * strength)) :]
-            x = scheduler.add_noise(to_model_range(init), noise, timesteps[:1].repeat(len(labels)))
+            x = scheduler.add_noise(self.encode(init), noise, timesteps[:1].repeat(len(labels)))
         else:
             x = noise * scheduler.init_noise_sigma
-        strip = {0: to_uint8(x)} if 0 in trajectory_at else {}
+        strip = {0: self.decode(x)} if 0 in trajectory_at else {}
         null = torch.full_like(labels, self.null_label)
         for i, t in enumerate(timesteps, start=1):
             t_batch = t.to(device).repeat(len(labels))
@@ -258,9 +372,9 @@ class DiffusionModel(nn.Module):
                 out = out_null + guidance * (out_class - out_null)
             x = scheduler.step(out, t, x, eta=0.0).prev_sample
             if i in trajectory_at:
-                strip[i] = to_uint8(x)
+                strip[i] = self.decode(x)
             progress(i / len(timesteps))
-        return to_uint8(x), strip
+        return self.decode(x), strip
 
 
 def sdedit_starts(
@@ -307,6 +421,9 @@ def _check_sampling(steps: int, guidance: float, strength: float, has_init: bool
 
 @GENERATOR_KINDS.register("diffusion")
 class DiffusionTrainer(GeneratorTrainer):
+    """Pixel space: every epoch trains the UNet. Latent space: the first `autoencoder_epochs` train the autoencoder,
+    then the training images are encoded once (in their four flips) and the UNet learns on those latents."""
+
     config_class = DiffusionTrainConfig
 
     def __init__(self, config: DiffusionTrainConfig, split: TrainingSplit, device: torch.device) -> None:
@@ -322,53 +439,85 @@ class DiffusionTrainer(GeneratorTrainer):
             split.class_names,
             config.label_dropout,
             config.prediction,
+            config.latent_channels,
+            config.autoencoder_width,
         ).to(device)
         self.ema = copy.deepcopy(self.model.unet).requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.model.unet.parameters(), lr=config.lr, weight_decay=0.0)
         self.steps = max(1, len(split.images) // config.batch_size)
+        codec = self.model.codec
+        self.codec_optimizer = (
+            None if codec is None else torch.optim.AdamW(codec.parameters(), lr=config.autoencoder_lr)
+        )
+        self.codec_steps = max(1, len(split.images) // config.autoencoder_batch_size)
+        self.latents: torch.Tensor | None = None  # (4 flips, N, C, h, w), made when the UNet's training starts
 
     def train_epoch(self, epoch: int, stop_event: threading.Event, progress: ProgressFn) -> dict[str, Any] | None:
-        config, unet = self.config, self.model.unet
+        config = self.config
         generator = torch.Generator(device=self.device).manual_seed(config.seed * 100_003 + epoch)
-        total_steps = config.epochs * self.steps
-        unet.train()
-        loss_sum = 0.0
-        for step in range(self.steps):
+        codec_phase = epoch < config.autoencoder_epochs
+        if codec_phase:
+            assert self.model.codec is not None and self.codec_optimizer is not None
+            phase, steps, lr, phase_epochs = "autoencoder", self.codec_steps, config.autoencoder_lr, epoch
+            optimizer, module, total_epochs = self.codec_optimizer, self.model.codec, config.autoencoder_epochs
+        else:
+            self._encode_training_images()
+            phase, steps, lr, phase_epochs = "denoising", self.steps, config.lr, epoch - config.autoencoder_epochs
+            optimizer, module, total_epochs = self.optimizer, self.model.unet, config.epochs - config.autoencoder_epochs
+        module.train()
+        sums: dict[str, float] = {}
+        for step in range(steps):
             if stop_event.is_set():
                 return None
-            global_step = epoch * self.steps + step
-            for group in self.optimizer.param_groups:  # short warm-up, then cosine decay, from the step alone
-                group["lr"] = config.lr * _lr_factor(global_step, total_steps)
-            loss = self._loss(generator)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-            self.optimizer.step()
-            self._update_ema(global_step)
-            loss_sum += loss.item()
-            if step % 10 == 0 or step == self.steps - 1:
+            phase_step = phase_epochs * steps + step
+            for group in optimizer.param_groups:  # short warm-up, then cosine decay, from the step alone
+                group["lr"] = lr * _lr_factor(phase_step, total_epochs * steps)
+            losses = self._codec_loss(generator) if codec_phase else {"loss": self._loss(generator)}
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+            optimizer.step()
+            if not codec_phase:
+                self._update_ema(phase_step)
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + value.item()
+            if step % 10 == 0 or step == steps - 1:
                 progress(
                     {
                         "event": "step",
                         "epoch": epoch,
                         "epochs": config.epochs,
                         "step": step + 1,
-                        "steps": self.steps,
-                        "phase": "denoising",
-                        "loss": loss.item(),
+                        "steps": steps,
+                        "phase": phase,
+                        "loss": losses["loss"].item(),
                     }
                 )
-        return {"loss": loss_sum / self.steps}
+        means = {key: total / steps for key, total in sums.items()}
+        # The autoencoder's loss is another quantity than the UNet's: it is recorded under its own name.
+        return {f"autoencoder_{key}": value for key, value in means.items()} if codec_phase else means
+
+    def _batch(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n` random training images in [-1, 1] (or their latents), each flipped at random, and their labels."""
+        device = self.device
+        index = torch.randint(len(self.images), (n,), generator=generator, device=device)
+        flips = torch.rand(n, 2, generator=generator, device=device) < 0.5  # dermoscopy, fundus: no up or left
+        if self.latents is not None:  # encoded in all four flips beforehand
+            return self.latents[flips[:, 0].long() + 2 * flips[:, 1].long(), index], self.labels[index]
+        x0 = to_model_range(self.images[index])
+        x0 = torch.where(flips[:, 0, None, None, None], x0.flip(-1), x0)
+        x0 = torch.where(flips[:, 1, None, None, None], x0.flip(-2), x0)
+        return x0, self.labels[index]
+
+    def _codec_loss(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        assert self.model.codec is not None
+        x0, _ = self._batch(self.config.autoencoder_batch_size, generator)
+        return self.model.codec.loss(x0, generator, self.config.kl_weight)
 
     def _loss(self, generator: torch.Generator) -> torch.Tensor:
         """MSE of the prediction (v or noise) at uniformly drawn timesteps, labels dropped for guidance."""
         n, device = self.config.batch_size, self.device
-        index = torch.randint(len(self.images), (n,), generator=generator, device=device)
-        x0 = to_model_range(self.images[index])
-        flips = torch.rand(n, 2, generator=generator, device=device) < 0.5  # dermoscopy, fundus: no up or left
-        x0 = torch.where(flips[:, 0, None, None, None], x0.flip(-1), x0)
-        x0 = torch.where(flips[:, 1, None, None, None], x0.flip(-2), x0)
-        labels = self.labels[index]
+        x0, labels = self._batch(n, generator)
         dropped = torch.rand(n, generator=generator, device=device) < self.config.label_dropout
         labels = torch.where(dropped, torch.full_like(labels, self.model.null_label), labels)
         noise = torch.randn(x0.shape, generator=generator, device=device)
@@ -377,6 +526,30 @@ class DiffusionTrainer(GeneratorTrainer):
         noisy = scheduler.add_noise(x0, noise, t)
         target = noise if self.config.prediction == "epsilon" else scheduler.get_velocity(x0, noise, t)
         return F.mse_loss(self.model.predict(noisy, t, labels), target)
+
+    @torch.no_grad()
+    def _encode_training_images(self) -> None:
+        """Latent space: encode the training images in their four flips once, and fix the latents' scale.
+
+        The same weights give the same latents, so a resumed training recomputes exactly these.
+        """
+        codec = self.model.codec
+        if codec is None or self.latents is not None:
+            return
+        codec.eval()
+        codec.scale.fill_(1.0)
+        variants = []
+        for flip in range(4):
+            chunks = []
+            for start in range(0, len(self.images), ENCODE_CHUNK):
+                images = self.images[start : start + ENCODE_CHUNK]
+                images = images.flip(-1) if flip & 1 else images
+                images = images.flip(-2) if flip & 2 else images
+                chunks.append(codec.encode(images))
+            variants.append(torch.cat(chunks))
+        latents = torch.stack(variants)
+        codec.scale.fill_(1.0 / latents.std().clamp_min(1e-6))
+        self.latents = latents * codec.scale
 
     @torch.no_grad()
     def _update_ema(self, step: int) -> None:
@@ -388,13 +561,22 @@ class DiffusionTrainer(GeneratorTrainer):
             ema.copy_(live)
 
     def weights(self) -> dict[str, torch.Tensor]:
-        return self.ema.state_dict()
+        codec = self.model.codec
+        codec_weights = {} if codec is None else {CODEC_PREFIX + k: v for k, v in codec.state_dict().items()}
+        return {**self.ema.state_dict(), **codec_weights}
 
     def training_state(self) -> dict[str, Any]:
-        return {"unet": self.model.unet.state_dict(), "optimizer": self.optimizer.state_dict()}
+        state = {"unet": self.model.unet.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if self.codec_optimizer is not None:
+            state["codec_optimizer"] = self.codec_optimizer.state_dict()
+        return state
 
     def load(self, weights: dict[str, torch.Tensor], training_state: dict[str, Any]) -> None:
-        self.ema.load_state_dict(weights)
+        unet_weights, codec_weights = split_weights(weights)
+        self.ema.load_state_dict(unet_weights)
+        if self.model.codec is not None and self.codec_optimizer is not None:
+            self.model.codec.load_state_dict(codec_weights)
+            self.codec_optimizer.load_state_dict(training_state["codec_optimizer"])
         self.model.unet.load_state_dict(training_state["unet"])
         self.optimizer.load_state_dict(training_state["optimizer"])
 
@@ -405,6 +587,13 @@ class DiffusionTrainer(GeneratorTrainer):
             "num_classes": str(model.num_classes),
             "class_names": "\n".join(model.class_names),
         }
+
+
+def split_weights(weights: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A file's weights -> (the UNet's, the autoencoder's; empty in pixel space)."""
+    unet = {k: v for k, v in weights.items() if not k.startswith(CODEC_PREFIX)}
+    codec = {k.removeprefix(CODEC_PREFIX): v for k, v in weights.items() if k.startswith(CODEC_PREFIX)}
+    return unet, codec
 
 
 def _lr_factor(step: int, total: int) -> float:
@@ -422,6 +611,12 @@ def load_diffusion_model(reference: str, device: torch.device | str = "cpu") -> 
     path = resolve_generator(reference, "diffusion")
     metadata = read_metadata(path, "diffusion")
     config = DiffusionTrainConfig.from_dict(json.loads(metadata["config"]))
+    trained_epochs = len(json.loads(metadata["history"]))
+    if trained_epochs <= config.autoencoder_epochs:
+        raise ConfigError(
+            f"diffusion model {path.stem!r} has trained only its autoencoder so far ({trained_epochs} of "
+            f"{config.autoencoder_epochs} epochs), not its UNet: resume its training before sampling from it"
+        )
     model = DiffusionModel(
         int(metadata["in_chans"]),
         int(metadata["num_classes"]),
@@ -433,9 +628,14 @@ def load_diffusion_model(reference: str, device: torch.device | str = "cpu") -> 
         metadata["class_names"].split("\n"),
         config.label_dropout,
         config.prediction,
+        config.latent_channels,
+        config.autoencoder_width,
     )
+    unet_weights, codec_weights = split_weights(read_generator(path)[0])
     try:
-        model.unet.load_state_dict(read_generator(path)[0])
+        model.unet.load_state_dict(unet_weights)
+        if model.codec is not None:
+            model.codec.load_state_dict(codec_weights)
     except RuntimeError as err:
         raise RunError(f"diffusion model {path} does not fit its recorded architecture ({err})") from None
     return model.to(device).eval()

@@ -34,6 +34,16 @@ from .diffusion import DiffusionModel, sdedit_starts
 
 FD_DIMENSIONS = 32
 NEAREST_CHUNK = 256
+# Targets of a generator worth a demo (issue 35), checked by `targets_table`.
+TARGET_MIN_TRAIN = 50  # classes with fewer training images are reported, not judged
+FIDELITY_SHARE = 0.8  # label fidelity >= this x the judge's recall on real validation images
+FD_FACTOR = 3.0  # Fréchet distance <= this x that of real validation images
+TARGETS_TEXT = (
+    f"Targets, for classes with >= {TARGET_MIN_TRAIN} training images: label fidelity >= {FIDELITY_SHARE:g} x the "
+    f"judge's recall on real validation images; Fréchet distance <= {FD_FACTOR:g} x that of real validation images; "
+    "median nearest-training-image distance >= that of real validation images. Ratios are synthetic / real; "
+    "`misses` names each target a class misses and by how much."
+)
 
 
 @dataclass
@@ -154,6 +164,80 @@ def generator_quality(
         **table.drop(columns=["class", "train_images", "synthetic"]).mean().to_dict(),
     }
     return QualityReport(table, synthetic, labels_np, nearest, nearest_distance)
+
+
+def targets_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Each class of a quality table against the targets of a generator worth a demo, with ratios to the real
+    reference and, per class, what it misses and by how much ("" when it meets them all).
+
+    Targets (classes with at least `TARGET_MIN_TRAIN` training images; fewer are reported, not judged): label
+    fidelity >= `FIDELITY_SHARE` x the judge's recall on real validation images; Fréchet distance <=
+    `FD_FACTOR` x that of real validation images; median nearest-training distance >= that of real validation
+    images (no memorisation).
+    """
+    rows = []
+    for row in table[table["class"] != "all"].itertuples():
+        fidelity_needed = FIDELITY_SHARE * row.real_val_recall
+        fd_allowed = FD_FACTOR * row.fd_real_val
+        misses = []
+        if row.train_images < TARGET_MIN_TRAIN:
+            misses.append(f"not judged: {row.train_images} training images (< {TARGET_MIN_TRAIN})")
+        else:
+            if row.label_fidelity < fidelity_needed:
+                misses.append(
+                    f"label fidelity {row.label_fidelity:.2f} < {fidelity_needed:.2f} ({FIDELITY_SHARE:g} x real "
+                    f"recall {row.real_val_recall:.2f})"
+                )
+            if row.fd_synthetic > fd_allowed:
+                misses.append(
+                    f"Fréchet distance {row.fd_synthetic:.1f} > {fd_allowed:.1f} ({FD_FACTOR:g} x real "
+                    f"{row.fd_real_val:.1f})"
+                )
+            if row.nn_distance_synthetic < row.nn_distance_real_val:
+                misses.append(
+                    f"nearer its training images ({row.nn_distance_synthetic:.3f}) than real validation images "
+                    f"({row.nn_distance_real_val:.3f})"
+                )
+        rows.append(
+            {
+                "class": row[1],
+                "train_images": row.train_images,
+                "fidelity_vs_real": row.label_fidelity / row.real_val_recall if row.real_val_recall else np.nan,
+                "fd_vs_real": row.fd_synthetic / row.fd_real_val if row.fd_real_val else np.nan,
+                "nn_distance_vs_real": row.nn_distance_synthetic / row.nn_distance_real_val,
+                "misses": "; ".join(misses),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def shipped_quality(generator: str) -> pd.DataFrame | None:
+    """The quality table (with `misses`) that `generator-quality --out results/<name>_quality.md` wrote beside its
+    Markdown for a shipped generator, or None."""
+    from ..benchmark_results import SHIPPED_RESULTS_DIR
+
+    path = SHIPPED_RESULTS_DIR / f"{generator}_quality.csv"
+    return pd.read_csv(path, keep_default_na=False) if path.is_file() else None
+
+
+def limits_sentence(config: dict, history: list[dict], class_name: str, train_images: int) -> str:
+    """What limits a diffusion model's samples of one class, in one sentence, from its recipe and training record."""
+    space = (
+        f"denoised in a {config['latent_channels']}-channel latent space, so fine detail is only as sharp as its "
+        f"autoencoder's reconstructions (mean error {_last(history, 'autoencoder_reconstruction') / 2:.1%} of the "
+        "pixel range)"
+        if config.get("latent_channels")
+        else "denoised pixel by pixel"
+    )
+    return (
+        f"A small model ({config['width']}-channel UNet, {len(history)} epochs) learnt {class_name} from "
+        f"{train_images} training images at {config['image_size']} px, {space}: its samples show the class's "
+        "colours, shapes and borders, not diagnostic structure, and they are no substitute for real images."
+    )
+
+
+def _last(history: list[dict], key: str) -> float:
+    return next((entry[key] for entry in reversed(history) if key in entry), float("nan"))
 
 
 def _pca(reference: np.ndarray, dimensions: int) -> Callable[[np.ndarray], np.ndarray]:
