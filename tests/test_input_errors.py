@@ -338,3 +338,13 @@ def test_csv_rows_stay_inside_the_csv_folder(tmp_path: Path):
         pd.DataFrame({"path": [escape] + rows[1:], "label": labels}).to_csv(data / "list.csv", index=False)
         with pytest.raises(DataError, match="row 1 .*outside the CSV's folder"):
             load_dataset("folder", path=data / "list.csv", use_cache=False)
+
+
+def test_an_error_about_a_files_content_never_quotes_it(tmp_path: Path, capsys):
+    """Issue 37: a one-line token file typed as a folder-CSV path is refused by its column count, not its text."""
+    token = tmp_path / "token.csv"
+    token.write_text("ghp_s3cr3tT0k3nValue,second\n")
+    assert main(["datasets", "--data", "folder", "--path", str(token)]) == 2
+    message = error_of(capsys)
+    assert "lacks column(s) ['path', 'label']" in message and "names 2 column(s), 0 of them expected" in message
+    assert "s3cr3t" not in message and "second" not in message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +138,51 @@ def test_a_store_made_before_code_versions_gains_the_column(tmp_path: Path):
     assert reopened.get_run(run_id)["code_version"] is None
     reopened.record_code_version(run_id, "ccc")
     assert reopened.get_run(run_id)["code_version"] == "ccc"
+
+
+def _exported(store: RunStore) -> dict:
+    run_id = store.create_run(CONFIG)
+    store.record_metrics(run_id, "test", METRICS, ["a", "b"])
+    store.set_status(run_id, "finished")
+    return store.export_run(run_id)
+
+
+def test_a_crafted_archive_writes_reads_and_deletes_nothing_outside_the_store(tmp_path: Path):
+    """Issue 37: a run id with `../`, a file name with `../`, a symlinked file and a row naming another run are
+    refused with a message; deleting a run whose folder is a link removes the link, not its target."""
+    from imbal_core.runs.archive import ROW_FILE, RunArchive
+
+    source, target = RunStore(tmp_path / "source"), RunStore(tmp_path / "target")
+    exported = _exported(source)
+    outside = tmp_path / "outside"
+    with pytest.raises(RunError, match="not a plain name"):
+        target.import_run({**exported, "run": {**exported["run"], "run_id": "../../outside"}})
+    with pytest.raises(RunError, match="not a plain relative name"):
+        target.import_run({**exported, "files": {"../../outside/x.json": b"{}"}})
+    assert not outside.exists()
+
+    archive = RunArchive(tmp_path / "archive")
+    archive.save(source, exported["run"]["run_id"])
+    folder = archive.root / exported["run"]["run_id"]
+    secret = tmp_path / "secret.txt"
+    secret.write_text("token")
+    (folder / "notes.txt").symlink_to(secret)
+    with pytest.raises(RunError, match="is a link: run folders and archives hold plain files only"):
+        archive.restore(target)
+    (folder / "notes.txt").unlink()
+    renamed = archive.root / "20990101-000000-ce-abcdef"
+    folder.rename(renamed)  # its run.json still names the old id
+    with pytest.raises(RunError, match="names itself"):
+        archive.restore(target)
+    assert (renamed / ROW_FILE).is_file() and target.runs().empty
+
+    run_id = _exported(target)["run"]["run_id"]
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "file").write_text("mine")
+    shutil.rmtree(target.run_dir(run_id))
+    target.run_dir(run_id).symlink_to(kept)
+    target.delete_run(run_id)
+    assert (kept / "file").read_text() == "mine" and not target.run_dir(run_id).exists()
+    with pytest.raises(RunError, match="not a plain name"):
+        target.delete_run("../source")

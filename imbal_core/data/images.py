@@ -172,7 +172,8 @@ def check_memory(name: str, n_images: int, image_size: int, channels: int = 3) -
 
 
 def read_table(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
-    """Read a CSV and check its columns, naming what is missing and what was found."""
+    """Read a CSV and check its columns, naming what is missing and how many were found (never the file's own text:
+    a wrong file typed as the path, e.g. a token, would be echoed into logs and the page)."""
     import pandas as pd
 
     try:
@@ -182,7 +183,9 @@ def read_table(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
     missing = [c for c in required if c not in table.columns]
     if missing:
         raise DataError(
-            f"{what} {path} lacks column(s) {missing}; it has {list(table.columns)}. Expected columns: {list(required)}"
+            f"{what} {path} lacks column(s) {missing} (its first row names {len(table.columns)} column(s), "
+            f"{len(required) - len(missing)} of them expected): it needs a header row with the columns "
+            f"{list(required)}"
         )
     return table
 

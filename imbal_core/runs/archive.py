@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import RunError
 from ..utils import REPO_ROOT, atomic_path
-from .store import RunStore
+from .store import RunStore, check_run_id, folder_files
 
 ROW_FILE = "run.json"  # the run's row and metric rows; the other files are the run folder's own
 WEIGHTS_SUFFIX = ".safetensors"  # final, resume and stage-1 weights: never archived (Explain needs a store's run)
@@ -72,13 +72,14 @@ class RunArchive:
 
     def load(self, run_id: str) -> dict[str, Any]:
         """An archived run in `RunStore.export_run`'s form."""
-        folder = self.root / run_id
+        folder = self.root / check_run_id(run_id)
         row = json.loads((folder / ROW_FILE).read_text())
-        files = {
-            str(f.relative_to(folder)): f.read_bytes()
-            for f in sorted(folder.rglob("*"))
-            if f.is_file() and f.name != ROW_FILE
-        }
+        if row["run"].get("run_id") != run_id:
+            raise RunError(
+                f"archived run {run_id} names itself {str(row['run'].get('run_id'))[:80]!r} in its {ROW_FILE}: "
+                "the archive is damaged or was edited; remove that folder"
+            )
+        files = {name: data for name, data in folder_files(folder).items() if name != ROW_FILE}
         return _with_config({"run": row["run"], "metrics": [tuple(m) for m in row["metrics"]], "files": files}, _local)
 
     def restore(self, store: RunStore) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -48,6 +49,27 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 """
 OVERALL = ""  # the `class` value of whole-set metrics
+# A run id and each part of a file name in a run folder are plain names: no separator, never "." or "..", so a path
+# made from one stays in the store (run ids and file names come from archives and exports, which a clone carries).
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=,+-]{0,159}$")
+
+
+def check_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not PLAIN_NAME.match(run_id):
+        raise RunError(
+            f"run id {str(run_id)[:80]!r} is not a plain name (letters, digits and _ . = , + -, starting with a "
+            "letter or digit): refused, as a path made from it could leave the store"
+        )
+    return run_id
+
+
+def run_file(folder: Path, name: str) -> Path:
+    """`folder / name` for a file name read from an export or archive, refused unless it is plain parts under
+    `folder`."""
+    parts = Path(name).parts
+    if not parts or Path(name).is_absolute() or not all(PLAIN_NAME.match(part) for part in parts):
+        raise RunError(f"file name {name[:80]!r} of a run is not a plain relative name: refused")
+    return folder.joinpath(*parts)
 
 
 class RunStore:
@@ -121,7 +143,7 @@ class RunStore:
         return run_id
 
     def run_dir(self, run_id: str) -> Path:
-        return self.root / "runs" / run_id
+        return self.root / "runs" / check_run_id(run_id)
 
     def set_status(self, run_id: str, status: str, error: str | None = None, duration_s: float | None = None) -> None:
         """Set a run's status; "running" also records this process as the run's owner."""
@@ -158,12 +180,16 @@ class RunStore:
 
     def delete_run(self, run_id: str) -> None:
         """Remove a run: its rows first (so it is never listed without its folder), then its folder."""
+        folder = self.run_dir(run_id)  # a run id that is no plain name is refused before anything else
         if not self.has_run(run_id):
             raise RunError(f"no run {run_id!r} in {self.root}")
         with closing(self._connect()) as conn, conn:
             conn.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
             conn.execute("DELETE FROM runs WHERE run_id=?", (run_id,))
-        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+        if folder.is_symlink():  # the link goes, never what it points to
+            folder.unlink()
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def find_runs(self, config: dict[str, Any]) -> list[dict[str, Any]]:
         """Runs whose whole config equals `config` (every TrainConfig field, as stored), oldest first, each as
@@ -183,9 +209,7 @@ class RunStore:
             metrics = conn.execute("SELECT * FROM metrics WHERE run_id=?", (run_id,)).fetchall()
         if row is None:
             raise RunError(f"no run {run_id!r} in {self.root}")
-        folder = self.run_dir(run_id)
-        files = {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
-        return {"run": dict(row), "metrics": [tuple(m) for m in metrics], "files": files}
+        return {"run": dict(row), "metrics": [tuple(m) for m in metrics], "files": folder_files(self.run_dir(run_id))}
 
     def import_run(self, exported: dict[str, Any], keep: tuple[str, ...] = ("created", "tag", "code_version")) -> None:
         """Write a run exported from another store (`export_run`) into this one: its files first, then its row and
@@ -195,7 +219,7 @@ class RunStore:
         run_id = run["run_id"]
         folder = self.run_dir(run_id)
         for name, data in exported["files"].items():
-            with atomic_path(folder / name) as tmp:
+            with atomic_path(run_file(folder, name)) as tmp:
                 tmp.write_bytes(data)
         run.update(owner_host=None, owner_pid=None, updated=time.time())
         with closing(self._connect()) as conn, conn:
@@ -307,6 +331,17 @@ class RunStore:
             sql += " WHERE " + " AND ".join(clauses)
         with closing(self._connect()) as conn:
             return pd.read_sql_query(sql + " ORDER BY r.created, m.eval, m.metric", conn, params=params)
+
+
+def folder_files(folder: Path) -> dict[str, bytes]:
+    """The plain files under `folder` by relative name; a link is refused, as its target may lie anywhere."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink():
+            raise RunError(f"{path} is a link: run folders and archives hold plain files only; remove it")
+        if path.is_file():
+            files[str(path.relative_to(folder))] = path.read_bytes()
+    return files
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
