@@ -348,3 +348,76 @@ def test_an_error_about_a_files_content_never_quotes_it(tmp_path: Path, capsys):
     message = error_of(capsys)
     assert "lacks column(s) ['path', 'label']" in message and "names 2 column(s), 0 of them expected" in message
     assert "s3cr3t" not in message and "second" not in message
+
+
+def test_high_bit_depth_and_exif_rotated_images_are_read_as_a_viewer_shows_them(tmp_path: Path):
+    """Issue 37: a 16-bit PNG is scaled, not saturated; a float TIFF in [0, 1] is scaled, not black, and one outside
+    [0, 1] is refused; an EXIF orientation is applied."""
+    from PIL import Image
+
+    from imbal_core.data.images import read_image
+
+    ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    deep = read_image(tmp_path / "deep.png", 32)
+    assert deep.dtype == np.uint8 and deep[..., 0].max() == 255 and 100 < deep[..., 0].mean() < 155  # not saturated
+    Image.fromarray((ramp / 65535).astype(np.float32)).save(tmp_path / "float.tif")
+    assert np.abs(read_image(tmp_path / "float.tif", 32).astype(int) - deep.astype(int)).max() <= 1
+    Image.fromarray((ramp / 65535 * 3).astype(np.float32)).save(tmp_path / "hdr.tif")
+    with pytest.raises(DataError, match=r"floating-point image with values in \[0, 3\]; expected \[0, 1\]"):
+        read_image(tmp_path / "hdr.tif", 32)
+
+    left_red = np.zeros((32, 32, 3), np.uint8)
+    left_red[:, :16, 0] = 255  # red on the left as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to show"
+    Image.fromarray(left_red).save(tmp_path / "rotated.png", exif=exif)
+    shown = read_image(tmp_path / "rotated.png", 32)
+    assert shown[:8, :, 0].mean() > 200 and shown[-8:, :, 0].mean() < 50  # the red half is on top once rotated
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda t: t.assign(label=[None] + list(t["label"][1:])), r"data row\(s\) 1 have no label"),
+        (lambda t: t.assign(label=["  "] + list(t["label"][1:])), r"data row\(s\) 1 have no label"),
+        (lambda t: t.assign(label=["b "] + list(t["label"][1:])), r"label 'b' is written with different surrounding"),
+        (lambda t: pd.concat([t, t.iloc[[0]].assign(label="m")]), "rows 1 and 21 list the same image with two labels"),
+        (lambda t: pd.concat([t, t.iloc[[3]]]), "rows 4 and 21 list the same image; an image listed twice"),
+    ],
+)
+def test_a_csvs_labels_and_rows_are_checked_before_training(tmp_path: Path, edit, expected):
+    """Issue 37: empty labels, labels that differ only by spaces, and an image listed twice are refused by row."""
+    data = _image_folder(tmp_path / "data")
+    rows = [f"{c}/{c}{i}.png" for c in ("benign", "malignant") for i in range(10)]
+    table = pd.DataFrame({"path": rows, "label": ["b"] * 10 + ["m"] * 10})
+    edit(table).to_csv(data / "list.csv", index=False)
+    with pytest.raises(DataError, match=expected):
+        load_dataset("folder", path=data / "list.csv", use_cache=False)
+    table.assign(label=[" b "] * 10 + ["m"] * 10).to_csv(data / "list.csv", index=False)  # spaced the same way
+    assert load_dataset("folder", path=data / "list.csv", use_cache=False).class_names == ["b", "m"]
+
+
+def test_npz_labels_and_channels_are_checked_before_anything_is_made(tmp_path: Path, capsys):
+    """Issue 37: a label of 10^9 (it allocated gigabytes), uint64 labels, a class only in the test split, and splits
+    with different channel counts are refused at once; uint64 labels in range are read as they are."""
+    splits = {"train": 40, "val": 10, "test": 10}
+    huge = write_npz(tmp_path / "huge.npz", {s: two_classes(n) * 10**9 for s, n in splits.items()})
+    assert cli(tmp_path, "train", "--data", "medmnist", "--path", str(huge), *QUICK) == 2
+    assert "goes up to 1000000000" in error_of(capsys)
+    test_only = {**{s: two_classes(n) for s, n in splits.items()}, "test": np.arange(10) % 3}
+    assert (
+        cli(tmp_path, "train", "--data", "medmnist", "--path", str(write_npz(tmp_path / "t.npz", test_only)), *QUICK)
+        == 2
+    )
+    assert "class(es) [2] have no training image" in error_of(capsys)
+    rng = np.random.default_rng(0)
+    arrays = {f"{s}_labels": two_classes(n).astype(np.uint64) for s, n in splits.items()}
+    arrays.update({f"{s}_images": rng.integers(0, 255, (n, 28, 28, 3), dtype=np.uint8) for s, n in splits.items()})
+    np.savez(tmp_path / "unsigned.npz", **arrays)
+    assert load_dataset("medmnist", path=tmp_path / "unsigned.npz", use_cache=False).train.labels.dtype == np.int64
+    arrays["test_images"] = arrays["test_images"][..., :1]
+    np.savez(tmp_path / "channels.npz", **arrays)
+    assert cli(tmp_path, "train", "--data", "medmnist", "--path", str(tmp_path / "channels.npz"), *QUICK) == 2
+    assert "different channel counts" in error_of(capsys)
+    assert no_runs(tmp_path)

@@ -22,7 +22,9 @@ import pandas as pd
 
 from .base import SPLITS, ImageDataset, Split
 
-CACHE_VERSION = 2  # 2: a folder of .npy files opened memory-mapped (1: one .npz read whole)
+# 3: EXIF orientation applied, 16-bit and float images scaled (older caches hold those images as decoded before);
+# 2: a folder of .npy files opened memory-mapped (1: one .npz read whole)
+CACHE_VERSION = 3
 HEADER = "header.json"
 
 

@@ -21,8 +21,9 @@ from .images import IMAGE_SUFFIXES, dataset_from_files, read_table
 def load_folder(path: Path, image_size: int, split_seed: int) -> ImageDataset:
     if path.is_file():
         table = read_table(path, ["path", "label"], "image list")
-        table["label"] = table["label"].astype(str)
+        table["label"] = _checked_labels(table["label"], path)
         files = [_inside_csv_folder(path, row, relative) for row, relative in enumerate(table["path"].astype(str), 1)]
+        _refuse_repeated_files(files, table["label"], path)
     else:
         rows = [
             (f, sub.name)
@@ -57,3 +58,44 @@ def _inside_csv_folder(csv: Path, row: int, relative: str) -> Path:
             "the CSV up to the images' common folder if needed"
         )
     return file
+
+
+def _rows(mask: pd.Series) -> str:
+    """The 1-based data row numbers where `mask` holds (the first five)."""
+    rows = [int(i) + 1 for i in mask[mask].index[:5]]
+    return ", ".join(map(str, rows)) + (" ..." if int(mask.sum()) > 5 else "")
+
+
+def _checked_labels(labels: pd.Series, csv: Path) -> pd.Series:
+    """Labels as text without surrounding spaces; empty labels, and labels that differ only by such spaces (which
+    would silently become two classes), are refused with their rows."""
+    text = labels.astype("string")
+    missing = text.isna() | (text.str.strip() == "")
+    if missing.any():
+        raise DataError(f"{csv}: data row(s) {_rows(missing)} have no label; give every image a label or drop its row")
+    stripped = text.str.strip()
+    for label, spellings in text.groupby(stripped):
+        if spellings.nunique() > 1:
+            raise DataError(
+                f"{csv}: the label {label!r} is written with different surrounding spaces in data rows "
+                f"{_rows(stripped == label)}, which would make them different classes; write it one way"
+            )
+    return stripped.astype(str)
+
+
+def _refuse_repeated_files(files: list[Path], labels: pd.Series, csv: Path) -> None:
+    """An image listed twice would be split into training and test at once (and with two labels, taught both)."""
+    seen: dict[Path, int] = {}
+    for row, file in enumerate(files):
+        if file in seen:
+            first = seen[file]
+            conflict = (
+                f" with two labels ({labels.iloc[first]!r} and {labels.iloc[row]!r})"
+                if labels.iloc[first] != labels.iloc[row]
+                else ""
+            )
+            raise DataError(
+                f"{csv}: data rows {first + 1} and {row + 1} list the same image{conflict}; an image listed twice "
+                "could land in training and test at once: keep one row per image"
+            )
+        seen[file] = row

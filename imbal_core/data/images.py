@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # PIL opens 16-bit greyscale files in one of these
 
 
 def index_images(root: Path) -> dict[str, Path]:
@@ -59,7 +60,8 @@ def read_image(path: Path | io.BytesIO, size: int, name: str | None = None) -> n
     try:
         with Image.open(path) as opened:
             opened.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
-            img = opened.convert("RGB")
+            # A camera's EXIF orientation says how the pixels are to be shown: as a viewer shows them.
+            img = eight_bit_rgb(ImageOps.exif_transpose(opened), name)
             width, height = img.size
             side = min(width, height)
             left, top = (width - side) // 2, (height - side) // 2
@@ -73,6 +75,22 @@ def read_image(path: Path | io.BytesIO, size: int, name: str | None = None) -> n
             f"image file {name} cannot be decoded ({err}); it is truncated or not an image — "
             "re-copy it from the original archive or remove its row from the label file"
         ) from None
+
+
+def eight_bit_rgb(img: Image.Image, name: str) -> Image.Image:
+    """RGB with 8 bits a channel, high bit depths scaled rather than clipped: 16-bit values by 255/65535, floats in
+    [0, 1] by 255 (PIL's own conversion clips 16-bit values to 255 and turns [0, 1] floats black)."""
+    if img.mode in SIXTEEN_BIT_MODES or img.mode == "F":
+        values = np.asarray(img, dtype=np.float64)
+        top = 1.0 if img.mode == "F" else 65535.0
+        if not np.isfinite(values).all() or values.min() < 0 or values.max() > top:
+            found = "not finite" if not np.isfinite(values).all() else f"in [{values.min():g}, {values.max():g}]"
+            raise DataError(
+                f"image file {name} is a {'floating-point' if img.mode == 'F' else '16/32-bit integer'} image with "
+                f"values {found}; expected [0, {top:g}]: convert it to an 8- or 16-bit PNG"
+            )
+        img = Image.fromarray(np.round(values * (255.0 / top)).astype(np.uint8))
+    return img.convert("RGB")
 
 
 def read_images(paths: Sequence[Path], size: int, workers: int = 4) -> np.ndarray:

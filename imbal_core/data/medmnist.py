@@ -12,6 +12,7 @@ from .base import SPLITS, ImageDataset, Split, register_source
 from .images import resize_array
 
 DEFAULT_ROOT = Path("~/.medmnist").expanduser()
+MAX_CLASSES = 1000  # a label beyond this is a mistake (e.g. an id in the label column), not a class
 SAVE_AS_NPZ = (
     "save the data as numeric arrays with numpy.savez(file, train_images=images.astype(np.uint8), "
     "train_labels=labels.astype(np.int64), val_images=..., ...)"
@@ -113,13 +114,32 @@ def load_medmnist(
                 f"{file}: {s}_labels holds negative label(s) (smallest {labels.min()}); number the classes "
                 "0, 1, ..., C-1, the same way in every split"
             )
+        if labels.max() >= MAX_CLASSES:
+            raise DataError(
+                f"{file}: {s}_labels goes up to {labels.max()}; labels are class indices 0, 1, ..., C-1 with at most "
+                f"{MAX_CLASSES} classes: renumber the classes"
+            )
+        labels = labels.astype(np.int64)  # uint64 and friends: safe now that the range is known
         if images.ndim == 3:  # grey-scale: repeat to RGB so every model and overlay works alike
             images = np.repeat(images[..., None], 3, axis=3)
         if images.ndim != 4 or images.dtype != np.uint8:
             raise DataError(f"{file}: {s}_images must be uint8 (N, H, W[, C]); got {images.dtype} {images.shape}")
         ids = np.array([f"{s}_{i:05d}" for i in range(len(labels))])
         splits[s] = Split(resize_array(images, image_size), labels.reshape(-1), ids)
+    channels = {s: split.images.shape[3] for s, split in splits.items()}
+    if len(set(channels.values())) > 1:
+        raise DataError(
+            f"{file}: the splits' images have different channel counts ({channels}); save every split with the same "
+            "channels (all RGB, or all grey-scale)"
+        )
     num_classes = int(max(split.labels.max() for split in splits.values())) + 1
+    untrained = sorted(set(range(num_classes)) - set(np.unique(splits["train"].labels).tolist()))
+    if untrained:
+        raise DataError(
+            f"{file}: class(es) {untrained} have no training image (they appear only in val/test, or not at all), "
+            "so a model could never predict them and their scores would mislead: renumber the classes 0..C-1 "
+            "over the classes the training split has, or add their training images"
+        )
     return ImageDataset(flag, _class_names(flag, num_classes), splits, f"MedMNIST {flag} from {file}")
 
 
