@@ -27,7 +27,7 @@ from .engine.evaluate import EVAL_SPLITS, OVERLAP_RULES, evaluate_run
 from .engine.robustness import DEFAULT_STRENGTHS, drop_table, evaluate_shifts
 from .engine.streaming import PLACEMENTS
 from .engine.trainer import RESUMABLE
-from .errors import ConfigError, ImbalLabError
+from .errors import SEED_RANGE, ConfigError, ImbalLabError, is_seed
 from .executors import Job, LocalExecutor, RayExecutor, waits_for_a_worker
 from .methods import METHODS
 from .models import DEFAULT_BACKBONE, default_backbone
@@ -153,9 +153,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _non_negative_int(text: str) -> int:
-    """An argparse type for seeds: an integer >= 0."""
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {text!r}")
+    """An argparse type for seeds: an integer in [0, 2^63 - 1]."""
+    if not text.isdigit() or not is_seed(int(text)):
+        raise argparse.ArgumentTypeError(f"must be {SEED_RANGE}; got {text[:40]!r}")
     return int(text)
 
 

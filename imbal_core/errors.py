@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
+
+MAX_SEED = 2**63 - 1  # seeds go to numpy and torch generators, which take at most 64 bits
+SEED_RANGE = f"an integer in [0, 2^63 - 1 = {MAX_SEED}]"
+MAX_LR = 10.0  # beyond this every optimiser diverges at once
+MAX_WEIGHT_DECAY = 10.0
 
 
 class ImbalLabError(Exception):
@@ -27,3 +33,19 @@ def require_all(checks: Iterable[tuple[bool, str, str, Any]]) -> None:
     for ok, name, expected, got in checks:
         if not ok:
             raise ConfigError(f"{name} must be {expected}; got {got!r}")
+
+
+def is_number_in(value: Any, low: float, high: float, low_open: bool = False) -> bool:
+    """A finite real number (not a bool) in [low, high], or (low, high] with `low_open`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return (low < value if low_open else low <= value) and value <= high
+
+
+def is_seed(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED
+
+
+def is_count(value: Any) -> bool:
+    """An integer >= 1, not a bool (JSON's `true` would read as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1

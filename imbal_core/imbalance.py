@@ -60,7 +60,7 @@ def target_counts(
         targets = available.copy()
         for name, count in profile.items():
             c = class_names.index(name)
-            if not isinstance(count, (int, np.integer)) or count < 1:
+            if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
                 raise ConfigError(f"count for class {name!r} must be an integer >= 1; got {count!r}")
             if count > available[c]:
                 raise ConfigError(f"class {name!r} has {available[c]} training images; cannot keep {count}")

@@ -92,6 +92,7 @@ REQUIRED_KEYS = ("seeds", "epochs", "methods", "data")
 DATA_KEYS = ("source", "path", "options", "split_seed", "colour_constancy", "name")
 METHOD_KEYS = ("method", "settings", "task", "skip")
 PLACEHOLDERS = ("data", "image_size", "ratio", "seed", "subset")
+PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")  # {{ or }} (a brace), {name}, or a lone brace
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 FORMAT_HINT = "see docs/benchmarks.md, section 'Benchmarks as protocols', for the format"
 
@@ -266,7 +267,12 @@ def load_protocol(reference: str | Path, paths: list[str] | None = None, pretrai
     set), which replace the file's; `pretrained` replaces the file's starting weights (a tag sets the backbone too)
     and names the results `<name>_<tag or file name>`. Every error names the file, the key and what is allowed."""
     file = find_protocol(reference)
-    text = file.read_text()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{file} is not UTF-8 text (byte {err.start} cannot be read as UTF-8): save it as UTF-8; {FORMAT_HINT}"
+        ) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -494,12 +500,20 @@ def _method_specs(raw: Any, file: Path) -> list[MethodSpec]:
 
 
 def _fill(value: Any, values: dict[str, Any], where: str, key: str) -> Any:
-    if not isinstance(value, str) or "{" not in value:
+    """Placeholders are plain names replaced by text: no attribute access, index or format spec as in
+    `str.format` (which would reach into the objects behind the names)."""
+    if not isinstance(value, str) or ("{" not in value and "}" not in value):
         return value
-    try:
-        return value.format_map(values)
-    except (KeyError, ValueError, IndexError) as err:
-        raise ConfigError(
-            f"{where}: setting {key} = {value!r} has an unknown placeholder ({err}); placeholders are "
-            f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)} (write {{{{ and }}}} for braces)"
-        ) from None
+
+    def replace(match: re.Match[str]) -> str:
+        token, name = match.group(0), match.group(1)
+        if token in ("{{", "}}"):
+            return token[0]
+        if name not in values:
+            raise ConfigError(
+                f"{where}: setting {key} = {value!r} has an unknown placeholder {token!r}; placeholders are "
+                f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)} (write {{{{ and }}}} for braces)"
+            )
+        return str(values[name])
+
+    return PLACEHOLDER.sub(replace, value)

@@ -193,6 +193,14 @@ BAD = {
         tiny_text(methods='methods = ["ce", { method = "iois", settings = { generator = "d_{size}" } }]'),
         r"unknown placeholder .*\{data\}, \{image_size\}, \{ratio\}, \{seed\}, \{subset\}",
     ),
+    "attribute placeholder": (  # issue 37: str.format reached into the object behind a name
+        tiny_text(methods='methods = ["ce", { method = "iois", settings = { generator = "d_{data.__class__}" } }]'),
+        r"unknown placeholder '\{data.__class__\}'",
+    ),
+    "lone brace": (
+        tiny_text(methods='methods = ["ce", { method = "iois", settings = { generator = "d_{data" } }]'),
+        r"unknown placeholder '\{'",
+    ),
     "duplicate method": (tiny_text(methods='methods = ["ce", "ce"]'), r"lists \['ce'\] twice"),
     "same run twice": (
         tiny_text(
@@ -209,6 +217,13 @@ def test_bad_protocols_name_the_problem_and_the_fix(tmp_path: Path, case: str):
     text, message = BAD[case]
     with pytest.raises(ConfigError, match=message):
         load_protocol(write(tmp_path, text))
+
+
+def test_a_protocol_that_is_not_utf8_is_named(tmp_path: Path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(TINY_TEXT.replace("Tiny end-to-end", "Tiny caf\u00e9 end-to-end").encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text \(byte \d+ cannot be read as UTF-8\): save it as UTF-8"):
+        load_protocol(path)
 
 
 def test_bad_protocol_files_and_paths(tmp_path: Path):

@@ -177,7 +177,14 @@ def test_read_only_store(tmp_path: Path, capsys):
         (["--data-option", "n_images=5"], "n_images must be an integer >= 7"),
         (["--image-size", "16"], "drawn at 28 to 512 pixels"),
         (["--device", "bogus"], "device must be auto"),
-        (["--split-seed", "-1"], "an integer >= 0"),
+        (["--split-seed", "-1"], "an integer in [0, 2^63 - 1"),
+        # issue 37: each of these left a run folder that could never succeed, or a traceback
+        (["--seed", str(2**64)], "an integer in [0, 2^63 - 1"),
+        (["--lr", "inf"], "lr must be a number in (0, 10]"),
+        (["--lr", "1e30"], "lr must be a number in (0, 10]"),
+        (["--weight-decay", "inf"], "weight_decay must be a number in [0, 10]"),
+        (["--profile", "expp"], "profile must be one of ['exp', 'step']"),
+        (["--profile", '{"symmetric_uniform": true}'], "a {class name: count} dict with integer counts >= 1"),
     ],
 )
 def test_bad_train_options(tmp_path: Path, capsys, argv: list[str], expected: str):
@@ -421,3 +428,38 @@ def test_npz_labels_and_channels_are_checked_before_anything_is_made(tmp_path: P
     assert cli(tmp_path, "train", "--data", "medmnist", "--path", str(tmp_path / "channels.npz"), *QUICK) == 2
     assert "different channel counts" in error_of(capsys)
     assert no_runs(tmp_path)
+
+
+def test_reads_never_block_on_a_pipe_and_the_cache_key_follows_what_the_loader_reads(tmp_path: Path, capsys):
+    """Issue 37: a FIFO as the data path or as a label file is refused (reading it blocked forever); an image edited
+    in a linked class folder gives a new cache key; an npz's key ignores the other files in its folder."""
+    from imbal_core.data import _fingerprint
+
+    pipe = tmp_path / "pipe.csv"
+    os.mkfifo(pipe)
+    assert main(["datasets", "--data", "folder", "--path", str(pipe)]) == 2
+    assert "neither a folder nor a regular file" in error_of(capsys)
+    ham = tmp_path / "ham"
+    ham.mkdir()
+    os.mkfifo(ham / "HAM10000_metadata.csv")
+    with pytest.raises(DataError, match="is not a regular file"):
+        load_dataset("ham10000", path=ham, use_cache=False)
+
+    data = _image_folder(tmp_path / "real")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "benign").symlink_to(data / "benign", target_is_directory=True)
+    (linked / "malignant").symlink_to(data / "malignant", target_is_directory=True)
+    (linked / "loop").symlink_to(linked, target_is_directory=True)  # a link loop ends
+    before = _fingerprint(linked)
+    image = next((data / "benign").iterdir())
+    image.write_bytes(image.read_bytes() + b"\0")  # an edit behind the link
+    assert _fingerprint(linked) != before
+
+    (tmp_path / "big").mkdir()
+    npz = write_npz(
+        tmp_path / "big" / "set.npz", {s: two_classes(n) for s, n in (("train", 40), ("val", 10), ("test", 10))}
+    )
+    first = _fingerprint(npz, file_is_whole=True)
+    (tmp_path / "big" / "unrelated.txt").write_text("other work in the same temp folder")
+    assert _fingerprint(npz, file_is_whole=True) == first

@@ -91,7 +91,11 @@ def load_dataset(
             check_inside_data_roots(path)  # before anything is read, even whether the path exists
         if not path.exists():
             raise DataError(f"{path} does not exist. Expected layout for {source!r}: {info.layout}")
-    fingerprint = _fingerprint(path) if path is not None else None
+        if not path.is_dir() and not path.is_file():
+            raise DataError(
+                f"{path} is neither a folder nor a regular file (a pipe or device?): give the data's folder"
+            )
+    fingerprint = _fingerprint(path, info.file_is_whole) if path is not None else None
     key = cache.cache_key(source, fingerprint, image_size, split_seed, options)
     cache_folder = Path(cache_dir) if cache_dir is not None else lab_home() / "cache"
     dataset = cache.load(cache_folder, key) if use_cache else None
@@ -117,18 +121,30 @@ def check_inside_data_roots(path: Path) -> None:
         )
 
 
-def _fingerprint(path: Path) -> list:
-    """Path plus relative name, size and modification time (ns) of every file below it (below a file's folder),
-    so any changed, added or removed file (e.g. an image truncated deep in `images/`) gives a new cache key."""
-    # A file (a label CSV, an npz) is read with the images beside it: its whole folder counts.
+def _fingerprint(path: Path, file_is_whole: bool = False) -> list:
+    """Path plus relative name, size and modification time (ns) of every file the loader may read, so any changed,
+    added or removed file (e.g. an image truncated deep in `images/`) gives a new cache key.
+
+    A file that holds the whole data set (an npz) counts alone; a label file counts with its folder (its images lie
+    there). Linked folders are followed, as the loaders follow them (each real folder once: a link loop ends)."""
+    if path.is_file() and file_is_whole:
+        return [str(path), [(path.name, *_signature(path))]]
     root = path.parent if path.is_file() else path
-    files = sorted(Path(parent) / name for parent, _, names in os.walk(root) for name in names)
-    entries = []
-    for file in files:
-        try:
-            stat = file.stat()
-            signature = (stat.st_size, stat.st_mtime_ns)
-        except OSError:  # e.g. a broken link: reading it fails later with a message naming it
-            signature = (-1, -1)
-        entries.append((str(file.relative_to(root)), *signature))
+    files, seen = [], set()
+    for parent, folders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(parent)
+        if real in seen:
+            folders.clear()
+            continue
+        seen.add(real)
+        files += [Path(parent) / name for name in names]
+    entries = [(str(file.relative_to(root)), *_signature(file)) for file in sorted(files)]
     return [str(path), entries]
+
+
+def _signature(file: Path) -> tuple[int, int]:
+    try:
+        stat = file.stat()
+        return stat.st_size, stat.st_mtime_ns
+    except OSError:  # e.g. a broken link: reading it fails later with a message naming it
+        return -1, -1

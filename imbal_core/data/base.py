@@ -108,16 +108,21 @@ class SourceInfo:
     description: str
     layout: str
     needs_path: bool
+    # A file given as the path holds the whole data set (an npz): the cache key reads that file alone, not its folder
+    # (a label CSV's images lie beside it, so its folder counts).
+    file_is_whole: bool = False
 
 
 DATA_SOURCES: Registry[SourceInfo] = Registry("data source")
 
 
-def register_source(name: str, *, description: str, layout: str, needs_path: bool = True):
+def register_source(
+    name: str, *, description: str, layout: str, needs_path: bool = True, file_is_whole: bool = False
+) -> Callable[[Callable[..., ImageDataset]], Callable[..., ImageDataset]]:
     """Decorator: `@register_source("ham10000", ...)` over a loader `fn(path, image_size, split_seed, **options)`."""
 
     def decorator(loader: Callable[..., ImageDataset]) -> Callable[..., ImageDataset]:
-        DATA_SOURCES.register(name)(SourceInfo(name, loader, description, layout, needs_path))
+        DATA_SOURCES.register(name)(SourceInfo(name, loader, description, layout, needs_path, file_is_whole))
         return loader
 
     return decorator

@@ -189,11 +189,20 @@ def check_memory(name: str, n_images: int, image_size: int, channels: int = 3) -
     return need
 
 
+def require_regular_file(path: Path, what: str) -> Path:
+    """`path`, refused unless it is a regular file (after links): reading a FIFO or a device would block or never
+    end."""
+    if not path.is_file():
+        raise DataError(f"{what} {path} is not a regular file (a pipe, device or folder?): give a plain file")
+    return path
+
+
 def read_table(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
     """Read a CSV and check its columns, naming what is missing and how many were found (never the file's own text:
     a wrong file typed as the path, e.g. a token, would be echoed into logs and the page)."""
     import pandas as pd
 
+    require_regular_file(path, what)
     try:
         table = pd.read_csv(path)
     except (OSError, ValueError) as err:

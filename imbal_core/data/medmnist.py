@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import DataError
 from .base import SPLITS, ImageDataset, Split, register_source
-from .images import resize_array
+from .images import require_regular_file, resize_array
 
 DEFAULT_ROOT = Path("~/.medmnist").expanduser()
 MAX_CLASSES = 1000  # a label beyond this is a mistake (e.g. an id in the label column), not a class
@@ -35,7 +35,7 @@ def _find_file(path: Path | None, flag: str | None, image_size: int) -> Path:
     root = path or DEFAULT_ROOT
     for candidate in (root / f"{flag}_{image_size}.npz", root / f"{flag}.npz"):
         if candidate.exists():
-            return candidate
+            return require_regular_file(candidate, "MedMNIST file")
     raise DataError(
         f"{flag}.npz not found in {root}. Offline, copy the official file there (e.g. {root / (flag + '.npz')}) "
         "or pass its path; online, run `pip install medmnist` and load once with download=True"
@@ -74,6 +74,7 @@ def _class_names(flag: str, num_classes: int) -> list[str]:
         "(labels (N,) or (N, 1)); or a folder (default ~/.medmnist) plus flag=<name>"
     ),
     needs_path=False,
+    file_is_whole=True,
 )
 def load_medmnist(
     path: Path | None, image_size: int, split_seed: int, flag: str | None = None, download: bool = False

@@ -11,8 +11,8 @@ import numpy as np
 
 from ..data import DATA_SOURCES, ImageDataset, load_dataset, parse_task
 from ..data.colour import check_colour_constancy
-from ..errors import ConfigError, DataError
-from ..imbalance import kept_indices
+from ..errors import MAX_LR, MAX_WEIGHT_DECAY, SEED_RANGE, ConfigError, DataError, is_count, is_number_in, is_seed
+from ..imbalance import PROFILES, kept_indices
 from ..methods import create_method
 from ..models import DEFAULT_BACKBONE, check_backbone, create_model
 from ..utils import check_device
@@ -74,22 +74,23 @@ class TrainConfig:
             "an integer in [2, 8192]",
             self.batch_size,
         )
+        _require(is_number_in(self.lr, 0, MAX_LR, low_open=True), "lr", f"a number in (0, {MAX_LR:g}]", self.lr)
         _require(
-            isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
-            "lr",
-            "a positive number",
-            self.lr,
-        )
-        _require(
-            isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0,
+            is_number_in(self.weight_decay, 0, MAX_WEIGHT_DECAY),
             "weight_decay",
-            "a number >= 0",
+            f"a number in [0, {MAX_WEIGHT_DECAY:g}]",
             self.weight_decay,
         )
         _require(self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}", self.optimizer)
-        _require(isinstance(self.seed, int) and self.seed >= 0, "seed", "an integer >= 0", self.seed)
+        _require(is_seed(self.seed), "seed", SEED_RANGE, self.seed)
+        _require(is_seed(self.split_seed), "split_seed", SEED_RANGE, self.split_seed)
         _require(
-            isinstance(self.split_seed, int) and self.split_seed >= 0, "split_seed", "an integer >= 0", self.split_seed
+            self.profile in PROFILES
+            or isinstance(self.profile, dict)
+            and all(isinstance(k, str) and is_count(v) for k, v in self.profile.items()),
+            "profile",
+            f"one of {list(PROFILES)}, or a {{class name: count}} dict with integer counts >= 1",
+            self.profile,
         )
         _require(
             isinstance(self.image_size, int) and 16 <= self.image_size <= 512,

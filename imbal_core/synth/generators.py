@@ -28,7 +28,7 @@ from safetensors import SafetensorError, safe_open
 
 from ..checkpoint import flatten_state, read_weights, unflatten_state, write_weights
 from ..data import load_dataset
-from ..errors import ConfigError, RunError, require_all
+from ..errors import MAX_LR, SEED_RANGE, ConfigError, RunError, is_number_in, is_seed, require_all
 from ..imbalance import kept_indices, subset_suffix
 from ..registry import Registry
 from ..utils import PRETRAINED_DIR, lab_home, seed_everything, select_device
@@ -88,7 +88,9 @@ class GeneratorConfig:
                 "an integer in [2, 4096]",
                 self.batch_size,
             ),
-            (isinstance(self.lr, (int, float)) and self.lr > 0, "lr", "a positive number", self.lr),
+            (is_number_in(self.lr, 0, MAX_LR, low_open=True), "lr", f"a number in (0, {MAX_LR:g}]", self.lr),
+            (is_seed(self.seed), "seed", SEED_RANGE, self.seed),
+            (is_seed(self.split_seed), "split_seed", SEED_RANGE, self.split_seed),
             (
                 isinstance(self.image_size, int) and 16 <= self.image_size <= 512,
                 "image_size",
