@@ -198,3 +198,18 @@ def test_the_job_worker_survives_a_busy_store(store, monkeypatch):
         time.sleep(0.3)
     assert failures["left"] == 0 and store.get_run(run_id)["status"] == "finished"
     assert isinstance(TrainConfig.from_dict(store.get_run(run_id)["config"]), TrainConfig)
+
+
+def test_unrelated_images_with_the_same_file_names_are_not_taken_as_seen(finished_run, tmp_path):
+    """Issue 37: folder-to-folder evaluation compared file names; 0001.png in two unrelated folders is two images.
+    Only the pixels say an image was seen."""
+    store, _, dataset = finished_run
+    rng = np.random.default_rng(0)
+    for name, images in (
+        ("a", dataset.train.images),
+        ("b", rng.integers(0, 256, dataset.train.images.shape, np.uint8)),
+    ):
+        _write_folder(tmp_path / name, images[:200], dataset.train.labels[:200], dataset.class_names, "img")
+    run_id = train(tiny_config(data="folder", data_path=str(tmp_path / "a"), data_options={}), store)
+    metrics = evaluate_run(store, run_id, "folder", str(tmp_path / "b"), device="cpu")  # same names, other pixels
+    assert metrics["n_overlap_excluded"] == 0 and metrics["n_images"] == 200

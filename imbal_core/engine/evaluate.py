@@ -100,7 +100,10 @@ OVERLAP_RULES = ("refuse", "exclude")
 EVAL_SPLITS = ("all", "train", "val", "test")
 
 
-# Sources whose image ids name the same images (ISIC 2018 Task 3's training images are HAM10000's, same ids).
+# Sources whose image ids name images world-wide (ISIC ids, APTOS id codes), and families of sources that share them
+# (ISIC 2018 Task 3's training images are HAM10000's, same ids). Other ids are file names or positions (0001.png,
+# train_00001): the same id in two such sets says nothing, so only pixels are compared there.
+GLOBAL_ID_SOURCES = ("ham10000", "isic2018", "aptos2019")
 SHARED_IDS = ({"ham10000", "isic2018"},)
 
 
@@ -184,7 +187,9 @@ def evaluate_run(
     part = Split.concat(list(dataset.splits.values())) if split == "all" else dataset.splits[split]
     if len(part) == 0:
         raise DataError(f"split {split!r} of {data} is empty; choose another split")
-    same_ids = data == config.data or any({data, config.data} <= family for family in SHARED_IDS)
+    same_ids = (data == config.data and data in GLOBAL_ID_SOURCES) or any(
+        {data, config.data} <= family for family in SHARED_IDS
+    )
     seen = overlap_with(part, seen_images(store, run_id), same_ids)
     if seen.any() and overlap == "refuse":
         raise DataError(
