@@ -287,6 +287,12 @@ def build_parser(prog: str = "python -m imbal_core") -> argparse.ArgumentParser:
         choices=PRUNABLE,
         help="delete every run with this status (repeat for several, e.g. --prune failed --prune stopped)",
     )
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="index run folders that the run index lacks (an emptied or damaged runs.sqlite, moved aside) again "
+        "from their files: finished runs with their test metrics, others as stopped",
+    )
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("evaluate", help="evaluate a finished run on another data set (e.g. HAM10000 -> ISIC 2018)")
@@ -983,9 +989,19 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> None:
     store = _open_store(args)
+    if args.rebuild:
+        rebuilt = store.rebuild_index()
+        print(f"indexed {len(rebuilt)} run folder(s) again: {', '.join(rebuilt) or 'none was missing'}")
+        return
     if args.delete or args.prune:
         _delete_runs(store, args.delete or [], args.prune or [])
         return
+    unindexed = store.unindexed_folders()
+    if unindexed:  # said first: a store that looks empty may only have lost its index
+        print(
+            f"{len(unindexed)} run folder(s) in {store.root / 'runs'} have no row in the run index (was runs.sqlite "
+            f"emptied or replaced?), e.g. {unindexed[0]}: `runs --rebuild` indexes them again from their files\n"
+        )
     filters = {k: v for k, v in (("method", args.method), ("status", args.status)) if v}
     runs = store.runs(**filters)
     if runs.empty:

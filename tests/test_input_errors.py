@@ -463,3 +463,26 @@ def test_reads_never_block_on_a_pipe_and_the_cache_key_follows_what_the_loader_r
     first = _fingerprint(npz, file_is_whole=True)
     (tmp_path / "big" / "unrelated.txt").write_text("other work in the same temp folder")
     assert _fingerprint(npz, file_is_whole=True) == first
+
+
+def test_a_lost_or_damaged_run_index_is_said_and_rebuilt_from_the_run_folders(tmp_path: Path, capsys):
+    """Issue 37: an emptied runs.sqlite read as "no runs yet" beside finished run folders; a damaged one gave a
+    traceback. Both are named, and `runs --rebuild` indexes the folders again with their test metrics."""
+    assert cli(tmp_path, "train", *TINY) == 0
+    store_root = tmp_path / "store"
+    before = RunStore(store_root).runs()[["run_id", "status", "summary"]]
+    (store_root / "runs.sqlite").unlink()
+    for extra in ("runs.sqlite-wal", "runs.sqlite-shm"):
+        (store_root / extra).unlink(missing_ok=True)
+    capsys.readouterr()
+    assert main(["--store", str(store_root), "runs"]) == 0
+    listed = capsys.readouterr().out
+    assert "1 run folder(s)" in listed and "`runs --rebuild` indexes them again" in listed
+    assert main(["--store", str(store_root), "runs", "--rebuild"]) == 0
+    after = RunStore(store_root).runs()[["run_id", "status", "summary"]]
+    assert after.equals(before)  # the same run, finished, with the same test summary
+
+    (store_root / "runs.sqlite").write_bytes(b"this is not a database" * 100)
+    assert main(["--store", str(store_root), "runs"]) == 2
+    message = error_of(capsys)
+    assert "is damaged" in message and "runs --rebuild" in message

@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import RunError
-from ..utils import atomic_path, lab_home, write_json
+from ..utils import atomic_path, lab_home, read_json, write_json
 
 STATUSES = ("queued", "running", "stopped", "failed", "finished")
 INTERRUPTED = "interrupted"  # read-only status: "running" in the table, but its owner process has ended
@@ -84,16 +84,25 @@ class RunStore:
         opening a new store at once (app and CLI, or two workers) retry here instead of failing."""
         for attempt in range(attempts):
             try:
-                with closing(self._connect()) as conn:
-                    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                        conn.execute("PRAGMA journal_mode=WAL")
-                    conn.executescript(SCHEMA)
-                    _add_missing_columns(conn)
+                self._create_once()
                 return
             except sqlite3.OperationalError as err:
                 if "locked" not in str(err) or attempt == attempts - 1:
                     raise
                 time.sleep(0.05)
+            except sqlite3.DatabaseError as err:  # not a database (overwritten, truncated mid-page)
+                raise RunError(
+                    f"the run index {self.db_path} is damaged ({err}); the runs' folders are not: move the file "
+                    f"aside (e.g. to {self.db_path.name}.damaged), then `python -m imbal_core --store {self.root} "
+                    "runs --rebuild` indexes the run folders again"
+                ) from None
+
+    def _create_once(self) -> None:
+        with closing(self._connect()) as conn:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(SCHEMA)
+            _add_missing_columns(conn)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.db_path, timeout=60)
@@ -277,6 +286,58 @@ class RunStore:
         if _owner_ended(run):
             run["status"], run["error"] = INTERRUPTED, _interrupted_message(run)
         return run
+
+    def unindexed_folders(self) -> list[str]:
+        """Run folders without a row in the index (an emptied or replaced runs.sqlite): `rebuild_index` adds them."""
+        folder = self.root / "runs"
+        if not folder.is_dir():
+            return []
+        with closing(self._connect()) as conn:
+            indexed = {row[0] for row in conn.execute("SELECT run_id FROM runs")}
+        return sorted(
+            p.name
+            for p in folder.iterdir()
+            if p.is_dir() and PLAIN_NAME.match(p.name) and p.name not in indexed and (p / "config.json").is_file()
+        )
+
+    def rebuild_index(self) -> list[str]:
+        """Index the run folders the index lacks again, from their files: config, and for a finished run (its
+        metrics.json is written last) its test metrics; any other is "stopped" (Resume continues it from its last
+        checkpoint, or trains it from the start). The per-epoch history lived only in the index: it is not back."""
+        rebuilt = []
+        for run_id in self.unindexed_folders():
+            folder = self.run_dir(run_id)
+            config = read_json(folder / "config.json")
+            created = (folder / "config.json").stat().st_mtime
+            metrics_file = folder / "metrics.json"
+            finished = metrics_file.is_file()
+            run = {
+                "run_id": run_id,
+                "created": created,
+                "updated": time.time(),
+                "status": "finished" if finished else "stopped",
+                "method": config["method"],
+                "data": config["data"],
+                "ratio": config.get("ratio"),
+                "seed": config["seed"],
+                "backbone": config["backbone"],
+                "image_size": config["image_size"],
+                "epochs": config["epochs"],
+                "tag": "",
+                "config": json.dumps(config),
+                "error": None if finished else "indexed again from its folder by `runs --rebuild`; its state was lost",
+                # epochs done, as `runs` shows them; the per-epoch history is gone with the old index
+                "progress": json.dumps({"epoch": config["epochs"], "epochs": config["epochs"]}) if finished else None,
+            }
+            with closing(self._connect()) as conn, conn:
+                conn.execute(
+                    f"INSERT INTO runs ({', '.join(run)}) VALUES ({', '.join('?' * len(run))})", tuple(run.values())
+                )
+            if finished:
+                metrics = read_json(metrics_file)
+                self.record_metrics(run_id, "test", metrics, metrics["class_names"])
+            rebuilt.append(run_id)
+        return rebuilt
 
     def runs(self, **filters: Any) -> pd.DataFrame:
         """All runs, newest first; filters are column=value (e.g. method="ce", status="finished").
