@@ -18,7 +18,7 @@ from PIL import Image
 
 from imbal_core.cli import build_parser, main
 from imbal_core.data import load_dataset
-from imbal_core.errors import ConfigError, DataError
+from imbal_core.errors import ConfigError, DataError, RunError
 from imbal_core.methods.base import Setting
 from imbal_core.runs import RunStore
 
@@ -486,3 +486,37 @@ def test_a_lost_or_damaged_run_index_is_said_and_rebuilt_from_the_run_folders(tm
     assert main(["--store", str(store_root), "runs"]) == 2
     message = error_of(capsys)
     assert "is damaged" in message and "runs --rebuild" in message
+
+
+def test_a_failed_run_leaves_no_checkpoints_and_a_full_disk_is_one_clear_message(tmp_path: Path, monkeypatch):
+    """Issue 37: each failed run kept its checkpoints (a full disk filled up faster); a `.tmp` from a kill mid-write
+    stayed forever. A full disk is one message naming the store and the fix."""
+    import errno
+
+    import imbal_core.engine.trainer as trainer
+    from imbal_core.engine import train
+
+    from .conftest import tiny_config
+
+    store = RunStore(tmp_path / "store")
+    real = trainer._checked_losses
+    calls = {"n": 0}
+
+    def fail_in_epoch_two(losses, start, stop, epoch):
+        if epoch == 1:
+            calls["n"] += 1
+            raise OSError(errno.ENOSPC, "No space left on device") if calls["n"] == 1 else RuntimeError("boom")
+        return real(losses, start, stop, epoch)
+
+    monkeypatch.setattr(trainer, "_checked_losses", fail_in_epoch_two)
+    with pytest.raises(RunError, match=r"the disk holding the run store .* is full .*--store"):
+        train(tiny_config(epochs=2), store)
+    run_id = store.runs()["run_id"].iloc[0]
+    assert store.get_run(run_id)["status"] == "failed" and "is full" in store.get_run(run_id)["error"]
+    assert not list(store.run_dir(run_id).glob("*.safetensors"))  # epoch 1's checkpoints went with the failure
+
+    (store.run_dir(run_id) / ".last.safetensors.abc.tmp").write_bytes(b"\0" * 1000)  # a kill during a write
+    with pytest.raises(RuntimeError, match="boom"):
+        train(None, store, resume=run_id, keep_failed_checkpoints=True)
+    assert not list(store.run_dir(run_id).glob(".*.tmp"))
+    assert list(store.run_dir(run_id).glob("last.safetensors"))  # kept on request

@@ -10,7 +10,9 @@ resumed from its last checkpoint ends with the same numbers as an uninterrupted 
 
 from __future__ import annotations
 
+import errno
 import math
+import shutil
 import sqlite3
 import threading
 import time
@@ -76,11 +78,14 @@ def train(
     stop_event: threading.Event | None = None,
     resume: str | None = None,
     run_id: str | None = None,
+    keep_failed_checkpoints: bool = False,
 ) -> str:
     """Train one run (or `resume` a stopped one by id) and return its run id.
 
     A `run_id` already created with `store.create_run` (e.g. queued by the app) can be passed.
     Status, progress and metrics land in the store; the model and predictions in the run folder.
+    A failed run's checkpoints are removed (most failures fail again on resume, and a full disk filled with them is
+    how they compound), unless `keep_failed_checkpoints`; a resume then starts from the first epoch.
     """
     store = store or RunStore()
     if resume is not None:
@@ -93,6 +98,8 @@ def train(
         config.check_ready()
         run_id = store.create_run(config.to_dict())
     store.set_status(run_id, "running")
+    for leftover in store.run_dir(run_id).glob(".*.tmp"):  # a write cut short by a kill: this run owns its folder
+        leftover.unlink(missing_ok=True)
     store.record_code_version(run_id, code_version())
     started = time.time()
     try:
@@ -103,10 +110,26 @@ def train(
         store.set_status(run_id, "stopped", error="interrupted (Ctrl-C or SIGTERM)", duration_s=time.time() - started)
         raise RunInterrupted(run_id) from None
     except Exception as err:
-        store.set_status(run_id, "failed", error=f"{type(err).__name__}: {err}", duration_s=time.time() - started)
+        if not keep_failed_checkpoints:
+            for checkpoint in store.run_dir(run_id).glob("*.safetensors"):
+                checkpoint.unlink(missing_ok=True)
+        disk_full = isinstance(err, OSError) and err.errno == errno.ENOSPC
+        message = _disk_full_message(store.root) if disk_full else f"{type(err).__name__}: {err}"
+        store.set_status(run_id, "failed", error=message, duration_s=time.time() - started)
+        if disk_full:
+            raise RunError(message) from None
         raise
     store.set_status(run_id, "finished" if finished else "stopped", duration_s=time.time() - started)
     return run_id
+
+
+def _disk_full_message(store_root: Path) -> str:
+    free_mb = shutil.disk_usage(store_root).free // 2**20
+    return (
+        f"the disk holding the run store {store_root} is full ({free_mb} MB free; a run needs room for its "
+        "checkpoints, from a few MB at 28 px to a few hundred for large backbones): free space, or train into a "
+        "store on another disk with --store"
+    )
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -384,7 +407,10 @@ def _checked_losses(losses: torch.Tensor, start: int, stop: int, epoch: int) -> 
     bad = np.flatnonzero(~np.isfinite(window))
     if len(bad):
         step = start + int(bad[0])
-        raise RunError(f"loss became {window[bad[0]]} at epoch {epoch + 1}, step {step + 1}; lower the learning rate")
+        raise RunError(
+            f"loss became {window[bad[0]]} at epoch {epoch + 1}, step {step + 1}: training diverged; lower the "
+            "learning rate (or a large weight decay), or check the images for extreme values"
+        )
     return window
 
 
