@@ -243,11 +243,11 @@ def samples_beside_real(
     synthetic = list(made.transpose(0, 2, 3, 1))
     train_nhwc = images.permute(0, 2, 3, 1).numpy()
     nearest, distance = nearest_neighbours(made.transpose(0, 2, 3, 1), train_nhwc)
-    nearest_captions = [f"nearest: {names[int(labels[i])]} · d={d:.3f}" for i, d in zip(nearest, distance)]
+    nearest_of = [f"{names[int(labels[i])]} · d={d:.3f}" for i, d in zip(nearest, distance)]  # class, distance
     for start in range(0, len(synthetic), PER_ROW):
         for column, k in zip(st.columns(PER_ROW), range(start, min(start + PER_ROW, len(synthetic)))):
             column.image(synthetic[k], width=shown, caption="synthetic")
-            column.image(train_nhwc[nearest[k]], width=shown, caption=nearest_captions[k])
+            column.image(train_nhwc[nearest[k]], width=shown, caption=f"nearest: {nearest_of[k]}")
     _, real_distance = nearest_neighbours(data.dataset.val.images[:256], train_nhwc)
     distance_note = (
         f"d: RMS pixel distance (0-1 scale) to the nearest training image of any class; real validation images "
@@ -278,7 +278,7 @@ def samples_beside_real(
         part = slice(start, start + PER_ROW)
         rows += [
             SheetRow("synthetic", synthetic[part]),
-            SheetRow("nearest training image", list(train_nhwc[nearest[part]]), nearest_captions[part]),
+            SheetRow("nearest training image", list(train_nhwc[nearest[part]]), nearest_of[part]),
         ]
     st.download_button(
         "Download figure",
