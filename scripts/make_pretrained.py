@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from compare_methods import parse_methods  # noqa: E402
 
-from imbal_core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from imbal_core.checkpoint import DIGEST_KEY, load_checkpoint, read_weights, save_checkpoint, write_weights  # noqa: E402
 from imbal_core.engine import TrainConfig, train  # noqa: E402
 from imbal_core.runs import MODEL_FILE, RunStore  # noqa: E402
 from imbal_core.runs.archive import _with_config, slim_predictions  # noqa: E402
@@ -107,8 +107,27 @@ GENERATORS: list[tuple[GeneratorConfig, str] | tuple[GeneratorConfig, str, str]]
             "--epochs 40 --width 16 --name diffusion_ham10000_28 --out pretrained/generators --device cpu",
             "diffusion_ham10000_28",
         ),
+        # The demo generator (issue 35): HAM10000 at 64 px in latent space (an autoencoder for 8 epochs, then a
+        # 48-channel UNet on 16x16x4 latents for 60); stored in float16 to keep pretrained/ under 60 MB.
+        (
+            DiffusionTrainConfig(
+                data="ham10000",
+                data_path="../shared/data/ham10000",
+                image_size=64,
+                epochs=68,
+                width=48,
+                latent_channels=4,
+                autoencoder_epochs=8,
+                device="cpu",
+            ),
+            "OMP_NUM_THREADS=2 python -m imbal_core diffusion-train --data ham10000 --path ../shared/data/ham10000 "
+            "--image-size 64 --epochs 68 --latent-channels 4 --autoencoder-epochs 8 --width 48 "
+            "--name diffusion_ham10000_64 --out pretrained/generators --device cpu",
+            "diffusion_ham10000_64",
+        ),
     ]
 )
+HALF_GENERATORS = ("diffusion_ham10000_64",)  # shipped with float16 weights (loading casts them back)
 # Settings a shipped run needs beyond the method's defaults.
 RUN_SETTINGS = {"iois": {"generator": "diffusion_synthetic_28"}}
 # Methods whose shipped runs keep their weights (Explain's default picks, the generator-quality judges, the
@@ -150,6 +169,13 @@ def main() -> None:
         "--record-only",
         action="store_true",
         help="with --generators: train none, record those whose file is finished (made by their command)",
+    )
+    parser.add_argument(
+        "--trained-seconds",
+        action="append",
+        default=[],
+        metavar="NAME=SECONDS",
+        help="with --record-only: the training time of a generator made by its command, for the manifest",
     )
     parser.add_argument(
         "--shrink",
@@ -268,8 +294,9 @@ def main() -> None:
     if args.generators:
         manifest["runs"] = entries
         previous = {entry["name"]: entry for entry in manifest.get("generators", [])}
+        seconds = {name: float(value) for name, value in (item.split("=", 1) for item in args.trained_seconds)}
         generators = [
-            generator_entry(Path(args.out), recipe, command, version, previous, *name)
+            generator_entry(Path(args.out), recipe, command, version, previous, seconds, *name)
             for recipe, command, *name in GENERATORS
             if not args.record_only or finished_generator(Path(args.out), recipe, *name)
         ]
@@ -426,12 +453,18 @@ def generator_file(out: Path, recipe: GeneratorConfig, name: str | None = None) 
 
 
 def generator_entry(
-    out: Path, recipe: GeneratorConfig, command: str, version: str, previous: dict[str, dict], name: str | None = None
+    out: Path,
+    recipe: GeneratorConfig,
+    command: str,
+    version: str,
+    previous: dict[str, dict],
+    trained_seconds: dict[str, float],
+    name: str | None = None,
 ) -> dict:
     """Train a shipped generator unless it exists and is recorded already; return its manifest entry.
 
     A finished file that is not recorded yet (e.g. trained by its CLI command) is checked to have this
-    recipe and recorded without its training time.
+    recipe and recorded with the training time given in `trained_seconds` (None when not given).
     """
     path = generator_file(out, recipe, name)
     if path.exists() and previous.get(path.stem, {}).get("recipe") == load_generator_info(path).config:
@@ -439,7 +472,10 @@ def generator_entry(
     trained_here = not path.exists() or load_generator_info(path).status != "finished"
     started = time.time()
     train_generator(recipe, name=path.stem, out_dir=path.parent, resume=True)  # an interrupted build continues
+    if path.stem in HALF_GENERATORS:
+        half_generator(path)
     info = load_generator_info(path)
+    seconds = round(time.time() - started, 1) if trained_here else trained_seconds.get(path.stem)
     return {
         "name": info.name,
         "kind": info.kind,
@@ -448,8 +484,19 @@ def generator_entry(
         "recipe": info.config,
         "final_epoch_losses": info.history[-1],
         "code_version": version,
-        "train_seconds": round(time.time() - started, 1) if trained_here else None,
+        "train_seconds": seconds,
+        "weights_dtype": "float16" if path.stem in HALF_GENERATORS else "float32",
     }
+
+
+def half_generator(path: Path) -> None:
+    """A finished generator's floating-point weights as float16 (half the bytes; loading casts them back). Scalars
+    (an autoencoder's latent scale) keep their precision."""
+    tensors, metadata = read_weights(path, what="generator")
+    if any(value.dtype == torch.float16 for value in tensors.values()):
+        return  # halved already
+    halved = {k: v.half() if v.is_floating_point() and v.ndim > 0 else v for k, v in tensors.items()}
+    write_weights(path, halved, {k: v for k, v in metadata.items() if k != DIGEST_KEY})
 
 
 if __name__ == "__main__":
