@@ -27,7 +27,15 @@ from imbal_core.knowledge import RECIPES, level_strengths, middle_classes, recip
 from imbal_core.synth.diffusion import DiffusionTrainConfig, load_diffusion_model, sdedit_starts
 from imbal_core.synth.figure import SheetRow, image_sheet
 from imbal_core.synth.generators import GeneratorInfo, data_mismatch, generators_for, training_summary
-from imbal_core.synth.quality import limits_sentence, measure_generator, nearest_neighbours, shipped_quality
+from imbal_core.synth.quality import (
+    TARGET_RATIOS,
+    TARGETS_TEXT,
+    limits_sentence,
+    measure_generator,
+    nearest_neighbours,
+    shipped_quality,
+    targets_table,
+)
 from imbal_core.synth.style import (
     POLICIES,
     STYLE_TOOLS,
@@ -258,11 +266,14 @@ def samples_beside_real(
     limits = limits_sentence(picked.config, picked.history, names[target], int(counts[target]))
     st.info(f"**Limits.** {limits}")
     verdict = ""
-    quality = shipped_quality(picked.name) if picked.source == "shipped" else None
+    measured = st.session_state.get("quality_result")  # measured on this page, else the shipped model's file
+    if measured and measured[0] == picked.name:
+        quality, where = targets_table(measured[3]), f"measured here, judged by {measured[1]}"
+    else:
+        quality, where = shipped_quality(picked.name), f"results/{picked.name}_quality.md"
     row = None if quality is None else quality[quality["class"] == names[target]]
     if row is not None and not row.empty:
         misses = str(row["misses"].iloc[0])
-        where = f"results/{picked.name}_quality.md"
         if misses:
             verdict = f"Quality targets for {names[target]}: {misses} ({where})."
             st.warning(verdict)
@@ -411,6 +422,8 @@ def diffusion_tab_body() -> None:
                 )
             except ImbalLabError as err:
                 st.error(str(err))
+            else:
+                st.rerun()  # the samples above say how their class fares against the targets: draw them again
         result = st.session_state.get("quality_result")
         if result and result[0] == picked.name:
             st.dataframe(
@@ -427,6 +440,13 @@ def diffusion_tab_body() -> None:
                 "median distance to the nearest training image. diversity: pairwise feature spread relative to the "
                 "real class (1 = as varied)."
             )
+            st.dataframe(
+                targets_table(result[3]),
+                hide_index=True,
+                width="stretch",
+                column_config={c: st.column_config.NumberColumn(format="%.2f") for c in TARGET_RATIOS},
+            )
+            st.caption(TARGETS_TEXT)
 
     aas_trace_section()
 

@@ -251,8 +251,12 @@ def test_synthesis_diffusion_tab_samples_strip_nearest_quality_and_compare_chang
     app.select_slider(key="quality_n").set_value(16).run()
     app.button(key="quality_go").click().run()
     assert not app.exception, app.exception
-    quality = app.dataframe[-1].value
+    quality, targets = app.dataframe[-2].value, app.dataframe[-1].value
     assert list(quality["class"])[-1] == "all" and quality["label_fidelity"].between(0, 1).all()
+    assert list(targets["class"]) == list(quality["class"])[:-1] and "misses" in targets.columns
+    # the demo view says next to its samples how the class fares against the targets, from this measurement
+    verdicts = [box.value for box in [*app.warning, *app.success] if "measured here" in box.value]
+    assert len(verdicts) == 1 and "central_white_patch" in verdicts[0]
 
     compare = open_page("compare")  # on the judge's data set: the newest run of yours
     compare.selectbox(key="cmp_data").set_value("synthetic 28px").run()  # the shipped runs'

@@ -38,6 +38,7 @@ NEAREST_CHUNK = 256
 TARGET_MIN_TRAIN = 50  # classes with fewer training images are reported, not judged
 FIDELITY_SHARE = 0.8  # label fidelity >= this x the judge's recall on real validation images
 FD_FACTOR = 3.0  # Fréchet distance <= this x that of real validation images
+TARGET_RATIOS = ("fidelity_vs_real", "fd_vs_real", "nn_distance_vs_real")  # columns of `targets_table`
 TARGETS_TEXT = (
     f"Targets, for classes with >= {TARGET_MIN_TRAIN} training images: label fidelity >= {FIDELITY_SHARE:g} x the "
     f"judge's recall on real validation images; Fréchet distance <= {FD_FACTOR:g} x that of real validation images; "
