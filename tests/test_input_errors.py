@@ -388,7 +388,9 @@ def test_high_bit_depth_and_exif_rotated_images_are_read_as_a_viewer_shows_them(
     [
         (lambda t: t.assign(label=[None] + list(t["label"][1:])), r"data row\(s\) 1 have no label"),
         (lambda t: t.assign(label=["  "] + list(t["label"][1:])), r"data row\(s\) 1 have no label"),
-        (lambda t: t.assign(label=["b "] + list(t["label"][1:])), r"label 'b' is written with different surrounding"),
+        (lambda t: t.assign(label=["b "] + list(t["label"][1:])), r"labels \['b', 'b '\] .* differ only by spaces"),
+        (lambda t: t.assign(label=["B"] + list(t["label"][1:])), r"labels \['B', 'b'\] .*letter case"),
+        (lambda t: t.assign(label=["b\x1b[2J"] + list(t["label"][1:])), r"data row\(s\) 1 hold control characters"),
         (lambda t: pd.concat([t, t.iloc[[0]].assign(label="m")]), "rows 1 and 21 list the same image with two labels"),
         (lambda t: pd.concat([t, t.iloc[[3]]]), "rows 4 and 21 list the same image; an image listed twice"),
     ],
@@ -403,6 +405,10 @@ def test_a_csvs_labels_and_rows_are_checked_before_training(tmp_path: Path, edit
         load_dataset("folder", path=data / "list.csv", use_cache=False)
     table.assign(label=[" b "] * 10 + ["m"] * 10).to_csv(data / "list.csv", index=False)  # spaced the same way
     assert load_dataset("folder", path=data / "list.csv", use_cache=False).class_names == ["b", "m"]
+    cafe_nfc, cafe_nfd = "caf\u00e9", "cafe\u0301"  # the same word, two Unicode forms
+    table.assign(label=[cafe_nfc] * 9 + [cafe_nfd] + ["m"] * 10).to_csv(data / "list.csv", index=False)
+    with pytest.raises(DataError, match="Unicode form"):
+        load_dataset("folder", path=data / "list.csv", use_cache=False)
 
 
 def test_npz_labels_and_channels_are_checked_before_anything_is_made(tmp_path: Path, capsys):
@@ -520,3 +526,14 @@ def test_a_failed_run_leaves_no_checkpoints_and_a_full_disk_is_one_clear_message
         train(None, store, resume=run_id, keep_failed_checkpoints=True)
     assert not list(store.run_dir(run_id).glob(".*.tmp"))
     assert list(store.run_dir(run_id).glob("last.safetensors"))  # kept on request
+
+
+def test_a_pipe_among_the_images_and_a_special_output_file_are_refused(tmp_path: Path, capsys):
+    """Probe H02 / S25 / T22: a FIFO named like an image blocked decoding forever; `export --out` onto a device or a
+    folder replaced it through the atomic rename, or failed with a traceback."""
+    data = _image_folder(tmp_path / "data")
+    os.mkfifo(data / "benign" / "zz.png")
+    with pytest.raises(DataError, match="zz.png is not a regular file"):
+        load_dataset("folder", path=data, use_cache=False)
+    assert main(["--store", str(tmp_path / "store"), "export", "--out", str(tmp_path)]) == 2
+    assert "is a folder, device or pipe, not a file" in error_of(capsys)

@@ -186,3 +186,31 @@ def test_a_crafted_archive_writes_reads_and_deletes_nothing_outside_the_store(tm
     assert (kept / "file").read_text() == "mine" and not target.run_dir(run_id).exists()
     with pytest.raises(RunError, match="not a plain name"):
         target.delete_run("../source")
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda row: "{not json", r"run.json does not read \(JSONDecodeError\)"),
+        (lambda row: {**row, "run": {**row["run"], "config": "{not json"}}, "its config .* does not read"),
+        (lambda row: {**row, "metrics": [["x", "test"]]}, "its metric rows in run.json are malformed"),
+        (lambda row: {**row, "run": {**row["run"], "status": "queued"}}, "is 'queued': archives hold finished runs"),
+    ],
+)
+def test_a_damaged_archived_run_is_named_and_nothing_is_restored(tmp_path: Path, damage, expected):
+    """Probe S19-S22: a broken run.json, config or metric rows, or a run that is not finished, was a traceback or
+    left files or a queued run that could never be deleted."""
+    import json
+
+    from imbal_core.runs.archive import ROW_FILE, RunArchive
+
+    source, target = RunStore(tmp_path / "source"), RunStore(tmp_path / "target")
+    run_id = _exported(source)["run"]["run_id"]
+    archive = RunArchive(tmp_path / "archive")
+    archive.save(source, run_id)
+    row_file = archive.root / run_id / ROW_FILE
+    damaged = damage(json.loads(row_file.read_text()))
+    row_file.write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
+    with pytest.raises(RunError, match=expected):
+        archive.restore(target)
+    assert target.runs().empty and not list(target.root.glob("runs/*"))  # no row, no folder

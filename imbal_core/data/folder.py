@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -73,14 +74,22 @@ def _checked_labels(labels: pd.Series, csv: Path) -> pd.Series:
     missing = text.isna() | (text.str.strip() == "")
     if missing.any():
         raise DataError(f"{csv}: data row(s) {_rows(missing)} have no label; give every image a label or drop its row")
+    control = text.map(lambda label: any(unicodedata.category(ch) == "Cc" for ch in label))
+    if control.any():  # they would reach terminals and pages as escape codes
+        raise DataError(f"{csv}: the labels of data row(s) {_rows(control)} hold control characters; remove them")
     stripped = text.str.strip()
-    for label, spellings in text.groupby(stripped):
-        if spellings.nunique() > 1:
+    # Labels that differ only in spaces around them, letter case or Unicode form (café written two ways) would be
+    # different classes that read the same.
+    spelling = stripped.map(lambda label: unicodedata.normalize("NFC", label).casefold())
+    for _, spellings in stripped.groupby(spelling):
+        if text[spellings.index].nunique() > 1:
+            variants = sorted(set(text[spellings.index]))
             raise DataError(
-                f"{csv}: the label {label!r} is written with different surrounding spaces in data rows "
-                f"{_rows(stripped == label)}, which would make them different classes; write it one way"
+                f"{csv}: the labels {variants} (data rows {_rows(spelling == spelling[spellings.index[0]])}) differ "
+                "only by spaces around them, letter case or Unicode form, which would make them different "
+                "classes: write each label one way"
             )
-    return stripped.astype(str)
+    return stripped.map(lambda label: unicodedata.normalize("NFC", label)).astype(str)
 
 
 def _refuse_repeated_files(files: list[Path], labels: pd.Series, csv: Path) -> None:

@@ -57,6 +57,8 @@ def decode_image_bytes(data: bytes, size: int, name: str = "upload") -> np.ndarr
 def read_image(path: Path | io.BytesIO, size: int, name: str | None = None) -> np.ndarray:
     """Decode one file to RGB, centre-crop to a square, resize to size x size (uint8 HWC)."""
     name = name or str(path)
+    if isinstance(path, Path) and path.exists() and not path.is_file():  # opening a pipe would block forever
+        raise DataError(f"image file {name} is not a regular file (a pipe, device or folder?): remove it or its row")
     try:
         with Image.open(path) as opened:
             opened.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import RunError
 from ..utils import REPO_ROOT, atomic_path
-from .store import RunStore, check_run_id, folder_files
+from .store import RunStore, check_run_id, folder_files, run_file
 
 ROW_FILE = "run.json"  # the run's row and metric rows; the other files are the run folder's own
 WEIGHTS_SUFFIX = ".safetensors"  # final, resume and stage-1 weights: never archived (Explain needs a store's run)
@@ -71,16 +71,46 @@ class RunArchive:
         return True
 
     def load(self, run_id: str) -> dict[str, Any]:
-        """An archived run in `RunStore.export_run`'s form."""
+        """An archived run in `RunStore.export_run`'s form, checked: a plain id that is its folder's, a finished
+        run whose config and metric rows read, plain files only with plain names. Anything else is a RunError
+        naming the folder, before anything is written anywhere."""
         folder = self.root / check_run_id(run_id)
-        row = json.loads((folder / ROW_FILE).read_text())
-        if row["run"].get("run_id") != run_id:
+        row = self._row(run_id)
+        run = row["run"]
+        if run.get("run_id") != run_id:
             raise RunError(
-                f"archived run {run_id} names itself {str(row['run'].get('run_id'))[:80]!r} in its {ROW_FILE}: "
+                f"archived run {run_id} names itself {str(run.get('run_id'))[:80]!r} in its {ROW_FILE}: "
                 "the archive is damaged or was edited; remove that folder"
             )
+        if run.get("status") != "finished":
+            raise RunError(
+                f"archived run {run_id} is {str(run.get('status'))[:20]!r}: archives hold finished runs only"
+            )
+        metrics = row.get("metrics")
+        if not isinstance(metrics, list) or not all(_is_metric_row(m, run_id) for m in metrics):
+            raise RunError(f"archived run {run_id}: its metric rows in {ROW_FILE} are malformed; remove that folder")
         files = {name: data for name, data in folder_files(folder).items() if name != ROW_FILE}
-        return _with_config({"run": row["run"], "metrics": [tuple(m) for m in row["metrics"]], "files": files}, _local)
+        for name in files:
+            run_file(folder, name)  # every name checked before the store writes any
+        exported = {"run": run, "metrics": [tuple(m) for m in metrics], "files": files}
+        try:
+            return _with_config(exported, _local)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise RunError(
+                f"archived run {run_id}: its config (in {ROW_FILE} or {CONFIG_FILE}) does not read; remove that folder"
+            ) from None
+
+    def _row(self, run_id: str) -> dict[str, Any]:
+        path = self.root / run_id / ROW_FILE
+        try:
+            row = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(row, dict) or not isinstance(row.get("run"), dict):
+                raise ValueError("no run record")
+            return row
+        except (ValueError, OSError) as err:
+            raise RunError(
+                f"archived run {run_id}: {path} does not read ({type(err).__name__}); remove that folder"
+            ) from None
 
     def restore(self, store: RunStore) -> list[str]:
         """Import every archived run that `store` lacks; returns their ids. A run the store has is left as it is."""
@@ -94,7 +124,7 @@ class RunArchive:
     def configs(self) -> dict[str, dict[str, Any]]:
         """Each archived run's config as this checkout reads it (`RunStore.find_runs` matches a whole config)."""
         return {
-            run_id: _local(json.loads(json.loads((self.root / run_id / ROW_FILE).read_text())["run"]["config"]))
+            run_id: json.loads(self.load(run_id)["run"]["config"])  # checked as a restore checks it
             for run_id in self.run_ids()
         }
 
@@ -140,3 +170,14 @@ def slim_predictions(path: Path, keep_validation_features: bool = False) -> None
         arrays.update(val_embeddings=np.zeros((0, 0), np.float16), head_weight=np.zeros(0))
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, **arrays)
+
+
+def _is_metric_row(row: Any, run_id: str) -> bool:
+    """(run_id, eval, class, metric, value) as the metrics table holds it."""
+    return (
+        isinstance(row, list)
+        and len(row) == 5
+        and row[0] == run_id
+        and all(isinstance(v, str) for v in row[1:4])
+        and (row[4] is None or isinstance(row[4], (int, float)))
+    )
