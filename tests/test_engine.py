@@ -107,9 +107,16 @@ def test_crt_second_stage_keeps_backbone(store):
 
 
 def test_init_from_rejects_mismatch(store):
+    """A bad init_from is refused before a run is created (probe L03: an unknown id left a failed run)."""
     first = train(tiny_config(method="ce"), store)
+    before = len(store.runs())
     with pytest.raises(ConfigError, match="image_size"):
         train(tiny_config(method="crt", init_from=first, image_size=32), store)
+    with pytest.raises(ConfigError, match="init_from run 'nosuchrun' is not in the store"):
+        train(tiny_config(method="crt", init_from="nosuchrun"), store)
+    with pytest.raises(ConfigError, match="no stage left to train after init_from"):
+        train(tiny_config(method="ce", init_from=first), store)
+    assert len(store.runs()) == before
 
 
 def test_checkpoint_round_trip(tmp_path):

@@ -96,6 +96,8 @@ def train(
         config = TrainConfig.from_dict(run["config"])
     elif run_id is None:
         config.check_ready()
+        if config.init_from is not None:
+            init_from_checkpoint(store, config)
         run_id = store.create_run(config.to_dict())
     store.set_status(run_id, "running")
     for leftover in store.run_dir(run_id).glob(".*.tmp"):  # a write cut short by a kill: this run owns its folder
@@ -261,12 +263,10 @@ def _setup_run(config: TrainConfig, store: RunStore, run_id: str) -> RunState:
     method = create_method(config.method, **config.method_settings)
     stages = method.stages(config.epochs)
     if config.init_from:  # weights from a finished run stand in for the representation stages
-        missing, _ = model.load_state_dict(_init_weights(store, config, config.init_from), strict=False)
+        missing, _ = model.load_state_dict(_init_weights(store, config), strict=False)
         if any(key.startswith("backbone.") for key in missing):
             raise ConfigError(f"init_from run {config.init_from} has a different backbone; use the same backbone")
         stages = [s for s in stages if not s.representation]
-        if not stages:
-            raise ConfigError(f"method {config.method!r} has no stage left to train after init_from; drop init_from")
     plan = [(stage, k) for stage in stages for k in range(stage.epochs)]
     steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
     info = TrainInfo(
@@ -600,8 +600,12 @@ def _load_weights(model: Classifier, method: Method, state: dict[str, Any]) -> N
         method.load_extra_state(state["extra"])
 
 
-def _init_weights(store: RunStore, config: TrainConfig, source_id: str) -> dict[str, torch.Tensor]:
-    """The backbone (and a linear head) of the finished run `source_id`, which `config` starts from."""
+def init_from_checkpoint(store: RunStore, config: TrainConfig) -> Path:
+    """The checkpoint `config.init_from` names, after checking that the run is there, finished, on the same data and
+    backbone, and that the method keeps a stage to train: called before a run is created, so a bad id creates none."""
+    source_id = str(config.init_from)
+    if not store.has_run(source_id):
+        raise ConfigError(f"init_from run {source_id!r} is not in the store {store.root}; `runs` lists the runs")
     source = store.get_run(source_id)
     if source["status"] != "finished":
         raise ConfigError(f"init_from run {source_id} is {source['status']}; it must be finished")
@@ -609,9 +613,20 @@ def _init_weights(store: RunStore, config: TrainConfig, source_id: str) -> dict[
     for key in ("data", "data_path", "image_size", "backbone", "split_seed", "colour_constancy"):
         if theirs.get(key) != getattr(config, key):
             raise ConfigError(f"init_from run has {key}={theirs.get(key)!r} but this run has {getattr(config, key)!r}")
+    stages = create_method(config.method, **config.method_settings).stages(config.epochs)
+    if all(stage.representation for stage in stages):
+        raise ConfigError(f"method {config.method!r} has no stage left to train after init_from; drop init_from")
     run_dir = store.run_dir(source_id)
     representation = run_dir / REPRESENTATION_CHECKPOINT  # two-stage runs: the features before stage 2
-    state = load_checkpoint(representation if representation.exists() else run_dir / MODEL_FILE)["model"]
+    checkpoint = representation if representation.exists() else run_dir / MODEL_FILE
+    if not checkpoint.is_file():
+        raise ConfigError(f"init_from run {source_id} keeps no weights (a slim or archived copy): train it here first")
+    return checkpoint
+
+
+def _init_weights(store: RunStore, config: TrainConfig) -> dict[str, torch.Tensor]:
+    """The backbone (and a linear head) of the finished run `config.init_from`, which `config` starts from."""
+    state = load_checkpoint(init_from_checkpoint(store, config))["model"]
     # The backbone and a linear head carry over (a scaled head's inner linear layer counts as one);
     # other method-specific heads start fresh.
     state = {k.replace("head.linear.", "head."): v for k, v in state.items()}
