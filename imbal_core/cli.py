@@ -476,13 +476,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         choices=("none", *COLOUR_CONSTANCY),
         help="remove each image's light colour in every split (Shades of Gray, p = 6)",
     )
-    p.add_argument("--profile", default="exp", help="exp, step, or a JSON {class: count} dict")
+    p.add_argument(
+        "--profile",
+        help="with a ratio: exp (the default) or step; or a JSON {class: count} dict (no ratio needed)",
+    )
     p.add_argument(
         "--fit",
-        default="scale",
         choices=("scale", "cap"),
-        help="scale: exact ratio, fewer images (a ratio out of reach is an error); cap: classes short of "
-        "their target keep all their images, at least one (the achieved ratio is printed)",
+        help="with a ratio: scale (the default): exact ratio, fewer images (a ratio out of reach is an error); cap: "
+        "classes short of their target keep all their images, at least one (the achieved ratio is printed)",
     )
     p.add_argument(
         "--backbone",
@@ -675,7 +677,7 @@ def _key_values(items: list[str], what: str) -> dict[str, Any]:
 
 
 def _config(args: argparse.Namespace, method: str, ratio: float | None, seed: int) -> TrainConfig:
-    profile: Any = args.profile
+    profile: Any = args.profile or "exp"
     if profile.startswith("{"):
         try:
             profile = json.loads(profile)
@@ -693,7 +695,7 @@ def _config(args: argparse.Namespace, method: str, ratio: float | None, seed: in
         split_seed=args.split_seed,
         ratio=ratio,
         profile=profile,
-        fit=args.fit,
+        fit=args.fit or "scale",
         backbone=args.backbone or default_backbone(args.pretrained),
         pretrained=args.pretrained,
         epochs=args.epochs,
@@ -886,7 +888,22 @@ def methods_markdown() -> str:
     return "\n\n".join([header] + [METHODS.get(name).card.to_markdown(name) for name in METHODS.names()]) + "\n"
 
 
+def _check_subset_options(args: argparse.Namespace, ratios: list[float | None]) -> None:
+    """--profile exp/step and --fit shape a ratio's subset: with natural counts only, they would be stored unused."""
+    named_profile = args.profile is not None and not args.profile.startswith("{")
+    if all(ratio is None for ratio in ratios) and (named_profile or args.fit is not None):
+        given = " and ".join(
+            f"--{name} {value}" for name, value in (("profile", args.profile), ("fit", args.fit)) if value
+        )
+        raise ConfigError(
+            f"{given} only shape(s) the subset a ratio keeps; with natural counts (no ratio) it has no effect: add "
+            "--ratio, or drop it"
+        )
+
+
 def cmd_train(args: argparse.Namespace) -> None:
+    if not args.resume:
+        _check_subset_options(args, [args.ratio])
     store = _open_store(args)
     config = None if args.resume else _config(args, args.method, args.ratio, args.seed)
     run_id = _train_with_bar(config, store, args.quiet, resume=args.resume, tag=args.tag)
@@ -902,6 +919,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         args.ratios, "--ratios", _ratio_or_natural, "comma-separated ratios >= 1 and/or 'natural', e.g. natural,10,100"
     )
     seeds = _comma_list(args.seeds, "--seeds", _non_negative_int, "comma-separated integers >= 0, e.g. 0,1,2")
+    _check_subset_options(args, ratios)
     configs = [_config(args, m, r, s) for m, r, s in itertools.product(methods, ratios, seeds)]
     if args.executor == "ray":
         _sweep_on_ray(args, store, configs)

@@ -183,7 +183,9 @@ def test_read_only_store(tmp_path: Path, capsys):
         (["--lr", "inf"], "lr must be a number in (0, 10]"),
         (["--lr", "1e30"], "lr must be a number in (0, 10]"),
         (["--weight-decay", "inf"], "weight_decay must be a number in [0, 10]"),
-        (["--profile", "expp"], "profile must be one of ['exp', 'step']"),
+        (["--profile", "expp", "--ratio", "10"], "profile must be one of ['exp', 'step']"),
+        (["--profile", "step"], "--profile step only shape(s) the subset a ratio keeps"),  # probe W15: stored unused
+        (["--fit", "cap"], "--fit cap only shape(s) the subset a ratio keeps"),
         (["--profile", '{"symmetric_uniform": true}'], "a {class name: count} dict with integer counts >= 1"),
     ],
 )
