@@ -777,6 +777,33 @@ def _print_result(store: RunStore, run_id: str) -> None:
     )
     shown = ", ".join(f"{k} {summary[k]:.3f}" for k in keys if k in summary)
     print(f"{run_id}: {run['status']}" + (f" — test {shown}" if shown else "") + _achieved_ratio(store, run))
+    caution = _small_test_caution(store, run)
+    if caution:
+        print(caution)
+
+
+MIN_TEST_PER_CLASS = 10  # fewer test images of a class than this, and its numbers are anecdotes
+
+
+def _small_test_caution(store: RunStore, run: dict[str, Any]) -> str:
+    """A warning when the test split is too small to mean much, or lacks a class (its recall is then undefined)."""
+    metrics_file = store.run_dir(run["run_id"]) / "metrics.json"
+    if run["status"] != "finished" or not metrics_file.exists():
+        return ""
+    metrics = read_json(metrics_file)
+    support = [int(sum(row)) for row in metrics.get("confusion") or []]
+    if not support:
+        return ""
+    absent = [name for name, n in zip(metrics["class_names"], support) if n == 0]
+    if absent:
+        return f"caution: the test split has no image of {absent}: their recall and F1 are undefined"
+    if min(support) < MIN_TEST_PER_CLASS:
+        fewest = metrics["class_names"][support.index(min(support))]
+        return (
+            f"caution: the test split has {sum(support)} image(s), only {min(support)} of {fewest}: with fewer "
+            f"than {MIN_TEST_PER_CLASS} a class, these numbers are anecdotes, not estimates"
+        )
+    return ""
 
 
 def _achieved_ratio(store: RunStore, run: dict[str, Any]) -> str:

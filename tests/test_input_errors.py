@@ -539,3 +539,11 @@ def test_a_pipe_among_the_images_and_a_special_output_file_are_refused(tmp_path:
         load_dataset("folder", path=data, use_cache=False)
     assert main(["--store", str(tmp_path / "store"), "export", "--out", str(tmp_path)]) == 2
     assert "is a folder, device or pipe, not a file" in error_of(capsys)
+
+
+def test_a_tiny_test_split_comes_with_a_caution(tmp_path: Path, capsys):
+    """Probe W20: a perfect score on a 4-image test set was printed with no caveat."""
+    splits = {"train": two_classes(40), "val": two_classes(10), "test": two_classes(4)}
+    small = write_npz(tmp_path / "small.npz", splits)
+    assert cli(tmp_path, "train", "--data", "medmnist", "--path", str(small), *QUICK) == 0
+    assert "caution: the test split has 4 image(s), only 2 of class_0" in capsys.readouterr().out
