@@ -380,8 +380,10 @@ def diffusion_tab_body() -> None:
 
     st.subheader("Generator quality, per class")
     runs = finished_runs(all_stores())
+    # Any size: a judge of another size sees every image (synthetic and real) resized to its own.
     same_data = runs[
-        runs["has_model"] & runs["config"].map(lambda c: data_mismatch(picked.config, json.loads(c)) is None)
+        runs["has_model"]
+        & runs["config"].map(lambda c: data_mismatch(picked.config, json.loads(c), ignore=("image_size",)) is None)
     ]
     if same_data.empty:
         st.caption("Quality is judged by a finished run on the same data (its classifier and features): train one.")
@@ -390,16 +392,18 @@ def diffusion_tab_body() -> None:
         # class-balanced one: `ce` often never predicts the rarest classes, so their fidelity says nothing.
         configs = same_data["config"].map(json.loads)
         judges = same_data.assign(
+            _other_size=configs.map(lambda c: c["image_size"] != picked.config["image_size"]),
             _other_ratio=configs.map(lambda c: c.get("ratio") != picked.config.get("ratio")),
             _epochs=-configs.map(lambda c: c["epochs"]),
             _method=same_data["method"].map({"balanced_softmax": 0, "ce": 1}).fillna(2),
-        ).sort_values(["_other_ratio", "_epochs", "_method"], kind="stable")
+        ).sort_values(["_other_size", "_other_ratio", "_epochs", "_method"], kind="stable")
         judge = st.selectbox(
             "Judged by the classifier and features of",
             judges["label"].tolist(),
             key="quality_run",
-            help="A finished run on the generator's data; the one trained on its training images for the longest "
-            "comes first (a short run of one's own recognises rare classes too poorly to judge them).",
+            help="A finished run on the generator's data; one at the generator's size, then one trained on its "
+            "training images for the longest, comes first (a short run of one's own recognises rare classes too "
+            "poorly to judge them). A run of another size judges every image resized to its own size.",
         )
         per_class = st.select_slider("Images per class", [16, 32, 64], value=32, key="quality_n")
         if st.button("Measure quality", key="quality_go"):

@@ -1201,6 +1201,12 @@ def cmd_generator_quality(args: argparse.Namespace) -> None:
         f"generator {args.generator}, features and classifier of run {args.run} (not Inception-FID); "
         f"{args.per_class} images per class, {args.steps} DDIM steps, guidance {args.guidance:g}, "
         f"strength {args.strength:g}, seed {args.seed}"
+        + (
+            f"; the run's classifier works at {report.judge_size} px, so synthetic, training and validation images "
+            f"were all resized to {report.judge_size} px for it (pixel distances at the generator's size)"
+            if report.judge_size
+            else ""
+        )
     )
     targets = targets_table(report.table)
     print(heading)

@@ -380,6 +380,15 @@ def test_quality_measures_on_known_cases(store, tiny_generator):
     assert list(table["class"])[-1] == "all" and len(table) == 8
     assert table["label_fidelity"].between(0, 1).all() and (table["synthetic"][:7] == 4).all()
     assert report.synthetic.shape == (28, 28, 28, 3) and report.nearest.max() < len(dataset.train.images)
+    assert report.judge_size is None
+
+    # A judge of another size (e.g. a shipped 128 px run for a 64 px generator) sees every image at its size.
+    from imbal_core.synth.quality import measure_generator
+
+    judge_32 = train(tiny_config(method="ce", image_size=32), store)
+    other = measure_generator(tiny_generator, judge_32, store, per_class=4, steps=3, device="cpu")
+    assert other.judge_size == 32 and other.synthetic.shape[1:3] == (28, 28)  # distances at the generator's size
+    assert other.table["label_fidelity"].between(0, 1).all()
 
 
 def test_targets_name_each_miss_and_by_how_much_and_skip_rare_classes():

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from scipy import linalg
 
+from ..data.images import resize_array
 from ..engine.trainer import predict
 from ..models import Classifier
 from ..runs import RunStore
@@ -54,6 +55,7 @@ class QualityReport:
     labels: np.ndarray
     nearest: np.ndarray  # index into the training images of each synthetic image's nearest one
     nearest_distance: np.ndarray
+    judge_size: int | None = None  # the classifier's image size, when every image was resized to it
 
 
 def nearest_neighbours(queries: np.ndarray, references: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,11 +105,15 @@ def generator_quality(
     strength: float = 1.0,
     seed: int = 0,
     progress: Callable[[float], None] | None = None,
+    judge_size: int | None = None,
 ) -> QualityReport:
     """Sample `per_class` images of every class and measure them (images are uint8 (N, H, W, C)).
 
     `train_images` are the images the generator learnt from; with `strength` < 1 (SDEdit) they are
     also the starting points. `progress` gets the share of the sampling done (most of the time).
+    `judge_size`: the classifier's image size when it is not the generator's; synthetic, training and validation
+    images are all resized to it alike before the classifier sees them (pixel distances stay at the generator's
+    size), so each synthetic measure and its real reference are judged on the same footing.
     """
     device = next(classifier.parameters()).device
     num_classes = generator.num_classes
@@ -130,9 +136,12 @@ def generator_quality(
     synthetic = made.permute(0, 2, 3, 1).cpu().numpy()
     labels_np = labels.numpy()
 
-    syn_logits, syn_features = predict(classifier, synthetic, device)
-    train_logits, train_features = predict(classifier, train_images, device)
-    val_logits, val_features = predict(classifier, val_images, device)
+    def judged(images: np.ndarray) -> np.ndarray:
+        return images if judge_size is None else resize_array(images, judge_size)
+
+    syn_logits, syn_features = predict(classifier, judged(synthetic), device)
+    train_logits, train_features = predict(classifier, judged(train_images), device)
+    val_logits, val_features = predict(classifier, judged(val_images), device)
     pca = _pca(train_features.numpy(), min(FD_DIMENSIONS, per_class - 1))
     syn_f, train_f, val_f = (pca(f.numpy()) for f in (syn_features, train_features, val_features))
     nearest, nearest_distance = nearest_neighbours(synthetic, train_images)
@@ -164,7 +173,7 @@ def generator_quality(
         "synthetic": int(len(labels_np)),
         **table.drop(columns=["class", "train_images", "synthetic"]).mean().to_dict(),
     }
-    return QualityReport(table, synthetic, labels_np, nearest, nearest_distance)
+    return QualityReport(table, synthetic, labels_np, nearest, nearest_distance, judge_size)
 
 
 def targets_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -263,8 +272,9 @@ def measure_generator(
 ) -> QualityReport:
     """`generator_quality` for a generator name and a finished run (looked up in `store`, then pretrained/).
 
-    The run must be on the generator's data (same source, size and split) so its classifier and
-    features speak of the same classes; the images measured against are the generator's own.
+    The run must be on the generator's data (same source and split; any size: the images are resized to the
+    run's, see `generator_quality`) so its classifier and features speak of the same classes; the images measured
+    against are the generator's own.
     """
     from ..compare import stores
     from ..data import load_dataset
@@ -281,7 +291,7 @@ def measure_generator(
     if owner is None:
         raise ConfigError(f"run {run_id} is in neither the run store nor pretrained/; list runs with `runs`")
     classifier, run_config, metrics = load_run_model(owner, run_id, target)
-    mismatch = data_mismatch(config.to_dict(), run_config.to_dict())
+    mismatch = data_mismatch(config.to_dict(), run_config.to_dict(), ignore=("image_size",))
     if mismatch:
         raise ConfigError(
             f"run {run_id} is on other data than the generator ({mismatch}); pick a run on the generator's data"
@@ -310,4 +320,5 @@ def measure_generator(
         strength,
         seed,
         progress,
+        judge_size=run_config.image_size if run_config.image_size != config.image_size else None,
     )
