@@ -547,3 +547,48 @@ def test_a_tiny_test_split_comes_with_a_caution(tmp_path: Path, capsys):
     small = write_npz(tmp_path / "small.npz", splits)
     assert cli(tmp_path, "train", "--data", "medmnist", "--path", str(small), *QUICK) == 0
     assert "caution: the test split has 4 image(s), only 2 of class_0" in capsys.readouterr().out
+
+
+def test_folder_and_cache_faults_found_by_the_probe_are_named(tmp_path: Path, monkeypatch):
+    """Probe W07 (a class of .gif files vanished), H07 (a deep tree was a RecursionError), H09 (1e11 built-in
+    images was a numpy MemoryError), T21 (a read-only cache was a PermissionError), L02 (a killed cache build left
+    its folder forever) and W14 (a CSV beside the lab home made a new cache every time)."""
+    import imbal_core.data.cache as cache
+    from imbal_core.data import _fingerprint
+
+    data = _image_folder(tmp_path / "data")
+    gifs = data / "gifs"
+    gifs.mkdir()
+    Image.fromarray(np.zeros((30, 30, 3), np.uint8)).save(gifs / "a.gif")
+    with pytest.raises(DataError, match=r"class folder .*gifs holds 1 file\(s\) \(.gif\) but no image of the types"):
+        load_dataset("folder", path=data, use_cache=False)
+    gifs.joinpath("a.gif").unlink()
+    gifs.rmdir()
+
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    (deep / "link").symlink_to(deep, target_is_directory=True)
+    monkeypatch.setattr(os, "walk", lambda *a, **k: (_ for _ in ()).throw(RecursionError()))
+    with pytest.raises(DataError, match="nested too deep to walk"):
+        load_dataset("folder", path=deep, use_cache=False)
+    monkeypatch.undo()
+
+    with pytest.raises(DataError, match="takes .* GB in memory"):
+        load_dataset("synthetic", n_images=10**11, use_cache=False)
+
+    stale = tmp_path / "cache" / ".synthetic-28px-old-abcd"
+    stale.mkdir(parents=True)
+    os.utime(stale, (0, 0))  # untouched for decades: a build killed long ago
+    load_dataset("folder", path=data, cache_dir=tmp_path / "cache")
+    assert not stale.exists() and len(list((tmp_path / "cache").iterdir())) == 1
+
+    monkeypatch.setattr(cache.tempfile, "mkdtemp", lambda **k: (_ for _ in ()).throw(PermissionError(13, "denied")))
+    with pytest.warns(UserWarning, match="cannot be written .* loaded but not cached"):
+        assert load_dataset("folder", path=data, cache_dir=tmp_path / "other_cache").num_classes == 2
+    monkeypatch.undo()
+
+    monkeypatch.setenv("IMBAL_LAB_HOME", str(data / "lab"))
+    before = _fingerprint(data)
+    (data / "lab" / "cache").mkdir(parents=True)
+    (data / "lab" / "cache" / "entry.npy").write_bytes(b"new cache")
+    assert _fingerprint(data) == before

@@ -95,7 +95,13 @@ def load_dataset(
             raise DataError(
                 f"{path} is neither a folder nor a regular file (a pipe or device?): give the data's folder"
             )
-    fingerprint = _fingerprint(path, info.file_is_whole) if path is not None else None
+    try:
+        fingerprint = _fingerprint(path, info.file_is_whole) if path is not None else None
+    except RecursionError:
+        raise DataError(
+            f"{path} holds folders nested too deep to walk (hundreds of levels): point --path at the data's own "
+            "folder, and keep its tree shallow"
+        ) from None
     key = cache.cache_key(source, fingerprint, image_size, split_seed, options)
     cache_folder = Path(cache_dir) if cache_dir is not None else lab_home() / "cache"
     dataset = cache.load(cache_folder, key) if use_cache else None
@@ -130,7 +136,9 @@ def _fingerprint(path: Path, file_is_whole: bool = False) -> list:
     if path.is_file() and file_is_whole:
         return [str(path), [(path.name, *_signature(path))]]
     root = path.parent if path.is_file() else path
-    files, seen = [], set()
+    # The lab's own files (its cache is written while this runs) are no data: a CSV in a folder that holds the lab
+    # home would get a new key, and a new cache, every time.
+    files, seen = [], {os.path.realpath(lab_home())}
     for parent, folders, names in os.walk(root, followlinks=True):
         real = os.path.realpath(parent)
         if real in seen:

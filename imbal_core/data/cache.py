@@ -13,6 +13,8 @@ import hashlib
 import json
 import shutil
 import tempfile
+import time
+import warnings
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -35,10 +37,24 @@ def cache_key(source: str, fingerprint: Any, image_size: int, split_seed: int, o
     return f"{source}-{image_size}px-seed{split_seed}-{hashlib.sha1(payload.encode()).hexdigest()[:12]}"
 
 
-def save(dataset: ImageDataset, cache_dir: Path, key: str) -> None:
-    cache_dir.mkdir(parents=True, exist_ok=True)
+STALE_BUILD_SECONDS = 6 * 3600  # a half-built cache folder untouched this long was left by a killed build
+
+
+def save(dataset: ImageDataset, cache_dir: Path, key: str) -> bool:
+    """Write the cache entry; False (with a warning) where the cache folder cannot be written: the data set is
+    still usable, only not cached."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_builds(cache_dir)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache_dir))
+    except OSError as err:
+        warnings.warn(
+            f"the data cache {cache_dir} cannot be written ({err.strerror}); the data set is loaded but not cached: "
+            "make the folder writable, or move the lab home with IMBAL_LAB_HOME",
+            stacklevel=2,
+        )
+        return False
     folder = cache_dir / key
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache_dir))
     try:
         header: dict[str, Any] = {
             "name": dataset.name,
@@ -63,6 +79,19 @@ def save(dataset: ImageDataset, cache_dir: Path, key: str) -> None:
             # another process built the same cache meanwhile: the same images, and it may be reading them
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return True
+
+
+def remove_stale_builds(cache_dir: Path) -> None:
+    """Remove the temporary folders (`.<key>-xxxx`) of cache builds killed part-way: untouched for hours, no
+    build is writing them any more."""
+    now = time.time()
+    for folder in cache_dir.glob(".*-*"):
+        try:
+            if folder.is_dir() and now - folder.stat().st_mtime > STALE_BUILD_SECONDS:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def load(cache_dir: Path, key: str) -> ImageDataset | None:

@@ -26,12 +26,17 @@ def load_folder(path: Path, image_size: int, split_seed: int) -> ImageDataset:
         files = [_inside_csv_folder(path, row, relative) for row, relative in enumerate(table["path"].astype(str), 1)]
         _refuse_repeated_files(files, table["label"], path)
     else:
-        rows = [
-            (f, sub.name)
-            for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-            for f in sorted(sub.rglob("*"))
-            if f.suffix.lower() in IMAGE_SUFFIXES
-        ]
+        rows = []
+        for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            files = sorted(f for f in sub.rglob("*") if not f.is_dir())
+            images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
+            if files and not images:  # a class whose files are all of another type would vanish without a word
+                kinds = sorted({f.suffix.lower() or "(no suffix)" for f in files})
+                raise DataError(
+                    f"class folder {sub} holds {len(files)} file(s) ({', '.join(kinds[:5])}) but no image of the "
+                    f"types read ({', '.join(IMAGE_SUFFIXES)}): convert them (e.g. to PNG), or move the folder out"
+                )
+            rows += [(f, sub.name) for f in images]
         if not rows:
             raise DataError(f"no images in class sub-folders of {path}; expected {path}/<class_name>/<image>.png")
         files = [r[0] for r in rows]

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import DataError
 from .base import ImageDataset, Split, register_source
+from .images import check_memory
 from .splitting import stratified_split
 
 # RGB in [0, 1].
@@ -385,6 +386,7 @@ def load_synthetic(path: str | None, image_size: int, split_seed: int, n_images:
             f"the built-in images are drawn at {MIN_SIZE} to {MAX_SIZE} pixels a side; got image size {image_size}. "
             "Choose a size in that range (--image-size in the CLI)"
         )
+    check_memory("synthetic", n_images, image_size)  # before anything is drawn: a typo of 1e11 images is named
     # The generator seed is fixed so that every user sees the same images; split_seed only
     # changes which image lands in which split, as for the real data sets.
     images, labels = generate(n_images, image_size, seed=1234)
