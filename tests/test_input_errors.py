@@ -214,7 +214,7 @@ def test_bad_sweep_lists(tmp_path: Path, capsys, argv: list[str], expected: str)
 def test_help_shows_defaults(capsys):
     assert main(["train", "--help"]) == 0
     shown = " ".join(capsys.readouterr().out.split())
-    assert "(default: 10)" in shown and "(default: scale)" in shown and "(default: None)" not in shown
+    assert "(default: 10)" in shown and "scale (the default)" in shown and "(default: None)" not in shown
 
 
 def test_every_evaluate_option_has_help():
