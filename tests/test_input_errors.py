@@ -568,10 +568,10 @@ def test_folder_and_cache_faults_found_by_the_probe_are_named(tmp_path: Path, mo
     deep = tmp_path / "deep"
     deep.mkdir()
     (deep / "link").symlink_to(deep, target_is_directory=True)
-    monkeypatch.setattr(os, "walk", lambda *a, **k: (_ for _ in ()).throw(RecursionError()))
-    with pytest.raises(DataError, match="nested too deep to walk"):
-        load_dataset("folder", path=deep, use_cache=False)
-    monkeypatch.undo()
+    with monkeypatch.context() as patched:  # scoped: undo() would also undo the conftest's own patches
+        patched.setattr(os, "walk", lambda *a, **k: (_ for _ in ()).throw(RecursionError()))
+        with pytest.raises(DataError, match="nested too deep to walk"):
+            load_dataset("folder", path=deep, use_cache=False)
 
     with pytest.raises(DataError, match="takes .* GB in memory"):
         load_dataset("synthetic", n_images=10**11, use_cache=False)
@@ -582,10 +582,10 @@ def test_folder_and_cache_faults_found_by_the_probe_are_named(tmp_path: Path, mo
     load_dataset("folder", path=data, cache_dir=tmp_path / "cache")
     assert not stale.exists() and len(list((tmp_path / "cache").iterdir())) == 1
 
-    monkeypatch.setattr(cache.tempfile, "mkdtemp", lambda **k: (_ for _ in ()).throw(PermissionError(13, "denied")))
-    with pytest.warns(UserWarning, match="cannot be written .* loaded but not cached"):
-        assert load_dataset("folder", path=data, cache_dir=tmp_path / "other_cache").num_classes == 2
-    monkeypatch.undo()
+    with monkeypatch.context() as patched:
+        patched.setattr(cache.tempfile, "mkdtemp", lambda **k: (_ for _ in ()).throw(PermissionError(13, "denied")))
+        with pytest.warns(UserWarning, match="cannot be written .* loaded but not cached"):
+            assert load_dataset("folder", path=data, cache_dir=tmp_path / "other_cache").num_classes == 2
 
     monkeypatch.setenv("IMBAL_LAB_HOME", str(data / "lab"))
     before = _fingerprint(data)
