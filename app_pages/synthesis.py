@@ -117,7 +117,7 @@ def generator_panel(kind: str) -> None:
             "Latent space (an autoencoder first, then the UNet on its latents, 4x smaller a side)",
             value=choice["image_size"] >= LATENT_FROM,
             key="diffusion_train_latent",
-            help="About 20x cheaper a step at 64 px than denoising pixels (benchmarks/generator_cost.py); the "
+            help="About 30x cheaper a step at 64 px than denoising pixels (benchmarks/generator_cost.py); the "
             "first eighth of the epochs train the autoencoder.",
         )
         if st.form_submit_button("Train"):

@@ -9,7 +9,7 @@
 - Latent space (`latent_channels` > 0, for 64 px and up): a small KL autoencoder (diffusers
   `AutoencoderKL` from a config) first learns to map images to latents 4x smaller a side
   (64 px -> 16x16x4) for `autoencoder_epochs`; the UNet then learns on those latents, scaled to
-  unit variance. A denoising step on 16x16 latents costs about a twentieth of one on 64 px pixels
+  unit variance. A denoising step on 16x16 latents costs about a thirtieth of one on 64 px pixels
   (benchmarks/generator_cost.py), which is what makes 64 px trainable on a CPU.
 - Sampling: DDIM (`steps`, 25 by default, deterministic: eta = 0) with guidance
   out = out_null + s (out_class - out_null); or SDEdit: a real image of the class, noised to
