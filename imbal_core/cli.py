@@ -1050,7 +1050,12 @@ def cmd_runs(args: argparse.Namespace) -> None:
     filters = {k: v for k, v in (("method", args.method), ("status", args.status)) if v}
     runs = store.runs(**filters)
     if runs.empty:
-        print("no runs yet; start one with `python -m imbal_core train`")
+        matching = " and ".join(f"{k} {v}" for k, v in filters.items())
+        print(
+            f"no runs with {matching} (`runs` lists them all)"
+            if filters
+            else "no runs yet; start one with `python -m imbal_core train`"
+        )
         return
     # runs without a summary or progress read back as None or NaN
     runs["balanced_acc"] = runs["summary"].map(lambda s: json.loads(s)["balanced_acc"] if isinstance(s, str) else None)

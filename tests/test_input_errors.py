@@ -592,3 +592,32 @@ def test_folder_and_cache_faults_found_by_the_probe_are_named(tmp_path: Path, mo
     (data / "lab" / "cache").mkdir(parents=True)
     (data / "lab" / "cache" / "entry.npy").write_bytes(b"new cache")
     assert _fingerprint(data) == before
+
+
+def test_probe_wordings_name_the_real_problem(tmp_path: Path, capsys):
+    """Probe T26 (an npz count mismatch named neither file nor split), T31 (`runs --method X` with no match said "no
+    runs yet"), W11 (a decompression-bomb limit advised re-copying a truncated file)."""
+    from PIL import Image
+
+    from imbal_core.data.images import read_image
+
+    splits = {"train": two_classes(40), "val": two_classes(10), "test": two_classes(10)}
+    path = write_npz(tmp_path / "counts.npz", splits)
+    with np.load(path) as saved:
+        arrays = dict(saved)
+    arrays["val_labels"] = arrays["val_labels"][:8]
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=r"counts.npz: val_images holds 10 images but val_labels 8 labels"):
+        load_dataset("medmnist", path=path, use_cache=False)
+    assert cli(tmp_path, "train", *TINY) == 0
+    capsys.readouterr()
+    assert main(["--store", str(tmp_path / "store"), "runs", "--method", "focal"]) == 0
+    assert "no runs with method focal" in capsys.readouterr().out
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "big.png")
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = 100  # 64 x 64 is then "too large" (over twice the limit is refused)
+    try:
+        with pytest.raises(DataError, match="larger than the decoder allows"):
+            read_image(tmp_path / "big.png", 28)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit

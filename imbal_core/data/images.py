@@ -72,7 +72,13 @@ def read_image(path: Path | io.BytesIO, size: int, name: str | None = None) -> n
             return np.asarray(img, dtype=np.uint8)
     except FileNotFoundError:
         raise DataError(f"image file {name} does not exist; check the data folder") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
+    except PermissionError:
+        raise DataError(f"image file {name} cannot be read (permission denied): make it readable") from None
+    except Image.DecompressionBombError as err:
+        raise DataError(
+            f"image file {name} is larger than the decoder allows ({err}); resize it before using it here"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise DataError(
             f"image file {name} cannot be decoded ({err}); it is truncated or not an image — "
             "re-copy it from the original archive or remove its row from the label file"

@@ -125,6 +125,11 @@ def load_medmnist(
             images = np.repeat(images[..., None], 3, axis=3)
         if images.ndim != 4 or images.dtype != np.uint8:
             raise DataError(f"{file}: {s}_images must be uint8 (N, H, W[, C]); got {images.dtype} {images.shape}")
+        if len(images) != len(labels.reshape(-1)):
+            raise DataError(
+                f"{file}: {s}_images holds {len(images)} images but {s}_labels {len(labels.reshape(-1))} labels; "
+                "save one label per image"
+            )
         ids = np.array([f"{s}_{i:05d}" for i in range(len(labels))])
         splits[s] = Split(resize_array(images, image_size), labels.reshape(-1), ids)
     channels = {s: split.images.shape[3] for s, split in splits.items()}
