@@ -256,6 +256,8 @@ def find_protocol(reference: str | Path) -> Path:
         return path.resolve()
     if path.suffix != ".toml" and (PROTOCOL_DIR / f"{reference}.toml").is_file():
         return (PROTOCOL_DIR / f"{reference}.toml").resolve()
+    if path.exists():  # a folder, pipe or device: reading it would fail or block
+        raise ConfigError(f"protocol {str(reference)!r} is not a regular file: give the path of a .toml file")
     raise ConfigError(
         f"no protocol file {str(reference)!r}; give the path of a .toml file, or one of the protocols in "
         f"{PROTOCOL_DIR}: {', '.join(protocol_names()) or 'none'}"

@@ -226,6 +226,12 @@ def test_a_protocol_that_is_not_utf8_is_named(tmp_path: Path):
         load_protocol(path)
 
 
+def test_a_protocol_that_is_a_pipe_is_named_so(tmp_path: Path):
+    os.mkfifo(tmp_path / "pipe.toml")
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_protocol(tmp_path / "pipe.toml")
+
+
 def test_bad_protocol_files_and_paths(tmp_path: Path):
     with pytest.raises(ConfigError, match=r"no protocol file 'nope'; .* one of the protocols in .*builtin_ratios"):
         load_protocol("nope")
