@@ -146,9 +146,13 @@ def test_bad_settings_fail_before_a_run_is_created(store):
 
 
 def test_failed_run_is_recorded(store):
-    with pytest.raises(RunError, match="no run"):
-        train(tiny_config(method="crt", init_from="no-such-run"), store)
-    run = store.runs().iloc[0]
+    """A run that fails while it trains (here: the run it starts from vanished after it was queued; a new run with
+    that init_from is refused before it is created) is recorded as failed, with the error."""
+    config = tiny_config(method="crt", init_from="no-such-run")
+    run_id = store.create_run(config.to_dict())
+    with pytest.raises(ConfigError, match="not in the store"):
+        train(config, store, run_id=run_id)
+    run = store.get_run(run_id)
     assert run["status"] == "failed" and "no-such-run" in run["error"]
 
 
