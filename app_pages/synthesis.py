@@ -269,8 +269,9 @@ def samples_beside_real(
     measured = st.session_state.get("quality_result")  # measured on this page, else the shipped model's file
     if measured and measured[0] == picked.name:
         quality, where = targets_table(measured[3]), f"measured here, judged by {measured[1]}"
-    else:
-        quality, where = shipped_quality(picked.name), f"results/{picked.name}_quality.md"
+    else:  # a file of ours speaks of the shipped model only
+        quality = shipped_quality(picked.name) if picked.source == "shipped" else None
+        where = f"results/{picked.name}_quality.md"
     row = None if quality is None else quality[quality["class"] == names[target]]
     if row is not None and not row.empty:
         misses = str(row["misses"].iloc[0])

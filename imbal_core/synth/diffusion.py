@@ -458,20 +458,20 @@ class DiffusionTrainer(GeneratorTrainer):
         codec_phase = epoch < config.autoencoder_epochs
         if codec_phase:
             assert self.model.codec is not None and self.codec_optimizer is not None
-            phase, steps, lr, phase_epochs = "autoencoder", self.codec_steps, config.autoencoder_lr, epoch
-            optimizer, module, total_epochs = self.codec_optimizer, self.model.codec, config.autoencoder_epochs
+            phase, steps, lr, epoch_in_phase = "autoencoder", self.codec_steps, config.autoencoder_lr, epoch
+            optimizer, module, phase_epochs = self.codec_optimizer, self.model.codec, config.autoencoder_epochs
         else:
             self._encode_training_images()
-            phase, steps, lr, phase_epochs = "denoising", self.steps, config.lr, epoch - config.autoencoder_epochs
-            optimizer, module, total_epochs = self.optimizer, self.model.unet, config.epochs - config.autoencoder_epochs
+            phase, steps, lr, epoch_in_phase = "denoising", self.steps, config.lr, epoch - config.autoencoder_epochs
+            optimizer, module, phase_epochs = self.optimizer, self.model.unet, config.epochs - config.autoencoder_epochs
         module.train()
         sums: dict[str, float] = {}
         for step in range(steps):
             if stop_event.is_set():
                 return None
-            phase_step = phase_epochs * steps + step
+            phase_step = epoch_in_phase * steps + step
             for group in optimizer.param_groups:  # short warm-up, then cosine decay, from the step alone
-                group["lr"] = lr * _lr_factor(phase_step, total_epochs * steps)
+                group["lr"] = lr * _lr_factor(phase_step, phase_epochs * steps)
             losses = self._codec_loss(generator) if codec_phase else {"loss": self._loss(generator)}
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
