@@ -621,3 +621,14 @@ def test_probe_wordings_name_the_real_problem(tmp_path: Path, capsys):
             read_image(tmp_path / "big.png", 28)
     finally:
         Image.MAX_IMAGE_PIXELS = limit
+
+
+def test_a_picture_copied_under_another_name_into_two_splits_is_refused(tmp_path: Path):
+    """Probe W06: renamed copies landed in training and test (41 of 44 test images), and the score doubled."""
+    import shutil
+
+    data = _image_folder(tmp_path / "data")
+    for image in sorted((data / "benign").glob("*.png")):
+        shutil.copy(image, image.with_name(f"copy_of_{image.name}"))
+    with pytest.raises(DataError, match=r"are the same picture, pixel for pixel: a copy in two splits"):
+        load_dataset("folder", path=data, use_cache=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
@@ -156,7 +157,23 @@ def dataset_from_files(
         )
         for split, idx in parts.items()
     }
+    refuse_copies_across_splits(splits, [Path(p) for p in paths], parts)
     return ImageDataset(name, class_names, splits, description)
+
+
+def refuse_copies_across_splits(splits: dict, paths: list[Path], parts: dict[str, np.ndarray]) -> None:
+    """The same picture under two file names, one in training and one in validation or test, would be scored as
+    unseen while the model learnt it: refused, naming both files (copies within one split only weigh it double)."""
+    first_seen: dict[bytes, tuple[str, int]] = {}
+    for split, idx in parts.items():
+        for image, index in zip(splits[split].images, idx):
+            digest = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).digest()
+            seen = first_seen.setdefault(digest, (split, int(index)))
+            if seen[0] != split:
+                raise DataError(
+                    f"{paths[seen[1]]} ({seen[0]}) and {paths[int(index)]} ({split}) are the same picture, pixel for "
+                    "pixel: a copy in two splits would be scored as unseen while the model learnt it; remove one copy"
+                )
 
 
 def available_memory() -> int:
