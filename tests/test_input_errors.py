@@ -632,3 +632,17 @@ def test_a_picture_copied_under_another_name_into_two_splits_is_refused(tmp_path
         shutil.copy(image, image.with_name(f"copy_of_{image.name}"))
     with pytest.raises(DataError, match=r"are the same picture, pixel for pixel: a copy in two splits"):
         load_dataset("folder", path=data, use_cache=False)
+
+
+def test_an_image_far_smaller_than_the_size_asked_is_refused(tmp_path: Path):
+    """Probe W10: 1x1 and 1x2000 px images were silently blown up into flat squares of one pixel's colour."""
+    from PIL import Image
+
+    from imbal_core.data.images import read_image
+
+    for width, height in ((1, 1), (1, 2000)):
+        Image.fromarray(np.full((height, width, 3), 200, np.uint8)).save(tmp_path / "thin.png")
+        with pytest.raises(DataError, match=rf"is {width}x{height} px: its square centre \(1 px\) would be blown up"):
+            read_image(tmp_path / "thin.png", 28)
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "small.png")
+    assert read_image(tmp_path / "small.png", 28).shape == (28, 28, 3)  # 7x: still read

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+MAX_UPSCALE = 8  # a smaller image than size / 8 holds too little to be one of the data set's images
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # PIL opens 16-bit greyscale files in one of these
 
 
@@ -67,6 +68,11 @@ def read_image(path: Path | io.BytesIO, size: int, name: str | None = None) -> n
             img = eight_bit_rgb(ImageOps.exif_transpose(opened), name)
             width, height = img.size
             side = min(width, height)
+            if side * MAX_UPSCALE < size:  # a 1x1 or 1x2000 image would become a flat square of one pixel's colour
+                raise DataError(
+                    f"image file {name} is {width}x{height} px: its square centre ({side} px) would be blown up more "
+                    f"than {MAX_UPSCALE}x to {size} px; remove it, or choose a smaller --image-size"
+                )
             left, top = (width - side) // 2, (height - side) // 2
             img = img.crop((left, top, left + side, top + side))
             img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
