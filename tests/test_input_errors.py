@@ -646,3 +646,19 @@ def test_an_image_far_smaller_than_the_size_asked_is_refused(tmp_path: Path):
             read_image(tmp_path / "thin.png", 28)
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "small.png")
     assert read_image(tmp_path / "small.png", 28).shape == (28, 28, 3)  # 7x: still read
+
+
+def test_an_edit_that_keeps_size_and_modification_time_changes_the_cache_key(tmp_path: Path):
+    """Probe W13: an image rewritten with the same size and its modification time put back served stale pixels."""
+    import time
+
+    from imbal_core.data import _fingerprint
+
+    data = _image_folder(tmp_path / "data")
+    image = next((data / "benign").iterdir())
+    before, stat = _fingerprint(data), image.stat()
+    time.sleep(0.01)
+    image.write_bytes(bytes(reversed(image.read_bytes())))  # same size, other bytes
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # modification time put back
+    assert image.stat().st_size == stat.st_size and image.stat().st_mtime_ns == stat.st_mtime_ns
+    assert _fingerprint(data) != before

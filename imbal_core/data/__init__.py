@@ -128,8 +128,8 @@ def check_inside_data_roots(path: Path) -> None:
 
 
 def _fingerprint(path: Path, file_is_whole: bool = False) -> list:
-    """Path plus relative name, size and modification time (ns) of every file the loader may read, so any changed,
-    added or removed file (e.g. an image truncated deep in `images/`) gives a new cache key.
+    """Path plus relative name, size, modification and change time (ns) of every file the loader may read, so any
+    changed, added or removed file (e.g. an image truncated deep in `images/`) gives a new cache key.
 
     A file that holds the whole data set (an npz) counts alone; a label file counts with its folder (its images lie
     there). Linked folders are followed, as the loaders follow them (each real folder once: a link loop ends)."""
@@ -150,9 +150,11 @@ def _fingerprint(path: Path, file_is_whole: bool = False) -> list:
     return [str(path), entries]
 
 
-def _signature(file: Path) -> tuple[int, int]:
+def _signature(file: Path) -> tuple[int, int, int]:
+    """Size, modification and change time: an edit that keeps the size and puts the modification time back (a copy
+    tool, `touch -r`) still moves the change time, which no user call can set."""
     try:
         stat = file.stat()
-        return stat.st_size, stat.st_mtime_ns
+        return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
     except OSError:  # e.g. a broken link: reading it fails later with a message naming it
-        return -1, -1
+        return -1, -1, -1
