@@ -100,6 +100,14 @@ class RunArchive:
                 f"archived run {run_id}: its config (in {ROW_FILE} or {CONFIG_FILE}) does not read; remove that folder"
             ) from None
 
+    def _config(self, run_id: str) -> dict[str, Any]:
+        try:
+            return _local(json.loads(self._row(run_id)["run"]["config"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise RunError(
+                f"archived run {run_id}: its config in {ROW_FILE} does not read; remove that folder"
+            ) from None
+
     def _row(self, run_id: str) -> dict[str, Any]:
         path = self.root / run_id / ROW_FILE
         try:
@@ -124,7 +132,7 @@ class RunArchive:
     def configs(self) -> dict[str, dict[str, Any]]:
         """Each archived run's config as this checkout reads it (`RunStore.find_runs` matches a whole config)."""
         return {
-            run_id: json.loads(self.load(run_id)["run"]["config"])  # checked as a restore checks it
+            run_id: self._config(run_id)  # the row alone: the files are read once, when a run is restored
             for run_id in self.run_ids()
         }
 
