@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
-from .errors import RunError
+from .errors import RunError, not_a_file_phrase
 from .utils import atomic_path
 
 TENSOR = "__tensor__"
@@ -60,7 +60,7 @@ def read_weights(
     """(tensors, metadata) of a file written by `write_weights`, after checking its digest."""
     path = Path(path)
     if not path.is_file():
-        raise RunError(f"{what} {path} does not exist")
+        raise RunError(f"{what} {path} {not_a_file_phrase(path)}")
     try:
         blob = path.read_bytes()
         header, data = _split_file(blob)

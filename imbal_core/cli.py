@@ -1035,7 +1035,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> None:
     store = _open_store(args)
     if args.rebuild:
+        crafted = store.crafted_rows()
         rebuilt = store.rebuild_index()
+        if crafted:
+            print(f"removed {len(crafted)} index row(s) whose id is not a plain name: {', '.join(map(repr, crafted))}")
         print(f"indexed {len(rebuilt)} run folder(s) again: {', '.join(rebuilt) or 'none was missing'}")
         return
     if args.delete or args.prune:
@@ -1046,6 +1049,12 @@ def cmd_runs(args: argparse.Namespace) -> None:
         print(
             f"{len(unindexed)} run folder(s) in {store.root / 'runs'} have no row in the run index (was runs.sqlite "
             f"emptied or replaced?), e.g. {unindexed[0]}: `runs --rebuild` indexes them again from their files\n"
+        )
+    crafted = store.crafted_rows()
+    if crafted:  # left out below: acting on such an id could reach outside the store
+        print(
+            f"{len(crafted)} row(s) of the run index have an id that is not a plain name (was runs.sqlite edited?), "
+            f"e.g. {crafted[0]!r}: they are left out and no command acts on them; `runs --rebuild` removes them\n"
         )
     filters = {k: v for k, v in (("method", args.method), ("status", args.status)) if v}
     runs = store.runs(**filters)

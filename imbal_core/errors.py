@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 MAX_SEED = 2**63 - 1  # seeds go to numpy and torch generators, which take at most 64 bits
@@ -49,3 +50,8 @@ def is_seed(value: Any) -> bool:
 def is_count(value: Any) -> bool:
     """An integer >= 1, not a bool (JSON's `true` would read as 1)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def not_a_file_phrase(path: Path) -> str:
+    """Why `path` cannot be read as a file: it is missing, or it is a pipe, device or folder (reading one blocks)."""
+    return "does not exist" if not path.exists() else "is not a regular file (a pipe, device or folder?)"

@@ -72,6 +72,11 @@ def compute_metrics(
         labels, predictions, labels=classes, zero_division=0
     )
     present = support > 0
+    # A class with no test image has no recall or F1, and no precision unless it was predicted: NaN, never a 0.0
+    # that reads as "the model fails this class" in tables, charts and paired tests.
+    predicted = np.bincount(predictions, minlength=num_classes)[:num_classes] > 0
+    recall[~present], f1[~present] = np.nan, np.nan
+    precision[~present & ~predicted] = np.nan
     groups, thresholds = shot_groups(np.asarray(train_counts))
     summary = {
         "acc": accuracy_score(labels, predictions),

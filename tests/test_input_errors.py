@@ -452,6 +452,10 @@ def test_reads_never_block_on_a_pipe_and_the_cache_key_follows_what_the_loader_r
     os.mkfifo(ham / "HAM10000_metadata.csv")
     with pytest.raises(DataError, match="is not a regular file"):
         load_dataset("ham10000", path=ham, use_cache=False)
+    os.mkfifo(tmp_path / "pipe.safetensors")
+    assert cli(tmp_path, "train", "--pretrained", str(tmp_path / "pipe.safetensors"), *QUICK) == 2  # "does not exist"
+    assert "pretrained weights file" in (err := error_of(capsys)) and "is not a regular file" in err
+    assert no_runs(tmp_path)
 
     data = _image_folder(tmp_path / "real")
     linked = tmp_path / "linked"
@@ -551,8 +555,9 @@ def test_a_tiny_test_split_comes_with_a_caution(tmp_path: Path, capsys):
 
 def test_folder_and_cache_faults_found_by_the_probe_are_named(tmp_path: Path, monkeypatch):
     """Probe W07 (a class of .gif files vanished), H07 (a deep tree was a RecursionError), H09 (1e11 built-in
-    images was a numpy MemoryError), T21 (a read-only cache was a PermissionError), L02 (a killed cache build left
-    its folder forever) and W14 (a CSV beside the lab home made a new cache every time)."""
+    images was a numpy MemoryError), H08 (`--path /` walked the whole disk), T21 (a read-only cache was a
+    PermissionError), L02 (a killed cache build left its folder forever) and W14 (a CSV beside the lab home made a new
+    cache every time)."""
     import imbal_core.data.cache as cache
     from imbal_core.data import _fingerprint
 
@@ -575,6 +580,14 @@ def test_folder_and_cache_faults_found_by_the_probe_are_named(tmp_path: Path, mo
 
     with pytest.raises(DataError, match="takes .* GB in memory"):
         load_dataset("synthetic", n_images=10**11, use_cache=False)
+
+    # H08: `--path /` walked the whole disk for a minute; a folder above the data is stopped at a file count
+    with pytest.raises(DataError, match="is a system or home folder"):
+        load_dataset("folder", path="/", use_cache=False)
+    with monkeypatch.context() as patched:
+        patched.setattr("imbal_core.data.MAX_DATA_FILES", 3)
+        with pytest.raises(DataError, match="holds more than 3 files: .* point it at the data set's folder"):
+            load_dataset("folder", path=data, use_cache=False)
 
     stale = tmp_path / "cache" / ".synthetic-28px-old-abcd"
     stale.mkdir(parents=True)

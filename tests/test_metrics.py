@@ -50,9 +50,21 @@ def test_shot_groups_terciles():
     assert thresholds["rule"].startswith("terciles")
 
 
-def test_absent_class_does_not_break(predictions):
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_a_class_absent_from_the_test_set_has_no_per_class_scores_and_leaves_the_averages_alone(predictions):
+    """Probe W18: a class with no test image was stored with recall and F1 0.0, read as "the model fails it"."""
     probs, labels = predictions
     keep = labels != 3
     m = compute_metrics(probs[keep], labels[keep], np.array([400, 100, 30, 5]))
-    assert m["per_class"]["support"][3] == 0
+    per_class = {k: np.array(v, dtype=float) for k, v in m["per_class"].items() if k != "shot_group"}
+    assert per_class["support"][3] == 0
+    assert np.isnan(per_class["recall"][3]) and np.isnan(per_class["f1"][3])
+    predicted_3 = (probs[keep].argmax(1) == 3).any()
+    assert predicted_3 and per_class["precision"][3] == 0.0  # predicted, never right: a real 0
+    assert np.isfinite(per_class["recall"][:3]).all()
+    assert m["summary"]["balanced_acc"] == pytest.approx(balanced_accuracy_score(labels[keep], probs[keep].argmax(1)))
     assert np.isfinite(m["summary"]["macro_auc_ovr"])
+
+    never = probs[keep].copy()
+    never[:, 3] = 0.0  # class 3 neither present nor predicted: its precision is undefined too
+    assert np.isnan(compute_metrics(never, labels[keep], np.array([400, 100, 30, 5]))["per_class"]["precision"][3])

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import shutil
+import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from imbal_core.cli import main
 from imbal_core.errors import RunError
 from imbal_core.runs import RunStore
 
@@ -147,7 +149,7 @@ def _exported(store: RunStore) -> dict:
     return store.export_run(run_id)
 
 
-def test_a_crafted_archive_writes_reads_and_deletes_nothing_outside_the_store(tmp_path: Path):
+def test_a_crafted_archive_writes_reads_and_deletes_nothing_outside_the_store(tmp_path: Path, capsys):
     """Issue 37: a run id with `../`, a file name with `../`, a symlinked file and a row naming another run are
     refused with a message; deleting a run whose folder is a link removes the link, not its target."""
     from imbal_core.runs.archive import ROW_FILE, RunArchive
@@ -186,6 +188,15 @@ def test_a_crafted_archive_writes_reads_and_deletes_nothing_outside_the_store(tm
     assert (kept / "file").read_text() == "mine" and not target.run_dir(run_id).exists()
     with pytest.raises(RunError, match="not a plain name"):
         target.delete_run("../source")
+
+    # probe S15: a row crafted into runs.sqlite was listed with a resume command that every command then refused
+    with sqlite3.connect(target.root / "runs.sqlite") as conn:
+        conn.execute("INSERT INTO runs (run_id, status) VALUES ('../../victim', 'stopped')")
+    assert target.crafted_rows() == ["../../victim"] and "../../victim" not in set(target.runs()["run_id"])
+    assert main(["--store", str(target.root), "runs"]) == 0
+    listed = capsys.readouterr().out
+    assert "not a plain name" in listed and "resume" not in listed and "`runs --rebuild` removes them" in listed
+    assert main(["--store", str(target.root), "runs", "--rebuild"]) == 0 and target.crafted_rows() == []
 
 
 @pytest.mark.parametrize(

@@ -95,6 +95,7 @@ def load_dataset(
             raise DataError(
                 f"{path} is neither a folder nor a regular file (a pipe or device?): give the data's folder"
             )
+        _refuse_system_folder(path)
     try:
         fingerprint = _fingerprint(path, info.file_is_whole) if path is not None else None
     except RecursionError:
@@ -127,6 +128,21 @@ def check_inside_data_roots(path: Path) -> None:
         )
 
 
+# A data set's folder holds its images, not a system's: walking `/` or a home folder takes minutes and reads files
+# no loader wants, so a typo there is refused at once.
+SYSTEM_FOLDERS = ("/", "/proc", "/sys", "/dev", "/usr", "/etc", "/var", "/boot", "/run")
+# More files than any data set the lab reads (HAM10000 has 10,015 images; ChestX-ray14 112,120).
+MAX_DATA_FILES = 1_000_000
+
+
+def _refuse_system_folder(path: Path) -> None:
+    if path.is_dir() and (str(path) in SYSTEM_FOLDERS or path == Path(path.anchor) or path == Path.home().resolve()):
+        raise DataError(
+            f"{path} is a system or home folder, not a data set's folder: point --path at the folder that holds "
+            "the data itself (e.g. ~/data/ham10000)"
+        )
+
+
 def _fingerprint(path: Path, file_is_whole: bool = False) -> list:
     """Path plus relative name, size, modification and change time (ns) of every file the loader may read, so any
     changed, added or removed file (e.g. an image truncated deep in `images/`) gives a new cache key.
@@ -146,6 +162,11 @@ def _fingerprint(path: Path, file_is_whole: bool = False) -> list:
             continue
         seen.add(real)
         files += [Path(parent) / name for name in names]
+        if len(files) > MAX_DATA_FILES:
+            raise DataError(
+                f"{root} holds more than {MAX_DATA_FILES:,} files: no data set the lab reads is that large, so "
+                "--path is likely a folder above the data's own: point it at the data set's folder"
+            )
     entries = [(str(file.relative_to(root)), *_signature(file)) for file in sorted(files)]
     return [str(path), entries]
 

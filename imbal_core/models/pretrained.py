@@ -23,7 +23,7 @@ from huggingface_hub import constants as hub_constants
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, not_a_file_phrase
 
 WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 UNTRAINED_NORMALISATION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # from scratch: [0, 1] -> [-1, 1]
@@ -168,8 +168,8 @@ def cached_weights_file(tag: str) -> tuple[Path, str] | None:
 def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ConfigError(
-            f"pretrained weights file {path} does not exist; give an existing .safetensors or .pth file, or a timm "
-            "tag such as resnet18.a1_in1k"
+            f"pretrained weights file {path} {not_a_file_phrase(path)}; give an existing .safetensors or .pth file, "
+            "or a timm tag such as resnet18.a1_in1k"
         )
     try:
         return timm.models.load_state_dict(str(path), use_ema=False, weights_only=True)

@@ -300,10 +300,22 @@ class RunStore:
             if p.is_dir() and PLAIN_NAME.match(p.name) and p.name not in indexed and (p / "config.json").is_file()
         )
 
+    def crafted_rows(self) -> list[str]:
+        """Run ids in the index that are not plain names: no command creates one (the index was edited), every
+        command refuses them, `runs` leaves them out and `rebuild_index` removes them."""
+        with closing(self._connect()) as conn:
+            ids = [row[0] for row in conn.execute("SELECT run_id FROM runs")]
+        return sorted(str(run_id) for run_id in ids if not PLAIN_NAME.match(str(run_id)))
+
     def rebuild_index(self) -> list[str]:
         """Index the run folders the index lacks again, from their files: config, and for a finished run (its
         metrics.json is written last) its test metrics; any other is "stopped" (Resume continues it from its last
-        checkpoint, or trains it from the start). The per-epoch history lived only in the index: it is not back."""
+        checkpoint, or trains it from the start). The per-epoch history lived only in the index: it is not back.
+        Rows whose id is not a plain name (`crafted_rows`) are removed; nothing on disk is touched for them."""
+        crafted = self.crafted_rows()
+        with closing(self._connect()) as conn, conn:
+            for table in ("metrics", "runs"):
+                conn.executemany(f"DELETE FROM {table} WHERE run_id=?", [(run_id,) for run_id in crafted])
         rebuilt = []
         for run_id in self.unindexed_folders():
             folder = self.run_dir(run_id)
@@ -352,6 +364,8 @@ class RunStore:
         where, params = _where(filters)
         with closing(self._connect()) as conn:
             frame = pd.read_sql_query(f"SELECT * FROM runs {where} ORDER BY created DESC", conn, params=params)
+        plain = frame["run_id"].map(lambda run_id: bool(PLAIN_NAME.match(str(run_id)))).astype(bool)
+        frame = frame[plain].reset_index(drop=True)  # `crafted_rows` names the others
         ended = frame.apply(_owner_ended, axis=1).astype(bool) if len(frame) else pd.Series([], dtype=bool)
         frame.loc[ended, "error"] = frame[ended].apply(_interrupted_message, axis=1)
         frame.loc[ended, "status"] = INTERRUPTED
