@@ -42,10 +42,13 @@ from imbal_core.runs import RunStore
 from imbal_core.shifts import SHIFTS
 from imbal_core.stats import (
     MIN_SEEDS_FOR_INTERVAL,
+    Ranking,
     formatted_leaderboard,
     leaderboard,
     paired_class_differences,
     paired_differences,
+    rank_groups,
+    verdict,
 )
 
 # The numbers imbalance is about first: accuracy of the rare, medium and common classes.
@@ -92,6 +95,11 @@ def leaderboard_columns(table: pd.DataFrame) -> dict[str, st.column_config.Colum
     return columns
 
 
+HOLM_NOTE = (
+    "verdict: the raw 95 % interval, and beside it Holm's correction over every difference of the table (p_holm "
+    "< 0.05: the difference holds with all of them tested together). With 3 seeds a correction over many "
+    "differences keeps only very consistent ones."
+)
 RUNS_VIEW, FILES_VIEW = "Runs", "Benchmark results files"
 SPREAD_NOTE = (
     "Test-set metrics as mean ± sd over **seeds** [95% t interval, from 3 seeds]. With 3 seeds an interval is wide "
@@ -229,12 +237,15 @@ def paired_metrics_view(differences: pd.DataFrame, reference: str, metrics: list
         show(charts.paired_difference_chart(rows.assign(x=rows["metric"]), reference, "metric"), key)
     else:
         st.caption("Pick a metric to chart.")
+    ordered = ordered.assign(verdict=[verdict(*row) for row in zip(ordered["low"], ordered["high"], ordered["p_holm"])])
     st.dataframe(
         ordered,
         hide_index=True,
         width="stretch",
-        column_config={col: st.column_config.NumberColumn(format="%+.3f") for col in ("mean_diff", "low", "high")},
+        column_config={col: st.column_config.NumberColumn(format="%+.3f") for col in ("mean_diff", "low", "high")}
+        | {col: st.column_config.NumberColumn(format="%.2g") for col in ("p", "p_holm")},
     )
+    st.caption(HOLM_NOTE)
 
 
 def paired_view(c: Comparison) -> None:
@@ -249,7 +260,9 @@ def paired_view(c: Comparison) -> None:
     st.caption(
         f"Each method minus {charts.method_of(c.reference)}, paired by seed on the same data, split and ratio "
         "(seeds without a reference run are left out); bars: 95% t interval of the paired differences, "
-        "shown from 3 pairs. An interval that excludes 0 is a difference the seeds agree on."
+        "shown from 3 pairs and cut at the range a difference can take. Each interval holds at 95 % on its own; "
+        "with many shown together, some exclude 0 by chance: the table's verdict says which hold after Holm's "
+        "correction."
     )
     st.download_button(
         "Paired differences (CSV)",
@@ -258,6 +271,33 @@ def paired_view(c: Comparison) -> None:
         "text/csv",
         key="cmp_paired_csv",
     )
+
+
+def ranking_block(ranking: Ranking | None, title: str) -> None:
+    """A Friedman / Nemenyi ranking: its critical-difference diagram, its mean ranks, and what it says."""
+    if ranking is None:
+        st.caption(
+            "A ranking needs at least 3 method groups measured in at least 2 blocks (a block: one data set, ratio "
+            "and seed)."
+        )
+        return
+    st.pyplot(charts.critical_difference_figure(ranking, title), width="content")
+    left_out = f" Left out (not measured in every block): {', '.join(ranking.left_out)}." if ranking.left_out else ""
+    st.caption(
+        f"Mean rank over {ranking.n_blocks} blocks (1 = best). Friedman's test that all methods rank alike: "
+        f"chi-square {ranking.statistic:.1f}, p = {ranking.p:.2g}. A bar joins methods that Nemenyi's post-hoc test "
+        f"(Demšar 2006, by scikit-posthocs) cannot tell apart at 5 %: their mean ranks differ by less than the "
+        f"critical difference {ranking.critical_difference:.2f}. Seeds of one data set share its images, so this "
+        f"ranks the methods on these data, not on data sets in general.{left_out}"
+    )
+
+
+def ranking_view(c: Comparison) -> None:
+    """The picked groups ranked by the reference's main score over every ratio and seed they share."""
+    metric = "auroc" if "auroc" in c.metrics else "balanced_acc"
+    runs = c.ratio_runs if c.ratio_runs["ratio_label"].nunique() > 1 else c.picked
+    ratios = sorted(runs["ratio_label"].unique(), key=ratio_order)
+    ranking_block(rank_groups(runs, metric), f"{metric} over ratios {', '.join(ratios)} x seeds")
 
 
 def heatmap_figure(c: Comparison, kind: str) -> go.Figure:
@@ -529,6 +569,9 @@ def benchmark_files_view() -> None:
         f"From {results.csv.with_suffix('.md').name} and {results.csv.name} in `{results.csv.parent}`, as the "
         f"benchmark command wrote them (not runs in a store: nothing here to pick or re-score). {caption}"
     )
+    for ranking in results.rankings():
+        st.subheader(f"Ranking by {ranking.metric} across the file's data sets, ratios and seeds")
+        ranking_block(ranking, f"{name}: {ranking.metric}, {ranking.n_blocks} blocks")
     st.download_button(
         f"{name}.csv (every number of the file)",
         results.csv.read_bytes(),  # the file as the benchmark wrote it
@@ -731,6 +774,7 @@ views = {
     "Change vs reference": change_view,
     "Confusion matrix": confusion_view,
     "Metric vs ratio": ratio_view,
+    "Ranking": ranking_view,
     "tau-norm (tuned on validation)": tau_view,
     "Embeddings": embedding_view,
     "Acquisition shift": shift_view,

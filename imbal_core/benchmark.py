@@ -25,23 +25,30 @@ import numpy as np
 import pandas as pd
 
 from .benchmark_results import RESULTS_COLUMNS, results_dir
+from .charts import critical_difference_figure
 from .compare import finished_runs, load_results, per_class_table
 from .engine.trainer import RESUMABLE, WEIGHTS_FILE, run_environments
 from .errors import ConfigError, ImbalLabError
 from .executors import Job, LocalExecutor, Outcome
 from .imbalance import kept_indices
 from .methods import create_method
-from .metrics import BINARY_METRICS, SUMMARY_METRICS
+from .metrics import BINARY_METRICS, SUMMARY_METRICS, metric_range
 from .models import weights_label
 from .protocol import MethodSpec, PlannedRun, Protocol
 from .runs import RunArchive, RunStore
 from .stats import (
+    ALPHA,
+    CLIPPED_NOTE,
+    COMPARABLE,
     CONFIDENCE,
+    HOLM_MARK,
     MIN_SEEDS_FOR_INTERVAL,
+    format_interval,
     format_spread,
     leaderboard,
     paired_class_differences,
     paired_differences,
+    rank_groups,
     validation_curves,
 )
 from .utils import REPO_ROOT, atomic_path, check_device, code_version
@@ -55,6 +62,7 @@ PAIRED_SHOWN = ["balanced_acc", "macro_f1", "few_acc", "medium_acc", "many_acc"]
 PAIRED_SHOWN_BINARY = ["auroc", "auprc", "sens_at_95_spec", "balanced_acc"]
 ALL_METRICS = list(SUMMARY_METRICS)
 ALL_BINARY = list(SUMMARY_METRICS) + [m for m in BINARY_METRICS if m != "threshold"]
+RANKED = (("balanced_acc", False), ("auroc", True))  # (the metric methods are ranked by, over binary sections?)
 # What the plan does with each run (`benchmark --plan` prints these).
 STATE_TEXT = {
     "reuse": "finished before (reused)",
@@ -369,6 +377,7 @@ def write_results(
             histories,
             tidy,
         )
+    lines += _rankings(runs, out_dir, protocol.name, tidy)
     lines += _not_in_tables(steps)
     lines += _runs_table(steps, records)
     lines += [
@@ -539,14 +548,19 @@ def _section(
         [_method(r.group), str(r.n_seeds)]
         + [
             format_spread(
-                getattr(r, m), getattr(r, f"{m}_sd"), r.n_seeds, getattr(r, f"{m}_low"), getattr(r, f"{m}_high")
+                getattr(r, m),
+                getattr(r, f"{m}_sd"),
+                r.n_seeds,
+                getattr(r, f"{m}_low"),
+                getattr(r, f"{m}_high"),
+                metric_range(m),
             )
             for m in shown
         ]
         for r in board.itertuples(index=False)
     ]
     repeats = [f"{_method(g)}: {text}" for g, text in zip(board["group"], board["repeats"]) if text]
-    lines += ["Test metrics, mean ± sd over seeds [95 % interval]:", "", *_md_table(header, rows)]
+    lines += [f"Test metrics, mean ± sd over seeds [95 % interval; {CLIPPED_NOTE}]:", "", *_md_table(header, rows)]
     if repeats:
         lines += ["", f"Seeds run more than once (averaged, counted once): {'; '.join(repeats)}"]
     lines.append("")
@@ -603,9 +617,7 @@ def _section(
             if against in groups:
                 _class_differences(results, runs, against, where, tidy)
         if not change.empty:
-            cells = {
-                (r.group, r[1]): _diff(r.mean_diff, r.low, r.high, r.n_pairs) for r in change.itertuples(index=False)
-            }
+            cells = {(r.group, r[1]): _diff(r, "recall") for r in change.itertuples(index=False)}
             others = list(dict.fromkeys(change["group"]))
             lines += [
                 f"Per-class recall change vs `{reference}`, paired by seed (mean [95 % interval], n pairs):",
@@ -615,8 +627,80 @@ def _section(
                     [[_method(g)] + [cells.get((g, c), "—") for c in classes.index] for g in others],
                 ),
                 "",
+                _verdicts(change, "per-class differences"),
+                "",
             ]
     return lines + _validation_curves(validation_curves(runs, histories), where, tidy)
+
+
+def _rankings(runs: pd.DataFrame, out_dir: Path, name: str, tidy: list[dict[str, Any]]) -> list[str]:
+    """Friedman's test and a critical-difference diagram (`<name>_ranks_<metric>.svg` beside the markdown) over all
+    sections: multi-class ones by balanced accuracy, binary ones by AUROC. CSV rows `rank` (mean rank per group),
+    `rank_test` (Friedman's chi-square and p; the critical difference in `high`) and `rank_pairwise` (Nemenyi's p
+    of each pair), with empty data and ratio: they span the sections."""
+    import matplotlib
+
+    lines: list[str] = []
+    if runs.empty:
+        return lines
+    binary = runs["auroc"].notna() if "auroc" in runs else pd.Series(False, index=runs.index)
+    for metric, on_binary in RANKED:
+        ranking = rank_groups(_by_method(runs[binary == on_binary]), metric)
+        if ranking is None:
+            continue
+        blocks = f"{ranking.n_blocks} blocks (data set x ratio x seed)"
+        figure = critical_difference_figure(ranking, f"{name}: mean rank by {_metric_name(metric)} over {blocks}")
+        svg = out_dir / f"{name}_ranks_{metric}.svg"
+        # no date and fixed element ids: the same results write the same file
+        with atomic_path(svg) as tmp, matplotlib.rc_context({"svg.hashsalt": name}):
+            figure.savefig(tmp, format="svg", bbox_inches="tight", metadata={"Date": None})
+        where = {"data": "", "ratio": "", "metric": metric}
+        tidy.append(
+            {"table": "rank_test", **where, "n": ranking.n_blocks, "mean": ranking.statistic, "p": ranking.p}
+            | {"high": ranking.critical_difference}
+        )
+        for group in ranking.left_out:  # named, with no rank
+            tidy.append({"table": "rank", **where, "method": _method(group), "group": group})
+        for group, rank in ranking.mean_ranks.items():
+            tidy.append({"table": "rank", **where, "method": _method(group), "group": group, "mean": rank})
+            for other, p_value in ranking.p_values[group].items():
+                if other != group:
+                    tidy.append({"table": "rank_pairwise", **where, "group": group, "reference": other, "p": p_value})
+        apart = {
+            group: [_method(o) for o, p in ranking.p_values[group].items() if o != group and p < ALPHA]
+            for group in ranking.mean_ranks.index
+        }
+        rows = [
+            [str(i), f"`{_method(group)}`", f"{rank:.2f}", ", ".join(apart[group]) or "none"]
+            for i, (group, rank) in enumerate(ranking.mean_ranks.items(), 1)
+        ]
+        left_out = (
+            f" Left out (not measured in every block): {', '.join(ranking.left_out)}." if ranking.left_out else ""
+        )
+        lines += [
+            f"## Ranking by {_metric_name(metric)} across data sets, ratios and seeds",
+            "",
+            f"Methods ranked within each of {blocks}; Friedman's test that all rank alike: chi-square "
+            f"{ranking.statistic:.1f}, p = {ranking.p:.2g}. Nemenyi's post-hoc test (Demšar 2006) at 5 %: mean ranks "
+            f"further apart than the critical difference {ranking.critical_difference:.2f} differ. Seeds of one data "
+            "set share its images, so this ranks the methods on these data sets, not on data sets in general."
+            + left_out,
+            "",
+            *_md_table(["rank", "method", "mean rank", "differs (Nemenyi p < 0.05) from"], rows),
+            "",
+            f"![Critical-difference diagram]({svg.name})",
+            "",
+        ]
+    return lines
+
+
+def _by_method(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` with each group named by its method label (its epochs and backbone can differ between sections, so
+    a ranking over sections pairs methods), unless two groups of one section share a label."""
+    labels = runs["group"].map(_method)
+    sections = runs.assign(label=labels).groupby(COMPARABLE, sort=False)
+    shared = (sections["group"].nunique() != sections["label"].nunique()).any()
+    return runs if shared else runs.assign(group=labels)
 
 
 def _test_split(results: list) -> list[str]:
@@ -690,7 +774,7 @@ def _paired_table(
     groups = list(dict.fromkeys(diffs["group"]))
     if not groups:
         return []
-    cells = {(r.group, r.metric): _diff(r.mean_diff, r.low, r.high, r.n_pairs) for r in diffs.itertuples()}
+    cells = {(r.group, r.metric): _diff(r, r.metric) for r in diffs.itertuples()}
     reference = _method(reference_group)
     return [
         f"Paired differences vs `{reference}` (method − {reference}, paired by seed; mean [95 % interval], n pairs):",
@@ -703,6 +787,8 @@ def _paired_table(
                 for g in groups
             ],
         ),
+        "",
+        _verdicts(diffs, "differences (every metric: the CSV has them all)"),
         "",
     ]
 
@@ -719,6 +805,8 @@ def _difference_row(table: str, where: dict[str, str], row: Any, reference_group
         "low": row.low,
         "high": row.high,
         "reference": reference_group,
+        "p": row.p,
+        "p_holm": row.p_holm,
         **cells,
     }
 
@@ -854,11 +942,28 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def _diff(mean: float, low: float, high: float, n: int) -> str:
-    if not np.isfinite(mean):
+def _diff(row: Any, metric: str) -> str:
+    """A paired difference's cell: "+0.050 [+0.010, +0.090] (n=3) †", † when it holds after Holm's correction."""
+    if not np.isfinite(row.mean_diff):
         return "—"
-    interval = f" [{low:+.3f}, {high:+.3f}]" if np.isfinite(low) else ""
-    return f"{mean:+.3f}{interval} (n={n})"
+    if np.isfinite(row.low) and row.low == row.high:
+        return f"{row.mean_diff:+.3f} (no variation: the same in all {row.n_pairs} pairs)"
+    interval = format_interval(row.low, row.high, metric_range(metric, difference=True))
+    return f"{row.mean_diff:+.3f}{interval} (n={row.n_pairs})" + (HOLM_MARK if row.p_holm < ALPHA else "")
+
+
+def _verdicts(differences: pd.DataFrame, what: str) -> str:
+    """How many differences exclude 0 before and after Holm's correction over all of them (the family: every
+    metric, or every class, of the section against this reference), as a sentence under their table."""
+    tested = differences[differences["low"].notna()]
+    raw = int(((tested["low"] > 0) | (tested["high"] < 0)).sum())
+    held = tested[tested["p_holm"] < ALPHA]
+    key = "metric" if "class" not in held else "class"
+    named = ", ".join(f"`{_method(g)}` {k} {d:+.3f}" for g, k, d in zip(held["group"], held[key], held["mean_diff"]))
+    return (
+        f"Of the {len(tested)} {what} with an interval, {raw} exclude 0 at 95 % each; tested together with Holm's "
+        f"correction, {len(held)} hold (marked{HOLM_MARK})" + (f": {named}" if named else "") + f". {CLIPPED_NOTE}."
+    )
 
 
 def _method(group: str) -> str:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .compare import class_labels
 from .errors import DataError
-from .stats import COMPARABLE
+from .stats import COMPARABLE, Ranking
 from .utils import IN_CHECKOUT, PACKAGE_ROOT, REPO_ROOT, lab_home
 
 # The shipped results files: results/ in a checkout, imbal_core/results/ in an installed package.
@@ -42,9 +42,11 @@ RESULTS_COLUMNS = [
     "epoch",  # of a validation curve row
     "stage",  # of a validation curve row: the training stage of that epoch
     "reference",  # the group a paired difference is taken against (a protocol may have other_references)
+    "p",  # a paired difference's t test, or a ranking test's
+    "p_holm",  # a paired difference's p after Holm's correction over its section's differences
 ]
-# Files written before validation curves and other references were added lack the last three columns.
-EARLIER_COLUMNS = RESULTS_COLUMNS[:-3]
+# Files written before validation curves, other references and p values were added end at "high".
+EARLIER_COLUMNS = RESULTS_COLUMNS[: RESULTS_COLUMNS.index("high") + 1]
 
 
 def results_dir() -> Path:
@@ -68,8 +70,9 @@ class BenchmarkResults:
     table: pd.DataFrame
 
     def sections(self) -> list[tuple[str, str]]:
-        """(data, ratio) of each section, in the file's order."""
-        return list(dict.fromkeys(zip(self.table["data"], self.table["ratio"])))
+        """(data, ratio) of each section, in the file's order (rankings span the sections: their data is empty)."""
+        rows = self.table[self.table["data"] != ""]
+        return list(dict.fromkeys(zip(rows["data"], rows["ratio"])))
 
     def section(self, data: str, ratio: str, table: str) -> pd.DataFrame:
         rows = self.table[
@@ -115,12 +118,39 @@ class BenchmarkResults:
         return list(dict.fromkeys([first, *named[named != ""]])) if first is not None else []
 
     def paired_differences(self, data: str, ratio: str, reference: str | None = None) -> pd.DataFrame:
-        """Rows (group, metric, n_pairs, mean_diff, low, high), as `stats.paired_differences` gives them, against
-        `reference` (one of `references()`; default the section's reference)."""
+        """Rows (group, metric, n_pairs, mean_diff, low, high, p, p_holm), as `stats.paired_differences` gives
+        them, against `reference` (one of `references()`; default the section's reference). p and p_holm are
+        missing in files written before they were recorded."""
         rows = self._against(self.section(data, ratio, "paired_difference"), data, ratio, reference)
         return rows.rename(columns={"n": "n_pairs", "mean": "mean_diff"})[
-            ["group", "metric", "n_pairs", "mean_diff", "low", "high"]
+            ["group", "metric", "n_pairs", "mean_diff", "low", "high", "p", "p_holm"]
         ]
+
+    def rankings(self) -> list[Ranking]:
+        """The Friedman / Nemenyi rankings the benchmark wrote (see `benchmark._rankings`); none in files written
+        before they were."""
+        rows = self.table[self.table["data"] == ""]
+        rankings = []
+        for test in rows[rows["table"] == "rank_test"].itertuples(index=False):
+            named = rows[(rows["table"] == "rank") & (rows["metric"] == test.metric)]
+            ranks, left_out = named[named["mean"].notna()], named[named["mean"].isna()]  # no rank: left out
+            pairs = rows[(rows["table"] == "rank_pairwise") & (rows["metric"] == test.metric)]
+            p_values = pairs.pivot_table(index="group", columns="reference", values="p", sort=False)
+            groups = list(ranks["group"])
+            p_values = p_values.reindex(index=groups, columns=groups).fillna(1.0)  # a group against itself
+            rankings.append(
+                Ranking(
+                    test.metric,
+                    pd.Series(ranks["mean"].to_numpy(), index=groups),
+                    p_values,
+                    float(test.mean),
+                    float(test.p),
+                    int(test.n),
+                    float(test.high),
+                    list(left_out["group"]),
+                )
+            )
+        return rankings
 
     def per_class_recall(self, data: str, ratio: str) -> pd.DataFrame:
         """Per-class recall in `compare.per_class_table`'s columns (`method` is the group's label)."""

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import plotly.colors
 import plotly.express as px
 import plotly.graph_objects as go
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .stats import Ranking
 
 PALETTE = px.colors.qualitative.Safe + px.colors.qualitative.Vivid  # classes and runs (not methods)
 # One colour per method on every page, from colour-blind-safe qualitative palettes (Okabe & Ito; Tol's "muted").
@@ -227,10 +234,47 @@ def paired_difference_chart(table: pd.DataFrame, reference: str, what: str) -> g
 
 
 def _interval_text(low: pd.Series, high: pd.Series, decimals: int = 3) -> list[str]:
-    """Each row's 95% interval as "[low, high]"; "(no interval)" where there are too few pairs for one."""
+    """Each row's 95% interval as "[low, high]"; "(no interval)" where there are too few pairs for one, "(no
+    variation)" where every pair differs alike (a zero-width interval would read as certainty)."""
     return [
-        f"[{lo:+.{decimals}f}, {hi:+.{decimals}f}]" if pd.notna(lo) else "(no interval)" for lo, hi in zip(low, high)
+        "(no interval)"
+        if pd.isna(lo)
+        else "(no variation)"
+        if lo == hi
+        else f"[{lo:+.{decimals}f}, {hi:+.{decimals}f}]"
+        for lo, hi in zip(low, high)
     ]
+
+
+def critical_difference_figure(ranking: Ranking, title: str) -> Figure:
+    """Demšar's critical-difference diagram of `ranking` (scikit-posthocs draws it): mean ranks on the axis (1 =
+    best, left), and a bar joining methods that Nemenyi's test cannot tell apart at 5 % (the critical difference is
+    in the title). A matplotlib figure (made without pyplot, so app threads do not share one), a row per method."""
+    from matplotlib.figure import Figure
+    from scikit_posthocs import critical_difference_diagram
+
+    labels = {
+        group: method_of(group) if "[" not in group else group.split(" · ")[0] for group in ranking.mean_ranks.index
+    }
+    if len(set(labels.values())) < len(labels):  # two groups of one method: keep their whole labels
+        labels = {group: group for group in ranking.mean_ranks.index}
+    ranks = ranking.mean_ranks.rename(labels)
+    p_values = ranking.p_values.rename(index=labels, columns=labels)
+    # matplotlib takes 0-1 tuples, not plotly's "rgb(...)" strings
+    colours = {label: _matplotlib_colour(group_styles([group])[group][0]) for group, label in labels.items()}
+    figure = Figure(figsize=(9, 1.2 + 0.3 * len(ranks)), layout="constrained")
+    axes = figure.add_subplot()
+    critical_difference_diagram(
+        ranks,
+        p_values,
+        ax=axes,
+        color_palette=colours,
+        label_fmt_left="{label} ({rank:.2f})",
+        label_fmt_right="({rank:.2f}) {label}",
+        label_props={"fontsize": 9},
+    )
+    axes.set_title(f"{title}; critical difference {ranking.critical_difference:.2f}", fontsize=10, loc="left", pad=20)
+    return figure
 
 
 def metric_vs_ratio(runs: pd.DataFrame, metric: str) -> go.Figure:
@@ -523,3 +567,7 @@ def shift_curves(table: pd.DataFrame, metric: str) -> go.Figure:
     fig.update_xaxes(dtick=1)
     fig.update_layout(legend_orientation="h", margin=dict(t=30))
     return fig
+
+
+def _matplotlib_colour(colour: str) -> tuple[float, ...]:
+    return tuple(plotly.colors.convert_colors_to_same_type([colour], colortype="tuple")[0][0])

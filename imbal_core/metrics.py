@@ -34,6 +34,15 @@ SUMMARY_METRICS = (
 )
 # Binary runs (class 1 = positive) add these; balanced_acc and acc are then taken at `threshold`.
 BINARY_METRICS = ("auroc", "auprc", "sens_at_90_spec", "sens_at_95_spec", "sensitivity", "specificity", "threshold")
+# The values each metric can take: every other one (accuracies, recalls, AUCs, ECE, the threshold) lies in [0, 1].
+METRIC_RANGES = {"kappa_quadratic": (-1.0, 1.0)}
+LOWER_IS_BETTER = ("ece",)  # every other metric is better higher (the threshold is a setting, not ranked)
+
+
+def metric_range(metric: str, difference: bool = False) -> tuple[float, float]:
+    """(lowest, highest) value of `metric`, or of a difference of two of its values (e.g. [-1, 1] for a recall)."""
+    low, high = METRIC_RANGES.get(metric, (0.0, 1.0))
+    return (low - high, high - low) if difference else (low, high)
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -503,7 +504,7 @@ def test_tiny_protocol_end_to_end_through_the_cli(tmp_path: Path, capsys):
     (older / "tiny.md").write_text(markdown.read_text())
     written = pd.read_csv(csv, keep_default_na=False)
     first_columns = written.query("table != 'validation_curve' and reference in ['', @board.group.iloc[0]]")
-    first_columns.drop(columns=["epoch", "stage", "reference"]).to_csv(older / "tiny.csv", index=False)
+    first_columns.drop(columns=["epoch", "stage", "reference", "p", "p_holm"]).to_csv(older / "tiny.csv", index=False)
     assert results_names([older]) == ["tiny"]
     assert read_results("tiny", [older]).validation_curves(data, ratio).empty
     with pytest.raises(DataError, match="benchmark nope"):
@@ -888,3 +889,33 @@ def test_results_side_by_side_prints_each_files_numbers(tmp_path: Path, capsys):
         "| `x` | 0.600 ± 0.020 | +0.100 [+0.050, +0.150] | — | — |",
         "| `y` | — | — | 0.350 ± — | -0.200 |",
     ]
+
+
+def test_the_shipped_ranking_reads_back_as_the_runs_give_it():
+    """Issue 38: the Friedman / Nemenyi ranking across data sets, ratios and seeds is written to the results files
+    (rows and a critical-difference SVG) and read back by Compare as `rank_groups` computes it from the runs."""
+    from imbal_core.benchmark import _by_method
+    from imbal_core.benchmark_results import SHIPPED_RESULTS_DIR
+    from imbal_core.stats import rank_groups
+    from imbal_core.utils import PRETRAINED_DIR
+
+    results = read_results("builtin_ratios", [SHIPPED_RESULTS_DIR])
+    rankings = {r.metric: r for r in results.rankings()}
+    assert set(rankings) == {"balanced_acc", "auroc"}
+    assert all((SHIPPED_RESULTS_DIR / f"builtin_ratios_ranks_{m}.svg").is_file() for m in rankings)
+    assert "## Ranking by balanced acc across data sets, ratios and seeds" in results.csv.with_suffix(".md").read_text()
+    runs = finished_runs([RunStore(PRETRAINED_DIR)])
+    multi_class = runs[runs["auroc"].isna() & runs["run_id"].isin(set(_builtin_ratio_run_ids(results)))]
+    again = rank_groups(_by_method(multi_class), "balanced_acc")
+    shipped = rankings["balanced_acc"]
+    assert again is not None and again.n_blocks == shipped.n_blocks == 9
+    pd.testing.assert_series_equal(again.mean_ranks, shipped.mean_ranks, check_names=False)
+    assert again.p == pytest.approx(shipped.p)
+    assert again.critical_difference == pytest.approx(shipped.critical_difference)
+    order = list(shipped.mean_ranks.index)
+    pd.testing.assert_frame_equal(again.p_values.loc[order, order], shipped.p_values, check_names=False)
+
+
+def _builtin_ratio_run_ids(results) -> list[str]:
+    """The run ids the results file's markdown lists in its runs table."""
+    return re.findall(r"\| `(\d{8}-\d{6}-[a-z_]+-[0-9a-f]{6})` \|", results.csv.with_suffix(".md").read_text())

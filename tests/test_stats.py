@@ -7,7 +7,19 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from imbal_core.stats import formatted_leaderboard, leaderboard, paired_differences, t_interval, validation_curves
+from imbal_core import charts
+from imbal_core.benchmark_results import SHIPPED_RESULTS_DIR, read_results, results_names
+from imbal_core.metrics import metric_range
+from imbal_core.stats import (
+    CLIPPED_MARK,
+    formatted_leaderboard,
+    leaderboard,
+    paired_differences,
+    rank_groups,
+    t_interval,
+    validation_curves,
+    verdict,
+)
 
 
 def _runs(rows):
@@ -142,3 +154,120 @@ def test_a_generator_per_ratio_and_seed_keeps_the_seeds_one_group():
     assert labels == {"iois[generator=diffusion_synthetic_28{subset}] · 8 ep · resnet10t_small"}
     assert label(1, "diffusion_synthetic_28_r100_s0").startswith("iois[generator=diffusion_synthetic_28_r100_s0]")
     assert label(0, "diffusion_synthetic_28", ratio=None).startswith("iois[generator=diffusion_synthetic_28]")
+
+
+def test_intervals_stay_in_the_metrics_range_and_are_marked_where_cut():
+    """Issue 38: cb_resample's few acc read [0.033, 1.052] and a sensitivity [0.750, 1.008]: a t interval of 3 seeds
+    passes 1. It is cut at the range (a difference's range for paired ones) and the cut end is marked."""
+    values = np.array([0.90, 1.00, 1.00])
+    runs = _runs([(f"r{s}", "ce", "syn", "natural", s, v) for s, v in enumerate(values)])
+    row = leaderboard(runs, ["balanced_acc"]).iloc[0]
+    assert t_interval(values)[1] > 1 and row["balanced_acc_high"] == 1.0
+    cell = formatted_leaderboard(leaderboard(runs, ["balanced_acc"]), ["balanced_acc"]).loc[0, "balanced_acc"]
+    assert cell.endswith(f", 1.000{CLIPPED_MARK}]") and CLIPPED_MARK not in cell.split(",")[0]
+
+    kappa = _runs([(f"r{s}", "ce", "syn", "natural", s, v) for s, v in enumerate([-0.9, -1.0, -1.0])])
+    kappa = kappa.rename(columns={"balanced_acc": "kappa_quadratic"})
+    assert leaderboard(kappa, ["kappa_quadratic"]).iloc[0]["kappa_quadratic_low"] == -1.0  # kappa's range is [-1, 1]
+
+    pairs = _runs(
+        [(f"c{s}", "ce", "syn", "natural", s, v) for s, v in enumerate([0.0, 0.0, 0.1])]
+        + [(f"b{s}", "bs", "syn", "natural", s, v) for s, v in enumerate([1.0, 1.0, 0.9])]
+    )
+    row = paired_differences(pairs, "ce", ["balanced_acc"]).iloc[0]
+    assert row["high"] == 1.0 and -1.0 <= row["low"] < 1.0
+
+
+def test_seeds_that_agree_exactly_say_so_instead_of_a_zero_width_interval():
+    """Issue 38: "+0.000 [+0.000, +0.000]" when both methods score 0 read as certainty."""
+    runs = _runs(
+        [(f"c{s}", "ce", "syn", "natural", s, 0.0) for s in range(3)]
+        + [(f"b{s}", "bs", "syn", "natural", s, 0.0) for s in range(3)]
+    )
+    cell = formatted_leaderboard(leaderboard(runs, ["balanced_acc"]), ["balanced_acc"]).loc[0, "balanced_acc"]
+    assert cell == "0.000 (no variation over 3 seeds)"
+    row = paired_differences(runs, "ce", ["balanced_acc"]).iloc[0]
+    assert row["low"] == row["high"] == 0.0 and np.isnan(row["p"])
+    assert verdict(row["low"], row["high"], row["p_holm"]).startswith("no variation")
+    assert charts._interval_text(pd.Series([0.0]), pd.Series([0.0])) == ["(no variation)"]
+
+
+def test_paired_differences_shown_together_are_corrected_with_holm():
+    """Issue 38: ~150 intervals per table and no correction. p is the paired t test's; p_holm is Holm's adjustment
+    over one data set and ratio's rows (statsmodels), and the verdict gives both."""
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(0)
+    rows = [(f"ce{s}", "ce", "syn", "natural", s, 0.5 + rng.normal(0, 0.05)) for s in range(3)]
+    for m, gain in enumerate([0.30, 0.0, 0.0, 0.0, 0.02]):
+        rows += [(f"m{m}{s}", f"m{m}", "syn", "natural", s, rows[s][5] + gain + rng.normal(0, 0.01)) for s in range(3)]
+    table = paired_differences(_runs(rows), "ce", ["balanced_acc"])
+    diffs = [table.iloc[0]["mean_diff"]]
+    assert table.iloc[0]["p"] == pytest.approx(
+        scipy_stats.ttest_1samp(
+            [rows[3 + s][5] - rows[s][5] for s in range(3)],
+            0,
+        ).pvalue
+    )
+    assert table["p_holm"].tolist() == pytest.approx(multipletests(table["p"], method="holm")[1].tolist())
+    assert (table["p_holm"] >= table["p"]).all() and diffs[0] > 0.25
+    words = [verdict(lo, hi, p) for lo, hi, p in zip(table["low"], table["high"], table["p_holm"])]
+    assert words[0] == "differs, also after Holm"
+    assert set(words[1:4]) <= {"interval includes 0", "interval excludes 0, not after Holm"}
+
+
+def test_friedman_and_nemenyi_rank_methods_over_complete_blocks():
+    """Issue 38: a ranking test across methods (Demšar 2006): Friedman's chi-square as scipy gives it, Nemenyi's p
+    as scikit-posthocs gives it, mean ranks (1 = best; ECE lower is better), and a group missing blocks left out."""
+    import scikit_posthocs
+
+    rng = np.random.default_rng(1)
+    rows, scores = [], {"good": 0.8, "mid": 0.6, "bad": 0.3, "worse": 0.2}
+    for data in ("a", "b"):
+        for seed in range(3):
+            rows += [(f"{g}{data}{seed}", g, data, "natural", seed, v + rng.normal(0, 0.02)) for g, v in scores.items()]
+    rows.append(("lone", "partial", "a", "natural", 0, 0.99))  # one block only
+    runs = _runs(rows)
+    ranking = rank_groups(runs, "balanced_acc")
+    assert ranking is not None and ranking.left_out == ["partial"] and ranking.n_blocks == 6
+    assert list(ranking.mean_ranks.index) == ["good", "mid", "bad", "worse"]
+    assert ranking.mean_ranks.tolist() == [1.0, 2.0, 3.0, 4.0]
+    wide = runs[runs["group"] != "partial"].pivot_table(
+        index=["data", "seed"], columns="group", values="balanced_acc", sort=False
+    )
+    assert ranking.statistic == pytest.approx(scipy_stats.friedmanchisquare(*wide.T.to_numpy())[0])
+    assert ranking.p_values.loc["good", "worse"] == pytest.approx(
+        scikit_posthocs.posthoc_nemenyi_friedman(wide.reset_index(drop=True)).loc["good", "worse"]
+    )
+    assert ranking.p_values.loc["good", "worse"] < 0.05 < ranking.p_values.loc["good", "mid"]
+    ece = rank_groups(runs.rename(columns={"balanced_acc": "ece"}), "ece")
+    assert list(ece.mean_ranks.index) == ["worse", "bad", "mid", "good"]  # lower is better
+    assert rank_groups(runs[runs["group"].isin(["good", "mid"])], "balanced_acc") is None  # under 3 groups
+
+    figure = charts.critical_difference_figure(ranking, "test")
+    assert {t.get_text() for t in figure.axes[0].texts} >= {"good (1.00)", "mid (2.00)", "(4.00) worse"}
+
+
+SHIPPED_RESULTS = results_names([SHIPPED_RESULTS_DIR])
+# Written before intervals were cut at the range; its runs were not archived and are being trained again with
+# --archive (lab_data/chain2.sh): when the new file lands, this mark makes the test fail until it is removed.
+NOT_REWRITTEN_YET = {"retinamnist_28"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="written before intervals were cut"))
+        if n in NOT_REWRITTEN_YET
+        else n
+        for n in SHIPPED_RESULTS
+    ],
+)
+def test_no_interval_in_a_shipped_results_file_leaves_its_metrics_range(name: str):
+    """Issue 38: every interval of every shipped results file lies in the range of its metric (of a difference of
+    it, for paired rows)."""
+    table = read_results(name, [SHIPPED_RESULTS_DIR]).table
+    rows = table[table["low"].notna()]
+    ranges = [metric_range(m, difference=t.endswith("difference")) for m, t in zip(rows["metric"], rows["table"])]
+    outside = rows[[not (lo >= r[0] and hi <= r[1]) for lo, hi, r in zip(rows["low"], rows["high"], ranges)]]
+    assert outside.empty, outside[["table", "data", "group", "metric", "class", "low", "high"]].head().to_string()
