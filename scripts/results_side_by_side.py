@@ -12,17 +12,27 @@ printed as a second table with their own metric.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from imbal_core.metrics import metric_range  # noqa: E402
+from imbal_core.stats import ALPHA, HOLM_MARK, format_interval  # noqa: E402
+
 
 def cell(row: pd.Series | None, signed: bool) -> str:
+    """A summary cell ("0.531 ± 0.007") or a paired difference as the results files write it: its interval (an end
+    cut at the range marked *), "no variation", and † when it holds after Holm's correction over its section."""
     if row is None:
         return "—"
-    if signed:  # one pair has no interval
-        interval = "" if pd.isna(row["low"]) else f" [{row['low']:+.3f}, {row['high']:+.3f}]"
-        return f"{row['mean']:+.3f}{interval}"
+    if signed:
+        if row["low"] == row["high"]:
+            return f"{row['mean']:+.3f} (no variation)"
+        interval = format_interval(row["low"], row["high"], metric_range(row["metric"], difference=True))
+        return f"{row['mean']:+.3f}{interval}" + (HOLM_MARK if row.get("p_holm", 1.0) < ALPHA else "")
     return f"{row['mean']:.3f} ± " + ("—" if pd.isna(row["sd"]) else f"{row['sd']:.3f}")
 
 
