@@ -18,6 +18,7 @@ from app_pages.common import all_stores, ratio_order
 from imbal_core import charts
 from imbal_core.benchmark_results import BenchmarkResults, read_results, results_dir, results_files
 from imbal_core.compare import (
+    SUBSET_IN_NAME,
     RunResult,
     binary_curves,
     change_vs_baseline,
@@ -25,6 +26,8 @@ from imbal_core.compare import (
     default_selection,
     embedding_projection,
     finished_runs,
+    identical_groups,
+    identical_note,
     load_results,
     normalised_confusion,
     per_class_table,
@@ -77,10 +80,10 @@ BINARY_METRICS = [
 
 
 def subset_note(table: pd.DataFrame) -> None:
-    if table["group"].str.contains("{subset}", regex=False).any():
+    if table["group"].str.contains(SUBSET_IN_NAME, regex=False).any():
         st.caption(
-            "`{subset}` in a group: each seed's run used a generator trained on that run's own training subset "
-            "(named `<name>_r<ratio>_s<seed>`), so the seeds are one group, as replicates of the whole recipe."
+            f"`{SUBSET_IN_NAME}` in a group: each run used a generator trained on its own training subset, named "
+            "with the run's ratio and seed, so the seeds are one group, as replicates of the whole recipe."
         )
 
 
@@ -143,6 +146,12 @@ def _finished_runs(stores_state: tuple) -> pd.DataFrame:
 def runs_table() -> pd.DataFrame:
     """Finished runs of every store, read again whenever a store was written to."""
     return _finished_runs(tuple(store.state() for store in all_stores()))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_identical_groups(run_ids: tuple[str, ...], _results: list[RunResult], _runs: pd.DataFrame) -> list:
+    """`identical_groups` (it reads every picked run's predictions), once per set of picked runs."""
+    return identical_groups(_results, _runs)
 
 
 def show(fig: go.Figure, key: str, target=st) -> None:
@@ -718,6 +727,9 @@ st.caption(
     )
 )
 subset_note(table)
+same = cached_identical_groups(tuple(picked["run_id"]), results, picked)
+if same:
+    st.caption(identical_note(same))
 left, right = st.columns(2)
 left.download_button("Leaderboard (CSV)", board.to_csv(index=False), "leaderboard.csv", "text/csv", key="cmp_board_csv")
 right.download_button(

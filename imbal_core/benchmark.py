@@ -26,7 +26,7 @@ import pandas as pd
 
 from .benchmark_results import RESULTS_COLUMNS, results_dir
 from .charts import critical_difference_figure
-from .compare import finished_runs, load_results, per_class_table
+from .compare import finished_runs, identical_groups, identical_note, load_results, per_class_table
 from .engine.trainer import RESUMABLE, WEIGHTS_FILE, run_environments
 from .errors import ConfigError, ImbalLabError
 from .executors import Job, LocalExecutor, Outcome
@@ -564,6 +564,9 @@ def _section(
     if repeats:
         lines += ["", f"Seeds run more than once (averaged, counted once): {'; '.join(repeats)}"]
     lines.append("")
+    same = identical_groups(results, runs)
+    if same:
+        lines += [identical_note(same, _method), ""]
 
     if reference_group is not None and reference_group in set(runs["group"]):
         tidy.append({"table": "reference", **where, "method": _method(reference_group), "group": reference_group})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pandas as pd
 
 from .engine.evaluate import split_embeddings
 from .engine.robustness import drop_table, load_report
+from .errors import ImbalLabError
 from .imbalance import subset_suffix
 from .methods.decoupled import best_tau, tau_curve, tau_normalise
 from .metrics import BINARY_METRICS, SUMMARY_METRICS, compute_metrics
@@ -49,7 +51,7 @@ def finished_runs(all_stores: list[RunStore]) -> pd.DataFrame:
     runs = pd.concat(frames, ignore_index=True)
     runs["ratio_label"] = runs["ratio"].map(lambda r: "natural" if pd.isna(r) else f"{r:g}")
     # Runs are comparable when they share the data set, its options, image size and split.
-    runs["data"] = runs["config"].map(_data_label)
+    runs["data"] = _data_labels(runs["config"])
     # Runs that differ only in their seed form one group (one bar colour, mean ± sd).
     runs["group"] = runs["config"].map(group_label)
     runs["label"] = (
@@ -112,6 +114,9 @@ TRAINING_OPTIONS = (
 )
 
 
+SUBSET_IN_NAME = "_r<ratio>_s<seed>"  # in a group's label: each run used the generator of its own ratio and seed
+
+
 def group_label(config_json: str) -> str:
     """Method with its non-default settings, epochs, backbone, starting weights and other non-default training
     options, e.g. "crckd[ablation=mt] · 6 ep · resnet10t_small", "ce · 8 ep · resnet10t_small · lr=0.01" or
@@ -121,10 +126,11 @@ def group_label(config_json: str) -> str:
 
     config = json.loads(config_json)
     # A generator trained for this run's own ratio and seed (`diffusion-train --ratio R --seed S` names it
-    # <name>_r<R>_s<S>, a protocol writes <name>{subset}) belongs to the seed's replicate: the seeds stay one group.
+    # <name>_r<R>_s<S>, a protocol writes <name>{subset}) belongs to the seed's replicate: the seeds stay one group
+    # (and the ratios one method, for charts over ratios), labelled <name>_r<ratio>_s<seed>.
     subset = subset_suffix(config.get("ratio"), config["seed"])
     settings = ",".join(
-        f"{k}={v.removesuffix(subset)}{{subset}}"
+        f"{k}={v.removesuffix(subset)}{SUBSET_IN_NAME}"
         if subset and isinstance(v, str) and v.endswith(subset)
         else f"{k}={v}"
         for k, v in sorted(config["method_settings"].items())
@@ -139,7 +145,20 @@ def group_label(config_json: str) -> str:
         and not (key == "profile" and config.get("ratio") is None)
     ]  # a profile means nothing at natural counts
     weights = weights_label(config.get("pretrained"))
-    return " · ".join([method, f"{config['epochs']} ep", config["backbone"], *filter(None, [weights]), *options])
+    return " · ".join([method, _epochs_label(config), config["backbone"], *filter(None, [weights]), *options])
+
+
+def _epochs_label(config: dict) -> str:
+    """ "30 ep"; a method whose stages add epochs to the budget says how many it trains: "30+2 ep" (a decoupled
+    classifier stage after 30 epochs of features)."""
+    from .methods import create_method
+
+    try:
+        stages = create_method(config["method"], **config["method_settings"]).stages(config["epochs"])
+    except ImbalLabError:  # a method or setting this code no longer has: its budget as recorded
+        return f"{config['epochs']} ep"
+    trained = [stage.epochs for stage in stages]
+    return f"{config['epochs']} ep" if sum(trained) == config["epochs"] else f"{'+'.join(map(str, trained))} ep"
 
 
 def embedding_projection(result: RunResult, max_points: int = 2000) -> pd.DataFrame:
@@ -154,16 +173,29 @@ def embedding_projection(result: RunResult, max_points: int = 2000) -> pd.DataFr
     return pd.DataFrame({"pc1": xy[:, 0], "pc2": xy[:, 1], "class": names, "id": ids[:max_points]})
 
 
-def _data_label(config_json: str) -> str:
-    config = json.loads(config_json)
+def _data_labels(configs: pd.Series) -> pd.Series:
+    """Each run's data set label ("ham10000 28px", "ham10000 [mel vs nv] 28px"). Two folders of one source are two
+    data sets: a folder named otherwise than its source is named, and when two folders would share a label, a hash
+    of each one's full path tells them apart ("ham10000 ham10000#d74c 28px")."""
+    parsed = configs.map(json.loads)
+    plain = parsed.map(lambda config: _data_label(config, hashed=False))
+    paths = parsed.map(lambda config: config.get("data_path") or "")
+    shared = plain.map(paths.groupby(plain).nunique()) > 1
+    return plain.where(~shared, parsed.map(lambda config: _data_label(config, hashed=True)))
+
+
+def _data_label(config: dict, hashed: bool) -> str:
     options = "".join(f" {k}={v}" for k, v in sorted(config["data_options"].items()))
     split = f" split {config['split_seed']}" if config["split_seed"] else ""
     task = f" [{config['task']}]" if config.get("task") else ""  # a binary task is another data set
     # Colour-corrected images are other inputs: runs with and without constancy are not pooled.
     constancy = f" {config['colour_constancy']}" if config.get("colour_constancy") else ""
-    # Two folders of one source are two data sets: the folder's name and a hash of its full path tell them apart.
     path = config.get("data_path")
-    where = f" {Path(path).name}#{hashlib.sha1(path.encode()).hexdigest()[:4]}" if path else ""
+    where = ""
+    if path and hashed:
+        where = f" {Path(path).name}#{hashlib.sha1(path.encode()).hexdigest()[:4]}"
+    elif path and Path(path).name != config["data"]:
+        where = f" {Path(path).name}"
     return f"{config['data']}{where}{options}{task}{constancy} {config['image_size']}px{split}"
 
 
@@ -202,6 +234,35 @@ class RunResult:
     def predictions(self) -> dict[str, np.ndarray]:
         with np.load(self.run_dir / "predictions.npz", allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
+
+
+def identical_groups(results: list[RunResult], runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """(group, earlier group) pairs whose runs gave byte-identical test probabilities on every seed both have (e.g.
+    `logit_adjust` at tau = 1 is `balanced_softmax`'s loss): one method counted twice, said beside its numbers.
+    `results` are the `RunResult`s of `runs`' rows, of one data set and ratio."""
+    seed_of = dict(zip(runs["run_id"], runs["seed"]))
+    digests: dict[str, dict[int, str]] = {}
+    for result in results:
+        probs = np.ascontiguousarray(result.predictions()["probs"])
+        digests.setdefault(result.group, {})[int(seed_of[result.run_id])] = hashlib.sha256(probs.tobytes()).hexdigest()
+    groups = list(digests)
+    return [
+        (group, earlier)
+        for i, group in enumerate(groups)
+        for earlier in groups[:i]
+        if (shared := digests[group].keys() & digests[earlier].keys())
+        and all(digests[group][seed] == digests[earlier][seed] for seed in shared)
+    ]
+
+
+def identical_note(pairs: list[tuple[str, str]], name: Callable[[str], str] = str) -> str:
+    """`identical_groups`' pairs as a sentence; `name` shortens a group label."""
+    named = "; ".join(f"`{name(group)}` = `{name(earlier)}`" for group, earlier in pairs)
+    return (
+        f"Identical test predictions, byte for byte, on every seed: {named}. The same model counted twice (e.g. "
+        "`logit_adjust` at its default tau = 1 is `balanced_softmax`'s loss; see its card): one is not evidence "
+        "for the other."
+    )
 
 
 def run_history(row: pd.Series) -> list[dict]:

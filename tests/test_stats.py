@@ -151,7 +151,7 @@ def test_a_generator_per_ratio_and_seed_keeps_the_seeds_one_group():
         return group_label(json.dumps({**config, "epochs": 8, "backbone": "resnet10t_small"}))
 
     labels = {label(seed, f"diffusion_synthetic_28_r100_s{seed}") for seed in (0, 1, 2)}
-    assert labels == {"iois[generator=diffusion_synthetic_28{subset}] · 8 ep · resnet10t_small"}
+    assert labels == {"iois[generator=diffusion_synthetic_28_r<ratio>_s<seed>] · 8 ep · resnet10t_small"}  # issue 38
     assert label(1, "diffusion_synthetic_28_r100_s0").startswith("iois[generator=diffusion_synthetic_28_r100_s0]")
     assert label(0, "diffusion_synthetic_28", ratio=None).startswith("iois[generator=diffusion_synthetic_28]")
 
@@ -271,3 +271,54 @@ def test_no_interval_in_a_shipped_results_file_leaves_its_metrics_range(name: st
     ranges = [metric_range(m, difference=t.endswith("difference")) for m, t in zip(rows["metric"], rows["table"])]
     outside = rows[[not (lo >= r[0] and hi <= r[1]) for lo, hi, r in zip(rows["low"], rows["high"], ranges)]]
     assert outside.empty, outside[["table", "data", "group", "metric", "class", "low", "high"]].head().to_string()
+
+
+def test_labels_say_what_ran_without_hashes_or_templates_unless_needed():
+    """Issue 38: section titles carried data-path hashes ("ham10000#d74c"); two-stage methods read "30 ep" but
+    trained 32. A hash now appears only when two folders would share a label."""
+    import json
+
+    from imbal_core.compare import _data_labels, group_label
+
+    def config(path: str | None, source: str = "ham10000") -> str:
+        return json.dumps(
+            {"data": source, "data_path": path, "data_options": {}, "split_seed": 0, "image_size": 28, "task": None}
+        )
+
+    alone = _data_labels(pd.Series([config("/a/ham10000"), config(None, "synthetic")]))
+    assert alone.tolist() == ["ham10000 28px", "synthetic 28px"]
+    assert _data_labels(pd.Series([config("/a/ham_subset")])).tolist() == ["ham10000 ham_subset 28px"]
+    two = _data_labels(pd.Series([config("/a/ham10000"), config("/b/ham10000"), config("/a/ham10000")]))
+    assert two[0] == two[2] != two[1] and all("ham10000#" in label for label in two)
+
+    def label(method: str, **settings) -> str:
+        run = {"method": method, "method_settings": settings, "ratio": None, "seed": 0, "epochs": 30}
+        return group_label(json.dumps({**run, "backbone": "resnet10t_small"}))
+
+    assert label("crt").startswith("crt · 30+2 ep") and label("crt", stage2_epochs=5).startswith(
+        "crt[stage2_epochs=5] · 30+5"
+    )
+    assert label("ce").startswith("ce · 30 ep") and label("iois").startswith("iois · 30 ep")  # stages within 30
+
+
+def test_methods_with_identical_predictions_are_named_as_one_model_counted_twice():
+    """Issue 38: `logit_adjust` and `balanced_softmax` gave bit-identical predictions, shown as two methods with no
+    note. Pairs are found by the test probabilities of every shared seed; one differing seed breaks the pair."""
+    from types import SimpleNamespace
+
+    from imbal_core.compare import identical_groups, identical_note
+
+    rng = np.random.default_rng(0)
+    probs = {seed: rng.random((20, 3)) for seed in range(3)}
+
+    def result(run_id: str, group: str, seed: int, tweak: float = 0.0):
+        arrays = {"probs": probs[seed] + tweak}
+        return SimpleNamespace(run_id=run_id, group=group, predictions=lambda: arrays), (run_id, seed)
+
+    made = [result(f"b{s}", "balanced_softmax", s) for s in range(3)]
+    made += [result(f"l{s}", "logit_adjust", s) for s in range(3)]
+    made += [result(f"c{s}", "ce", s, tweak=1e-9 if s == 2 else 0.0) for s in range(3)]  # differs on one seed
+    runs = pd.DataFrame([ids for _, ids in made], columns=["run_id", "seed"])
+    pairs = identical_groups([r for r, _ in made], runs)
+    assert pairs == [("logit_adjust", "balanced_softmax")]
+    assert "`logit_adjust` = `balanced_softmax`" in identical_note(pairs)
