@@ -33,11 +33,6 @@ DEFAULT_DATA_CHOICE = {
 }
 
 
-def ratio_order(label: str) -> float:
-    """Sort key of ratio labels: natural counts first, then the ratios by size."""
-    return 0.0 if label == "natural" else float(label)
-
-
 @st.cache_resource
 def user_store() -> RunStore:
     return RunStore()

@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import all_stores, ratio_order
+from app_pages.common import all_stores
 from imbal_core import charts
 from imbal_core.benchmark_results import BenchmarkResults, read_results, results_dir, results_files
 from imbal_core.compare import (
@@ -26,11 +26,13 @@ from imbal_core.compare import (
     default_selection,
     embedding_projection,
     finished_runs,
+    first_ratio_with_intervals,
     identical_groups,
     identical_note,
     load_results,
     normalised_confusion,
     per_class_table,
+    ratio_order,
     score_table,
     shift_commands,
     shift_drops,
@@ -637,11 +639,12 @@ sources = f4.multiselect(
 in_data = runs[(runs["data"] == data) & runs["source"].isin(sources)]
 ratio_labels = sorted(in_data["ratio_label"].unique(), key=ratio_order)
 newest_here = newest[(newest["data"] == data) & newest["ratio_label"].isin(ratio_labels)]
+first_ratio = newest_here["ratio_label"].iloc[0] if not newest_here.empty else first_ratio_with_intervals(in_data)
 ratio = (
     f2.selectbox(
         "Ratio",
         ratio_labels,
-        index=ratio_labels.index(newest_here["ratio_label"].iloc[0]) if not newest_here.empty else 0,
+        index=ratio_labels.index(first_ratio) if ratio_labels else 0,
         key=f"cmp_ratio_{data}",
         persist_state="page",
         help="imbalance ratio of the training split (most / fewest images per class); natural: the data set's own",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app_pages.common import all_stores, ratio_order
-from imbal_core.compare import RunResult, default_selection, finished_runs, load_results
+from app_pages.common import all_stores
+from imbal_core.compare import RunResult, default_selection, finished_runs, load_results, ratio_order
 from imbal_core.data import ImageDataset, load_dataset
 from imbal_core.data.colour import correct_images
 from imbal_core.data.images import decode_image_bytes

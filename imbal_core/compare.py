@@ -22,6 +22,7 @@ from .imbalance import subset_suffix
 from .methods.decoupled import best_tau, tau_curve, tau_normalise
 from .metrics import BINARY_METRICS, SUMMARY_METRICS, compute_metrics
 from .runs import MODEL_FILE, RunStore
+from .stats import MIN_SEEDS_FOR_INTERVAL
 from .utils import IN_CHECKOUT, PRETRAINED_DIR, REPO_ROOT, lab_home, read_json
 
 
@@ -71,6 +72,21 @@ def finished_runs(all_stores: list[RunStore]) -> pd.DataFrame:
     for metric in SUMMARY_METRICS + BINARY_METRICS:
         runs[metric] = summaries.map(lambda s, m=metric: s.get(m))
     return runs
+
+
+def ratio_order(label: str) -> float:
+    """Sort key of ratio labels: natural counts first, then the ratios by size."""
+    return 0.0 if label == "natural" else float(label)
+
+
+def first_ratio_with_intervals(runs: pd.DataFrame) -> str | None:
+    """The first ratio (in `ratio_order`) where a method group has enough seeds for intervals (the shipped grid's
+    10, 50, 100: 3 seeds each), else the first ratio: the page opens on a comparison with statistics rather than
+    the one-seed natural counts. None without runs."""
+    ratios = sorted(runs["ratio_label"].unique(), key=ratio_order)
+    seeds_at = runs.groupby(["ratio_label", "group"])["seed"].nunique().groupby(level="ratio_label").max()
+    with_intervals = [r for r in ratios if seeds_at.get(r, 0) >= MIN_SEEDS_FOR_INTERVAL]
+    return (with_intervals or ratios or [None])[0]
 
 
 def default_selection(pool: pd.DataFrame, reference: str = "ce") -> pd.DataFrame:

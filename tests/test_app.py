@@ -407,6 +407,8 @@ def test_compare_feature_map_of_shipped_runs_comes_from_their_weights():
 
 def test_compare_paired_differences_and_metric_vs_ratio_on_the_shipped_grid():
     app = open_page("compare")
+    open_tab(app, "Ranking")  # issue 38
+    assert any("Friedman's test" in c.value and "critical difference" in c.value for c in app.caption)
     grid = ["balanced_softmax", "ce", "ldam_drw"]  # 3 seeds at every ratio (other methods may have fewer)
     app.multiselect(key="cmp_method").set_value(grid).run()
     app.selectbox(key="cmp_ratio_synthetic 28px").set_value("50").run()
@@ -418,6 +420,11 @@ def test_compare_paired_differences_and_metric_vs_ratio_on_the_shipped_grid():
     open_tab(app, "Paired differences")
     paired = app.dataframe[1].value
     assert set(paired["n_pairs"]) == {3} and paired["low"].notna().all()
+    assert (
+        paired["verdict"]
+        .isin(["differs, also after Holm", "interval excludes 0, not after Holm", "interval includes 0"])
+        .all()
+    )
     open_tab(app, "tau-norm (tuned on validation)")  # the ratio grid keeps no weights: no head to re-scale
     assert not [s for s in app.selectbox if s.key == "cmp_tau_run"]
     assert any("keep no model weights" in c.value for c in app.caption)
@@ -431,6 +438,16 @@ def test_compare_paired_differences_and_metric_vs_ratio_on_the_shipped_grid():
     assert len(ratio_chart["data"]) == 3  # one line per method group
     in_picked_order = list(dict.fromkeys(label.split(" · ")[0] for label in picked))  # ce first, not alphabetical
     assert [trace["name"].split(" · ")[0] for trace in ratio_chart["data"]] == in_picked_order
+
+
+def test_compare_opens_on_a_ratio_with_intervals_when_you_have_no_run_there():
+    """Issue 38: with no run of one's own, Compare opened on the shipped one-seed natural counts (no statistics)."""
+    from imbal_core.compare import finished_runs, first_ratio_with_intervals, stores
+
+    shipped = finished_runs(stores()[1:])
+    assert first_ratio_with_intervals(shipped[shipped["data"] == "synthetic 28px"]) == "10"
+    one_seed = shipped[(shipped["data"] == "synthetic 28px") & (shipped["seed"] == 0)]
+    assert first_ratio_with_intervals(one_seed) == "natural"  # nowhere 3 seeds: the first ratio
 
 
 def test_compare_tab_choices_survive_another_tab_and_reach_the_report():
