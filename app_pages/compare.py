@@ -42,7 +42,7 @@ from imbal_core.compare import (
 )
 from imbal_core.engine.evaluate import has_split_embeddings, split_embeddings
 from imbal_core.errors import ImbalLabError
-from imbal_core.report import Section, html_report
+from imbal_core.report import Section, html_report, results_file_report, runs_provenance
 from imbal_core.runs import RunStore
 from imbal_core.shifts import SHIFTS
 from imbal_core.stats import (
@@ -303,12 +303,17 @@ def ranking_block(ranking: Ranking | None, title: str) -> None:
     )
 
 
-def ranking_view(c: Comparison) -> None:
-    """The picked groups ranked by the reference's main score over every ratio and seed they share."""
-    metric = "auroc" if "auroc" in c.metrics else "balanced_acc"
+def comparison_ranking(c: Comparison) -> Ranking | None:
+    """The picked groups ranked by their main score (AUROC for binary runs) over every ratio and seed they share."""
     runs = c.ratio_runs if c.ratio_runs["ratio_label"].nunique() > 1 else c.picked
-    ratios = sorted(runs["ratio_label"].unique(), key=ratio_order)
-    ranking_block(rank_groups(runs, metric), f"{metric} over ratios {', '.join(ratios)} x seeds")
+    return rank_groups(runs, "auroc" if "auroc" in c.metrics else "balanced_acc")
+
+
+def ranking_view(c: Comparison) -> None:
+    runs = c.ratio_runs if c.ratio_runs["ratio_label"].nunique() > 1 else c.picked
+    ratios = ", ".join(sorted(runs["ratio_label"].unique(), key=ratio_order))
+    ranking = comparison_ranking(c)
+    ranking_block(ranking, f"{ranking.metric if ranking else ''} over ratios {ratios} x seeds")
 
 
 def heatmap_figure(c: Comparison, kind: str) -> go.Figure:
@@ -583,12 +588,20 @@ def benchmark_files_view() -> None:
     for ranking in results.rankings():
         st.subheader(f"Ranking by {ranking.metric} across the file's data sets, ratios and seeds")
         ranking_block(ranking, f"{name}: {ranking.metric}, {ranking.n_blocks} blocks")
-    st.download_button(
+    left, right = st.columns(2)
+    left.download_button(
         f"{name}.csv (every number of the file)",
         results.csv.read_bytes(),  # the file as the benchmark wrote it
         f"{name}.csv",
         "text/csv",
         key="cmp_bench_csv",
+    )
+    right.download_button(
+        f"{name} report (HTML, opens offline)",
+        lambda: results_file_report(results),  # built when clicked: it draws every section
+        f"{name}_report.html",
+        "text/html",
+        key="cmp_bench_report",
     )
 
 
@@ -806,25 +819,39 @@ ratio_metric = st.session_state.get("cmp_ratio_metric", "balanced_acc")
 report_inputs = (tuple(picked_labels), reference, metric, heat_kind, ratio_metric)
 if st.button("Build an HTML report of this comparison", key="cmp_build_report"):
     sections = [
-        Section("Leaderboard", "Mean ± sd over seeds [95% t interval from 3 seeds].", table),
+        Section("Leaderboard", "Mean ± sd over seeds [95% t interval from 3 seeds; * = cut at the range].", table),
         Section("Per-class " + metric, "Classes ordered by training count.", per_class_chart),
         Section("Method × class", "Mean over seeds.", heatmap_figure(comparison, heat_kind)),
     ]
     differences = paired_differences(picked, reference, metrics)
     if not differences.empty:
-        sections.append(
-            Section(f"Paired differences vs {reference}", "Paired by seed; 95% t interval from 3 pairs.", differences)
-        )
+        differences["verdict"] = [
+            verdict(*r) for r in zip(differences["low"], differences["high"], differences["p_holm"])
+        ]
+        class_differences = paired_class_differences(results, picked, reference)
+        sections += [
+            Section(f"Paired differences vs {reference}", HOLM_NOTE, differences.drop(columns=["data", "ratio_label"])),
+            Section(f"Per-class test recall, paired differences vs {reference}", HOLM_NOTE, class_differences),
+        ]
     if comparison.ratio_runs["ratio_label"].nunique() > 1:
         sections.append(
             Section(f"{ratio_metric} vs ratio", "All seeds at each ratio.", ratio_figure(comparison, ratio_metric))
         )
+    ranking = comparison_ranking(comparison)
+    if ranking is not None:
+        figure = charts.critical_difference_figure(ranking, f"{ranking.metric}, {ranking.n_blocks} blocks")
+        note = f"Friedman chi-square {ranking.statistic:.1f}, p = {ranking.p:.2g}; Nemenyi at 5 %."
+        sections.append(Section("Ranking", note, figure))
     runs_list = picked[["run_id", "group", "seed", "source"]]
     sections.append(Section("Runs", "The runs behind every number above.", runs_list))
     st.session_state["cmp_report"] = (
         report_inputs,
         html_report(
-            f"Imbalance Lab: {data}, ratio {ratio}", f"{len(picked)} runs of {len(groups)} method groups.", sections
+            f"Imbalance Lab: {data}, ratio {ratio}",
+            f"{len(picked)} runs of {len(groups)} method groups.",
+            sections,
+            runs_provenance(picked, results),
+            list(picked["method"]),
         ),
     )
 report_for, report = st.session_state.get("cmp_report", (None, None))

@@ -49,6 +49,19 @@ def method_of(group: str) -> str:
     return group.split(" · ")[0].split("[")[0]
 
 
+def shorten_groups(groups: Sequence[str]) -> tuple[dict[str, str], str]:
+    """({group: its label without the parts every group shares}, those shared parts): "ce · 30 ep ·
+    resnet10t_small" and "crt · 30+2 ep · resnet10t_small" -> "ce · 30 ep", "crt · 30+2 ep" and "resnet10t_small",
+    for a chart's subtitle, so legends and axes show what differs."""
+    parts = {group: group.split(" · ") for group in dict.fromkeys(groups)}
+    shared = set.intersection(*(set(p[1:]) for p in parts.values())) if parts else set()
+    short = {group: " · ".join([p[0], *(x for x in p[1:] if x not in shared)]) for group, p in parts.items()}
+    if len(set(short.values())) < len(short):  # shortening would merge two groups
+        return {group: group for group in parts}, ""
+    order = next(iter(parts.values()), [])
+    return short, " · ".join(x for x in order if x in shared)
+
+
 def group_styles(groups: Sequence[str]) -> dict[str, tuple[str, str]]:
     """(colour, hatch pattern) per group: the method's colour; its second, third ... group is hatched."""
     seen: dict[str, int] = {}

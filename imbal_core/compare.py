@@ -167,14 +167,20 @@ def group_label(config_json: str) -> str:
 def _epochs_label(config: dict) -> str:
     """ "30 ep"; a method whose stages add epochs to the budget says how many it trains: "30+2 ep" (a decoupled
     classifier stage after 30 epochs of features)."""
+    trained = [epochs for _, epochs in run_stages(config)]
+    return f"{config['epochs']} ep" if sum(trained) == config["epochs"] else f"{'+'.join(map(str, trained))} ep"
+
+
+def run_stages(config: dict) -> list[tuple[str, int]]:
+    """(stage, epochs) a run's method trains for its epoch budget (e.g. [("representation", 30), ("classifier",
+    2)]); a method or setting this code no longer has: one stage of the recorded budget."""
     from .methods import create_method
 
     try:
         stages = create_method(config["method"], **config["method_settings"]).stages(config["epochs"])
-    except ImbalLabError:  # a method or setting this code no longer has: its budget as recorded
-        return f"{config['epochs']} ep"
-    trained = [stage.epochs for stage in stages]
-    return f"{config['epochs']} ep" if sum(trained) == config["epochs"] else f"{'+'.join(map(str, trained))} ep"
+    except ImbalLabError:
+        return [("train", config["epochs"])]
+    return [(stage.name, stage.epochs) for stage in stages]
 
 
 def embedding_projection(result: RunResult, max_points: int = 2000) -> pd.DataFrame:

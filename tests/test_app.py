@@ -374,6 +374,8 @@ def test_compare_defaults_keep_the_shipped_baselines_and_pair_by_seed():
     app.button(key="cmp_build_report").click().run()
     assert not app.exception, app.exception
     assert any(b.label.startswith("Download the report") for b in app.get("download_button"))
+    report = app.session_state["cmp_report"][1]
+    assert "<dt>Epochs and stages</dt>" in report and "<h2>References</h2>" in report  # issue 38: it stands alone
 
 
 def test_compare_tau_tab_lists_only_runs_it_can_tune():
@@ -461,6 +463,8 @@ def test_compare_tab_choices_survive_another_tab_and_reach_the_report():
     assert not app.exception, app.exception
     assert app.session_state["cmp_heat_kind"].startswith("change vs")  # kept while the tab was closed
     assert any(b.label.startswith("Download the report") for b in app.get("download_button"))
+    report = app.session_state["cmp_report"][1]
+    assert "<dt>Epochs and stages</dt>" in report and "<h2>References</h2>" in report  # issue 38: it stands alone
     open_tab(app, "Method × class")
     assert app.radio(key="cmp_heat_kind").value.startswith("change vs")
 
@@ -473,6 +477,7 @@ def test_compare_shows_the_benchmark_results_files_as_reference_tables():
     app.segmented_control(key="cmp_page_view").set_value("Benchmark results files").run()
     assert "builtin_ratios" in app.selectbox(key="cmp_bench_file").options
     app.selectbox(key="cmp_bench_file").set_value("builtin_ratios").run()
+    assert any(b.label == "builtin_ratios report (HTML, opens offline)" for b in app.get("download_button"))
     section = app.selectbox(key="cmp_bench_section_builtin_ratios")
     section.set_value(("synthetic 28px", "50")).run()
     assert not app.exception, app.exception

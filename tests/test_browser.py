@@ -327,3 +327,29 @@ def test_middle_classes_tab_and_binary_compare(app_url: str, browser):
     page.screenshot(path=str(SHOTS / "compare_binary_curves.png"))
     page.get_by_text("Score histograms of").scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "compare_binary_scores.png"))
+
+
+def test_the_report_opens_offline_with_its_heat_map_labels_inside_the_page(browser, tmp_path: Path):
+    """Issue 38: the report's method x class heat map drew its method names at x = -302 px (off the page) and its
+    tables ran wider than the page. The results-file report, opened from a file with no server: every heat-map
+    tick label lies inside the page, and the page does not scroll sideways."""
+    from imbal_core.benchmark_results import SHIPPED_RESULTS_DIR, read_results
+    from imbal_core.report import PAGE_WIDTH, results_file_report
+
+    report = tmp_path / "report.html"
+    report.write_text(results_file_report(read_results("ham10000_28", [SHIPPED_RESULTS_DIR])), encoding="utf-8")
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(report.as_uri())
+    heat_map = page.locator(".js-plotly-plot").first
+    heat_map.wait_for(timeout=30_000)
+    heat_map.scroll_into_view_if_needed()
+    page_box = page.locator("body").bounding_box()
+    labels = heat_map.locator(".ytick text").all() + heat_map.locator(".xtick text").all()
+    assert len(labels) >= 10
+    for label in labels:
+        box = label.bounding_box()
+        assert box["x"] >= page_box["x"] - 1 and box["x"] + box["width"] <= page_box["x"] + PAGE_WIDTH + 1, box
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert page.get_by_role("heading", name="Provenance").count() == 1
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "report_heat_map.png"))
