@@ -10,7 +10,8 @@ import streamlit as st
 import torch
 from PIL import Image, ImageDraw
 
-from imbal_core.compare import stores
+from imbal_core.benchmark_results import SHIPPED_RESULTS_DIR
+from imbal_core.compare import archive_stores, stores
 from imbal_core.data import DATA_SOURCES, check_inside_data_roots
 from imbal_core.data.colour import COLOUR_CONSTANCY
 from imbal_core.data.tasks import REST
@@ -52,6 +53,17 @@ def generator_jobs() -> GeneratorJobs:
 
 def all_stores() -> list[RunStore]:
     return stores(user_store())
+
+
+@st.cache_resource(show_spinner="Reading the benchmark archives (results/*_runs) ...")
+def _archive_stores(signature: tuple) -> list[RunStore]:
+    return archive_stores()
+
+
+def compare_stores() -> list[RunStore]:
+    """The stores Compare reads: yours, the shipped one, and each benchmark archive (restored once per change)."""
+    signature = tuple((folder.name, folder.stat().st_mtime_ns) for folder in sorted(SHIPPED_RESULTS_DIR.glob("*_runs")))
+    return all_stores() + _archive_stores(signature)
 
 
 def data_choice() -> dict:

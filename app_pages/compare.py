@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages.common import all_stores
+from app_pages.common import compare_stores
 from imbal_core import charts
 from imbal_core.benchmark_results import BenchmarkResults, read_results, results_dir, results_files
 from imbal_core.compare import (
@@ -107,8 +107,9 @@ HOLM_NOTE = (
 )
 RUNS_VIEW, FILES_VIEW = "Runs", "Benchmark results files"
 SPREAD_NOTE = (
-    "Test-set metrics as mean ± sd over **seeds** [95% t interval, from 3 seeds]. With 3 seeds an interval is wide "
-    "and can pass a metric's range (0 to 1): it says the seeds do not pin the mean down."
+    "Test-set metrics as mean ± sd over **seeds** [95% t interval, from 3 seeds]. With 3 seeds an interval is wide; "
+    "where it would pass the metric's range (0 to 1) it is cut there, and the cut end is marked *: the seeds do not "
+    "pin the mean down."
 )
 # What the paired-difference charts show unless the user picks others: the scores imbalance moves, on one scale.
 # g_mean, kappa and ECE have other ranges, and a seed that never predicts a class has a g_mean of 0, whose interval
@@ -138,7 +139,7 @@ TAB_WIDGETS = [
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _finished_runs(stores_state: tuple) -> pd.DataFrame:
-    runs = finished_runs(all_stores())
+    runs = finished_runs(compare_stores())
     # Your runs form groups of their own, tagged in every legend: a shipped run of the same config is not yours.
     yours = runs["source"] == "yours"
     runs.loc[yours, "group"] = runs.loc[yours, "group"] + " · yours"
@@ -147,7 +148,7 @@ def _finished_runs(stores_state: tuple) -> pd.DataFrame:
 
 def runs_table() -> pd.DataFrame:
     """Finished runs of every store, read again whenever a store was written to."""
-    return _finished_runs(tuple(store.state() for store in all_stores()))
+    return _finished_runs(tuple((str(store.root), store.state()) for store in compare_stores()))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -646,8 +647,15 @@ if not newest.empty:
     data_sets.insert(0, newest["data"].iloc[0])
 # persist_state: the picks outlive a visit to the results files' view, where these widgets are not drawn.
 data = f1.selectbox("Data set", data_sets, key="cmp_data", persist_state="page")
+source_names = list(dict.fromkeys(["shipped", "yours", *sorted(runs["source"].unique())]))
 sources = f4.multiselect(
-    "Source", ["shipped", "yours"], default=["shipped", "yours"], key="cmp_source", persist_state="page"
+    "Source",
+    source_names,
+    default=source_names,
+    key="cmp_source",
+    persist_state="page",
+    help="shipped: pretrained/; yours: your store; archive <protocol>: the finished runs a benchmark archived in "
+    "results/<protocol>_runs (no weights: charts and statistics only; how they were made: results/<protocol>.md)",
 )
 in_data = runs[(runs["data"] == data) & runs["source"].isin(sources)]
 ratio_labels = sorted(in_data["ratio_label"].unique(), key=ratio_order)

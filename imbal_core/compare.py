@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from .imbalance import subset_suffix
 from .methods.decoupled import best_tau, tau_curve, tau_normalise
 from .metrics import BINARY_METRICS, SUMMARY_METRICS, compute_metrics
 from .runs import MODEL_FILE, RunStore
+from .runs.archive import local_config
 from .stats import MIN_SEEDS_FOR_INTERVAL
 from .utils import IN_CHECKOUT, PRETRAINED_DIR, REPO_ROOT, lab_home, read_json
 
@@ -35,8 +37,30 @@ def stores(user_store: RunStore | None = None) -> list[RunStore]:
     return [user_store or RunStore()] + found
 
 
+ARCHIVE_STORES = "archives"  # under the lab home: each benchmark archive restored as a store Compare reads
+
+
+def archive_stores() -> list[RunStore]:
+    """Each shipped benchmark archive (`results/<protocol>_runs`: finished runs without weights) as a store of its
+    own, `<lab home>/archives/<protocol>_runs`, restored with the runs it lacks. Compare reads them as it reads runs
+    of its own (per-class bars, confusion matrices, ROC, validation curves), labelled "archive <protocol>"."""
+    from .benchmark_results import SHIPPED_RESULTS_DIR
+    from .runs import RunArchive
+
+    found = []
+    for folder in sorted(SHIPPED_RESULTS_DIR.glob("*_runs")):
+        archive = RunArchive(folder)
+        if archive.run_ids():
+            store = RunStore(lab_home() / ARCHIVE_STORES / folder.name)
+            archive.restore(store)
+            found.append(store)
+    return found
+
+
 def finished_runs(all_stores: list[RunStore]) -> pd.DataFrame:
-    """One row per finished run across stores, with its store, a label and summary metrics."""
+    """One row per finished run across stores, with its store, its source (shipped, yours, or the archive of a
+    benchmark protocol), a label and summary metrics. A run in two stores (two archives share runs) is listed once,
+    from the first."""
     frames = []
     for store in all_stores:
         runs = store.runs(status="finished")
@@ -45,11 +69,11 @@ def finished_runs(all_stores: list[RunStore]) -> pd.DataFrame:
         runs["store"] = str(store.root)
         # Shipped runs of some methods keep only results (not weights): Explain and quality need the weights.
         runs["has_model"] = [(store.run_dir(run_id) / MODEL_FILE).is_file() for run_id in runs["run_id"]]
-        runs["source"] = "shipped" if store.root.resolve() == PRETRAINED_DIR.resolve() else "yours"
+        runs["source"] = _source(store)
         frames.append(runs)
     if not frames:
         return pd.DataFrame(columns=["run_id", "method", "data", "ratio", "seed", "source", "label", "has_model"])
-    runs = pd.concat(frames, ignore_index=True)
+    runs = pd.concat(frames, ignore_index=True).drop_duplicates("run_id").reset_index(drop=True)
     runs["ratio_label"] = runs["ratio"].map(lambda r: "natural" if pd.isna(r) else f"{r:g}")
     # Runs are comparable when they share the data set, its options, image size and split.
     runs["data"] = _data_labels(runs["config"])
@@ -87,6 +111,15 @@ def first_ratio_with_intervals(runs: pd.DataFrame) -> str | None:
     seeds_at = runs.groupby(["ratio_label", "group"])["seed"].nunique().groupby(level="ratio_label").max()
     with_intervals = [r for r in ratios if seeds_at.get(r, 0) >= MIN_SEEDS_FOR_INTERVAL]
     return (with_intervals or ratios or [None])[0]
+
+
+def _source(store: RunStore) -> str:
+    root = store.root.resolve()
+    if root == PRETRAINED_DIR.resolve():
+        return "shipped"
+    if root.parent.name == ARCHIVE_STORES and root.parent == (lab_home() / ARCHIVE_STORES).resolve():
+        return f"archive {root.name.removesuffix('_runs')}"
+    return "yours"
 
 
 def default_selection(pool: pd.DataFrame, reference: str = "ce") -> pd.DataFrame:
@@ -201,9 +234,18 @@ def _data_labels(configs: pd.Series) -> pd.Series:
     of each one's full path tells them apart ("ham10000 ham10000#d74c 28px")."""
     parsed = configs.map(json.loads)
     plain = parsed.map(lambda config: _data_label(config, hashed=False))
-    paths = parsed.map(lambda config: config.get("data_path") or "")
+    paths = parsed.map(lambda config: _folder_of(config.get("data_path")))
     shared = plain.map(paths.groupby(plain).nunique()) > 1
     return plain.where(~shared, parsed.map(lambda config: _data_label(config, hashed=True)))
+
+
+def _folder_of(path: str | None) -> str:
+    """The folder a recorded data path names, however it was written (an archive's "<checkout>/..", a shipped run's
+    path relative to the checkout, an absolute one): two spellings of one folder are one data set."""
+    if not path:
+        return ""
+    local = local_config({"data_path": path})["data_path"]
+    return os.path.normpath(REPO_ROOT / local)  # an absolute path stays as it is
 
 
 def _data_label(config: dict, hashed: bool) -> str:

@@ -613,3 +613,23 @@ def test_the_data_choice_goes_through_the_page_address_and_back():
     assert read == {**DATA_FORM_DEFAULTS, "profile": "exp"}
     assert [note.split("=")[0] for note in ignored] == ["ratio", "image_size", "path"]
     assert "outside the allowed data folders" in ignored[2]
+
+
+def test_compare_opens_a_benchmark_archive_as_runs():
+    """Issue 38: the HAM10000 benchmark existed only as tables in the files view. Its archive (results/
+    ham10000_28_runs) opens in the Runs view like runs of one's own: leaderboard with intervals, confusion matrices,
+    and for "mel vs nv" the ROC curves, each run labelled with its protocol."""
+    app = open_page("compare")
+    assert "ham10000 28px" in app.selectbox(key="cmp_data").options
+    app.selectbox(key="cmp_data").set_value("ham10000 28px").run()
+    assert not app.exception, app.exception
+    picked = next(m for m in app.multiselect if m.label == "Runs").value
+    assert picked and all(" · archive ham10000_28 · " in label for label in picked)
+    board = app.dataframe[0].value
+    assert (board["n (seeds)"] == 3).all() and board["balanced_acc"].str.contains(r"\[").all()
+    open_tab(app, "Confusion matrix")
+    assert not app.exception, app.exception
+    assert any(spec["data"][0]["type"] == "heatmap" for spec in chart_specs(app))
+    app.selectbox(key="cmp_data").set_value("ham10000 [mel vs nv] 28px").run()
+    assert not app.exception, app.exception
+    assert any(h.value.startswith("Abnormal vs normal: ROC") for h in app.header)

@@ -782,12 +782,12 @@ def test_a_plan_says_why_archived_runs_for_another_data_folder_train_again(tmp_p
 
 def test_an_archived_data_path_beside_the_checkout_is_written_relative_to_it():
     """So a clone in another folder, with the data beside it as CI has it, matches the archived runs."""
-    from imbal_core.runs.archive import _local, _portable
+    from imbal_core.runs.archive import _portable, local_config
 
     # resolved, as a protocol resolves it (`../shared` may be a link to elsewhere)
     beside = {"method": "ce", "data_path": str((ROOT.parent / "shared" / "data" / "ham10000").resolve())}
     assert _portable(beside) == {"method": "ce", "data_path": "<checkout>/../shared/data/ham10000"}
-    assert _local(_portable(beside)) == beside
+    assert local_config(_portable(beside)) == beside
     assert _portable({"data_path": None}) == {"data_path": None}
 
 

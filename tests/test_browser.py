@@ -353,3 +353,40 @@ def test_the_report_opens_offline_with_its_heat_map_labels_inside_the_page(brows
     assert page.get_by_role("heading", name="Provenance").count() == 1
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "report_heat_map.png"))
+
+
+def test_a_benchmark_archive_in_the_runs_view(app_url: str, browser):
+    """Issue 38: the HAM10000 archive opens in Compare's Runs view with its confusion matrices, the mel-vs-nv ROC
+    curves and the ranking's critical-difference diagram."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    _open(page, f"{app_url}/compare", "Compare", "Per-class recall")
+
+    def pick_data(name: str) -> None:  # typed: a long list draws only the options in view
+        box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Data set").get_by_role("combobox")
+        box.click()
+        box.fill(name)
+        page.get_by_role("option", name=name, exact=True).click()
+        page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
+
+    pick_data("ham10000 28px")
+    page.get_by_text("· archive ham10000_28 ·").first.wait_for(timeout=60_000)
+    page.get_by_role("tab", name="Confusion matrix").click()
+    caption = page.get_by_text("Rows are the true classes, each normalised to 1")
+    caption.wait_for(timeout=120_000)
+    page.wait_for_timeout(2000)  # plotly draws after the element appears
+    caption.scroll_into_view_if_needed()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(SHOTS / "compare_archive_confusion.png"))
+    page.get_by_role("tab", name="Ranking").click()
+    ranking = page.get_by_text("Friedman's test that all methods rank alike")
+    ranking.wait_for(timeout=60_000)
+    ranking.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "compare_archive_ranking.png"))
+
+    pick_data("ham10000 [mel vs nv] 28px")
+    heading = page.get_by_role("heading", name="Abnormal vs normal: ROC, precision–recall and scores")
+    heading.wait_for(timeout=120_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    heading.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "compare_archive_roc.png"))

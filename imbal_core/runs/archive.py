@@ -94,7 +94,7 @@ class RunArchive:
             run_file(folder, name)  # every name checked before the store writes any
         exported = {"run": run, "metrics": [tuple(m) for m in metrics], "files": files}
         try:
-            return _with_config(exported, _local)
+            return _with_config(exported, local_config)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise RunError(
                 f"archived run {run_id}: its config (in {ROW_FILE} or {CONFIG_FILE}) does not read; remove that folder"
@@ -102,7 +102,7 @@ class RunArchive:
 
     def _config(self, run_id: str) -> dict[str, Any]:
         try:
-            return _local(json.loads(self._row(run_id)["run"]["config"]))
+            return local_config(json.loads(self._row(run_id)["run"]["config"]))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise RunError(
                 f"archived run {run_id}: its config in {ROW_FILE} does not read; remove that folder"
@@ -158,7 +158,7 @@ def _portable(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _local(config: dict[str, Any]) -> dict[str, Any]:
+def local_config(config: dict[str, Any]) -> dict[str, Any]:
     """`_portable` undone in this checkout: the path as a protocol here resolves it."""
     path = config.get("data_path")
     if path and path.startswith(f"{CHECKOUT}/"):
