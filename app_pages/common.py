@@ -169,6 +169,9 @@ def query_from_form(form: dict[str, Any]) -> dict[str, str]:
     return query
 
 
+MAX_QUERY_CHARS = 10_000  # a page address's parameter: far more than any data form needs
+
+
 def form_from_query(query: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     """Widget values from query parameters, and a note for each parameter that cannot be used (it keeps its
     default): a shared link typed by hand, or one from another version of the app, never breaks the page."""
@@ -183,10 +186,13 @@ def form_from_query(query: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     for key, text in query.items():
         if key not in DATA_FORM_DEFAULTS:
             continue  # another page's parameter
+        shown = text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
         try:
+            if len(text) > MAX_QUERY_CHARS:  # e.g. a deeply nested JSON would exhaust the parser's recursion
+                raise ValueError(f"longer than {MAX_QUERY_CHARS:,} characters")
             form[key] = _query_value(key, text, choices)
-        except (ValueError, ImbalLabError) as err:
-            ignored.append(f"{key}={text!r} ({err})")
+        except (ValueError, RecursionError, ImbalLabError) as err:
+            ignored.append(f"{key}={shown!r} ({err or 'nested too deep'})")
     return form, ignored
 
 

@@ -128,3 +128,16 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
             f"checkpoint {path} has no state skeleton in its metadata; it is not an Imbalance Lab checkpoint"
         )
     return unflatten_state(json.loads(metadata["skeleton"]), tensors)
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: Path) -> None:
+    """`model.load_state_dict(state)`, with a RunError naming `path` when the weights are another model's (another
+    backbone or class count: a file copied from another run)."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        shapes = "different shapes" if "size mismatch" in str(err) else "other layers"
+        raise RunError(
+            f"checkpoint {path} does not fit the run's model (its weights have {shapes}): it belongs to another run or "
+            "was replaced; restore the run's own file, or delete the run"
+        ) from None

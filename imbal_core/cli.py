@@ -1050,6 +1050,12 @@ def cmd_runs(args: argparse.Namespace) -> None:
             f"{len(unindexed)} run folder(s) in {store.root / 'runs'} have no row in the run index (was runs.sqlite "
             f"emptied or replaced?), e.g. {unindexed[0]}: `runs --rebuild` indexes them again from their files\n"
         )
+    folderless = store.folderless_runs()
+    if folderless:
+        print(
+            f"{len(folderless)} run(s) of the index have no folder in {store.root / 'runs'} (removed by hand?), e.g. "
+            f"{folderless[0]}: their results cannot be read; `runs --delete ID` removes their rows\n"
+        )
     crafted = store.crafted_rows()
     if crafted:  # left out below: acting on such an id could reach outside the store
         print(
@@ -1139,7 +1145,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     run_ids = [r.strip() for r in args.runs.split(",")] if args.runs else None
-    table = _open_store(args).tidy(run_ids, per_class=not args.summary_only)
+    store = _open_store(args)
+    if args.out and Path(args.out).resolve().is_relative_to(store.root.resolve()):
+        raise ConfigError(
+            f"--out {args.out} lies inside the run store {store.root}, whose files (its index, the runs' weights) "
+            "it could overwrite: write the table elsewhere"
+        )
+    table = store.tidy(run_ids, per_class=not args.summary_only)
     if args.out:
         from .utils import atomic_path
 

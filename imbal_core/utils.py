@@ -43,13 +43,13 @@ DATA_ROOTS_VARIABLE = "IMBAL_LAB_DATA_ROOTS"
 
 def data_roots() -> list[Path]:
     """The folders data sets may be read from (resolved): $IMBAL_LAB_DATA_ROOTS, folders separated by os.pathsep,
-    when set; else the lab home, the user's home, the system's temporary folder and `shared/data` beside the
-    repository. The app reads no data path outside them (`restrict_data_reads`), so it cannot be used to probe the
-    machine."""
+    when set; else the lab home, the system's temporary folder and `shared/data` beside the repository (not the
+    user's home: a page address could list its folders through error messages). The app reads no data path outside
+    them (`restrict_data_reads`), so it cannot be used to probe the machine."""
     configured = os.environ.get(DATA_ROOTS_VARIABLE)
     if configured:
         return [Path(folder).expanduser().resolve() for folder in configured.split(os.pathsep) if folder]
-    defaults = (lab_home(), Path.home(), Path(tempfile.gettempdir()), REPO_ROOT.parent / "shared" / "data")
+    defaults = (lab_home(), Path(tempfile.gettempdir()), REPO_ROOT.parent / "shared" / "data")
     return [folder.resolve() for folder in defaults]
 
 

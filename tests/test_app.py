@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def test_data_page_ratio_changes_chart():
     assert max(kept_100) / min(kept_100) == pytest.approx(100, rel=0.15)
     assert len(app.get("image")) == 7  # one sample row per class
     app.selectbox(key="data_source").set_value("ham10000").run()
-    missing = Path.home() / "no" / "such" / "folder"  # inside the allowed data folders, so its absence is reported
+    missing = Path(tempfile.gettempdir()) / "no" / "such" / "folder"  # inside the allowed data folders: reported
     app.text_input(key="data_path").set_value(str(missing)).run()
     assert "does not exist" in app.error[0].value
     app.text_input(key="data_path").set_value("/etc").run()
@@ -583,7 +584,7 @@ def test_the_data_choice_goes_through_the_page_address_and_back():
     form = {
         **DATA_FORM_DEFAULTS,
         "source": "ham10000",
-        "path": str(Path.home() / "data" / "ham10000"),
+        "path": str(Path(tempfile.gettempdir()) / "data" / "ham10000"),
         "image_size": 128,
         "binary": True,
         "task_positive": ["mel", "bcc"],
@@ -613,6 +614,11 @@ def test_the_data_choice_goes_through_the_page_address_and_back():
     assert read == {**DATA_FORM_DEFAULTS, "profile": "exp"}
     assert [note.split("=")[0] for note in ignored] == ["ratio", "image_size", "path"]
     assert "outside the allowed data folders" in ignored[2]
+    # Probe S307, K301: a deeply nested JSON was a RecursionError on the page; the server user's home was readable
+    deep = {"profile": "custom", "custom_counts": "[" * 50_000 + "]" * 50_000, "path": str(Path.home() / ".cache")}
+    read, ignored = form_from_query(deep)
+    assert read["custom_counts"] is None and "longer than 10,000 characters" in ignored[0] and len(ignored[0]) < 200
+    assert "outside the allowed data folders" in ignored[1]
 
 
 def test_compare_opens_a_benchmark_archive_as_runs():

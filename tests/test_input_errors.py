@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import shutil
 import threading
 import tomllib
 from pathlib import Path
@@ -18,9 +19,11 @@ from PIL import Image
 
 from imbal_core.cli import build_parser, main
 from imbal_core.data import load_dataset
+from imbal_core.data.images import read_image
 from imbal_core.errors import ConfigError, DataError, RunError
 from imbal_core.methods.base import Setting
 from imbal_core.runs import RunStore
+from tests.conftest import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--batch-size", "64", "--device", "cpu", "--epochs", "1", "--quiet"]
@@ -675,3 +678,217 @@ def test_an_edit_that_keeps_size_and_modification_time_changes_the_cache_key(tmp
     os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # modification time put back
     assert image.stat().st_size == stat.st_size and image.stat().st_mtime_ns == stat.st_mtime_ns
     assert _fingerprint(data) != before
+
+
+# ---- the third probe (docs/probes/issue37_round3_2026-12-07.md) -------------------------------------------------
+
+
+def _png(path: Path, value: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((30, 30, 3), value, np.uint8)).save(path)
+
+
+@pytest.mark.parametrize(
+    ("folders", "expected"),
+    [
+        (["A", "a"], r"differ only by spaces around them, letter case or Unicode form"),  # W301
+        (["caf\u00e9", "cafe\u0301"], r"differ only by .* Unicode form"),  # W302
+        (["\x1b[31mX", "b"], r"1 class folder\(s\) hold control characters; rename them"),  # S301
+        (["a", "b", "empty"], r"class folder .*empty holds no image of the types read"),  # W305
+    ],
+)
+def test_class_folder_names_are_checked_like_csv_labels(tmp_path: Path, folders, expected):
+    """Probe W301, W302 (two spellings, two classes), S301 (escape codes in a folder name reached the terminal),
+    W305 (an empty class folder vanished)."""
+    for i, name in enumerate(folders):
+        if name != "empty":
+            _png(tmp_path / "d" / name / f"{i}.png", 40 * i)
+        else:
+            (tmp_path / "d" / name).mkdir(parents=True)
+    with pytest.raises(DataError, match=expected) as raised:
+        load_dataset("folder", path=tmp_path / "d", use_cache=False)
+    assert "\x1b" not in str(raised.value)  # never echoed
+
+
+def test_folder_and_csv_layouts_that_would_mislead_are_refused(tmp_path: Path):
+    """Probe W307 (train/<class>, test/<class> read as classes "train" and "test"), W321 (macOS ._ files stopped
+    the set), T301 (an empty path cell was a TypeError), W308 (a second label column), W309 (a split column was
+    ignored), W311 (a class named "NA" read as missing)."""
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            _png(tmp_path / "split" / split / c / "0.png")
+    with pytest.raises(DataError, match=r"split folders \(test, train\) with the same class folders inside"):
+        load_dataset("folder", path=tmp_path / "split", use_cache=False)
+
+    data = _image_folder(tmp_path / "plain")
+    (data / "benign" / "._benign0.png").write_bytes(b"\0\5\26\7 AppleDouble")  # macOS resource fork
+    assert load_dataset("folder", path=data, use_cache=False).num_classes == 2
+
+    rows = [f"benign/benign{i}.png,benign" for i in range(10)] + [f"malignant/malignant{i}.png,NA" for i in range(10)]
+    csv = data / "list.csv"
+    csv.write_text("path,label\n" + "\n".join(rows) + "\n")
+    assert load_dataset("folder", path=csv, use_cache=False).class_names == ["NA", "benign"]
+    cases = {
+        "path,label\n" + "\n".join(rows) + "\n,benign\n": r"data row\(s\) 21 have no path",
+        "path,label,label\n" + "\n".join(r + ",x" for r in rows) + "\n": r"names the column\(s\) \['label'\] more",
+        "path,label,split\n" + "\n".join(r + ",test" for r in rows) + "\n": r"has a 'split' column, which the folder",
+    }
+    for text, expected in cases.items():
+        csv.write_text(text)
+        with pytest.raises(DataError, match=expected):
+            load_dataset("folder", path=csv, use_cache=False)
+
+
+def test_images_and_arrays_that_would_be_read_wrongly_are_refused(tmp_path: Path):
+    """Probe W303, W304 (a multi-page TIFF or an animation read as its first frame), W312 (channel-first npz
+    images trained as 28-channel images), W314 (2x2 npz images blown up 14x)."""
+    frames = [Image.fromarray(np.full((32, 32, 3), v, np.uint8)) for v in (0, 200)]
+    frames[0].save(tmp_path / "pages.tif", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "moving.png", save_all=True, append_images=frames[1:], format="GIF")
+    for name in ("pages.tif", "moving.png"):
+        with pytest.raises(DataError, match="holds 2 frames"):
+            read_image(tmp_path / name, 32)
+
+    splits = {"train": two_classes(40), "val": two_classes(10), "test": two_classes(10)}
+    first = np.zeros((40, 3, 28, 28), np.uint8)
+    arrays = {f"{s}_labels": y for s, y in splits.items()} | {f"{s}_images": first[: len(y)] for s, y in splits.items()}
+    np.savez(tmp_path / "nchw.npz", **arrays)
+    with pytest.raises(DataError, match=r"looks channel-first: save images.transpose\(0, 2, 3, 1\)"):
+        load_dataset("medmnist", path=tmp_path / "nchw.npz", use_cache=False)
+    tiny = write_npz(tmp_path / "tiny.npz", splits, images=np.zeros((40, 2, 2, 3), np.uint8))
+    with pytest.raises(DataError, match="2x2 px, which would be blown up more than 8x to 28 px"):
+        load_dataset("medmnist", path=tiny, use_cache=False)
+
+
+def test_bad_tags_backbones_and_export_targets_create_nothing(tmp_path: Path, capsys):
+    """Probe S302 (a tag's escape codes printed by `export`), T302 and L301 (an unknown or fixed-size backbone was
+    refused after a failed run was created), S306 (`export --out` overwrote the store's index)."""
+    assert cli(tmp_path, "train", *TINY, "--tag", "\x1b[2J") == 2
+    assert "tag may not hold control characters" in error_of(capsys) and no_runs(tmp_path)
+    assert not list((tmp_path / "store").glob("runs/*"))
+    for backbone, expected in (
+        ("nosuch_net", "unknown backbone 'nosuch_net'"),
+        ("vit_tiny_patch16_224", "cannot give"),
+    ):
+        assert cli(tmp_path, "train", *TINY, "--backbone", backbone) == 2
+        assert expected in error_of(capsys) and no_runs(tmp_path)
+    index = tmp_path / "store" / "runs.sqlite"
+    before = index.read_bytes()
+    assert cli(tmp_path, "export", "--out", str(index)) == 2
+    assert "lies inside the run store" in error_of(capsys) and index.read_bytes() == before
+
+
+def test_a_runs_missing_or_foreign_files_are_named_and_a_refused_resume_keeps_the_run(tmp_path: Path, capsys):
+    """Probe T303 (a removed run folder was a FileNotFoundError), T304, T305 (another backbone's weights were a
+    RuntimeError), W319 (a resume refused for a bad last checkpoint marked the run failed and deleted its best
+    checkpoint)."""
+    from imbal_core.engine import TrainConfig, train
+
+    store = RunStore(tmp_path / "store")
+    small = dict(epochs=2, batch_size=128, device="cpu", data_options={"n_images": 400})
+    first = train(TrainConfig(**small), store)
+    other = train(TrainConfig(**small, backbone="resnet18_small"), store)
+    foreign = store.run_dir(other) / "model.safetensors"
+    shutil.copy(foreign, store.run_dir(first) / "model.safetensors")
+    assert cli(tmp_path, "evaluate", first, "--data", "synthetic", "--data-option", "n_images=400") == 2
+    assert "does not fit the run's model" in error_of(capsys)
+
+    stop = threading.Event()
+    stopped = train(
+        TrainConfig(**{**small, "epochs": 3}),
+        store,
+        stop_event=stop,
+        progress=lambda e: stop.set() if e["event"] == "epoch" and e["epoch"] == 0 else None,
+    )
+    assert store.get_run(stopped)["status"] == "stopped"
+    folder = store.run_dir(stopped)
+    shutil.copy(store.run_dir(other) / "best.safetensors", folder / "last.safetensors")
+    kept = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(RunError, match="does not fit the run's model.*the run stays stopped"):
+        train(None, store, resume=stopped)
+    assert store.get_run(stopped)["status"] == "stopped" and sorted(p.name for p in folder.iterdir()) == kept
+
+    shutil.rmtree(store.run_dir(other))
+    assert cli(tmp_path, "evaluate", other, "--data", "synthetic", "--data-option", "n_images=400") == 2
+    assert "lacks metrics.json (removed or moved?)" in error_of(capsys)
+
+
+def test_a_locked_run_index_is_said_within_seconds_and_an_interrupted_creation_leaves_no_folder(
+    tmp_path: Path, monkeypatch
+):
+    """Probe H301 (a write lock held elsewhere made `train` wait 5 minutes without a word), L302 (a kill during
+    that wait left a run folder without its row)."""
+    import sqlite3
+
+    import imbal_core.runs.store as store_module
+
+    store = RunStore(tmp_path / "store")
+    holder = sqlite3.connect(store.db_path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    monkeypatch.setattr(store_module, "FIRST_WAIT_SECONDS", 0.1)
+    monkeypatch.setattr(store_module, "LATER_WAIT_SECONDS", 0.1)
+    with pytest.warns(UserWarning, match="is busy"), pytest.raises(RunError, match="stayed locked by another"):
+        store.create_run(tiny_config().to_dict())
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert not list((tmp_path / "store").glob("runs/*"))  # the folder went with the failed row
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunStore, "_index_new_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.create_run(tiny_config().to_dict())
+    assert not list((tmp_path / "store").glob("runs/*"))
+
+
+def test_training_images_saved_again_under_new_names_count_as_seen():
+    """Probe W318: a run's training images re-saved as JPEG (quality 98) under new names were scored as unseen.
+    Near-copies count as overlap; the built-in data's own test images are not taken for copies of its training
+    images."""
+    import io
+
+    from imbal_core.engine.evaluate import near_copies
+
+    dataset = load_dataset("synthetic", use_cache=False, n_images=700)
+    train = dataset.train.images
+    resaved = []
+    for image in train[:50]:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=98)
+        resaved.append(np.asarray(Image.open(buffer).convert("RGB")))
+    assert near_copies(np.stack(resaved), train).all()
+    assert not near_copies(dataset.test.images, train).any()
+
+
+def test_a_run_whose_folder_is_removed_while_it_trains_does_not_finish(tmp_path: Path, capsys):
+    """Probe L306: `rm -rf runs/*` during training left a run "finished" with half its files."""
+    from imbal_core.engine import TrainConfig, train
+
+    store = RunStore(tmp_path / "store")
+
+    def remove_folder(event: dict) -> None:
+        if event["event"] == "epoch" and event["epoch"] == 0:
+            shutil.rmtree(store.run_dir(event["run_id"]))
+
+    config = TrainConfig(epochs=2, batch_size=128, device="cpu", data_options={"n_images": 400})
+    with pytest.raises((RunError, OSError)):
+        train(config, store, progress=remove_folder)
+    (run,) = store.runs()["run_id"]
+    assert store.get_run(run)["status"] == "failed" and "was removed while it trained" in store.get_run(run)["error"]
+    shutil.rmtree(store.run_dir(run))  # a folder gone for good: `runs` says so
+    assert cli(tmp_path, "runs") == 0
+    assert "1 run(s) of the index have no folder" in capsys.readouterr().out
+
+
+def test_an_upload_is_limited_by_pixels_too():
+    """Probe H306: a 0.5 MB PNG of 16000 x 11000 px took 2 GB of the server's memory to decode."""
+    import io
+
+    from imbal_core.data.images import decode_image_bytes
+
+    buffer = io.BytesIO()
+    Image.new("L", (16000, 11000)).save(buffer, format="PNG")
+    assert len(buffer.getvalue()) < 1_000_000
+    with pytest.raises(DataError, match="16000 x 11000 px .* the limit is 40 Mpx"):
+        decode_image_bytes(buffer.getvalue(), 224)

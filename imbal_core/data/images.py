@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,12 +43,23 @@ def index_images(root: Path) -> dict[str, Path]:
 
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+# A compressed file of a few hundred kB can hold a 16000 x 11000 image (2 GB decoded): uploads are limited by pixels
+# too (a 40 Mpx photograph is larger than any camera's).
+MAX_UPLOAD_PIXELS = 40_000_000
 
 
 def decode_image_bytes(data: bytes, size: int, name: str = "upload") -> np.ndarray:
-    """An uploaded image as uint8 (size, size, 3); non-images and oversized files are refused."""
+    """An uploaded image as uint8 (size, size, 3); non-images and oversized files or images are refused."""
     if len(data) > MAX_UPLOAD_BYTES:
         raise DataError(f"{name} is {len(data) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB")
+    with suppress(UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError):
+        with Image.open(io.BytesIO(data)) as probe:  # reads the header only
+            width, height = probe.size
+        if width * height > MAX_UPLOAD_PIXELS:
+            raise DataError(
+                f"{name} is {width} x {height} px ({width * height / 1e6:.0f} Mpx); the limit is "
+                f"{MAX_UPLOAD_PIXELS // 1_000_000} Mpx: resize it before uploading"
+            )
     try:
         return read_image(io.BytesIO(data), size, name)
     except DataError:
@@ -63,6 +76,12 @@ def read_image(path: Path | io.BytesIO, size: int, name: str | None = None) -> n
         raise DataError(f"image file {name} is not a regular file (a pipe, device or folder?): remove it or its row")
     try:
         with Image.open(path) as opened:
+            frames = getattr(opened, "n_frames", 1)
+            if frames > 1:  # a multi-page TIFF or an animation: which frame is the image is not ours to guess
+                raise DataError(
+                    f"image file {name} holds {frames} frames (pages or an animation); save the frame to use as an "
+                    "image of its own"
+                )
             opened.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale, much faster
             # A camera's EXIF orientation says how the pixels are to be shown: as a viewer shows them.
             img = eight_bit_rgb(ImageOps.exif_transpose(opened), name)
@@ -235,9 +254,15 @@ def read_table(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
 
     require_regular_file(path, what)
     try:
-        table = pd.read_csv(path)
+        # Only an empty cell is missing: a class named "NA" or "None" is a name.
+        table = pd.read_csv(path, keep_default_na=False, na_values=[""])
     except (OSError, ValueError) as err:
         raise DataError(f"cannot read {what} {path}: {err}") from None
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
+        header = next(csv.reader(handle), [])
+    repeated = sorted({c for c in header if header.count(c) > 1 and c in required})
+    if repeated:  # pandas renames the second "label" to "label.1" and the first one would be used without a word
+        raise DataError(f"{what} {path} names the column(s) {repeated} more than once: keep one of each")
     missing = [c for c in required if c not in table.columns]
     if missing:
         raise DataError(

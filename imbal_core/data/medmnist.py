@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import DataError
 from .base import SPLITS, ImageDataset, Split, register_source
-from .images import require_regular_file, resize_array
+from .images import MAX_UPSCALE, require_regular_file, resize_array
 
 DEFAULT_ROOT = Path("~/.medmnist").expanduser()
 MAX_CLASSES = 1000  # a label beyond this is a mistake (e.g. an id in the label column), not a class
@@ -125,6 +125,18 @@ def load_medmnist(
             images = np.repeat(images[..., None], 3, axis=3)
         if images.ndim != 4 or images.dtype != np.uint8:
             raise DataError(f"{file}: {s}_images must be uint8 (N, H, W[, C]); got {images.dtype} {images.shape}")
+        if images.shape[3] not in (1, 3):  # e.g. (N, 3, 28, 28) would train as 28-channel images of 3 x 28 px
+            hint = " (it looks channel-first: save images.transpose(0, 2, 3, 1))" if images.shape[1] in (1, 3) else ""
+            raise DataError(
+                f"{file}: {s}_images has shape {images.shape}: images are (N, H, W) or (N, H, W, C) with 1 or 3 "
+                f"channels{hint}"
+            )
+        side = min(images.shape[1:3])
+        if side * MAX_UPSCALE < image_size:  # as for image files: a 2x2 image blown up to 28 px is no picture
+            raise DataError(
+                f"{file}: {s}_images are {images.shape[2]}x{images.shape[1]} px, which would be blown up more than "
+                f"{MAX_UPSCALE}x to {image_size} px; choose a smaller --image-size, or save larger images"
+            )
         if len(images) != len(labels.reshape(-1)):
             raise DataError(
                 f"{file}: {s}_images holds {len(images)} images but {s}_labels {len(labels.reshape(-1))} labels; "

@@ -147,6 +147,8 @@ class TrainConfig:
         method.check_ready()
         kept = kept_indices(self, self.load_data())  # raises for a ratio out of reach
         method.check_training_set(self.data_recipe(), kept)
+        if self.pretrained is None:  # the backbone exists and suits the image size (after the data's own checks)
+            create_model(self.backbone, image_size=self.image_size)
 
     def with_chosen_settings(self) -> tuple[TrainConfig, str | None]:
         """This config with the settings its method picks from the run's data where they were left empty (IOIS's

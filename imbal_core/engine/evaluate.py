@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, load_model_state
 from ..data import Split, load_dataset
 from ..errors import DataError, RunError
 from ..methods import TrainInfo, create_method
@@ -29,6 +30,12 @@ def load_run_model(
         raise RunError(f"run {run_id} is {run['status']}; only finished runs have a final model")
     config = TrainConfig.from_dict(run["config"])
     run_dir = store.run_dir(run_id)
+    if not (run_dir / "metrics.json").is_file():
+        raise RunError(
+            f"run {run_id} is indexed as finished but its folder {run_dir} lacks metrics.json (removed or moved?): "
+            f"restore the folder, or remove the run with `python -m imbal_core --store {store.root} runs --delete "
+            f"{run_id}`"
+        )
     metrics = read_json(run_dir / "metrics.json")
     model = build_model(config, len(metrics["class_names"]), in_chans=3, load_weights=False)
     # The method may have replaced the head (cosine, scaled); rebuild it the same way.
@@ -51,7 +58,7 @@ def load_run_model(
             "some methods keep only their results): re-make it with its command in pretrained/manifest.json, "
             "or pick a run that has them"
         )
-    model.load_state_dict(load_checkpoint(run_dir / MODEL_FILE)["model"])
+    load_model_state(model, load_checkpoint(run_dir / MODEL_FILE)["model"], run_dir / MODEL_FILE)
     return model.to(select_device(str(device))).eval(), config, metrics
 
 
@@ -134,17 +141,44 @@ def image_digests(images: np.ndarray) -> np.ndarray:
     return np.array([hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest() for image in images])
 
 
+# Two images whose 8 x 8 mean colours differ by less than this (levels of 255, on average) are one picture saved
+# twice: a JPEG re-encoding at quality 98 moves them by well under 1 level, two different photographs by tens.
+NEAR_COPY_LEVELS = 1.5
+
+
 def overlap_with(part: Split, seen: Split, same_ids: bool) -> np.ndarray:
-    """Mask of `part`'s images that are among `seen`: by content, and by id when both sources name images alike
-    (`same_ids`; file names such as 0001.png say nothing across unrelated sets)."""
-    same_pixels = (
-        np.isin(image_digests(part.images), image_digests(seen.images))
-        if part.image_shape == seen.image_shape
-        else np.zeros(len(part), dtype=bool)
-    )
+    """Mask of `part`'s images that are among `seen`: the same pixels, near-copies (the same picture re-encoded or
+    re-saved under another name), and the same id when both sources name images alike (`same_ids`; file names such
+    as 0001.png say nothing across unrelated sets)."""
+    if part.image_shape == seen.image_shape:
+        same_pixels = np.isin(image_digests(part.images), image_digests(seen.images))
+        same_pixels |= near_copies(part.images, seen.images)
+    else:
+        same_pixels = np.zeros(len(part), dtype=bool)
     if not same_ids:
         return same_pixels
     return same_pixels | np.isin(part.ids.astype(str), seen.ids.astype(str))
+
+
+def near_copies(images: np.ndarray, seen: np.ndarray, levels: float = NEAR_COPY_LEVELS) -> np.ndarray:
+    """Mask of `images` (uint8 N, H, W, C) whose 8 x 8 mean colours lie within `levels` (mean absolute difference)
+    of one of `seen`'s."""
+    from sklearn.neighbors import NearestNeighbors
+
+    if len(images) == 0 or len(seen) == 0:
+        return np.zeros(len(images), dtype=bool)
+    index = NearestNeighbors(n_neighbors=1, metric="manhattan").fit(_coarse(seen))
+    distance, _ = index.kneighbors(_coarse(images))
+    return distance[:, 0] / (8 * 8 * images.shape[-1]) < levels
+
+
+def _coarse(images: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """Each image's 8 x 8 mean colours, flattened (float32, levels of 255)."""
+    parts = []
+    for start in range(0, len(images), batch):
+        chunk = torch.from_numpy(images[start : start + batch]).permute(0, 3, 1, 2).float()
+        parts.append(F.adaptive_avg_pool2d(chunk, 8).flatten(1).numpy())
+    return np.concatenate(parts)
 
 
 def evaluate_run(
@@ -194,7 +228,8 @@ def evaluate_run(
     if seen.any() and overlap == "refuse":
         raise DataError(
             f"{int(seen.sum())} of the {len(part)} images of {data} ({split}) are images run {run_id} trained or was "
-            f"selected on (same id or same pixels; e.g. {part.ids[seen][:3].tolist()}): scoring them would flatter "
+            f"selected on (same id, same pixels, or the same picture re-saved; e.g. {part.ids[seen][:3].tolist()}): "
+            "scoring them would flatter "
             "the model. Evaluate on unseen images only with overlap='exclude' (--overlap exclude), or use another set"
         )
     part = part.subset(np.flatnonzero(~seen))

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from ..data import ImageDataset
 from ..data.images import colour_share
 from ..errors import ConfigError, RunError
@@ -111,6 +111,9 @@ def train(
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM turned into one by the CLI
         store.set_status(run_id, "stopped", error="interrupted (Ctrl-C or SIGTERM)", duration_s=time.time() - started)
         raise RunInterrupted(run_id) from None
+    except ResumeRefused as err:
+        store.set_status(run_id, "stopped", error=str(err))
+        raise
     except Exception as err:
         if not keep_failed_checkpoints:
             for checkpoint in store.run_dir(run_id).glob("*.safetensors"):
@@ -121,6 +124,10 @@ def train(
         if disk_full:
             raise RunError(message) from None
         raise
+    if not (store.run_dir(run_id) / "config.json").is_file():  # removed while it trained: its files are gone
+        message = f"its folder {store.run_dir(run_id)} was removed while it trained; train it again"
+        store.set_status(run_id, "failed", error=message, duration_s=time.time() - started)
+        raise RunError(f"run {run_id}: {message}")
     store.set_status(run_id, "finished" if finished else "stopped", duration_s=time.time() - started)
     return run_id
 
@@ -132,6 +139,10 @@ def _disk_full_message(store_root: Path) -> str:
         "checkpoints, from a few MB at 28 px to a few hundred for large backbones): free space, or train into a "
         "store on another disk with --store"
     )
+
+
+class ResumeRefused(RunError):
+    """A stopped run's last checkpoint cannot be loaded: the run stays stopped, its files kept."""
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -309,8 +320,13 @@ def restore_checkpoint(run: RunState) -> tuple[int, dict[str, Any] | None]:
     path = run.run_dir / LAST_CHECKPOINT
     if not path.exists():
         return 0, None
-    state = load_checkpoint(path, run.device)
-    _load_weights(run.model, run.method, state)
+    try:
+        state = load_checkpoint(path, run.device)
+        _load_weights(run.model, run.method, state, path)
+    except RunError as err:  # the run and its other files are kept: the resume is refused, not the run
+        raise ResumeRefused(
+            f"{err}; the run stays stopped with its files (delete {path} to train it from epoch 1)"
+        ) from None
     run.history, run.best_score = state["history"], state["best_score"]
     return state["epoch"] + 1, state["optimizer"]
 
@@ -467,7 +483,7 @@ def _finish(
     accuracy on validation. Their scores are kept in float64, so confident images do not tie.
     """
     run_dir = store.run_dir(run_id)
-    _load_weights(model, method, load_checkpoint(run_dir / BEST_CHECKPOINT, device))
+    _load_weights(model, method, load_checkpoint(run_dir / BEST_CHECKPOINT, device), run_dir / BEST_CHECKPOINT)
     val = data.dataset.val
 
     def val_features() -> tuple[torch.Tensor, torch.Tensor]:
@@ -592,8 +608,8 @@ def _reset_head(model: Classifier) -> None:
             module.reset_parameters()
 
 
-def _load_weights(model: Classifier, method: Method, state: dict[str, Any]) -> None:
-    model.load_state_dict(state["model"])
+def _load_weights(model: Classifier, method: Method, state: dict[str, Any], path: Path) -> None:
+    load_model_state(model, state["model"], path)
     if "aux" in state:
         method.aux.load_state_dict(state["aux"])
     if "extra" in state:

@@ -214,8 +214,8 @@ def _adapt_to_size(net: nn.Module, backbone: str, in_chans: int, image_size: int
             problem = (
                 None if fmap.ndim == 4 and min(fmap.shape[2:]) >= MIN_FEATURE_SIZE else f"a {tuple(fmap.shape[1:])} map"
             )
-        except RuntimeError as err:  # e.g. a pooling kernel larger than the shrunken input
-            problem = str(err)
+        except (RuntimeError, AssertionError) as err:  # a pooling kernel larger than the input; a fixed-size ViT
+            problem = str(err) or f"{type(err).__name__}: it takes one input size only"
         if problem is None:
             return changed
         if not strided:

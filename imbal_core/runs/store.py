@@ -17,7 +17,9 @@ import shutil
 import socket
 import sqlite3
 import time
+import unicodedata
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -36,6 +38,8 @@ MODEL_FILE = "model.safetensors"  # a finished run's final weights, in its folde
 # heartbeat (written at least every HEARTBEAT_SECONDS while it trains) is older than this.
 HEARTBEAT_SECONDS = 30.0
 STALE_HEARTBEAT_SECONDS = 600.0
+FIRST_WAIT_SECONDS = 5.0  # for a locked run index, before saying so and waiting longer
+LATER_WAIT_SECONDS = 60.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, created REAL, updated REAL, status TEXT, method TEXT, data TEXT,
@@ -52,6 +56,14 @@ OVERALL = ""  # the `class` value of whole-set metrics
 # A run id and each part of a file name in a run folder are plain names: no separator, never "." or "..", so a path
 # made from one stays in the store (run ids and file names come from archives and exports, which a clone carries).
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=,+-]{0,159}$")
+
+
+def check_tag(tag: str) -> str:
+    """A run's tag, refused when it holds control characters: `runs` and `export` print tags, and an escape code
+    would reach the terminal."""
+    if any(unicodedata.category(ch) == "Cc" for ch in tag):
+        raise RunError("a run's tag may not hold control characters (escape codes, newlines): give it in plain text")
+    return tag
 
 
 def check_run_id(run_id: str) -> str:
@@ -104,31 +116,51 @@ class RunStore:
             conn.executescript(SCHEMA)
             _add_missing_columns(conn)
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.db_path, timeout=60)
+    def _connect(self, busy_seconds: float = 60.0) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db_path, timeout=busy_seconds)
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout=60000")
+        conn.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
         return conn
 
     def _write(self, sql: str, params: tuple | list = (), attempts: int = 5) -> None:
         """One statement in its own transaction; a "database is locked" that outlasts the busy timeout
-        (SQLite returns it at once in some lock upgrades) is retried, not passed on to kill a job."""
+        (SQLite returns it at once in some lock upgrades) is retried, not passed on to kill a job. The first wait is
+        short, so a lock held elsewhere is said within seconds; one held for minutes ends in a RunError."""
         for attempt in range(attempts):
             try:
-                with closing(self._connect()) as conn, conn:
+                with closing(self._connect(FIRST_WAIT_SECONDS if attempt == 0 else LATER_WAIT_SECONDS)) as conn, conn:
                     conn.execute(sql, params)
                 return
             except sqlite3.OperationalError as err:
-                if "locked" not in str(err) or attempt == attempts - 1:
+                if "locked" not in str(err):
                     raise
+                if attempt == attempts - 1:
+                    raise RunError(
+                        f"the run index {self.db_path} stayed locked by another process for minutes (a program "
+                        "holding it open in a transaction?): close that program, then run the command again"
+                    ) from None
+                if attempt == 0:
+                    warnings.warn(
+                        f"the run index {self.db_path} is busy (another process holds a write lock); waiting for it",
+                        stacklevel=2,
+                    )
                 time.sleep(0.2 * 2**attempt)
 
     # ---- runs -------------------------------------------------------------------------------
     def create_run(self, config: dict[str, Any], tag: str = "", run_id: str | None = None) -> str:
         """A new queued run; `run_id` keeps an id made elsewhere (a remote worker's copy of a driver's run)."""
         run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{config['method']}-{uuid.uuid4().hex[:6]}"
+        check_tag(tag)
         self.run_dir(run_id).mkdir(parents=True)
-        write_json(self.run_dir(run_id) / "config.json", config)
+        try:
+            write_json(self.run_dir(run_id) / "config.json", config)
+            self._index_new_run(run_id, config, tag)
+        except BaseException:  # a failed or interrupted write (Ctrl-C, SIGTERM) leaves no folder without a row
+            shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+            raise
+        return run_id
+
+    def _index_new_run(self, run_id: str, config: dict[str, Any], tag: str) -> None:
         now = time.time()
         self._write(
             "INSERT INTO runs (run_id, created, updated, status, method, data, ratio, seed, backbone, image_size, "
@@ -149,7 +181,6 @@ class RunStore:
                 json.dumps(config),
             ),
         )
-        return run_id
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / check_run_id(run_id)
@@ -226,6 +257,7 @@ class RunStore:
         The run has no owner here (a remote worker trained it)."""
         run = dict(exported["run"])
         run_id = run["run_id"]
+        check_tag(run.get("tag") or "")  # an archive's row, from a clone, is printed like ours
         folder = self.run_dir(run_id)
         for name, data in exported["files"].items():
             with atomic_path(run_file(folder, name)) as tmp:
@@ -299,6 +331,12 @@ class RunStore:
             for p in folder.iterdir()
             if p.is_dir() and PLAIN_NAME.match(p.name) and p.name not in indexed and (p / "config.json").is_file()
         )
+
+    def folderless_runs(self) -> list[str]:
+        """Runs in the index whose folder is gone (removed by hand): `runs` names them, `runs --delete` drops them."""
+        with closing(self._connect()) as conn:
+            ids = [str(row[0]) for row in conn.execute("SELECT run_id FROM runs")]
+        return [run_id for run_id in ids if PLAIN_NAME.match(run_id) and not (self.root / "runs" / run_id).is_dir()]
 
     def crafted_rows(self) -> list[str]:
         """Run ids in the index that are not plain names: no command creates one (the index was edited), every
