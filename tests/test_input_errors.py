@@ -151,6 +151,16 @@ def test_npz_with_python_objects_or_negative_labels(tmp_path: Path, capsys):
     negative = write_npz(tmp_path / "negative.npz", {s: two_classes(n) - 1 for s, n in splits.items()})
     assert cli(tmp_path, "train", "--data", "medmnist", "--path", str(negative), *QUICK) == 2
     assert "negative" in error_of(capsys)
+    # probe S308, T313: a text file was called "pickled objects"; an empty split was told to save integer labels
+    text = tmp_path / "text.npz"
+    text.write_text("just some text\n")
+    assert cli(tmp_path, "train", "--data", "medmnist", "--path", str(text), *QUICK) == 2
+    assert "(a text file, or pickled Python objects" in error_of(capsys)
+    empty = write_npz(
+        tmp_path / "empty.npz", {"train": two_classes(40), "val": two_classes(10), "test": two_classes(0)}
+    )
+    assert cli(tmp_path, "train", "--data", "medmnist", "--path", str(empty), *QUICK) == 2
+    assert "the test split holds no images" in error_of(capsys)
     assert no_runs(tmp_path)
 
 

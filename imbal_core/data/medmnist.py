@@ -90,10 +90,10 @@ def load_medmnist(
         archive = np.load(file, allow_pickle=False)
     except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"{file} is not a readable .npz file ({err}); {SAVE_AS_NPZ}") from None
-    except ValueError:  # not an archive of arrays: numpy sees a pickle, which is never loaded (it can run code)
+    except ValueError:  # numpy takes whatever is no zip or .npy for a pickle, which is never loaded (it can run code)
         raise DataError(
-            f"{file} is not a .npz archive of arrays but pickled Python objects, which are never loaded "
-            f"(unpickling can run code); {SAVE_AS_NPZ}"
+            f"{file} is not a .npz archive of arrays (a text file, or pickled Python objects, which are never loaded: "
+            f"unpickling can run code); {SAVE_AS_NPZ}"
         ) from None
     with archive:
         missing = [k for k in expected if k not in archive.files]
@@ -105,7 +105,9 @@ def load_medmnist(
         images, labels = raw[f"{s}_images"], raw[f"{s}_labels"]
         if labels.ndim == 2 and labels.shape[1] > 1:
             raise DataError(f"{file}: {s}_labels has shape {labels.shape}; multi-label sets are not supported")
-        if not np.issubdtype(labels.dtype, np.integer) or len(labels) == 0:
+        if len(labels) == 0:
+            raise DataError(f"{file}: the {s} split holds no images; every split needs some (train, val and test)")
+        if not np.issubdtype(labels.dtype, np.integer):
             raise DataError(
                 f"{file}: {s}_labels must be integer class indices, one per image; got {len(labels)} "
                 f"label(s) of dtype {labels.dtype}. Save them as labels.astype(np.int64)"
