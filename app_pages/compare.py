@@ -33,6 +33,7 @@ from imbal_core.compare import (
     normalised_confusion,
     per_class_table,
     ratio_order,
+    run_history,
     score_table,
     shift_commands,
     shift_drops,
@@ -55,6 +56,7 @@ from imbal_core.stats import (
     rank_groups,
     verdict,
 )
+from imbal_core.stats import validation_curves as stats_validation_curves
 
 # The numbers imbalance is about first: accuracy of the rare, medium and common classes.
 LEADERBOARD_METRICS = [
@@ -301,6 +303,21 @@ def ranking_block(ranking: Ranking | None, title: str) -> None:
         f"(Demšar 2006, by scikit-posthocs) cannot tell apart at 5 %: their mean ranks differ by less than the "
         f"critical difference {ranking.critical_difference:.2f}. Seeds of one data set share its images, so this "
         f"ranks the methods on these data, not on data sets in general.{left_out}"
+    )
+
+
+def curves_view(c: Comparison) -> None:
+    """Each picked group's validation score by epoch: did the epoch budget suffice?"""
+    histories = {row.run_id: run_history(pd.Series(row._asdict())) for row in c.picked.itertuples(index=False)}
+    curves = stats_validation_curves(c.picked, histories)
+    if curves.empty:
+        st.caption("The picked runs recorded no validation history.")
+        return
+    show(charts.validation_curves(curves), "cmp_curves")
+    st.caption(
+        "Each method's validation score by epoch (mean over seeds; the score its runs pick their best epoch by), a "
+        "diamond at the mean curve's best epoch: one still rising at its last epoch had not converged in the budget. "
+        "A two-stage method resets its head at the second stage, so its curve starts again there."
     )
 
 
@@ -810,6 +827,7 @@ views = {
     "Change vs reference": change_view,
     "Confusion matrix": confusion_view,
     "Metric vs ratio": ratio_view,
+    "Validation curves": curves_view,
     "Ranking": ranking_view,
     "tau-norm (tuned on validation)": tau_view,
     "Embeddings": embedding_view,

@@ -639,3 +639,12 @@ def test_compare_opens_a_benchmark_archive_as_runs():
     app.selectbox(key="cmp_data").set_value("ham10000 [mel vs nv] 28px").run()
     assert not app.exception, app.exception
     assert any(h.value.startswith("Abnormal vs normal: ROC") for h in app.header)
+
+
+def test_compare_draws_the_validation_curves_of_picked_runs():
+    """Issue 38: the Runs view had no validation curves (the results files' view had)."""
+    app = open_page("compare")
+    app.selectbox(key="cmp_data").set_value("ham10000 28px").run()
+    open_tab(app, "Validation curves")
+    curves = [spec for spec in chart_specs(app) if "validation" in str(spec["layout"].get("yaxis", {}).get("title"))]
+    assert curves and len(curves[0]["data"]) == 16  # one line per method group of the archived benchmark
