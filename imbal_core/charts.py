@@ -17,29 +17,27 @@ if TYPE_CHECKING:
     from .stats import Ranking
 
 PALETTE = px.colors.qualitative.Safe + px.colors.qualitative.Vivid  # classes and runs (not methods)
-# One colour per method on every page, from colour-blind-safe qualitative palettes (Okabe & Ito; Tol's "muted").
-# The reference baseline `ce` is black. A method's variants (other settings or budgets) keep its colour and get
-# a hatch pattern.
-METHOD_COLOURS = {
-    "ce": "#000000",
-    "weighted_ce": "#E69F00",
-    "cb_loss": "#56B4E9",
-    "focal": "#009E73",
-    "ldam_drw": "#F0E442",
-    "balanced_softmax": "#0072B2",
-    "logit_adjust": "#D55E00",
-    "cb_resample": "#CC79A7",
-    "mixup": "#332288",
-    "crt": "#88CCEE",
-    "lws": "#44AA99",
-    "tau_norm": "#117733",
-    "crckd": "#999933",
-    "metric_two_stage": "#DDCC77",
-    "style_kd": "#CC6677",
-    "iois": "#882255",
-    "knowledge_one_class": "#AA4499",
-    "deep_svdd": "#777777",
+# One colour per method on every page. Methods of one family share a hue and differ in lightness (ColorBrewer's
+# sequential ramps); the reference `ce` is black. Every pair differs by CIEDE2000 >= 12 in normal vision, and members
+# of a family also with simulated deuteranopia; across families, where deuteranopia merges hues, each method's own
+# marker tells them apart (tests/test_charts.py checks both). A method's variants (other settings or budgets) keep
+# its colour and get a hatch pattern or a dashed line.
+METHOD_FAMILIES = {
+    "reference": {"ce": "#000000"},
+    "re-weighting": {"weighted_ce": "#08519C", "cb_loss": "#4292C6", "focal": "#9ECAE1"},
+    "logit adjustment": {"ldam_drw": "#8C2D04", "balanced_softmax": "#E6550D", "logit_adjust": "#FDAE6B"},
+    "re-sampling": {"cb_resample": "#54278F", "mixup": "#9E9AC8"},
+    "decoupled": {"crt": "#00441B", "lws": "#238B45", "tau_norm": "#74C476"},
+    "seed methods": {"crckd": "#980043", "metric_two_stage": "#DD1C77", "style_kd": "#DF65B0", "iois": "#F1B6DA"},
+    "one-class": {"knowledge_one_class": "#737373", "deep_svdd": "#BDBDBD"},
 }
+METHOD_COLOURS = {method: colour for family in METHOD_FAMILIES.values() for method, colour in family.items()}
+MARKERS = (
+    "circle", "square", "diamond", "triangle-up", "triangle-down", "cross", "x", "pentagon", "hexagon", "star",
+    "triangle-left", "triangle-right", "hourglass", "bowtie", "star-square", "star-diamond", "diamond-tall",
+    "square-x", "circle-x", "diamond-wide",
+)  # fmt: skip
+METHOD_MARKERS = dict(zip(METHOD_COLOURS, MARKERS, strict=False))  # one shape per method, in the families' order
 VARIANT_PATTERNS = ("", "/", "x", ".", "\\", "+")
 LEGEND_ABOVE = dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0)  # never over an axis title
 
@@ -60,6 +58,11 @@ def shorten_groups(groups: Sequence[str]) -> tuple[dict[str, str], str]:
         return {group: group for group in parts}, ""
     order = next(iter(parts.values()), [])
     return short, " · ".join(x for x in order if x in shared)
+
+
+def method_marker(group: str) -> str:
+    """The marker symbol of a group's method (a method outside the table: a circle)."""
+    return METHOD_MARKERS.get(method_of(group), "circle")
 
 
 def group_styles(groups: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -225,7 +228,7 @@ def paired_difference_chart(table: pd.DataFrame, reference: str, what: str) -> g
             y=rows["mean_diff"],
             mode="markers",
             name=group,
-            marker=dict(color=colour, size=10),
+            marker=dict(color=colour, size=10, symbol=method_marker(group), line=dict(width=0.5, color="#333")),
             error_y=dict(
                 type="data",
                 symmetric=False,
@@ -305,6 +308,7 @@ def metric_vs_ratio(runs: pd.DataFrame, metric: str) -> go.Figure:
             name=group,
             mode="lines+markers",
             line=dict(color=colour, dash="dash" if pattern else "solid"),
+            marker=dict(symbol=method_marker(group), size=9),
             error_y=dict(type="data", array=rows["std"].fillna(0)),
             customdata=rows["size"],
             hovertemplate="ratio %{x:g}<br>" + metric + " %{y:.3f} (seeds: %{customdata})<extra>" + group + "</extra>",

@@ -70,3 +70,35 @@ def test_a_recall_change_heat_map_gives_each_cells_interval_in_its_hover():
     )
     cells = method_class_heatmap(table, "change", "points", diverging=True).data[0].customdata
     assert cells.tolist() == [["[-31.3, -15.2]", "[+6.1, +30.0]"], ["[-21.7, -7.4]", "(no interval)"]]
+
+
+def test_method_colours_can_be_told_apart_also_with_deuteranopia():
+    """Issue 38: cb_loss/crt, ldam_drw/metric_two_stage and cb_resample/style_kd were near-duplicates. Families share
+    a hue; every pair of methods differs by CIEDE2000 >= 12, members of a family also under simulated deuteranopia
+    (Machado et al. 2009, severity 1, by colour-science); every method has a marker of its own, which tells apart
+    the methods of two families that deuteranopia merges. Every registered method has a colour and a marker."""
+    import itertools
+
+    import colour
+
+    from imbal_core.charts import METHOD_COLOURS, METHOD_FAMILIES, METHOD_MARKERS
+    from imbal_core.methods import METHODS
+
+    deuteranopia = colour.blindness.matrix_cvd_Machado2009("Deuteranomaly", 1.0)
+
+    def lab(hex_colour: str, simulated: bool) -> np.ndarray:
+        linear = colour.models.eotf_sRGB(np.array(colour.notation.HEX_to_RGB(hex_colour)))
+        if simulated:
+            linear = np.clip(deuteranopia @ linear, 0, 1)
+        return colour.XYZ_to_Lab(colour.RGB_to_XYZ(linear, "sRGB", apply_cctf_decoding=False))
+
+    def difference(a: str, b: str, simulated: bool) -> float:
+        return float(colour.delta_E(lab(METHOD_COLOURS[a], simulated), lab(METHOD_COLOURS[b], simulated), "CIE 2000"))
+
+    assert set(METHODS.names()) <= set(METHOD_COLOURS)
+    assert len(set(METHOD_MARKERS.values())) == len(METHOD_MARKERS) == len(METHOD_COLOURS)
+    for a, b in itertools.combinations(METHOD_COLOURS, 2):
+        assert difference(a, b, simulated=False) >= 12, (a, b)
+    for family in METHOD_FAMILIES.values():
+        for a, b in itertools.combinations(family, 2):
+            assert difference(a, b, simulated=True) >= 12, (a, b)
