@@ -159,11 +159,15 @@ def cached_identical_groups(run_ids: tuple[str, ...], _results: list[RunResult],
     return identical_groups(_results, _runs)
 
 
+CHART_CONTEXT = {"text": ""}  # what every chart of this rerun shows: data set, ratio, seeds (set below)
+
+
 def show(fig: go.Figure, key: str, target=st) -> None:
-    """A chart whose toolbar camera downloads it in the format chosen at the top of the page (png before that)."""
+    """A chart titled with what it shows (data set, ratio, seeds, and the parts every group's label shares, which
+    leave its legend), whose toolbar camera downloads it in the format chosen at the top of the page."""
     chart_format = st.session_state.get("cmp_chart_format", "png")
     target.plotly_chart(
-        fig,
+        charts.with_context(fig, CHART_CONTEXT["text"]),
         key=key,
         config={"toImageButtonOptions": {"format": chart_format, "scale": 2, "filename": key.removeprefix("cmp_")}},
     )
@@ -543,6 +547,7 @@ def benchmark_files_view() -> None:
         key=f"cmp_bench_section_{name}",
         persist_state="page",
     )
+    CHART_CONTEXT["text"] = f"{name}: {data} · ratio {ratio}"
     board, available = results.leaderboard(data, ratio)
     shown = [m for m in (BINARY_METRICS if results.is_binary(data, ratio) else LEADERBOARD_METRICS) if m in available]
     table = formatted_leaderboard(board, shown).drop(columns=["data", "ratio", "repeats"])
@@ -726,6 +731,8 @@ if seeds_here < MIN_SEEDS_FOR_INTERVAL and not seeded.empty:
         f"intervals: pick ratio {choices} for methods with {MIN_SEEDS_FOR_INTERVAL} seeds or more."
     )
 results = load_results(picked)
+seed_counts = sorted(set(picked.groupby("group")["seed"].nunique()))
+CHART_CONTEXT["text"] = f"{data} · ratio {ratio} · {'/'.join(map(str, seed_counts))} seed(s) per group"
 binary = all(r.is_binary for r in results)
 metrics = BINARY_METRICS if binary else LEADERBOARD_METRICS
 groups = list(dict.fromkeys(picked["group"]))

@@ -60,6 +60,31 @@ def shorten_groups(groups: Sequence[str]) -> tuple[dict[str, str], str]:
     return short, " · ".join(x for x in order if x in shared)
 
 
+def with_context(fig: go.Figure, context: str) -> go.Figure:
+    """`fig` titled with what it shows (`context`: data set, ratio, seeds, what its bars are) and the parts every
+    group's label shares ("8 ep · resnet10t_small"), which leave its legend: an exported PNG or SVG says what it is,
+    and the legend names the methods."""
+    names = [trace.name for trace in fig.data if trace.name]
+    short, shared = shorten_groups(names) if len(set(names)) > 1 else ({}, "")
+    for trace in fig.data:
+        trace.name = short.get(trace.name, trace.name)
+    title = fig.layout.title.text
+    lines = [context] + ([f"every group: {shared}"] if shared else [])
+    described = f"<span style='font-size:12px;color:#555'>{'<br>'.join(lines)}</span>"
+    fig.update_layout(
+        title=dict(
+            text=f"{title}<br>{described}" if title else described,
+            x=0,
+            xanchor="left",
+            yref="container",
+            y=0.98,
+            yanchor="top",
+            automargin=True,  # the title pushes the plot (and a legend above it) down instead of covering them
+        )
+    )
+    return fig
+
+
 def method_marker(group: str) -> str:
     """The marker symbol of a group's method (a method outside the table: a circle)."""
     return METHOD_MARKERS.get(method_of(group), "circle")
