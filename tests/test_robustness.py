@@ -175,6 +175,7 @@ def test_compare_page_shows_the_robustness_section(shifted_run):
     assert any(list(frame.value.columns)[:3] == ["run", "shift", "unshifted"] for frame in app.dataframe)
     # Shipped runs have no shift results: the section gives the command that computes them.
     app.selectbox(key="cmp_data").set_value("synthetic 28px").run()
+    app.selectbox(key="cmp_ratio_synthetic 28px").set_value("natural").run()  # the shipped runs with weights
     assert not app.exception, app.exception
     assert any("--store pretrained robustness" in block.value for block in app.code)
 
