@@ -136,7 +136,11 @@ MAX_DATA_FILES = 1_000_000
 
 
 def _refuse_system_folder(path: Path) -> None:
-    if path.is_dir() and (str(path) in SYSTEM_FOLDERS or path == Path(path.anchor) or path == Path.home().resolve()):
+    try:
+        home = Path.home().resolve()
+    except (RuntimeError, KeyError):  # no home folder known (a service account without $HOME)
+        home = None
+    if path.is_dir() and (str(path) in SYSTEM_FOLDERS or path == Path(path.anchor) or path == home):
         raise DataError(
             f"{path} is a system or home folder, not a data set's folder: point --path at the folder that holds "
             "the data itself (e.g. ~/data/ham10000)"
