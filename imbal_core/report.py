@@ -120,7 +120,7 @@ def runs_provenance(runs: pd.DataFrame, results: list[RunResult]) -> dict[str, s
         "Runs": f"{len(runs)}: " + ", ".join(runs["run_id"]),
         "Seeds per group": "; ".join(f"{g}: {sorted(s)}" for g, s in runs.groupby("group", sort=False)["seed"]),
         "Epochs and stages": "; ".join(
-            f"{group}: {_stages(config)}" for group, config in zip(runs["group"], runs["config"])
+            f"{group}: {_stages(config)}" for group, config in runs.drop_duplicates("group")[["group", "config"]].values
         ),
         "Code that trained them": ", ".join(versions),
         "Environment that trained them": "; ".join(environments),
