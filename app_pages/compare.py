@@ -852,7 +852,12 @@ ratio_metric = st.session_state.get("cmp_ratio_metric", "balanced_acc")
 report_inputs = (tuple(picked_labels), reference, metric, heat_kind, ratio_metric)
 if st.button("Build an HTML report of this comparison", key="cmp_build_report"):
     sections = [
-        Section("Leaderboard", "Mean ± sd over seeds [95% t interval from 3 seeds; * = cut at the range].", table),
+        Section(
+            "Leaderboard",
+            "Mean ± sd over seeds [95% t interval from 3 seeds; * = cut at the range]."
+            + (f" {identical_note(same)}" if same else ""),
+            table,
+        ),
         Section("Per-class " + metric, "Classes ordered by training count.", per_class_chart),
         Section("Method × class", "Mean over seeds.", heatmap_figure(comparison, heat_kind)),
     ]
