@@ -162,7 +162,24 @@ def test_isic2018_single_and_official_splits(tmp_path: Path):
     assert ds.class_names == HAM
     assert ds.test.labels[0] == HAM.index("mel") and ds.test.labels[1] == HAM.index("nv")
     single = load_dataset("isic2018", path=tmp_path / "ISIC2018_Task3_Training_GroundTruth.csv", use_cache=False)
-    assert sum(len(s) for s in single.splits.values()) == 42
+    assert sum(len(s) for s in single.splits.values()) == 42 and single.whole_test_set == ""
+
+    # Issue 40: the Test ground truth alone was split 70/10/20 and `evaluate --split test` scored a fifth of it
+    from imbal_core.engine import TrainConfig, train
+    from imbal_core.engine.evaluate import evaluate_run
+    from imbal_core.errors import DataError
+    from imbal_core.runs import RunStore
+
+    test_csv = tmp_path / "ISIC2018_Task3_Test_GroundTruth.csv"
+    assert load_dataset("isic2018", path=test_csv, cache_dir=tmp_path / "cache").whole_test_set == test_csv.name
+    assert load_dataset("isic2018", path=test_csv, cache_dir=tmp_path / "cache").whole_test_set == test_csv.name
+    store = RunStore(tmp_path / "store")
+    training = tmp_path / "ISIC2018_Task3_Training_GroundTruth.csv"
+    config = TrainConfig(data="isic2018", data_path=str(training), epochs=1, batch_size=16, device="cpu")
+    run_id = train(config, store)
+    with pytest.raises(DataError, match=r"is a whole test set; its test split is a share .*--split all"):
+        evaluate_run(store, run_id, "isic2018", str(test_csv), split="test", device="cpu")
+    assert evaluate_run(store, run_id, "isic2018", str(test_csv), device="cpu")["n_images"] == 21
 
 
 def test_aptos_and_folder_sources(tmp_path: Path):

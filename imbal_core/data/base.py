@@ -72,6 +72,9 @@ class ImageDataset:
     class_names: list[str]
     splits: dict[str, Split]
     description: str = ""
+    # The file a loader split 70/10/20 itself although it is a whole test set (ISIC 2018's Test ground truth given
+    # alone): scoring one of those splits would score a fifth of it ("" for every other data set).
+    whole_test_set: str = ""
 
     @property
     def num_classes(self) -> int:

@@ -24,9 +24,10 @@ import pandas as pd
 
 from .base import SPLITS, ImageDataset, Split
 
+# 4: a whole test set split only to train on it is named (`ImageDataset.whole_test_set`);
 # 3: EXIF orientation applied, 16-bit and float images scaled (older caches hold those images as decoded before);
 # 2: a folder of .npy files opened memory-mapped (1: one .npz read whole)
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 HEADER = "header.json"
 
 
@@ -60,6 +61,7 @@ def save(dataset: ImageDataset, cache_dir: Path, key: str) -> bool:
             "name": dataset.name,
             "class_names": dataset.class_names,
             "description": dataset.description,
+            "whole_test_set": dataset.whole_test_set,
             "metadata": {},
         }
         for name in SPLITS:
@@ -112,4 +114,6 @@ def load(cache_dir: Path, key: str) -> ImageDataset | None:
     except (OSError, ValueError, KeyError):
         shutil.rmtree(folder, ignore_errors=True)  # a damaged cache entry is rebuilt from the source
         return None
-    return ImageDataset(header["name"], header["class_names"], splits, header["description"])
+    return ImageDataset(
+        header["name"], header["class_names"], splits, header["description"], header.get("whole_test_set", "")
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,8 @@ def _labels(table: pd.DataFrame, csv: Path) -> np.ndarray:
     layout=(
         "a folder with ISIC2018_Task3_*_GroundTruth.csv file(s) (columns image, MEL, NV, BCC, AKIEC, BKL, "
         "DF, VASC) and the <image>.jpg files anywhere below it. With Training/Validation/Test files each "
-        "becomes that split; with one file it is split 70/10/20"
+        "becomes that split; with one file it is split 70/10/20 (a Test file alone is scored whole: `evaluate` "
+        "refuses --split test on it)"
     ),
 )
 def load_isic2018(path: Path, image_size: int, split_seed: int) -> ImageDataset:
@@ -45,7 +47,7 @@ def load_isic2018(path: Path, image_size: int, split_seed: int) -> ImageDataset:
         table = pd.concat(tables.values(), ignore_index=True)
         paths = locate_images(table["image"].tolist(), root, "ISIC 2018 ground truth")
         labels = np.concatenate([_labels(t, c) for c, t in tables.items()])
-        return dataset_from_files(
+        dataset = dataset_from_files(
             "isic2018",
             HAM_CLASSES,
             paths,
@@ -55,6 +57,8 @@ def load_isic2018(path: Path, image_size: int, split_seed: int) -> ImageDataset:
             split_seed,
             description="ISIC 2018 Task 3, stratified split",
         )
+        test_alone = len(csvs) == 1 and SPLIT_WORDS["test"] in csvs[0].name
+        return replace(dataset, whole_test_set=csvs[0].name) if test_alone else dataset
     splits = {}
     for split, files in by_split.items():
         table = pd.concat([tables[c] for c in files], ignore_index=True) if files else pd.DataFrame(columns=["image"])

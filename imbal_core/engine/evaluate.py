@@ -218,6 +218,12 @@ def evaluate_run(
     missing = sorted(set(dataset.class_names) - set(own["class_names"]))
     if missing:
         raise DataError(f"{data} has class(es) {missing} that run {run_id} never saw; classes must match by name")
+    if split != "all" and dataset.whole_test_set:
+        whole = sum(len(s) for s in dataset.splits.values())
+        raise DataError(
+            f"{dataset.whole_test_set} is a whole test set; its {split} split is a share the loader made of it "
+            f"({len(dataset.splits[split])} of its {whole} images): score it with --split all (the default)"
+        )
     part = Split.concat(list(dataset.splits.values())) if split == "all" else dataset.splits[split]
     if len(part) == 0:
         raise DataError(f"split {split!r} of {data} is empty; choose another split")
