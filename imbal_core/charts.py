@@ -305,7 +305,7 @@ def critical_difference_figure(ranking: Ranking, title: str) -> Figure:
     colours = {label: _matplotlib_colour(group_styles([group])[group][0]) for group, label in labels.items()}
     figure = Figure(figsize=(9, 1.2 + 0.3 * len(ranks)), layout="constrained")
     axes = figure.add_subplot()
-    critical_difference_diagram(
+    drawn = critical_difference_diagram(
         ranks,
         p_values,
         ax=axes,
@@ -314,6 +314,8 @@ def critical_difference_figure(ranking: Ranking, title: str) -> Figure:
         label_fmt_right="({rank:.2f}) {label}",
         label_props={"fontsize": 9},
     )
+    for label in drawn["labels"]:  # the lines keep the method's colour; light ones (focal, iois) would be faint text
+        label.set_color("#222222")
     axes.set_title(f"{title}; critical difference {ranking.critical_difference:.2f}", fontsize=10, loc="left", pad=20)
     return figure
 
