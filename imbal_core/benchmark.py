@@ -43,7 +43,7 @@ from .stats import (
     CONFIDENCE,
     HOLM_MARK,
     MIN_SEEDS_FOR_INTERVAL,
-    format_interval,
+    format_difference,
     format_spread,
     leaderboard,
     paired_class_differences,
@@ -654,7 +654,8 @@ def _rankings(runs: pd.DataFrame, out_dir: Path, name: str, tidy: list[dict[str,
         blocks = f"{ranking.n_blocks} blocks (data set x ratio x seed)"
         figure = critical_difference_figure(ranking, f"{name}: mean rank by {_metric_name(metric)} over {blocks}")
         svg = out_dir / f"{name}_ranks_{metric}.svg"
-        # no date and fixed element ids: the same results write the same file
+        # no date and fixed element ids (scikit-posthocs may still draw a crossbar from its other end in another
+        # process: the same picture, a few changed path lines)
         with atomic_path(svg) as tmp, matplotlib.rc_context({"svg.hashsalt": name}):
             figure.savefig(tmp, format="svg", bbox_inches="tight", metadata={"Date": None})
         where = {"data": "", "ratio": "", "metric": metric}
@@ -946,13 +947,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _diff(row: Any, metric: str) -> str:
-    """A paired difference's cell: "+0.050 [+0.010, +0.090] (n=3) †", † when it holds after Holm's correction."""
-    if not np.isfinite(row.mean_diff):
-        return "—"
-    if np.isfinite(row.low) and row.low == row.high:
-        return f"{row.mean_diff:+.3f} (no variation: the same in all {row.n_pairs} pairs)"
-    interval = format_interval(row.low, row.high, metric_range(metric, difference=True))
-    return f"{row.mean_diff:+.3f}{interval} (n={row.n_pairs})" + (HOLM_MARK if row.p_holm < ALPHA else "")
+    return format_difference(row.mean_diff, row.low, row.high, row.p_holm, metric, row.n_pairs)
 
 
 def _verdicts(differences: pd.DataFrame, what: str) -> str:

@@ -294,9 +294,7 @@ def critical_difference_figure(ranking: Ranking, title: str) -> Figure:
     from matplotlib.figure import Figure
     from scikit_posthocs import critical_difference_diagram
 
-    labels = {
-        group: method_of(group) if "[" not in group else group.split(" · ")[0] for group in ranking.mean_ranks.index
-    }
+    labels = {group: group.split(" · ")[0] for group in ranking.mean_ranks.index}  # the method with its settings
     if len(set(labels.values())) < len(labels):  # two groups of one method: keep their whole labels
         labels = {group: group for group in ranking.mean_ranks.index}
     ranks = ranking.mean_ranks.rename(labels)

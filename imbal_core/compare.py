@@ -117,7 +117,7 @@ def _source(store: RunStore) -> str:
     root = store.root.resolve()
     if root == PRETRAINED_DIR.resolve():
         return "shipped"
-    if root.parent.name == ARCHIVE_STORES and root.parent == (lab_home() / ARCHIVE_STORES).resolve():
+    if root.parent == (lab_home() / ARCHIVE_STORES).resolve():
         return f"archive {root.name.removesuffix('_runs')}"
     return "yours"
 
@@ -256,8 +256,8 @@ def _data_label(config: dict, hashed: bool) -> str:
     constancy = f" {config['colour_constancy']}" if config.get("colour_constancy") else ""
     path = config.get("data_path")
     where = ""
-    if path and hashed:
-        where = f" {Path(path).name}#{hashlib.sha1(path.encode()).hexdigest()[:4]}"
+    if path and hashed:  # the folder's hash, however its path was written
+        where = f" {Path(path).name}#{hashlib.sha1(_folder_of(path).encode()).hexdigest()[:4]}"
     elif path and Path(path).name != config["data"]:
         where = f" {Path(path).name}"
     return f"{config['data']}{where}{options}{task}{constancy} {config['image_size']}px{split}"

@@ -108,6 +108,19 @@ def format_spread(
     return f"{mean:.3f} ± {sd:.3f}" + format_interval(low, high, bounds, signed=False)
 
 
+def format_difference(mean: float, low: float, high: float, p_holm: float, metric: str, n: int | None = None) -> str:
+    """A paired difference as every results table writes it: "+0.050 [+0.010, +0.090] (n=3) †" (an end cut at the
+    difference's range marked *, † when it holds after Holm's correction), "+0.000 (no variation)" when every pair
+    differs alike, "—" without a value."""
+    if not np.isfinite(mean):
+        return "—"
+    pairs = f" (n={n})" if n is not None else ""
+    if np.isfinite(low) and low == high:
+        return f"{mean:+.3f} (no variation{f': the same in all {n} pairs' if n is not None else ''})"
+    interval = format_interval(low, high, metric_range(metric, difference=True))
+    return f"{mean:+.3f}{interval}{pairs}" + (HOLM_MARK if p_holm < ALPHA else "")
+
+
 def format_interval(low: float, high: float, bounds: tuple[float, float] = UNBOUNDED, signed: bool = True) -> str:
     """ " [low, high]", an end cut at `bounds` marked with CLIPPED_MARK; "" without an interval."""
     if not np.isfinite(low):

@@ -15,12 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from imbal_core.metrics import metric_range  # noqa: E402
-from imbal_core.stats import ALPHA, HOLM_MARK, format_interval  # noqa: E402
+from imbal_core.stats import format_difference  # noqa: E402
 
 
 def cell(row: pd.Series | None, signed: bool) -> str:
@@ -29,10 +29,7 @@ def cell(row: pd.Series | None, signed: bool) -> str:
     if row is None:
         return "—"
     if signed:
-        if row["low"] == row["high"]:
-            return f"{row['mean']:+.3f} (no variation)"
-        interval = format_interval(row["low"], row["high"], metric_range(row["metric"], difference=True))
-        return f"{row['mean']:+.3f}{interval}" + (HOLM_MARK if row.get("p_holm", 1.0) < ALPHA else "")
+        return format_difference(row["mean"], row["low"], row["high"], row.get("p_holm", np.nan), row["metric"])
     return f"{row['mean']:.3f} ± " + ("—" if pd.isna(row["sd"]) else f"{row['sd']:.3f}")
 
 
