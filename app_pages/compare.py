@@ -554,6 +554,8 @@ def benchmark_files_view() -> None:
     st.dataframe(table, hide_index=True, width="stretch", height="content", column_config=leaderboard_columns(table))
     st.caption(f"{SPREAD_NOTE} Scroll the table sideways for every metric; click a column to sort.")
     subset_note(table)
+    if same := results.identical(data, ratio):
+        st.caption(identical_note(same, charts.method_of))
     reference = results.reference(data, ratio)
     if reference is not None:
         references = results.references(data, ratio)

@@ -543,9 +543,13 @@ def _section(
                     "high": row[f"{metric}_high"],
                 }
             )
+    same = identical_groups(results, runs)
+    copy_of = dict(same)
+    for group, earlier in same:  # said in the tables (and the CSV, for the README's) beside the numbers
+        tidy.append({"table": "identical", **where, "method": _method(group), "group": group, "reference": earlier})
     header = ["method", "n (seeds)"] + [_metric_name(m) for m in shown]
     rows = [
-        [_method(r.group), str(r.n_seeds)]
+        [_method(r.group) + (f" (= {_method(copy_of[r.group])})" if r.group in copy_of else ""), str(r.n_seeds)]
         + [
             format_spread(
                 getattr(r, m),
@@ -564,7 +568,6 @@ def _section(
     if repeats:
         lines += ["", f"Seeds run more than once (averaged, counted once): {'; '.join(repeats)}"]
     lines.append("")
-    same = identical_groups(results, runs)
     if same:
         lines += [identical_note(same, _method), ""]
 

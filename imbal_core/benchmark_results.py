@@ -101,6 +101,12 @@ class BenchmarkResults:
         board.insert(0, COMPARABLE[0], data)
         return board, metrics
 
+    def identical(self, data: str, ratio: str) -> list[tuple[str, str]]:
+        """(group, earlier group) pairs whose test predictions were byte-identical on every seed (`identical_groups`
+        when the file was written; files written before say nothing)."""
+        rows = self.section(data, ratio, "identical")
+        return list(zip(rows["group"], rows["reference"]))
+
     def reference(self, data: str, ratio: str) -> str | None:
         """The group the section's differences are paired against; None when it has none."""
         named = self.section(data, ratio, "reference")["group"]

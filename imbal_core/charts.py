@@ -39,6 +39,8 @@ MARKERS = (
 )  # fmt: skip
 METHOD_MARKERS = dict(zip(METHOD_COLOURS, MARKERS, strict=False))  # one shape per method, in the families' order
 VARIANT_PATTERNS = ("", "/", "x", ".", "\\", "+")
+EXPORT_FONT = "Arial, Helvetica, 'Liberation Sans', sans-serif"  # the same on the page and in a downloaded image
+TITLE_AT_TOP = dict(x=0, xanchor="left", yref="container", y=1, yanchor="top", pad=dict(t=8))
 LEGEND_ABOVE = dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0)  # never over an axis title
 
 
@@ -63,25 +65,39 @@ def shorten_groups(groups: Sequence[str]) -> tuple[dict[str, str], str]:
 def with_context(fig: go.Figure, context: str) -> go.Figure:
     """`fig` titled with what it shows (`context`: data set, ratio, seeds, what its bars are) and the parts every
     group's label shares ("8 ep · resnet10t_small"), which leave its legend: an exported PNG or SVG says what it is,
-    and the legend names the methods."""
+    and the legend names the methods.
+
+    Over a legend above the plot, the title is the legend's own: plotly makes room above the plot for the taller
+    of a figure title and such a legend, not for both, so the two would overlap. Titles are one line each: plotly
+    moves a title of several lines up by its extra lines, out of the picture. The font is a system one: a
+    downloaded image is drawn without the page's web font, and legend boxes sized for the web font's narrower text
+    would cut the last letters off."""
     names = [trace.name for trace in fig.data if trace.name]
     short, shared = shorten_groups(names) if len(set(names)) > 1 else ({}, "")
     for trace in fig.data:
         trace.name = short.get(trace.name, trace.name)
+    described = " · ".join([context] + ([f"every group: {shared}"] if shared else []))
     title = fig.layout.title.text
-    lines = [context] + ([f"every group: {shared}"] if shared else [])
-    described = f"<span style='font-size:12px;color:#555'>{'<br>'.join(lines)}</span>"
-    fig.update_layout(
-        title=dict(
-            text=f"{title}<br>{described}" if title else described,
-            x=0,
-            xanchor="left",
-            yref="container",
-            y=0.98,
-            yanchor="top",
-            automargin=True,  # the title pushes the plot (and a legend above it) down instead of covering them
+    fig.update_layout(font_family=EXPORT_FONT)
+    legend_above = fig.layout.legend.y is not None and fig.layout.legend.y >= 1 and fig.layout.showlegend is not False
+    if legend_above and any(trace.showlegend is not False and trace.name for trace in fig.data):
+        text = f"<b>{title}</b> · {described}" if title else described
+        fig.update_layout(title_text="", legend_title=dict(text=text, side="top", font=dict(size=12)))
+        return fig
+    if title:  # a title and a subtitle: plotly's automatic margin makes room for the title only
+        fig.update_layout(
+            title=dict(
+                text=title,
+                subtitle=dict(text=described, font=dict(size=12, color="#555")),
+                font=dict(size=16, color="#222"),
+                **TITLE_AT_TOP,
+            ),
+            margin_t=max(fig.layout.margin.t or 0, 64),
         )
-    )
+    else:
+        fig.update_layout(
+            title=dict(text=described, font=dict(size=12, color="#555"), automargin=True, **TITLE_AT_TOP),
+        )
     return fig
 
 
@@ -515,13 +531,12 @@ def roc_curves(points: pd.DataFrame) -> go.Figure:
             line_shape="hv",
         )
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#999"), showlegend=False)
-    for spec, side in ((0.95, "top left"), (0.90, "top right")):  # labels on either side: the lines are close
-        fig.add_vline(
-            x=1 - spec,
-            line=dict(dash="dash", color="#bbb"),
-            annotation_text=f"{spec:.0%} spec.",
-            annotation_position=side,
-        )
+    for spec in (0.95, 0.90):
+        fig.add_vline(x=1 - spec, line=dict(dash="dash", color="#bbb"))
+    # one label for both lines, where no curve goes (a label beside each would cover the other line or the axis)
+    fig.add_annotation(
+        text="dashed: 95 % and 90 % specificity", x=0.98, y=0.03, xanchor="right", yanchor="bottom", showarrow=False
+    )
     fig.update_layout(
         xaxis=dict(title="false-positive rate (1 − specificity)", range=[0, 1]),
         yaxis=dict(title="sensitivity", range=[0, 1.02]),
@@ -578,7 +593,7 @@ def score_histogram(scores: pd.DataFrame, class_names: Sequence[str], threshold:
         x=threshold,
         line=dict(color="#333", dash="dash"),
         annotation_text="threshold (from validation)",
-        annotation_position="top",
+        annotation_position="top right",  # inside the plot: above it, the chart's subtitle is
     )
     fig.update_layout(
         barmode="overlay",

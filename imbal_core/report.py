@@ -85,8 +85,10 @@ def html_report(
         else:
             parts.append(_svg(content))
     if methods:
-        parts.append("<h2>References</h2><ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in references(methods)))
-        parts.append("</ul>")
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in references(methods))
+        parts.append(f"<h2>References</h2><ul>{items}</ul>")
+        if entries := bibtex_entries(methods):
+            parts.append(f"<h3>BibTeX</h3><pre class='bibtex'>{html.escape(entries)}</pre>")
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
@@ -99,6 +101,17 @@ def references(methods: Sequence[str]) -> list[str]:
 
     names = [m for m in dict.fromkeys(methods) if m in METHODS]
     return [f"{name}: {METHODS.get(name).card.paper}" for name in names]
+
+
+def bibtex_entries(methods: Sequence[str]) -> str:
+    """The BibTeX of every paper the registered methods named cite, each paper once (crt, lws and tau_norm share
+    theirs), in the methods' order."""
+    from .methods import METHODS
+
+    cited = {
+        ref.key: ref for name in dict.fromkeys(methods) if name in METHODS for ref in METHODS.get(name).card.references
+    }
+    return "\n\n".join(ref.bibtex() for ref in cited.values())
 
 
 def runs_provenance(runs: pd.DataFrame, results: list[RunResult]) -> dict[str, str]:
@@ -133,7 +146,8 @@ def results_file_report(results: BenchmarkResults) -> str:
     """A benchmark results file as a report: its header (command, code, protocol, environment) as provenance, then
     per section the leaderboard, the paired differences with their verdicts, the per-class recall change with
     intervals, and the file's rankings as critical-difference diagrams."""
-    from .charts import critical_difference_figure, method_class_heatmap, shorten_groups
+    from .charts import critical_difference_figure, method_class_heatmap, method_of, shorten_groups
+    from .compare import identical_note
     from .stats import formatted_leaderboard, verdict
 
     sections = []
@@ -144,6 +158,8 @@ def results_file_report(results: BenchmarkResults) -> str:
         table = formatted_leaderboard(board, metrics).drop(columns=["data", "ratio", "repeats"])
         table["group"] = table["group"].map(short)
         note = f"{every}Mean ± sd over seeds [95 % interval; * = cut at the metric's range]."
+        if same := results.identical(data, ratio):
+            note += " " + identical_note(same, method_of)
         sections.append(Section(f"{data} · ratio {ratio}: leaderboard", note, table))
         reference = results.reference(data, ratio)
         if reference is None:

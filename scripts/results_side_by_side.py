@@ -2,7 +2,8 @@
 
 Reads the CSVs that `benchmark` writes (results/<name>.csv) and prints, per method, the metric's mean ± sd over
 seeds and its paired differences against the protocol's references (mean [95 % interval]) in each file. Only what
-the files hold is printed: a method a file lacks shows "—". Sections on a binary task (one-class methods) are
+the files hold is printed: a method a file lacks shows "—", and one whose predictions are another's byte for byte is
+marked "(= that method)". Sections on a binary task (one-class methods) are
 printed as a second table with their own metric.
 
     .venv/bin/python scripts/results_side_by_side.py results/ham10000_28.csv results/ham10000_128.csv
@@ -45,6 +46,8 @@ def table(files: dict[str, pd.DataFrame], metric: str, binary: bool) -> list[str
         for name, part in parts.items()
     }
     methods = list(dict.fromkeys(m for part in parts.values() for m in part["summary"]["method"]))
+    copies = pd.concat([frame[frame["table"] == "identical"] for frame in files.values()])
+    copy_of = dict(zip(copies["method"], copies["reference"].str.split(" · ").str[0]))  # identical predictions
     header, rule = ["method"], ["---"]
     for name in files:
         header.append(f"{name}: {metric}")
@@ -52,7 +55,7 @@ def table(files: dict[str, pd.DataFrame], metric: str, binary: bool) -> list[str
     rule += ["---"] * (len(header) - 1)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
     for method in methods:
-        cells = [f"`{method}`"]
+        cells = [f"`{method}`" + (f" (= `{copy_of[method]}`)" if method in copy_of else "")]
         for name, part in parts.items():
             summary = part["summary"][part["summary"]["method"] == method]
             cells.append(cell(summary.iloc[0] if len(summary) else None, signed=False))

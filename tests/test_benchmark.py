@@ -889,6 +889,27 @@ def test_results_side_by_side_prints_each_files_numbers(tmp_path: Path, capsys):
         "| `x` | 0.600 ± 0.020 | +0.100 [+0.050, +0.150] | — | — |",
         "| `y` | — | — | 0.350 ± — | -0.200 |",
     ]
+    # a method whose predictions are another's byte for byte (a file's "identical" rows) is marked as that one
+    copy = {**base, "table": "identical", "method": "y", "group": "y · 30 ep", "reference": "ce · 30 ep"}
+    lines = side.table({"large": pd.concat([large, pd.DataFrame([copy])])}, "balanced_acc", binary=False)
+    assert lines[-1].startswith("| `y` (= `ce`) | 0.350 ± — |")
+
+
+def test_logit_adjust_is_marked_as_balanced_softmax_wherever_the_shipped_results_show_it():
+    """Issue 38: at tau = 1 `logit_adjust` is `balanced_softmax`'s loss (the protocols keep the paper's tau), so
+    the files mark it, in the leaderboard and beside it, and Compare's files view reads the pair back."""
+    from imbal_core.benchmark_results import SHIPPED_RESULTS_DIR
+
+    for name in ("ham10000_28", "builtin_ratios"):
+        results = read_results(name, [SHIPPED_RESULTS_DIR])
+        for data, ratio in results.sections():
+            groups = results.section(data, ratio, "summary")["group"]
+            pairs = {group.split(" · ")[0]: other.split(" · ")[0] for group, other in results.identical(data, ratio)}
+            if groups.str.startswith("logit_adjust · ").any():
+                assert pairs == {"logit_adjust": "balanced_softmax"}, (name, data, ratio)
+        markdown = (SHIPPED_RESULTS_DIR / f"{name}.md").read_text()
+        assert "| logit_adjust (= balanced_softmax) | 3 |" in markdown
+        assert "`logit_adjust` = `balanced_softmax`. The same model counted twice" in markdown
 
 
 def test_the_shipped_ranking_reads_back_as_the_runs_give_it():

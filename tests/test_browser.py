@@ -355,6 +355,21 @@ def test_the_report_opens_offline_with_its_heat_map_labels_inside_the_page(brows
     page.screenshot(path=str(SHOTS / "report_heat_map.png"))
 
 
+def _pick_typed(page, label: str, name: str) -> None:
+    """Picks `name` in the select box `label`, typed: a long list draws only the options in view."""
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).get_by_role("combobox")
+    box.click()
+    box.fill(name)
+    page.get_by_role("option", name=name, exact=True).click()
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
+
+
+def _pick_data(page, name: str) -> None:
+    """Compare's data set `name` at natural counts (an earlier test's own HAM10000 run is at ratio 10)."""
+    _pick_typed(page, "Data set", name)
+    _pick_typed(page, "Ratio", "natural")
+
+
 def test_a_benchmark_archive_in_the_runs_view(app_url: str, browser):
     """Issue 38: the HAM10000 archive opens in Compare's Runs view with its confusion matrices, the mel-vs-nv ROC
     curves and the ranking's critical-difference diagram."""
@@ -362,16 +377,8 @@ def test_a_benchmark_archive_in_the_runs_view(app_url: str, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     _open(page, f"{app_url}/compare", "Compare", "Per-class recall")
 
-    def pick(label: str, name: str) -> None:  # typed: a long list draws only the options in view
-        box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).get_by_role("combobox")
-        box.click()
-        box.fill(name)
-        page.get_by_role("option", name=name, exact=True).click()
-        page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=120_000)
-
-    def pick_data(name: str) -> None:  # at natural counts: an earlier test's own HAM10000 run is at ratio 10
-        pick("Data set", name)
-        pick("Ratio", "natural")
+    def pick_data(name: str) -> None:
+        _pick_data(page, name)
 
     pick_data("ham10000 28px")
     page.get_by_text("· archive ham10000_28 ·").first.wait_for(timeout=60_000)
@@ -394,3 +401,72 @@ def test_a_benchmark_archive_in_the_runs_view(app_url: str, browser):
     assert page.locator('[data-testid="stException"]').count() == 0
     heading.scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "compare_archive_roc.png"))
+
+
+# Where a downloaded SVG's text is cut: outside the picture, beyond its legend's box (plotly clips the legend to the
+# box it sized), or under a title. [text, how] per problem.
+CUT_TEXT = """(svgText) => {
+  const holder = document.createElement('div');
+  holder.innerHTML = svgText;
+  document.body.appendChild(holder);
+  const svg = holder.querySelector('svg');
+  const page = svg.getBoundingClientRect();
+  const width = parseFloat(svg.getAttribute('width')), height = parseFloat(svg.getAttribute('height'));
+  const texts = [...svg.querySelectorAll('text')].filter(t => t.textContent.trim() && t.getBBox().width > 0);
+  const box = t => t.getBoundingClientRect();
+  const cut = [];
+  for (const t of texts) {
+    const r = box(t);
+    const inside = r.left >= page.left - 1 && r.top >= page.top - 1
+      && r.right <= page.left + width + 1 && r.bottom <= page.top + height + 1;
+    if (!inside) cut.push([t.textContent, 'outside the picture']);
+  }
+  for (const legend of svg.querySelectorAll('g.legend')) {
+    const frame = legend.querySelector('rect.bg').getBoundingClientRect();
+    for (const t of legend.querySelectorAll('text.legendtext'))
+      if (box(t).right > frame.right + 1) cut.push([t.textContent, 'beyond its legend']);
+  }
+  const titles = texts.filter(t => t.matches('.gtitle, .gtitle-subtitle, .legendtitletext'));
+  for (const title of titles) {
+    const a = box(title);
+    for (const t of texts) {
+      const b = box(t);
+      if (t !== title && a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom)
+        cut.push([t.textContent, 'under the title ' + title.textContent]);
+    }
+  }
+  holder.remove();
+  return cut;
+}"""
+
+
+def test_downloaded_charts_keep_their_text_whole(app_url: str, browser):
+    """Issue 38: every chart of Compare's tabs, downloaded as SVG with its toolbar's camera (what a reviewer puts
+    in a paper), keeps each text inside the picture, inside its legend and clear of its titles. Before, the
+    context title of three lines was drawn above the picture and legends cut their last entries' ends (the page's
+    web font is narrower than the font a downloaded image is drawn in)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    _open(page, f"{app_url}/compare", "Compare", "Per-class recall")
+    page.get_by_text("svg", exact=True).click()
+    _idle(page)
+    checked: dict[str, list] = {}
+    for data, tabs in (
+        ("ham10000 28px", ["Method × class", "Paired differences", "Change vs reference", "Validation curves"]),
+        ("ham10000 [mel vs nv] 28px", ["Method × class"]),
+    ):
+        _pick_data(page, data)
+        for tab in tabs:
+            page.get_by_role("tab", name=tab, exact=True).click()
+            _idle(page)
+            page.wait_for_timeout(1500)  # plotly draws after the element appears
+            charts = page.locator(".js-plotly-plot:visible")
+            for i in range(charts.count()):
+                chart = charts.nth(i)
+                chart.scroll_into_view_if_needed()
+                chart.hover()
+                with page.expect_download(timeout=60_000) as download:
+                    chart.locator('.modebar-btn[data-title^="Download plot"]').click()
+                name = f"{data} · {tab} · {download.value.suggested_filename}"
+                checked[name] = page.evaluate(CUT_TEXT, Path(download.value.path()).read_text())
+    assert len(checked) >= 9 and any("roc.svg" in name for name in checked), list(checked)
+    assert {name: cut for name, cut in checked.items() if cut} == {}

@@ -116,6 +116,43 @@ class Setting:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A paper, as BibTeX fields. Only fields read on the paper's own page or a bibliographic index are filled in;
+    `note` says where a field's source is weaker (e.g. authors from the authors' lab page only)."""
+
+    key: str
+    entry: str  # "inproceedings", "article" or "misc" (an arXiv preprint)
+    title: str
+    authors: tuple[str, ...]  # "Last, First"
+    year: int
+    venue: str = ""  # the booktitle of an inproceedings, the journal of an article
+    volume: str = ""
+    pages: str = ""
+    eprint: str = ""  # arXiv id
+    doi: str = ""
+    url: str = ""
+    note: str = ""
+
+    def bibtex(self) -> str:
+        venue_field = {"inproceedings": "booktitle", "article": "journal"}.get(self.entry)
+        fields = [
+            ("title", "{" + self.title + "}"),  # inner braces keep the title's capitals
+            ("author", " and ".join(self.authors)),
+            ("year", str(self.year)),
+            (venue_field or "", self.venue),
+            ("volume", self.volume),
+            ("pages", self.pages),
+            ("eprint", self.eprint),
+            ("archivePrefix", "arXiv" if self.eprint else ""),
+            ("doi", self.doi),
+            ("url", self.url),
+            ("note", self.note),
+        ]
+        body = ",\n".join(f"  {name} = {{{value}}}" for name, value in fields if name and value)
+        return f"@{self.entry}{{{self.key},\n{body}\n}}"
+
+
+@dataclass(frozen=True)
 class MethodCard:
     """The method's documentation, shown by the CLI and the app."""
 
@@ -127,6 +164,7 @@ class MethodCard:
     from_paper: tuple[str, ...] = ()  # what the implementation takes from the paper (or its code)
     our_choices: tuple[str, ...] = ()
     approximation: bool = False  # True when the paper's details are unknown and we designed them
+    references: tuple[Reference, ...] = ()  # the papers `paper` names, for citing (BibTeX)
 
     def to_markdown(self, name: str) -> str:
         lines = [
@@ -147,6 +185,8 @@ class MethodCard:
             lines += ["", "**Following the paper:**"] + [f"- {c}" for c in self.from_paper]
         if self.our_choices:
             lines += ["", "**Our choices where the paper is silent:**"] + [f"- {c}" for c in self.our_choices]
+        if self.references:
+            lines += ["", "**BibTeX:**", "", "```bibtex", *[r.bibtex() for r in self.references], "```"]
         return "\n".join(lines)
 
 

@@ -18,7 +18,17 @@ from torch import nn
 
 from ..models import Classifier
 from . import losses
-from .base import Batch, Method, MethodCard, Setting, TrainInfo, register_method
+from .base import Batch, Method, MethodCard, Reference, Setting, TrainInfo, register_method
+
+XING_2021 = Reference(
+    key="xing2021crckd",
+    entry="inproceedings",
+    title="Categorical Relation-Preserving Contrastive Knowledge Distillation for Medical Image Classification",
+    authors=("Xing, Xiaohan", "Hou, Yuenan", "Li, Hang", "Yuan, Yixuan", "Li, Hongsheng", "Meng, Max Q.-H."),
+    year=2021,
+    venue="Medical Image Computing and Computer Assisted Intervention (MICCAI)",
+    eprint="2107.03225",
+)
 
 FEATURE_DIM = 128
 ABLATIONS = ("mt", "mt_ccd", "mt_crp", "full")
@@ -151,6 +161,7 @@ class CRCKD(Method):
         "  w_c = N / n_c,  r = v · A^T / τ_CRP (r_t detached)",
         paper="Xing et al., Categorical Relation-Preserving Contrastive Knowledge Distillation for Medical Image "
         "Classification, MICCAI 2021 (arXiv 2107.03225); details read from the public code.",
+        references=(XING_2021,),
         settings=(
             Setting(
                 "ablation", "full", "which terms: mt (CE_w + mean teacher), mt_ccd, mt_crp, full", choices=ABLATIONS

@@ -10,7 +10,25 @@ import torch
 from torch import nn
 
 from ..models import Classifier
-from .base import Method, MethodCard, Setting, Stage, TrainInfo, register_method
+from .base import Method, MethodCard, Reference, Setting, Stage, TrainInfo, register_method
+
+KANG_2020 = Reference(
+    key="kang2020decoupling",
+    entry="inproceedings",
+    title="Decoupling Representation and Classifier for Long-Tailed Recognition",
+    authors=(
+        "Kang, Bingyi",
+        "Xie, Saining",
+        "Rohrbach, Marcus",
+        "Yan, Zhicheng",
+        "Gordo, Albert",
+        "Feng, Jiashi",
+        "Kalantidis, Yannis",
+    ),
+    year=2020,
+    venue="International Conference on Learning Representations (ICLR)",
+    eprint="1910.09217",
+)
 
 PAPER = "Kang et al., Decoupling Representation and Classifier for Long-Tailed Recognition, ICLR 2020."
 STAGE2 = Setting("stage2_epochs", 2, "epochs of the classifier stage (added to the run's epochs)", low=1, high=200)
@@ -46,6 +64,7 @@ class ClassifierRetraining(Method):
         "linear classifier with class-balanced sampling.",
         formula="stage 1: CE, instance sampling;  stage 2: new head, frozen backbone, CE, class-balanced sampling",
         paper=PAPER,
+        references=(KANG_2020,),
         settings=(STAGE2,),
         our_choices=SHARED_CHOICES,
     )
@@ -74,6 +93,7 @@ class LearnableWeightScaling(Method):
         "correcting the norm bias towards head classes.",
         formula="z_c = f_c (w_c . x + b_c); stage 2 learns f only, class-balanced sampling",
         paper=PAPER,
+        references=(KANG_2020,),
         settings=(STAGE2, LWS_LR),
         from_paper=(
             "The stage-1 classifier (weights and bias) is kept frozen; one scale per class, starting at 1, multiplies "
@@ -115,6 +135,7 @@ class TauNormalisation(Method):
         "weights by its norm to the power tau removes that bias without any retraining.",
         formula="w_c <- w_c / ||w_c||^tau, bias dropped; tau chosen on validation balanced accuracy when 'auto'",
         paper=PAPER,
+        references=(KANG_2020,),
         settings=(
             Setting(
                 "tau",

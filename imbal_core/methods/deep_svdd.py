@@ -13,7 +13,26 @@ from torch import nn
 
 from ..engine.augment import to_float
 from ..models import Classifier
-from .base import Batch, Method, MethodCard, Setting, Stage, TrainInfo, register_method
+from .base import Batch, Method, MethodCard, Reference, Setting, Stage, TrainInfo, register_method
+
+RUFF_2018 = Reference(
+    key="ruff2018deep",
+    entry="inproceedings",
+    title="Deep One-Class Classification",
+    authors=(
+        "Ruff, Lukas",
+        "Vandermeulen, Robert A.",
+        'G{\\"o}rnitz, Nico',
+        "Deecke, Lucas",
+        "Siddiqui, Shoaib A.",
+        "Binder, Alexander",
+        'M{\\"u}ller, Emmanuel',
+        "Kloft, Marius",
+    ),
+    year=2018,
+    venue="Proceedings of the 35th International Conference on Machine Learning (ICML), PMLR 80",
+    pages="4393--4402",
+)
 
 CENTRE_CHUNK = 512
 
@@ -39,6 +58,7 @@ class DeepSVDD(Method):
         "never seen, land far from it. The squared distance to the centre is the abnormality score.",
         formula="L = mean over normal x of ‖φ(x) − c‖²,  c = mean φ(x) of the untrained network;  score = ‖φ(x) − c‖²",
         paper="Ruff et al., 'Deep One-Class Classification', ICML 2018 (one-class Deep SVDD objective).",
+        references=(RUFF_2018,),
         settings=(
             Setting("rep_dim", 32, "size of the projected representation φ(x)", low=2, high=1024),
             Setting("centre_eps", 0.1, "centre coordinates closer to 0 than this are moved to ±eps", low=0.0, high=1.0),

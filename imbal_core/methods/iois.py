@@ -34,7 +34,17 @@ from ..synth.generators import (
     load_generator_info,
     resolve_generator,
 )
-from .base import Batch, Method, MethodCard, Setting, Stage, TrainInfo, register_method
+from .base import Batch, Method, MethodCard, Reference, Setting, Stage, TrainInfo, register_method
+
+LI_2024 = Reference(
+    key="li2024iois",
+    entry="inproceedings",
+    title="Iterative Online Image Synthesis via Diffusion Model for Imbalanced Classification",
+    authors=("Li, Shuhan", "Lin, Yi", "Chen, Hao", "Cheng, Kwang-Ting"),
+    year=2024,
+    venue="Medical Image Computing and Computer Assisted Intervention (MICCAI)",
+    eprint="2403.08407",
+)
 
 ALLOCATIONS = ("accuracy", "inverse_frequency")
 MODES = ("pool", "online")
@@ -87,6 +97,7 @@ class IOIS(Method):
         "L = mean over real ∪ synthetic of CE (synthetic weighted w_syn)",
         paper="Li, Lin, Chen, Cheng, 'Iterative Online Image Synthesis via Diffusion Model for Imbalanced "
         "Classification', MICCAI 2024, arXiv 2403.08407 (architecture, budget and AAS formula not public).",
+        references=(LI_2024,),
         approximation=True,
         settings=(
             Setting(

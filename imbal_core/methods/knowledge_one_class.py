@@ -22,7 +22,27 @@ from ..data import parse_task
 from ..errors import ConfigError
 from ..knowledge import RECIPES, Recipe, level_strengths, recipe_for_data
 from ..models import Classifier
-from .base import Batch, Method, MethodCard, Setting, TrainInfo, register_method
+from .base import Batch, Method, MethodCard, Reference, Setting, TrainInfo, register_method
+
+GAO_2022 = Reference(
+    key="gao2022medical",
+    entry="misc",
+    title="Medical Knowledge-Guided Deep Learning for Imbalanced Medical Image Classification",
+    authors=("Gao, Long", "Liu, Chang", "Arefan, Dooman", "Panigrahy, Ashok", "Zuley, Margarita L.", "Wu, Shandong"),
+    year=2022,
+    eprint="2111.10620",
+)
+GAO_2020 = Reference(
+    key="gao2020handling",
+    entry="article",
+    title="Handling imbalanced medical image data: A deep-learning-based one-class classification approach",
+    authors=("Gao, Long", "Zhang, Lei", "Liu, Chang", "Wu, Shandong"),
+    year=2020,
+    venue="Artificial Intelligence in Medicine",
+    volume="108",
+    pages="101935",
+    doi="10.1016/j.artmed.2020.101935",
+)
 
 SCORES = ("one_minus_normal", "expected_level")
 # Which of the chosen operations make one middle-class image: every one, a random non-empty subset (each operation
@@ -42,9 +62,10 @@ class KnowledgeOneClass(Method):
         "like a high level. No real abnormal image is needed for training.",
         formula="L = CE(f(T_k(x)), k),  x normal,  k ~ U{0..K},  T_k = recipe at strength k/(K+1);  "
         "score = 1 − p(normal) or Σ_k k·p_k / K",
-        paper="Gao, Liu, Arefan, Panigrahy, Zuley, Wu, 'Deep one-class classification with medical knowledge-"
-        "guided middle classes' (arXiv 2111.10620); predecessor Gao et al., Artif. Intell. Med. 108 (2020) 101935 "
-        "(how middle classes are built per task and the losses are not public).",
+        paper="Gao, Liu, Arefan, Panigrahy, Zuley, Wu, 'Medical Knowledge-Guided Deep Learning for Imbalanced "
+        "Medical Image Classification' (arXiv 2111.10620); predecessor Gao et al., Artif. Intell. Med. 108 (2020) "
+        "101935 (how middle classes are built per task and the losses are not public).",
+        references=(GAO_2022, GAO_2020),
         approximation=True,
         settings=(
             Setting(

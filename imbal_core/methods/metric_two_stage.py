@@ -13,8 +13,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import Classifier
-from .base import Batch, Method, MethodCard, Setting, Stage, TrainInfo, register_method
+from .base import Batch, Method, MethodCard, Reference, Setting, Stage, TrainInfo, register_method
 from .decoupled import LWS_LR, STAGE2, ScaledHead, apply_tau_norm, lws_stage, retrain_stage
+
+ZENG_2022 = Reference(
+    key="zeng2022learning",
+    entry="misc",
+    title="Learning Discriminative Representation via Metric Learning for Imbalanced Medical Image Classification",
+    authors=("Zeng, Chenghua", "Lu, Huijuan", "Chen, Kanghao", "Wang, Ruixuan", "Zheng, Wei-Shi"),
+    year=2022,
+    eprint="2207.06975",
+)
+CHEN_2022_PCCT = Reference(
+    key="chen2022pcct",
+    entry="misc",
+    title="PCCT: Progressive Class-Center Triplet Loss for Imbalanced Medical Image Classification",
+    authors=("Chen, Kanghao", "Lei, Weixian", "Zhang, Rong", "Zhao, Shen", "Zheng, Wei-Shi", "Wang, Ruixuan"),
+    year=2022,
+    eprint="2207.04793",
+    note="the arXiv version; a journal version (doi 10.1109/JBHI.2023.3240136) lists five of these authors",
+)
 
 METRIC_LOSSES = ("supcon", "triplet_hard", "triplet_cb")
 STAGE2_RULES = ("crt", "lws", "tau_norm")
@@ -60,8 +78,10 @@ class MetricTwoStage(Method):
         "only the classifier.",
         formula="stage 1: L = CE + λ L_metric,  L_metric ∈ {SupCon (2 views, projection head, τ), batch-hard "
         "triplet, class-balanced triplet};  stage 2: cRT (new head, class-balanced sampling) | LWS | tau-norm",
-        paper="Zeng et al., arXiv 2207.06975; the class-balanced triplet follows the same group's PCCT "
-        "(arXiv 2207.04793).",
+        paper="Zeng et al., 'Learning Discriminative Representation via Metric Learning for Imbalanced Medical "
+        "Image Classification', arXiv 2207.06975; the class-balanced triplet follows the same group's PCCT (Chen "
+        "et al., arXiv 2207.04793).",
+        references=(ZENG_2022, CHEN_2022_PCCT),
         approximation=True,
         settings=(
             Setting("metric", "supcon", "stage-1 metric loss", choices=METRIC_LOSSES),

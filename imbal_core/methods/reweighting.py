@@ -9,7 +9,73 @@ from torch import nn
 
 from ..models import Classifier
 from . import losses
-from .base import Batch, Method, MethodCard, Setting, Stage, TrainInfo, register_method
+from .base import Batch, Method, MethodCard, Reference, Setting, Stage, TrainInfo, register_method
+
+HUANG_2016 = Reference(
+    key="huang2016learning",
+    entry="inproceedings",
+    title="Learning Deep Representation for Imbalanced Classification",
+    authors=("Huang, Chen", "Li, Yining", "Loy, Chen Change", "Tang, Xiaoou"),
+    year=2016,
+    venue="Proceedings of the IEEE Conference on Computer Vision and Pattern Recognition (CVPR)",
+    pages="5375--5384",
+)
+CUI_2019 = Reference(
+    key="cui2019classbalanced",
+    entry="inproceedings",
+    title="Class-Balanced Loss Based on Effective Number of Samples",
+    authors=("Cui, Yin", "Jia, Menglin", "Lin, Tsung-Yi", "Song, Yang", "Belongie, Serge"),
+    year=2019,
+    venue="Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)",
+    eprint="1901.05555",
+    doi="10.1109/CVPR.2019.00949",
+)
+LIN_2017 = Reference(
+    key="lin2017focal",
+    entry="inproceedings",
+    title="Focal Loss for Dense Object Detection",
+    authors=("Lin, Tsung-Yi", "Goyal, Priya", "Girshick, Ross", "He, Kaiming", "Doll{\\'a}r, Piotr"),
+    year=2017,
+    venue="Proceedings of the IEEE International Conference on Computer Vision (ICCV)",
+    eprint="1708.02002",
+)
+CAO_2019 = Reference(
+    key="cao2019ldam",
+    entry="inproceedings",
+    title="Learning Imbalanced Datasets with Label-Distribution-Aware Margin Loss",
+    authors=("Cao, Kaidi", "Wei, Colin", "Gaidon, Adrien", "Arechiga, Nikos", "Ma, Tengyu"),
+    year=2019,
+    venue="Advances in Neural Information Processing Systems (NeurIPS)",
+    volume="32",
+    pages="1567--1578",
+    eprint="1906.07413",
+)
+REN_2020 = Reference(
+    key="ren2020balanced",
+    entry="inproceedings",
+    title="Balanced Meta-Softmax for Long-Tailed Visual Recognition",
+    authors=("Ren, Jiawei", "Yu, Cunjun", "Sheng, Shunan", "Ma, Xiao", "Zhao, Haiyu", "Yi, Shuai", "Li, Hongsheng"),
+    year=2020,
+    venue="Advances in Neural Information Processing Systems (NeurIPS)",
+    volume="33",
+    eprint="2007.10740",
+)
+MENON_2021 = Reference(
+    key="menon2021logit",
+    entry="inproceedings",
+    title="Long-tail learning via logit adjustment",
+    authors=(
+        "Menon, Aditya Krishna",
+        "Jayasumana, Sadeep",
+        "Rawat, Ankit Singh",
+        "Jain, Himanshu",
+        "Veit, Andreas",
+        "Kumar, Sanjiv",
+    ),
+    year=2021,
+    venue="International Conference on Learning Representations (ICLR)",
+    eprint="2007.07314",
+)
 
 
 @register_method("ce")
@@ -29,6 +95,7 @@ class WeightedCrossEntropy(Method):
         idea="Each class's loss is scaled by the inverse of its training count, so rare classes weigh more.",
         formula="L = -w_y log softmax(z)_y,  w_c ∝ (1/n_c)^power,  sum_c w_c = C",
         paper="Standard re-weighting (e.g. Huang et al., CVPR 2016); CRCKD uses w_c = N / n_c.",
+        references=(HUANG_2016,),
         settings=(Setting("power", 1.0, "exponent on 1/n_c (0.5 = square-root weighting)", low=0.0, high=2.0),),
         our_choices=("Weights are scaled to sum to C so the loss scale matches plain CE.",),
     )
@@ -49,6 +116,7 @@ class ClassBalancedLoss(Method):
         "which saturates for large classes instead of growing linearly.",
         formula="L = w_y * base(z, y),  w_c = (1 - beta) / (1 - beta^n_c), sum_c w_c = C;  base = CE or focal",
         paper="Cui et al., Class-Balanced Loss Based on Effective Number of Samples, CVPR 2019.",
+        references=(CUI_2019,),
         settings=(
             Setting(
                 "beta", 0.9999, "effective-number hyperparameter (0.999 or 0.9999 in the paper)", low=0.0, high=0.99999
@@ -77,6 +145,7 @@ class Focal(Method):
         idea="Down-weights easy, well-classified images so training focuses on hard ones (often the rare classes).",
         formula="L = -(1 - p_y)^gamma log p_y",
         paper="Lin et al., Focal Loss for Dense Object Detection, ICCV 2017.",
+        references=(LIN_2017,),
         settings=(Setting("gamma", 2.0, "focusing parameter", low=0.0, high=5.0),),
         our_choices=("Softmax (multi-class) form without the alpha class weight.",),
     )
@@ -105,6 +174,7 @@ class LDAMDRW(Method):
         formula="L = CE(s (cos - m_y e_y), y) with m_c ∝ n_c^(-1/4), max m = max_margin; "
         "after drw_start: weights w_c = (1-beta)/(1-beta^n_c)",
         paper="Cao et al., Learning Imbalanced Datasets with Label-Distribution-Aware Margin Loss, NeurIPS 2019.",
+        references=(CAO_2019,),
         settings=(
             Setting("max_margin", 0.5, "largest class margin", low=0.0, high=2.0),
             Setting("scale", 30.0, "logit scale s", low=1.0, high=100.0),
@@ -140,6 +210,7 @@ class BalancedSoftmax(Method):
         "model predicts as if classes were balanced.",
         formula="L = CE(z + log n_c, y); predict with z",
         paper="Ren et al., Balanced Meta-Softmax for Long-Tailed Visual Recognition, NeurIPS 2020.",
+        references=(REN_2020,),
     )
 
     def loss(self, model: Classifier, batch: Batch) -> torch.Tensor:
@@ -154,6 +225,7 @@ class LogitAdjustment(Method):
         "balanced error the quantity being minimised.",
         formula="L = CE(z + tau log pi_c, y); predict with z",
         paper="Menon et al., Long-tail learning via logit adjustment, ICLR 2021.",
+        references=(MENON_2021,),
         settings=(Setting("tau", 1.0, "strength of the adjustment", low=0.0, high=3.0),),
         our_choices=(
             "Only the loss form is offered; for a post-hoc re-balancing of a trained head see tau_norm.",

@@ -31,7 +31,20 @@ from ..synth.style import (
     stylise_uint8,
 )
 from ..synth.style_models import load_style_model
-from .base import SAMPLERS, Batch, Method, MethodCard, Setting, Stage, TrainInfo, register_method
+from .base import SAMPLERS, Batch, Method, MethodCard, Reference, Setting, Stage, TrainInfo, register_method
+
+PARK_2024 = Reference(
+    key="park2024stylekd",
+    entry="article",
+    title="Style-KD: Class-imbalanced medical image classification via style knowledge distillation",
+    authors=("Park, Inhyuk", "Kim, Won Hwa", "Ryu, Jongbin"),
+    year=2024,
+    venue="Biomedical Signal Processing and Control",
+    volume="91",
+    pages="105928",
+    url="https://www.sciencedirect.com/science/article/pii/S1746809423013617",
+    note="authors as listed on the authors' lab page; not checked against the publisher's page",
+)
 
 GENERATE = ("epoch", "batch")
 STUDENT_INIT = ("teacher", "scratch")
@@ -47,7 +60,9 @@ class StyleKD(Method):
         "matches the teacher's soft prediction on the auxiliary image, so style stops being class evidence.",
         formula="L = mean over real ∪ aux of CE (aux weighted w_aux) + λ T² KL(softmax(t(content)/T) || "
         "softmax(s(aux)/T)) + μ (1 - cos(f_s(aux), f_s(content)));  aux_c = n_max − n_c images per class",
-        paper="Style-KD, Biomedical Signal Processing and Control 91 (2024) 105928 (generator and loss not public).",
+        paper="Park, Kim, Ryu, 'Style-KD: Class-imbalanced medical image classification via style knowledge "
+        "distillation', Biomedical Signal Processing and Control 91 (2024) 105928 (generator and loss not public).",
+        references=(PARK_2024,),
         approximation=True,
         settings=(
             Setting(
