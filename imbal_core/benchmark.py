@@ -161,15 +161,17 @@ def run_benchmark(
     log: Callable[[str], None] = print,
     train: bool = True,
     archive: RunArchive | None = None,
+    only: dict[str, set[str]] | None = None,
 ) -> BenchmarkResult:
-    """Train what is missing (nothing when `train` is False), then write the results; an interrupt (Ctrl-C) still
-    writes what is finished. With an `archive`, its runs that the store lacks are restored first (so they are
-    reused, not trained), and every finished run of the protocol is copied into it.
+    """Train what is missing (nothing when `train` is False; only the runs in the slice `only`, `parse_only`'s,
+    when given), then write the results of every finished run of the protocol; an interrupt (Ctrl-C) still writes
+    what is finished. With an `archive`, its runs that the store lacks are restored first (so they are reused, not
+    trained), and every finished run of the protocol is copied into it.
 
     One benchmark at a time per store: two would plan the same missing run and both train it.
     """
     with store.exclusive("benchmark"):
-        return _run_benchmark(protocol, store, executor, out_dir or results_dir(), command, log, train, archive)
+        return _run_benchmark(protocol, store, executor, out_dir or results_dir(), command, log, train, archive, only)
 
 
 def _run_benchmark(
@@ -181,6 +183,7 @@ def _run_benchmark(
     log: Callable[[str], None],
     train: bool,
     archive: RunArchive | None,
+    only: dict[str, set[str]] | None,
 ) -> BenchmarkResult:
     started = time.time()
     executor = executor or LocalExecutor()
@@ -193,7 +196,7 @@ def _run_benchmark(
     for s in steps:
         if s.run_id in restored:
             s.note = ARCHIVED_NOTE
-    todo = [s for s in steps if s.state in TRAINED_STATES] if train else []
+    todo = [s for s in steps if s.state in TRAINED_STATES and (only is None or s.run.matches(only))] if train else []
     # The references train first, so a benchmark stopped part-way pairs every method it finished with them.
     todo.sort(key=lambda s: not _is_reference(s.run.method, protocol))
     counts = {state: sum(s.state == state for s in steps) for state in STATE_TEXT}
@@ -202,6 +205,8 @@ def _run_benchmark(
         f"{counts['new'] + counts['start']} to train, {counts['resume']} to resume, {counts['skip']} skipped, "
         f"{counts['blocked']} blocked, {counts['elsewhere']} busy elsewhere"
     )
+    if only is not None and train:
+        log(f"  --only: {len(todo)} of them in the slice train now; the others wait for a command without --only")
     for s in steps:
         if s.state in ("blocked", "elsewhere"):
             log(f"  {STATE_TEXT[s.state]}: {s.run.describe()}: {s.note}")

@@ -15,7 +15,8 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from .engine.robustness import DEFAULT_STRENGTHS, drop_table, evaluate_shifts
 from .engine.streaming import PLACEMENTS
 from .engine.trainer import RESUMABLE
 from .errors import SEED_RANGE, ConfigError, ImbalLabError, is_seed
-from .executors import Job, LocalExecutor, RayExecutor, waits_for_a_worker
+from .executors import RAY_WORKER_NICENESS, Job, LocalExecutor, RayExecutor, waits_for_a_worker
 from .methods import METHODS
 from .models import DEFAULT_BACKBONE, default_backbone
 from .runs import LISTED_STATUSES, RunArchive, RunStore
@@ -197,8 +198,29 @@ def build_parser(prog: str = "python -m imbal_core") -> argparse.ArgumentParser:
     )
     p.add_argument("--ratio", type=float, default=None, help="imbalance ratio n_max/n_min (default: natural counts)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue a stopped or interrupted run")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="train exactly the config a run recorded (its config.json, e.g. results/ham10000_28_runs/<run id>/"
+        "config.json); only --path (the data elsewhere here), --device, --tag and --quiet may go with it",
+    )
     _add_run_options(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, parser=p)
+
+    p = sub.add_parser(
+        "reproduce",
+        help="retrain a finished run from its recorded config and seed in a scratch store, and compare: exit 0 "
+        "only when the test probabilities are identical, byte for byte",
+    )
+    p.add_argument("run", help="a run id of the store, or a run folder (e.g. results/ham10000_28_runs/<run id>)")
+    p.add_argument("--path", help="the data set's folder or file here, when it is not where the run recorded it")
+    p.add_argument(
+        "--scratch",
+        metavar="DIR",
+        help="the store the copy is trained in (kept); default: a temporary one, removed afterwards",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("sweep", help="train every combination of methods x ratios x seeds")
     p.add_argument("--methods", required=True, help="comma-separated, e.g. ce,focal,ldam_drw")
@@ -256,6 +278,14 @@ def build_parser(prog: str = "python -m imbal_core") -> argparse.ArgumentParser:
         "--results-only",
         action="store_true",
         help="train nothing: write the results files from the runs finished so far (e.g. after a change to them)",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE[,VALUE]",
+        help="train only the protocol's runs in this slice (repeatable; keys: method, seed, ratio, data), e.g. "
+        "--only method=style_kd --only seed=0; the results files still show every finished run",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
@@ -559,6 +589,15 @@ def _add_executor_options(p: argparse.ArgumentParser) -> None:
         default=RAY_DEFAULTS["max_retries"],
         help="ray: how often a run whose worker died is started again (it resumes from its last completed epoch)",
     )
+    p.add_argument(
+        "--nice",
+        type=int,
+        choices=range(20),
+        metavar="0-19",
+        default=None,
+        help=f"ray: how far below this command's priority a local cluster's workers run, 0 (the same) to 19; "
+        f"Ray's default {RAY_WORKER_NICENESS} lets any local training take the cores first",
+    )
 
 
 def _refuse_ray_options(args: argparse.Namespace) -> None:
@@ -568,6 +607,7 @@ def _refuse_ray_options(args: argparse.Namespace) -> None:
         "--cpus-per-run": args.cpus_per_run != RAY_DEFAULTS["cpus_per_run"],
         "--gpus-per-run": args.gpus_per_run != RAY_DEFAULTS["gpus_per_run"],
         "--max-retries": args.max_retries != RAY_DEFAULTS["max_retries"],
+        "--nice": args.nice is not None,
     }
     if any(given.values()):
         options = ", ".join(option for option, set_ in given.items() if set_)
@@ -603,6 +643,7 @@ def _executor(args: argparse.Namespace) -> Any:
         gpus_per_run=args.gpus_per_run,
         max_retries=args.max_retries,
         on_epoch=on_epoch,
+        niceness=args.nice,
     )
 
 
@@ -929,12 +970,66 @@ def _check_subset_options(args: argparse.Namespace, ratios: list[float | None]) 
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    if not args.resume:
+    config: TrainConfig | None = None  # a resume trains the run's own config
+    if args.config:
+        config = _recorded_config(args)
+    elif not args.resume:
         _check_subset_options(args, [args.ratio])
+        config = _config(args, args.method, args.ratio, args.seed)
     store = _open_store(args)
-    config = None if args.resume else _config(args, args.method, args.ratio, args.seed)
     run_id = _train_with_bar(config, store, args.quiet, resume=args.resume, tag=args.tag)
     _print_result(store, run_id)
+
+
+WITH_CONFIG = {"config", "path", "device", "tag", "quiet", "func", "parser", "store"}  # what --config leaves open
+
+
+def _recorded_config(args: argparse.Namespace) -> TrainConfig:
+    """`train --config FILE`: the recorded config (its data path as this checkout reads an archived one), with
+    --path and --device applied; any other training option given with it is refused, not silently dropped."""
+    from .runs.archive import local_config
+
+    given = [
+        action.option_strings[0]
+        for action in args.parser._actions
+        if action.option_strings
+        and action.dest not in WITH_CONFIG
+        and getattr(args, action.dest, action.default) != action.default
+    ]
+    if given:
+        raise ConfigError(
+            f"--config trains the recorded config as it is; {', '.join(given)} would change it: drop them, or "
+            "edit a copy of the config file"
+        )
+    path = Path(args.config).expanduser()
+    try:
+        values = local_config(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--config {path} does not read as a run's config.json ({type(err).__name__})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"--config {path} is not a run's config.json (a JSON object of TrainConfig's keys)")
+    config = TrainConfig.from_dict(values)
+    if args.path is not None:
+        config = replace(config, data_path=args.path)
+    if args.device != "auto":
+        config = replace(config, device=args.device)
+    return config
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce, run_folder
+
+    store = _open_store(args)
+    folder = run_folder(args.run, [store])
+    with ExitStack() as cleanup:
+        if args.scratch:
+            scratch = RunStore(args.scratch)
+        else:
+            scratch = RunStore(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="imbal-reproduce-")))
+        with _progress_bar(args.quiet) as progress:
+            result = reproduce(folder, scratch, data_path=args.path, progress=progress)
+        print(result.report())
+    return 0 if result.identical else 1
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -989,9 +1084,12 @@ def _sweep_on_ray(args: argparse.Namespace, store: RunStore, configs: list[Train
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from .benchmark import STATE_TEXT, other_data_hint, plan, run_benchmark
-    from .protocol import load_protocol
+    from .protocol import load_protocol, parse_only
 
     protocol = load_protocol(args.protocol, args.path, pretrained=args.pretrained)
+    only = parse_only(args.only) if args.only else None
+    if only is not None and not any(run.matches(only) for run in protocol.plan()):
+        raise ConfigError(f"no run of {protocol.file} is in --only {' '.join(args.only)}: check the names")
     archive = RunArchive(args.archive) if args.archive else None
     if args.plan:
         with _store_to_read(args) as store:
@@ -1007,7 +1105,14 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     executor = _executor(args)
     try:
         result = run_benchmark(
-            protocol, store, executor, args.out_dir, args.command_line, train=not args.results_only, archive=archive
+            protocol,
+            store,
+            executor,
+            args.out_dir,
+            args.command_line,
+            train=not args.results_only,
+            archive=archive,
+            only=only,
         )
     except KeyboardInterrupt:
         print(
@@ -1017,7 +1122,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         )
         return 130
     print(f"wrote {result.markdown} and {result.csv}")
-    missing = result.incomplete()
+    missing = [s for s in result.incomplete() if only is None or s.run.matches(only)]
     if missing and args.results_only:
         print(
             f"{len(missing)} of the protocol's runs have not finished; the same command without --results-only "

@@ -138,6 +138,16 @@ class PlannedRun:
     def task(self) -> str | None:
         return self.config.task if self.config is not None else self.method.task
 
+    def matches(self, only: dict[str, set[str]]) -> bool:
+        """Whether this run is in the slice `only` (`parse_only`): every key's value among the given ones."""
+        values = {
+            "method": {self.method.method, self.method.label},
+            "seed": {str(self.seed)},
+            "ratio": {_ratio_text(self.ratio)},
+            "data": {self.data.name},
+        }
+        return all(values[key] & wanted for key, wanted in only.items())
+
     @property
     def label(self) -> str:
         """The method with its settings as this run has them (placeholders filled)."""
@@ -149,6 +159,23 @@ class PlannedRun:
         task = f" [{self.task}]" if self.task else ""
         ratio = "natural" if self.ratio is None else f"{self.ratio:g}"
         return f"{self.label}{task} · {self.data.name} · ratio {ratio} · seed {self.seed}"
+
+
+ONLY_KEYS = ("method", "seed", "ratio", "data")
+
+
+def parse_only(items: list[str]) -> dict[str, set[str]]:
+    """`benchmark --only KEY=V1,V2` (repeatable; keys: method, seed, ratio, data) as {key: values}."""
+    only: dict[str, set[str]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or key.strip() not in ONLY_KEYS or not values.strip():
+            raise ConfigError(
+                f"--only {item!r}: expected KEY=VALUE[,VALUE...] with KEY one of {', '.join(ONLY_KEYS)}, e.g. "
+                "--only method=style_kd --only seed=0"
+            )
+        only.setdefault(key.strip(), set()).update(v.strip() for v in values.split(",") if v.strip())
+    return only
 
 
 @dataclass

@@ -60,10 +60,11 @@ def restrict_data_reads() -> None:
 
 
 def software_environment(device: torch.device) -> str:
-    """What besides config and code moves a run's numbers: the libraries' versions, the CPU's vector instructions
-    and torch's thread count (they decide how float sums are split and rounded), or the GPU. The same seed gives the
-    same numbers in the same environment; elsewhere the numbers part from the first epoch, and the final metrics
-    differ in their second or third decimal."""
+    """What besides config and code moves a run's numbers, in one line: the libraries' versions, the CPU's vector
+    instructions and torch's thread count (they decide how float sums are split and rounded), or the GPU. The same
+    seed gives the same numbers in the same environment; elsewhere the numbers part from the first epoch, and the
+    final metrics differ in their second or third decimal. `numerics_environment` has the parts that tell two
+    machines apart."""
     import platform
 
     import PIL
@@ -76,6 +77,76 @@ def software_environment(device: torch.device) -> str:
         f"torch {torch.__version__}, numpy {np.__version__}, pillow {PIL.__version__}, timm {timm.__version__}, "
         f"{hardware}"
     )
+
+
+def numerics_environment(device: torch.device) -> dict[str, str]:
+    """The environment a run's float results depend on, part by part, so two records say which part differs:
+    the one-line `summary`, the CPU model and its vector flags, the kernels torch runs on it, torch's build (a hash
+    of `torch.__config__.show()`: compiler, BLAS, oneDNN, CUDA flags), the BLAS and oneDNN versions, the thread
+    settings, and the CUDA / cuDNN versions and GPU when a GPU trains."""
+    import hashlib
+    import os
+    import re
+
+    build = torch.__config__.show()
+
+    def line(pattern: str) -> str:
+        found = re.search(pattern, build)
+        return found.group(0).strip() if found else "not in this build"
+
+    cpu, flags = _cpu_identity()
+    record = {
+        "summary": software_environment(device),
+        "cpu": cpu,
+        "cpu_flags": flags,
+        "torch_kernels": torch.backends.cpu.get_cpu_capability(),
+        "torch_build": hashlib.sha256(build.encode()).hexdigest()[:16],
+        "blas": line(r"BLAS_INFO=\w+") + "; " + line(r"(Intel\(R\) oneAPI Math Kernel Library|OpenBLAS)[^\n]*"),
+        "onednn": line(r"Intel\(R\) MKL-DNN v[\d.]+"),
+        "threads": f"torch {torch.get_num_threads()} intra-op, {torch.get_num_interop_threads()} inter-op; "
+        + ", ".join(f"{name}={os.environ.get(name, 'unset')}" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")),
+        "cuda": "not used",
+    }
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        record["cuda"] = (
+            f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, "
+            f"{torch.cuda.get_device_name(device)} (compute capability {major}.{minor})"
+        )
+    return record
+
+
+def _cpu_identity() -> tuple[str, str]:
+    """(CPU model, a hash of its instruction-set flags) from /proc/cpuinfo; the platform's words elsewhere."""
+    import hashlib
+    import platform
+
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine(), "unknown"
+    fields: dict[str, str] = {}
+    for line in info.splitlines():  # the first processor's lines are enough: every core is the same model
+        name, _, value = line.partition(":")
+        fields.setdefault(name.strip(), value.strip())
+    flags = " ".join(sorted(fields.get("flags", "").split()))
+    return fields.get("model name", platform.machine()), hashlib.sha256(flags.encode()).hexdigest()[:16]
+
+
+def environment_differences(recorded: dict[str, str], here: dict[str, str]) -> list[str]:
+    """The parts of two `numerics_environment` records that differ, in words ("cpu: A (recorded) vs B (here)"); a
+    part the older record lacks is said as not recorded. [] when every part both have agrees."""
+    differences = []
+    for part, value in here.items():
+        if part == "summary":
+            continue
+        if part not in recorded:
+            differences.append(f"{part}: not recorded then (here: {value})")
+        elif recorded[part] != value:
+            differences.append(f"{part}: {recorded[part]} (recorded) vs {value} (here)")
+    if not differences and recorded.get("summary") != here["summary"]:
+        differences.append(f"summary: {recorded.get('summary')} (recorded) vs {here['summary']} (here)")
+    return differences
 
 
 @functools.cache  # the code this process runs: a commit made while it runs (a long benchmark) is not its code

@@ -940,3 +940,18 @@ def test_the_shipped_ranking_reads_back_as_the_runs_give_it():
 def _builtin_ratio_run_ids(results) -> list[str]:
     """The run ids the results file's markdown lists in its runs table."""
     return re.findall(r"\| `(\d{8}-\d{6}-[a-z_]+-[0-9a-f]{6})` \|", results.csv.with_suffix(".md").read_text())
+
+
+def test_only_trains_a_slice_of_the_protocol(tmp_path: Path, capsys):
+    """Issue 40: `benchmark --only method=...,seed=...` trains that slice (e.g. to retrain one archived run) and
+    exits 0 with the rest unfinished; a slice that matches nothing, or a key it does not know, is an error."""
+    store, out = tmp_path / "store", tmp_path / "results"
+    base = ["--store", str(store), "benchmark", str(TINY), "--out-dir", str(out), "--quiet"]
+    assert main([*base, "--only", "method=balanced_softmax", "--only", "seed=1"]) == 0
+    assert "--only: 1 of them in the slice train now" in capsys.readouterr().out
+    runs = RunStore(store).runs(status="finished")
+    assert list(zip(runs["method"], runs["seed"])) == [("balanced_softmax", 1)]
+    assert main([*base, "--only", "method=nope"]) == 2
+    assert "no run of" in capsys.readouterr().err
+    assert main([*base, "--only", "sed=1"]) == 2
+    assert "KEY one of method, seed, ratio, data" in capsys.readouterr().err

@@ -118,3 +118,33 @@ def test_every_command_in_the_readme_and_docs_exists_in_the_cli():
         known = {o for a in subcommands[name]._actions for o in a.option_strings}
         problems += [f"{doc}: {line!r}: {name} has no {option}" for option in options if option not in known]
     assert not problems, "\n".join(problems)
+
+
+def test_method_settings_in_the_readme_and_docs_are_the_methods_own():
+    """Issue 40: the README and docs state methods' settings as the code has them. Every `--set KEY=VALUE` in a
+    documented command is a setting of its --method (ce when none is given) with a value that setting accepts, and
+    docs/methods.md (the cards, every default) is `methods --markdown` (test_app checks that file whole)."""
+    import shlex
+
+    from imbal_core.errors import ConfigError
+    from imbal_core.methods import METHODS
+
+    problems, checked = [], 0
+    for doc, line in documented_commands():
+        words = shlex.split(line.replace("~", "HOME"))
+        method = words[words.index("--method") + 1] if "--method" in words else "ce"
+        values = [words[i + 1] for i, word in enumerate(words[:-1]) if word == "--set"]
+        if method not in METHODS:
+            continue  # a placeholder such as METHOD; the command test names unknown options
+        settings = {s.name: s for s in METHODS.get(method).card.settings}
+        for value in values:
+            key, _, text = value.partition("=")
+            checked += 1
+            if key not in settings:
+                problems.append(f"{doc}: {line!r}: {method} has no setting {key!r}")
+                continue
+            try:
+                settings[key].coerce(text)
+            except ConfigError as err:
+                problems.append(f"{doc}: {line!r}: {err}")
+    assert checked >= 4 and not problems, "\n".join(problems)

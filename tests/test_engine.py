@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -80,18 +82,32 @@ def test_a_run_records_the_environment_of_each_training_call(store, monkeypatch)
     import threading
 
     from imbal_core.engine import trainer
-    from imbal_core.utils import software_environment
+    from imbal_core.utils import environment_differences, numerics_environment
 
     stop = threading.Event()
     run_id = train(
         tiny_config(epochs=2), store, stop_event=stop, progress=lambda e: stop.set() if e["event"] == "epoch" else None
     )
-    here = software_environment(torch.device("cpu"))
-    assert here.startswith(f"torch {torch.__version__}, numpy {np.__version__}")
-    assert trainer.run_environments(store.run_dir(run_id)) == [here]
-    monkeypatch.setattr(trainer, "software_environment", lambda device: "elsewhere")
+    here = numerics_environment(torch.device("cpu"))
+    assert here["summary"].startswith(f"torch {torch.__version__}, numpy {np.__version__}")
+    assert here["torch_kernels"] == torch.backends.cpu.get_cpu_capability() and len(here["torch_build"]) == 16
+    assert trainer.run_environment_records(store.run_dir(run_id)) == [here]
+    assert trainer.run_environments(store.run_dir(run_id)) == [here["summary"]]
+    elsewhere = {**here, "cpu": "Another CPU", "threads": "torch 1 intra-op"}
+    monkeypatch.setattr(trainer, "numerics_environment", lambda device: elsewhere)
     train(tiny_config(epochs=2), store, resume=run_id)
-    assert trainer.run_environments(store.run_dir(run_id)) == [here, "elsewhere"]
+    assert trainer.run_environment_records(store.run_dir(run_id)) == [here, elsewhere]
+    assert environment_differences(here, elsewhere) == [
+        f"cpu: {here['cpu']} (recorded) vs Another CPU (here)",
+        f"threads: {here['threads']} (recorded) vs torch 1 intra-op (here)",
+    ]
+    # a run recorded before the parts were kept: its summary line, and every part said as not recorded then
+    (store.run_dir(run_id) / trainer.ENVIRONMENT_FILE).write_text(json.dumps([here["summary"]]))
+    assert trainer.run_environment_records(store.run_dir(run_id)) == [{"summary": here["summary"]}]
+    assert (
+        environment_differences({"summary": here["summary"]}, here)[0]
+        == f"cpu: not recorded then (here: {here['cpu']})"
+    )
 
 
 def test_crt_second_stage_keeps_backbone(store):

@@ -289,3 +289,45 @@ def test_cli_style_train_and_list(tmp_path, capsys):
     assert "shipped" in capsys.readouterr().out
     assert main(["style-train", "--epochs", "1", "--autoencoder-epochs", "3"]) == 2  # bad recipe: clear error
     assert "autoencoder_epochs must be" in capsys.readouterr().err
+
+
+def test_two_style_kd_runs_of_one_seed_agree_byte_for_byte(store):
+    """Issue 40: a style_kd retrain did not reproduce its archived run. On one machine, two runs of one seed give
+    the same test probabilities, bit for bit (the default tool: Fourier)."""
+    import numpy as np
+
+    config = tiny_config(method="style_kd", epochs=2)
+    first, second = (train(config, store) for _ in range(2))
+    probs = [np.load(store.run_dir(run) / "predictions.npz")["probs"] for run in (first, second)]
+    assert probs[0].tobytes() == probs[1].tobytes()
+
+
+def test_fourier_auxiliary_images_do_not_depend_on_the_cpus_vector_kernels():
+    """Issue 40: in float32 the Fourier swap's last bits depend on torch's SIMD kernels, and the uint8 auxiliary
+    images flipped a level where a value sat near .5 (without vector kernels: another picture hash than with
+    AVX2/AVX-512). Computed in float64 they are the same under every kernel level torch can be told to use."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import hashlib, torch\n"
+        "from imbal_core.synth.style import create_style_tool, stylise_uint8\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "content, style = (torch.randint(0, 256, (256, 3, 28, 28), generator=g, dtype=torch.uint8) for _ in '12')\n"
+        "out = stylise_uint8(create_style_tool('fourier'), content, style, 1.0)\n"
+        "print(hashlib.sha256(out.numpy().tobytes()).hexdigest())\n"
+    )
+    digests = {
+        level: subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "ATEN_CPU_CAPABILITY": level, "OMP_NUM_THREADS": "1"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for level in ("default", "avx2", "avx512")  # a level the CPU lacks falls back to the best it has
+    }
+    assert len(set(digests.values())) == 1, digests
+    assert hashlib.sha256(b"").hexdigest() not in digests.values()

@@ -38,10 +38,10 @@ from ..runs import HEARTBEAT_SECONDS, INTERRUPTED, MODEL_FILE, RunStore
 from ..utils import (
     atomic_path,
     code_version,
+    numerics_environment,
     read_json,
     seed_everything,
     select_device,
-    software_environment,
     write_json,
 )
 from .augment import augment, augment_policy, to_float
@@ -299,17 +299,24 @@ def _setup_run(config: TrainConfig, store: RunStore, run_id: str) -> RunState:
 def _record_environment(run_dir: Path, device: torch.device) -> None:
     """Add this training call's environment to the run's list, unless it is the last one there (a run resumed in
     another environment lists both, in order). In the run folder, so it travels with the run's files (Ray, archive)."""
-    environments = run_environments(run_dir)
-    here = software_environment(device)
+    path = run_dir / ENVIRONMENT_FILE
+    environments = list(read_json(path)) if path.is_file() else []
+    here = numerics_environment(device)
     if environments[-1:] != [here]:
-        write_json(run_dir / ENVIRONMENT_FILE, environments + [here])
+        write_json(path, environments + [here])
+
+
+def run_environment_records(run_dir: Path) -> list[dict[str, str]]:
+    """The environments (`utils.numerics_environment`) that trained a run, in order; [] for runs made before they
+    were recorded. Runs recorded before the parts were kept have their one-line summary only."""
+    path = run_dir / ENVIRONMENT_FILE
+    entries = read_json(path) if path.is_file() else []
+    return [{"summary": entry} if isinstance(entry, str) else entry for entry in entries]
 
 
 def run_environments(run_dir: Path) -> list[str]:
-    """The environments (`utils.software_environment`) that trained a run, in order; [] for runs made before they
-    were recorded."""
-    path = run_dir / ENVIRONMENT_FILE
-    return list(read_json(path)) if path.is_file() else []
+    """The one-line summaries (`utils.software_environment`) of the environments that trained a run, in order."""
+    return [record["summary"] for record in run_environment_records(run_dir)]
 
 
 def restore_checkpoint(run: RunState) -> tuple[int, dict[str, Any] | None]:

@@ -44,13 +44,17 @@ def fourier_amplitude_swap(
 
     Low-frequency amplitude carries colour, illumination and texture statistics ("style"), the
     phase carries the structure ("content"). Not clamped, so the phase can be checked exactly.
+
+    Computed in float64, returned in float32: in float32 the last bits depend on the kernels the CPU runs (torch's
+    SIMD level, the FFT library's code path), and an auxiliary image rounded to uint8 then flips a level wherever a
+    value sits near .5, so one seed gave other images, and other numbers, on another machine (issue 40).
     """
-    spectrum_c = torch.fft.fft2(content.float())
-    amplitude_s = torch.fft.fft2(style.float()).abs()
+    spectrum_c = torch.fft.fft2(content.double())
+    amplitude_s = torch.fft.fft2(style.double()).abs()
     height, width = content.shape[-2:]
     band = low_frequency_mask(height, width, beta, content.device) * strength
     amplitude = spectrum_c.abs() * (1 - band) + amplitude_s * band
-    return torch.fft.ifft2(torch.polar(amplitude, spectrum_c.angle())).real
+    return torch.fft.ifft2(torch.polar(amplitude, spectrum_c.angle())).real.float()
 
 
 # ---- Histogram matching -----------------------------------------------------------------------
