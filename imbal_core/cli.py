@@ -160,6 +160,17 @@ def _non_negative_int(text: str) -> int:
     return int(text)
 
 
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type for an integer in [low, high], e.g. a thread count or a niceness."""
+
+    def parse(text: str) -> int:
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer from {low} to {high}; got {text[:40]!r}")
+        return int(text)
+
+    return parse
+
+
 def build_parser(prog: str = "python -m imbal_core") -> argparse.ArgumentParser:
     parser = _Parser(prog=prog, description="Imbalance Lab engine.")
     parser.add_argument(
@@ -218,6 +229,13 @@ def build_parser(prog: str = "python -m imbal_core") -> argparse.ArgumentParser:
         "--scratch",
         metavar="DIR",
         help="the store the copy is trained in (kept); default: a temporary one, removed afterwards",
+    )
+    p.add_argument(
+        "--threads",
+        type=_int_in(1, 1024),
+        metavar="N",
+        help="torch threads for the copy (float sums are split by them); default: the count the run recorded "
+        "(its environment.json, or pretrained/manifest.json for a shipped run), else this machine's",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_reproduce)
@@ -591,8 +609,7 @@ def _add_executor_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--nice",
-        type=int,
-        choices=range(20),
+        type=_int_in(0, 19),
         metavar="0-19",
         default=None,
         help=f"ray: how far below this command's priority a local cluster's workers run, 0 (the same) to 19; "
@@ -1027,7 +1044,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         else:
             scratch = RunStore(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="imbal-reproduce-")))
         with _progress_bar(args.quiet) as progress:
-            result = reproduce(folder, scratch, data_path=args.path, progress=progress)
+            result = reproduce(folder, scratch, data_path=args.path, progress=progress, threads=args.threads)
         print(result.report())
     return 0 if result.identical else 1
 

@@ -214,11 +214,7 @@ class RayExecutor:
         return (
             f"ray ({self.address or 'local cluster'}; {self.cpus_per_run:g} CPU, {self.gpus_per_run:g} GPU per run; "
             f"up to {self.max_retries} retries"
-            + (
-                ""
-                if self.address
-                else f"; workers at nice {RAY_WORKER_NICENESS if self.niceness is None else self.niceness}"
-            )
+            + ("" if self.niceness is None else f"; workers at niceness +{self.niceness}")
             + ")"
         )
 

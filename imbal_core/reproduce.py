@@ -38,6 +38,7 @@ class Reproduction:
     same_class_share: float  # test images given the same class by both
     metrics: dict[str, tuple[float, float]]  # summary metric -> (original, copy)
     environment: list[str]  # `environment_differences` of the original's last training call and this one
+    threads: int  # torch's thread count the copy trained with
 
     def report(self) -> str:
         verdict = (
@@ -48,7 +49,8 @@ class Reproduction:
         lines = [
             f"reproduce {self.original.name} -> {self.copy_run_id}: {verdict}",
             f"  largest probability difference {self.largest_probability_difference:.3g}; "
-            f"same predicted class for {self.same_class_share:.1%} of the test images",
+            f"same predicted class for {self.same_class_share:.1%} of the test images; "
+            f"trained with {self.threads} torch thread(s)",
             "  metric                 original       copy   difference",
             *(
                 f"  {name:<20} {before:>10.4f} {after:>10.4f} {after - before:>+12.2e}"
@@ -98,16 +100,22 @@ def recorded_config(folder: Path, data_path: str | None = None) -> TrainConfig:
 
 
 def reproduce(
-    folder: Path, scratch: RunStore, data_path: str | None = None, progress: ProgressFn | None = None
+    folder: Path,
+    scratch: RunStore,
+    data_path: str | None = None,
+    progress: ProgressFn | None = None,
+    threads: int | None = None,
 ) -> Reproduction:
-    """Retrain the run in `folder` into `scratch` from its recorded config and seed, and compare (see the module)."""
+    """Retrain the run in `folder` into `scratch` from its recorded config and seed, and compare (see the module).
+    `threads`: torch's thread count for the copy; by default the one the run recorded (its environment, or the
+    shipped runs' manifest), else this process's."""
     predictions = folder / PREDICTIONS_FILE
     if not predictions.is_file():
         raise RunError(f"{folder} has no {PREDICTIONS_FILE}: only a finished run can be compared with its copy")
     config = recorded_config(folder, data_path)
     config.check_ready()  # a missing data folder or weights file: an error before anything is trained
     recorded = run_environment_records(folder)
-    threads = recorded_threads(recorded[-1]) if recorded else None
+    threads = threads or (recorded_threads(recorded[-1]) if recorded else shipped_threads(folder))
     previous = torch.get_num_threads()
     try:  # torch splits sums by its thread count: the copy runs with the original's where it was recorded
         torch.set_num_threads(threads or previous)
@@ -130,6 +138,7 @@ def reproduce(
         same_class_share=float(np.mean(before.argmax(1) == after.argmax(1))) if len(before) else 1.0,
         metrics={m: (v, copy_metrics[m]) for m, v in original_metrics.items() if m in copy_metrics},
         environment=environment_differences(recorded[-1], here) if recorded else ["the original recorded none"],
+        threads=threads or previous,
     )
 
 
@@ -137,6 +146,15 @@ def recorded_threads(record: dict[str, str]) -> int | None:
     """torch's thread count in an environment record ("..., threads 2" in its summary); None when not said."""
     found = re.search(r"threads (\d+)", record.get("summary", ""))
     return int(found.group(1)) if found else None
+
+
+def shipped_threads(folder: Path) -> int | None:
+    """The thread count `pretrained/manifest.json` records for a shipped run made before runs recorded theirs."""
+    manifest = folder.parent.parent / "manifest.json"  # pretrained/runs/<run id> -> pretrained/manifest.json
+    if not manifest.is_file():
+        return None
+    entries = json.loads(manifest.read_text()).get("runs", [])
+    return next((e.get("cpu_threads") for e in entries if e.get("run_id") == folder.name), None)
 
 
 def _probabilities(path: Path) -> np.ndarray:

@@ -296,7 +296,7 @@ def test_two_style_kd_runs_of_one_seed_agree_byte_for_byte(store):
     the same test probabilities, bit for bit (the default tool: Fourier)."""
     import numpy as np
 
-    config = tiny_config(method="style_kd", epochs=2)
+    config = tiny_config(method="style_kd")  # 1 teacher + 1 student epoch: auxiliary images and distillation
     first, second = (train(config, store) for _ in range(2))
     probs = [np.load(store.run_dir(run) / "predictions.npz")["probs"] for run in (first, second)]
     assert probs[0].tobytes() == probs[1].tobytes()
