@@ -303,7 +303,7 @@ def build_parser(prog: str = "python -m imbal_core") -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE[,VALUE]",
         help="train only the protocol's runs in this slice (repeatable; keys: method, seed, ratio, data), e.g. "
-        "--only method=style_kd --only seed=0; the results files still show every finished run",
+        "--only method=style_kd,seed=0; the results files still show every finished run",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
@@ -1105,8 +1105,15 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
     protocol = load_protocol(args.protocol, args.path, pretrained=args.pretrained)
     only = parse_only(args.only) if args.only else None
-    if only is not None and not any(run.matches(only) for run in protocol.plan()):
-        raise ConfigError(f"no run of {protocol.file} is in --only {' '.join(args.only)}: check the names")
+    if only is not None:  # a name the protocol lacks would silently narrow or empty the slice
+        planned = protocol.plan()
+        unknown = sorted(
+            f"{k}={v}" for k, vs in only.items() for v in vs if not any(r.matches({k: {v}}) for r in planned)
+        )
+        if unknown:
+            raise ConfigError(f"--only names what {protocol.file} does not have: {', '.join(unknown)}; check the names")
+        if not any(run.matches(only) for run in planned):
+            raise ConfigError(f"no run of {protocol.file} is in --only {' '.join(args.only)}: no run has all of them")
     archive = RunArchive(args.archive) if args.archive else None
     if args.plan:
         with _store_to_read(args) as store:

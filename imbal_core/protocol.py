@@ -165,16 +165,20 @@ ONLY_KEYS = ("method", "seed", "ratio", "data")
 
 
 def parse_only(items: list[str]) -> dict[str, set[str]]:
-    """`benchmark --only KEY=V1,V2` (repeatable; keys: method, seed, ratio, data) as {key: values}."""
+    """`benchmark --only` as {key: values}. Each item is KEY=V1,V2 (keys: method, seed, ratio, data); one item may
+    hold several keys ("method=style_kd,crt,seed=0") and the option may be repeated."""
     only: dict[str, set[str]] = {}
     for item in items:
-        key, sep, values = item.partition("=")
-        if not sep or key.strip() not in ONLY_KEYS or not values.strip():
-            raise ConfigError(
-                f"--only {item!r}: expected KEY=VALUE[,VALUE...] with KEY one of {', '.join(ONLY_KEYS)}, e.g. "
-                "--only method=style_kd --only seed=0"
-            )
-        only.setdefault(key.strip(), set()).update(v.strip() for v in values.split(",") if v.strip())
+        key = None
+        for token in (t.strip() for t in item.split(",")):
+            if "=" in token:
+                key, _, token = (part.strip() for part in token.partition("="))
+            if key not in ONLY_KEYS or not token:
+                raise ConfigError(
+                    f"--only {item!r}: expected KEY=VALUE[,VALUE...] with KEY one of {', '.join(ONLY_KEYS)}, e.g. "
+                    "--only method=style_kd,seed=0"
+                )
+            only.setdefault(key, set()).add(token)
     return only
 
 

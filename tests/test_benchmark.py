@@ -951,7 +951,14 @@ def test_only_trains_a_slice_of_the_protocol(tmp_path: Path, capsys):
     assert "--only: 1 of them in the slice train now" in capsys.readouterr().out
     runs = RunStore(store).runs(status="finished")
     assert list(zip(runs["method"], runs["seed"])) == [("balanced_softmax", 1)]
-    assert main([*base, "--only", "method=nope"]) == 2
-    assert "no run of" in capsys.readouterr().err
+    from imbal_core.protocol import parse_only
+
+    assert parse_only(["method=style_kd,crt,seed=0", "ratio=natural"]) == {
+        "method": {"style_kd", "crt"},
+        "seed": {"0"},
+        "ratio": {"natural"},
+    }
+    assert main([*base, "--only", "method=ce,nope"]) == 2  # a typo beside a real name is not dropped silently
+    assert "does not have: method=nope" in capsys.readouterr().err
     assert main([*base, "--only", "sed=1"]) == 2
     assert "KEY one of method, seed, ratio, data" in capsys.readouterr().err
