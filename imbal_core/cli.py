@@ -1004,7 +1004,7 @@ WITH_CONFIG = {"config", "path", "device", "tag", "quiet", "func", "parser", "st
 def _recorded_config(args: argparse.Namespace) -> TrainConfig:
     """`train --config FILE`: the recorded config (its data path as this checkout reads an archived one), with
     --path and --device applied; any other training option given with it is refused, not silently dropped."""
-    from .runs.archive import local_config
+    from .reproduce import recorded_config
 
     given = [
         action.option_strings[0]
@@ -1018,16 +1018,7 @@ def _recorded_config(args: argparse.Namespace) -> TrainConfig:
             f"--config trains the recorded config as it is; {', '.join(given)} would change it: drop them, or "
             "edit a copy of the config file"
         )
-    path = Path(args.config).expanduser()
-    try:
-        values = local_config(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"--config {path} does not read as a run's config.json ({type(err).__name__})") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"--config {path} is not a run's config.json (a JSON object of TrainConfig's keys)")
-    config = TrainConfig.from_dict(values)
-    if args.path is not None:
-        config = replace(config, data_path=args.path)
+    config = recorded_config(Path(args.config).expanduser(), args.path)
     if args.device != "auto":
         config = replace(config, device=args.device)
     return config

@@ -81,22 +81,17 @@ def run_folder(run: str, stores: Sequence[RunStore]) -> Path:
     )
 
 
-def recorded_config(folder: Path, data_path: str | None = None) -> TrainConfig:
-    """The config that trained the run in `folder`, its data path as this checkout reads an archived one (or
-    `data_path`, for data kept elsewhere here)."""
+def recorded_config(file: Path, data_path: str | None = None) -> TrainConfig:
+    """The config a run recorded (its config.json), its data path as this checkout reads an archived one (or
+    `data_path`, for data kept elsewhere here). `train --config` and `reproduce` read it so."""
     try:
-        values = local_config(json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")))
+        values = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise RunError(f"{folder / CONFIG_FILE} does not read ({type(err).__name__}): not a run's config") from None
-    config = TrainConfig.from_dict(values)
-    if data_path is not None:
-        config = replace(config, data_path=data_path)
-    if config.init_from:
-        raise ConfigError(
-            f"the run in {folder} starts from run {config.init_from}'s weights (init_from): reproduce that run "
-            "first, then train this config with --init-from set to the copy (`train --config`)"
-        )
-    return config
+        raise ConfigError(f"{file} does not read as a run's {CONFIG_FILE} ({type(err).__name__})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{file} is not a run's {CONFIG_FILE} (a JSON object of TrainConfig's keys)")
+    config = TrainConfig.from_dict(local_config(values))
+    return config if data_path is None else replace(config, data_path=data_path)
 
 
 def reproduce(
@@ -112,7 +107,12 @@ def reproduce(
     predictions = folder / PREDICTIONS_FILE
     if not predictions.is_file():
         raise RunError(f"{folder} has no {PREDICTIONS_FILE}: only a finished run can be compared with its copy")
-    config = recorded_config(folder, data_path)
+    config = recorded_config(folder / CONFIG_FILE, data_path)
+    if config.init_from:
+        raise ConfigError(
+            f"the run in {folder} starts from run {config.init_from}'s weights (init_from): reproduce that run "
+            "first, then train this config with --init-from set to the copy (`train --config`)"
+        )
     config.check_ready()  # a missing data folder or weights file: an error before anything is trained
     recorded = run_environment_records(folder)
     threads = threads or (recorded_threads(recorded[-1]) if recorded else shipped_threads(folder))

@@ -21,6 +21,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from imbal_core.charts import method_of  # noqa: E402
 from imbal_core.stats import format_difference  # noqa: E402
 
 
@@ -47,7 +48,7 @@ def table(files: dict[str, pd.DataFrame], metric: str, binary: bool) -> list[str
     }
     methods = list(dict.fromkeys(m for part in parts.values() for m in part["summary"]["method"]))
     copies = pd.concat([frame[frame["table"] == "identical"] for frame in files.values()])
-    copy_of = dict(zip(copies["method"], copies["reference"].str.split(" · ").str[0]))  # identical predictions
+    copy_of = dict(zip(copies["method"], copies["reference"].map(method_of)))  # identical predictions
     header, rule = ["method"], ["---"]
     for name in files:
         header.append(f"{name}: {metric}")

@@ -72,6 +72,10 @@ def test_train_config_trains_the_recorded_config_and_refuses_options_that_change
         for s, r in ((RunStore(store), run_id), (RunStore(again), copy))
     )
     assert original.tobytes() == retrained.tobytes()
+    not_a_config = tmp_path / "list.json"
+    not_a_config.write_text("[]")
+    assert main(["--store", str(store), "train", "--config", str(not_a_config)]) == 2
+    assert "is not a run's config.json" in capsys.readouterr().err
     assert main(["--store", str(store), "reproduce", "nope"]) == 2
     assert "neither a run id of" in capsys.readouterr().err
 
